@@ -1,0 +1,2 @@
+//! The image store: sources (OCI layouts, archives, rootfs imports), content-
+//! addressed blobs, and layers unpacked once per diff-id.

@@ -1,0 +1,25 @@
+//! minipod: a rootless pod launcher. `main` stays single-threaded until the
+//! command has joined the user namespace it needs (see `userns::enter`): the
+//! kernel refuses `setns(CLONE_NEWUSER)` in a multi-threaded process.
+
+mod cli;
+mod image;
+mod paths;
+mod spec;
+mod sys;
+mod userns;
+
+use std::process::ExitCode;
+
+/// podman's convention: 125 means minipod itself failed, not a container.
+pub const EXIT_MINIPOD_ERROR: u8 = 125;
+
+fn main() -> ExitCode {
+    match cli::run() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            ExitCode::from(EXIT_MINIPOD_ERROR)
+        }
+    }
+}

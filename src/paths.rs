@@ -1,0 +1,69 @@
+//! Where minipod keeps its files (DESIGN.md "Storage").
+
+use std::path::{Path, PathBuf};
+
+/// The two roots every command works with.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    /// Images: blobs, unpacked layers, `images.json`.
+    pub data: PathBuf,
+    /// Volatile state: the holder's pid file, pods, logs, sockets.
+    pub run: PathBuf,
+}
+
+impl Roots {
+    /// `--root`/`--runroot` when given, else the XDG defaults.
+    pub fn resolve(data: Option<PathBuf>, run: Option<PathBuf>) -> Roots {
+        let uid = nix::unistd::getuid().as_raw();
+        let data = data.unwrap_or_else(|| {
+            let base = std::env::var_os("XDG_DATA_HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))
+                .unwrap_or_else(|| PathBuf::from(format!("/tmp/minipod-{uid}-data")));
+            base.join("minipod")
+        });
+        let run = run.unwrap_or_else(|| {
+            std::env::var_os("XDG_RUNTIME_DIR")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute() && p.is_dir())
+                .map(|p| p.join("minipod"))
+                .unwrap_or_else(|| PathBuf::from(format!("/tmp/minipod-{uid}")))
+        });
+        Roots {
+            data: absolute(data),
+            run: absolute(run),
+        }
+    }
+
+    pub fn blobs(&self) -> PathBuf {
+        self.data.join("blobs/sha256")
+    }
+    pub fn layers(&self) -> PathBuf {
+        self.data.join("layers")
+    }
+    pub fn images_json(&self) -> PathBuf {
+        self.data.join("images.json")
+    }
+    pub fn data_locks(&self) -> PathBuf {
+        self.data.join("locks")
+    }
+    pub fn holder_pid(&self) -> PathBuf {
+        self.run.join("holder.pid")
+    }
+    pub fn holder_lock(&self) -> PathBuf {
+        self.run.join("holder.lock")
+    }
+    pub fn pods(&self) -> PathBuf {
+        self.run.join("pods")
+    }
+}
+
+/// Relative roots would change meaning once a helper changes directory.
+fn absolute(p: PathBuf) -> PathBuf {
+    if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+    }
+}

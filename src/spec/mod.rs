@@ -1,0 +1,1 @@
+//! Pod YAML: parse, validate, and turn into a plan the runtime executes.

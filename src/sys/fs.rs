@@ -1,0 +1,71 @@
+//! Atomic file replacement: readers see the old file or the new one, never a
+//! half-written one, even if the writer is killed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it
+/// into place.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = temp_sibling(path);
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("writing {}", path.display()))
+}
+
+/// A name in the same directory (so rename is atomic) that no other process
+/// will pick: it carries our pid, and stale ones can be recognised by it.
+pub fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    path.with_file_name(format!(".tmp-{}-{}-{}", std::process::id(), unique(), name))
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// For a name made by `temp_sibling`, the pid of the process that made it.
+pub fn temp_owner_pid(name: &str) -> Option<i32> {
+    name.strip_prefix(".tmp-")?.split('-').next()?.parse().ok()
+}
+
+/// True when a process with this pid exists (it may belong to someone else).
+pub fn pid_alive(pid: i32) -> bool {
+    pid > 0 && (unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_carry_the_pid() {
+        let t = temp_sibling(Path::new("/x/images.json"));
+        let name = t.file_name().unwrap().to_str().unwrap();
+        assert_eq!(temp_owner_pid(name), Some(std::process::id() as i32));
+        assert!(name.ends_with("images.json"));
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        atomic_write(&p, b"one").unwrap();
+        atomic_write(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+}

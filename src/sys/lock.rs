@@ -1,0 +1,84 @@
+//! Advisory file locks (flock): every shared file is changed under one, so two
+//! minipod commands can run at once. The lock is released when dropped, and by
+//! the kernel if the process dies.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+#[derive(Debug)]
+pub struct FileLock {
+    file: File,
+    path: PathBuf,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Shared,
+    Exclusive,
+}
+
+impl FileLock {
+    /// Blocks until the lock at `path` is held.
+    pub fn acquire(path: &Path, mode: Mode) -> Result<FileLock> {
+        let lock = FileLock::open(path)?;
+        lock.flock(mode, false)?;
+        Ok(lock)
+    }
+
+    /// Returns `None` when somebody else holds it.
+    pub fn try_acquire(path: &Path, mode: Mode) -> Result<Option<FileLock>> {
+        let lock = FileLock::open(path)?;
+        match lock.flock(mode, true) {
+            Ok(()) => Ok(Some(lock)),
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
+        }
+    }
+
+    /// Turns an exclusive lock into a shared one without letting go of it.
+    pub fn downgrade(&self) -> Result<()> {
+        self.flock(Mode::Shared, false)
+            .with_context(|| format!("locking {}", self.path.display()))
+    }
+
+    fn open(path: &Path) -> Result<FileLock> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening lock file {}", path.display()))?;
+        Ok(FileLock {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn flock(&self, mode: Mode, nonblocking: bool) -> std::io::Result<()> {
+        let mut op = match mode {
+            Mode::Shared => libc::LOCK_SH,
+            Mode::Exclusive => libc::LOCK_EX,
+        };
+        if nonblocking {
+            op |= libc::LOCK_NB;
+        }
+        loop {
+            // SAFETY: flock on an fd we own.
+            if unsafe { libc::flock(self.file.as_raw_fd(), op) } == 0 {
+                return Ok(());
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+}

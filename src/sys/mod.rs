@@ -1,0 +1,4 @@
+//! Small OS helpers shared by every module: file locks and atomic writes.
+
+pub mod fs;
+pub mod lock;

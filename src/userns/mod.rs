@@ -1,0 +1,2 @@
+//! The user-namespace holder (DESIGN.md): one idle process per run root that
+//! owns the user namespace every pod and every unpacked layer lives in.
