@@ -1,5 +1,221 @@
+//! The command line (DESIGN.md "The command line"), in podman's habits.
+
+use std::io::Read;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub fn run() -> anyhow::Result<ExitCode> {
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+
+use crate::image::{Store, reference, source};
+use crate::paths::Roots;
+use crate::userns;
+
+#[derive(Parser)]
+#[command(name = "minipod", version, about = "Run Kubernetes Pod YAML rootless, without a cluster")]
+struct Cli {
+    /// Where images are stored [default: $XDG_DATA_HOME/minipod]
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Where pod state lives [default: $XDG_RUNTIME_DIR/minipod]
+    #[arg(long, global = true, value_name = "DIR")]
+    runroot: Option<PathBuf>,
+    /// error, warn, info, debug or trace
+    #[arg(long, global = true, value_name = "LEVEL", default_value = "warn")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load an image: oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE
+    Load {
+        /// Name the image NAME[:TAG] instead of what the source says
+        #[arg(long, value_name = "NAME[:TAG]")]
+        name: Option<String>,
+        source: String,
+    },
+    /// Make a one-layer image from a root filesystem (tar, maybe compressed, or directory)
+    Import {
+        rootfs: PathBuf,
+        #[arg(value_name = "NAME[:TAG]")]
+        name: String,
+    },
+    /// List images
+    Images {
+        /// table or json
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Remove an image and whatever no other image uses
+    Rmi {
+        /// Remove all names of an image given by ID
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    #[command(name = "__holder", hide = true)]
+    Holder,
+}
+
+pub fn run() -> Result<ExitCode> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            e.print()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return Ok(ExitCode::from(crate::EXIT_MINIPOD_ERROR));
+        }
+    };
+    init_logging(&cli.log_level)?;
+    let roots = Roots::resolve(cli.root, cli.runroot);
+    match cli.command {
+        Command::Holder => userns::holder::holder_main().map(|()| ExitCode::SUCCESS),
+        Command::Load { name, source } => load(&roots, name.as_deref(), &source),
+        Command::Import { rootfs, name } => import(&roots, &rootfs, &name),
+        Command::Images { format } => images(&roots, &format),
+        Command::Rmi { force, images } => rmi(&roots, force, &images),
+    }
+}
+
+fn init_logging(level: &str) -> Result<()> {
+    let level: tracing::Level = level
+        .parse()
+        .map_err(|_| anyhow!("--log-level {level:?}: use error, warn, info, debug or trace"))?;
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+    Ok(())
+}
+
+/// Joins the user namespace and opens the store; only call while the process
+/// is single-threaded.
+fn store_in_userns(roots: &Roots) -> Result<Store> {
+    let holder = userns::enter(roots)?;
+    Ok(Store::new(roots, !holder.single_mapping))
+}
+
+fn load(roots: &Roots, name: Option<&str>, src: &str) -> Result<ExitCode> {
+    let store = store_in_userns(roots)?;
+    let image = source::open(src)?;
+    let name = match (name, &image.name_hint) {
+        (Some(n), _) => n.to_string(),
+        (None, Some(hint)) if hint.contains('/') || hint.contains(':') => hint.clone(),
+        // A layout's ref name is often a bare tag.
+        (None, Some(tag)) => format!("localhost/{}:{tag}", source_stem(src)),
+        (None, None) => bail!("{src}: the source does not name the image; give it one with --name NAME[:TAG]"),
+    };
+    let name = reference::normalize(&name)?;
+    store.add(&name, &image)?;
+    println!("Loaded image: {name}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn source_stem(src: &str) -> String {
+    let path = src.split_once(':').map_or(src, |(_, p)| p);
+    let path = path.split(':').next().unwrap_or(path);
+    PathBuf::from(path)
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_lowercase())
+        .unwrap_or_else(|| "image".into())
+}
+
+fn import(roots: &Roots, rootfs: &std::path::Path, name: &str) -> Result<ExitCode> {
+    let name = reference::normalize(name)?;
+    let meta = std::fs::metadata(rootfs).with_context(|| format!("{}: cannot read it", rootfs.display()))?;
+    let store = store_in_userns(roots)?;
+    let origin = rootfs.display().to_string();
+    let record = if meta.is_dir() {
+        store.import(&name, tar_of_dir(rootfs)?, &origin)?
+    } else {
+        let file = std::fs::File::open(rootfs).with_context(|| format!("opening {origin}"))?;
+        store.import(&name, Box::new(file), &origin)?
+    };
+    println!("{}", record.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A tar stream of `dir`, written by a thread into a pipe, so a directory
+/// imports through the same one-pass path as a tar file.
+fn tar_of_dir(dir: &std::path::Path) -> Result<Box<dyn Read + Send>> {
+    let (reader, writer) = std::io::pipe().context("creating a pipe")?;
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let mut builder = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, writer));
+        builder.follow_symlinks(false);
+        builder.mode(tar::HeaderMode::Complete);
+        // A failure shows up on the reading side as a truncated stream.
+        if let Err(e) = builder.append_dir_all(".", &dir).and_then(|()| builder.finish()) {
+            tracing::error!("reading {}: {e}", dir.display());
+        }
+    });
+    Ok(Box::new(reader))
+}
+
+fn images(roots: &Roots, format: &str) -> Result<ExitCode> {
+    let store = Store::new(roots, true);
+    let list = store.list()?;
+    match format {
+        "json" => {
+            let rows: Vec<serde_json::Value> = list
+                .iter()
+                .map(|(name, r)| {
+                    let reference = reference::Reference::parse(name).ok();
+                    serde_json::json!({
+                        "Id": r.id.trim_start_matches("sha256:"),
+                        "Name": name,
+                        "Repository": reference.as_ref().map(|x| x.repo()),
+                        "Tag": reference.as_ref().and_then(|x| x.tag.clone()),
+                        "Digest": r.manifest,
+                        "Size": r.size,
+                        "Created": r.created,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        }
+        "table" => {
+            println!("{:<48} {:<16} {:<14} {:<22} {:>10}", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
+            for (name, r) in &list {
+                let reference = reference::Reference::parse(name).ok();
+                let repo = reference.as_ref().map(|x| x.repo()).unwrap_or_else(|| name.clone());
+                let tag = reference.and_then(|x| x.tag).unwrap_or_else(|| "<none>".into());
+                let id: String = r.id.trim_start_matches("sha256:").chars().take(12).collect();
+                let created = r.created.as_deref().map(|c| c.get(..19).unwrap_or(c).replace('T', " ")).unwrap_or_default();
+                println!("{repo:<48} {tag:<16} {id:<14} {created:<22} {:>10}", human_size(r.size));
+            }
+        }
+        other => bail!("--format {other:?}: use table or json"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SI units, as podman prints sizes.
+fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < units.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.3} {}", units[unit]) }
+}
+
+fn rmi(roots: &Roots, force: bool, images: &[String]) -> Result<ExitCode> {
+    let store = store_in_userns(roots)?;
+    for image in images {
+        for name in store.remove(image, force)? {
+            println!("Untagged: {name}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,2 +1,10 @@
 //! The image store: sources (OCI layouts, archives, rootfs imports), content-
 //! addressed blobs, and layers unpacked once per diff-id.
+
+pub mod digest;
+pub mod reference;
+pub mod source;
+pub mod store;
+pub mod unpack;
+
+pub use store::Store;

@@ -1,2 +1,7 @@
 //! The user-namespace holder (DESIGN.md): one idle process per run root that
 //! owns the user namespace every pod and every unpacked layer lives in.
+
+pub mod holder;
+pub mod idmap;
+
+pub use holder::enter;

@@ -1,0 +1,194 @@
+//! Creating, finding and joining the holder process.
+//!
+//! The holder is `minipod __holder`: it unshares a user namespace, waits for
+//! its parent to write the uid/gid maps, then sleeps in its own session until
+//! killed. Commands that work on images or pods join its user namespace with
+//! `setns` while they are still single-threaded.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use nix::sched::CloneFlags;
+use serde::{Deserialize, Serialize};
+
+use super::idmap;
+use crate::paths::Roots;
+use crate::sys::fs::atomic_write;
+use crate::sys::lock::{FileLock, Mode};
+
+/// What the run root remembers of the holder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HolderRecord {
+    pub pid: i32,
+    /// Kernel start time of `pid` (field 22 of /proc/PID/stat): tells a live
+    /// holder from an unrelated process that reused its pid.
+    pub start_time: u64,
+    /// Only uid 0 ↦ caller is mapped: image owners other than root cannot be
+    /// kept.
+    pub single_mapping: bool,
+}
+
+/// The protocol on the holder's stdin/stdout while it is being set up.
+const UNSHARED: u8 = b'u';
+const MAPPED: u8 = b'm';
+const READY: u8 = b'r';
+
+/// Finds the live holder of this run root, or starts one.
+pub fn ensure(roots: &Roots) -> Result<HolderRecord> {
+    create_private_dir(&roots.run)?;
+    let _lock = FileLock::acquire(&roots.holder_lock(), Mode::Exclusive)?;
+    if let Some(record) = read_live(roots) {
+        return Ok(record);
+    }
+    let record = spawn()?;
+    let json = serde_json::to_vec(&record)?;
+    atomic_write(&roots.holder_pid(), &json)?;
+    Ok(record)
+}
+
+/// The holder's record when its process is still the one that was started.
+pub fn read_live(roots: &Roots) -> Option<HolderRecord> {
+    let bytes = std::fs::read(roots.holder_pid()).ok()?;
+    let record: HolderRecord = serde_json::from_slice(&bytes).ok()?;
+    (start_time(record.pid) == Some(record.start_time)).then_some(record)
+}
+
+/// Joins the holder's user namespace (starting the holder if needed). Must be
+/// called while the process has a single thread.
+pub fn enter(roots: &Roots) -> Result<HolderRecord> {
+    let record = ensure(roots)?;
+    let target = format!("/proc/{}/ns/user", record.pid);
+    let own = std::fs::metadata("/proc/self/ns/user")?.ino();
+    let theirs = std::fs::metadata(&target)
+        .with_context(|| format!("reading {target}"))?
+        .ino();
+    if own == theirs {
+        return Ok(record);
+    }
+    if thread_count() != Some(1) {
+        bail!("internal error: joining the user namespace needs a single-threaded process");
+    }
+    let ns = File::open(&target).with_context(|| format!("opening {target}"))?;
+    nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWUSER)
+        .with_context(|| format!("joining the user namespace of holder {}", record.pid))?;
+    Ok(record)
+}
+
+fn spawn() -> Result<HolderRecord> {
+    let ranges = idmap::caller_ranges();
+    if ranges.is_none() {
+        tracing::warn!(
+            "no range for your user in /etc/subuid and /etc/subgid: only your own uid is mapped, \
+             so image files owned by other users will belong to root in containers; \
+             add one with `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`"
+        );
+    }
+    let mut child = Command::new("/proc/self/exe")
+        .arg("__holder")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting the user-namespace holder")?;
+    let pid = child.id() as i32;
+    let mut to_child = child.stdin.take().expect("piped stdin");
+    let mut from_child = child.stdout.take().expect("piped stdout");
+    let result = (|| -> Result<()> {
+        expect_byte(&mut from_child, UNSHARED)?;
+        idmap::write_maps(pid, ranges)?;
+        to_child.write_all(&[MAPPED])?;
+        expect_byte(&mut from_child, READY)
+    })();
+    if let Err(err) = result {
+        let _ = child.kill();
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        let _ = child.wait();
+        let detail = stderr.trim();
+        return Err(if detail.is_empty() {
+            err
+        } else {
+            err.context(detail.to_string())
+        })
+        .context("creating the user namespace");
+    }
+    Ok(HolderRecord {
+        pid,
+        start_time: start_time(pid).context("the holder exited right after starting")?,
+        single_mapping: ranges.is_none(),
+    })
+}
+
+fn expect_byte(from: &mut impl Read, want: u8) -> Result<()> {
+    let mut b = [0u8];
+    from.read_exact(&mut b)
+        .context("the holder exited while being set up")?;
+    if b[0] != want {
+        bail!("the holder sent an unexpected reply");
+    }
+    Ok(())
+}
+
+/// `minipod __holder`: the holder's own side.
+pub fn holder_main() -> Result<()> {
+    nix::unistd::setsid().context("setsid")?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWUSER).context(
+        "unshare(CLONE_NEWUSER) failed: unprivileged user namespaces must be enabled \
+         (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1)",
+    )?;
+    let mut stdout = std::io::stdout();
+    stdout.write_all(&[UNSHARED])?;
+    stdout.flush()?;
+    expect_byte(&mut std::io::stdin(), MAPPED)?;
+    if nix::unistd::getuid().as_raw() != 0 {
+        bail!("uid 0 is not mapped in the new user namespace");
+    }
+    stdout.write_all(&[READY])?;
+    stdout.flush()?;
+    // Let go of the parent's pipes and directory: whoever waits for our
+    // output must not wait for us.
+    let null = File::options().read(true).write(true).open("/dev/null")?;
+    for fd in 0..=2 {
+        // SAFETY: replaces our own stdio fds; nothing holds them as owned fds.
+        unsafe { nix::unistd::dup2_raw(&null, fd) }?;
+    }
+    std::env::set_current_dir("/")?;
+    loop {
+        nix::unistd::pause();
+    }
+}
+
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after
+    // the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+fn thread_count() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The run root holds sockets and state of the user's pods: 0700.
+pub fn create_private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("creating {}", path.display()))
+}

@@ -1,0 +1,119 @@
+//! uid/gid maps for the holder's user namespace: uid 0 ↦ the caller, 1..N ↦
+//! the caller's /etc/subuid range (written by the setuid `newuidmap`), or a
+//! single mapping when the caller has no range.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// One `name:start:count` line of /etc/subuid or /etc/subgid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubRange {
+    pub start: u32,
+    pub count: u32,
+}
+
+/// The first range of `user` (matched by name or by numeric id), as shadow's
+/// tools pick it.
+pub fn parse_subid(text: &str, user: &str, id: u32) -> Option<SubRange> {
+    text.lines().find_map(|line| {
+        let mut parts = line.trim().split(':');
+        let (owner, start, count) = (parts.next()?, parts.next()?, parts.next()?);
+        if owner != user && owner.parse::<u32>().ok() != Some(id) {
+            return None;
+        }
+        let range = SubRange {
+            start: start.trim().parse().ok()?,
+            count: count.trim().parse().ok()?,
+        };
+        (range.count > 0).then_some(range)
+    })
+}
+
+/// The caller's ranges, or `None` when either file gives none.
+pub fn caller_ranges() -> Option<(SubRange, SubRange)> {
+    let uid = nix::unistd::getuid();
+    let gid = nix::unistd::getgid();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let u = parse_subid(&read("/etc/subuid"), &name, uid.as_raw())?;
+    let g = parse_subid(&read("/etc/subgid"), &name, gid.as_raw())?;
+    Some((u, g))
+}
+
+/// Writes the maps of the user namespace of `pid`. Returns true when only a
+/// single mapping could be made.
+pub fn write_maps(pid: i32, ranges: Option<(SubRange, SubRange)>) -> Result<()> {
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    match ranges {
+        Some((u, g)) => {
+            run_helper("newuidmap", pid, uid, u)?;
+            run_helper("newgidmap", pid, gid, g)?;
+        }
+        None => {
+            let proc_dir = format!("/proc/{pid}");
+            let write = |file: &str, text: String| {
+                std::fs::write(Path::new(&proc_dir).join(file), text)
+                    .with_context(|| format!("writing {proc_dir}/{file}"))
+            };
+            // The kernel requires setgroups to be denied before an
+            // unprivileged process writes gid_map.
+            write("setgroups", "deny".into())?;
+            write("uid_map", format!("0 {uid} 1\n"))?;
+            write("gid_map", format!("0 {gid} 1\n"))?;
+        }
+    }
+    Ok(())
+}
+
+fn run_helper(tool: &str, pid: i32, own: u32, range: SubRange) -> Result<()> {
+    let args = [
+        pid.to_string(),
+        "0".into(),
+        own.to_string(),
+        "1".into(),
+        "1".into(),
+        range.start.to_string(),
+        range.count.to_string(),
+    ];
+    let out = Command::new(tool).args(&args).output().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot run {tool}: {e}; install the `uidmap` package (apt-get install uidmap)"
+        )
+    })?;
+    if !out.status.success() {
+        bail!(
+            "{tool} {} failed ({}): {}; check the ranges for your user in /etc/subuid and /etc/subgid",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_range_by_name_or_id() {
+        let text = "alice:100000:65536\n# comment\n1001:200000:1000\nbob:0:0\n";
+        assert_eq!(
+            parse_subid(text, "alice", 1000),
+            Some(SubRange { start: 100000, count: 65536 })
+        );
+        assert_eq!(
+            parse_subid(text, "carol", 1001),
+            Some(SubRange { start: 200000, count: 1000 })
+        );
+        assert_eq!(parse_subid(text, "bob", 7), None, "an empty range is no range");
+        assert_eq!(parse_subid(text, "dave", 9), None);
+    }
+}
