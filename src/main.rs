@@ -5,6 +5,7 @@
 mod cli;
 mod image;
 mod paths;
+mod runtime;
 mod spec;
 mod sys;
 mod userns;

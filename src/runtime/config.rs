@@ -1,0 +1,56 @@
+//! What the supervisor hands to `minipod __container`: everything resolved,
+//! so the process that sets up a container's namespaces and mounts needs no
+//! YAML, no store and no image config. Written as JSON into the pod's state
+//! directory.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    /// The container's name, for errors.
+    pub name: String,
+    /// The pause process whose NET, IPC and UTS (and PID when `share_pid`)
+    /// namespaces the container joins, by host pid. Its mount namespace is
+    /// joined too and then copied (unshare), so the pod's tmpfs mounts
+    /// (`shm`, memory volumes) made by the pause are visible.
+    pub pause_pid: i32,
+    pub share_pid: bool,
+    /// Image layers, bottom first (overlayfs lowerdirs are top first).
+    pub layers: Vec<PathBuf>,
+    /// Per-container overlayfs upper and work dirs, and the mount point.
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub rootfs: PathBuf,
+    /// The pod's /dev/shm: a tmpfs the pause mounted, shared by the pod.
+    pub shm: PathBuf,
+    /// Files written by the supervisor and bind-mounted read-only.
+    pub hosts: PathBuf,
+    pub hostname_file: PathBuf,
+    pub resolv_conf: PathBuf,
+    pub mounts: Vec<Mount>,
+    pub process: Process,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Process {
+    /// argv[0] is looked up in the container's PATH when not absolute.
+    pub argv: Vec<String>,
+    /// `KEY=VALUE`, in order.
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
+/// A volume mount, resolved to a source path. Sources are looked up in the
+/// pause's mount namespace (which the container copies), where the pause has
+/// mounted the pod's tmpfs volumes, so tmpfs contents are shared by the pod.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Mount {
+    pub destination: String,
+    pub source: PathBuf,
+    pub read_only: bool,
+}

@@ -1,0 +1,3 @@
+//! Running pods: the pause process, containers, and the supervisor.
+
+pub mod config;
