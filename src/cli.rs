@@ -12,7 +12,11 @@ use crate::paths::Roots;
 use crate::userns;
 
 #[derive(Parser)]
-#[command(name = "minipod", version, about = "Run Kubernetes Pod YAML rootless, without a cluster")]
+#[command(
+    name = "minipod",
+    version,
+    about = "Run Kubernetes Pod YAML rootless, without a cluster"
+)]
 struct Cli {
     /// Where images are stored [default: $XDG_DATA_HOME/minipod]
     #[arg(long, global = true, value_name = "DIR")]
@@ -111,7 +115,9 @@ fn load(roots: &Roots, name: Option<&str>, src: &str) -> Result<ExitCode> {
         (None, Some(hint)) if hint.contains('/') || hint.contains(':') => hint.clone(),
         // A layout's ref name is often a bare tag.
         (None, Some(tag)) => format!("localhost/{}:{tag}", source_stem(src)),
-        (None, None) => bail!("{src}: the source does not name the image; give it one with --name NAME[:TAG]"),
+        (None, None) => {
+            bail!("{src}: the source does not name the image; give it one with --name NAME[:TAG]")
+        }
     };
     let name = reference::normalize(&name)?;
     store.add(&name, &image)?;
@@ -130,7 +136,8 @@ fn source_stem(src: &str) -> String {
 
 fn import(roots: &Roots, rootfs: &std::path::Path, name: &str) -> Result<ExitCode> {
     let name = reference::normalize(name)?;
-    let meta = std::fs::metadata(rootfs).with_context(|| format!("{}: cannot read it", rootfs.display()))?;
+    let meta = std::fs::metadata(rootfs)
+        .with_context(|| format!("{}: cannot read it", rootfs.display()))?;
     let store = store_in_userns(roots)?;
     let origin = rootfs.display().to_string();
     let record = if meta.is_dir() {
@@ -153,7 +160,10 @@ fn tar_of_dir(dir: &std::path::Path) -> Result<Box<dyn Read + Send>> {
         builder.follow_symlinks(false);
         builder.mode(tar::HeaderMode::Complete);
         // A failure shows up on the reading side as a truncated stream.
-        if let Err(e) = builder.append_dir_all(".", &dir).and_then(|()| builder.finish()) {
+        if let Err(e) = builder
+            .append_dir_all(".", &dir)
+            .and_then(|()| builder.finish())
+        {
             tracing::error!("reading {}: {e}", dir.display());
         }
     });
@@ -183,14 +193,33 @@ fn images(roots: &Roots, format: &str) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&rows)?);
         }
         "table" => {
-            println!("{:<48} {:<16} {:<14} {:<22} {:>10}", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
+            println!(
+                "{:<48} {:<16} {:<14} {:<22} {:>10}",
+                "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
+            );
             for (name, r) in &list {
                 let reference = reference::Reference::parse(name).ok();
-                let repo = reference.as_ref().map(|x| x.repo()).unwrap_or_else(|| name.clone());
-                let tag = reference.and_then(|x| x.tag).unwrap_or_else(|| "<none>".into());
-                let id: String = r.id.trim_start_matches("sha256:").chars().take(12).collect();
-                let created = r.created.as_deref().map(|c| c.get(..19).unwrap_or(c).replace('T', " ")).unwrap_or_default();
-                println!("{repo:<48} {tag:<16} {id:<14} {created:<22} {:>10}", human_size(r.size));
+                let repo = reference
+                    .as_ref()
+                    .map(|x| x.repo())
+                    .unwrap_or_else(|| name.clone());
+                let tag = reference
+                    .and_then(|x| x.tag)
+                    .unwrap_or_else(|| "<none>".into());
+                let id: String =
+                    r.id.trim_start_matches("sha256:")
+                        .chars()
+                        .take(12)
+                        .collect();
+                let created = r
+                    .created
+                    .as_deref()
+                    .map(|c| c.get(..19).unwrap_or(c).replace('T', " "))
+                    .unwrap_or_default();
+                println!(
+                    "{repo:<48} {tag:<16} {id:<14} {created:<22} {:>10}",
+                    human_size(r.size)
+                );
             }
         }
         other => bail!("--format {other:?}: use table or json"),
@@ -207,7 +236,11 @@ fn human_size(bytes: u64) -> String {
         value /= 1000.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.3} {}", units[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.3} {}", units[unit])
+    }
 }
 
 fn rmi(roots: &Roots, force: bool, images: &[String]) -> Result<ExitCode> {

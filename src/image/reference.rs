@@ -53,8 +53,11 @@ impl Reference {
         if let Some(t) = tag {
             let ok = !t.is_empty()
                 && t.len() <= 128
-                && t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-                && t.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                && t.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
             if !ok {
                 return Err(err("a tag is up to 128 letters, digits, '_', '.' or '-'"));
             }
@@ -75,7 +78,8 @@ impl Reference {
         };
         let component_ok = |c: &str| {
             !c.is_empty()
-                && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
                 && c.as_bytes()[0].is_ascii_alphanumeric()
                 && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
         };
@@ -133,7 +137,10 @@ mod tests {
             ("quay.io/a/b:v1", "quay.io/a/b:v1"),
             ("localhost/test", "localhost/test:latest"),
             ("localhost:5000/x/y:2", "localhost:5000/x/y:2"),
-            ("index.docker.io/library/nginx", "docker.io/library/nginx:latest"),
+            (
+                "index.docker.io/library/nginx",
+                "docker.io/library/nginx:latest",
+            ),
             ("registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10"),
         ];
         for (input, want) in cases {

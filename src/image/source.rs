@@ -45,7 +45,10 @@ impl TarFiles {
         let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
         let mut magic = [0u8; 4];
         let n = (&file).read(&mut magic)?;
-        if !matches!(super::unpack::Compression::sniff(&magic[..n]), super::unpack::Compression::None) {
+        if !matches!(
+            super::unpack::Compression::sniff(&magic[..n]),
+            super::unpack::Compression::None
+        ) {
             bail!(
                 "{} is compressed: decompress it first (for example with gunzip); minipod reads uncompressed image archives",
                 archive.display()
@@ -54,9 +57,8 @@ impl TarFiles {
         (&file).seek(SeekFrom::Start(0))?;
         let mut members = HashMap::new();
         let mut tar = tar::Archive::new(std::io::BufReader::new(file));
-        let bad = |e: std::io::Error| {
-            anyhow!("{} is not a readable tar archive: {e}", archive.display())
-        };
+        let bad =
+            |e: std::io::Error| anyhow!("{} is not a readable tar archive: {e}", archive.display());
         for entry in tar.entries().map_err(bad)? {
             let entry = entry.map_err(bad)?;
             if !entry.header().entry_type().is_file() {
@@ -78,7 +80,9 @@ impl TarFiles {
 }
 
 fn normalize_member(path: &str) -> String {
-    path.trim_start_matches("./").trim_start_matches('/').to_string()
+    path.trim_start_matches("./")
+        .trim_start_matches('/')
+        .to_string()
 }
 
 impl Files for TarFiles {
@@ -163,9 +167,15 @@ fn read_blob(files: &dyn Files, desc: &Descriptor, origin: &str) -> Result<Vec<u
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`.
-pub fn open_oci_layout(files: Arc<dyn Files>, origin: String, tag: Option<&str>) -> Result<SourceImage> {
+pub fn open_oci_layout(
+    files: Arc<dyn Files>,
+    origin: String,
+    tag: Option<&str>,
+) -> Result<SourceImage> {
     if !files.exists("index.json") {
-        bail!("{origin}: index.json is missing: this is not an OCI image layout (see the OCI image-layout spec)");
+        bail!(
+            "{origin}: index.json is missing: this is not an OCI image layout (see the OCI image-layout spec)"
+        );
     }
     if files.exists("oci-layout") {
         #[derive(Deserialize)]
@@ -176,15 +186,22 @@ pub fn open_oci_layout(files: Arc<dyn Files>, origin: String, tag: Option<&str>)
         let layout: Layout = serde_json::from_slice(&read_small(&*files, "oci-layout", &origin)?)
             .with_context(|| format!("{origin}: oci-layout is not valid JSON"))?;
         if !layout.version.starts_with("1.") {
-            bail!("{origin}: unsupported image layout version {}", layout.version);
+            bail!(
+                "{origin}: unsupported image layout version {}",
+                layout.version
+            );
         }
     }
     let index: ImageIndex = serde_json::from_slice(&read_small(&*files, "index.json", &origin)?)
         .with_context(|| format!("{origin}: index.json is not a valid OCI image index"))?;
     let (desc, name_hint) = pick_manifest(&*files, &index, tag, &origin)?;
     let manifest_bytes = read_blob(&*files, &desc, &origin)?;
-    let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes)
-        .with_context(|| format!("{origin}: manifest {} is not a valid image manifest", desc.digest()))?;
+    let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes).with_context(|| {
+        format!(
+            "{origin}: manifest {} is not a valid image manifest",
+            desc.digest()
+        )
+    })?;
     let config = read_blob(&*files, manifest.config(), &origin)?;
     let layers = manifest
         .layers()
@@ -219,7 +236,12 @@ fn pick_manifest(
     tag: Option<&str>,
     origin: &str,
 ) -> Result<(Descriptor, Option<String>)> {
-    let ref_name = |d: &Descriptor| d.annotations().as_ref().and_then(|a| a.get(REF_NAME)).cloned();
+    let ref_name = |d: &Descriptor| {
+        d.annotations()
+            .as_ref()
+            .and_then(|a| a.get(REF_NAME))
+            .cloned()
+    };
     let mut candidates: Vec<&Descriptor> = index.manifests().iter().collect();
     if let Some(tag) = tag {
         candidates.retain(|d| ref_name(d).as_deref() == Some(tag));
@@ -227,7 +249,11 @@ fn pick_manifest(
             let known: Vec<String> = index.manifests().iter().filter_map(ref_name).collect();
             bail!(
                 "{origin}: no manifest is tagged {tag:?} (tags present: {})",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             );
         }
     }
@@ -235,9 +261,11 @@ fn pick_manifest(
         let host: Vec<&Descriptor> = candidates
             .iter()
             .copied()
-            .filter(|d| d.platform().as_ref().is_some_and(|p| {
-                p.os().to_string() == "linux" && p.architecture().to_string() == host_arch()
-            }))
+            .filter(|d| {
+                d.platform().as_ref().is_some_and(|p| {
+                    p.os().to_string() == "linux" && p.architecture().to_string() == host_arch()
+                })
+            })
             .collect();
         if !host.is_empty() {
             candidates = host;
@@ -253,7 +281,8 @@ fn pick_manifest(
     };
     let name = ref_name(&desc);
     if matches!(desc.media_type(), MediaType::ImageIndex)
-        || desc.media_type().to_string() == "application/vnd.docker.distribution.manifest.list.v2+json"
+        || desc.media_type().to_string()
+            == "application/vnd.docker.distribution.manifest.list.v2+json"
     {
         let nested: ImageIndex = serde_json::from_slice(&read_blob(files, &desc, origin)?)
             .with_context(|| format!("{origin}: nested index {} is not valid", desc.digest()))?;
@@ -290,12 +319,16 @@ pub fn open_docker_archive(files: Arc<dyn Files>, origin: String) -> Result<Sour
     if !files.exists("manifest.json") {
         bail!("{origin}: manifest.json is missing: this is not a `docker save` archive");
     }
-    let entries: Vec<Entry> = serde_json::from_slice(&read_small(&*files, "manifest.json", &origin)?)
-        .with_context(|| format!("{origin}: manifest.json is not valid"))?;
+    let entries: Vec<Entry> =
+        serde_json::from_slice(&read_small(&*files, "manifest.json", &origin)?)
+            .with_context(|| format!("{origin}: manifest.json is not valid"))?;
     let entry = match entries.as_slice() {
         [one] => one,
         [] => bail!("{origin}: manifest.json lists no image"),
-        many => bail!("{origin}: holds {} images; minipod loads archives of one image", many.len()),
+        many => bail!(
+            "{origin}: holds {} images; minipod loads archives of one image",
+            many.len()
+        ),
     };
     let config = read_small(&*files, &entry.config, &origin)?;
     // The config's file name is its digest (`<hex>.json` or `blobs/sha256/<hex>`).
@@ -305,7 +338,10 @@ pub fn open_docker_archive(files: Arc<dyn Files>, origin: String) -> Result<Sour
         .unwrap_or_default();
     let actual = sha256_of(&config);
     if parse_sha256(&format!("sha256:{stem}")).is_some() && actual != format!("sha256:{stem}") {
-        bail!("{origin}: config {} is corrupt: its content hashes to {actual}", entry.config);
+        bail!(
+            "{origin}: config {} is corrupt: its content hashes to {actual}",
+            entry.config
+        );
     }
     let layers = entry
         .layers
@@ -343,7 +379,9 @@ pub fn open(source: &str) -> Result<SourceImage> {
     // A tag may follow the path after a ':' (paths with ':' are rare).
     let split_tag = |rest: &str| -> (PathBuf, Option<String>) {
         match rest.rsplit_once(':') {
-            Some((p, t)) if !t.contains('/') && !Path::new(rest).exists() => (PathBuf::from(p), Some(t.to_string())),
+            Some((p, t)) if !t.contains('/') && !Path::new(rest).exists() => {
+                (PathBuf::from(p), Some(t.to_string()))
+            }
             _ => (PathBuf::from(rest), None),
         }
     };
@@ -353,18 +391,31 @@ pub fn open(source: &str) -> Result<SourceImage> {
             if !dir.is_dir() {
                 bail!("oci:{}: no such directory", dir.display());
             }
-            open_oci_layout(Arc::new(DirFiles(dir.clone())), format!("oci:{}", dir.display()), tag.as_deref())
+            open_oci_layout(
+                Arc::new(DirFiles(dir.clone())),
+                format!("oci:{}", dir.display()),
+                tag.as_deref(),
+            )
         }
         "oci-archive" => {
             let (file, tag) = split_tag(rest);
             let files = TarFiles::index(&file)?;
-            open_oci_layout(Arc::new(files), format!("oci-archive:{}", file.display()), tag.as_deref())
+            open_oci_layout(
+                Arc::new(files),
+                format!("oci-archive:{}", file.display()),
+                tag.as_deref(),
+            )
         }
         "docker-archive" => {
             let file = PathBuf::from(rest);
             let files = TarFiles::index(&file)?;
-            open_docker_archive(Arc::new(files), format!("docker-archive:{}", file.display()))
+            open_docker_archive(
+                Arc::new(files),
+                format!("docker-archive:{}", file.display()),
+            )
         }
-        other => bail!("unknown source format {other:?}: use oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE"),
+        other => bail!(
+            "unknown source format {other:?}: use oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE"
+        ),
     }
 }

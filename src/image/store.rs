@@ -133,7 +133,10 @@ impl Store {
         // Check everything that can be checked before writing anything.
         for (layer, diff_id) in image.layers.iter().zip(&diff_ids) {
             if parse_sha256(diff_id).is_none() {
-                bail!("{}: diff-id {diff_id:?} is not a sha256 digest", image.origin);
+                bail!(
+                    "{}: diff-id {diff_id:?} is not a sha256 digest",
+                    image.origin
+                );
             }
             if let Some(mt) = &layer.media_type
                 && Compression::from_media_type(mt).is_none()
@@ -159,7 +162,12 @@ impl Store {
 
         let manifest = match &image.manifest {
             Some(bytes) => bytes.clone(),
-            None => synthesize_manifest(&sha256_of(&image.config), image.config.len(), &diff_ids, &sizes)?,
+            None => synthesize_manifest(
+                &sha256_of(&image.config),
+                image.config.len(),
+                &diff_ids,
+                &sizes,
+            )?,
         };
         let record = self.commit(name, &image.config, &config, &manifest, diff_ids, &sizes)?;
         drop(_gc_guard);
@@ -198,7 +206,12 @@ impl Store {
 
     /// Unpacks the layers that are not in the store yet, several at once.
     /// Returns each layer's uncompressed size, in order.
-    fn ensure_layers(&self, name: &str, image: &SourceImage, diff_ids: &[String]) -> Result<Vec<u64>> {
+    fn ensure_layers(
+        &self,
+        name: &str,
+        image: &SourceImage,
+        diff_ids: &[String],
+    ) -> Result<Vec<u64>> {
         // An image may list the same layer twice (empty layers): unpack once.
         let mut unique: Vec<usize> = Vec::new();
         let mut seen = HashSet::new();
@@ -207,7 +220,9 @@ impl Store {
                 unique.push(i);
             }
         }
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(unique.len());
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(unique.len());
         let next = AtomicUsize::new(0);
         let devices = AtomicU64::new(0);
         let sizes: Vec<AtomicU64> = diff_ids.iter().map(|_| AtomicU64::new(0)).collect();
@@ -217,8 +232,11 @@ impl Store {
                     s.spawn(|| -> Result<()> {
                         loop {
                             let k = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(&i) = unique.get(k) else { return Ok(()) };
-                            let (size, skipped) = self.ensure_layer(name, image, &image.layers[i], &diff_ids[i])?;
+                            let Some(&i) = unique.get(k) else {
+                                return Ok(());
+                            };
+                            let (size, skipped) =
+                                self.ensure_layer(name, image, &image.layers[i], &diff_ids[i])?;
                             sizes[i].store(size, Ordering::Relaxed);
                             devices.fetch_add(skipped, Ordering::Relaxed);
                         }
@@ -227,7 +245,10 @@ impl Store {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("internal error: a layer worker panicked"))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow!("internal error: a layer worker panicked")))
+                })
                 .collect()
         });
         results.into_iter().collect::<Result<Vec<()>>>()?;
@@ -246,21 +267,29 @@ impl Store {
 
     /// Makes sure one layer is unpacked; returns its size and how many device
     /// nodes were skipped.
-    fn ensure_layer(&self, name: &str, image: &SourceImage, layer: &SourceLayer, diff_id: &str) -> Result<(u64, u64)> {
+    fn ensure_layer(
+        &self,
+        name: &str,
+        image: &SourceImage,
+        layer: &SourceLayer,
+        diff_id: &str,
+    ) -> Result<(u64, u64)> {
         let hex = parse_sha256(diff_id).expect("checked in add");
         let dir = self.roots.layers().join(hex);
         if let Some(meta) = read_layer_meta(&dir) {
             return Ok((meta.size, 0));
         }
-        let _lock = FileLock::acquire(&self.lock_path(&format!("layer-{hex}.lock")), Mode::Exclusive)?;
+        let _lock = FileLock::acquire(
+            &self.lock_path(&format!("layer-{hex}.lock")),
+            Mode::Exclusive,
+        )?;
         if let Some(meta) = read_layer_meta(&dir) {
             return Ok((meta.size, 0));
         }
         let blob = layer.digest.as_deref().unwrap_or(&layer.path);
-        let raw = image
-            .files
-            .open(&layer.path)
-            .with_context(|| format!("image {name}: blob {blob} is missing from {}", image.origin))?;
+        let raw = image.files.open(&layer.path).with_context(|| {
+            format!("image {name}: blob {blob} is missing from {}", image.origin)
+        })?;
         let compression = layer
             .media_type
             .as_deref()
@@ -268,14 +297,18 @@ impl Store {
         let tmp = TempDir::new(&dir);
         let streamed = self.stream_layer(tmp.path(), raw, compression, name, blob)?;
         if let Some(want) = &layer.digest
-            && (&streamed.compressed.0 != want || layer.size.is_some_and(|s| s != streamed.compressed.1))
+            && (&streamed.compressed.0 != want
+                || layer.size.is_some_and(|s| s != streamed.compressed.1))
         {
             bail!(
                 "image {name}: blob {want} does not match its digest (content hashes to {}, {} bytes{}); \
                  the image is damaged, export or pull it again",
                 streamed.compressed.0,
                 streamed.compressed.1,
-                layer.size.map(|s| format!(", {s} expected")).unwrap_or_default()
+                layer
+                    .size
+                    .map(|s| format!(", {s} expected"))
+                    .unwrap_or_default()
             );
         }
         if streamed.diff.0 != diff_id {
@@ -310,7 +343,10 @@ impl Store {
         let mut raw = BufReader::with_capacity(1 << 20, raw);
         let compression = match compression {
             Some(c) => c,
-            None => Compression::sniff(raw.fill_buf().with_context(|| format!("image {name}: reading layer {blob}"))?),
+            None => Compression::sniff(
+                raw.fill_buf()
+                    .with_context(|| format!("image {name}: reading layer {blob}"))?,
+            ),
         };
         let tar = HashingReader::new(compression.decompressor(raw)?);
         let tar_tap = tar.tap();
@@ -334,7 +370,12 @@ impl Store {
     /// `minipod import`: a one-layer image from a rootfs tar stream (plain or
     /// compressed). The diff-id is known only once the stream is read, so the
     /// layer is unpacked first and renamed to its digest afterwards.
-    pub fn import(&self, name: &str, tar_stream: Box<dyn Read + Send>, origin: &str) -> Result<ImageRecord> {
+    pub fn import(
+        &self,
+        name: &str,
+        tar_stream: Box<dyn Read + Send>,
+        origin: &str,
+    ) -> Result<ImageRecord> {
         let _gc_guard = FileLock::acquire(&self.lock_path("gc.lock"), Mode::Shared)?;
         self.remove_stale_temps();
         let tmp = TempDir::new(&self.roots.layers().join("import"));
@@ -349,9 +390,18 @@ impl Store {
         let hex = parse_sha256(&diff_id).expect("computed digest").to_string();
         let dir = self.roots.layers().join(&hex);
         {
-            let _lock = FileLock::acquire(&self.lock_path(&format!("layer-{hex}.lock")), Mode::Exclusive)?;
+            let _lock = FileLock::acquire(
+                &self.lock_path(&format!("layer-{hex}.lock")),
+                Mode::Exclusive,
+            )?;
             if read_layer_meta(&dir).is_none() {
-                tmp.commit(&dir, &LayerMeta { size, compressed_digest: None })?;
+                tmp.commit(
+                    &dir,
+                    &LayerMeta {
+                        size,
+                        compressed_digest: None,
+                    },
+                )?;
             }
         }
         let config_bytes = serde_json::to_vec(&serde_json::json!({
@@ -363,15 +413,30 @@ impl Store {
             "history": [{ "created": now_rfc3339(), "created_by": format!("minipod import {origin}") }],
         }))?;
         let config: ImageConfiguration = serde_json::from_slice(&config_bytes)?;
-        let manifest = synthesize_manifest(&sha256_of(&config_bytes), config_bytes.len(), &[diff_id.clone()], &[size])?;
-        let record = self.commit(name, &config_bytes, &config, &manifest, vec![diff_id], &[size])?;
+        let manifest = synthesize_manifest(
+            &sha256_of(&config_bytes),
+            config_bytes.len(),
+            &[diff_id.clone()],
+            &[size],
+        )?;
+        let record = self.commit(
+            name,
+            &config_bytes,
+            &config,
+            &manifest,
+            vec![diff_id],
+            &[size],
+        )?;
         drop(_gc_guard);
         self.collect_garbage_if_idle();
         Ok(record)
     }
 
     fn write_blob(&self, digest: &str, bytes: &[u8]) -> Result<()> {
-        let path = self.roots.blobs().join(parse_sha256(digest).expect("computed digest"));
+        let path = self
+            .roots
+            .blobs()
+            .join(parse_sha256(digest).expect("computed digest"));
         if !path.exists() {
             atomic_write(&path, bytes)?;
         }
@@ -379,17 +444,23 @@ impl Store {
     }
 
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
-        let hex = parse_sha256(digest).ok_or_else(|| anyhow!("{digest:?} is not a sha256 digest"))?;
+        let hex =
+            parse_sha256(digest).ok_or_else(|| anyhow!("{digest:?} is not a sha256 digest"))?;
         let path = self.roots.blobs().join(hex);
-        let bytes = std::fs::read(&path).with_context(|| format!("reading blob {}", path.display()))?;
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("reading blob {}", path.display()))?;
         if sha256_of(&bytes) != digest {
-            bail!("blob {} is corrupt in the store; remove the image and load it again", path.display());
+            bail!(
+                "blob {} is corrupt in the store; remove the image and load it again",
+                path.display()
+            );
         }
         Ok(bytes)
     }
 
     pub fn config(&self, record: &ImageRecord) -> Result<ImageConfiguration> {
-        serde_json::from_slice(&self.read_blob(&record.id)?).context("the stored image config is not valid")
+        serde_json::from_slice(&self.read_blob(&record.id)?)
+            .context("the stored image config is not valid")
     }
 
     fn read_index(&self) -> Result<Index> {
@@ -397,7 +468,9 @@ impl Store {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .with_context(|| format!("{} is not valid", self.roots.images_json().display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index::default()),
-            Err(e) => Err(e).with_context(|| format!("reading {}", self.roots.images_json().display())),
+            Err(e) => {
+                Err(e).with_context(|| format!("reading {}", self.roots.images_json().display()))
+            }
         }
     }
 
@@ -405,7 +478,10 @@ impl Store {
         let _lock = FileLock::acquire(&self.lock_path("images.lock"), Mode::Exclusive)?;
         let mut index = self.read_index()?;
         let out = change(&mut index)?;
-        atomic_write(&self.roots.images_json(), &serde_json::to_vec_pretty(&index)?)?;
+        atomic_write(
+            &self.roots.images_json(),
+            &serde_json::to_vec_pretty(&index)?,
+        )?;
         Ok(out)
     }
 
@@ -433,7 +509,10 @@ impl Store {
                 bail!("image ID prefix {prefix} is ambiguous: give more digits");
             }
             if let Some(id) = found.into_iter().next() {
-                return Ok(images.iter().find(|(_, r)| &r.id == id).map(|(n, r)| (n.clone(), r.clone())));
+                return Ok(images
+                    .iter()
+                    .find(|(_, r)| &r.id == id)
+                    .map(|(n, r)| (n.clone(), r.clone())));
             }
         }
         Ok(None)
@@ -443,13 +522,18 @@ impl Store {
     /// whatever no remaining image uses.
     pub fn remove(&self, name_or_id: &str, force: bool) -> Result<Vec<String>> {
         let _gc = FileLock::acquire(&self.lock_path("gc.lock"), Mode::Exclusive)?;
-        let (name, record) = self
-            .lookup(name_or_id)?
-            .ok_or_else(|| anyhow!("image {name_or_id} is not in the store; `minipod images` lists what is"))?;
+        let (name, record) = self.lookup(name_or_id)?.ok_or_else(|| {
+            anyhow!("image {name_or_id} is not in the store; `minipod images` lists what is")
+        })?;
         let by_id = super::reference::normalize(name_or_id).ok().as_deref() != Some(name.as_str());
         let removed = self.update_index(|index| {
             let names: Vec<String> = if by_id {
-                index.images.iter().filter(|(_, r)| r.id == record.id).map(|(n, _)| n.clone()).collect()
+                index
+                    .images
+                    .iter()
+                    .filter(|(_, r)| r.id == record.id)
+                    .map(|(n, _)| n.clone())
+                    .collect()
             } else {
                 vec![name.clone()]
             };
@@ -487,11 +571,15 @@ impl Store {
             }
         }
         for dir in [self.roots.blobs(), self.roots.layers()] {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().to_string();
                 let stale_temp = temp_owner_pid(&name).is_some_and(|p| !pid_alive(p));
-                if stale_temp || (parse_sha256(&format!("sha256:{name}")).is_some() && !keep.contains(&name)) {
+                if stale_temp
+                    || (parse_sha256(&format!("sha256:{name}")).is_some() && !keep.contains(&name))
+                {
                     remove_path(&entry.path())?;
                     let _ = std::fs::remove_file(self.lock_path(&format!("layer-{name}.lock")));
                 }
@@ -502,7 +590,9 @@ impl Store {
 
     /// Temp dirs left by a load that was killed.
     fn remove_stale_temps(&self) {
-        let Ok(entries) = std::fs::read_dir(self.roots.layers()) else { return };
+        let Ok(entries) = std::fs::read_dir(self.roots.layers()) else {
+            return;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name();
             if temp_owner_pid(&name.to_string_lossy()).is_some_and(|p| !pid_alive(p)) {
@@ -532,7 +622,12 @@ fn remove_path(path: &Path) -> Result<()> {
 
 /// An OCI manifest for a source that has none (docker archives, imports):
 /// it describes the layers as the store holds them, uncompressed.
-fn synthesize_manifest(config_digest: &str, config_size: usize, diff_ids: &[String], sizes: &[u64]) -> Result<Vec<u8>> {
+fn synthesize_manifest(
+    config_digest: &str,
+    config_size: usize,
+    diff_ids: &[String],
+    sizes: &[u64],
+) -> Result<Vec<u8>> {
     let layers: Vec<serde_json::Value> = diff_ids
         .iter()
         .zip(sizes)

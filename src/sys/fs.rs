@@ -27,7 +27,10 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 /// A name in the same directory (so rename is atomic) that no other process
 /// will pick: it carries our pid, and stale ones can be recognised by it.
 pub fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     path.with_file_name(format!(".tmp-{}-{}-{}", std::process::id(), unique(), name))
 }
 
@@ -44,7 +47,9 @@ pub fn temp_owner_pid(name: &str) -> Option<i32> {
 
 /// True when a process with this pid exists (it may belong to someone else).
 pub fn pid_alive(pid: i32) -> bool {
-    pid > 0 && (unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
 }
 
 #[cfg(test)]

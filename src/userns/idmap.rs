@@ -107,13 +107,23 @@ mod tests {
         let text = "alice:100000:65536\n# comment\n1001:200000:1000\nbob:0:0\n";
         assert_eq!(
             parse_subid(text, "alice", 1000),
-            Some(SubRange { start: 100000, count: 65536 })
+            Some(SubRange {
+                start: 100000,
+                count: 65536
+            })
         );
         assert_eq!(
             parse_subid(text, "carol", 1001),
-            Some(SubRange { start: 200000, count: 1000 })
+            Some(SubRange {
+                start: 200000,
+                count: 1000
+            })
         );
-        assert_eq!(parse_subid(text, "bob", 7), None, "an empty range is no range");
+        assert_eq!(
+            parse_subid(text, "bob", 7),
+            None,
+            "an empty range is no range"
+        );
         assert_eq!(parse_subid(text, "dave", 9), None);
     }
 }

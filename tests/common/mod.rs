@@ -1,0 +1,322 @@
+//! Shared harness for the integration tests: runs the real `minipod` binary
+//! as an unprivileged user (when the tests run as root) against a private
+//! data root and run root, and cleans up after itself.
+
+#![allow(dead_code)]
+
+pub mod oci;
+
+use std::ffi::OsStr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The user the binary runs as: root runs it as `$MINIPOD_TEST_USER`
+/// (default `minipod-test`, created by scripts/setup-host); anyone else runs
+/// it as themselves.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+    /// Whether we switch to this user (we are root) or already are it.
+    pub switch: bool,
+}
+
+pub fn test_user() -> &'static TestUser {
+    static USER: OnceLock<TestUser> = OnceLock::new();
+    USER.get_or_init(|| {
+        let me = nix::unistd::getuid();
+        if me.is_root() {
+            let name = std::env::var("MINIPOD_TEST_USER").unwrap_or_else(|_| "minipod-test".into());
+            let user = nix::unistd::User::from_name(&name)
+                .expect("reading the user database")
+                .unwrap_or_else(|| {
+                    panic!("test user {name} does not exist: run `sudo scripts/setup-host` first")
+                });
+            TestUser {
+                name,
+                uid: user.uid.as_raw(),
+                gid: user.gid.as_raw(),
+                home: user.dir,
+                switch: true,
+            }
+        } else {
+            let user = nix::unistd::User::from_uid(me).unwrap().unwrap();
+            TestUser {
+                name: user.name,
+                uid: me.as_raw(),
+                gid: user.gid.as_raw(),
+                home: user.dir,
+                switch: false,
+            }
+        }
+    })
+}
+
+/// The test user's first subordinate uid, if it has a range.
+pub fn subuid_start() -> Option<u32> {
+    let user = test_user();
+    std::fs::read_to_string("/etc/subuid")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let mut p = l.split(':');
+            let owner = p.next()?;
+            (owner == user.name || owner == user.uid.to_string()).then(|| p.next()?.parse().ok())?
+        })
+}
+
+/// The binary, copied once into a world-readable place: the build tree may
+/// sit under directories the test user cannot enter.
+pub fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = PathBuf::from(format!("/tmp/minipod-test-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        set_mode(&dir, 0o755);
+        let bin = dir.join("minipod");
+        std::fs::copy(env!("CARGO_BIN_EXE_minipod"), &bin).unwrap();
+        set_mode(&bin, 0o755);
+        bin
+    })
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A private world for one test: its own data root, run root and scratch
+/// dir, owned by the test user. Dropping it stops the holder and deletes all.
+pub struct TestEnv {
+    pub dir: PathBuf,
+    pub root: PathBuf,
+    pub runroot: PathBuf,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let base = tempfile::Builder::new()
+            .prefix("minipod-it-")
+            .tempdir_in("/tmp")
+            .unwrap()
+            .keep();
+        set_mode(&base, 0o755);
+        let env = TestEnv {
+            root: base.join("data"),
+            runroot: base.join("run"),
+            dir: base,
+        };
+        for d in [&env.root, &env.runroot, &env.dir.join("work")] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        env.give_to_user(&env.dir);
+        env
+    }
+
+    /// Scratch space the test user can read and write.
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+
+    /// Makes `path` (recursively) the test user's, so the binary can use it.
+    pub fn give_to_user(&self, path: &Path) {
+        let user = test_user();
+        if !user.switch {
+            return;
+        }
+        for entry in walk(path) {
+            let _ = std::os::unix::fs::lchown(&entry, Some(user.uid), Some(user.gid));
+        }
+    }
+
+    /// A `minipod` command with this env's roots, run as the test user.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let user = test_user();
+        let mut cmd = Command::new(binary());
+        cmd.arg("--root")
+            .arg(&self.root)
+            .arg("--runroot")
+            .arg(&self.runroot);
+        cmd.args(args);
+        cmd.current_dir(&self.dir);
+        cmd.env_remove("XDG_RUNTIME_DIR")
+            .env_remove("XDG_DATA_HOME");
+        cmd.env("HOME", &user.home)
+            .env("USER", &user.name)
+            .env("LOGNAME", &user.name);
+        if user.switch {
+            cmd.uid(user.uid).gid(user.gid);
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs minipod and returns its output, whatever the exit code.
+    pub fn run<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.command(args).output().expect("running minipod")
+    }
+
+    /// Runs minipod and insists on success; returns stdout.
+    pub fn ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        let out = self.run(&args);
+        assert!(
+            out.status.success(),
+            "minipod {:?} failed ({}):\nstdout: {}\nstderr: {}",
+            args,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs minipod, insists on exit code 125, returns stderr.
+    pub fn fails<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        let out = self.run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "minipod {args:?} should fail with 125; stderr: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "minipod panicked: {stderr}");
+        stderr
+    }
+
+    /// The pid of this env's user-namespace holder, if one runs.
+    pub fn holder_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.runroot.join("holder.pid")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v["pid"].as_i64().map(|p| p as i32)
+    }
+
+    /// Runs `sh -c script` as the test user inside the holder's user
+    /// namespace, in a new mount namespace (tests use it to look at layers
+    /// and overlay mounts the way a container would).
+    pub fn in_userns(&self, script: &str) -> Output {
+        let pid = self.holder_pid().expect("a holder runs");
+        let user = test_user();
+        let mut cmd = Command::new("nsenter");
+        cmd.args([
+            "--target",
+            &pid.to_string(),
+            "--user",
+            "--preserve-credentials",
+            "unshare",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+        ]);
+        if user.switch {
+            cmd.uid(user.uid).gid(user.gid);
+        }
+        cmd.current_dir(&self.dir);
+        cmd.output().expect("running nsenter")
+    }
+
+    /// Everything under the data root's layers dir (names only).
+    pub fn layer_dirs(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.root.join("layers"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    pub fn image_names(&self) -> Vec<String> {
+        let json = self.ok(["images", "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["Name"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let Some(pid) = self.holder_pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if std::env::var_os("MINIPOD_KEEP_TEST_DIRS").is_none() {
+            remove_tree(&self.dir);
+        }
+    }
+}
+
+/// Removes a tree that may hold files owned by the test user's subordinate
+/// ids: root can do it directly; an unprivileged user goes through the
+/// namespace (by then gone), so it makes everything writable first.
+pub fn remove_tree(path: &Path) {
+    if std::fs::remove_dir_all(path).is_ok() {
+        return;
+    }
+    for entry in walk(path) {
+        if entry.is_dir() && !entry.is_symlink() {
+            let _ = std::fs::set_permissions(
+                &entry,
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(path);
+}
+
+fn walk(path: &Path) -> Vec<PathBuf> {
+    let mut out = vec![path.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i].clone();
+        if p.is_dir() && !p.is_symlink() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                out.extend(rd.flatten().map(|e| e.path()));
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+pub fn stdout_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
