@@ -60,8 +60,27 @@ enum Command {
         #[arg(required = true)]
         images: Vec<String>,
     },
+    /// Run a pod from Kubernetes Pod YAML (FILE, or - for stdin) in the foreground
+    Run {
+        /// Run in the background (not supported yet)
+        #[arg(short, long)]
+        detach: bool,
+        /// Return when NAME exits, stop the others, and exit with NAME's code
+        #[arg(long, value_name = "NAME")]
+        exit_code_from: Option<String>,
+        /// always, missing or never (registry pulls are not supported yet)
+        #[arg(long, value_name = "POLICY")]
+        pull: Option<String>,
+        /// Replace a running pod of the same name (not supported yet)
+        #[arg(long)]
+        replace: bool,
+        #[arg(value_name = "POD.yaml")]
+        file: String,
+    },
     #[command(name = "__holder", hide = true)]
     Holder,
+    #[command(name = "__pause", hide = true)]
+    Pause(crate::runtime::pause::PauseArgs),
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -80,6 +99,27 @@ pub fn run() -> Result<ExitCode> {
     let roots = Roots::resolve(cli.root, cli.runroot);
     match cli.command {
         Command::Holder => userns::holder::holder_main().map(|()| ExitCode::SUCCESS),
+        Command::Pause(args) => crate::runtime::pause::pause_main(args).map(|()| ExitCode::SUCCESS),
+        Command::Run {
+            detach,
+            exit_code_from,
+            pull,
+            replace,
+            file,
+        } => {
+            if detach {
+                bail!("run -d: not supported yet; run the pod in the foreground");
+            }
+            if replace {
+                bail!("run --replace: not supported yet");
+            }
+            match pull.as_deref() {
+                None | Some("missing" | "never") => {}
+                Some("always") => bail!("--pull always: registry pulls are not supported yet; use --pull missing"),
+                Some(other) => bail!("--pull {other:?}: use always, missing or never"),
+            }
+            run_pod(&roots, &file, exit_code_from)
+        }
         Command::Load { name, source } => load(&roots, name.as_deref(), &source),
         Command::Import { rootfs, name } => import(&roots, &rootfs, &name),
         Command::Images { format } => images(&roots, &format),
@@ -251,4 +291,19 @@ fn rmi(roots: &Roots, force: bool, images: &[String]) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_pod(roots: &Roots, file: &str, exit_code_from: Option<String>) -> Result<ExitCode> {
+    let (text, source_name) = if file == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("reading the pod YAML from stdin")?;
+        (text, "<stdin>".to_string())
+    } else {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+        (text, file.to_string())
+    };
+    // The whole input is checked before anything is created.
+    let plan = crate::spec::plan_from_yaml(&text, &source_name).map_err(|e| anyhow!("{e}"))?;
+    let store = store_in_userns(roots)?;
+    crate::runtime::pod::run(roots, &store, plan, crate::runtime::pod::RunOptions { exit_code_from })
 }

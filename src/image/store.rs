@@ -405,12 +405,12 @@ impl Store {
             }
         }
         let config_bytes = serde_json::to_vec(&serde_json::json!({
-            "created": now_rfc3339(),
+            "created": crate::sys::time::now_rfc3339(),
             "architecture": super::source::host_arch(),
             "os": "linux",
             "config": { "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"] },
             "rootfs": { "type": "layers", "diff_ids": [diff_id] },
-            "history": [{ "created": now_rfc3339(), "created_by": format!("minipod import {origin}") }],
+            "history": [{ "created": crate::sys::time::now_rfc3339(), "created_by": format!("minipod import {origin}") }],
         }))?;
         let config: ImageConfiguration = serde_json::from_slice(&config_bytes)?;
         let manifest = synthesize_manifest(
@@ -651,26 +651,3 @@ fn synthesize_manifest(
     }))?)
 }
 
-/// The current time as RFC 3339 in UTC, for image configs.
-pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Issue "image store" benchmark: load a ~300 MB, ~10 000-file, 4-layer OCI
+# image (gzip layers built from host directories) into a fresh store, against
+# (a) `tar -xzf` of the same layers one after another, and (b) skopeo copy into
+# a fresh containers-storage (podman's own import). Targets: minipod <= 1.0x
+# tar, >= 3x faster than skopeo.
+#
+#   sudo bash bench/image-load.sh            (needs hyperfine, skopeo)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+build_minipod
+
+img=$BENCH_DIR/image
+sources=(/usr/lib/python3.11 /usr/share/doc /usr/share/locale /usr/share/zoneinfo)
+if [ ! -f "$img/index.json" ]; then
+  rm -rf "$img" && mkdir -p "$img/blobs/sha256"
+  diff_ids=() layers=()
+  for src in "${sources[@]}"; do
+    tar -C / -cf "$BENCH_DIR/layer.tar" "${src#/}"
+    diff=$(sha256sum "$BENCH_DIR/layer.tar" | cut -d' ' -f1)
+    gzip -6 -f "$BENCH_DIR/layer.tar"
+    dig=$(sha256sum "$BENCH_DIR/layer.tar.gz" | cut -d' ' -f1)
+    size=$(stat -c %s "$BENCH_DIR/layer.tar.gz")
+    mv "$BENCH_DIR/layer.tar.gz" "$img/blobs/sha256/$dig"
+    diff_ids+=("\"sha256:$diff\"")
+    layers+=("{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$dig\",\"size\":$size}")
+  done
+  join() { local IFS=,; echo "$*"; }
+  config="{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[$(join "${diff_ids[@]}")]}}"
+  printf %s "$config" >"$BENCH_DIR/config.json"
+  cdig=$(sha256sum "$BENCH_DIR/config.json" | cut -d' ' -f1)
+  mv "$BENCH_DIR/config.json" "$img/blobs/sha256/$cdig"
+  manifest="{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:$cdig\",\"size\":${#config}},\"layers\":[$(join "${layers[@]}")]}"
+  printf %s "$manifest" >"$BENCH_DIR/manifest.json"
+  mdig=$(sha256sum "$BENCH_DIR/manifest.json" | cut -d' ' -f1)
+  msize=$(stat -c %s "$BENCH_DIR/manifest.json")
+  mv "$BENCH_DIR/manifest.json" "$img/blobs/sha256/$mdig"
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"bench"}}]}' "$mdig" "$msize" >"$img/index.json"
+  printf '{"imageLayoutVersion":"1.0.0"}' >"$img/oci-layout"
+  chmod -R a+rX "$img"
+fi
+echo "image: $(du -sm "$img" | cut -f1) MB compressed, $(for s in "${sources[@]}"; do find "$s"; done | wc -l) files, ${#sources[@]} layers"
+
+layers_in_order=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]+"/blobs/sha256/"+json.load(open(sys.argv[1]+"/index.json"))["manifests"][0]["digest"][7:])); print(" ".join(l["digest"][7:] for l in m["layers"]))' "$img")
+
+store=$BENCH_DIR/store run=$BENCH_DIR/run untar=$BENCH_DIR/untar cs=$BENCH_DIR/cs
+mkdir -p "$run" && chown "$bench_user": "$run" 2>/dev/null || true
+# Every store is wiped inside the user namespace (subuid-owned files).
+wipe() { as_user "$MINIPOD" --root "$store" --runroot "$run" rmi bench >/dev/null 2>&1 || true; as_user rm -rf "$store" "$untar"; as_user podman unshare rm -rf "$cs" 2>/dev/null || true; }
+export -f wipe as_user
+export MINIPOD store run untar cs bench_user img
+
+hyperfine --shell bash --warmup 1 --runs "${RUNS:-5}" --export-markdown "$BENCH_DIR/image-load.md" \
+  --prepare "bash -c wipe" \
+  -n "minipod load" "as_user $MINIPOD --root $store --runroot $run load --name bench oci:$img" \
+  -n "tar -xzf (sequential)" "as_user bash -c 'mkdir -p $untar && for l in $layers_in_order; do tar -C $untar -xzf $img/blobs/sha256/\$l; done'" \
+  -n "skopeo copy to containers-storage" "as_user skopeo copy --quiet oci:$img containers-storage:[overlay@$cs/root+$cs/runroot]bench:latest"
+wipe
+stop_holder "$run"
+cat "$BENCH_DIR/image-load.md"

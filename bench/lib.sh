@@ -1,0 +1,34 @@
+# Shared by the bench scripts: who runs minipod, and where.
+# Sourced, not run.
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+: "${BENCH_DIR:=/tmp/minipod-bench}"
+mkdir -p "$BENCH_DIR"
+chmod 755 "$BENCH_DIR"
+
+# As root, benchmarks run as the unprivileged test user, as users would.
+if [ "$(id -u)" = 0 ]; then
+  bench_user=${MINIPOD_TEST_USER:-minipod-test}
+  as_user() { runuser -u "$bench_user" -- env XDG_RUNTIME_DIR="$BENCH_DIR/xdg" HOME="$BENCH_DIR/home" "$@"; }
+  mkdir -p "$BENCH_DIR/xdg" "$BENCH_DIR/home"
+  chown "$bench_user": "$BENCH_DIR" "$BENCH_DIR/xdg" "$BENCH_DIR/home"
+  chmod 700 "$BENCH_DIR/xdg"
+else
+  bench_user=$(id -un)
+  as_user() { "$@"; }
+fi
+
+build_minipod() {
+  (cd "$repo" && cargo build --release --quiet)
+  install -m 755 "$repo/target/release/minipod" "$BENCH_DIR/minipod"
+  MINIPOD="$BENCH_DIR/minipod"
+}
+
+# Kill a minipod holder left by a run root.
+stop_holder() {
+  local pidfile=$1/holder.pid
+  [ -f "$pidfile" ] || return 0
+  local pid
+  pid=$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p' "$pidfile")
+  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+}

@@ -1,0 +1,180 @@
+//! `minipod __pause`: the process that holds a pod's namespaces (DESIGN.md).
+//!
+//! It unshares NET, IPC, UTS and a mount namespace (and PID with
+//! `--share-pid`), brings up `lo`, sets the hostname, and mounts the pod's
+//! tmpfs dirs (/dev/shm and memory emptyDirs) in its mount namespace, which
+//! every container copies. Then it sleeps until killed.
+//!
+//! With a shared PID namespace the unsharing process forks: the child is PID
+//! 1 of the pod and reaps every orphan; the parent stays as a tiny link so
+//! that the supervisor's death kills the pod (PDEATHSIG chains to PID 1).
+//!
+//! Protocol: on stdout, one line `pid <host pid of the namespace holder>` or
+//! `error <message>`.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use nix::mount::{MsFlags, mount};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork};
+
+#[derive(Debug, clap::Args)]
+pub struct PauseArgs {
+    #[arg(long)]
+    pub hostname: String,
+    #[arg(long)]
+    pub share_pid: bool,
+    #[arg(long)]
+    pub host_network: bool,
+    /// The supervisor's pid: the pause dies with it.
+    #[arg(long)]
+    pub parent: i32,
+    /// DIR or DIR=SIZE_BYTES: a tmpfs to mount for the pod.
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+}
+
+pub fn pause_main(args: PauseArgs) -> Result<()> {
+    let mut out = std::io::stdout();
+    match setup(&args) {
+        Ok(Some(pid)) => {
+            writeln!(out, "pid {pid}")?;
+            out.flush()?;
+            drop(out);
+            wait_for_pid1(pid)
+        }
+        Ok(None) => {
+            writeln!(out, "pid {}", std::process::id())?;
+            out.flush()?;
+            release_stdio();
+            loop {
+                nix::unistd::pause();
+            }
+        }
+        Err(e) => {
+            writeln!(out, "error {}", format!("{e:#}").replace('\n', " "))?;
+            std::process::exit(crate::EXIT_MINIPOD_ERROR.into());
+        }
+    }
+}
+
+/// Sets up the namespaces. Returns the PID-1 child's host pid when the PID
+/// namespace is shared (we are then its link to the supervisor), else None.
+fn setup(args: &PauseArgs) -> Result<Option<i32>> {
+    die_with_parent(args.parent)?;
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
+    if !args.host_network {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    if args.share_pid {
+        flags |= CloneFlags::CLONE_NEWPID;
+    }
+    nix::sched::unshare(flags).context("creating the pod's namespaces")?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .context("making / private in the pod's mount namespace")?;
+    nix::unistd::sethostname(&args.hostname).with_context(|| format!("setting hostname {:?}", args.hostname))?;
+    if !args.host_network {
+        loopback_up().context("bringing up lo")?;
+    }
+    for spec in &args.tmpfs {
+        let (dir, size) = match spec.split_once('=') {
+            Some((d, s)) => (PathBuf::from(d), Some(s)),
+            None => (PathBuf::from(spec), None),
+        };
+        let mut data = String::from("mode=1777");
+        if let Some(size) = size {
+            data.push_str(&format!(",size={size}"));
+        }
+        mount(Some("tmpfs"), &dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(data.as_str()))
+            .with_context(|| format!("mounting a tmpfs on {}", dir.display()))?;
+    }
+    if !args.share_pid {
+        return Ok(None);
+    }
+    // SAFETY: this process is single-threaded (a fresh exec).
+    match unsafe { fork() }.context("forking the pod's PID 1")? {
+        ForkResult::Child => {
+            // PID 1 of the pod: dies with the link, reaps every orphan.
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            release_stdio();
+            reap_forever()
+        }
+        ForkResult::Parent { child } => Ok(Some(child.as_raw())),
+    }
+}
+
+/// The link: waits for PID 1 and exits when it does.
+fn wait_for_pid1(pid: i32) -> Result<()> {
+    release_stdio();
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(nix::errno::Errno::ECHILD) => {
+                std::process::exit(0)
+            }
+            _ => continue,
+        }
+    }
+}
+
+fn reap_forever() -> ! {
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    let _ = chld.thread_block();
+    loop {
+        let _ = chld.wait();
+        while let Ok(status) = waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            if status == WaitStatus::StillAlive {
+                break;
+            }
+        }
+    }
+}
+
+/// PDEATHSIG, then a check that the parent did not die before it was set.
+pub fn die_with_parent(parent: i32) -> Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
+    if nix::unistd::getppid().as_raw() != parent {
+        bail!("the supervisor exited");
+    }
+    Ok(())
+}
+
+/// Points stdio at /dev/null so nobody waits on our pipes.
+fn release_stdio() {
+    if let Ok(null) = std::fs::File::options().read(true).write(true).open("/dev/null") {
+        for fd in 0..=2 {
+            // SAFETY: replaces our own stdio fds.
+            let _ = unsafe { nix::unistd::dup2_raw(&null, fd) };
+        }
+    }
+}
+
+/// `ip link set lo up`, through the SIOCSIFFLAGS ioctl.
+fn loopback_up() -> Result<()> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain data; the ioctls read and write only it.
+    unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+    }
+    Ok(())
+}

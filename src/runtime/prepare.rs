@@ -1,0 +1,204 @@
+//! Everything about a pod that can be worked out (and checked) before any
+//! process is started: images, each container's process, volumes. A failure
+//! here leaves nothing behind because nothing has been created yet.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use super::config::Process;
+use crate::image::Store;
+use crate::spec::{self, ContainerPlan, HostPathType, ImageDefaults, PodPlan, VolumeKind};
+
+/// A container whose image and process are known.
+pub struct PreparedContainer {
+    pub plan: ContainerPlan,
+    /// Unpacked layer dirs, bottom first.
+    pub layers: Vec<PathBuf>,
+    pub process: Process,
+    /// The image's StopSignal, if any (SIGTERM otherwise).
+    pub stop_signal: Option<String>,
+}
+
+/// Resolves every container of `plan` against the store. All problems are
+/// reported together.
+pub fn containers(store: &Store, plan: &PodPlan) -> Result<Vec<PreparedContainer>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for c in plan.init_containers.iter().chain(&plan.containers) {
+        match container(store, c) {
+            Ok(p) => out.push(p),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok(out)
+}
+
+fn container(store: &Store, c: &ContainerPlan) -> Result<PreparedContainer> {
+    let (name, record) = store.lookup(&c.image)?.ok_or_else(|| {
+        anyhow!(
+            "container {:?}: image {} is not in the store; load it with `minipod load` or \
+             `minipod import` (registry pulls are not supported yet)",
+            c.name,
+            c.image
+        )
+    })?;
+    if c.pull_policy == spec::PullPolicy::Always {
+        tracing::debug!("container {}: using local image {name} (pulling is not supported yet)", c.name);
+    }
+    let config = store.config(&record)?;
+    let layers = record
+        .layers
+        .iter()
+        .map(|d| store.layer_dir(d).ok_or_else(|| anyhow!("image {name}: bad layer digest {d}")))
+        .collect::<Result<Vec<_>>>()?;
+    let defaults = config.config().as_ref();
+    let image = ImageDefaults {
+        entrypoint: defaults.and_then(|d| d.entrypoint().clone()).unwrap_or_default(),
+        cmd: defaults.and_then(|d| d.cmd().clone()).unwrap_or_default(),
+        env: defaults.and_then(|d| d.env().clone()).unwrap_or_default(),
+        working_dir: defaults.and_then(|d| d.working_dir().clone()),
+        user: defaults.and_then(|d| d.user().clone()),
+    };
+    let process = spec::resolve_process(c, &image)?;
+    let passwd = read_image_file(&layers, "etc/passwd");
+    let group = read_image_file(&layers, "etc/group");
+    let ids = spec::resolve_user(c, image.user.as_deref(), passwd.as_deref(), group.as_deref())?;
+    Ok(PreparedContainer {
+        plan: c.clone(),
+        layers,
+        process: Process {
+            argv: process.argv,
+            env: process.env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            cwd: process.cwd,
+            uid: ids.uid,
+            gid: ids.gid,
+            additional_gids: ids.additional_gids,
+        },
+        stop_signal: defaults.and_then(|d| d.stop_signal().clone()),
+    })
+}
+
+/// A small file as the merged image shows it: the topmost layer that has it
+/// wins. Paths resolve inside each layer only (RESOLVE_IN_ROOT), so a symlink
+/// in an image cannot make minipod read a host file.
+pub fn read_image_file(layers: &[PathBuf], rel: &str) -> Option<String> {
+    for layer in layers.iter().rev() {
+        let name = Path::new(rel).file_name()?.to_string_lossy().to_string();
+        let parent = Path::new(rel).parent()?;
+        if layer.join(parent).join(format!(".wh.{name}")).exists() {
+            return None;
+        }
+        if let Some(text) = read_in_root(layer, rel) {
+            return Some(text);
+        }
+        // A whiteout device hides the lower layers' file.
+        if let Ok(m) = std::fs::symlink_metadata(layer.join(rel))
+            && m.file_type().is_char_device()
+        {
+            return None;
+        }
+    }
+    None
+}
+
+fn read_in_root(root: &Path, rel: &str) -> Option<String> {
+    let dir = std::fs::File::open(root).ok()?;
+    let path = std::ffi::CString::new(rel).ok()?;
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2 with a valid dirfd, NUL-terminated path and open_how.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: openat2 returned a new fd that we own.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, 1 << 20), &mut text).ok()?;
+    Some(text)
+}
+
+/// Checks (and creates, for the *OrCreate types) every hostPath volume, as
+/// kubelet does before it starts anything.
+pub fn check_host_paths(plan: &PodPlan) -> Result<()> {
+    for v in &plan.volumes {
+        let VolumeKind::HostPath { path, type_check } = &v.kind else { continue };
+        let p = Path::new(path);
+        let field = format!("volume {:?} (hostPath {path})", v.name);
+        let meta = std::fs::metadata(p);
+        let want = |ok: bool, what: &str| -> Result<()> {
+            if ok {
+                Ok(())
+            } else {
+                Err(anyhow!("{field}: type {type_check:?} wants {what}, and {path} is not one"))
+            }
+        };
+        match type_check {
+            HostPathType::Unset => {
+                if meta.is_err() {
+                    // Kubernetes creates nothing here; the bind needs a source.
+                    bail!("{field}: {path} does not exist; create it or set type: DirectoryOrCreate");
+                }
+            }
+            HostPathType::DirectoryOrCreate => {
+                if meta.is_err() {
+                    std::fs::create_dir_all(p).with_context(|| format!("{field}: creating {path}"))?;
+                } else {
+                    want(meta.as_ref().is_ok_and(|m| m.is_dir()), "a directory")?;
+                }
+            }
+            HostPathType::FileOrCreate => {
+                if meta.is_err() {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(p)
+                        .with_context(|| format!("{field}: creating {path}"))?;
+                } else {
+                    want(meta.as_ref().is_ok_and(|m| m.is_file()), "a file")?;
+                }
+            }
+            other => {
+                let m = meta.with_context(|| format!("{field}: {path} does not exist"))?;
+                let ft = m.file_type();
+                match other {
+                    HostPathType::Directory => want(ft.is_dir(), "a directory")?,
+                    HostPathType::File => want(ft.is_file(), "a file")?,
+                    HostPathType::Socket => want(ft.is_socket(), "a socket")?,
+                    HostPathType::CharDevice => want(ft.is_char_device(), "a character device")?,
+                    HostPathType::BlockDevice => want(ft.is_block_device(), "a block device")?,
+                    _ => unreachable!("handled above"),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The source of a volume mount on the host side: the volume's directory
+/// (with `subPath` appended, created if missing as kubelet does).
+pub fn mount_source(volume_dir: &Path, sub_path: Option<&str>) -> Result<PathBuf> {
+    let Some(sub) = sub_path.filter(|s| !s.is_empty()) else {
+        return Ok(volume_dir.to_path_buf());
+    };
+    let p = volume_dir.join(sub);
+    if !p.exists() {
+        std::fs::create_dir_all(&p).with_context(|| format!("creating subPath {}", p.display()))?;
+    }
+    Ok(p)
+}
