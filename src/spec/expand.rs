@@ -81,10 +81,15 @@ mod tests {
     use super::*;
 
     fn env() -> Vec<(String, String)> {
-        [("VAR_A", "A"), ("VAR_B", "B"), ("VAR_C", "C"), ("EMPTY", "")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        [
+            ("VAR_A", "A"),
+            ("VAR_B", "B"),
+            ("VAR_C", "C"),
+            ("EMPTY", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     fn x(input: &str) -> String {

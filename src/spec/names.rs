@@ -62,7 +62,9 @@ pub fn iana_svc_name(s: &str) -> Option<String> {
         ));
     }
     if s.is_empty() || !s.bytes().all(|c| is_label_char(c) || c == b'-') {
-        return Some("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into());
+        return Some(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into(),
+        );
     }
     if s.contains("--") {
         return Some("must not contain consecutive hyphens".into());
@@ -97,8 +99,7 @@ fn qualified_name_part_ok(s: &str) -> bool {
         && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b
-            .iter()
+        && b.iter()
             .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
@@ -175,14 +176,31 @@ mod tests {
         for ok in ["http", "web-8080", "a1", "h2c"] {
             assert_eq!(iana_svc_name(ok), None, "{ok}");
         }
-        for bad in ["", "80", "a--b", "-http", "http-", "HTTP", "http_x", "abcdefghijklmnop"] {
+        for bad in [
+            "",
+            "80",
+            "a--b",
+            "-http",
+            "http-",
+            "HTTP",
+            "http_x",
+            "abcdefghijklmnop",
+        ] {
             assert!(iana_svc_name(bad).is_some(), "{bad}");
         }
     }
 
     #[test]
     fn env_names() {
-        for ok in ["A", "_A", "my.env-name", "MY_ENV.NAME", "MyEnvName1", "-x", "."] {
+        for ok in [
+            "A",
+            "_A",
+            "my.env-name",
+            "MY_ENV.NAME",
+            "MyEnvName1",
+            "-x",
+            ".",
+        ] {
             assert_eq!(env_var_name(ok), None, "{ok}");
         }
         for bad in ["", "1A", "A=B", "A B", "é"] {

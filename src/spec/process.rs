@@ -120,7 +120,10 @@ pub fn expand_container_env(env: &[(String, String)]) -> Vec<(String, String)> {
 
 /// Image Env (`KEY=VALUE`) first, then `container_env` over it: same name
 /// replaces in place, new names are appended.
-pub fn merge_env(image_env: &[String], container_env: &[(String, String)]) -> Vec<(String, String)> {
+pub fn merge_env(
+    image_env: &[String],
+    container_env: &[(String, String)],
+) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     let set = |out: &mut Vec<(String, String)>, k: &str, v: &str| match out
         .iter_mut()
@@ -145,14 +148,13 @@ pub fn resolve_process(
     image: &ImageDefaults,
 ) -> Result<ProcessPlan, ProcessError> {
     let container_env = expand_container_env(&container.env);
-    let expand_all =
-        |list: &Option<Vec<String>>| -> Option<Vec<String>> {
-            list.as_ref().map(|l| {
-                l.iter()
-                    .map(|s| expand_with_env(s, &container_env))
-                    .collect()
-            })
-        };
+    let expand_all = |list: &Option<Vec<String>>| -> Option<Vec<String>> {
+        list.as_ref().map(|l| {
+            l.iter()
+                .map(|s| expand_with_env(s, &container_env))
+                .collect()
+        })
+    };
     let command = expand_all(&container.command);
     let args = expand_all(&container.args);
     let argv = resolve_argv(&container.name, command.as_deref(), args.as_deref(), image)?;
@@ -342,7 +344,9 @@ pub fn resolve_user(
     let mut additional_gids = Vec::new();
     if let Some(name) = &user_name {
         for e in group_entries(group) {
-            if e.members.contains(&name.as_str()) && e.gid != gid && !additional_gids.contains(&e.gid)
+            if e.members.contains(&name.as_str())
+                && e.gid != gid
+                && !additional_gids.contains(&e.gid)
             {
                 additional_gids.push(e.gid);
             }
@@ -399,22 +403,34 @@ mod tests {
             resolve_argv("app", c, a, i)
         };
         // neither: Entrypoint + Cmd
-        assert_eq!(r(None, None, &img).unwrap(), s(&["/ep", "-x", "cmd1", "cmd2"]));
+        assert_eq!(
+            r(None, None, &img).unwrap(),
+            s(&["/ep", "-x", "cmd1", "cmd2"])
+        );
         // command only: replaces Entrypoint, drops Cmd
         assert_eq!(r(Some(&cmd), None, &img).unwrap(), s(&["/bin/sh", "-c"]));
         // args only: Entrypoint + args
-        assert_eq!(r(None, Some(&args), &img).unwrap(), s(&["/ep", "-x", "echo hi"]));
+        assert_eq!(
+            r(None, Some(&args), &img).unwrap(),
+            s(&["/ep", "-x", "echo hi"])
+        );
         // both
         assert_eq!(
             r(Some(&cmd), Some(&args), &img).unwrap(),
             s(&["/bin/sh", "-c", "echo hi"])
         );
         // empty lists count as unset
-        assert_eq!(r(Some(&[]), Some(&[]), &img).unwrap(), s(&["/ep", "-x", "cmd1", "cmd2"]));
+        assert_eq!(
+            r(Some(&[]), Some(&[]), &img).unwrap(),
+            s(&["/ep", "-x", "cmd1", "cmd2"])
+        );
         // image with only Cmd
         assert_eq!(r(None, None, &image(&[], &["sh"])).unwrap(), s(&["sh"]));
         // args with an image without Entrypoint: args alone
-        assert_eq!(r(None, Some(&args), &image(&[], &["sh"])).unwrap(), s(&["echo hi"]));
+        assert_eq!(
+            r(None, Some(&args), &image(&[], &["sh"])).unwrap(),
+            s(&["echo hi"])
+        );
         // Entrypoint [""] is no Entrypoint
         assert_eq!(r(None, None, &image(&[""], &["sh"])).unwrap(), s(&["sh"]));
     }
@@ -422,13 +438,23 @@ mod tests {
     #[test]
     fn argv_empty_is_an_error_naming_the_container() {
         let err = resolve_argv("web", None, None, &image(&[], &[])).unwrap_err();
-        assert_eq!(err, ProcessError::NoCommand { container: "web".into() });
+        assert_eq!(
+            err,
+            ProcessError::NoCommand {
+                container: "web".into()
+            }
+        );
         let msg = err.to_string();
-        assert!(msg.contains("\"web\"") && msg.contains("no command"), "{msg}");
+        assert!(
+            msg.contains("\"web\"") && msg.contains("no command"),
+            "{msg}"
+        );
     }
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -457,7 +483,10 @@ mod tests {
     #[test]
     fn env_redefinition_keeps_first_position_and_sees_old_value() {
         let env = pairs(&[("A", "1"), ("B", "x"), ("A", "$(A)2")]);
-        assert_eq!(expand_container_env(&env), pairs(&[("A", "12"), ("B", "x")]));
+        assert_eq!(
+            expand_container_env(&env),
+            pairs(&[("A", "12"), ("B", "x")])
+        );
     }
 
     #[test]
@@ -473,7 +502,15 @@ mod tests {
         let p = resolve_process(&c, &img).unwrap();
         assert_eq!(
             p.argv,
-            s(&["echo", "1", "$(PATH)", "$(PATH)", "$(X)", "$(Y)", "/home/app"])
+            s(&[
+                "echo",
+                "1",
+                "$(PATH)",
+                "$(PATH)",
+                "$(X)",
+                "$(Y)",
+                "/home/app"
+            ])
         );
         assert_eq!(
             p.env,
@@ -535,7 +572,10 @@ mod tests {
         let u = user(&c, None).unwrap();
         assert_eq!((u.uid, u.gid, u.additional_gids.clone()), (0, 0, vec![10]));
         let u = user(&c, Some("app")).unwrap();
-        assert_eq!((u.uid, u.gid, u.additional_gids), (1000, 1001, vec![10, 50]));
+        assert_eq!(
+            (u.uid, u.gid, u.additional_gids),
+            (1000, 1001, vec![10, 50])
+        );
         let u = user(&c, Some("1000")).unwrap();
         assert_eq!((u.uid, u.gid), (1000, 1001));
         let u = user(&c, Some("4242")).unwrap();
@@ -587,12 +627,24 @@ mod tests {
     fn run_as_non_root() {
         let mut c = container();
         c.run_as_non_root = true;
-        assert!(matches!(user(&c, None), Err(ProcessError::RunAsNonRoot { .. })));
-        assert!(matches!(user(&c, Some("0:0")), Err(ProcessError::RunAsNonRoot { .. })));
-        assert!(matches!(user(&c, Some("app")), Err(ProcessError::RunAsNonRoot { .. })));
+        assert!(matches!(
+            user(&c, None),
+            Err(ProcessError::RunAsNonRoot { .. })
+        ));
+        assert!(matches!(
+            user(&c, Some("0:0")),
+            Err(ProcessError::RunAsNonRoot { .. })
+        ));
+        assert!(matches!(
+            user(&c, Some("app")),
+            Err(ProcessError::RunAsNonRoot { .. })
+        ));
         assert_eq!(user(&c, Some("1000")).unwrap().uid, 1000);
         c.run_as_user = Some(0);
-        assert!(matches!(user(&c, Some("1000")), Err(ProcessError::RunAsNonRoot { .. })));
+        assert!(matches!(
+            user(&c, Some("1000")),
+            Err(ProcessError::RunAsNonRoot { .. })
+        ));
         c.run_as_user = Some(12);
         assert_eq!(user(&c, None).unwrap().uid, 12);
     }
