@@ -1,0 +1,224 @@
+//! Name formats the API server enforces (apimachinery/pkg/util/validation).
+//! Each check returns `None` when valid, or the reason in the API server's words.
+
+const DNS1123_LABEL_MAX: usize = 63;
+const DNS1123_SUBDOMAIN_MAX: usize = 253;
+const IANA_SVC_NAME_MAX: usize = 15;
+
+fn is_label_char(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+fn label_shape_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && is_label_char(b[0])
+        && is_label_char(b[b.len() - 1])
+        && b.iter().all(|&c| is_label_char(c) || c == b'-')
+}
+
+/// RFC 1123 label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
+pub fn dns1123_label(s: &str) -> Option<String> {
+    if s.len() > DNS1123_LABEL_MAX {
+        return Some(format!(
+            "must be no more than {DNS1123_LABEL_MAX} characters"
+        ));
+    }
+    if !label_shape_ok(s) {
+        return Some(
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters \
+             or '-', and must start and end with an alphanumeric character (e.g. 'my-name', \
+             or '123-abc')"
+                .to_string(),
+        );
+    }
+    None
+}
+
+/// RFC 1123 subdomain: dot-separated labels, at most 253 characters.
+pub fn dns1123_subdomain(s: &str) -> Option<String> {
+    if s.len() > DNS1123_SUBDOMAIN_MAX {
+        return Some(format!(
+            "must be no more than {DNS1123_SUBDOMAIN_MAX} characters"
+        ));
+    }
+    if !s.split('.').all(label_shape_ok) {
+        return Some(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
+             characters, '-' or '.', and must start and end with an alphanumeric character \
+             (e.g. 'example.com')"
+                .to_string(),
+        );
+    }
+    None
+}
+
+/// IANA_SVC_NAME (port names): at most 15 characters, `[a-z0-9-]`, at least one
+/// letter, no leading, trailing or doubled '-'.
+pub fn iana_svc_name(s: &str) -> Option<String> {
+    if s.len() > IANA_SVC_NAME_MAX {
+        return Some(format!(
+            "must be no more than {IANA_SVC_NAME_MAX} characters"
+        ));
+    }
+    if s.is_empty() || !s.bytes().all(|c| is_label_char(c) || c == b'-') {
+        return Some(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into(),
+        );
+    }
+    if s.contains("--") {
+        return Some("must not contain consecutive hyphens".into());
+    }
+    if !s.bytes().any(|c| c.is_ascii_lowercase()) {
+        return Some("must contain at least one letter (a-z)".into());
+    }
+    if s.starts_with('-') || s.ends_with('-') {
+        return Some("must not begin or end with a hyphen".into());
+    }
+    None
+}
+
+/// Environment variable names: `[-._a-zA-Z][-._a-zA-Z0-9]*`.
+pub fn env_var_name(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let first_ok = |c: u8| c.is_ascii_alphabetic() || matches!(c, b'-' | b'.' | b'_');
+    if b.is_empty() || !first_ok(b[0]) || !b.iter().all(|&c| first_ok(c) || c.is_ascii_digit()) {
+        return Some(
+            "a valid environment variable name must consist of alphabetic characters, \
+             digits, '_', '-', or '.', and must not start with a digit (e.g. 'my.env-name', \
+             or 'MY_ENV.NAME', or 'MyEnvName1')"
+                .into(),
+        );
+    }
+    None
+}
+
+fn qualified_name_part_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// Label and annotation keys: `[prefix/]name`, the prefix a DNS subdomain, the
+/// name at most 63 characters of `[A-Za-z0-9_.-]` starting and ending alphanumeric.
+pub fn qualified_name(s: &str) -> Option<String> {
+    let (prefix, name) = match s.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    if let Some(p) = prefix {
+        if p.is_empty() {
+            return Some("prefix part must be non-empty".into());
+        }
+        if let Some(why) = dns1123_subdomain(p) {
+            return Some(format!("prefix part {why}"));
+        }
+    }
+    if !qualified_name_part_ok(name) {
+        return Some(
+            "name part must consist of alphanumeric characters, '-', '_' or '.', must start \
+             and end with an alphanumeric character and be at most 63 characters, with an \
+             optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+                .into(),
+        );
+    }
+    None
+}
+
+/// Label values: empty, or a qualified-name part (at most 63 characters).
+pub fn label_value(s: &str) -> Option<String> {
+    if s.is_empty() || qualified_name_part_ok(s) {
+        None
+    } else {
+        Some(
+            "a valid label value must be an empty string or consist of alphanumeric \
+             characters, '-', '_' or '.', and must start and end with an alphanumeric \
+             character, at most 63 characters"
+                .into(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        for ok in ["a", "web", "my-app-1", "0", "a0-b1"] {
+            assert_eq!(dns1123_label(ok), None, "{ok}");
+        }
+        for bad in ["", "Web", "-a", "a-", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(dns1123_label(bad).is_some(), "{bad}");
+        }
+        assert_eq!(dns1123_label(&"a".repeat(63)), None);
+    }
+
+    #[test]
+    fn subdomains() {
+        for ok in ["a", "a.b", "web-1.example.com"] {
+            assert_eq!(dns1123_subdomain(ok), None, "{ok}");
+        }
+        for bad in ["", "a..b", ".a", "a.", "A.b", "a_b"] {
+            assert!(dns1123_subdomain(bad).is_some(), "{bad}");
+        }
+        let long = vec!["a".repeat(63); 4].join(".");
+        assert_eq!(long.len(), 255);
+        assert!(dns1123_subdomain(&long).is_some());
+    }
+
+    #[test]
+    fn port_names() {
+        for ok in ["http", "web-8080", "a1", "h2c"] {
+            assert_eq!(iana_svc_name(ok), None, "{ok}");
+        }
+        for bad in [
+            "",
+            "80",
+            "a--b",
+            "-http",
+            "http-",
+            "HTTP",
+            "http_x",
+            "abcdefghijklmnop",
+        ] {
+            assert!(iana_svc_name(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn env_names() {
+        for ok in [
+            "A",
+            "_A",
+            "my.env-name",
+            "MY_ENV.NAME",
+            "MyEnvName1",
+            "-x",
+            ".",
+        ] {
+            assert_eq!(env_var_name(ok), None, "{ok}");
+        }
+        for bad in ["", "1A", "A=B", "A B", "é"] {
+            assert!(env_var_name(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn qualified_names_and_label_values() {
+        for ok in ["app", "app.kubernetes.io/name", "A_b.c-d"] {
+            assert_eq!(qualified_name(ok), None, "{ok}");
+        }
+        for bad in ["", "/a", "a/", "Ex.com/a", "-a", "a/b/c"] {
+            assert!(qualified_name(bad).is_some(), "{bad}");
+        }
+        assert_eq!(label_value(""), None);
+        assert_eq!(label_value("v1.2"), None);
+        assert!(label_value("-x").is_some());
+        assert!(label_value(&"x".repeat(64)).is_some());
+    }
+}

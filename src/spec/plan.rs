@@ -1,0 +1,216 @@
+//! The plan: plain data the runtime consumes. No Kubernetes types in here.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+pub const DEFAULT_TERMINATION_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodPlan {
+    pub name: String,
+    /// `metadata.namespace`, default `default`.
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// `spec.hostname`, else the pod name cut to 63 characters (as the kubelet does).
+    pub hostname: String,
+    pub share_process_namespace: bool,
+    pub host_network: bool,
+    pub restart_policy: RestartPolicy,
+    /// `terminationGracePeriodSeconds`, default 30 s.
+    pub termination_grace: Duration,
+    /// `spec.hostAliases`: (ip, hostnames), in order, for /etc/hosts.
+    pub host_aliases: Vec<(String, Vec<String>)>,
+    pub dns: DnsPlan,
+    pub volumes: Vec<VolumePlan>,
+    pub init_containers: Vec<ContainerPlan>,
+    pub containers: Vec<ContainerPlan>,
+    /// ConfigMap documents of the input, by name (kept for later; nothing refers to them yet).
+    pub config_maps: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Secret documents of the input, by name: `data` decoded, `stringData` merged over it.
+    pub secrets: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Things accepted but not fully honoured, for the runtime to print
+    /// (e.g. resource limits that are not enforced).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+/// Where /etc/resolv.conf comes from.
+///
+/// `base` is the starting point: the host's resolv.conf (`dnsPolicy` ClusterFirst,
+/// ClusterFirstWithHostNet or Default: minipod has no cluster DNS, so all three
+/// mean the host's resolver), or nothing (`dnsPolicy: None`). The `dnsConfig`
+/// lists are then merged the kubelet's way: nameservers and searches appended
+/// to the base's (duplicates dropped), options replacing same-named ones.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DnsPlan {
+    pub base: DnsBase,
+    pub nameservers: Vec<String>,
+    pub searches: Vec<String>,
+    /// (name, value)
+    pub options: Vec<(String, Option<String>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DnsBase {
+    #[default]
+    Host,
+    Empty,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumePlan {
+    pub name: String,
+    pub kind: VolumeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeKind {
+    EmptyDir {
+        /// `medium: Memory` (a tmpfs).
+        memory: bool,
+        size_limit_bytes: Option<u64>,
+    },
+    HostPath {
+        path: String,
+        type_check: HostPathType,
+    },
+}
+
+/// `hostPath.type`: what to check (or create) before mounting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostPathType {
+    /// "" (the default): no check.
+    Unset,
+    DirectoryOrCreate,
+    Directory,
+    FileOrCreate,
+    File,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl HostPathType {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "" => Self::Unset,
+            "DirectoryOrCreate" => Self::DirectoryOrCreate,
+            "Directory" => Self::Directory,
+            "FileOrCreate" => Self::FileOrCreate,
+            "File" => Self::File,
+            "Socket" => Self::Socket,
+            "CharDevice" => Self::CharDevice,
+            "BlockDevice" => Self::BlockDevice,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerPlan {
+    pub name: String,
+    /// As written in the YAML; normalising (`docker.io/library/...`) is the image store's job.
+    pub image: String,
+    /// As written, or Kubernetes' default: Always for `:latest` or no tag, else IfNotPresent.
+    pub pull_policy: PullPolicy,
+    /// `command`, unexpanded; `None` when absent or empty (as the CRI treats it).
+    pub command: Option<Vec<String>>,
+    /// `args`, unexpanded; `None` when absent or empty.
+    pub args: Option<Vec<String>>,
+    /// The container's `env`, in order, values unexpanded (see `process::resolve_process`).
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    /// Container securityContext, else the pod's.
+    pub run_as_user: Option<u32>,
+    pub run_as_group: Option<u32>,
+    pub run_as_non_root: bool,
+    pub ports: Vec<PortPlan>,
+    pub mounts: Vec<MountPlan>,
+    /// An init container with `restartPolicy: Always` (a native sidecar).
+    pub sidecar: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortPlan {
+    pub name: Option<String>,
+    pub container_port: u16,
+    pub host_port: Option<u16>,
+    pub host_ip: Option<String>,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPlan {
+    pub volume: String,
+    pub mount_path: String,
+    pub read_only: bool,
+    pub sub_path: Option<String>,
+}
+
+/// Kubernetes' default pull policy for an image reference: Always when the tag
+/// is `latest` or there is neither tag nor digest, otherwise IfNotPresent.
+pub fn default_pull_policy(image: &str) -> PullPolicy {
+    let (name, digest) = match image.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (image, None),
+    };
+    let last = name.rsplit('/').next().unwrap_or(name);
+    let tag = last.split_once(':').map(|(_, t)| t);
+    match (tag, digest) {
+        (Some("latest"), _) | (None, None) => PullPolicy::Always,
+        _ => PullPolicy::IfNotPresent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policy_defaults() {
+        use PullPolicy::*;
+        for (image, want) in [
+            ("busybox", Always),
+            ("busybox:latest", Always),
+            ("docker.io/library/busybox", Always),
+            ("localhost:5000/busybox", Always),
+            ("localhost:5000/busybox:latest", Always),
+            ("busybox:1.36", IfNotPresent),
+            ("localhost:5000/team/app:v2", IfNotPresent),
+            ("busybox@sha256:abcd", IfNotPresent),
+            ("busybox:latest@sha256:abcd", Always),
+            ("busybox:1.36@sha256:abcd", IfNotPresent),
+        ] {
+            assert_eq!(default_pull_policy(image), want, "{image}");
+        }
+    }
+
+    #[test]
+    fn host_path_types() {
+        assert_eq!(HostPathType::parse(""), Some(HostPathType::Unset));
+        assert_eq!(HostPathType::parse("Socket"), Some(HostPathType::Socket));
+        assert_eq!(HostPathType::parse("directory"), None);
+    }
+}

@@ -1,0 +1,631 @@
+//! End-to-end tests of `plan_from_yaml`: text in, plan or errors out.
+
+use std::time::Duration;
+
+use super::*;
+
+const FULL: &str = include_str!("testdata/full.yaml");
+const KUBECTL_RUN: &str = include_str!("testdata/kubectl-run.yaml");
+const FLOW: &str = include_str!("testdata/flow.yaml");
+
+fn errors(text: &str) -> Vec<SpecError> {
+    match plan_from_yaml(text, "pod.yaml") {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(e) => e.errors,
+    }
+}
+
+/// Asserts that exactly one error has `path` and its message contains `needle`.
+#[track_caller]
+fn assert_error(text: &str, path: &str, needle: &str) -> SpecError {
+    let errs = errors(text);
+    let found: Vec<_> = errs.iter().filter(|e| e.path == path).collect();
+    assert!(
+        found.len() == 1 && found[0].message.contains(needle),
+        "wanted one error at {path} containing {needle:?}, got {errs:#?}"
+    );
+    found[0].clone()
+}
+
+/// A pod whose first container gets `container_extra` (indented lines) and
+/// whose spec gets `spec_extra`.
+fn pod(container_extra: &str, spec_extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: busybox:1.36\n{container_extra}{spec_extra}"
+    )
+}
+
+#[test]
+fn full_example_plans_everything() {
+    let plan = plan_from_yaml(FULL, "full.yaml").unwrap();
+    assert_eq!(plan.name, "web");
+    assert_eq!(plan.namespace, "dev");
+    assert_eq!(plan.labels["app.kubernetes.io/name"], "web");
+    assert_eq!(plan.annotations["note"], "kept");
+    assert_eq!(plan.hostname, "front");
+    assert!(plan.share_process_namespace);
+    assert!(!plan.host_network);
+    assert_eq!(plan.restart_policy, RestartPolicy::OnFailure);
+    assert_eq!(plan.termination_grace, Duration::from_secs(5));
+    assert_eq!(
+        plan.host_aliases,
+        vec![(
+            "10.0.0.5".to_string(),
+            vec!["db.local".to_string(), "cache.local".to_string()]
+        )]
+    );
+    assert_eq!(
+        plan.dns,
+        DnsPlan {
+            base: DnsBase::Empty,
+            nameservers: vec!["1.1.1.1".into()],
+            searches: vec!["example.com".into()],
+            options: vec![("ndots".into(), Some("2".into())), ("edns0".into(), None)],
+        }
+    );
+    assert_eq!(
+        plan.volumes,
+        vec![
+            VolumePlan {
+                name: "cache".into(),
+                kind: VolumeKind::EmptyDir {
+                    memory: true,
+                    size_limit_bytes: Some(64 << 20)
+                }
+            },
+            VolumePlan {
+                name: "src".into(),
+                kind: VolumeKind::HostPath {
+                    path: "/srv/src".into(),
+                    type_check: HostPathType::Directory
+                }
+            },
+            VolumePlan {
+                name: "scratch".into(),
+                kind: VolumeKind::EmptyDir {
+                    memory: false,
+                    size_limit_bytes: None
+                }
+            },
+        ]
+    );
+    let [proxy, setup] = &plan.init_containers[..] else {
+        panic!("{:?}", plan.init_containers)
+    };
+    assert!(proxy.sidecar);
+    assert_eq!(proxy.pull_policy, PullPolicy::IfNotPresent);
+    assert!(!setup.sidecar);
+    assert_eq!(setup.pull_policy, PullPolicy::IfNotPresent);
+    assert_eq!(
+        setup.run_as_user,
+        Some(1000),
+        "pod securityContext is the default"
+    );
+    assert_eq!(setup.mounts[0].mount_path, "/cache");
+
+    let [app, sidecar] = &plan.containers[..] else {
+        panic!("{:?}", plan.containers)
+    };
+    assert_eq!(app.image, "busybox");
+    assert_eq!(app.pull_policy, PullPolicy::IfNotPresent, "as written");
+    assert_eq!(app.command, Some(vec!["httpd".to_string()]));
+    assert_eq!(
+        app.args,
+        Some(vec!["-f".into(), "-p".into(), "$(PORT)".into()]),
+        "the plan keeps args unexpanded"
+    );
+    assert_eq!(app.working_dir.as_deref(), Some("/srv"));
+    assert_eq!(
+        app.env,
+        vec![
+            ("PORT".to_string(), "8080".to_string()),
+            ("URL".to_string(), "http://localhost:$(PORT)/".to_string())
+        ]
+    );
+    assert_eq!((app.run_as_user, app.run_as_group), (Some(33), Some(1000)));
+    assert!(app.run_as_non_root);
+    assert_eq!(
+        app.ports,
+        vec![
+            PortPlan {
+                name: Some("http".into()),
+                container_port: 8080,
+                host_port: Some(18080),
+                host_ip: Some("127.0.0.1".into()),
+                protocol: Protocol::Tcp
+            },
+            PortPlan {
+                name: None,
+                container_port: 5353,
+                host_port: None,
+                host_ip: None,
+                protocol: Protocol::Udp
+            },
+        ]
+    );
+    assert_eq!(
+        app.mounts[1],
+        MountPlan {
+            volume: "src".into(),
+            mount_path: "/srv".into(),
+            read_only: false,
+            sub_path: Some("www".into())
+        }
+    );
+    assert!(app.mounts[0].read_only);
+    assert_eq!(sidecar.pull_policy, PullPolicy::Always);
+    assert_eq!(sidecar.command, None);
+
+    assert_eq!(plan.config_maps["settings"]["greeting"], b"hello");
+    assert_eq!(plan.secrets["creds"]["password"], b"pass");
+    assert_eq!(plan.secrets["creds"]["user"], b"admin");
+    assert_eq!(plan.warnings.len(), 1);
+    assert!(plan.warnings[0].contains("spec.containers[0].resources"));
+
+    // And the runtime's view of the app process, once the image is known.
+    let img = ImageDefaults {
+        entrypoint: vec!["/bin/sh".into()],
+        cmd: vec!["-c".into(), "true".into()],
+        env: vec!["PATH=/bin".into()],
+        ..Default::default()
+    };
+    let p = resolve_process(app, &img).unwrap();
+    assert_eq!(p.argv, ["httpd", "-f", "-p", "8080"]);
+    assert_eq!(p.env[2], ("URL".into(), "http://localhost:8080/".into()));
+    assert_eq!(p.cwd, "/srv");
+}
+
+#[test]
+fn kubectl_generated_pod_is_accepted_with_defaults() {
+    let plan = plan_from_yaml(KUBECTL_RUN, "kubectl-run.yaml").unwrap();
+    assert_eq!(plan.name, "web");
+    assert_eq!(plan.namespace, "default");
+    assert_eq!(plan.hostname, "web");
+    assert_eq!(plan.restart_policy, RestartPolicy::Always);
+    assert_eq!(plan.termination_grace, DEFAULT_TERMINATION_GRACE);
+    assert_eq!(plan.dns.base, DnsBase::Host);
+    assert_eq!(plan.containers[0].pull_policy, PullPolicy::Always);
+    assert!(plan.warnings.is_empty(), "resources: {{}} warns of nothing");
+}
+
+#[test]
+fn flow_style_is_read() {
+    let plan = plan_from_yaml(FLOW, "flow.yaml").unwrap();
+    assert_eq!(plan.name, "flow");
+    assert_eq!(
+        plan.containers[0].command,
+        Some(vec!["sleep".into(), "10".into()])
+    );
+}
+
+#[test]
+fn flow_style_errors_have_lines() {
+    let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: c, image: x}\n  - {name: c, imagePullPolicyy: Always}\n";
+    let errs = errors(text);
+    let dup = errs
+        .iter()
+        .find(|e| e.path == "spec.containers[1].name")
+        .unwrap();
+    assert_eq!(dup.line, Some(7));
+    let unknown = errs
+        .iter()
+        .find(|e| e.path == "spec.containers[1].imagePullPolicyy")
+        .unwrap();
+    assert_eq!(unknown.line, Some(7));
+}
+
+#[test]
+fn unknown_field_has_line_and_suggestion() {
+    let text = pod("    imagePullPolicyy: Always\n", "");
+    let e = assert_error(
+        &text,
+        "spec.containers[0].imagePullPolicyy",
+        "did you mean \"imagePullPolicy\"?",
+    );
+    assert_eq!(e.line, Some(9));
+    let shown = plan_from_yaml(&text, "pod.yaml").unwrap_err().to_string();
+    assert_eq!(
+        shown,
+        "pod.yaml:9: spec.containers[0].imagePullPolicyy: unknown field; did you mean \"imagePullPolicy\"?"
+    );
+}
+
+#[test]
+fn unknown_fields_everywhere_are_all_reported() {
+    let text = "apiVersion: v1\nkind: Pod\nmetadta: {}\nmetadata:\n  name: p\n  Labels: {}\nspec:\n  restartpolicy: Never\n  containers:\n  - name: c\n    image: i\n    bananas: 3\n    ports:\n    - containerport: 80\n";
+    let errs = errors(text);
+    let get = |p: &str| {
+        errs.iter()
+            .find(|e| e.path == p)
+            .unwrap_or_else(|| panic!("{p}: {errs:#?}"))
+    };
+    assert!(get("metadta").message.contains("\"metadata\""));
+    assert_eq!(get("metadta").line, Some(3));
+    assert!(get("metadata.Labels").message.contains("\"labels\""));
+    assert!(
+        get("spec.restartpolicy")
+            .message
+            .contains("\"restartPolicy\"")
+    );
+    assert_eq!(get("spec.restartpolicy").line, Some(8));
+    let b = get("spec.containers[0].bananas");
+    assert!(b.message.contains("not a field"), "{}", b.message);
+    assert_eq!(b.line, Some(12));
+    // containerPort is then also missing: the type error names the port.
+    assert!(
+        get("spec.containers[0].ports[0].containerport")
+            .message
+            .contains("\"containerPort\"")
+    );
+}
+
+#[test]
+fn wrong_type_has_path_line_and_column() {
+    let text = pod("    ports:\n    - containerPort: http\n", "");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    let e = &errs[0];
+    assert_eq!(e.path, "spec.containers[0].ports[0].containerPort");
+    assert_eq!(e.line, Some(10));
+    assert_eq!(e.column, Some(22));
+    assert!(e.message.contains("invalid type"), "{}", e.message);
+    let shown = SpecErrors {
+        source_name: "pod.yaml".into(),
+        errors: errs.clone(),
+    }
+    .to_string();
+    assert!(
+        shown
+            .starts_with("pod.yaml:10:22: spec.containers[0].ports[0].containerPort: invalid type"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn missing_required_field_is_named() {
+    // k8s-openapi fills a missing required string with "", so the semantic
+    // check names the field; the line is its object's.
+    let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - image: busybox\n";
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].path, "spec.containers[0].name");
+    assert!(
+        errs[0].message.starts_with("required"),
+        "{}",
+        errs[0].message
+    );
+    assert_eq!(errs[0].line, Some(6));
+    // A required non-string field still fails in serde, with its path.
+    let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: c, image: i}\n  hostAliases:\n  - hostnames: [a]\n";
+    let errs = errors(text);
+    assert!(
+        errs.iter()
+            .any(|e| e.path.starts_with("spec.hostAliases[0]")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn unsupported_kind_is_refused_by_name() {
+    let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n";
+    let errs = errors(text);
+    let e = errs.iter().find(|e| e.path == "kind").unwrap();
+    assert_eq!(e.line, Some(2));
+    assert!(
+        e.message
+            .contains("kind Deployment is not supported; minipod runs Pods")
+    );
+    assert!(errs.iter().any(|e| e.message.contains("no Pod")));
+}
+
+#[test]
+fn api_version_must_be_v1() {
+    let text = "apiVersion: v2\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: i}]}\n";
+    let e = assert_error(text, "apiVersion", "use v1");
+    assert_eq!(e.line, Some(1));
+    assert_error("kind: Pod\nmetadata: {name: p}\n", "apiVersion", "required");
+    assert_error("apiVersion: v1\nmetadata: {name: p}\n", "kind", "required");
+}
+
+#[test]
+fn multi_document_input() {
+    // empty documents and comments are skipped
+    let text = format!("---\n# nothing here\n---\n{}\n---\n", pod("", ""));
+    assert!(plan_from_yaml(&text, "pod.yaml").is_ok());
+    // two pods
+    let text = format!("{}---\n{}", pod("", ""), pod("", ""));
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].message.contains("second Pod"));
+    assert_eq!(errs[0].line, Some(10));
+    // no pod
+    let errs = errors("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n");
+    assert!(errs[0].message.contains("no Pod in the input"));
+    // lines count from the start of the file across documents
+    let text = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\n---\n{}",
+        pod("    imagePulPolicy: Never\n", "")
+    );
+    let e = assert_error(&text, "spec.containers[0].imagePulPolicy", "did you mean");
+    assert_eq!(e.line, Some(13));
+}
+
+#[test]
+fn config_maps_and_secrets_are_checked() {
+    let text = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\ndata: {{k: v}}\nbinaryData: {{k: aGk=}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: Bad_Name}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\ntypo: 1\ndata: {{k: 5}}\n---\n{}",
+        pod("", "")
+    );
+    let errs = errors(&text);
+    assert!(
+        errs.iter()
+            .any(|e| e.path == "binaryData.k" && e.line == Some(5)),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("second ConfigMap named \"a\"") && e.line == Some(9))
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.path == "metadata.name" && e.line == Some(13))
+    );
+    assert!(errs.iter().any(|e| e.path == "typo" && e.line == Some(18)));
+}
+
+#[test]
+fn syntax_errors_are_reported_with_position() {
+    let errs = errors("apiVersion: v1\nkind: Pod\nspec: [\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].message.starts_with("YAML syntax error"));
+    assert!(errs[0].line.is_some());
+    let errs = errors("- just\n- a list\n");
+    assert!(errs[0].message.contains("must be a Kubernetes object"));
+}
+
+#[test]
+fn duplicate_keys_are_refused() {
+    let text = pod("    image: other\n", "");
+    let e = assert_error(&text, "spec.containers[0].image", "duplicate field");
+    assert_eq!(e.line, Some(9));
+}
+
+#[test]
+fn all_errors_are_collected_in_file_order() {
+    let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: Bad_Name\nspec:\n  restartPolicy: Sometimes\n  containers:\n  - name: c\n    image: ''\n    livenessProbe: {exec: {command: [true]}}\n";
+    let err = plan_from_yaml(text, "p.yaml").unwrap_err();
+    let lines: Vec<_> = err
+        .errors
+        .iter()
+        .map(|e| (e.line, e.path.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (Some(4), "metadata.name"),
+            (Some(6), "spec.restartPolicy"),
+            (Some(9), "spec.containers[0].image"),
+            (Some(10), "spec.containers[0].livenessProbe"),
+        ]
+    );
+    let shown = err.to_string();
+    assert_eq!(shown.lines().count(), 4);
+    assert!(shown.lines().all(|l| l.starts_with("p.yaml:")));
+    assert!(shown.contains(
+        "p.yaml:10: spec.containers[0].livenessProbe: not supported yet by minipod; remove the field"
+    ));
+}
+
+#[test]
+fn semantic_checks() {
+    let c = |extra: &str| pod(extra, "");
+    let s = |extra: &str| pod("", extra);
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {}\nspec: {containers: [{name: c, image: i}]}\n".into(),
+            "metadata.name",
+            "required",
+        ),
+        (
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {}}}\nspec: {{containers: [{{name: c, image: i}}]}}\n", "a".repeat(254)),
+            "metadata.name",
+            "no more than 253",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: Dev}\nspec: {containers: [{name: c, image: i}]}\n".into(),
+            "metadata.namespace",
+            "RFC 1123 label",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: -x-}}\nspec: {containers: [{name: c, image: i}]}\n".into(),
+            "metadata.labels.app",
+            "label value",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: []}\n".into(),
+            "spec.containers",
+            "at least one container",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n".into(),
+            "spec",
+            "required",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: Web, image: i}]}\n".into(),
+            "spec.containers[0].name",
+            "RFC 1123 label",
+        ),
+        (
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec: {{containers: [{{name: {}, image: i}}]}}\n", "a".repeat(64)),
+            "spec.containers[0].name",
+            "no more than 63",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: c, image: i}]\n  containers: [{name: c, image: i}]\n".into(),
+            "spec.containers[0].name",
+            "duplicate name \"c\" (also spec.initContainers[0].name)",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c}]}\n".into(),
+            "spec.containers[0].image",
+            "required",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: ' i'}]}\n".into(),
+            "spec.containers[0].image",
+            "whitespace",
+        ),
+        (c("    imagePullPolicy: Sometimes\n"), "spec.containers[0].imagePullPolicy", "\"Always\", \"IfNotPresent\", \"Never\""),
+        (c("    ports: [{containerPort: 0}]\n"), "spec.containers[0].ports[0].containerPort", "between 1 and 65535"),
+        (c("    ports: [{containerPort: 65536}]\n"), "spec.containers[0].ports[0].containerPort", "between 1 and 65535"),
+        (c("    ports: [{containerPort: 80, hostPort: 70000}]\n"), "spec.containers[0].ports[0].hostPort", "between 1 and 65535"),
+        (c("    ports: [{containerPort: 80, protocol: tcp}]\n"), "spec.containers[0].ports[0].protocol", "\"TCP\", \"UDP\", \"SCTP\""),
+        (c("    ports: [{containerPort: 80, name: HTTP}]\n"), "spec.containers[0].ports[0].name", "alpha-numeric"),
+        (c("    ports: [{containerPort: 80, name: a--b}]\n"), "spec.containers[0].ports[0].name", "consecutive hyphens"),
+        (c("    ports: [{containerPort: 80, name: web}, {containerPort: 81, name: web}]\n"), "spec.containers[0].ports[1].name", "duplicate port name"),
+        (c("    ports: [{containerPort: 80, hostIP: localhost}]\n"), "spec.containers[0].ports[0].hostIP", "not a valid IP"),
+        (c("    ports: [{containerPort: 80, hostPort: 8080}, {containerPort: 81, hostPort: 8080}]\n"), "spec.containers[0].ports[1].hostPort", "duplicate host port 8080"),
+        (
+            pod("    ports: [{containerPort: 80, hostPort: 8080}]\n", "  hostNetwork: true\n"),
+            "spec.containers[0].ports[0].hostPort",
+            "must match containerPort",
+        ),
+        (c("    env: [{name: 1ABC, value: x}]\n"), "spec.containers[0].env[0].name", "environment variable name"),
+        (c("    env: [{name: 'A B'}]\n"), "spec.containers[0].env[0].name", "environment variable name"),
+        (c("    volumeMounts: [{name: nope, mountPath: /x}]\n"), "spec.containers[0].volumeMounts[0].name", "volume \"nope\" not found"),
+        (
+            pod("    volumeMounts: [{name: v, mountPath: data}]\n", "  volumes: [{name: v, emptyDir: {}}]\n"),
+            "spec.containers[0].volumeMounts[0].mountPath",
+            "absolute path",
+        ),
+        (
+            pod("    volumeMounts: [{name: v, mountPath: /d}, {name: v, mountPath: /d}]\n", "  volumes: [{name: v, emptyDir: {}}]\n"),
+            "spec.containers[0].volumeMounts[1].mountPath",
+            "must be unique",
+        ),
+        (
+            pod("    volumeMounts: [{name: v, mountPath: /d, subPath: ../etc}]\n", "  volumes: [{name: v, emptyDir: {}}]\n"),
+            "spec.containers[0].volumeMounts[0].subPath",
+            "'..'",
+        ),
+        (c("    securityContext: {runAsUser: -1}\n"), "spec.containers[0].securityContext.runAsUser", "between 0 and 2147483647"),
+        (c("    securityContext: {runAsGroup: -5}\n"), "spec.containers[0].securityContext.runAsGroup", "between 0 and 2147483647"),
+        (s("  securityContext: {runAsUser: -1}\n"), "spec.securityContext.runAsUser", "between 0 and 2147483647"),
+        (s("  securityContext: {runAsGroup: 4294967296}\n"), "spec.securityContext.runAsGroup", "between 0 and 2147483647"),
+        (c("    resources: {limits: {memory: lots}}\n"), "spec.containers[0].resources.limits.memory", "not a valid quantity"),
+        (s("  restartPolicy: always\n"), "spec.restartPolicy", "\"Always\", \"OnFailure\", \"Never\""),
+        (s("  terminationGracePeriodSeconds: -1\n"), "spec.terminationGracePeriodSeconds", "greater than or equal to 0"),
+        (s("  hostname: My_Host\n"), "spec.hostname", "RFC 1123 label"),
+        (s("  hostAliases: [{ip: not-an-ip, hostnames: [a]}]\n"), "spec.hostAliases[0].ip", "not a valid IP"),
+        (s("  hostAliases: [{ip: 1.2.3.4, hostnames: [A_B]}]\n"), "spec.hostAliases[0].hostnames[0]", "subdomain"),
+        (s("  dnsPolicy: Cluster\n"), "spec.dnsPolicy", "\"ClusterFirst\""),
+        (s("  dnsPolicy: None\n"), "spec.dnsConfig.nameservers", "required when dnsPolicy is None"),
+        (s("  dnsConfig: {nameservers: [1.1.1.1, 2.2.2.2, 3.3.3.3, 4.4.4.4]}\n"), "spec.dnsConfig.nameservers", "more than 3"),
+        (s("  dnsConfig: {nameservers: [dns.google]}\n"), "spec.dnsConfig.nameservers[0]", "not a valid IP"),
+        (s("  dnsConfig: {options: [{value: '1'}]}\n"), "spec.dnsConfig.options[0].name", "required"),
+        (s("  volumes: [{name: Data, emptyDir: {}}]\n"), "spec.volumes[0].name", "RFC 1123 label"),
+        (s("  volumes: [{name: v, emptyDir: {}}, {name: v, emptyDir: {}}]\n"), "spec.volumes[1].name", "duplicate volume name"),
+        (s("  volumes: [{name: v}]\n"), "spec.volumes[0]", "must specify a volume type"),
+        (s("  volumes: [{name: v, emptyDir: {}, hostPath: {path: /x}}]\n"), "spec.volumes[0].hostPath", "more than 1 volume type"),
+        (s("  volumes: [{name: v, emptyDir: {medium: HugePages}}]\n"), "spec.volumes[0].emptyDir.medium", "\"Memory\""),
+        (s("  volumes: [{name: v, emptyDir: {sizeLimit: 1XB}}]\n"), "spec.volumes[0].emptyDir.sizeLimit", "not a valid quantity"),
+        (s("  volumes: [{name: v, hostPath: {path: ''}}]\n"), "spec.volumes[0].hostPath.path", "required"),
+        (s("  volumes: [{name: v, hostPath: {path: /x, type: Dir}}]\n"), "spec.volumes[0].hostPath.type", "\"DirectoryOrCreate\""),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, restartPolicy: Never}]\n  containers: [{name: c, image: i}]\n".into(),
+            "spec.initContainers[0].restartPolicy",
+            "\"Always\"",
+        ),
+    ];
+    for (text, path, needle) in &cases {
+        let errs = errors(text);
+        let hit = errs
+            .iter()
+            .find(|e| e.path == *path && e.message.contains(needle));
+        let hit =
+            hit.unwrap_or_else(|| panic!("wanted {path}: {needle:?} in {errs:#?}\nfor:\n{text}"));
+        assert!(hit.line.is_some(), "no line for {path}");
+    }
+}
+
+#[test]
+fn not_supported_yet_fields() {
+    let c = |extra: &str| pod(extra, "");
+    let s = |extra: &str| pod("", extra);
+    let cases: Vec<(String, &str)> = vec![
+        (c("    livenessProbe: {exec: {command: [true]}}\n"), "spec.containers[0].livenessProbe"),
+        (c("    env: [{name: A, valueFrom: {configMapKeyRef: {name: m, key: k}}}]\n"), "spec.containers[0].env[0].valueFrom"),
+        (c("    envFrom: [{configMapRef: {name: m}}]\n"), "spec.containers[0].envFrom"),
+        (c("    securityContext: {privileged: true}\n"), "spec.containers[0].securityContext.privileged"),
+        (c("    securityContext: {capabilities: {add: [NET_ADMIN]}}\n"), "spec.containers[0].securityContext.capabilities"),
+        (c("    stdin: true\n"), "spec.containers[0].stdin"),
+        (c("    tty: true\n"), "spec.containers[0].tty"),
+        (c("    lifecycle: {preStop: {exec: {command: [x]}}}\n"), "spec.containers[0].lifecycle"),
+        (c("    restartPolicy: Always\n"), "spec.containers[0].restartPolicy"),
+        (c("    volumeMounts: [{name: v, mountPath: /x, mountPropagation: None}]\n"), "spec.containers[0].volumeMounts[0].mountPropagation"),
+        (s("  nodeSelector: {disk: ssd}\n"), "spec.nodeSelector"),
+        (s("  securityContext: {fsGroup: 2000}\n"), "spec.securityContext.fsGroup"),
+        (s("  automountServiceAccountToken: true\n"), "spec.automountServiceAccountToken"),
+        (s("  volumes: [{name: v, configMap: {name: m}}]\n"), "spec.volumes[0].configMap"),
+        (s("  volumes: [{name: v, secret: {secretName: m}}]\n"), "spec.volumes[0].secret"),
+        (s("  ephemeralContainers: [{name: e, image: i}]\n"), "spec.ephemeralContainers"),
+        (s("  dnsConfig: {nameservers: [1.1.1.1]}\n  hostPID: true\n"), "spec.hostPID"),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p, generateName: p-}\nspec: {containers: [{name: c, image: i}]}\n".into(),
+            "metadata.generateName",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, startupProbe: {tcpSocket: {port: 80}}}]\n  containers: [{name: c, image: i}]\n".into(),
+            "spec.initContainers[0].startupProbe",
+        ),
+    ];
+    for (text, path) in &cases {
+        let errs = errors(text);
+        let hit = errs
+            .iter()
+            .find(|e| e.path == *path && e.message.starts_with("not supported yet"));
+        let hit = hit.unwrap_or_else(|| panic!("wanted not supported yet at {path} in {errs:#?}"));
+        assert!(hit.line.is_some(), "no line for {path}");
+    }
+    // Harmless values are accepted.
+    let ok = pod(
+        "    stdin: false\n    tty: false\n    terminationMessagePolicy: File\n    resources: {}\n",
+        "  automountServiceAccountToken: false\n",
+    );
+    plan_from_yaml(&ok, "pod.yaml").unwrap();
+    let e = assert_error(
+        &s("  automountServiceAccountToken: true\n"),
+        "spec.automountServiceAccountToken",
+        "only false is accepted",
+    );
+    assert_eq!(e.line, Some(9));
+}
+
+#[test]
+fn hostname_defaults_to_truncated_pod_name() {
+    let name = format!("{}-{}", "a".repeat(62), "b".repeat(10));
+    let text = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: i}}]}}\n"
+    );
+    let plan = plan_from_yaml(&text, "p").unwrap();
+    assert_eq!(plan.hostname, "a".repeat(62));
+}
+
+#[test]
+fn empty_command_and_args_are_unset() {
+    let plan = plan_from_yaml(&pod("    command: []\n    args: []\n", ""), "p").unwrap();
+    assert_eq!(plan.containers[0].command, None);
+    assert_eq!(plan.containers[0].args, None);
+}
+
+#[test]
+fn markdown_table_is_exported() {
+    let md = supported_fields_markdown();
+    assert!(md.contains("| `spec.containers[].image` | supported |"));
+    assert!(md.contains("not supported yet"));
+    assert_eq!(
+        SUPPORTED_FIELDS.len(),
+        md.lines().filter(|l| l.starts_with("| `")).count()
+    );
+}

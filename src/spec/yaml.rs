@@ -1,0 +1,519 @@
+//! Reading the YAML: documents, a locator (path ↦ line), typed parsing with
+//! unknown-field detection (kubectl's strict field validation) and wrong-type
+//! errors that carry path, line and column.
+//!
+//! serde_yaml_ng gives no positions for keys, so the text is also read by
+//! saphyr-parser's event parser (which carries marks) into a small tree of
+//! positions. Both parsers read the same text, one document at a time, in order.
+
+use std::collections::HashMap;
+
+use saphyr_parser::{Event, Parser, ScanError, Span};
+use serde::de::DeserializeOwned;
+
+use super::SpecError;
+
+/// One step of a path into a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// Renders a path the way kubectl and serde_yaml_ng do: `spec.containers[0].name`.
+pub fn render(path: &[Seg]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Index(i) => {
+                out.push('[');
+                out.push_str(&i.to_string());
+                out.push(']');
+            }
+        }
+    }
+    out
+}
+
+/// A node of the position tree: where it starts (1-based line and column) and
+/// what it holds.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub line: usize,
+    pub col: usize,
+    pub value: NodeValue,
+}
+
+#[derive(Debug, Clone)]
+pub enum NodeValue {
+    Scalar(String),
+    Seq(Vec<Node>),
+    /// (key text, key line, key column, value)
+    Map(Vec<(String, usize, usize, Node)>),
+    Alias,
+}
+
+impl Node {
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            NodeValue::Map(entries) => entries.iter().find(|e| e.0 == key).map(|e| &e.3),
+            _ => None,
+        }
+    }
+
+    pub fn scalar(&self) -> Option<&str> {
+        match &self.value {
+            NodeValue::Scalar(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(&self.value, NodeValue::Scalar(s) if s.is_empty() || s == "~" || s == "null" || s == "Null" || s == "NULL")
+    }
+
+    /// Every path in the tree ↦ (line, column): a map entry's key position, a
+    /// sequence item's start.
+    pub fn positions(&self) -> Positions {
+        let mut map = HashMap::new();
+        fn walk(n: &Node, path: &mut Vec<Seg>, map: &mut HashMap<String, (usize, usize)>) {
+            match &n.value {
+                NodeValue::Map(entries) => {
+                    for (k, line, col, v) in entries {
+                        path.push(Seg::Key(k.clone()));
+                        map.entry(render(path)).or_insert((*line, *col));
+                        walk(v, path, map);
+                        path.pop();
+                    }
+                }
+                NodeValue::Seq(items) => {
+                    for (i, v) in items.iter().enumerate() {
+                        path.push(Seg::Index(i));
+                        map.entry(render(path)).or_insert((v.line, v.col));
+                        walk(v, path, map);
+                        path.pop();
+                    }
+                }
+                _ => {}
+            }
+        }
+        map.insert(String::new(), (self.line, self.col));
+        walk(self, &mut Vec::new(), &mut map);
+        Positions(map)
+    }
+}
+
+/// Keys that appear twice in one mapping (kubectl's strict validation refuses
+/// them): (path, line) of each repetition.
+pub fn duplicate_keys(root: &Node) -> Vec<(String, usize)> {
+    fn walk(n: &Node, path: &mut Vec<Seg>, out: &mut Vec<(String, usize)>) {
+        match &n.value {
+            NodeValue::Map(entries) => {
+                let mut seen = std::collections::HashSet::new();
+                for (k, line, _, v) in entries {
+                    path.push(Seg::Key(k.clone()));
+                    if !seen.insert(k.as_str()) {
+                        out.push((render(path), *line));
+                    }
+                    walk(v, path, out);
+                    path.pop();
+                }
+            }
+            NodeValue::Seq(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    path.push(Seg::Index(i));
+                    walk(v, path, out);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, &mut Vec::new(), &mut out);
+    out
+}
+
+/// Path ↦ position for one document.
+#[derive(Debug, Clone, Default)]
+pub struct Positions(HashMap<String, (usize, usize)>);
+
+impl Positions {
+    /// The line of `path`, or of its nearest ancestor present in the text.
+    pub fn line(&self, path: &str) -> Option<usize> {
+        let mut p = path;
+        loop {
+            if let Some((line, _)) = self.0.get(p) {
+                return Some(*line);
+            }
+            if p.is_empty() {
+                return None;
+            }
+            p = &p[..p.rfind(['.', '[']).unwrap_or(0)];
+        }
+    }
+}
+
+fn scan_error(e: &ScanError) -> SpecError {
+    SpecError {
+        line: Some(e.marker().line()),
+        column: Some(e.marker().col() + 1),
+        path: String::new(),
+        message: format!("YAML syntax error: {}", e.info()),
+    }
+}
+
+struct TreeBuilder<'a> {
+    parser: Parser<'a, saphyr_parser::StrInput<'a>>,
+}
+
+impl<'a> TreeBuilder<'a> {
+    fn next(&mut self) -> Result<(Event<'a>, Span), SpecError> {
+        match self.parser.next_event() {
+            Some(Ok(ev)) => Ok(ev),
+            Some(Err(e)) => Err(scan_error(&e)),
+            None => Ok((Event::StreamEnd, Span::default())),
+        }
+    }
+
+    fn node(&mut self, ev: Event<'a>, span: Span) -> Result<Node, SpecError> {
+        let (line, col) = (span.start.line(), span.start.col() + 1);
+        let value = match ev {
+            Event::Scalar(s, ..) => NodeValue::Scalar(s.into_owned()),
+            Event::Alias(_) => NodeValue::Alias,
+            Event::SequenceStart(..) => {
+                let mut items = Vec::new();
+                loop {
+                    let (ev, sp) = self.next()?;
+                    if matches!(ev, Event::SequenceEnd | Event::StreamEnd) {
+                        break;
+                    }
+                    items.push(self.node(ev, sp)?);
+                }
+                NodeValue::Seq(items)
+            }
+            Event::MappingStart(..) => {
+                let mut entries = Vec::new();
+                loop {
+                    let (ev, sp) = self.next()?;
+                    if matches!(ev, Event::MappingEnd | Event::StreamEnd) {
+                        break;
+                    }
+                    let key = self.node(ev, sp)?;
+                    let key_text = match &key.value {
+                        NodeValue::Scalar(s) => s.clone(),
+                        _ => String::from("?"),
+                    };
+                    let (ev, sp) = self.next()?;
+                    let value = self.node(ev, sp)?;
+                    entries.push((key_text, key.line, key.col, value));
+                }
+                NodeValue::Map(entries)
+            }
+            _ => NodeValue::Scalar(String::new()),
+        };
+        Ok(Node { line, col, value })
+    }
+}
+
+/// The position trees of every document of `text`, in order.
+pub fn document_trees(text: &str) -> Result<Vec<Node>, SpecError> {
+    let mut b = TreeBuilder {
+        parser: Parser::new_from_str(text),
+    };
+    let mut docs = Vec::new();
+    loop {
+        let (ev, span) = b.next()?;
+        match ev {
+            Event::StreamEnd => break,
+            Event::DocumentStart(_) => {
+                let (ev, span) = b.next()?;
+                let root = if matches!(ev, Event::DocumentEnd) {
+                    Node {
+                        line: span.start.line(),
+                        col: 1,
+                        value: NodeValue::Scalar(String::new()),
+                    }
+                } else {
+                    let root = b.node(ev, span)?;
+                    // DocumentEnd
+                    let (ev, _) = b.next()?;
+                    debug_assert!(matches!(ev, Event::DocumentEnd | Event::StreamEnd));
+                    root
+                };
+                docs.push(root);
+            }
+            _ => {
+                let _ = span;
+            }
+        }
+    }
+    Ok(docs)
+}
+
+/// The outcome of reading one document as `T`.
+pub struct Typed<T> {
+    pub value: Option<T>,
+    pub errors: Vec<SpecError>,
+}
+
+/// Deserializes one document as `T`, collecting unknown fields (with a
+/// did-you-mean from `known_fields`) and the first wrong-type error.
+pub fn parse_typed<T: DeserializeOwned>(
+    de: serde_yaml_ng::Deserializer<'_>,
+    positions: &Positions,
+    known_fields: impl Fn(&str) -> Option<&'static [&'static str]>,
+) -> Typed<T> {
+    let mut unknown: Vec<Vec<Seg>> = Vec::new();
+    let mut track = serde_path_to_error::Track::new();
+    let result = {
+        let mut record = |path: serde_ignored::Path<'_>| unknown.push(ignored_path(&path));
+        let ignored = serde_ignored::Deserializer::new(de, &mut record);
+        let tracked = serde_path_to_error::Deserializer::new(ignored, &mut track);
+        T::deserialize(tracked)
+    };
+    let mut errors = Vec::new();
+    for path in &unknown {
+        let rendered = render(path);
+        let field = match path.last() {
+            Some(Seg::Key(k)) => k.as_str(),
+            _ => "",
+        };
+        let parent = normalized(&path[..path.len().saturating_sub(1)]);
+        let hint = known_fields(&parent)
+            .and_then(|known| did_you_mean(field, known))
+            .map(|s| format!("did you mean \"{s}\"?"))
+            .unwrap_or_else(|| {
+                "it is not a field of the Kubernetes v1 schema here (kubectl would refuse it too)"
+                    .to_string()
+            });
+        errors.push(SpecError {
+            line: positions.line(&rendered),
+            column: None,
+            path: rendered,
+            message: format!("unknown field; {hint}"),
+        });
+    }
+    let value = match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let path = render(&tracked_path(&track.path()));
+            errors.push(type_error(&path, &e, positions));
+            None
+        }
+    };
+    Typed { value, errors }
+}
+
+fn type_error(path: &str, e: &serde_yaml_ng::Error, positions: &Positions) -> SpecError {
+    let mut message = e.to_string();
+    let (line, column) = match e.location() {
+        Some(loc) => {
+            let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+            if let Some(stripped) = message.strip_suffix(&suffix) {
+                message = stripped.to_string();
+            }
+            (Some(loc.line()), Some(loc.column()))
+        }
+        None => (positions.line(path), None),
+    };
+    if let Some(stripped) = message.strip_prefix(&format!("{path}: ")) {
+        message = stripped.to_string();
+    }
+    SpecError {
+        line,
+        column,
+        path: path.to_string(),
+        message,
+    }
+}
+
+fn ignored_path(path: &serde_ignored::Path<'_>) -> Vec<Seg> {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => Vec::new(),
+        P::Seq { parent, index } => {
+            let mut v = ignored_path(parent);
+            v.push(Seg::Index(*index));
+            v
+        }
+        P::Map { parent, key } => {
+            let mut v = ignored_path(parent);
+            v.push(Seg::Key(key.clone()));
+            v
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            ignored_path(parent)
+        }
+    }
+}
+
+fn tracked_path(path: &serde_path_to_error::Path) -> Vec<Seg> {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .filter_map(|seg| match seg {
+            Segment::Seq { index } => Some(Seg::Index(*index)),
+            Segment::Map { key } => Some(Seg::Key(key.clone())),
+            Segment::Enum { variant } => Some(Seg::Key(variant.clone())),
+            Segment::Unknown => None,
+        })
+        .collect()
+}
+
+/// A path with indices replaced by `[]`: `spec.containers[].ports[]`.
+pub fn normalized(path: &[Seg]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Index(_) => out.push_str("[]"),
+        }
+    }
+    out
+}
+
+/// The known field closest to `field`: same letters ignoring case, else the
+/// nearest within edit distance 2.
+pub fn did_you_mean(field: &str, known: &[&'static str]) -> Option<&'static str> {
+    if let Some(k) = known.iter().find(|k| k.eq_ignore_ascii_case(field)) {
+        return Some(k);
+    }
+    known
+        .iter()
+        .map(|k| (levenshtein(field, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The field names a k8s-openapi type accepts, read from its `Deserialize`
+/// impl (the `fields` it passes to `deserialize_struct`).
+pub fn fields_of<T: DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> de::Deserializer<'de> for Probe<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("probe"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("probe"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_positions_block_flow_and_multi_doc() {
+        let text = "# comment\n\
+                    apiVersion: v1\n\
+                    kind: Pod\n\
+                    spec:\n  \
+                      containers:\n  \
+                      - name: a\n    \
+                        image: busybox\n  \
+                      - {name: b, image: x}\n\
+                    ---\n\
+                    kind: ConfigMap\n\
+                    data: {k: v}\n";
+        let docs = document_trees(text).unwrap();
+        assert_eq!(docs.len(), 2);
+        let p = docs[0].positions();
+        assert_eq!(p.line("kind"), Some(3));
+        assert_eq!(p.line("spec.containers"), Some(5));
+        assert_eq!(p.line("spec.containers[0]"), Some(6));
+        assert_eq!(p.line("spec.containers[0].image"), Some(7));
+        assert_eq!(p.line("spec.containers[1].image"), Some(8));
+        assert_eq!(p.line("spec.containers[1].nope.deeper"), Some(8));
+        let p = docs[1].positions();
+        assert_eq!(p.line("data.k"), Some(11));
+        assert_eq!(
+            docs[1].get("kind").and_then(Node::scalar),
+            Some("ConfigMap")
+        );
+    }
+
+    #[test]
+    fn empty_documents_are_null() {
+        let docs = document_trees("---\n---\nkind: Pod\n---\n").unwrap();
+        assert!(docs.len() >= 2);
+        assert!(docs[0].is_null());
+        assert!(docs.iter().any(|d| d.get("kind").is_some()));
+    }
+
+    #[test]
+    fn syntax_error_has_line() {
+        let err = document_trees("a: b\nc: [d\n").unwrap_err();
+        assert!(err.line.is_some());
+        assert!(err.message.contains("YAML syntax error"), "{}", err.message);
+    }
+
+    #[test]
+    fn suggestions() {
+        let known = &["imagePullPolicy", "image", "name", "workingDir"];
+        assert_eq!(
+            did_you_mean("imagePullPolicyy", known),
+            Some("imagePullPolicy")
+        );
+        assert_eq!(
+            did_you_mean("imagepullpolicy", known),
+            Some("imagePullPolicy")
+        );
+        assert_eq!(did_you_mean("imgae", known), Some("image"));
+        assert_eq!(did_you_mean("workdir", known), None);
+        assert_eq!(did_you_mean("banana", known), None);
+    }
+
+    #[test]
+    fn fields_probe_reads_k8s_types() {
+        use k8s_openapi::api::core::v1::Container;
+        let f = fields_of::<Container>();
+        assert!(
+            f.contains(&"imagePullPolicy") && f.contains(&"volumeMounts"),
+            "{f:?}"
+        );
+    }
+}
