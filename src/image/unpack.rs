@@ -959,3 +959,601 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta,
         xattrs,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    use std::path::PathBuf;
+    use tar::{EntryType, Header};
+
+    const OPTS: UnpackOptions = UnpackOptions { chown: true };
+
+    fn is_root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    /// A tar built in memory; raw names bypass the builder's path checks.
+    struct Layer(tar::Builder<Vec<u8>>);
+
+    impl Layer {
+        fn new() -> Layer {
+            Layer(tar::Builder::new(Vec::new()))
+        }
+
+        fn header(kind: EntryType, name: &[u8], mode: u32, mtime: u64) -> Header {
+            let mut h = Header::new_gnu();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name);
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_mtime(mtime);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_size(0);
+            h
+        }
+
+        fn append(&mut self, mut h: Header, data: &[u8]) -> &mut Self {
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            self.0.append(&h, data).unwrap();
+            self
+        }
+
+        fn file(&mut self, name: &str, data: &[u8]) -> &mut Self {
+            self.append(
+                Self::header(EntryType::Regular, name.as_bytes(), 0o644, 1000),
+                data,
+            )
+        }
+
+        fn dir(&mut self, name: &str, mode: u32) -> &mut Self {
+            self.append(
+                Self::header(EntryType::Directory, name.as_bytes(), mode, 1000),
+                b"",
+            )
+        }
+
+        fn link(&mut self, kind: EntryType, name: &str, target: &str) -> &mut Self {
+            let mut h = Self::header(kind, name.as_bytes(), 0o777, 1000);
+            h.set_link_name_literal(target).unwrap();
+            self.append(h, b"")
+        }
+
+        fn symlink(&mut self, name: &str, target: &str) -> &mut Self {
+            self.link(EntryType::Symlink, name, target)
+        }
+
+        fn hardlink(&mut self, name: &str, target: &str) -> &mut Self {
+            self.link(EntryType::Link, name, target)
+        }
+
+        /// A PAX extended header applying `records` to the next entry.
+        fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
+            let mut data = Vec::new();
+            for (k, v) in records {
+                let body = k.len() + v.len() + 3; // ' ', '=', '\n'
+                let mut len = body + 1;
+                while len != body + len.to_string().len() {
+                    len = body + len.to_string().len();
+                }
+                data.extend_from_slice(format!("{len} {k}=").as_bytes());
+                data.extend_from_slice(v);
+                data.push(b'\n');
+            }
+            self.append(
+                Self::header(EntryType::XHeader, b"PaxHeader", 0o644, 0),
+                &data,
+            )
+        }
+
+        fn finish(&mut self) -> Vec<u8> {
+            let b = std::mem::replace(&mut self.0, tar::Builder::new(Vec::new()));
+            b.into_inner().unwrap()
+        }
+    }
+
+    /// `outer/dest`: anything appearing in `outer` besides `dest` escaped.
+    struct Sandbox {
+        _tmp: tempfile::TempDir,
+        outer: PathBuf,
+        dest: PathBuf,
+    }
+
+    impl Sandbox {
+        fn new() -> Sandbox {
+            let tmp = tempfile::tempdir().unwrap();
+            let outer = tmp.path().join("outer");
+            let dest = outer.join("dest");
+            std::fs::create_dir_all(&dest).unwrap();
+            Sandbox {
+                _tmp: tmp,
+                outer,
+                dest,
+            }
+        }
+
+        fn unpack(&self, tar: &[u8]) -> Result<UnpackReport, UnpackError> {
+            unpack_layer(tar, &self.dest, &OPTS)
+        }
+
+        fn p(&self, rel: &str) -> PathBuf {
+            self.dest.join(rel)
+        }
+
+        fn outer_names(&self) -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(&self.outer)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        }
+    }
+
+    fn lmeta(p: &Path) -> std::fs::Metadata {
+        std::fs::symlink_metadata(p).unwrap()
+    }
+
+    #[test]
+    fn files_dirs_links_modes_owners_times() {
+        let s = Sandbox::new();
+        let mut l = Layer::new();
+        let mut d = Layer::header(EntryType::Directory, b"./a/", 0o750, 111_111);
+        d.set_uid(1000);
+        d.set_gid(1001);
+        l.append(d, b"");
+        let mut f = Layer::header(EntryType::Regular, b"./a/f", 0o4755, 222_222);
+        f.set_uid(1002);
+        f.set_gid(1003);
+        l.append(f, b"hello");
+        let mut g = Layer::header(EntryType::Regular, b"a/sticky", 0o1777, 1);
+        g.set_uid(5);
+        l.append(g, b"");
+        let mut sl = Layer::header(EntryType::Symlink, b"a/l", 0o777, 333_333);
+        sl.set_link_name_literal("f").unwrap();
+        sl.set_uid(1004);
+        l.append(sl, b"");
+        l.hardlink("a/h", "./a/f");
+        l.file("a/b/c/deep", b"x"); // implicit parents
+        let tar = l.finish();
+
+        let r = s.unpack(&tar).unwrap();
+        assert_eq!(r.entries, 6);
+        assert_eq!(std::fs::read(s.p("a/f")).unwrap(), b"hello");
+        let a = lmeta(&s.p("a"));
+        assert!(a.is_dir());
+        assert_eq!(a.mode() & 0o7777, 0o750);
+        assert_eq!(a.mtime(), 111_111, "dir mtime restored after its children");
+        let f = lmeta(&s.p("a/f"));
+        assert_eq!(f.mode() & 0o7777, 0o4755, "setuid survives chown");
+        assert_eq!(f.mtime(), 222_222);
+        assert_eq!(lmeta(&s.p("a/sticky")).mode() & 0o7777, 0o1777);
+        let l = lmeta(&s.p("a/l"));
+        assert!(l.file_type().is_symlink());
+        assert_eq!(std::fs::read_link(s.p("a/l")).unwrap(), Path::new("f"));
+        assert_eq!(l.mtime(), 333_333);
+        let h = lmeta(&s.p("a/h"));
+        assert_eq!(h.ino(), f.ino());
+        assert_eq!(h.nlink(), 2);
+        assert_eq!(std::fs::read(s.p("a/b/c/deep")).unwrap(), b"x");
+        assert_eq!(lmeta(&s.p("a/b")).mode() & 0o777, 0o755);
+        if is_root() {
+            assert_eq!((a.uid(), a.gid()), (1000, 1001));
+            assert_eq!((f.uid(), f.gid()), (1002, 1003));
+            assert_eq!(l.uid(), 1004);
+        }
+        assert_eq!(s.outer_names(), ["dest"]);
+    }
+
+    #[test]
+    fn without_chown_owner_is_ours() {
+        let s = Sandbox::new();
+        let mut l = Layer::new();
+        let mut f = Layer::header(EntryType::Regular, b"f", 0o2755, 5);
+        f.set_uid(1234);
+        f.set_gid(1234);
+        l.append(f, b"data");
+        let tar = l.finish();
+        unpack_layer(&tar[..], &s.dest, &UnpackOptions { chown: false }).unwrap();
+        let m = lmeta(&s.p("f"));
+        assert_eq!(m.uid(), nix::unistd::geteuid().as_raw());
+        assert_eq!(m.mode() & 0o7777, 0o2755);
+    }
+
+    #[test]
+    fn root_entry_updates_dest_metadata() {
+        let s = Sandbox::new();
+        let tar = Layer::new().dir("./", 0o711).file("x", b"").finish();
+        s.unpack(&tar).unwrap();
+        let m = lmeta(&s.dest);
+        assert_eq!(m.mode() & 0o7777, 0o711);
+        assert_eq!(m.mtime(), 1000);
+    }
+
+    #[test]
+    fn later_entries_replace_earlier_ones() {
+        let s = Sandbox::new();
+        let mut l = Layer::new();
+        l.file("x", b"file")
+            .dir("x", 0o755) // file -> dir
+            .file("x/y", b"y")
+            .file("z", b"z")
+            .symlink("z", "target") // file -> symlink
+            .dir("d", 0o755)
+            .file("d/sub/child", b"c")
+            .file("d", b"now a file") // tree -> file
+            .dir("k", 0o700)
+            .file("k/keep", b"k")
+            .dir("k", 0o755) // dir over dir: metadata only
+            .file("w", b"old")
+            .file("w", b"new");
+        let tar = l.finish();
+        s.unpack(&tar).unwrap();
+        assert_eq!(std::fs::read(s.p("x/y")).unwrap(), b"y");
+        assert_eq!(std::fs::read_link(s.p("z")).unwrap(), Path::new("target"));
+        assert_eq!(std::fs::read(s.p("d")).unwrap(), b"now a file");
+        assert_eq!(std::fs::read(s.p("k/keep")).unwrap(), b"k");
+        assert_eq!(lmeta(&s.p("k")).mode() & 0o777, 0o755);
+        assert_eq!(std::fs::read(s.p("w")).unwrap(), b"new");
+    }
+
+    #[test]
+    fn parents_may_cross_symlinks_inside_the_layer() {
+        let s = Sandbox::new();
+        let tar = Layer::new()
+            .dir("usr", 0o755)
+            .dir("usr/lib", 0o755)
+            .symlink("lib", "usr/lib")
+            .file("lib/libc.so", b"elf")
+            .symlink("usr/lib64", "../usr/lib")
+            .file("usr/lib64/ld.so", b"ld")
+            .finish();
+        s.unpack(&tar).unwrap();
+        assert_eq!(std::fs::read(s.p("usr/lib/libc.so")).unwrap(), b"elf");
+        assert_eq!(std::fs::read(s.p("usr/lib/ld.so")).unwrap(), b"ld");
+    }
+
+    #[test]
+    fn whiteouts_become_overlay_whiteouts() {
+        let s = Sandbox::new();
+        let tar = Layer::new()
+            .dir("a", 0o755)
+            .file("a/b", b"gone")
+            .dir("a/tree", 0o755)
+            .file("a/tree/x", b"gone too")
+            .file("a/.wh.b", b"")
+            .file("a/.wh.tree", b"")
+            .file("new/dir/.wh.lower", b"") // parents created
+            .dir("o", 0o755)
+            .file("o/kept", b"k")
+            .file("o/.wh..wh..opq", b"")
+            .file("p/.wh..wh..opq", b"") // dir created
+            .file("a/.wh..wh.plnk", b"") // aufs bookkeeping: ignored
+            .finish();
+        s.unpack(&tar).unwrap();
+        for wh in ["a/b", "a/tree", "new/dir/lower"] {
+            let m = lmeta(&s.p(wh));
+            assert!(m.file_type().is_char_device(), "{wh}");
+            assert_eq!(m.rdev(), 0, "{wh}");
+        }
+        for opq in ["o", "p"] {
+            let mut buf = [0u8; 8];
+            let path =
+                std::ffi::CString::new(s.p(opq).into_os_string().into_encoded_bytes()).unwrap();
+            // SAFETY: valid C strings and buffer.
+            let n = unsafe {
+                libc::lgetxattr(
+                    path.as_ptr(),
+                    OPAQUE_XATTR.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            assert_eq!(n, 1, "{opq}: {}", io::Error::last_os_error());
+            assert_eq!(buf[0], b'y');
+        }
+        assert_eq!(std::fs::read(s.p("o/kept")).unwrap(), b"k");
+        let mut names: Vec<_> = std::fs::read_dir(s.p("a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["b", "tree"], "no .wh. files are created");
+    }
+
+    #[test]
+    fn devices_skipped_fifos_created() {
+        let s = Sandbox::new();
+        let mut l = Layer::new();
+        let mut c = Layer::header(EntryType::Char, b"dev/null", 0o666, 1);
+        c.set_device_major(1).unwrap();
+        c.set_device_minor(3).unwrap();
+        l.append(c, b"");
+        let mut b = Layer::header(EntryType::Block, b"dev/sda", 0o660, 1);
+        b.set_device_major(8).unwrap();
+        l.append(b, b"");
+        l.append(Layer::header(EntryType::Fifo, b"run/fifo", 0o640, 77), b"");
+        let tar = l.finish();
+        let r = s.unpack(&tar).unwrap();
+        assert_eq!(r.devices_skipped, 2);
+        assert_eq!(r.entries, 3);
+        assert!(!s.p("dev/null").exists());
+        let m = lmeta(&s.p("run/fifo"));
+        assert!(m.file_type().is_fifo());
+        assert_eq!(m.permissions().mode() & 0o7777, 0o640);
+        assert_eq!(m.mtime(), 77);
+    }
+
+    #[test]
+    fn pax_xattrs_and_times() {
+        let s = Sandbox::new();
+        let tar = Layer::new()
+            .pax(&[
+                ("SCHILY.xattr.user.test", b"v\0bin"),
+                ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
+                ("mtime", b"1234567890.5"),
+            ])
+            .file("f", b"x")
+            .finish();
+        let r = s.unpack(&tar).unwrap();
+        assert_eq!(r.xattrs_skipped, 1, "overlay xattrs are refused");
+        let m = lmeta(&s.p("f"));
+        assert_eq!((m.mtime(), m.mtime_nsec()), (1_234_567_890, 500_000_000));
+        let path = std::ffi::CString::new(s.p("f").into_os_string().into_encoded_bytes()).unwrap();
+        let mut buf = [0u8; 16];
+        // SAFETY: valid C strings and buffer.
+        let n = unsafe {
+            libc::getxattr(
+                path.as_ptr(),
+                c"user.test".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        assert_eq!(n, 5, "{}", io::Error::last_os_error());
+        assert_eq!(&buf[..5], b"v\0bin");
+        assert_eq!(
+            parse_pax_time(b"-1.25"),
+            Some(TimeSpec::new(-2, 750_000_000))
+        );
+        assert_eq!(parse_pax_time(b"12"), Some(TimeSpec::new(12, 0)));
+        assert_eq!(parse_pax_time(b"1.x"), None);
+    }
+
+    /// Every way out must be refused, with nothing created outside `dest`.
+    #[test]
+    fn escapes_are_refused() {
+        let probe = Sandbox::new();
+        let outer = probe.outer.to_str().unwrap().to_string();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("dotdot", Layer::new().file("../x", b"!").finish()),
+            (
+                "absolute",
+                Layer::new().file(&format!("{outer}/x"), b"!").finish(),
+            ),
+            (
+                "inner dotdot",
+                Layer::new().file("a/../../x", b"!").finish(),
+            ),
+            (
+                "symlink to /",
+                Layer::new()
+                    .symlink("evil", "/")
+                    .file(&format!("evil/{}/x", &outer[1..]), b"!")
+                    .finish(),
+            ),
+            (
+                "symlink to outer",
+                Layer::new()
+                    .symlink("evil", &outer)
+                    .file("evil/x", b"!")
+                    .finish(),
+            ),
+            (
+                "symlink ../..",
+                Layer::new()
+                    .symlink("evil", "../..")
+                    .file("evil/outer/x", b"!")
+                    .finish(),
+            ),
+            (
+                "symlink .. chained",
+                Layer::new()
+                    .dir("d", 0o755)
+                    .symlink("d/up", "..")
+                    .symlink("d/upup", "up/..")
+                    .dir("d/upup/x", 0o755)
+                    .finish(),
+            ),
+            (
+                "hardlink absolute",
+                Layer::new().hardlink("h", "/etc/passwd").finish(),
+            ),
+            (
+                "hardlink dotdot",
+                Layer::new().hardlink("h", "../secret").finish(),
+            ),
+            (
+                "hardlink through symlink",
+                Layer::new()
+                    .symlink("evil", &outer)
+                    .hardlink("h", "evil/secret")
+                    .finish(),
+            ),
+            (
+                "whiteout through symlink",
+                Layer::new()
+                    .symlink("evil", &outer)
+                    .file("evil/.wh.secret", b"")
+                    .finish(),
+            ),
+            (
+                "opaque through symlink",
+                Layer::new()
+                    .symlink("evil", &outer)
+                    .file("evil/.wh..wh..opq", b"")
+                    .finish(),
+            ),
+            ("whiteout dot", Layer::new().file(".wh..", b"").finish()),
+            (
+                "whiteout dotdot",
+                Layer::new().file("a/.wh...", b"").finish(),
+            ),
+            ("whiteout empty", Layer::new().file(".wh.", b"").finish()),
+        ];
+        for (what, tar) in cases {
+            let s = Sandbox::new();
+            std::fs::write(s.outer.join("secret"), b"secret").unwrap();
+            let err = s.unpack(&tar).expect_err(what);
+            assert!(matches!(err, UnpackError::Escape { .. }), "{what}: {err:?}");
+            assert!(err.to_string().contains("refused"), "{what}: {err}");
+            assert_eq!(s.outer_names(), ["dest", "secret"], "{what}");
+            let secret = lmeta(&s.outer.join("secret"));
+            assert_eq!(secret.nlink(), 1, "{what}");
+            assert!(secret.is_file(), "{what}");
+            assert!(!s.dest.join("h").exists(), "{what}");
+        }
+        assert!(!Path::new("/x").exists());
+    }
+
+    /// A symlink at the final component is replaced, never written through.
+    #[test]
+    fn final_symlinks_are_not_followed() {
+        let s = Sandbox::new();
+        std::fs::write(s.outer.join("target"), b"keep").unwrap();
+        std::fs::create_dir(s.outer.join("tdir")).unwrap();
+        let t = s.outer.join("target");
+        let td = s.outer.join("tdir");
+        let tar = Layer::new()
+            .symlink("l", t.to_str().unwrap())
+            .file("l", b"replaced")
+            .symlink("d", td.to_str().unwrap())
+            .dir("d", 0o700)
+            .symlink("h", t.to_str().unwrap())
+            .hardlink("h2", "h") // links the symlink itself
+            .append(Layer::header(EntryType::Fifo, b"h", 0o600, 1), b"")
+            .finish();
+        s.unpack(&tar).unwrap();
+        assert_eq!(std::fs::read(&t).unwrap(), b"keep");
+        assert_eq!(lmeta(&t).mode() & 0o777, 0o644);
+        assert_eq!(lmeta(&td).mode() & 0o777, 0o755);
+        assert_eq!(std::fs::read(s.p("l")).unwrap(), b"replaced");
+        assert!(lmeta(&s.p("d")).is_dir());
+        assert!(lmeta(&s.p("h2")).file_type().is_symlink());
+        assert_eq!(lmeta(&t).nlink(), 1);
+    }
+
+    #[test]
+    fn truncated_archives_are_corrupt() {
+        let full = Layer::new()
+            .file("a", &[7u8; 3000])
+            .file("b", b"bbb")
+            .finish();
+        // "a" is blocks 0..7, "b" blocks 7..9, then the end marker.
+        // Mid-data, mid-header, data missing, at an entry boundary (no end
+        // marker).
+        for cut in [700, 512 * 7 + 100, 512 * 8, 512 * 9] {
+            let s = Sandbox::new();
+            let err = s.unpack(&full[..cut]).expect_err(&cut.to_string());
+            assert!(matches!(err, UnpackError::Corrupt { .. }), "{cut}: {err:?}");
+        }
+        let err = Sandbox::new().unpack(&full[..512 * 9]).unwrap_err();
+        assert!(err.to_string().contains("end-of-archive"), "{err}");
+        // Garbage header.
+        let s = Sandbox::new();
+        let mut bad = full.clone();
+        bad[0] ^= 0xff;
+        assert!(matches!(s.unpack(&bad), Err(UnpackError::Corrupt { .. })));
+        // The whole thing is fine.
+        Sandbox::new().unpack(&full).unwrap();
+    }
+
+    #[test]
+    fn stream_is_consumed_to_eof() {
+        struct Counting<'a>(&'a [u8], usize);
+        impl Read for Counting<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.read(buf)?;
+                self.1 += n;
+                Ok(n)
+            }
+        }
+        let mut tar = Layer::new().file("f", b"data").finish();
+        tar.extend_from_slice(&[0u8; 10240]); // record padding
+        let s = Sandbox::new();
+        let mut r = Counting(&tar, 0);
+        unpack_layer(&mut r, &s.dest, &OPTS).unwrap();
+        assert_eq!(r.1, tar.len());
+        // An empty layer (end marker only).
+        let empty = Layer::new().finish();
+        let mut r = Counting(&empty, 0);
+        let rep = unpack_layer(&mut r, &Sandbox::new().dest, &OPTS).unwrap();
+        assert_eq!((rep.entries, r.1), (0, empty.len()));
+    }
+
+    #[test]
+    fn unsupported_and_root_entries() {
+        let s = Sandbox::new();
+        let tar = Layer::new().symlink("./", "x").finish();
+        let err = s.unpack(&tar).unwrap_err();
+        assert!(matches!(err, UnpackError::Unsupported { .. }), "{err:?}");
+        let mut l = Layer::new();
+        l.append(Layer::header(EntryType::new(b'V'), b"label", 0o644, 1), b"");
+        let err = Sandbox::new().unpack(&l.finish()).unwrap_err();
+        assert!(matches!(err, UnpackError::Unsupported { .. }), "{err:?}");
+        assert!(err.to_string().contains("label"), "{err}");
+        // Old archives mark directories as regular files with a trailing '/'.
+        let s = Sandbox::new();
+        s.unpack(&Layer::new().file("olddir/", b"").finish())
+            .unwrap();
+        assert!(lmeta(&s.p("olddir")).is_dir());
+    }
+
+    #[test]
+    fn compression_detection_and_decoding() {
+        use Compression::*;
+        let mt = |s| Compression::from_media_type(s);
+        assert_eq!(mt("application/vnd.oci.image.layer.v1.tar"), Some(None));
+        assert_eq!(
+            mt("application/vnd.oci.image.layer.v1.tar+gzip"),
+            Some(Gzip)
+        );
+        assert_eq!(
+            mt("application/vnd.oci.image.layer.v1.tar+zstd"),
+            Some(Zstd)
+        );
+        assert_eq!(
+            mt("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"),
+            Some(Gzip)
+        );
+        assert_eq!(
+            mt("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+            Some(Gzip)
+        );
+        assert_eq!(
+            mt("application/vnd.docker.image.rootfs.diff.tar"),
+            Some(None)
+        );
+        assert_eq!(mt("application/vnd.oci.image.config.v1+json"), Option::None);
+
+        let tar = Layer::new().file("f", b"payload").finish();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar[..100]).unwrap();
+        let mut gz_bytes = gz.finish().unwrap();
+        // A second gzip member: MultiGzDecoder must read it too.
+        let mut gz2 = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz2.write_all(&tar[100..]).unwrap();
+        gz_bytes.extend(gz2.finish().unwrap());
+        let zst = zstd::encode_all(&tar[..], 3).unwrap();
+        assert_eq!(Compression::sniff(&gz_bytes), Gzip);
+        assert_eq!(Compression::sniff(&zst), Zstd);
+        assert_eq!(Compression::sniff(&tar), None);
+        for (c, bytes) in [(Gzip, gz_bytes), (Zstd, zst), (None, tar.clone())] {
+            let s = Sandbox::new();
+            let r = c.decompressor(&bytes[..]).unwrap();
+            unpack_layer(r, &s.dest, &OPTS).unwrap();
+            assert_eq!(std::fs::read(s.p("f")).unwrap(), b"payload", "{c:?}");
+        }
+    }
+}
