@@ -18,6 +18,7 @@
 // The store is the caller; until it is wired in, the binary does not use this.
 #![cfg_attr(not(test), allow(dead_code))]
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -174,6 +175,7 @@ pub fn unpack_layer<R: Read>(
         dir_times: Vec::new(),
         buf: vec![0u8; COPY_BUF],
         first_xattr_failure: None,
+        skipped_devices: HashSet::new(),
     };
 
     let tracked = EofTracker {
@@ -239,6 +241,8 @@ struct Unpacker {
     dir_times: Vec<(Vec<u8>, TimeSpec)>,
     buf: Vec<u8>,
     first_xattr_failure: Option<String>,
+    /// Paths of device entries skipped, so hardlinks to them are skipped too.
+    skipped_devices: HashSet<Vec<u8>>,
 }
 
 const WH_PREFIX: &[u8] = b".wh.";
@@ -459,6 +463,7 @@ impl Unpacker {
         match kind {
             tar::EntryType::Char | tar::EntryType::Block => {
                 self.report.devices_skipped += 1;
+                self.skipped_devices.insert(rel);
                 return Ok(());
             }
             tar::EntryType::Regular
@@ -476,6 +481,9 @@ impl Unpacker {
             }
         }
 
+        if !self.skipped_devices.is_empty() {
+            self.skipped_devices.remove(&rel);
+        }
         let meta = read_meta(entry, &name)?;
 
         if kind == tar::EntryType::Directory {
@@ -509,6 +517,11 @@ impl Unpacker {
                 }
                 if target == rel {
                     return Ok(()); // a link to itself: nothing to do
+                }
+                if self.skipped_devices.contains(&target) {
+                    // Another name for a device node that was skipped.
+                    self.report.devices_skipped += 1;
+                    return Ok(());
                 }
                 let (tparent, tlast) = split(&target);
                 let tdir = if tparent.is_empty() {
@@ -1274,10 +1287,14 @@ mod tests {
         b.set_device_major(8).unwrap();
         l.append(b, b"");
         l.append(Layer::header(EntryType::Fifo, b"run/fifo", 0o640, 77), b"");
+        l.hardlink("dev/sda-link", "dev/sda");
         let tar = l.finish();
         let r = s.unpack(&tar).unwrap();
-        assert_eq!(r.devices_skipped, 2);
-        assert_eq!(r.entries, 3);
+        assert_eq!(
+            r.devices_skipped, 3,
+            "a link to a skipped device is skipped"
+        );
+        assert_eq!(r.entries, 4);
         assert!(!s.p("dev/null").exists());
         let m = lmeta(&s.p("run/fifo"));
         assert!(m.file_type().is_fifo());
