@@ -46,11 +46,6 @@ impl<R: Read> HashingReader<R> {
         self.tap.clone()
     }
 
-    /// Reads what is left, then returns `(sha256:…, bytes read)`.
-    pub fn finish(mut self) -> std::io::Result<(String, u64)> {
-        std::io::copy(&mut self, &mut std::io::sink())?;
-        Ok(self.tap.result())
-    }
 }
 
 impl<R: Read> Read for HashingReader<R> {
@@ -72,7 +67,8 @@ mod tests {
         let mut r = HashingReader::new(&b"hello world"[..]);
         let mut first = [0u8; 5];
         r.read_exact(&mut first).unwrap();
-        let (digest, n) = r.finish().unwrap();
+        std::io::copy(&mut r, &mut std::io::sink()).unwrap();
+        let (digest, n) = r.tap().result();
         assert_eq!(n, 11);
         assert_eq!(digest, sha256_of(b"hello world"));
         assert!(parse_sha256(&digest).is_some());

@@ -4,14 +4,13 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
 #[derive(Debug)]
 pub struct FileLock {
     file: File,
-    path: PathBuf,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -38,12 +37,6 @@ impl FileLock {
         }
     }
 
-    /// Turns an exclusive lock into a shared one without letting go of it.
-    pub fn downgrade(&self) -> Result<()> {
-        self.flock(Mode::Shared, false)
-            .with_context(|| format!("locking {}", self.path.display()))
-    }
-
     fn open(path: &Path) -> Result<FileLock> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -56,10 +49,7 @@ impl FileLock {
             .write(true)
             .open(path)
             .with_context(|| format!("opening lock file {}", path.display()))?;
-        Ok(FileLock {
-            file,
-            path: path.to_path_buf(),
-        })
+        Ok(FileLock { file })
     }
 
     fn flock(&self, mode: Mode, nonblocking: bool) -> std::io::Result<()> {

@@ -121,6 +121,8 @@ pub fn layer_tar(entries: &[Entry]) -> Vec<u8> {
     for e in entries {
         let mut h = tar::Header::new_gnu();
         h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
         match e {
             Entry::Dir {
                 path,
