@@ -58,6 +58,9 @@ enum Command {
     },
     #[command(name = "__holder", hide = true)]
     Holder,
+    /// The container init, started by the pod supervisor (runtime::container).
+    #[command(name = "__container", hide = true)]
+    Container { config: PathBuf },
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -76,6 +79,7 @@ pub fn run() -> Result<ExitCode> {
     let roots = Roots::resolve(cli.root, cli.runroot);
     match cli.command {
         Command::Holder => userns::holder::holder_main().map(|()| ExitCode::SUCCESS),
+        Command::Container { config } => Ok(crate::runtime::container::container_main(&config)),
         Command::Load { name, source } => load(&roots, name.as_deref(), &source),
         Command::Import { rootfs, name } => import(&roots, &rootfs, &name),
         Command::Images { format } => images(&roots, &format),

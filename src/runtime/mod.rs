@@ -1,3 +1,4 @@
 //! Running pods: the pause process, containers, and the supervisor.
 
 pub mod config;
+pub mod container;
