@@ -507,6 +507,31 @@ pub fn id_mapped(map: &str, id: u32) -> bool {
     })
 }
 
+/// When `id` is outside `map`, says which ids are mapped and what to do.
+pub fn unmapped_hint(what: &str, id: u32, map: &str) -> Option<String> {
+    if id_mapped(map, id) {
+        return None;
+    }
+    let ranges: Vec<String> = map
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (f.len() == 3).then(|| match f[2] {
+                1 => f[0].to_string(),
+                n => format!("{}-{}", f[0], f[0] + n - 1),
+            })
+        })
+        .collect();
+    Some(format!(
+        "; only {what}s {} are mapped in minipod's user namespace: use one of those, or give \
+         your user a larger range in /etc/subuid and /etc/subgid and restart minipod's holder",
+        ranges.join(", ")
+    ))
+}
+
 /// Bind-mounts the host path `source` at `dest` inside the container root,
 /// creating `dest` as a directory or file to match `source`.
 fn bind_into(root: &OwnedFd, source: &Path, dest: &str, read_only: bool) -> Result<()> {
@@ -890,17 +915,8 @@ fn switch_user(process: &Process, last_cap: u32) -> Result<()> {
                 .with_context(|| format!("dropping capability {cap} from the bounding set"));
         }
     }
-    let unmapped = |what: &str, id: u32, map: &str| {
-        let text = std::fs::read_to_string(map).unwrap_or_default();
-        if id_mapped(&text, id) {
-            String::new()
-        } else {
-            format!(
-                ": {what} {id} is not mapped in minipod's user namespace (give your user a \
-                 range in /etc/subuid and /etc/subgid, then restart minipod's holder)"
-            )
-        }
-    };
+    let gid_map = std::fs::read_to_string("/proc/self/gid_map").unwrap_or_default();
+    let uid_map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
     let groups: Vec<Gid> = process
         .additional_gids
         .iter()
@@ -913,8 +929,7 @@ fn switch_user(process: &Process, last_cap: u32) -> Result<()> {
             let hint = process
                 .additional_gids
                 .iter()
-                .map(|g| unmapped("group", *g, "/proc/self/gid_map"))
-                .find(|h| !h.is_empty())
+                .find_map(|g| unmapped_hint("gid", *g, &gid_map))
                 .unwrap_or_default();
             bail!(
                 "setting the supplementary groups {:?}: {e}{hint}",
@@ -923,24 +938,18 @@ fn switch_user(process: &Process, last_cap: u32) -> Result<()> {
         }
     }
     let gid = Gid::from_raw(process.gid);
-    nix::unistd::setresgid(gid, gid, gid).with_context(|| {
-        format!(
-            "setting gid {}{}",
-            process.gid,
-            unmapped("gid", process.gid, "/proc/self/gid_map")
-        )
-    })?;
+    if let Err(e) = nix::unistd::setresgid(gid, gid, gid) {
+        let hint = unmapped_hint("gid", process.gid, &gid_map).unwrap_or_default();
+        bail!("setting gid {}: {e}{hint}", process.gid);
+    }
     capset(cap_data(keep, keep, 0)).context("capset")?;
     let uid = Uid::from_raw(process.uid);
     // From uid 0 to another uid the kernel clears the permitted and
     // effective sets itself (no SECBIT_KEEP_CAPS), as exec would.
-    nix::unistd::setresuid(uid, uid, uid).with_context(|| {
-        format!(
-            "setting uid {}{}",
-            process.uid,
-            unmapped("uid", process.uid, "/proc/self/uid_map")
-        )
-    })?;
+    if let Err(e) = nix::unistd::setresuid(uid, uid, uid) {
+        let hint = unmapped_hint("uid", process.uid, &uid_map).unwrap_or_default();
+        bail!("setting uid {}: {e}{hint}", process.uid);
+    }
     // SAFETY: plain prctl on our own ambient set.
     let r = unsafe {
         libc::prctl(
@@ -1162,6 +1171,12 @@ mod tests {
         assert!(id_mapped(ranged, 5));
         assert!(id_mapped(ranged, 65536));
         assert!(!id_mapped(ranged, 65537));
+        assert_eq!(unmapped_hint("uid", 5, ranged), None);
+        let hint = unmapped_hint("uid", 70000, ranged).unwrap();
+        assert!(
+            hint.starts_with("; only uids 0, 1-65536 are mapped"),
+            "{hint}"
+        );
     }
 
     #[test]
