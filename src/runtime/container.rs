@@ -48,7 +48,9 @@
 //! resolved with `openat2(RESOLVE_IN_ROOT)` and mounted through
 //! `/proc/self/fd/N`, so a symlink in the image cannot redirect a mount to
 //! the host. The minipod binary is never exec'd inside the container
-//! (CVE-2019-5736): the container's command replaces this process directly.
+//! (CVE-2019-5736): the container's command replaces this process directly,
+//! and until then the process is not dumpable, so nothing in the pod can
+//! open its `/proc/PID/exe`.
 
 use std::convert::Infallible;
 use std::ffi::CString;
@@ -90,6 +92,13 @@ pub fn container_main(config_path: &Path) -> ExitCode {
         );
         return ExitCode::from(EXIT_SETUP_FAILED);
     }
+    // CVE-2019-5736: until the container's command replaces this image, a
+    // process in the pod (shared PID namespace) must not open
+    // /proc/<us>/exe, which is the minipod binary. A non-dumpable process's
+    // /proc entries need CAP_SYS_PTRACE, which containers do not get; exec
+    // makes the container's process dumpable again.
+    // SAFETY: plain prctl on ourselves; inherited by the fork below.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let config = match read_config(config_path) {
         Ok(c) => c,
         Err(err) => {
@@ -983,11 +992,10 @@ fn prepare_exec() -> Result<()> {
                 .file_name()
                 .to_str()
                 .and_then(|n| n.parse::<RawFd>().ok())
+                .filter(|fd| *fd >= SYNC_FD)
             {
-                if fd >= SYNC_FD {
-                    // SAFETY: only sets FD_CLOEXEC; a stale fd gives EBADF.
-                    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-                }
+                // SAFETY: only sets FD_CLOEXEC; a stale fd gives EBADF.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
             }
         }
     }
