@@ -1188,6 +1188,37 @@ mod tests {
     }
 
     #[test]
+    fn mount_targets_stay_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::create_dir(rootfs.join("outside")).unwrap();
+        // Absolute and `..` symlinks that would leave the root on the host.
+        std::os::unix::fs::symlink(&outside, rootfs.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../outside", rootfs.join("etc/up")).unwrap();
+        std::fs::write(rootfs.join("etc/file"), "").unwrap();
+        let root = open_path(&rootfs, OFlag::O_DIRECTORY).unwrap();
+
+        resolve_in_root(&root, "/abs/vol", Kind::Dir).unwrap_err(); // dangling inside the root
+        resolve_in_root(&root, "/etc/up/x", Kind::File).unwrap();
+        assert!(rootfs.join("outside/x").is_file());
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+
+        let fd = resolve_in_root(&root, "/a/b/c", Kind::Dir).unwrap();
+        assert!(rootfs.join("a/b/c").is_dir());
+        let st = nix::sys::stat::fstat(fd.as_fd()).unwrap();
+        assert_eq!(
+            st.st_ino,
+            std::fs::metadata(rootfs.join("a/b/c")).unwrap().ino()
+        );
+        assert!(resolve_in_root(&root, "/etc/file", Kind::Dir).is_err());
+        assert!(resolve_in_root(&root, "/etc", Kind::File).is_err());
+        assert!(resolve_in_root(&root, "/", Kind::Dir).is_err());
+    }
+
+    #[test]
     fn error_lines_are_one_line() {
         assert_eq!(one_line("a\nb  c\n"), "a b c");
     }
