@@ -365,6 +365,12 @@ fn mount_overlay(config: &ContainerConfig) -> Result<()> {
     for dir in [&config.upper, &config.work, &config.rootfs] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    if let Some(missing) = config.layers.iter().find(|l| !l.is_dir()) {
+        bail!(
+            "the image layer {} is missing: remove the image and load or pull it again",
+            missing.display()
+        );
+    }
     let (options, base) = overlay_options(&config.layers, &config.upper, &config.work)?;
     if let Some(base) = &base {
         nix::unistd::chdir(base)
