@@ -81,6 +81,9 @@ enum Command {
     Holder,
     #[command(name = "__pause", hide = true)]
     Pause(crate::runtime::pause::PauseArgs),
+    /// The container init, started by the pod supervisor (runtime::container).
+    #[command(name = "__container", hide = true)]
+    Container { config: PathBuf },
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -120,6 +123,7 @@ pub fn run() -> Result<ExitCode> {
             }
             run_pod(&roots, &file, exit_code_from)
         }
+        Command::Container { config } => Ok(crate::runtime::container::container_main(&config)),
         Command::Load { name, source } => load(&roots, name.as_deref(), &source),
         Command::Import { rootfs, name } => import(&roots, &rootfs, &name),
         Command::Images { format } => images(&roots, &format),

@@ -1,6 +1,7 @@
 //! Running pods: the pause process, containers, and the supervisor.
 
 pub mod config;
+pub mod container;
 pub mod etc_files;
 pub mod pause;
 pub mod pod;
