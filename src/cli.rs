@@ -118,7 +118,9 @@ pub fn run() -> Result<ExitCode> {
             }
             match pull.as_deref() {
                 None | Some("missing" | "never") => {}
-                Some("always") => bail!("--pull always: registry pulls are not supported yet; use --pull missing"),
+                Some("always") => {
+                    bail!("--pull always: registry pulls are not supported yet; use --pull missing")
+                }
                 Some(other) => bail!("--pull {other:?}: use always, missing or never"),
             }
             run_pod(&roots, &file, exit_code_from)
@@ -300,7 +302,9 @@ fn rmi(roots: &Roots, force: bool, images: &[String]) -> Result<ExitCode> {
 fn run_pod(roots: &Roots, file: &str, exit_code_from: Option<String>) -> Result<ExitCode> {
     let (text, source_name) = if file == "-" {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("reading the pod YAML from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the pod YAML from stdin")?;
         (text, "<stdin>".to_string())
     } else {
         let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
@@ -309,5 +313,10 @@ fn run_pod(roots: &Roots, file: &str, exit_code_from: Option<String>) -> Result<
     // The whole input is checked before anything is created.
     let plan = crate::spec::plan_from_yaml(&text, &source_name).map_err(|e| anyhow!("{e}"))?;
     let store = store_in_userns(roots)?;
-    crate::runtime::pod::run(roots, &store, plan, crate::runtime::pod::RunOptions { exit_code_from })
+    crate::runtime::pod::run(
+        roots,
+        &store,
+        plan,
+        crate::runtime::pod::RunOptions { exit_code_from },
+    )
 }

@@ -45,7 +45,6 @@ impl<R: Read> HashingReader<R> {
     pub fn tap(&self) -> Tap {
         self.tap.clone()
     }
-
 }
 
 impl<R: Read> Read for HashingReader<R> {

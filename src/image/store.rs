@@ -650,4 +650,3 @@ fn synthesize_manifest(
         "layers": layers,
     }))?)
 }
-

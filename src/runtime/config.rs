@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 pub struct ContainerConfig {
     /// The container's name, for errors.
     pub name: String,
+    /// The pod's supervisor: the container dies with it.
+    pub supervisor_pid: i32,
     /// The pause process whose NET, IPC and UTS (and PID when `share_pid`)
     /// namespaces the container joins, by host pid. Its mount namespace is
     /// joined too and then copied (unshare), so the pod's tmpfs mounts

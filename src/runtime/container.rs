@@ -19,8 +19,8 @@
 //!   the child then exits 125 without exec'ing anything).
 //!
 //! The supervisor reads fd 3 until EOF. EOF comes when every copy of the
-//! write end is gone: the `__container` process exits right after writing
-//! `pid` (exit status 0, or 125 with an `error` line before the fork), and
+//! write end is gone: the `__container` process closes it right after
+//! writing `pid` (or exits 125 with an `error` line before the fork), and
 //! the child holds fd 3 close-on-exec, so it is closed by a successful
 //! `execve` or by the child's exit. Hence:
 //!
@@ -31,8 +31,13 @@
 //! | `error M`              | failed before forking; `__container` exits 125      |
 //! | nothing                | `__container` crashed; look at its exit status     |
 //!
-//! The `__container` process never waits for its child: the supervisor is a
-//! child subreaper and reaps both.
+//! After the fork the `__container` process stays as the container's *link*:
+//! it waits for the container's main process and exits with its status
+//! (128+N for signal N), so the supervisor learns the exit code by reaping
+//! its own child, also when the process lives in the pod's PID namespace
+//! (whose orphans would go to the pause). The link dies with the supervisor
+//! and the container with the link (PDEATHSIG), so a killed supervisor
+//! leaves no container behind.
 //!
 //! # Sequence
 //!
@@ -109,6 +114,10 @@ pub fn container_main(config_path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_SETUP_FAILED);
         }
     };
+    if let Err(err) = die_with_supervisor(config.supervisor_pid) {
+        report_error(&format!("container {}: {err:#}", config.name));
+        return ExitCode::from(EXIT_SETUP_FAILED);
+    }
     match join_and_fork(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -116,6 +125,10 @@ pub fn container_main(config_path: &Path) -> ExitCode {
             ExitCode::from(EXIT_SETUP_FAILED)
         }
     }
+}
+
+fn die_with_supervisor(supervisor: i32) -> Result<()> {
+    super::pause::die_with_parent(supervisor)
 }
 
 fn read_config(path: &Path) -> Result<ContainerConfig> {
@@ -215,10 +228,15 @@ fn join_and_fork(config: &ContainerConfig) -> Result<()> {
             let mut go = File::from(go_write);
             go.write_all(b"g")
                 .context("releasing the container process")?;
-            Ok(())
+            drop(go);
+            link_until_exit(child)
         }
         ForkResult::Child => {
             drop(go_write);
+            LINK_PID.store(
+                nix::unistd::getppid().as_raw(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             let mut go = [0u8];
             if File::from(go_read).read_exact(&mut go).is_err() {
                 // The parent failed and said so; it did not report our pid.
@@ -233,6 +251,40 @@ fn join_and_fork(config: &ContainerConfig) -> Result<()> {
             // SAFETY: leave without running the parent's destructors or
             // atexit handlers.
             unsafe { libc::_exit(i32::from(EXIT_SETUP_FAILED)) }
+        }
+    }
+}
+
+/// The link's pid, as the child saw it right after the fork.
+static LINK_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+fn config_link_pid() -> i32 {
+    LINK_PID.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The link's life after the fork: it lets go of the sync pipe and the
+/// container's stdio, waits for the container's main process and exits with
+/// its status (128+N for signal N), so the supervisor reaps an exit code
+/// even when the process lives in the pod's PID namespace (whose orphans go
+/// to the pause, not to us). It dies with the supervisor (PDEATHSIG), and the
+/// container dies with it.
+fn link_until_exit(child: nix::unistd::Pid) -> Result<()> {
+    let null = File::options().read(true).write(true).open("/dev/null")?;
+    for fd in [0, 1, 2] {
+        // SAFETY: replaces our own stdio fds.
+        unsafe { nix::unistd::dup2_raw(&null, fd) }?;
+    }
+    // SAFETY: fd 3 is the sync pipe we were given; closing it lets the
+    // supervisor see EOF once the child has exec'd.
+    unsafe { libc::close(SYNC_FD) };
+    loop {
+        match nix::sys::wait::waitpid(child, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => std::process::exit(code),
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => {
+                std::process::exit(128 + sig as i32)
+            }
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(e) => bail!("waiting for the container process: {e}"),
         }
     }
 }
@@ -278,6 +330,13 @@ fn child_setup_and_exec(config: &ContainerConfig) -> Result<Infallible> {
     mask_paths()?;
     enter_cwd(&config.process.cwd)?;
     switch_user(&config.process, last_cap)?;
+    // Die with the link (and so with the supervisor). Set after the uid
+    // change, which clears it; if the link is already gone, stop here.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .context("prctl(PR_SET_PDEATHSIG)")?;
+    if nix::unistd::getppid().as_raw() != config_link_pid() {
+        bail!("the container's link process exited during setup");
+    }
     prepare_exec()?;
     exec(&config.process)
 }

@@ -83,7 +83,11 @@ mod tests {
 
     #[test]
     fn hosts_has_localhost_name_and_aliases() {
-        let h = hosts("web", None, &[("10.1.2.3".into(), vec!["db".into(), "db.local".into()])]);
+        let h = hosts(
+            "web",
+            None,
+            &[("10.1.2.3".into(), vec!["db".into(), "db.local".into()])],
+        );
         assert!(h.contains("127.0.0.1\tlocalhost\n"));
         assert!(h.contains("127.0.1.1\tweb\n"));
         assert!(h.ends_with("10.1.2.3\tdb\tdb.local\n"));
@@ -103,8 +107,15 @@ mod tests {
             resolv_conf(host, &dns),
             "search example.com svc.local\nnameserver 1.1.1.1\nnameserver 8.8.8.8\noptions edns0 ndots:5\n"
         );
-        let only = Dns { replace_host: true, nameservers: vec!["9.9.9.9".into()], ..Dns::default() };
+        let only = Dns {
+            replace_host: true,
+            nameservers: vec!["9.9.9.9".into()],
+            ..Dns::default()
+        };
         assert_eq!(resolv_conf(host, &only), "nameserver 9.9.9.9\n");
-        assert_eq!(resolv_conf(host, &Dns::default()), "search example.com\nnameserver 1.1.1.1\noptions ndots:1 edns0\n");
+        assert_eq!(
+            resolv_conf(host, &Dns::default()),
+            "search example.com\nnameserver 1.1.1.1\noptions ndots:1 edns0\n"
+        );
     }
 }

@@ -75,9 +75,16 @@ fn setup(args: &PauseArgs) -> Result<Option<i32>> {
         flags |= CloneFlags::CLONE_NEWPID;
     }
     nix::sched::unshare(flags).context("creating the pod's namespaces")?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .context("making / private in the pod's mount namespace")?;
-    nix::unistd::sethostname(&args.hostname).with_context(|| format!("setting hostname {:?}", args.hostname))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .context("making / private in the pod's mount namespace")?;
+    nix::unistd::sethostname(&args.hostname)
+        .with_context(|| format!("setting hostname {:?}", args.hostname))?;
     if !args.host_network {
         loopback_up().context("bringing up lo")?;
     }
@@ -90,8 +97,14 @@ fn setup(args: &PauseArgs) -> Result<Option<i32>> {
         if let Some(size) = size {
             data.push_str(&format!(",size={size}"));
         }
-        mount(Some("tmpfs"), &dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(data.as_str()))
-            .with_context(|| format!("mounting a tmpfs on {}", dir.display()))?;
+        mount(
+            Some("tmpfs"),
+            &dir,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(data.as_str()),
+        )
+        .with_context(|| format!("mounting a tmpfs on {}", dir.display()))?;
     }
     if !args.share_pid {
         return Ok(None);
@@ -113,9 +126,8 @@ fn wait_for_pid1(pid: i32) -> Result<()> {
     release_stdio();
     loop {
         match waitpid(Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(nix::errno::Errno::ECHILD) => {
-                std::process::exit(0)
-            }
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
+            | Err(nix::errno::Errno::ECHILD) => std::process::exit(0),
             _ => continue,
         }
     }
@@ -146,7 +158,11 @@ pub fn die_with_parent(parent: i32) -> Result<()> {
 
 /// Points stdio at /dev/null so nobody waits on our pipes.
 fn release_stdio() {
-    if let Ok(null) = std::fs::File::options().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         for fd in 0..=2 {
             // SAFETY: replaces our own stdio fds.
             let _ = unsafe { nix::unistd::dup2_raw(&null, fd) };

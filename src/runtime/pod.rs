@@ -26,7 +26,7 @@ use crate::image::Store;
 use crate::paths::Roots;
 use crate::spec::{DnsBase, PodPlan, VolumeKind};
 use crate::sys::fs::atomic_write;
-use crate::sys::lock::{FileLock, Mode};
+use crate::sys::lock::FileLock;
 
 /// Kubernetes' /dev/shm size (as docker and containerd set it).
 const SHM_SIZE: u64 = 64 << 20;
@@ -40,7 +40,12 @@ pub struct RunOptions {
 /// read from a signalfd.
 fn handled_signals() -> SigSet {
     let mut set = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGCHLD] {
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
         set.add(s);
     }
     set
@@ -54,7 +59,10 @@ pub fn run(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> Res
         && !plan.containers.iter().any(|c| &c.name == name)
     {
         let names: Vec<&str> = plan.containers.iter().map(|c| c.name.as_str()).collect();
-        bail!("--exit-code-from {name}: the pod has no container {name:?} (containers: {})", names.join(", "));
+        bail!(
+            "--exit-code-from {name}: the pod has no container {name:?} (containers: {})",
+            names.join(", ")
+        );
     }
     if !plan.init_containers.is_empty() {
         bail!("spec.initContainers: not supported yet");
@@ -67,7 +75,8 @@ pub fn run(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> Res
 
     let signals = handled_signals();
     signals.thread_block().context("blocking signals")?;
-    let sigfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC).context("creating a signalfd")?;
+    let sigfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .context("creating a signalfd")?;
     // Orphans of our children (a container's init after its link exits)
     // come back to us to be reaped.
     nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
@@ -85,7 +94,8 @@ struct Pod {
     name: String,
     dir: PathBuf,
     /// Held for the pod's whole life: a second `run` of the same name fails.
-    _lock: FileLock,
+    lock: Option<FileLock>,
+    lock_path: PathBuf,
     /// The spawned `__pause` (the link, with a shared PID namespace).
     pause: Option<Child>,
     /// The process whose namespaces containers join.
@@ -125,20 +135,25 @@ impl Pod {
     fn create(roots: &Roots, plan: &PodPlan) -> Result<Pod> {
         let pods = roots.pods();
         crate::userns::holder::create_private_dir(&pods)?;
-        let lock = FileLock::try_acquire(&pods.join(format!("{}.lock", plan.name)), Mode::Exclusive)?
-            .ok_or_else(|| {
-                anyhow!("pod {:?} is already running; stop it first or give this one another metadata.name", plan.name)
-            })?;
+        let lock_path = pods.join(format!("{}.lock", plan.name));
+        let lock = FileLock::try_acquire_removable(&lock_path)?.ok_or_else(|| {
+            anyhow!(
+                "pod {:?} is already running; stop it first or give this one another metadata.name",
+                plan.name
+            )
+        })?;
         let dir = pods.join(&plan.name);
         if dir.exists() {
             // Left by a supervisor that was killed: its lock is free, so it is gone.
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing stale {}", dir.display()))?;
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("removing stale {}", dir.display()))?;
         }
         std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let pod = Pod {
             name: plan.name.clone(),
             dir,
-            _lock: lock,
+            lock: Some(lock),
+            lock_path,
             pause: None,
             pause_pid: 0,
             containers: Vec::new(),
@@ -168,7 +183,10 @@ impl Pod {
         for d in ["etc", "logs", "containers", "volumes", "shm"] {
             std::fs::create_dir_all(self.dir.join(d))?;
         }
-        std::fs::write(self.etc("hosts"), etc_files::hosts(&plan.hostname, None, &plan.host_aliases))?;
+        std::fs::write(
+            self.etc("hosts"),
+            etc_files::hosts(&plan.hostname, None, &plan.host_aliases),
+        )?;
         std::fs::write(self.etc("hostname"), format!("{}\n", plan.hostname))?;
         let dns = etc_files::Dns {
             replace_host: plan.dns.base == DnsBase::Empty,
@@ -188,7 +206,10 @@ impl Pod {
                 let dir = self.volume(&v.name);
                 std::fs::create_dir_all(&dir)?;
                 // Kubernetes' emptyDir is world-writable, so any user of the pod can use it.
-                std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
+                std::fs::set_permissions(
+                    &dir,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o777),
+                )?;
             }
         }
         Ok(())
@@ -210,7 +231,11 @@ impl Pod {
             cmd.arg("--host-network");
         }
         for v in &plan.volumes {
-            if let VolumeKind::EmptyDir { memory: true, size_limit_bytes } = v.kind {
+            if let VolumeKind::EmptyDir {
+                memory: true,
+                size_limit_bytes,
+            } = v.kind
+            {
                 let dir = self.volume(&v.name);
                 let spec = match size_limit_bytes {
                     Some(size) => format!("{}={size}", dir.display()),
@@ -219,7 +244,9 @@ impl Pod {
                 cmd.arg("--tmpfs").arg(spec);
             }
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         let mut child = cmd.spawn().context("starting the pod's pause process")?;
         let mut line = String::new();
         let mut stdout = child.stdout.take().expect("piped");
@@ -230,14 +257,20 @@ impl Pod {
                 self.pause_pid = pid.parse().context("the pause process sent a bad pid")?;
                 Ok(())
             }
-            Some(("error", msg)) => bail!("pod {}: creating its namespaces failed: {msg}", self.name),
+            Some(("error", msg)) => {
+                bail!("pod {}: creating its namespaces failed: {msg}", self.name)
+            }
             _ => bail!("pod {}: the pause process exited during setup", self.name),
         }
     }
 
     fn start_containers(&mut self, plan: &PodPlan, prepared: Vec<PreparedContainer>) -> Result<()> {
         let colour = nix::unistd::isatty(std::io::stdout().as_fd()).unwrap_or(false);
-        let width = prepared.iter().map(|p| p.plan.name.len()).max().unwrap_or(0);
+        let width = prepared
+            .iter()
+            .map(|p| p.plan.name.len())
+            .max()
+            .unwrap_or(0);
         // Spawn every container first, then collect their setup results:
         // the containers set themselves up in parallel.
         let mut pending = Vec::new();
@@ -265,14 +298,18 @@ impl Pod {
                     Ok(())
                 });
             }
-            let link = cmd.spawn().with_context(|| format!("starting container {}", p.plan.name))?;
+            let link = cmd
+                .spawn()
+                .with_context(|| format!("starting container {}", p.plan.name))?;
             drop(sync_w);
             drop(cmd);
             let log = Arc::new(Mutex::new(
-                std::fs::File::create(self.log_path(&p.plan.name)).context("creating the log file")?,
+                std::fs::File::create(self.log_path(&p.plan.name))
+                    .context("creating the log file")?,
             ));
             let prefix = prefix(&p.plan.name, width, i, colour);
-            self.outputs.push(pump(out_r, "stdout", prefix.clone(), log.clone(), false));
+            self.outputs
+                .push(pump(out_r, "stdout", prefix.clone(), log.clone(), false));
             self.outputs.push(pump(err_r, "stderr", prefix, log, true));
             let stop_signal = p
                 .stop_signal
@@ -306,7 +343,9 @@ impl Pod {
             self.containers.push(running);
             match (pid, error) {
                 (_, Some(msg)) => failures.push(msg),
-                (None, None) => failures.push(format!("container {name}: setup failed without a message")),
+                (None, None) => {
+                    failures.push(format!("container {name}: setup failed without a message"))
+                }
                 _ => {}
             }
         }
@@ -328,7 +367,13 @@ impl Pod {
                 .volumes
                 .iter()
                 .find(|v| v.name == m.volume)
-                .ok_or_else(|| anyhow!("container {}: volume {} is not defined", p.plan.name, m.volume))?;
+                .ok_or_else(|| {
+                    anyhow!(
+                        "container {}: volume {} is not defined",
+                        p.plan.name,
+                        m.volume
+                    )
+                })?;
             let base = match &volume.kind {
                 VolumeKind::EmptyDir { .. } => self.volume(&volume.name),
                 VolumeKind::HostPath { path, .. } => PathBuf::from(path),
@@ -341,6 +386,7 @@ impl Pod {
         }
         Ok(ContainerConfig {
             name: p.plan.name.clone(),
+            supervisor_pid: std::process::id() as i32,
             pause_pid: self.pause_pid,
             share_pid: plan.share_process_namespace,
             layers: p.layers.clone(),
@@ -361,13 +407,28 @@ impl Pod {
             name: &self.name,
             supervisor_pid: std::process::id(),
             pause_pid: self.pause_pid,
-            containers: self.containers.iter().map(|c| ContainerState { name: &c.name, pid: c.pid }).collect(),
+            containers: self
+                .containers
+                .iter()
+                .map(|c| ContainerState {
+                    name: &c.name,
+                    pid: c.pid,
+                })
+                .collect(),
         };
-        atomic_write(&self.dir.join("state.json"), &serde_json::to_vec_pretty(&state)?)
+        atomic_write(
+            &self.dir.join("state.json"),
+            &serde_json::to_vec_pretty(&state)?,
+        )
     }
 
     /// Reaps exits and handles signals until the pod is done.
-    fn supervise(&mut self, sigfd: &SignalFd, plan: &PodPlan, opts: &RunOptions) -> Result<ExitCode> {
+    fn supervise(
+        &mut self,
+        sigfd: &SignalFd,
+        plan: &PodPlan,
+        opts: &RunOptions,
+    ) -> Result<ExitCode> {
         let mut stopping: Option<Instant> = None;
         let mut order: Vec<usize> = Vec::new();
         self.reap(&mut order);
@@ -375,10 +436,11 @@ impl Pod {
             if self.containers.iter().all(|c| c.exit_code.is_some()) {
                 break;
             }
-            let chosen_done = opts
-                .exit_code_from
-                .as_ref()
-                .is_some_and(|n| self.containers.iter().any(|c| &c.name == n && c.exit_code.is_some()));
+            let chosen_done = opts.exit_code_from.as_ref().is_some_and(|n| {
+                self.containers
+                    .iter()
+                    .any(|c| &c.name == n && c.exit_code.is_some())
+            });
             if chosen_done && stopping.is_none() {
                 stopping = Some(self.begin_stop(plan.termination_grace));
             }
@@ -393,7 +455,10 @@ impl Pod {
                 }
                 None => nix::poll::PollTimeout::NONE,
             };
-            let mut fds = [nix::poll::PollFd::new(sigfd.as_fd(), nix::poll::PollFlags::POLLIN)];
+            let mut fds = [nix::poll::PollFd::new(
+                sigfd.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
             match nix::poll::poll(&mut fds, timeout) {
                 Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
                 Ok(_) => {}
@@ -404,7 +469,10 @@ impl Pod {
                     Ok(Signal::SIGCHLD) => self.reap(&mut order),
                     Ok(sig) => match stopping {
                         None => {
-                            eprintln!("minipod: {sig}: stopping pod {} (again to kill it at once)", self.name);
+                            eprintln!(
+                                "minipod: {sig}: stopping pod {} (again to kill it at once)",
+                                self.name
+                            );
                             stopping = Some(self.begin_stop(plan.termination_grace));
                         }
                         Some(_) => {
@@ -418,7 +486,12 @@ impl Pod {
             self.reap(&mut order);
         }
         let code = match &opts.exit_code_from {
-            Some(name) => self.containers.iter().find(|c| &c.name == name).and_then(|c| c.exit_code).unwrap_or(0),
+            Some(name) => self
+                .containers
+                .iter()
+                .find(|c| &c.name == name)
+                .and_then(|c| c.exit_code)
+                .unwrap_or(0),
             None => order
                 .iter()
                 .filter_map(|&i| self.containers[i].exit_code)
@@ -450,7 +523,11 @@ impl Pod {
                 c.finished = Some(SystemTime::now());
                 tracing::info!("container {} exited with code {code}", c.name);
                 order.push(i);
-            } else if self.pause.as_ref().is_some_and(|p| p.id() as i32 == pid.as_raw()) {
+            } else if self
+                .pause
+                .as_ref()
+                .is_some_and(|p| p.id() as i32 == pid.as_raw())
+            {
                 tracing::warn!("pod {}: the pause process exited", self.name);
             }
         }
@@ -509,6 +586,9 @@ impl Drop for Pod {
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             eprintln!("minipod: removing {}: {e}", self.dir.display());
         }
+        if let Some(lock) = self.lock.take() {
+            lock.release_and_remove(&self.lock_path);
+        }
     }
 }
 
@@ -525,7 +605,9 @@ fn minipod_command() -> Command {
 
 /// Whether `pid` has a handler for `sig` (SigCgt in /proc/PID/status).
 fn catches(pid: i32, sig: Signal) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
     status
         .lines()
         .find_map(|l| l.strip_prefix("SigCgt:"))
@@ -538,14 +620,21 @@ fn parse_signal(s: &str) -> Option<Signal> {
     if let Ok(n) = s.parse::<i32>() {
         return Signal::try_from(n).ok();
     }
-    let name = if s.starts_with("SIG") { s.to_string() } else { format!("SIG{s}") };
+    let name = if s.starts_with("SIG") {
+        s.to_string()
+    } else {
+        format!("SIG{s}")
+    };
     name.parse().ok()
 }
 
 fn prefix(name: &str, width: usize, index: usize, colour: bool) -> String {
     const COLOURS: [u8; 6] = [36, 33, 32, 35, 34, 31];
     if colour {
-        format!("\x1b[{}m{name:<width$} |\x1b[0m ", COLOURS[index % COLOURS.len()])
+        format!(
+            "\x1b[{}m{name:<width$} |\x1b[0m ",
+            COLOURS[index % COLOURS.len()]
+        )
     } else {
         format!("{name:<width$} | ")
     }

@@ -49,17 +49,26 @@ fn container(store: &Store, c: &ContainerPlan) -> Result<PreparedContainer> {
         )
     })?;
     if c.pull_policy == spec::PullPolicy::Always {
-        tracing::debug!("container {}: using local image {name} (pulling is not supported yet)", c.name);
+        tracing::debug!(
+            "container {}: using local image {name} (pulling is not supported yet)",
+            c.name
+        );
     }
     let config = store.config(&record)?;
     let layers = record
         .layers
         .iter()
-        .map(|d| store.layer_dir(d).ok_or_else(|| anyhow!("image {name}: bad layer digest {d}")))
+        .map(|d| {
+            store
+                .layer_dir(d)
+                .ok_or_else(|| anyhow!("image {name}: bad layer digest {d}"))
+        })
         .collect::<Result<Vec<_>>>()?;
     let defaults = config.config().as_ref();
     let image = ImageDefaults {
-        entrypoint: defaults.and_then(|d| d.entrypoint().clone()).unwrap_or_default(),
+        entrypoint: defaults
+            .and_then(|d| d.entrypoint().clone())
+            .unwrap_or_default(),
         cmd: defaults.and_then(|d| d.cmd().clone()).unwrap_or_default(),
         env: defaults.and_then(|d| d.env().clone()).unwrap_or_default(),
         working_dir: defaults.and_then(|d| d.working_dir().clone()),
@@ -68,13 +77,22 @@ fn container(store: &Store, c: &ContainerPlan) -> Result<PreparedContainer> {
     let process = spec::resolve_process(c, &image)?;
     let passwd = read_image_file(&layers, "etc/passwd");
     let group = read_image_file(&layers, "etc/group");
-    let ids = spec::resolve_user(c, image.user.as_deref(), passwd.as_deref(), group.as_deref())?;
+    let ids = spec::resolve_user(
+        c,
+        image.user.as_deref(),
+        passwd.as_deref(),
+        group.as_deref(),
+    )?;
     Ok(PreparedContainer {
         plan: c.clone(),
         layers,
         process: Process {
             argv: process.argv,
-            env: process.env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            env: process
+                .env
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
             cwd: process.cwd,
             uid: ids.uid,
             gid: ids.gid,
@@ -137,7 +155,9 @@ fn read_in_root(root: &Path, rel: &str) -> Option<String> {
 /// kubelet does before it starts anything.
 pub fn check_host_paths(plan: &PodPlan) -> Result<()> {
     for v in &plan.volumes {
-        let VolumeKind::HostPath { path, type_check } = &v.kind else { continue };
+        let VolumeKind::HostPath { path, type_check } = &v.kind else {
+            continue;
+        };
         let p = Path::new(path);
         let field = format!("volume {:?} (hostPath {path})", v.name);
         let meta = std::fs::metadata(p);
@@ -145,19 +165,24 @@ pub fn check_host_paths(plan: &PodPlan) -> Result<()> {
             if ok {
                 Ok(())
             } else {
-                Err(anyhow!("{field}: type {type_check:?} wants {what}, and {path} is not one"))
+                Err(anyhow!(
+                    "{field}: type {type_check:?} wants {what}, and {path} is not one"
+                ))
             }
         };
         match type_check {
             HostPathType::Unset => {
                 if meta.is_err() {
                     // Kubernetes creates nothing here; the bind needs a source.
-                    bail!("{field}: {path} does not exist; create it or set type: DirectoryOrCreate");
+                    bail!(
+                        "{field}: {path} does not exist; create it or set type: DirectoryOrCreate"
+                    );
                 }
             }
             HostPathType::DirectoryOrCreate => {
                 if meta.is_err() {
-                    std::fs::create_dir_all(p).with_context(|| format!("{field}: creating {path}"))?;
+                    std::fs::create_dir_all(p)
+                        .with_context(|| format!("{field}: creating {path}"))?;
                 } else {
                     want(meta.as_ref().is_ok_and(|m| m.is_dir()), "a directory")?;
                 }

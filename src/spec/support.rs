@@ -391,7 +391,10 @@ mod readme {
     fn readme_lists_the_supported_fields() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
         let readme = std::fs::read_to_string(path).expect("README.md");
-        let (begin, end) = ("<!-- supported-fields:begin -->\n", "<!-- supported-fields:end -->");
+        let (begin, end) = (
+            "<!-- supported-fields:begin -->\n",
+            "<!-- supported-fields:end -->",
+        );
         let start = readme.find(begin).expect("README has the begin marker") + begin.len();
         let stop = readme.find(end).expect("README has the end marker");
         let table = super::supported_fields_markdown();
@@ -400,6 +403,10 @@ mod readme {
             std::fs::write(path, updated).unwrap();
             return;
         }
-        assert_eq!(readme[start..stop], table, "README's supported-field table is stale: UPDATE_README=1 cargo test readme");
+        assert_eq!(
+            readme[start..stop],
+            table,
+            "README's supported-field table is stale: UPDATE_README=1 cargo test readme"
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -35,6 +36,28 @@ impl FileLock {
             Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
             Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
         }
+    }
+
+    /// Like `try_acquire`, for a lock file its holder deletes when done
+    /// (`release_and_remove`): a lock taken on a file that was unlinked
+    /// meanwhile is retried on the new file.
+    pub fn try_acquire_removable(path: &Path) -> Result<Option<FileLock>> {
+        loop {
+            let Some(lock) = FileLock::try_acquire(path, Mode::Exclusive)? else {
+                return Ok(None);
+            };
+            let held = lock.file.metadata()?.ino();
+            match std::fs::metadata(path) {
+                Ok(m) if m.ino() == held => return Ok(Some(lock)),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Deletes the lock file, then lets go of it.
+    pub fn release_and_remove(self, path: &Path) {
+        let _ = std::fs::remove_file(path);
+        drop(self);
     }
 
     fn open(path: &Path) -> Result<FileLock> {

@@ -36,7 +36,11 @@ fn split(t: SystemTime) -> (String, i64, u32) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (format!("{year:04}-{month:02}-{day:02}"), rem, d.subsec_nanos())
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        rem,
+        d.subsec_nanos(),
+    )
 }
 
 #[cfg(test)]
