@@ -416,7 +416,7 @@ impl Store {
         let manifest = synthesize_manifest(
             &sha256_of(&config_bytes),
             config_bytes.len(),
-            &[diff_id.clone()],
+            std::slice::from_ref(&diff_id),
             &[size],
         )?;
         let record = self.commit(

@@ -45,7 +45,6 @@ pub fn pause_main(args: PauseArgs) -> Result<()> {
         Ok(Some(pid)) => {
             writeln!(out, "pid {pid}")?;
             out.flush()?;
-            drop(out);
             wait_for_pid1(pid)
         }
         Ok(None) => {
@@ -67,6 +66,10 @@ pub fn pause_main(args: PauseArgs) -> Result<()> {
 /// namespace is shared (we are then its link to the supervisor), else None.
 fn setup(args: &PauseArgs) -> Result<Option<i32>> {
     die_with_parent(args.parent)?;
+    // The pause runs the minipod binary and is visible to containers in a
+    // shared PID namespace: keep its /proc/PID/exe out of their reach
+    // (CVE-2019-5736).
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
     if !args.host_network {
         flags |= CloneFlags::CLONE_NEWNET;

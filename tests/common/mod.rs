@@ -159,13 +159,17 @@ impl TestEnv {
         cmd
     }
 
-    /// Runs minipod and returns its output, whatever the exit code.
+    /// Runs minipod and returns its output, whatever the exit code. A run
+    /// that takes over a minute is killed and fails the test.
     pub fn run<I, S>(&self, args: I) -> Output
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.command(args).output().expect("running minipod")
+        let mut cmd = self.command(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = cmd.spawn().expect("running minipod");
+        wait_output(child, std::time::Duration::from_secs(60))
     }
 
     /// Runs minipod and insists on success; returns stdout.
@@ -243,6 +247,46 @@ impl TestEnv {
         cmd.output().expect("running nsenter")
     }
 
+    /// Imports a busybox image (from the host's busybox-static) as
+    /// `localhost/busybox:latest`.
+    pub fn busybox(&self) {
+        let rootfs = oci::busybox_rootfs(&self.work().join("busybox-rootfs"));
+        self.give_to_user(&rootfs);
+        self.ok([
+            "import",
+            rootfs.to_str().unwrap(),
+            "localhost/busybox:latest",
+        ]);
+    }
+
+    /// Writes a pod YAML into the scratch dir; returns its path.
+    pub fn pod_file(&self, name: &str, yaml: &str) -> PathBuf {
+        let path = self.work().join(format!("{name}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        self.give_to_user(&path);
+        path
+    }
+
+    /// `minipod run ARGS... FILE` with a pod YAML; returns the output.
+    pub fn run_pod(&self, yaml: &str, extra: &[&str]) -> Output {
+        let path = self.pod_file("pod", yaml);
+        let mut args: Vec<String> = vec!["run".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(path.display().to_string());
+        self.run(&args)
+    }
+
+    /// What is left of pods in the run root (state dirs, lock files).
+    pub fn pod_state(&self) -> Vec<String> {
+        std::fs::read_dir(self.runroot.join("pods"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Everything under the data root's layers dir (names only).
     pub fn layer_dirs(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.root.join("layers"))
@@ -304,14 +348,34 @@ fn walk(path: &Path) -> Vec<PathBuf> {
     let mut i = 0;
     while i < out.len() {
         let p = out[i].clone();
-        if p.is_dir() && !p.is_symlink() {
-            if let Ok(rd) = std::fs::read_dir(&p) {
-                out.extend(rd.flatten().map(|e| e.path()));
-            }
+        if p.is_dir()
+            && !p.is_symlink()
+            && let Ok(rd) = std::fs::read_dir(&p)
+        {
+            out.extend(rd.flatten().map(|e| e.path()));
         }
         i += 1;
     }
     out
+}
+
+/// Waits for a child's output, killing it (and failing) after `limit`.
+pub fn wait_output(child: std::process::Child, limit: std::time::Duration) -> Output {
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("waiting for minipod"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("minipod (pid {pid}) did not finish within {limit:?}");
+        }
+    }
 }
 
 pub fn stderr_of(out: &Output) -> String {

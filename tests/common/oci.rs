@@ -387,3 +387,29 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     .unwrap();
     dir.to_path_buf()
 }
+
+/// A layer holding a directory tree (owned by root in the image).
+pub fn dir_layer(dir: &Path, c: Compression) -> BuiltLayer {
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.mode(tar::HeaderMode::Deterministic);
+    b.append_dir_all(".", dir).unwrap();
+    let tar = b.into_inner().unwrap();
+    let blob = c.compress(&tar);
+    BuiltLayer {
+        digest: sha256(&blob),
+        diff_id: sha256(&tar),
+        media_type: c.media_type().into(),
+        blob,
+    }
+}
+
+/// An image config with full process defaults.
+pub fn config_with(diff_ids: &[String], process: serde_json::Value) -> Vec<u8> {
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&config_json(diff_ids, None, None)).unwrap();
+    for (k, v) in process.as_object().unwrap() {
+        config["config"][k] = v.clone();
+    }
+    serde_json::to_vec(&config).unwrap()
+}
