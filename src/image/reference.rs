@@ -71,6 +71,21 @@ impl Reference {
             _ if path.contains('/') => ("docker.io".to_string(), path.to_string()),
             _ => ("docker.io".to_string(), format!("library/{path}")),
         };
+        let (host, port) = match domain.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (domain.as_str(), None),
+        };
+        let host_ok = !host.is_empty()
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            });
+        let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if !host_ok || !port_ok {
+            return Err(err("the registry must be HOST or HOST:PORT"));
+        }
         let domain = if domain == "index.docker.io" {
             "docker.io".to_string()
         } else {
