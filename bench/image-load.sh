@@ -45,12 +45,17 @@ layers_in_order=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]+"/bl
 
 store=$BENCH_DIR/store run=$BENCH_DIR/run untar=$BENCH_DIR/untar cs=$BENCH_DIR/cs
 mkdir -p "$run" && chown "$bench_user": "$run" 2>/dev/null || true
-# Every store is wiped inside the user namespace (subuid-owned files).
-wipe() { as_user "$MINIPOD" --root "$store" --runroot "$run" rmi bench >/dev/null 2>&1 || true; as_user rm -rf "$store" "$untar"; as_user podman unshare rm -rf "$cs" 2>/dev/null || true; }
+# Every store is wiped inside the user namespace (subuid-owned files), then
+# written back to disk, so no run pays for the previous run's writeback.
+wipe() {
+  as_user "$MINIPOD" --root "$store" --runroot "$run" rmi bench >/dev/null 2>&1 || true
+  as_user podman unshare rm -rf "$store" "$untar" "$cs"
+  sync
+}
 export -f wipe as_user
-export MINIPOD store run untar cs bench_user img
+export MINIPOD store run untar cs bench_user img BENCH_DIR
 
-hyperfine --shell bash --warmup 1 --runs "${RUNS:-5}" --export-markdown "$BENCH_DIR/image-load.md" \
+hyperfine --shell bash --warmup "${WARMUP:-1}" --runs "${RUNS:-5}" --export-markdown "$BENCH_DIR/image-load.md" \
   --prepare "bash -c wipe" \
   -n "minipod load" "as_user $MINIPOD --root $store --runroot $run load --name bench oci:$img" \
   -n "tar -xzf (sequential)" "as_user bash -c 'mkdir -p $untar && for l in $layers_in_order; do tar -C $untar -xzf $img/blobs/sha256/\$l; done'" \

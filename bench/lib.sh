@@ -18,9 +18,11 @@ else
   as_user() { "$@"; }
 fi
 
+# Honours CARGO_TARGET_DIR (build elsewhere than the shared target/ while
+# others work in the tree).
 build_minipod() {
   (cd "$repo" && cargo build --release --quiet)
-  install -m 755 "$repo/target/release/minipod" "$BENCH_DIR/minipod"
+  install -m 755 "${CARGO_TARGET_DIR:-$repo/target}/release/minipod" "$BENCH_DIR/minipod"
   MINIPOD="$BENCH_DIR/minipod"
 }
 
