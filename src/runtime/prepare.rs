@@ -15,6 +15,9 @@ use crate::spec::{self, ContainerPlan, HostPathType, ImageDefaults, PodPlan, Vol
 /// A container whose image and process are known.
 pub struct PreparedContainer {
     pub plan: ContainerPlan,
+    /// The image's normalised name and ID (config digest).
+    pub image_name: String,
+    pub image_id: String,
     /// Unpacked layer dirs, bottom first.
     pub layers: Vec<PathBuf>,
     pub process: Process,
@@ -85,6 +88,8 @@ fn container(store: &Store, c: &ContainerPlan) -> Result<PreparedContainer> {
     )?;
     Ok(PreparedContainer {
         plan: c.clone(),
+        image_name: name.clone(),
+        image_id: record.id.clone(),
         layers,
         process: Process {
             argv: process.argv,
