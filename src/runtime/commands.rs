@@ -179,6 +179,10 @@ pub fn supervise(
     exit_code_from: Option<String>,
     restart_backoff: f64,
 ) -> Result<ExitCode> {
+    // The sync pipe is ours alone: the pause and containers must not inherit
+    // it, or `run -d` would wait for them.
+    // SAFETY: sets FD_CLOEXEC on fd 3 (EBADF if it is not open).
+    unsafe { libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC) };
     let result = (|| -> Result<ExitCode> {
         let mut yaml = String::new();
         std::io::stdin()

@@ -860,7 +860,12 @@ impl Pod {
     /// rest are killed.
     fn begin_stop(&mut self, grace: Duration) -> Instant {
         for s in &mut self.slots {
-            s.restart_at = None;
+            // A container waiting for its restart stays as it ended.
+            if s.restart_at.take().is_some()
+                && let Some(last) = s.status.last_state.clone()
+            {
+                s.status.state = last;
+            }
         }
         self.signal_role(|r| r != Role::Sidecar);
         Instant::now() + grace
