@@ -167,8 +167,7 @@ fn release_stdio() {
         .open("/dev/null")
     {
         for fd in 0..=2 {
-            // SAFETY: replaces our own stdio fds.
-            let _ = unsafe { nix::unistd::dup2_raw(&null, fd) };
+            let _ = crate::sys::fs::redirect_fd(&null, fd);
         }
     }
 }

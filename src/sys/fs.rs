@@ -52,6 +52,20 @@ pub fn pid_alive(pid: i32) -> bool {
             || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
 }
 
+/// Makes fd `target` (0, 1, 2…) refer to what `from` refers to, leaving
+/// both open (dup2).
+pub fn redirect_fd(
+    from: &impl std::os::fd::AsFd,
+    target: std::os::fd::RawFd,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 on a valid fd; `target` is replaced, as intended.
+    if unsafe { libc::dup2(from.as_fd().as_raw_fd(), target) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,7 +55,7 @@ pub fn ensure(roots: &Roots) -> Result<HolderRecord> {
 pub fn read_live(roots: &Roots) -> Option<HolderRecord> {
     let bytes = std::fs::read(roots.holder_pid()).ok()?;
     let record: HolderRecord = serde_json::from_slice(&bytes).ok()?;
-    (start_time(record.pid) == Some(record.start_time)).then_some(record)
+    (crate::sys::proc::live_start_time(record.pid) == Some(record.start_time)).then_some(record)
 }
 
 /// Joins the holder's user namespace (starting the holder if needed). Must be
@@ -121,7 +121,8 @@ fn spawn() -> Result<HolderRecord> {
     }
     Ok(HolderRecord {
         pid,
-        start_time: start_time(pid).context("the holder exited right after starting")?,
+        start_time: crate::sys::proc::live_start_time(pid)
+            .context("the holder exited right after starting")?,
         single_mapping: ranges.is_none(),
     })
 }
@@ -156,21 +157,12 @@ pub fn holder_main() -> Result<()> {
     // output must not wait for us.
     let null = File::options().read(true).write(true).open("/dev/null")?;
     for fd in 0..=2 {
-        // SAFETY: replaces our own stdio fds; nothing holds them as owned fds.
-        unsafe { nix::unistd::dup2_raw(&null, fd) }?;
+        crate::sys::fs::redirect_fd(&null, fd)?;
     }
     std::env::set_current_dir("/")?;
     loop {
         nix::unistd::pause();
     }
-}
-
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after
-    // the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
 }
 
 fn thread_count() -> Option<u32> {
