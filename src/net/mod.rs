@@ -8,4 +8,5 @@
 
 #![allow(dead_code)] // wired into the runtime by the "Pod network" issue
 
+pub mod ipam;
 pub mod netlink;
