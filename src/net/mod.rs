@@ -10,3 +10,4 @@
 
 pub mod ipam;
 pub mod netlink;
+pub mod setup;
