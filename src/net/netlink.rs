@@ -491,12 +491,22 @@ pub fn in_netns<T>(netns: BorrowedFd<'_>, f: impl FnOnce() -> T) -> Result<T> {
     })?;
     setns(netns, CloneFlags::CLONE_NEWNET)
         .map_err(|e| NetlinkError::new("joining the network namespace (setns)", e.into()))?;
-    let out = f();
-    if let Err(e) = setns(own.as_fd(), CloneFlags::CLONE_NEWNET) {
-        eprintln!("minipod: cannot return to the original network namespace: {e}");
-        std::process::abort();
+    // Returns in Drop, so a panic in `f` does not leave the thread behind.
+    let _back = ReturnTicket(own);
+    Ok(f())
+}
+
+/// The thread's own netns, rejoined when dropped.
+struct ReturnTicket(File);
+
+impl Drop for ReturnTicket {
+    fn drop(&mut self) {
+        use nix::sched::{CloneFlags, setns};
+        if let Err(e) = setns(self.0.as_fd(), CloneFlags::CLONE_NEWNET) {
+            eprintln!("minipod: cannot return to the original network namespace: {e}");
+            std::process::abort();
+        }
     }
-    Ok(out)
 }
 
 fn link_from(l: LinkMessage) -> Link {
@@ -602,6 +612,24 @@ mod tests {
             ext_ack_message(&body, NLM_F_ACK_TLVS).as_deref(),
             Some("Invalid prefix")
         );
+    }
+
+    #[test]
+    fn in_netns_returns_the_thread_even_when_f_panics() {
+        use std::os::unix::fs::MetadataExt;
+        let ino = || std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
+        // Our own netns is the one target every process may join (if it
+        // may setns at all: without CAP_SYS_ADMIN there is nothing to test).
+        let own = File::open("/proc/thread-self/ns/net").unwrap();
+        let before = ino();
+        let Ok(inside) = in_netns(own.as_fd(), ino) else {
+            eprintln!("skipped: setns is not permitted here");
+            return;
+        };
+        assert_eq!(inside, before);
+        let caught = std::panic::catch_unwind(|| in_netns(own.as_fd(), || panic!("inside")));
+        assert!(caught.is_err());
+        assert_eq!(ino(), before);
     }
 
     #[test]
