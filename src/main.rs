@@ -4,6 +4,7 @@
 
 mod cli;
 mod image;
+mod net;
 mod paths;
 mod runtime;
 mod spec;
