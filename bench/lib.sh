@@ -34,3 +34,15 @@ stop_holder() {
   pid=$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p' "$pidfile")
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
 }
+
+# Kill the bench user's podman pause process (podman's twin of the holder),
+# which `podman unshare`/`kube play` leave running under $XDG_RUNTIME_DIR.
+stop_podman_pause() {
+  local pidfile=$BENCH_DIR/xdg/libpod/tmp/pause.pid pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if [ -n "$pid" ] && [ "$(ps -o user= -p "$pid" 2>/dev/null)" = "$bench_user" ]; then
+    kill "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
