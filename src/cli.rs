@@ -161,7 +161,7 @@ enum Command {
         restart_backoff: f64,
     },
     #[command(name = "__holder", hide = true)]
-    Holder,
+    Holder { subnet: String },
     #[command(name = "__pause", hide = true)]
     Pause(crate::runtime::pause::PauseArgs),
     /// The container init, started by the pod supervisor (runtime::container).
@@ -184,7 +184,9 @@ pub fn run() -> Result<ExitCode> {
     init_logging(&cli.log_level)?;
     let roots = Roots::resolve(cli.root, cli.runroot);
     match cli.command {
-        Command::Holder => userns::holder::holder_main().map(|()| ExitCode::SUCCESS),
+        Command::Holder { subnet } => {
+            userns::holder::holder_main(&subnet).map(|()| ExitCode::SUCCESS)
+        }
         Command::Pause(args) => crate::runtime::pause::pause_main(args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => commands::run(&roots, &cli.log_level, args),
         Command::Supervise {

@@ -7,6 +7,9 @@
 //! is gone is reclaimed by the next allocation, so a killed supervisor does
 //! not leak its address.
 
+// Some queries (links, routes, leases) serve the tests and diagnostics only.
+#![cfg_attr(not(test), allow(dead_code))]
+
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -188,10 +191,6 @@ impl Ipam {
         }
     }
 
-    pub fn subnet(&self) -> Subnet {
-        self.subnet
-    }
-
     /// Leases an address to `pod`, owned by process `owner_pid`. A pod that
     /// holds a lease already keeps its address (the pod lock makes pod names
     /// unique among running pods, so that lease is a stale one of the same
@@ -310,16 +309,12 @@ fn owner_alive(lease: &Lease) -> bool {
     }
     match (lease.start_time, start_time(lease.pid)) {
         (Some(recorded), Some(now)) => recorded == now,
+        (Some(_), None) => false,
         _ => true,
     }
 }
 
-/// Field 22 of /proc/PID/stat.
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
-}
+use crate::sys::proc::live_start_time as start_time;
 
 #[cfg(test)]
 mod tests {

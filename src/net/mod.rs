@@ -4,10 +4,10 @@
 //!
 //! - `netlink`: a small synchronous rtnetlink socket;
 //! - `ipam`: the lease file (allocate, release, reclaim dead owners);
-//! - `setup`: bridge, attach and detach, as the runtime calls them.
-
-#![allow(dead_code)] // wired into the runtime by the "Pod network" issue
+//! - `setup`: bridge, attach and detach, as the runtime calls them;
+//! - `portfwd`: hostPort listeners forwarding into the pod.
 
 pub mod ipam;
 pub mod netlink;
+pub mod portfwd;
 pub mod setup;

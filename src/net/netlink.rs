@@ -9,6 +9,9 @@
 //! is legal in any process (unlike user namespaces), as long as the thread is
 //! put back; `in_netns` checks first that it will be allowed back.
 
+// Some queries (links, routes, leases) serve the tests and diagnostics only.
+#![cfg_attr(not(test), allow(dead_code))]
+
 use std::fs::File;
 use std::io;
 use std::net::Ipv4Addr;

@@ -124,18 +124,11 @@ fn start_detached(
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let sync_fd = sync_w.as_raw_fd();
-    // SAFETY: only async-signal-safe calls between fork and exec.
+    crate::sys::fs::pass_as_fd3(&mut cmd, sync_w.as_raw_fd());
+    // SAFETY: setsid is async-signal-safe; the supervisor gets its own session.
     unsafe {
-        cmd.pre_exec(move || {
+        cmd.pre_exec(|| {
             if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if sync_fd == 3 {
-                if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(sync_fd, 3) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

@@ -30,6 +30,8 @@ use super::logs::{self, LogWriter};
 use super::prepare::{self, PreparedContainer};
 use super::state::{ContainerState, ContainerStatus, Phase, PodPaths, PodState};
 use crate::image::Store;
+use crate::net::ipam::{Ipam, Subnet};
+use crate::net::{portfwd, setup};
 use crate::paths::Roots;
 use crate::spec::{DnsBase, PodPlan, RestartPolicy, VolumeKind};
 use crate::sys::fs::atomic_write;
@@ -98,7 +100,8 @@ pub fn run(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> Res
     nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
 
     let mut pod = Pod::create(roots, &plan, prepared, &opts)?;
-    pod.start_pause(&plan)?;
+    let net = pod.plan_network(roots, &plan)?;
+    pod.start_pause(&plan, net)?;
     let code = pod.supervise(&sigfd, &plan, &opts)?;
     drop(pod);
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
@@ -158,6 +161,8 @@ struct Pod {
     failure: Option<(String, i32)>,
     /// Told the `run -d` parent that the pod is up.
     reported: bool,
+    /// The pod's lease, released with the pod.
+    lease: Option<Ipam>,
 }
 
 impl Pod {
@@ -231,6 +236,7 @@ impl Pod {
             exits: Vec::new(),
             failure: None,
             reported: false,
+            lease: None,
         };
         pod.write_files(plan, &opts.yaml)?;
         let n_init = plan.init_containers.len();
@@ -348,7 +354,7 @@ impl Pod {
         })
     }
 
-    fn start_pause(&mut self, plan: &PodPlan) -> Result<()> {
+    fn start_pause(&mut self, plan: &PodPlan, net: Option<PodNet>) -> Result<()> {
         let mut cmd = minipod_command();
         cmd.arg("__pause")
             .arg("--hostname")
@@ -377,10 +383,35 @@ impl Pod {
                 cmd.arg("--tmpfs").arg(spec);
             }
         }
+        if let Some(n) = &net {
+            cmd.arg("--ip")
+                .arg(format!("{}/{}", n.ip, n.subnet.prefix()))
+                .arg("--gateway")
+                .arg(n.subnet.gateway().to_string())
+                .arg("--uplink-pid")
+                .arg(n.holder_pid.to_string())
+                .arg("--ifname")
+                .arg(setup::host_ifname(&self.name));
+        }
+        // hostPorts: the pause hands out sockets of the pod's netns on fd 3.
+        let serve = net.as_ref().is_some_and(|n| !n.listeners.is_empty());
+        let mut ours = None;
+        if serve {
+            let (mine, theirs) = std::os::unix::net::UnixStream::pair()?;
+            cmd.arg("--serve-sockets");
+            let fd = theirs.as_raw_fd();
+            crate::sys::fs::pass_as_fd3(&mut cmd, fd);
+            ours = Some((mine, theirs));
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().context("starting the pod's pause process")?;
+        drop(cmd);
+        let ours = ours.map(|(mine, theirs)| {
+            drop(theirs);
+            mine
+        });
         let mut line = String::new();
         let mut stdout = child.stdout.take().expect("piped");
         let _ = stdout.read_to_string(&mut line);
@@ -389,6 +420,13 @@ impl Pod {
             Some(("pid", pid)) => {
                 self.pause_pid = pid.parse().context("the pause process sent a bad pid")?;
                 self.state.pause_pid = self.pause_pid;
+                if let (Some(n), Some(stream)) = (net, ours) {
+                    portfwd::serve(
+                        n.listeners,
+                        Arc::new(portfwd::PodSockets::new(stream)),
+                        n.ip,
+                    );
+                }
                 // The configs were written before the pause existed.
                 for i in 0..self.slots.len() {
                     let path = self.slots[i].config_path.clone();
@@ -404,6 +442,39 @@ impl Pod {
             }
             _ => bail!("pod {}: the pause process exited during setup", self.name),
         }
+    }
+
+    /// Leases the pod an address and binds its hostPorts (a busy one fails
+    /// here, before anything of the pod starts). The pause connects the pod
+    /// to the bridge (`start_pause`).
+    fn plan_network(&mut self, roots: &Roots, plan: &PodPlan) -> Result<Option<PodNet>> {
+        if plan.host_network {
+            return Ok(None);
+        }
+        let ports: Vec<(String, crate::spec::PortPlan)> = plan
+            .init_containers
+            .iter()
+            .chain(&plan.containers)
+            .flat_map(|c| c.ports.iter().map(|p| (c.name.clone(), p.clone())))
+            .collect();
+        let listeners = portfwd::bind(&portfwd::published(&ports)?)?;
+        let holder = crate::userns::holder::read_live(roots)
+            .ok_or_else(|| anyhow!("minipod's user-namespace holder exited; run the pod again"))?;
+        let subnet = Subnet::parse(&holder.subnet)?;
+        let ipam = Ipam::new(&roots.run, subnet);
+        let ip = ipam.allocate(&self.name, std::process::id() as i32)?;
+        self.lease = Some(ipam);
+        self.state.pod_ip = Some(ip.to_string());
+        std::fs::write(
+            self.etc("hosts"),
+            etc_files::hosts(&plan.hostname, Some(&ip.to_string()), &plan.host_aliases),
+        )?;
+        Ok(Some(PodNet {
+            ip,
+            subnet,
+            holder_pid: holder.pid,
+            listeners,
+        }))
     }
 
     fn container_config(&self, plan: &PodPlan, p: &PreparedContainer) -> Result<ContainerConfig> {
@@ -480,19 +551,7 @@ impl Pod {
             cmd.arg("__container").arg(&slot.config_path);
             cmd.stdin(Stdio::null()).stdout(out_w).stderr(err_w);
             let sync_fd = sync_w.as_raw_fd();
-            // SAFETY: only async-signal-safe calls between fork and exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if sync_fd == 3 {
-                        if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                    } else if libc::dup2(sync_fd, 3) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            crate::sys::fs::pass_as_fd3(&mut cmd, sync_fd);
             let link = cmd
                 .spawn()
                 .with_context(|| format!("starting container {}", slot.status.name))?;
@@ -1038,6 +1097,12 @@ impl Drop for Pod {
         }
         self.control = None;
         let _ = std::fs::remove_file(self.paths.control_socket());
+        // The veth went with the pause's netns; the address goes now.
+        if let Some(ipam) = self.lease.take()
+            && let Err(e) = ipam.release(&self.name)
+        {
+            tracing::warn!("pod {}: releasing its address: {e:#}", self.name);
+        }
         // A detached pod's state stays for `ps -a`, `logs` and `inspect`
         // until `rm`, unless it never started.
         let keep = self.detached && self.reported && self.state.exit_code.is_some();
@@ -1054,6 +1119,14 @@ impl Drop for Pod {
             }
         }
     }
+}
+
+/// The pod's network, decided before its pause starts.
+struct PodNet {
+    ip: std::net::Ipv4Addr,
+    subnet: Subnet,
+    holder_pid: i32,
+    listeners: Vec<portfwd::Listener>,
 }
 
 /// What an exited pod no longer needs: containers' writable layers and the

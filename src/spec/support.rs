@@ -92,6 +92,16 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     row("spec.containers[].ports[].name", Yes, ""),
     row("spec.containers[].ports[].containerPort", Yes, ""),
     row(
+        "spec.containers[].ports[].hostPort",
+        Yes,
+        "published on the host (TCP and UDP), forwarded to the pod's IP",
+    ),
+    row(
+        "spec.containers[].ports[].hostIP",
+        Yes,
+        "default: all addresses",
+    ),
+    row(
         "spec.containers[].ports[].protocol",
         Yes,
         "TCP (default), UDP or SCTP",
@@ -295,7 +305,7 @@ pub fn supported_fields_markdown() -> String {
     }
     s.push_str(
         "\nAny other field that is set is refused as *not supported yet*, never silently \
-         ignored; `hostPort`, probes, `env[].valueFrom`, `envFrom` and \
+         ignored; probes, `env[].valueFrom`, `envFrom` and \
          `configMap`/`secret` volumes among them, for now.\n",
     );
     s

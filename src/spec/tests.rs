@@ -130,8 +130,8 @@ fn full_example_plans_everything() {
             PortPlan {
                 name: Some("http".into()),
                 container_port: 8080,
-                host_port: None,
-                host_ip: None,
+                host_port: Some(18080),
+                host_ip: Some("127.0.0.1".into()),
                 protocol: Protocol::Tcp
             },
             PortPlan {
@@ -579,7 +579,6 @@ fn not_supported_yet_fields() {
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, startupProbe: {tcpSocket: {port: 80}}}]\n  containers: [{name: c, image: i}]\n".into(),
             "spec.initContainers[0].startupProbe",
         ),
-        (c("    ports: [{containerPort: 80, hostPort: 8080}]\n"), "spec.containers[0].ports[0].hostPort"),
     ];
     for (text, path) in &cases {
         let errs = errors(text);
