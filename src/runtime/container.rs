@@ -199,6 +199,11 @@ fn join_and_fork(config: &ContainerConfig) -> Result<()> {
         (&uts, CloneFlags::CLONE_NEWUTS, "UTS"),
     ];
     for (file, flag, what) in joins {
+        // hostNetwork: the pause shares our (the host's) netns, which a
+        // process of the user namespace may not join, and need not.
+        if same_namespace(file, flag) {
+            continue;
+        }
         nix::sched::setns(file.as_fd(), flag)
             .with_context(|| format!("joining the {what} namespace of pause process {pause}"))?;
     }
@@ -252,6 +257,26 @@ fn join_and_fork(config: &ContainerConfig) -> Result<()> {
             // atexit handlers.
             unsafe { libc::_exit(i32::from(EXIT_SETUP_FAILED)) }
         }
+    }
+}
+
+/// Whether `ns` (an open /proc/PID/ns/* file) is the namespace of that kind
+/// we are in already.
+fn same_namespace(ns: &File, kind: CloneFlags) -> bool {
+    let name = match kind {
+        CloneFlags::CLONE_NEWNS => "mnt",
+        CloneFlags::CLONE_NEWNET => "net",
+        CloneFlags::CLONE_NEWIPC => "ipc",
+        CloneFlags::CLONE_NEWUTS => "uts",
+        CloneFlags::CLONE_NEWPID => "pid",
+        _ => return false,
+    };
+    match (
+        ns.metadata(),
+        std::fs::metadata(format!("/proc/self/ns/{name}")),
+    ) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
     }
 }
 
@@ -1176,6 +1201,9 @@ pub fn exec_in(target: i32, process: &Process, interactive: bool, tty: bool) -> 
         (open_ns("mnt")?, CloneFlags::CLONE_NEWNS),
     ];
     for (file, flag) in &namespaces {
+        if same_namespace(file, *flag) {
+            continue;
+        }
         nix::sched::setns(file.as_fd(), *flag)
             .with_context(|| format!("joining the container's {flag:?} namespace"))?;
     }

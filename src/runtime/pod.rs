@@ -973,7 +973,7 @@ impl Pod {
         } else {
             slot.stop_signal
         };
-        let _ = kill(Pid::from_raw(run.pid), sig);
+        signal_pid(run.pid, sig);
     }
 
     fn kill_all(&mut self) {
@@ -981,8 +981,8 @@ impl Pod {
             s.restart_at = None;
             if let Some(run) = &s.running {
                 s.stopped_by_us = true;
-                let _ = kill(Pid::from_raw(run.pid), Signal::SIGKILL);
-                let _ = kill(Pid::from_raw(run.link.id() as i32), Signal::SIGKILL);
+                signal_pid(run.pid, Signal::SIGKILL);
+                signal_pid(run.link.id() as i32, Signal::SIGKILL);
             }
         }
     }
@@ -1076,7 +1076,7 @@ impl Drop for Pod {
             s.running = None;
         }
         if self.pause_pid > 0 {
-            let _ = kill(Pid::from_raw(self.pause_pid), Signal::SIGKILL);
+            signal_pid(self.pause_pid, Signal::SIGKILL);
         }
         if let Some(mut p) = self.pause.take() {
             let _ = p.kill();
@@ -1153,6 +1153,14 @@ pub fn minipod_command() -> Command {
     // pod in order, not every process at once.
     cmd.process_group(0);
     cmd
+}
+
+/// Signals one process. A pid of 0 (a container whose setup failed before
+/// it reported one) must not become kill(0), our whole process group.
+fn signal_pid(pid: i32, sig: Signal) {
+    if pid > 0 {
+        let _ = kill(Pid::from_raw(pid), sig);
+    }
 }
 
 /// Whether `pid` is PID 1 of its own PID namespace (NSpid's last field).
