@@ -461,6 +461,15 @@ impl Pod {
         let holder = crate::userns::holder::read_live(roots)
             .ok_or_else(|| anyhow!("minipod's user-namespace holder exited; run the pod again"))?;
         let subnet = Subnet::parse(&holder.subnet)?;
+        // Once per holder: say why a pod cannot reach beyond this machine.
+        let noticed = roots.run.join(format!("outbound-notice-{}", holder.pid));
+        if !self.detached && std::fs::File::create_new(&noticed).is_ok() {
+            eprintln!(
+                "note: pods reach each other, the gateway {} and hostPorts, but have no outbound \
+                 route: outbound through pasta is not supported yet",
+                subnet.gateway()
+            );
+        }
         let ipam = Ipam::new(&roots.run, subnet);
         let ip = ipam.allocate(&self.name, std::process::id() as i32)?;
         self.lease = Some(ipam);
