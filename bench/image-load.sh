@@ -13,31 +13,34 @@ build_minipod
 img=$BENCH_DIR/image
 sources=(/usr/lib/python3.11 /usr/share/doc /usr/share/locale /usr/share/zoneinfo)
 if [ ! -f "$img/index.json" ]; then
+  # Built under a temporary name and renamed: other benches may read it.
+  final=$img img=$img.tmp.$$
   rm -rf "$img" && mkdir -p "$img/blobs/sha256"
   diff_ids=() layers=()
   for src in "${sources[@]}"; do
-    tar -C / -cf "$BENCH_DIR/layer.tar" "${src#/}"
-    diff=$(sha256sum "$BENCH_DIR/layer.tar" | cut -d' ' -f1)
-    gzip -6 -f "$BENCH_DIR/layer.tar"
-    dig=$(sha256sum "$BENCH_DIR/layer.tar.gz" | cut -d' ' -f1)
-    size=$(stat -c %s "$BENCH_DIR/layer.tar.gz")
-    mv "$BENCH_DIR/layer.tar.gz" "$img/blobs/sha256/$dig"
+    tar -C / -cf "$bench_work/layer.tar" "${src#/}"
+    diff=$(sha256sum "$bench_work/layer.tar" | cut -d' ' -f1)
+    gzip -6 -f "$bench_work/layer.tar"
+    dig=$(sha256sum "$bench_work/layer.tar.gz" | cut -d' ' -f1)
+    size=$(stat -c %s "$bench_work/layer.tar.gz")
+    mv "$bench_work/layer.tar.gz" "$img/blobs/sha256/$dig"
     diff_ids+=("\"sha256:$diff\"")
     layers+=("{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$dig\",\"size\":$size}")
   done
   join() { local IFS=,; echo "$*"; }
   config="{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[$(join "${diff_ids[@]}")]}}"
-  printf %s "$config" >"$BENCH_DIR/config.json"
-  cdig=$(sha256sum "$BENCH_DIR/config.json" | cut -d' ' -f1)
-  mv "$BENCH_DIR/config.json" "$img/blobs/sha256/$cdig"
+  printf %s "$config" >"$bench_work/config.json"
+  cdig=$(sha256sum "$bench_work/config.json" | cut -d' ' -f1)
+  mv "$bench_work/config.json" "$img/blobs/sha256/$cdig"
   manifest="{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:$cdig\",\"size\":${#config}},\"layers\":[$(join "${layers[@]}")]}"
-  printf %s "$manifest" >"$BENCH_DIR/manifest.json"
-  mdig=$(sha256sum "$BENCH_DIR/manifest.json" | cut -d' ' -f1)
-  msize=$(stat -c %s "$BENCH_DIR/manifest.json")
-  mv "$BENCH_DIR/manifest.json" "$img/blobs/sha256/$mdig"
+  printf %s "$manifest" >"$bench_work/manifest.json"
+  mdig=$(sha256sum "$bench_work/manifest.json" | cut -d' ' -f1)
+  msize=$(stat -c %s "$bench_work/manifest.json")
+  mv "$bench_work/manifest.json" "$img/blobs/sha256/$mdig"
   printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"bench"}}]}' "$mdig" "$msize" >"$img/index.json"
   printf '{"imageLayoutVersion":"1.0.0"}' >"$img/oci-layout"
   chmod -R a+rX "$img"
+  rm -rf "$final" && mv "$img" "$final" && img=$final
 fi
 echo "image: $(du -sm "$img" | cut -f1) MB compressed, $(for s in "${sources[@]}"; do find "$s"; done | wc -l) files, ${#sources[@]} layers"
 
@@ -57,8 +60,9 @@ layers_in_order=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]+"/bl
 # removes it and the disk's writeback noise, and keeps ext4's per-file costs.
 fs_mode=${BENCH_FS:-loop}
 [ "$(id -u)" = 0 ] || fs_mode=host
-fs=$BENCH_DIR/fs
-run=$BENCH_DIR/run
+fs=$bench_work/fs
+run=$bench_work/run
+fs_img=/dev/shm/minipod-bench-$BENCH_NAME-fs.img
 store=$fs/store untar=$fs/untar cs=$fs/cs
 mkdir -p "$run" "$fs" && chown "$bench_user": "$run" "$fs" 2>/dev/null || true
 
@@ -69,10 +73,10 @@ mkdir -p "$run" "$fs" && chown "$bench_user": "$run" "$fs" 2>/dev/null || true
 wipe() {
   if [ "$fs_mode" = loop ]; then
     if mountpoint -q "$fs"; then umount "$fs" || return 1; fi
-    rm -f /dev/shm/minipod-bench-fs.img
-    truncate -s 2G /dev/shm/minipod-bench-fs.img
-    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0,nodiscard /dev/shm/minipod-bench-fs.img
-    mount -o loop /dev/shm/minipod-bench-fs.img "$fs"
+    rm -f $fs_img
+    truncate -s 2G $fs_img
+    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0,nodiscard $fs_img
+    mount -o loop $fs_img "$fs"
     chown "$bench_user": "$fs"
   else
     as_user "$MINIPOD" --root "$store" --runroot "$run" rmi bench >/dev/null 2>&1 || true
@@ -86,19 +90,19 @@ cleanup() {
   stop_podman_pause
   if [ "$fs_mode" = loop ]; then
     mountpoint -q "$fs" && umount "$fs"
-    rm -f /dev/shm/minipod-bench-fs.img
+    rm -f $fs_img
   else
     as_user podman unshare rm -rf "$store" "$untar" "$cs"
   fi
 }
 trap cleanup EXIT
 export -f wipe as_user
-export MINIPOD store run untar cs bench_user img BENCH_DIR fs fs_mode
+export MINIPOD store run untar cs bench_user img fs fs_mode fs_img bench_xdg bench_home
 echo "stores on: $fs_mode"
 
-hyperfine --shell bash --warmup "${WARMUP:-1}" --runs "${RUNS:-5}" --export-markdown "$BENCH_DIR/image-load.md" \
+hyperfine --shell bash --warmup "${WARMUP:-1}" --runs "${RUNS:-5}" --export-markdown "$bench_work/image-load.md" \
   --prepare "wipe" \
   -n "minipod load" "as_user $MINIPOD --root $store --runroot $run load --name bench oci:$img" \
   -n "tar -xzf (sequential)" "as_user bash -c 'mkdir -p $untar && for l in $layers_in_order; do tar -C $untar -xzf $img/blobs/sha256/\$l; done'" \
   -n "skopeo copy to containers-storage" "as_user skopeo copy --quiet oci:$img containers-storage:[overlay@$cs/root+$cs/runroot]bench:latest"
-cat "$BENCH_DIR/image-load.md"
+cat "$bench_work/image-load.md"

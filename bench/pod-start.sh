@@ -22,8 +22,8 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 build_minipod
 
-work=$BENCH_DIR/pod-start
-run=$BENCH_DIR/xdg/minipod data=$work/data rootfs=$work/rootfs pod=$work/pod.yaml
+work=$bench_work/pod
+run=$bench_xdg/minipod data=$work/data rootfs=$work/rootfs pod=$work/pod.yaml
 conf=$work/containers.conf storage_conf=$work/storage.conf
 rm -rf "$work"
 mkdir -p "$work" "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp" "$rootfs/proc" "$rootfs/dev"
@@ -62,7 +62,7 @@ cleanup() {
   stop_podman_pause
   minipod rmi localhost/busybox >/dev/null 2>&1
   stop_holder "$run"
-  [ -n "$xdg_mounted" ] && { umount "$BENCH_DIR/xdg" || umount -l "$BENCH_DIR/xdg"; }
+  [ -n "$xdg_mounted" ] && { umount "$bench_xdg" || umount -l "$bench_xdg"; }
   rm -rf "$work"
   [ -n "$tun_mode" ] && chmod "$tun_mode" /dev/net/tun
 }
@@ -86,7 +86,7 @@ fi
 # layout, not of minipod's design. Podman's graph root (container layers)
 # stays on $HOME, its default.
 if [ "$(id -u)" = 0 ] && [ "${BENCH_RUNTIME:-tmpfs}" = tmpfs ]; then
-  mount -t tmpfs -o "mode=700,uid=$(id -u "$bench_user"),gid=$(id -g "$bench_user")" bench-xdg "$BENCH_DIR/xdg"
+  mount -t tmpfs -o "mode=700,uid=$(id -u "$bench_user"),gid=$(id -g "$bench_user")" bench-xdg "$bench_xdg"
   xdg_mounted=1
 fi
 
@@ -107,17 +107,17 @@ echo "podman: $(as_user podman info --format '{{.Store.GraphDriverName}} {{.Host
 # measure podman's default instead.)
 net=()
 [ "${PODMAN_NETWORK:-none}" = default ] || net=(--network "${PODMAN_NETWORK:-none}")
-export BENCH_DIR bench_user CONTAINERS_CONF CONTAINERS_STORAGE_CONF
+export bench_user bench_xdg bench_home CONTAINERS_CONF CONTAINERS_STORAGE_CONF
 export -f as_user
 
 # Each command is one `runuser` + one `bash -c`, so the switch to the test
 # user costs every command the same.
 bw="bwrap --unshare-all --ro-bind $rootfs / --proc /proc --dev /dev true"
-hyperfine --shell bash --warmup "${WARMUP:-3}" --runs "${RUNS:-20}" --export-markdown "$BENCH_DIR/pod-start.md" \
+hyperfine --shell bash --warmup "${WARMUP:-3}" --runs "${RUNS:-20}" --export-markdown "$bench_work/pod-start.md" \
   -n "minipod run" \
   "as_user bash -c '$MINIPOD --root $data --runroot $run run $pod >/dev/null'" \
   -n "podman kube play + wait + down" \
   "as_user bash -c 'podman kube play --quiet ${net[*]} $pod >/dev/null && podman wait bench-start-one bench-start-two >/dev/null && podman kube down $pod >/dev/null'" \
   -n "2x bwrap --unshare-all true (floor)" \
   "as_user bash -c '$bw && $bw'"
-cat "$BENCH_DIR/pod-start.md"
+cat "$bench_work/pod-start.md"
