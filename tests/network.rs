@@ -6,15 +6,9 @@ mod common;
 
 use std::net::{TcpListener, UdpSocket};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{TestEnv, stderr_of, stdout_of};
-
-fn env_with_busybox() -> TestEnv {
-    let env = TestEnv::new();
-    env.busybox();
-    env
-}
+use common::{TestEnv, env_with_busybox, stderr_of, stdout_of, wait_until};
 
 fn pod_ip(env: &TestEnv, pod: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(&env.ok(["inspect", pod])).unwrap();
@@ -22,14 +16,6 @@ fn pod_ip(env: &TestEnv, pod: &str) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no podIP: {v}"))
         .to_string()
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Links in the holder's uplink netns (`ip -o link`, through nsenter: tests
@@ -261,23 +247,7 @@ fn a_busy_or_privileged_host_port_is_refused_clearly() {
 #[test]
 fn twenty_pods_at_once_get_distinct_addresses_and_reach_the_gateway() {
     let env = env_with_busybox();
-    let mut children = Vec::new();
-    for i in 0..20 {
-        let file = env.pod_file(
-            &format!("n{i}"),
-            &format!(
-                "apiVersion: v1\nkind: Pod\nmetadata: {{name: n{i}}}\nspec:\n  containers:\n  - {{name: c, image: localhost/busybox, command: [sleep, \"3150{i}\"]}}\n"
-            ),
-        );
-        let mut cmd = env.command(["run", "-d", file.to_str().unwrap()]);
-        cmd.stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        children.push(cmd.spawn().unwrap());
-    }
-    for child in children {
-        let out = common::wait_output(child, Duration::from_secs(120));
-        assert!(out.status.success(), "{}", stderr_of(&out));
-    }
+    env.start_sleeper_pods_at_once("n", 20, "3150");
     let mut ips: Vec<String> = (0..20).map(|i| pod_ip(&env, &format!("n{i}"))).collect();
     ips.sort();
     ips.dedup();
