@@ -357,3 +357,55 @@ fn http_get(port: u16) -> Option<String> {
     s.read_to_string(&mut out).ok()?;
     Some(out)
 }
+
+#[test]
+fn outbound_through_pasta_reaches_a_service_on_the_hosts_loopback() {
+    let tun_open = std::fs::metadata("/dev/net/tun")
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o006 == 0o006)
+        .unwrap_or(false);
+    let pasta = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|d| d.join("pasta").is_file());
+    if !(tun_open && pasta) {
+        eprintln!(
+            "skipped: pasta is not installed or /dev/net/tun is not open to users (scripts/setup-host does both)"
+        );
+        return;
+    }
+    let env = env_with_busybox();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for conn in listener.incoming().take(5) {
+            let Ok(mut c) = conn else { continue };
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\n\r\nfrom-the-host-loopback\n");
+        }
+    });
+    let out = env.run_pod(
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: outbound}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: localhost/busybox
+    command: [sh, -c, 'gw=$(ip route | awk "/^default/ {{print \$3}}"); echo "gateway=$gw"; wget -q -O - http://$gw:{port}/']
+"#
+        ),
+        &[],
+    );
+    let stdout = stdout_of(&out);
+    assert!(out.status.success(), "{stdout}{}", stderr_of(&out));
+    assert!(stdout.contains("c | from-the-host-loopback"), "{stdout}");
+    let pastas = common::live_processes(&format!("--pid {}", env.runroot.display()));
+    assert!(
+        pastas.is_empty(),
+        "pasta is stopped with the pod: {pastas:?}"
+    );
+    assert_network_clean(&env);
+}
