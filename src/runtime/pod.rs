@@ -394,7 +394,14 @@ impl Pod {
                 .arg("--uplink-pid")
                 .arg(n.holder_pid.to_string())
                 .arg("--ifname")
-                .arg(setup::host_ifname(&self.name));
+                // Unique per incarnation: the kernel removes a stopped pod's
+                // veth a moment after its netns dies, and a pod run again at
+                // once must not collide with it.
+                .arg(setup::host_ifname(&format!(
+                    "{}/{}",
+                    self.name,
+                    std::process::id()
+                )));
             if n.pasta.is_some() {
                 cmd.arg("--no-default-route");
             }
