@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
+use crate::image::registry::{PullOptions, Puller};
 use crate::image::{Store, reference, source};
 use crate::paths::Roots;
+use crate::spec::PullPolicy;
 use crate::userns;
 
 #[derive(Parser)]
@@ -46,6 +48,24 @@ enum Command {
         #[arg(value_name = "NAME[:TAG]")]
         name: String,
     },
+    /// Pull an image from a registry: NAME[:TAG] or NAME@sha256:DIGEST
+    Pull {
+        /// Directory with CA certificates (*.crt) and client certificates
+        /// (*.cert with *.key) for the registry [default: certs.d dirs]
+        #[arg(long, value_name = "DIR")]
+        cert_dir: Option<PathBuf>,
+        /// Check the registry's TLS certificate; false also allows plain HTTP
+        #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+              num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        tls_verify: bool,
+        /// Credentials file (podman's auth.json format) [default: podman's and docker's]
+        #[arg(long, value_name = "FILE")]
+        authfile: Option<PathBuf>,
+        /// No progress bars
+        #[arg(short, long)]
+        quiet: bool,
+        image: String,
+    },
     /// List images
     Images {
         /// table or json
@@ -68,7 +88,7 @@ enum Command {
         /// Return when NAME exits, stop the others, and exit with NAME's code
         #[arg(long, value_name = "NAME")]
         exit_code_from: Option<String>,
-        /// always, missing or never (registry pulls are not supported yet)
+        /// always, missing or never: overrides every container's imagePullPolicy
         #[arg(long, value_name = "POLICY")]
         pull: Option<String>,
         /// Replace a running pod of the same name (not supported yet)
@@ -116,18 +136,34 @@ pub fn run() -> Result<ExitCode> {
             if replace {
                 bail!("run --replace: not supported yet");
             }
-            match pull.as_deref() {
-                None | Some("missing" | "never") => {}
-                Some("always") => {
-                    bail!("--pull always: registry pulls are not supported yet; use --pull missing")
-                }
+            let pull = match pull.as_deref() {
+                None => None,
+                Some("always") => Some(PullPolicy::Always),
+                Some("missing") => Some(PullPolicy::IfNotPresent),
+                Some("never") => Some(PullPolicy::Never),
                 Some(other) => bail!("--pull {other:?}: use always, missing or never"),
-            }
-            run_pod(&roots, &file, exit_code_from)
+            };
+            run_pod(&roots, &file, exit_code_from, pull)
         }
         Command::Container { config } => Ok(crate::runtime::container::container_main(&config)),
         Command::Load { name, source } => load(&roots, name.as_deref(), &source),
         Command::Import { rootfs, name } => import(&roots, &rootfs, &name),
+        Command::Pull {
+            cert_dir,
+            tls_verify,
+            authfile,
+            quiet,
+            image,
+        } => pull(
+            &roots,
+            &image,
+            PullOptions {
+                tls_verify_off: !tls_verify,
+                cert_dir,
+                authfile,
+                progress: !quiet,
+            },
+        ),
         Command::Images { format } => images(&roots, &format),
         Command::Rmi { force, images } => rmi(&roots, force, &images),
     }
@@ -299,7 +335,26 @@ fn rmi(roots: &Roots, force: bool, images: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_pod(roots: &Roots, file: &str, exit_code_from: Option<String>) -> Result<ExitCode> {
+fn pull(roots: &Roots, image: &str, opts: PullOptions) -> Result<ExitCode> {
+    let reference = reference::Reference::parse(image)?;
+    // The user namespace first: joining it needs a single thread.
+    let store = store_in_userns(roots)?;
+    let puller = Puller::new(opts)?;
+    let pulled = puller.pull(&store, &reference)?;
+    if pulled.up_to_date {
+        eprintln!("Image is up to date: {}", pulled.name);
+    }
+    println!("Digest: {}", pulled.manifest_digest);
+    println!("Pulled: {}", pulled.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_pod(
+    roots: &Roots,
+    file: &str,
+    exit_code_from: Option<String>,
+    pull: Option<PullPolicy>,
+) -> Result<ExitCode> {
     let (text, source_name) = if file == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -313,6 +368,15 @@ fn run_pod(roots: &Roots, file: &str, exit_code_from: Option<String>) -> Result<
     // The whole input is checked before anything is created.
     let plan = crate::spec::plan_from_yaml(&text, &source_name).map_err(|e| anyhow!("{e}"))?;
     let store = store_in_userns(roots)?;
+    crate::runtime::prepare::pull_images(
+        &store,
+        &plan,
+        pull,
+        PullOptions {
+            progress: true,
+            ..PullOptions::default()
+        },
+    )?;
     crate::runtime::pod::run(
         roots,
         &store,

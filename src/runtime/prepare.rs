@@ -2,6 +2,7 @@
 //! process is started: images, each container's process, volumes. A failure
 //! here leaves nothing behind because nothing has been created yet.
 
+use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,8 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use super::config::Process;
 use crate::image::Store;
+use crate::image::reference::Reference;
+use crate::image::registry::{PullOptions, Puller};
 use crate::spec::{self, ContainerPlan, HostPathType, ImageDefaults, PodPlan, VolumeKind};
 
 /// A container whose image and process are known.
@@ -20,6 +23,90 @@ pub struct PreparedContainer {
     pub process: Process,
     /// The image's StopSignal, if any (SIGTERM otherwise).
     pub stop_signal: Option<String>,
+}
+
+/// Step 2 of `run` (DESIGN.md): pulls what the pull policies ask for, every
+/// image of the pod at once, before anything is created. `policy` (`run
+/// --pull`) overrides each container's `imagePullPolicy`. `localhost/` images
+/// are local by name (podman's convention) and never pulled.
+pub fn pull_images(
+    store: &Store,
+    plan: &PodPlan,
+    policy: Option<spec::PullPolicy>,
+    opts: PullOptions,
+) -> Result<()> {
+    use spec::PullPolicy::*;
+    // Each image once; Always wins when containers share an image.
+    let mut wanted: BTreeMap<String, (Reference, spec::PullPolicy, String)> = BTreeMap::new();
+    for c in plan.init_containers.iter().chain(&plan.containers) {
+        let reference = Reference::parse(&c.image)
+            .with_context(|| format!("container {:?}", c.name))?;
+        let p = policy.unwrap_or(c.pull_policy);
+        let e = wanted
+            .entry(reference.to_string())
+            .or_insert((reference, p, c.name.clone()));
+        if p == Always {
+            e.1 = Always;
+        }
+    }
+    let mut errors = Vec::new();
+    let mut to_pull = Vec::new();
+    for (name, (reference, p, container)) in wanted {
+        let present = store.lookup(&name)?.is_some();
+        if reference.domain == "localhost" {
+            continue; // a missing one is reported by `containers`
+        }
+        match p {
+            Always => to_pull.push((reference, present)),
+            IfNotPresent if !present => to_pull.push((reference, false)),
+            Never if !present => errors.push(format!(
+                "container {container:?}: image {name} is not in the store and the pull policy                  is Never; pull it with `minipod pull {name}`, load it with `minipod load`, or                  run with --pull missing"
+            )),
+            _ => {}
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    if to_pull.is_empty() {
+        return Ok(());
+    }
+    let puller = Puller::new(opts)?;
+    let results: Vec<Result<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = to_pull
+            .iter()
+            .map(|(r, present)| {
+                let puller = &puller;
+                s.spawn(move || {
+                    puller.pull(store, r).map(|_| ()).map_err(|e| {
+                        if *present {
+                            e.context(format!(
+                                "image {r} is in the store, but its pull policy is Always; \
+                                 run with --pull missing to use the local copy"
+                            ))
+                        } else {
+                            e
+                        }
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("internal error: a pull panicked")))
+            })
+            .collect()
+    });
+    let errors: Vec<String> = results
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+        .collect();
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok(())
 }
 
 /// Resolves every container of `plan` against the store. All problems are
@@ -43,17 +130,11 @@ fn container(store: &Store, c: &ContainerPlan) -> Result<PreparedContainer> {
     let (name, record) = store.lookup(&c.image)?.ok_or_else(|| {
         anyhow!(
             "container {:?}: image {} is not in the store; load it with `minipod load` or \
-             `minipod import` (registry pulls are not supported yet)",
+             `minipod import` (localhost/ images are never pulled), or pull it with `minipod pull`",
             c.name,
             c.image
         )
     })?;
-    if c.pull_policy == spec::PullPolicy::Always {
-        tracing::debug!(
-            "container {}: using local image {name} (pulling is not supported yet)",
-            c.name
-        );
-    }
     let config = store.config(&record)?;
     let layers = record
         .layers
