@@ -67,7 +67,11 @@ fn pulls_by_tag_and_by_digest_and_skips_layers_it_has() {
     // Again: nothing changed, nothing is fetched.
     let again = env.run(["pull", &name]);
     assert!(again.status.success());
-    assert!(stderr_of(&again).contains("up to date"), "{}", stderr_of(&again));
+    assert!(
+        stderr_of(&again).contains("up to date"),
+        "{}",
+        stderr_of(&again)
+    );
 
     let by_digest = format!("{}/team/app@{digest}", reg.addr);
     let out = env.ok(["pull", &by_digest]);
@@ -85,7 +89,10 @@ fn pulls_by_tag_and_by_digest_and_skips_layers_it_has() {
     env.ok(["pull", "--quiet", &two]);
     assert_eq!(env.layer_dirs().len(), 3);
     let names = env.image_names();
-    assert!(names.contains(&two) && names.contains(&by_digest), "{names:?}");
+    assert!(
+        names.contains(&two) && names.contains(&by_digest),
+        "{names:?}"
+    );
 }
 
 #[test]
@@ -196,7 +203,11 @@ fn a_pod_whose_image_is_only_in_the_registry_runs_and_policies_apply() {
     // Default policy for a tag other than latest: IfNotPresent, so pulled.
     let out = env.run_pod(&pod_yaml(&image, None), &[]);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert!(stdout_of(&out).contains("version-one"), "{}", stdout_of(&out));
+    assert!(
+        stdout_of(&out).contains("version-one"),
+        "{}",
+        stdout_of(&out)
+    );
     assert_eq!(env.image_names(), vec![image.clone()]);
 
     // The tag moves on in the registry.
@@ -205,17 +216,33 @@ fn a_pod_whose_image_is_only_in_the_registry_runs_and_policies_apply() {
     // IfNotPresent keeps the local one; --pull always fetches the new one;
     // imagePullPolicy: Always does too.
     let out = env.run_pod(&pod_yaml(&image, None), &[]);
-    assert!(stdout_of(&out).contains("version-one"), "{}", stdout_of(&out));
+    assert!(
+        stdout_of(&out).contains("version-one"),
+        "{}",
+        stdout_of(&out)
+    );
     let out = env.run_pod(&pod_yaml(&image, None), &["--pull", "always"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert!(stdout_of(&out).contains("version-two"), "{}", stdout_of(&out));
+    assert!(
+        stdout_of(&out).contains("version-two"),
+        "{}",
+        stdout_of(&out)
+    );
     let (layers, config) = busybox_image(&env, "three");
     reg.push_image("tools/bb", "1", &layers, &config);
     let out = env.run_pod(&pod_yaml(&image, Some("Always")), &[]);
-    assert!(stdout_of(&out).contains("version-three"), "{}", stdout_of(&out));
+    assert!(
+        stdout_of(&out).contains("version-three"),
+        "{}",
+        stdout_of(&out)
+    );
     // --pull never with the image present uses it.
     let out = env.run_pod(&pod_yaml(&image, Some("Always")), &["--pull", "never"]);
-    assert!(stdout_of(&out).contains("version-three"), "{}", stdout_of(&out));
+    assert!(
+        stdout_of(&out).contains("version-three"),
+        "{}",
+        stdout_of(&out)
+    );
 }
 
 #[test]
@@ -270,7 +297,10 @@ fn unknown_images_and_tags_and_unreachable_registries_fail_clearly() {
     );
     let missing = format!("sha256:{}", "0".repeat(64));
     let err = env.fails(["pull", &format!("{}/known@{missing}", reg.addr)]);
-    assert!(err.contains(&missing) && err.contains("check the digest"), "{err}");
+    assert!(
+        err.contains(&missing) && err.contains("check the digest"),
+        "{err}"
+    );
 
     // A port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -286,7 +316,11 @@ fn unknown_images_and_tags_and_unreachable_registries_fail_clearly() {
     // `--pull never`-free run with an unreachable registry: nothing created.
     let out = env.run_pod(&pod_yaml(&format!("127.0.0.1:{port}/x:1"), None), &[]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(stderr_of(&out).contains("cannot reach"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("cannot reach"),
+        "{}",
+        stderr_of(&out)
+    );
     assert!(env.pod_state().is_empty());
     assert_store_empty(&env);
 }
@@ -328,7 +362,10 @@ fn damaged_blobs_in_the_registry_fail_and_leave_nothing() {
     cfg[0] = b' ';
     std::fs::write(&cfg_path, &cfg).unwrap();
     let err = env.fails(["pull", &format!("{}/damaged:1", reg.addr)]);
-    assert!(err.contains("config") && err.contains("does not match its digest"), "{err}");
+    assert!(
+        err.contains("config") && err.contains("does not match its digest"),
+        "{err}"
+    );
     assert_store_empty(&env);
 }
 
@@ -364,7 +401,11 @@ fn tls_with_a_private_ca_and_basic_auth() {
     let wrong = env.work().join("wrong.json");
     std::fs::write(
         &wrong,
-        format!(r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#, reg.addr, b64("alice:nope")),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+            reg.addr,
+            b64("alice:nope")
+        ),
     )
     .unwrap();
     env.give_to_user(&wrong);
@@ -387,7 +428,11 @@ fn tls_with_a_private_ca_and_basic_auth() {
     std::fs::create_dir_all(xdg.join("containers")).unwrap();
     std::fs::write(
         xdg.join("containers/auth.json"),
-        format!(r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#, reg.addr, b64("alice:s3cret")),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+            reg.addr,
+            b64("alice:s3cret")
+        ),
     )
     .unwrap();
     env.give_to_user(&xdg);

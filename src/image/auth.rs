@@ -113,7 +113,10 @@ fn normalize_key(key: &str) -> String {
     let k = key
         .trim_start_matches("https://")
         .trim_start_matches("http://");
-    let k = k.strip_suffix("/v1/").or(k.strip_suffix("/v2/")).unwrap_or(k);
+    let k = k
+        .strip_suffix("/v1/")
+        .or(k.strip_suffix("/v2/"))
+        .unwrap_or(k);
     let k = k.trim_end_matches('/');
     match k {
         "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),

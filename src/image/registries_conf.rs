@@ -88,8 +88,8 @@ impl RegistriesConf {
     }
 
     pub fn parse(text: &str) -> Result<RegistriesConf> {
-        let conf: RegistriesConf = toml::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        let conf: RegistriesConf =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
         for r in &conf.registry {
             if r.prefix.is_none() && r.location.is_none() {
                 bail!("a [[registry]] has neither prefix nor location");

@@ -151,7 +151,7 @@ impl Puller {
             });
         }
         let config_desc = manifest.config();
-        let config = client.get_small_blob(&config_desc.digest().to_string(), config_desc.size())?;
+        let config = client.get_small_blob(config_desc.digest().as_ref(), config_desc.size())?;
         let mut sizes = HashMap::new();
         let layers = manifest
             .layers()
@@ -199,7 +199,11 @@ impl Puller {
             None => {
                 let mut v = Vec::new();
                 if let Some(home) = std::env::var_os("HOME") {
-                    v.push(Path::new(&home).join(".config/containers/certs.d").join(host));
+                    v.push(
+                        Path::new(&home)
+                            .join(".config/containers/certs.d")
+                            .join(host),
+                    );
                 }
                 v.push(Path::new("/etc/containers/certs.d").join(host));
                 v.push(Path::new("/etc/docker/certs.d").join(host));
@@ -276,7 +280,11 @@ fn parse_challenge(header: &str) -> Challenge {
         let Some((key, after)) = s.split_once('=') else {
             break;
         };
-        let key = key.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
         let after = after.trim_start();
         let (value, remainder) = if let Some(quoted) = after.strip_prefix('"') {
             match quoted.find('"') {
@@ -361,9 +369,9 @@ fn transient_io(io: &std::io::Error) -> bool {
 fn is_tls_error(e: &ureq::Error) -> bool {
     match e {
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => true,
-        ureq::Error::Io(io) => io
-            .get_ref()
-            .is_some_and(|inner| format!("{inner:?}").contains("Tls") || inner.to_string().contains("certificate")),
+        ureq::Error::Io(io) => io.get_ref().is_some_and(|inner| {
+            format!("{inner:?}").contains("Tls") || inner.to_string().contains("certificate")
+        }),
         _ => false,
     }
 }
@@ -443,11 +451,7 @@ impl Client {
     /// `GET /v2/`: is it a registry, and how does it want to be asked.
     fn ping(&self) -> Result<Challenge, Failure> {
         let url = format!("{}/v2/", self.base);
-        let resp = self
-            .agent
-            .get(&url)
-            .call()
-            .map_err(Failure::Transport)?;
+        let resp = self.agent.get(&url).call().map_err(Failure::Transport)?;
         let status = resp.status().as_u16();
         let challenge = resp
             .headers()
@@ -467,7 +471,9 @@ impl Client {
         let header = match &self.challenge {
             Challenge::None => None,
             Challenge::Basic => self.creds.as_ref().map(basic_header),
-            Challenge::Bearer { realm, service } => Some(self.fetch_token(realm, service.as_deref())?),
+            Challenge::Bearer { realm, service } => {
+                Some(self.fetch_token(realm, service.as_deref())?)
+            }
         };
         *self.authorization.lock().unwrap_or_else(|e| e.into_inner()) = header;
         Ok(())
@@ -509,7 +515,12 @@ impl Client {
             .read_to_vec()
             .map_err(anyhow::Error::from)
             .and_then(|b| serde_json::from_slice(&b).map_err(anyhow::Error::from))
-            .map_err(|e| anyhow!("image {}: the token from {realm} is not valid: {e}", self.image))?;
+            .map_err(|e| {
+                anyhow!(
+                    "image {}: the token from {realm} is not valid: {e}",
+                    self.image
+                )
+            })?;
         let token = t
             .token
             .or(t.access_token)
@@ -649,9 +660,8 @@ impl Client {
         if !is_index(&bytes, &media_type) {
             return Ok((bytes, digest));
         }
-        let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| {
-            anyhow!("image {}: the image index is not valid: {e}", self.image)
-        })?;
+        let index: ImageIndex = serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow!("image {}: the image index is not valid: {e}", self.image))?;
         let arch = host_arch();
         let chosen = index.manifests().iter().find(|d| {
             d.platform().as_ref().is_some_and(|p| {
@@ -668,10 +678,14 @@ impl Client {
             bail!(
                 "image {}: it has no variant for linux/{arch} (it has: {}); pick an image built for this machine",
                 self.image,
-                if have.is_empty() { "none".into() } else { have.join(", ") }
+                if have.is_empty() {
+                    "none".into()
+                } else {
+                    have.join(", ")
+                }
             );
         };
-        let (bytes, digest, media_type) = self.get_manifest(&desc.digest().to_string())?;
+        let (bytes, digest, media_type) = self.get_manifest(desc.digest().as_ref())?;
         if is_index(&bytes, &media_type) {
             bail!(
                 "image {}: the index entry for linux/{arch} is itself an index; minipod follows one level",
@@ -689,7 +703,9 @@ impl Client {
         let status = resp.status().as_u16();
         if status == 404 {
             let f = status_failure(resp);
-            let Failure::Status { code, .. } = &f else { unreachable!() };
+            let Failure::Status { code, .. } = &f else {
+                unreachable!()
+            };
             // Registries answer MANIFEST_UNKNOWN for a missing repository
             // too; the tag list tells the two apart.
             let tags = if code.as_deref() == Some("NAME_UNKNOWN") {
@@ -720,8 +736,16 @@ impl Client {
                 self.image,
                 self.host,
                 self.repository,
-                if shown.is_empty() { "none".to_string() } else { shown.join(", ") },
-                if tags.len() > shown.len() { ", …" } else { "" }
+                if shown.is_empty() {
+                    "none".to_string()
+                } else {
+                    shown.join(", ")
+                },
+                if tags.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
             );
         }
         if status != 200 {
@@ -854,7 +878,10 @@ impl Client {
             404 => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    format!("registry {} does not have it; the image in the registry is incomplete: push it again", self.host),
+                    format!(
+                        "registry {} does not have it; the image in the registry is incomplete: push it again",
+                        self.host
+                    ),
                 ));
             }
             _ => {
@@ -915,16 +942,14 @@ fn status_failure(mut resp: ureq::http::Response<ureq::Body>) -> Failure {
     let parsed: Option<Errors> = serde_json::from_str(&body).ok();
     let first = parsed.and_then(|e| e.errors.into_iter().next());
     let code = first.as_ref().and_then(|e| e.code.clone());
-    let message = first
-        .and_then(|e| e.message)
-        .unwrap_or_else(|| {
-            let t = body.trim();
-            if t.is_empty() {
-                resp.status().canonical_reason().unwrap_or("").to_string()
-            } else {
-                t.chars().take(200).collect()
-            }
-        });
+    let message = first.and_then(|e| e.message).unwrap_or_else(|| {
+        let t = body.trim();
+        if t.is_empty() {
+            resp.status().canonical_reason().unwrap_or("").to_string()
+        } else {
+            t.chars().take(200).collect()
+        }
+    });
     Failure::Status {
         status,
         code,
@@ -965,12 +990,15 @@ impl Files for RegistryFiles {
         let hex = path
             .strip_prefix("blobs/sha256/")
             .filter(|h| self.sizes.contains_key(*h))
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "not a layer of this image"))?;
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "not a layer of this image")
+            })?;
         let size = self.sizes[hex];
         let digest = format!("sha256:{hex}");
         let client = self.client.clone();
         let d = digest.clone();
-        let reader = ResumingReader::new(size, Box::new(move |offset| client.open_blob(&d, offset)))?;
+        let reader =
+            ResumingReader::new(size, Box::new(move |offset| client.open_blob(&d, offset)))?;
         let bar = self.progress.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new(size));
             bar.set_style(
@@ -1044,7 +1072,10 @@ impl Read for ResumingReader {
             let err = match inner.read(&mut buf[..want]) {
                 Ok(0) => std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
-                    format!("the stream ended after {} of {} bytes", self.offset, self.size),
+                    format!(
+                        "the stream ended after {} of {} bytes",
+                        self.offset, self.size
+                    ),
                 ),
                 Ok(n) => {
                     self.offset += n as u64;
@@ -1060,7 +1091,10 @@ impl Read for ResumingReader {
             if !transient || self.failures + 1 >= ATTEMPTS {
                 return Err(err);
             }
-            tracing::debug!("blob stream broke at {} bytes ({err}); resuming", self.offset);
+            tracing::debug!(
+                "blob stream broke at {} bytes ({err}); resuming",
+                self.offset
+            );
             self.inner = None;
             std::thread::sleep(backoff(self.failures));
             self.failures += 1;
@@ -1109,7 +1143,13 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for h in ["127.0.0.1:5000", "localhost", "localhost:80", "[::1]:5000", "127.1.2.3"] {
+        for h in [
+            "127.0.0.1:5000",
+            "localhost",
+            "localhost:80",
+            "[::1]:5000",
+            "127.1.2.3",
+        ] {
             assert!(is_loopback(h), "{h}");
         }
         for h in ["10.0.0.1:5000", "docker.io", "example.com:443"] {

@@ -39,8 +39,8 @@ pub fn pull_images(
     // Each image once; Always wins when containers share an image.
     let mut wanted: BTreeMap<String, (Reference, spec::PullPolicy, String)> = BTreeMap::new();
     for c in plan.init_containers.iter().chain(&plan.containers) {
-        let reference = Reference::parse(&c.image)
-            .with_context(|| format!("container {:?}", c.name))?;
+        let reference =
+            Reference::parse(&c.image).with_context(|| format!("container {:?}", c.name))?;
         let p = policy.unwrap_or(c.pull_policy);
         let e = wanted
             .entry(reference.to_string())

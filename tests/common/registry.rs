@@ -32,7 +32,9 @@ fn free_port() -> u16 {
 }
 
 fn sh(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",
@@ -42,7 +44,13 @@ fn sh(cmd: &mut Command) {
 
 /// A CA and a server certificate for 127.0.0.1 and localhost, in `dir`.
 fn make_certs(dir: &Path) -> PathBuf {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     sh(Command::new("openssl")
         .current_dir(dir)
         .args(["req", "-x509"])
@@ -107,8 +115,12 @@ impl Registry {
             ca
         });
         if let Some((u, p)) = &user {
-            sh(Command::new("htpasswd")
-                .args(["-Bbc", dir.join("htpasswd").to_str().unwrap(), u, p]));
+            sh(Command::new("htpasswd").args([
+                "-Bbc",
+                dir.join("htpasswd").to_str().unwrap(),
+                u,
+                p,
+            ]));
             config.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: minipod-test\n    path: {}\n",
                 dir.join("htpasswd").display()
