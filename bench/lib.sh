@@ -5,14 +5,24 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 : "${BENCH_DIR:=/tmp/minipod-bench}"
 mkdir -p "$BENCH_DIR"
 chmod 755 "$BENCH_DIR"
+# Each bench script gets a folder of its own for everything it changes (the
+# binary, HOME, XDG_RUNTIME_DIR, run roots, stores), so two different benches
+# running at once never kill each other's holder or wipe each other's stores.
+# Only read-only inputs (the test image) are shared in $BENCH_DIR.
+: "${BENCH_NAME:=$(basename "$0" .sh)}"
+bench_work=$BENCH_DIR/$BENCH_NAME
+bench_home=$bench_work/home
+bench_xdg=$bench_work/xdg
+mkdir -p "$bench_work"
+chmod 755 "$bench_work"
 
 # As root, benchmarks run as the unprivileged test user, as users would.
 if [ "$(id -u)" = 0 ]; then
   bench_user=${MINIPOD_TEST_USER:-minipod-test}
-  as_user() { runuser -u "$bench_user" -- env XDG_RUNTIME_DIR="$BENCH_DIR/xdg" HOME="$BENCH_DIR/home" "$@"; }
-  mkdir -p "$BENCH_DIR/xdg" "$BENCH_DIR/home"
-  chown "$bench_user": "$BENCH_DIR" "$BENCH_DIR/xdg" "$BENCH_DIR/home"
-  chmod 700 "$BENCH_DIR/xdg"
+  as_user() { runuser -u "$bench_user" -- env XDG_RUNTIME_DIR="$bench_xdg" HOME="$bench_home" "$@"; }
+  mkdir -p "$bench_xdg" "$bench_home"
+  chown "$bench_user": "$BENCH_DIR" "$bench_work" "$bench_xdg" "$bench_home"
+  chmod 700 "$bench_xdg"
 else
   bench_user=$(id -un)
   as_user() { "$@"; }
@@ -22,8 +32,8 @@ fi
 # others work in the tree).
 build_minipod() {
   (cd "$repo" && cargo build --release --quiet)
-  install -m 755 "${CARGO_TARGET_DIR:-$repo/target}/release/minipod" "$BENCH_DIR/minipod"
-  MINIPOD="$BENCH_DIR/minipod"
+  install -m 755 "${CARGO_TARGET_DIR:-$repo/target}/release/minipod" "$bench_work/minipod"
+  MINIPOD="$bench_work/minipod"
 }
 
 # Kill a minipod holder left by a run root.
@@ -33,4 +43,16 @@ stop_holder() {
   local pid
   pid=$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p' "$pidfile")
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+}
+
+# Kill the bench user's podman pause process (podman's twin of the holder),
+# which `podman unshare`/`kube play` leave running under $XDG_RUNTIME_DIR.
+stop_podman_pause() {
+  local pidfile=$bench_xdg/libpod/tmp/pause.pid pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if [ -n "$pid" ] && [ "$(ps -o user= -p "$pid" 2>/dev/null)" = "$bench_user" ]; then
+    kill "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
 }

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::image::registry::{PullOptions, Puller};
 use crate::image::{Store, reference, source};
 use crate::paths::Roots;
-use crate::spec::PullPolicy;
+use crate::runtime::commands;
 use crate::userns;
 
 #[derive(Parser)]
@@ -31,6 +31,28 @@ struct Cli {
     log_level: String,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Run in the background: return once every container has started
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Return when NAME exits, stop the others, and exit with NAME's code
+    #[arg(long, value_name = "NAME")]
+    pub exit_code_from: Option<String>,
+    /// always, missing or never: overrides every container's imagePullPolicy
+    #[arg(long, value_name = "POLICY")]
+    pub pull: Option<String>,
+    /// Replace a pod of the same name (stop and remove it first)
+    #[arg(long)]
+    pub replace: bool,
+    /// The first restart delay of a crashing container, doubling up to 5
+    /// minutes (kubelet: 10)
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub restart_backoff: f64,
+    #[arg(value_name = "POD.yaml")]
+    pub file: String,
 }
 
 #[derive(Subcommand)]
@@ -80,25 +102,85 @@ enum Command {
         #[arg(required = true)]
         images: Vec<String>,
     },
-    /// Run a pod from Kubernetes Pod YAML (FILE, or - for stdin) in the foreground
-    Run {
-        /// Run in the background (not supported yet)
+    /// Run a pod from Kubernetes Pod YAML (FILE, or - for stdin)
+    Run(RunArgs),
+    /// List pods (running ones; -a for all)
+    Ps {
         #[arg(short, long)]
-        detach: bool,
-        /// Return when NAME exits, stop the others, and exit with NAME's code
-        #[arg(long, value_name = "NAME")]
-        exit_code_from: Option<String>,
-        /// always, missing or never: overrides every container's imagePullPolicy
-        #[arg(long, value_name = "POLICY")]
-        pull: Option<String>,
-        /// Replace a running pod of the same name (not supported yet)
+        all: bool,
+        /// table or json
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Show a pod's container logs (all containers, prefixed, without CONTAINER)
+    Logs {
+        /// Keep printing new lines until the pod ends
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines of each container
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+        /// Prefix each line with its time
         #[arg(long)]
-        replace: bool,
-        #[arg(value_name = "POD.yaml")]
-        file: String,
+        timestamps: bool,
+        /// Only lines since a time (RFC 3339) or a duration ago (10s, 5m, 2h)
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        pod: String,
+        container: Option<String>,
+    },
+    /// Run a command in a running container
+    Exec {
+        /// Keep stdin open
+        #[arg(short, long)]
+        interactive: bool,
+        /// Allocate a terminal
+        #[arg(short, long)]
+        tty: bool,
+        pod: String,
+        container: String,
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Stop a pod: its containers' stop signal, SIGKILL after the grace period
+    Stop {
+        /// Grace period in seconds [default: the pod's terminationGracePeriodSeconds]
+        #[arg(short = 't', long = "time", value_name = "SECONDS")]
+        time: Option<f64>,
+        pod: String,
+    },
+    /// Remove pods (-f stops running ones first)
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    /// Show a pod as Kubernetes would: the spec and its status (JSON)
+    Inspect { pod: String },
+    /// Wait until a pod reaches a condition (default: stopped, printing its exit code)
+    Wait {
+        /// running, stopped or ready
+        #[arg(long, default_value = "stopped")]
+        condition: String,
+        pod: String,
+    },
+    /// Stop and remove the pod of a YAML file, or a pod by name
+    Down {
+        #[arg(value_name = "POD.yaml|POD")]
+        target: String,
+    },
+    /// The supervisor of a detached pod (started by `run -d`)
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        pod: String,
+        #[arg(long)]
+        exit_code_from: Option<String>,
+        #[arg(long)]
+        restart_backoff: f64,
     },
     #[command(name = "__holder", hide = true)]
-    Holder,
+    Holder { subnet: String },
     #[command(name = "__pause", hide = true)]
     Pause(crate::runtime::pause::PauseArgs),
     /// The container init, started by the pod supervisor (runtime::container).
@@ -121,30 +203,45 @@ pub fn run() -> Result<ExitCode> {
     init_logging(&cli.log_level)?;
     let roots = Roots::resolve(cli.root, cli.runroot);
     match cli.command {
-        Command::Holder => userns::holder::holder_main().map(|()| ExitCode::SUCCESS),
-        Command::Pause(args) => crate::runtime::pause::pause_main(args).map(|()| ExitCode::SUCCESS),
-        Command::Run {
-            detach,
-            exit_code_from,
-            pull,
-            replace,
-            file,
-        } => {
-            if detach {
-                bail!("run -d: not supported yet; run the pod in the foreground");
-            }
-            if replace {
-                bail!("run --replace: not supported yet");
-            }
-            let pull = match pull.as_deref() {
-                None => None,
-                Some("always") => Some(PullPolicy::Always),
-                Some("missing") => Some(PullPolicy::IfNotPresent),
-                Some("never") => Some(PullPolicy::Never),
-                Some(other) => bail!("--pull {other:?}: use always, missing or never"),
-            };
-            run_pod(&roots, &file, exit_code_from, pull)
+        Command::Holder { subnet } => {
+            userns::holder::holder_main(&subnet).map(|()| ExitCode::SUCCESS)
         }
+        Command::Pause(args) => crate::runtime::pause::pause_main(args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => commands::run(&roots, &cli.log_level, args),
+        Command::Supervise {
+            pod,
+            exit_code_from,
+            restart_backoff,
+        } => commands::supervise(&roots, &pod, exit_code_from, restart_backoff),
+        Command::Ps { all, format } => commands::ps(&roots, all, &format),
+        Command::Logs {
+            follow,
+            tail,
+            timestamps,
+            since,
+            pod,
+            container,
+        } => commands::logs(
+            &roots,
+            &pod,
+            container.as_deref(),
+            follow,
+            tail,
+            timestamps,
+            since.as_deref(),
+        ),
+        Command::Exec {
+            interactive,
+            tty,
+            pod,
+            container,
+            command,
+        } => commands::exec(&roots, &pod, &container, command, interactive, tty),
+        Command::Stop { time, pod } => commands::stop(&roots, &pod, time),
+        Command::Rm { force, pods } => commands::rm(&roots, &pods, force),
+        Command::Inspect { pod } => commands::inspect(&roots, &pod),
+        Command::Wait { condition, pod } => commands::wait(&roots, &pod, &condition),
+        Command::Down { target } => commands::down(&roots, &target),
         Command::Container { config } => Ok(crate::runtime::container::container_main(&config)),
         Command::Load { name, source } => load(&roots, name.as_deref(), &source),
         Command::Import { rootfs, name } => import(&roots, &rootfs, &name),
@@ -184,7 +281,7 @@ fn init_logging(level: &str) -> Result<()> {
 
 /// Joins the user namespace and opens the store; only call while the process
 /// is single-threaded.
-fn store_in_userns(roots: &Roots) -> Result<Store> {
+pub fn store_in_userns(roots: &Roots) -> Result<Store> {
     let holder = userns::enter(roots)?;
     Ok(Store::new(roots, !holder.single_mapping))
 }
@@ -250,6 +347,20 @@ fn tar_of_dir(dir: &std::path::Path) -> Result<Box<dyn Read + Send>> {
         }
     });
     Ok(Box::new(reader))
+}
+
+fn pull(roots: &Roots, image: &str, opts: PullOptions) -> Result<ExitCode> {
+    let reference = reference::Reference::parse(image)?;
+    // The user namespace first: joining it needs a single thread.
+    let store = store_in_userns(roots)?;
+    let puller = Puller::new(opts)?;
+    let pulled = puller.pull(&store, &reference)?;
+    if pulled.up_to_date {
+        eprintln!("Image is up to date: {}", pulled.name);
+    }
+    println!("Digest: {}", pulled.manifest_digest);
+    println!("Pulled: {}", pulled.name);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn images(roots: &Roots, format: &str) -> Result<ExitCode> {
@@ -333,54 +444,4 @@ fn rmi(roots: &Roots, force: bool, images: &[String]) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn pull(roots: &Roots, image: &str, opts: PullOptions) -> Result<ExitCode> {
-    let reference = reference::Reference::parse(image)?;
-    // The user namespace first: joining it needs a single thread.
-    let store = store_in_userns(roots)?;
-    let puller = Puller::new(opts)?;
-    let pulled = puller.pull(&store, &reference)?;
-    if pulled.up_to_date {
-        eprintln!("Image is up to date: {}", pulled.name);
-    }
-    println!("Digest: {}", pulled.manifest_digest);
-    println!("Pulled: {}", pulled.name);
-    Ok(ExitCode::SUCCESS)
-}
-
-fn run_pod(
-    roots: &Roots,
-    file: &str,
-    exit_code_from: Option<String>,
-    pull: Option<PullPolicy>,
-) -> Result<ExitCode> {
-    let (text, source_name) = if file == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading the pod YAML from stdin")?;
-        (text, "<stdin>".to_string())
-    } else {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
-        (text, file.to_string())
-    };
-    // The whole input is checked before anything is created.
-    let plan = crate::spec::plan_from_yaml(&text, &source_name).map_err(|e| anyhow!("{e}"))?;
-    let store = store_in_userns(roots)?;
-    crate::runtime::prepare::pull_images(
-        &store,
-        &plan,
-        pull,
-        PullOptions {
-            progress: true,
-            ..PullOptions::default()
-        },
-    )?;
-    crate::runtime::pod::run(
-        roots,
-        &store,
-        plan,
-        crate::runtime::pod::RunOptions { exit_code_from },
-    )
 }

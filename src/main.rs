@@ -4,6 +4,7 @@
 
 mod cli;
 mod image;
+mod net;
 mod paths;
 mod runtime;
 mod spec;
@@ -16,6 +17,10 @@ use std::process::ExitCode;
 pub const EXIT_MINIPOD_ERROR: u8 = 125;
 
 fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader of our
+    // output goes away (`minipod ps | head`) instead of panicking.
+    // SAFETY: restores the default disposition before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     match cli::run() {
         Ok(code) => code,
         Err(err) => {

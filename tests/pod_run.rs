@@ -210,6 +210,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: proc}
 spec:
+  restartPolicy: Never
   containers:
   - name: neither
     image: localhost/proc:1
@@ -286,6 +287,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: codes}
 spec:
+  restartPolicy: Never
   terminationGracePeriodSeconds: 30
   containers:
   - name: fails

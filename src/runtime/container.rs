@@ -199,6 +199,11 @@ fn join_and_fork(config: &ContainerConfig) -> Result<()> {
         (&uts, CloneFlags::CLONE_NEWUTS, "UTS"),
     ];
     for (file, flag, what) in joins {
+        // hostNetwork: the pause shares our (the host's) netns, which a
+        // process of the user namespace may not join, and need not.
+        if same_namespace(file, flag) {
+            continue;
+        }
         nix::sched::setns(file.as_fd(), flag)
             .with_context(|| format!("joining the {what} namespace of pause process {pause}"))?;
     }
@@ -255,6 +260,26 @@ fn join_and_fork(config: &ContainerConfig) -> Result<()> {
     }
 }
 
+/// Whether `ns` (an open /proc/PID/ns/* file) is the namespace of that kind
+/// we are in already.
+fn same_namespace(ns: &File, kind: CloneFlags) -> bool {
+    let name = match kind {
+        CloneFlags::CLONE_NEWNS => "mnt",
+        CloneFlags::CLONE_NEWNET => "net",
+        CloneFlags::CLONE_NEWIPC => "ipc",
+        CloneFlags::CLONE_NEWUTS => "uts",
+        CloneFlags::CLONE_NEWPID => "pid",
+        _ => return false,
+    };
+    match (
+        ns.metadata(),
+        std::fs::metadata(format!("/proc/self/ns/{name}")),
+    ) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
 /// The link's pid, as the child saw it right after the fork.
 static LINK_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
@@ -271,8 +296,7 @@ fn config_link_pid() -> i32 {
 fn link_until_exit(child: nix::unistd::Pid) -> Result<()> {
     let null = File::options().read(true).write(true).open("/dev/null")?;
     for fd in [0, 1, 2] {
-        // SAFETY: replaces our own stdio fds.
-        unsafe { nix::unistd::dup2_raw(&null, fd) }?;
+        crate::sys::fs::redirect_fd(&null, fd)?;
     }
     // SAFETY: fd 3 is the sync pipe we were given; closing it lets the
     // supervisor see EOF once the child has exec'd.
@@ -1150,6 +1174,166 @@ fn exec(process: &Process) -> Result<Infallible> {
         bail!("the command {argv0:?} was not found in the image");
     }
     bail!("the command {argv0:?} was not found in the image (PATH={path})")
+}
+
+// ------------------------------------------------------------- minipod exec
+
+/// `minipod exec`: runs `process` in the namespaces of the container whose
+/// main process is `target` (a host pid): its mount namespace (and so its
+/// root), network, IPC, UTS and PID namespaces, as its user, with its
+/// capabilities, environment and working directory. Returns the command's
+/// exit status (126/127 when it cannot be run, as podman's). The caller is
+/// in the user namespace and single-threaded.
+pub fn exec_in(target: i32, process: &Process, interactive: bool, tty: bool) -> Result<i32> {
+    // SAFETY: plain prctl on ourselves (CVE-2019-5736, as in container_main).
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let last_cap = last_capability();
+    let open_ns = |ns: &str| -> Result<File> {
+        let path = format!("/proc/{target}/ns/{ns}");
+        File::open(&path).with_context(|| format!("opening {path}: the container is gone"))
+    };
+    let namespaces = [
+        (open_ns("net")?, CloneFlags::CLONE_NEWNET),
+        (open_ns("ipc")?, CloneFlags::CLONE_NEWIPC),
+        (open_ns("uts")?, CloneFlags::CLONE_NEWUTS),
+        (open_ns("pid")?, CloneFlags::CLONE_NEWPID),
+        // Last: it changes our root and working directory.
+        (open_ns("mnt")?, CloneFlags::CLONE_NEWNS),
+    ];
+    for (file, flag) in &namespaces {
+        if same_namespace(file, *flag) {
+            continue;
+        }
+        nix::sched::setns(file.as_fd(), *flag)
+            .with_context(|| format!("joining the container's {flag:?} namespace"))?;
+    }
+    drop(namespaces);
+    // From the container's own devpts, so the command's /dev/pts/N exists
+    // for it.
+    let pty = if tty {
+        Some(nix::pty::openpty(None, None).context("allocating a terminal in the container")?)
+    } else {
+        None
+    };
+    // SAFETY: single-threaded (see above), so the child may run any code.
+    match unsafe { nix::unistd::fork() }.context("fork")? {
+        ForkResult::Child => {
+            let err = (|| -> Result<Infallible> {
+                if let Some(pty) = &pty {
+                    nix::unistd::setsid().context("setsid")?;
+                    // SAFETY: makes the pty our controlling terminal.
+                    Errno::result(unsafe {
+                        libc::ioctl(pty.slave.as_raw_fd(), libc::TIOCSCTTY, 0)
+                    })
+                    .context("TIOCSCTTY")?;
+                    for fd in 0..=2 {
+                        crate::sys::fs::redirect_fd(&pty.slave, fd)?;
+                    }
+                } else if !interactive {
+                    let null = File::open("/dev/null").context("opening /dev/null")?;
+                    crate::sys::fs::redirect_fd(&null, 0)?;
+                }
+                enter_cwd(&process.cwd)?;
+                switch_user(process, last_cap)?;
+                prepare_exec()?;
+                exec(process)
+            })()
+            .unwrap_err();
+            let msg = one_line(&format!("{err:#}"));
+            eprintln!("Error: {msg}");
+            let code = if msg.contains("not found") { 127 } else { 126 };
+            // SAFETY: leave the forked child without running destructors.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            let status = match pty {
+                Some(pty) => {
+                    drop(pty.slave);
+                    relay_terminal(pty.master, child)?
+                }
+                None => wait_child(child)?,
+            };
+            Ok(status)
+        }
+    }
+}
+
+fn wait_child(child: nix::unistd::Pid) -> Result<i32> {
+    loop {
+        match nix::sys::wait::waitpid(child, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(e) => bail!("waiting for the command: {e}"),
+        }
+    }
+}
+
+/// Copies between our terminal (raw while the command runs) and the pty.
+fn relay_terminal(master: OwnedFd, child: nix::unistd::Pid) -> Result<i32> {
+    use nix::sys::termios;
+    let stdin = std::io::stdin();
+    let saved = termios::tcgetattr(&stdin).ok();
+    if let Some(t) = &saved {
+        let mut raw = t.clone();
+        termios::cfmakeraw(&mut raw);
+        let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &raw);
+        // The pty starts with our window size.
+        // SAFETY: TIOCGWINSZ/TIOCSWINSZ read and write a winsize struct.
+        unsafe {
+            let mut ws: libc::winsize = std::mem::zeroed();
+            if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
+                libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+            }
+        }
+    }
+    // One thread only: after joining a PID namespace no thread can be made.
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut pty = File::from(master);
+    let mut out = std::io::stdout();
+    let mut buf = [0u8; 8192];
+    let mut stdin_open = true;
+    loop {
+        let stdin_fd = std::io::stdin();
+        let mut fds = vec![PollFd::new(pty.as_fd(), PollFlags::POLLIN)];
+        if stdin_open {
+            fds.push(PollFd::new(stdin_fd.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(e) => bail!("relaying the terminal: {e}"),
+        }
+        let pty_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+        let stdin_ready = stdin_open
+            && fds
+                .get(1)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty());
+        drop(fds);
+        if pty_ready {
+            match pty.read(&mut buf) {
+                // EIO: the command and everything holding the terminal exited.
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let _ = out.write_all(&buf[..n]);
+                    let _ = out.flush();
+                }
+            }
+        }
+        if stdin_ready {
+            match std::io::stdin().lock().read(&mut buf) {
+                Ok(0) | Err(_) => stdin_open = false,
+                Ok(n) => {
+                    let _ = pty.write_all(&buf[..n]);
+                }
+            }
+        }
+    }
+    if let Some(t) = &saved {
+        let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, t);
+    }
+    wait_child(child)
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
 //! Running pods: the pause process, containers, and the supervisor.
 
+pub mod commands;
 pub mod config;
 pub mod container;
 pub mod etc_files;
+pub mod logs;
 pub mod pause;
 pub mod pod;
 pub mod prepare;
+pub mod state;

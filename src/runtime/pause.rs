@@ -37,22 +37,38 @@ pub struct PauseArgs {
     /// DIR or DIR=SIZE_BYTES: a tmpfs to mount for the pod.
     #[arg(long)]
     pub tmpfs: Vec<String>,
+    /// The pod's address, ADDRESS/PREFIX, on the holder's bridge.
+    #[arg(long)]
+    pub ip: Option<String>,
+    #[arg(long)]
+    pub gateway: Option<std::net::Ipv4Addr>,
+    /// The holder, whose netns holds the bridge.
+    #[arg(long)]
+    pub uplink_pid: Option<i32>,
+    /// The host end of the pod's veth.
+    #[arg(long)]
+    pub ifname: Option<String>,
+    /// fd 3 is a unix socket on which to hand out sockets of the pod's
+    /// netns (hostPort forwarding).
+    #[arg(long)]
+    pub serve_sockets: bool,
 }
 
 pub fn pause_main(args: PauseArgs) -> Result<()> {
     let mut out = std::io::stdout();
     match setup(&args) {
-        Ok(Some(pid)) => {
-            writeln!(out, "pid {pid}")?;
-            out.flush()?;
-            wait_for_pid1(pid)
-        }
-        Ok(None) => {
-            writeln!(out, "pid {}", std::process::id())?;
+        Ok(pid1) => {
+            writeln!(out, "pid {}", pid1.unwrap_or(std::process::id() as i32))?;
             out.flush()?;
             release_stdio();
-            loop {
-                nix::unistd::pause();
+            if args.serve_sockets {
+                crate::net::portfwd::serve_socket_requests(3);
+            }
+            match pid1 {
+                Some(pid) => wait_for_pid1(pid),
+                None => loop {
+                    nix::unistd::pause();
+                },
             }
         }
         Err(e) => {
@@ -91,6 +107,11 @@ fn setup(args: &PauseArgs) -> Result<Option<i32>> {
     if !args.host_network {
         loopback_up().context("bringing up lo")?;
     }
+    if let (Some(ip), Some(gateway), Some(uplink), Some(ifname)) =
+        (&args.ip, args.gateway, args.uplink_pid, &args.ifname)
+    {
+        attach(ip, gateway, uplink, ifname)?;
+    }
     for spec in &args.tmpfs {
         let (dir, size) = match spec.split_once('=') {
             Some((d, s)) => (PathBuf::from(d), Some(s)),
@@ -115,7 +136,12 @@ fn setup(args: &PauseArgs) -> Result<Option<i32>> {
     // SAFETY: this process is single-threaded (a fresh exec).
     match unsafe { fork() }.context("forking the pod's PID 1")? {
         ForkResult::Child => {
-            // PID 1 of the pod: dies with the link, reaps every orphan.
+            // PID 1 of the pod: dies with the link, reaps every orphan. The
+            // socket service is the link's.
+            if args.serve_sockets {
+                // SAFETY: closes our copy of fd 3.
+                unsafe { libc::close(3) };
+            }
             let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
             release_stdio();
             reap_forever()
@@ -124,9 +150,33 @@ fn setup(args: &PauseArgs) -> Result<Option<i32>> {
     }
 }
 
+/// Connects the pod's netns (ours, now) to the holder's bridge. The pause
+/// does it because it can move between the two netns, both owned by the
+/// user namespace; the supervisor, in the host's netns, could not come back.
+fn attach(ip: &str, gateway: std::net::Ipv4Addr, uplink: i32, ifname: &str) -> Result<()> {
+    use crate::net::{ipam::Ipv4Net, netlink::Netlink, setup};
+    let net: Ipv4Net = ip.parse()?;
+    let own = std::fs::File::open("/proc/thread-self/ns/net").context("opening the pod's netns")?;
+    let uplink_ns = std::fs::File::open(format!("/proc/{uplink}/ns/net"))
+        .context("opening the holder's network namespace")?;
+    let mut nl = Netlink::open_in(std::os::fd::AsFd::as_fd(&uplink_ns))?;
+    setup::attach_pod(
+        &mut nl,
+        &setup::Attachment {
+            bridge: setup::BRIDGE,
+            host_ifname: ifname,
+            pod_netns: std::os::fd::AsFd::as_fd(&own),
+            ip: net.addr(),
+            prefix: net.prefix(),
+            gateway,
+            mtu: setup::DEFAULT_MTU,
+        },
+    )
+    .context("connecting the pod to the bridge")
+}
+
 /// The link: waits for PID 1 and exits when it does.
 fn wait_for_pid1(pid: i32) -> Result<()> {
-    release_stdio();
     loop {
         match waitpid(Pid::from_raw(pid), None) {
             Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
@@ -167,8 +217,7 @@ fn release_stdio() {
         .open("/dev/null")
     {
         for fd in 0..=2 {
-            // SAFETY: replaces our own stdio fds.
-            let _ = unsafe { nix::unistd::dup2_raw(&null, fd) };
+            let _ = crate::sys::fs::redirect_fd(&null, fd);
         }
     }
 }

@@ -1,39 +1,59 @@
-//! A pod's life in the foreground: create the state dir, the pause process
-//! and the containers; supervise them; stop them; remove everything.
+//! A pod's life: create its state dir and pause process, run its init
+//! containers in order, start its app containers (in parallel), supervise
+//! them (exits, restart policy with kubelet's backoff, signals, the control
+//! socket), stop them, and release everything.
 //!
-//! `Pod` owns every resource it created and releases them in `Drop`, so a
-//! failure half-way through creating the pod leaves nothing behind.
+//! The supervisor is `minipod run` itself in the foreground, or a detached
+//! `minipod __supervise POD` with `run -d` (conmon's role). `Pod` owns every
+//! resource it created and releases it in `Drop`, so a failure half-way
+//! through creating the pod leaves nothing behind.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use serde::Serialize;
 
 use super::config::{ContainerConfig, Mount};
 use super::etc_files;
+use super::logs::{self, LogWriter};
 use super::prepare::{self, PreparedContainer};
+use super::state::{ContainerState, ContainerStatus, Phase, PodPaths, PodState};
 use crate::image::Store;
+use crate::net::ipam::{Ipam, Subnet};
+use crate::net::{portfwd, setup};
 use crate::paths::Roots;
-use crate::spec::{DnsBase, PodPlan, VolumeKind};
+use crate::spec::{DnsBase, PodPlan, RestartPolicy, VolumeKind};
 use crate::sys::fs::atomic_write;
 use crate::sys::lock::FileLock;
+use crate::sys::time::now_rfc3339;
 
 /// Kubernetes' /dev/shm size (as docker and containerd set it).
 const SHM_SIZE: u64 = 64 << 20;
+/// kubelet's crash-loop backoff: doubles from the initial delay up to this,
+/// and starts over once a container ran this long.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
 
 pub struct RunOptions {
     /// Return when this container exits, with its exit code.
     pub exit_code_from: Option<String>,
+    /// Started by `run -d`: no terminal output; report start-up on fd 3.
+    pub detached: bool,
+    /// The first restart delay (kubelet: 10 s).
+    pub initial_backoff: Duration,
+    /// The pod YAML as given, kept for `inspect` and `down`.
+    pub yaml: String,
 }
 
 /// The signals the supervisor handles itself; blocked in every thread and
@@ -51,9 +71,9 @@ fn handled_signals() -> SigSet {
     set
 }
 
-/// `minipod run POD.yaml` in the foreground. The caller has joined the user
-/// namespace; this must run on the main thread before any other thread
-/// exists (the signal mask is inherited by threads).
+/// Runs a pod to its end. The caller has joined the user namespace; this
+/// must run on the main thread before any other thread exists (threads
+/// inherit the signal mask).
 pub fn run(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> Result<ExitCode> {
     if let Some(name) = &opts.exit_code_from
         && !plan.containers.iter().any(|c| &c.name == name)
@@ -64,11 +84,10 @@ pub fn run(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> Res
             names.join(", ")
         );
     }
-    if !plan.init_containers.is_empty() {
-        bail!("spec.initContainers: not supported yet");
-    }
-    for w in &plan.warnings {
-        tracing::warn!("{w}");
+    if !opts.detached {
+        for w in &plan.warnings {
+            tracing::warn!("{w}");
+        }
     }
     let prepared = prepare::containers(store, &plan)?;
     prepare::check_host_paths(&plan)?;
@@ -77,112 +96,185 @@ pub fn run(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> Res
     signals.thread_block().context("blocking signals")?;
     let sigfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("creating a signalfd")?;
-    // Orphans of our children (a container's init after its link exits)
-    // come back to us to be reaped.
+    // Orphans of our children come back to us to be reaped.
     nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
 
-    let mut pod = Pod::create(roots, &plan)?;
-    pod.start_pause(&plan)?;
-    pod.start_containers(&plan, prepared)?;
-    pod.write_state()?;
+    let mut pod = Pod::create(roots, &plan, prepared, &opts)?;
+    let net = pod.plan_network(roots, &plan)?;
+    pod.start_pause(&plan, net)?;
     let code = pod.supervise(&sigfd, &plan, &opts)?;
     drop(pod);
-    Ok(code)
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    Init,
+    Sidecar,
+    App,
+}
+
+/// One container of the pod across its restarts.
+struct Slot {
+    role: Role,
+    config_path: PathBuf,
+    stop_signal: Signal,
+    log: Arc<Mutex<LogWriter>>,
+    prefix: String,
+    /// The current incarnation, while it runs.
+    running: Option<Running>,
+    status: ContainerStatus,
+    /// When a restart is due (crash-loop backoff).
+    restart_at: Option<Instant>,
+    backoff: Duration,
+    /// We stopped it: its exit is not a failure of its own.
+    stopped_by_us: bool,
+}
+
+struct Running {
+    /// The `__container` link process (our child); its exit status is the
+    /// container's.
+    link: Child,
+    /// The container's main process.
+    pid: i32,
+    started: Instant,
+    started_at: String,
 }
 
 struct Pod {
     name: String,
-    dir: PathBuf,
+    paths: PodPaths,
     /// Held for the pod's whole life: a second `run` of the same name fails.
     lock: Option<FileLock>,
-    lock_path: PathBuf,
+    detached: bool,
     /// The spawned `__pause` (the link, with a shared PID namespace).
     pause: Option<Child>,
     /// The process whose namespaces containers join.
     pause_pid: i32,
-    containers: Vec<Running>,
+    slots: Vec<Slot>,
     outputs: Vec<std::thread::JoinHandle<()>>,
-}
-
-struct Running {
-    name: String,
-    /// The `__container` link process (our child).
-    link: Child,
-    /// The container's main process.
-    pid: i32,
-    /// Whether it is PID 1 of its own PID namespace.
-    own_pid_ns: bool,
-    stop_signal: Signal,
-    exit_code: Option<i32>,
-    finished: Option<SystemTime>,
-}
-
-#[derive(Serialize)]
-struct State<'a> {
-    name: &'a str,
-    supervisor_pid: u32,
-    pause_pid: i32,
-    containers: Vec<ContainerState<'a>>,
-}
-
-#[derive(Serialize)]
-struct ContainerState<'a> {
-    name: &'a str,
-    pid: i32,
+    control: Option<UnixListener>,
+    state: PodState,
+    /// Exit codes in the order containers ended, for `run`'s own code.
+    exits: Vec<(usize, i32)>,
+    /// Set when the pod's start failed for good (an init container).
+    failure: Option<(String, i32)>,
+    /// Told the `run -d` parent that the pod is up.
+    reported: bool,
+    /// The pod's lease, released with the pod.
+    lease: Option<Ipam>,
 }
 
 impl Pod {
-    fn create(roots: &Roots, plan: &PodPlan) -> Result<Pod> {
-        let pods = roots.pods();
-        crate::userns::holder::create_private_dir(&pods)?;
-        let lock_path = pods.join(format!("{}.lock", plan.name));
-        let lock = FileLock::try_acquire_removable(&lock_path)?.ok_or_else(|| {
+    fn create(
+        roots: &Roots,
+        plan: &PodPlan,
+        prepared: Vec<PreparedContainer>,
+        opts: &RunOptions,
+    ) -> Result<Pod> {
+        let paths = PodPaths::new(roots, &plan.name);
+        crate::userns::holder::create_private_dir(&roots.pods())?;
+        let lock = FileLock::try_acquire_removable(&paths.lock)?.ok_or_else(|| {
             anyhow!(
-                "pod {:?} is already running; stop it first or give this one another metadata.name",
+                "pod {:?} is already running; stop it first (`minipod down {}`), use `run --replace`, \
+                 or give this one another metadata.name",
+                plan.name,
                 plan.name
             )
         })?;
-        let dir = pods.join(&plan.name);
-        if dir.exists() {
-            // Left by a supervisor that was killed: its lock is free, so it is gone.
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("removing stale {}", dir.display()))?;
+        if paths.dir.exists() {
+            let state = paths.read_state().ok();
+            let ended_detached = state.as_ref().is_some_and(|s| s.detached);
+            if ended_detached {
+                bail!(
+                    "pod {:?} exists (exited); remove it with `minipod rm {}` or use `run --replace`",
+                    plan.name,
+                    plan.name
+                );
+            }
+            // Left by a foreground supervisor that was killed: its lock is
+            // free, so it is gone.
+            std::fs::remove_dir_all(&paths.dir)
+                .with_context(|| format!("removing stale {}", paths.dir.display()))?;
         }
-        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let pod = Pod {
+        std::fs::create_dir(&paths.dir)
+            .with_context(|| format!("creating {}", paths.dir.display()))?;
+        let colour =
+            !opts.detached && nix::unistd::isatty(std::io::stdout().as_fd()).unwrap_or(false);
+        let width = prepared
+            .iter()
+            .map(|p| p.plan.name.len())
+            .max()
+            .unwrap_or(0);
+        let mut pod = Pod {
             name: plan.name.clone(),
-            dir,
+            paths: paths.clone(),
             lock: Some(lock),
-            lock_path,
+            detached: opts.detached,
             pause: None,
             pause_pid: 0,
-            containers: Vec::new(),
+            slots: Vec::new(),
             outputs: Vec::new(),
+            control: None,
+            state: PodState {
+                name: plan.name.clone(),
+                namespace: plan.namespace.clone(),
+                phase: Phase::Pending,
+                message: None,
+                supervisor_pid: std::process::id() as i32,
+                pause_pid: 0,
+                pod_ip: None,
+                created: now_rfc3339(),
+                started: None,
+                finished: None,
+                exit_code: None,
+                detached: opts.detached,
+                grace_seconds: plan.termination_grace.as_secs(),
+                init_containers: Vec::new(),
+                containers: Vec::new(),
+            },
+            exits: Vec::new(),
+            failure: None,
+            reported: false,
+            lease: None,
         };
-        pod.write_files(plan)?;
+        pod.write_files(plan, &opts.yaml)?;
+        let n_init = plan.init_containers.len();
+        for (i, p) in prepared.into_iter().enumerate() {
+            let role = match (i < n_init, p.plan.sidecar) {
+                (true, true) => Role::Sidecar,
+                (true, false) => Role::Init,
+                (false, _) => Role::App,
+            };
+            let slot = pod.new_slot(plan, p, role, i, width, colour, opts.initial_backoff)?;
+            pod.slots.push(slot);
+        }
+        let listener = UnixListener::bind(paths.control_socket())
+            .context("creating the pod's control socket")?;
+        listener.set_nonblocking(true)?;
+        pod.control = Some(listener);
+        pod.save_state();
         Ok(pod)
     }
 
     fn shm(&self) -> PathBuf {
-        self.dir.join("shm")
+        self.paths.dir.join("shm")
     }
     fn volume(&self, name: &str) -> PathBuf {
-        self.dir.join("volumes").join(name)
+        self.paths.dir.join("volumes").join(name)
     }
     fn etc(&self, file: &str) -> PathBuf {
-        self.dir.join("etc").join(file)
+        self.paths.dir.join("etc").join(file)
     }
     fn container_dir(&self, name: &str) -> PathBuf {
-        self.dir.join("containers").join(name)
-    }
-    fn log_path(&self, name: &str) -> PathBuf {
-        self.dir.join("logs").join(format!("{name}.log"))
+        self.paths.dir.join("containers").join(name)
     }
 
-    fn write_files(&self, plan: &PodPlan) -> Result<()> {
+    fn write_files(&self, plan: &PodPlan, yaml: &str) -> Result<()> {
         for d in ["etc", "logs", "containers", "volumes", "shm"] {
-            std::fs::create_dir_all(self.dir.join(d))?;
+            std::fs::create_dir_all(self.paths.dir.join(d))?;
         }
+        std::fs::write(self.paths.pod_yaml(), yaml)?;
         std::fs::write(
             self.etc("hosts"),
             etc_files::hosts(&plan.hostname, None, &plan.host_aliases),
@@ -215,7 +307,54 @@ impl Pod {
         Ok(())
     }
 
-    fn start_pause(&mut self, plan: &PodPlan) -> Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    fn new_slot(
+        &self,
+        plan: &PodPlan,
+        p: PreparedContainer,
+        role: Role,
+        index: usize,
+        width: usize,
+        colour: bool,
+        initial_backoff: Duration,
+    ) -> Result<Slot> {
+        let name = p.plan.name.clone();
+        let config = self.container_config(plan, &p)?;
+        let config_path = self.container_dir(&name).join("config.json");
+        atomic_write(&config_path, &serde_json::to_vec_pretty(&config)?)?;
+        let log = LogWriter::create(&self.paths.log(&name), log_max_bytes())?;
+        let stop_signal = p
+            .stop_signal
+            .as_deref()
+            .and_then(parse_signal)
+            .unwrap_or(Signal::SIGTERM);
+        let status = ContainerStatus {
+            name: name.clone(),
+            image: p.image_name.clone(),
+            image_id: p.image_id.clone(),
+            sidecar: role == Role::Sidecar,
+            state: ContainerState::Waiting {
+                reason: "ContainerCreating".into(),
+            },
+            last_state: None,
+            restart_count: 0,
+            pid: 0,
+        };
+        Ok(Slot {
+            role,
+            config_path,
+            stop_signal,
+            log: Arc::new(Mutex::new(log)),
+            prefix: prefix(&name, width, index, colour),
+            running: None,
+            status,
+            restart_at: None,
+            backoff: initial_backoff,
+            stopped_by_us: false,
+        })
+    }
+
+    fn start_pause(&mut self, plan: &PodPlan, net: Option<PodNet>) -> Result<()> {
         let mut cmd = minipod_command();
         cmd.arg("__pause")
             .arg("--hostname")
@@ -244,10 +383,35 @@ impl Pod {
                 cmd.arg("--tmpfs").arg(spec);
             }
         }
+        if let Some(n) = &net {
+            cmd.arg("--ip")
+                .arg(format!("{}/{}", n.ip, n.subnet.prefix()))
+                .arg("--gateway")
+                .arg(n.subnet.gateway().to_string())
+                .arg("--uplink-pid")
+                .arg(n.holder_pid.to_string())
+                .arg("--ifname")
+                .arg(setup::host_ifname(&self.name));
+        }
+        // hostPorts: the pause hands out sockets of the pod's netns on fd 3.
+        let serve = net.as_ref().is_some_and(|n| !n.listeners.is_empty());
+        let mut ours = None;
+        if serve {
+            let (mine, theirs) = std::os::unix::net::UnixStream::pair()?;
+            cmd.arg("--serve-sockets");
+            let fd = theirs.as_raw_fd();
+            crate::sys::fs::pass_as_fd3(&mut cmd, fd);
+            ours = Some((mine, theirs));
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().context("starting the pod's pause process")?;
+        drop(cmd);
+        let ours = ours.map(|(mine, theirs)| {
+            drop(theirs);
+            mine
+        });
         let mut line = String::new();
         let mut stdout = child.stdout.take().expect("piped");
         let _ = stdout.read_to_string(&mut line);
@@ -255,6 +419,22 @@ impl Pod {
         match line.trim().split_once(' ') {
             Some(("pid", pid)) => {
                 self.pause_pid = pid.parse().context("the pause process sent a bad pid")?;
+                self.state.pause_pid = self.pause_pid;
+                if let (Some(n), Some(stream)) = (net, ours) {
+                    portfwd::serve(
+                        n.listeners,
+                        Arc::new(portfwd::PodSockets::new(stream)),
+                        n.ip,
+                    );
+                }
+                // The configs were written before the pause existed.
+                for i in 0..self.slots.len() {
+                    let path = self.slots[i].config_path.clone();
+                    let mut config: ContainerConfig =
+                        serde_json::from_slice(&std::fs::read(&path)?)?;
+                    config.pause_pid = self.pause_pid;
+                    atomic_write(&path, &serde_json::to_vec_pretty(&config)?)?;
+                }
                 Ok(())
             }
             Some(("error", msg)) => {
@@ -264,95 +444,46 @@ impl Pod {
         }
     }
 
-    fn start_containers(&mut self, plan: &PodPlan, prepared: Vec<PreparedContainer>) -> Result<()> {
-        let colour = nix::unistd::isatty(std::io::stdout().as_fd()).unwrap_or(false);
-        let width = prepared
+    /// Leases the pod an address and binds its hostPorts (a busy one fails
+    /// here, before anything of the pod starts). The pause connects the pod
+    /// to the bridge (`start_pause`).
+    fn plan_network(&mut self, roots: &Roots, plan: &PodPlan) -> Result<Option<PodNet>> {
+        if plan.host_network {
+            return Ok(None);
+        }
+        let ports: Vec<(String, crate::spec::PortPlan)> = plan
+            .init_containers
             .iter()
-            .map(|p| p.plan.name.len())
-            .max()
-            .unwrap_or(0);
-        // Spawn every container first, then collect their setup results:
-        // the containers set themselves up in parallel.
-        let mut pending = Vec::new();
-        for (i, p) in prepared.into_iter().enumerate() {
-            let config = self.container_config(plan, &p)?;
-            let config_path = self.container_dir(&p.plan.name).join("config.json");
-            atomic_write(&config_path, &serde_json::to_vec_pretty(&config)?)?;
-            let (out_r, out_w) = std::io::pipe()?;
-            let (err_r, err_w) = std::io::pipe()?;
-            let (sync_r, sync_w) = std::io::pipe()?;
-            let mut cmd = minipod_command();
-            cmd.arg("__container").arg(&config_path);
-            cmd.stdin(Stdio::null()).stdout(out_w).stderr(err_w);
-            let sync_fd = sync_w.as_raw_fd();
-            // SAFETY: only async-signal-safe calls between fork and exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if sync_fd == 3 {
-                        if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                    } else if libc::dup2(sync_fd, 3) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-            let link = cmd
-                .spawn()
-                .with_context(|| format!("starting container {}", p.plan.name))?;
-            drop(sync_w);
-            drop(cmd);
-            let log = Arc::new(Mutex::new(
-                std::fs::File::create(self.log_path(&p.plan.name))
-                    .context("creating the log file")?,
-            ));
-            let prefix = prefix(&p.plan.name, width, i, colour);
-            self.outputs
-                .push(pump(out_r, "stdout", prefix.clone(), log.clone(), false));
-            self.outputs.push(pump(err_r, "stderr", prefix, log, true));
-            let stop_signal = p
-                .stop_signal
-                .as_deref()
-                .and_then(parse_signal)
-                .unwrap_or(Signal::SIGTERM);
-            pending.push((p.plan.name.clone(), link, sync_r, stop_signal));
+            .chain(&plan.containers)
+            .flat_map(|c| c.ports.iter().map(|p| (c.name.clone(), p.clone())))
+            .collect();
+        let listeners = portfwd::bind(&portfwd::published(&ports)?)?;
+        let holder = crate::userns::holder::read_live(roots)
+            .ok_or_else(|| anyhow!("minipod's user-namespace holder exited; run the pod again"))?;
+        let subnet = Subnet::parse(&holder.subnet)?;
+        // Once per holder: say why a pod cannot reach beyond this machine.
+        let noticed = roots.run.join(format!("outbound-notice-{}", holder.pid));
+        if !self.detached && std::fs::File::create_new(&noticed).is_ok() {
+            eprintln!(
+                "note: pods reach each other, the gateway {} and hostPorts, but have no outbound \
+                 route: outbound through pasta is not supported yet",
+                subnet.gateway()
+            );
         }
-        let mut failures = Vec::new();
-        for (name, link, mut sync_r, stop_signal) in pending {
-            let mut text = String::new();
-            let _ = sync_r.read_to_string(&mut text);
-            let mut pid = None;
-            let mut error = None;
-            for line in text.lines() {
-                match line.split_once(' ') {
-                    Some(("pid", p)) => pid = p.trim().parse().ok(),
-                    Some(("error", msg)) => error = Some(msg.to_string()),
-                    _ => {}
-                }
-            }
-            let running = Running {
-                name: name.clone(),
-                link,
-                pid: pid.unwrap_or(0),
-                own_pid_ns: !plan.share_process_namespace,
-                stop_signal,
-                exit_code: None,
-                finished: None,
-            };
-            self.containers.push(running);
-            match (pid, error) {
-                (_, Some(msg)) => failures.push(msg),
-                (None, None) => {
-                    failures.push(format!("container {name}: setup failed without a message"))
-                }
-                _ => {}
-            }
-        }
-        if !failures.is_empty() {
-            bail!("pod {}: {}", self.name, failures.join("; "));
-        }
-        Ok(())
+        let ipam = Ipam::new(&roots.run, subnet);
+        let ip = ipam.allocate(&self.name, std::process::id() as i32)?;
+        self.lease = Some(ipam);
+        self.state.pod_ip = Some(ip.to_string());
+        std::fs::write(
+            self.etc("hosts"),
+            etc_files::hosts(&plan.hostname, Some(&ip.to_string()), &plan.host_aliases),
+        )?;
+        Ok(Some(PodNet {
+            ip,
+            subnet,
+            holder_pid: holder.pid,
+            listeners,
+        }))
     }
 
     fn container_config(&self, plan: &PodPlan, p: &PreparedContainer) -> Result<ContainerConfig> {
@@ -402,107 +533,310 @@ impl Pod {
         })
     }
 
-    fn write_state(&self) -> Result<()> {
-        let state = State {
-            name: &self.name,
-            supervisor_pid: std::process::id(),
-            pause_pid: self.pause_pid,
-            containers: self
-                .containers
-                .iter()
-                .map(|c| ContainerState {
-                    name: &c.name,
-                    pid: c.pid,
-                })
-                .collect(),
-        };
-        atomic_write(
-            &self.dir.join("state.json"),
-            &serde_json::to_vec_pretty(&state)?,
-        )
+    /// Starts the given slots: spawns each `__container` first, then
+    /// collects their set-up results, so they set themselves up in parallel.
+    fn start(&mut self, which: &[usize]) -> Result<()> {
+        let mut pending = Vec::new();
+        for &i in which {
+            let slot = &mut self.slots[i];
+            if slot.status.restart_count > 0
+                || matches!(slot.status.state, ContainerState::Terminated { .. })
+            {
+                // A restarted container gets a fresh writable layer, as in Kubernetes.
+                let dir = slot
+                    .config_path
+                    .parent()
+                    .expect("container dir")
+                    .to_path_buf();
+                for d in ["upper", "work"] {
+                    let _ = std::fs::remove_dir_all(dir.join(d));
+                    std::fs::create_dir_all(dir.join(d))?;
+                }
+            }
+            let (out_r, out_w) = std::io::pipe()?;
+            let (err_r, err_w) = std::io::pipe()?;
+            let (sync_r, sync_w) = std::io::pipe()?;
+            let mut cmd = minipod_command();
+            cmd.arg("__container").arg(&slot.config_path);
+            cmd.stdin(Stdio::null()).stdout(out_w).stderr(err_w);
+            let sync_fd = sync_w.as_raw_fd();
+            crate::sys::fs::pass_as_fd3(&mut cmd, sync_fd);
+            let link = cmd
+                .spawn()
+                .with_context(|| format!("starting container {}", slot.status.name))?;
+            drop(sync_w);
+            drop(cmd);
+            let terminal = !self.detached;
+            self.outputs.push(pump(
+                out_r,
+                "stdout",
+                slot.prefix.clone(),
+                slot.log.clone(),
+                terminal,
+            ));
+            self.outputs.push(pump(
+                err_r,
+                "stderr",
+                slot.prefix.clone(),
+                slot.log.clone(),
+                terminal,
+            ));
+            pending.push((i, link, sync_r));
+        }
+        let mut failures = Vec::new();
+        for (i, link, mut sync_r) in pending {
+            let mut text = String::new();
+            let _ = sync_r.read_to_string(&mut text);
+            let mut pid = None;
+            let mut error = None;
+            for line in text.lines() {
+                match line.split_once(' ') {
+                    Some(("pid", p)) => pid = p.trim().parse().ok(),
+                    Some(("error", msg)) => error = Some(msg.to_string()),
+                    _ => {}
+                }
+            }
+            let slot = &mut self.slots[i];
+            let started_at = now_rfc3339();
+            slot.running = Some(Running {
+                link,
+                pid: pid.unwrap_or(0),
+                started: Instant::now(),
+                started_at: started_at.clone(),
+            });
+            slot.stopped_by_us = false;
+            slot.status.pid = pid.unwrap_or(0);
+            slot.status.state = ContainerState::Running { started_at };
+            match (pid, error) {
+                (_, Some(msg)) => failures.push(msg),
+                (None, None) => failures.push(format!(
+                    "container {}: setup failed without a message",
+                    slot.status.name
+                )),
+                _ => {}
+            }
+        }
+        self.save_state();
+        if !failures.is_empty() {
+            bail!("pod {}: {}", self.name, failures.join("; "));
+        }
+        Ok(())
     }
 
-    /// Reaps exits and handles signals until the pod is done.
-    fn supervise(
-        &mut self,
-        sigfd: &SignalFd,
-        plan: &PodPlan,
-        opts: &RunOptions,
-    ) -> Result<ExitCode> {
-        let mut stopping: Option<Instant> = None;
-        let mut order: Vec<usize> = Vec::new();
-        self.reap(&mut order);
+    /// Records the pod's state for `ps`, `inspect` and `wait`.
+    fn save_state(&mut self) {
+        let mut init = Vec::new();
+        let mut app = Vec::new();
+        for s in &self.slots {
+            match s.role {
+                Role::App => app.push(s.status.clone()),
+                _ => init.push(s.status.clone()),
+            }
+        }
+        self.state.init_containers = init;
+        self.state.containers = app;
+        if let Ok(json) = serde_json::to_vec_pretty(&self.state)
+            && let Err(e) = atomic_write(&self.paths.state(), &json)
+        {
+            tracing::warn!("pod {}: saving its state: {e:#}", self.name);
+        }
+    }
+
+    /// Reaps exits and handles signals, restarts and the control socket
+    /// until the pod is done. Returns `run`'s exit code.
+    fn supervise(&mut self, sigfd: &SignalFd, plan: &PodPlan, opts: &RunOptions) -> Result<i32> {
+        let mut stop_deadline: Option<Instant> = None;
+        let mut stop_grace = plan.termination_grace;
+        self.advance()?;
         loop {
-            if self.containers.iter().all(|c| c.exit_code.is_some()) {
-                break;
+            self.reap(plan, opts);
+            if stop_deadline.is_none() && self.should_stop(opts) {
+                stop_deadline = Some(self.begin_stop(stop_grace));
             }
-            let chosen_done = opts.exit_code_from.as_ref().is_some_and(|n| {
-                self.containers
-                    .iter()
-                    .any(|c| &c.name == n && c.exit_code.is_some())
-            });
-            if chosen_done && stopping.is_none() {
-                stopping = Some(self.begin_stop(plan.termination_grace));
-            }
-            let timeout = match stopping {
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        self.kill_all();
-                    }
-                    nix::poll::PollTimeout::try_from(left.max(Duration::from_millis(50)))
-                        .unwrap_or(nix::poll::PollTimeout::MAX)
+            if let Some(deadline) = stop_deadline {
+                self.continue_stop(deadline);
+                if self.slots.iter().all(|s| s.running.is_none()) {
+                    break;
                 }
-                None => nix::poll::PollTimeout::NONE,
-            };
-            let mut fds = [nix::poll::PollFd::new(
-                sigfd.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            match nix::poll::poll(&mut fds, timeout) {
-                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-                Ok(_) => {}
+            } else if let Err(e) = self.advance() {
+                self.fail(format!("{e:#}"), 125);
+                continue;
+            }
+            let timeout = self.next_wakeup(stop_deadline);
+            let mut fds = [PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+            let control_fd = self.control.as_ref().map(|l| l.as_fd());
+            let mut all = Vec::from(fds.as_mut_slice());
+            if let Some(fd) = control_fd {
+                all.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
+            match nix::poll::poll(&mut all, timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e).context("waiting for signals"),
             }
             while let Ok(Some(info)) = sigfd.read_signal() {
                 match Signal::try_from(info.ssi_signo as i32) {
-                    Ok(Signal::SIGCHLD) => self.reap(&mut order),
-                    Ok(sig) => match stopping {
+                    Ok(Signal::SIGCHLD) | Err(_) => {}
+                    Ok(sig) => match stop_deadline {
                         None => {
-                            eprintln!(
-                                "minipod: {sig}: stopping pod {} (again to kill it at once)",
-                                self.name
-                            );
-                            stopping = Some(self.begin_stop(plan.termination_grace));
+                            if !self.detached {
+                                eprintln!(
+                                    "minipod: {sig}: stopping pod {} (again to kill it at once)",
+                                    self.name
+                                );
+                            }
+                            stop_deadline = Some(self.begin_stop(stop_grace));
                         }
                         Some(_) => {
-                            eprintln!("minipod: killing pod {}", self.name);
-                            self.kill_all();
+                            if !self.detached {
+                                eprintln!("minipod: killing pod {}", self.name);
+                            }
+                            stop_deadline = Some(Instant::now());
                         }
                     },
-                    Err(_) => {}
                 }
             }
-            self.reap(&mut order);
+            if let Some(grace) = self.accept_control() {
+                stop_grace = grace;
+                stop_deadline = Some(match stop_deadline {
+                    None => self.begin_stop(grace),
+                    Some(d) => d.min(Instant::now() + grace),
+                });
+            }
         }
-        let code = match &opts.exit_code_from {
-            Some(name) => self
-                .containers
-                .iter()
-                .find(|c| &c.name == name)
-                .and_then(|c| c.exit_code)
-                .unwrap_or(0),
-            None => order
-                .iter()
-                .filter_map(|&i| self.containers[i].exit_code)
-                .find(|&c| c != 0)
-                .unwrap_or(0),
-        };
-        Ok(ExitCode::from(code.clamp(0, 255) as u8))
+        self.reap(plan, opts);
+        let code = self.final_code(opts);
+        self.state.exit_code = Some(code);
+        self.state.finished = Some(now_rfc3339());
+        if self.state.phase != Phase::Failed {
+            let app_ok = self.slots.iter().filter(|s| s.role == Role::App).all(|s| {
+                matches!(
+                    s.status.state,
+                    ContainerState::Terminated { exit_code: 0, .. }
+                )
+            });
+            self.state.phase = if app_ok && code == 0 {
+                Phase::Succeeded
+            } else {
+                Phase::Failed
+            };
+        }
+        self.save_state();
+        if let Some((msg, _)) = self.failure.clone() {
+            self.report(Some(&msg));
+            if !self.detached {
+                eprintln!("minipod: {msg}");
+            }
+        }
+        Ok(code)
     }
 
-    /// Collects every exited child; records the exit order of containers.
-    fn reap(&mut self, order: &mut Vec<usize>) {
+    /// Moves the pod forward: next init container, app containers, due
+    /// restarts.
+    fn advance(&mut self) -> Result<()> {
+        // Init containers run one at a time, in order; sidecars stay.
+        let mut init_done = true;
+        for i in 0..self.slots.len() {
+            let slot = &self.slots[i];
+            match slot.role {
+                Role::App => continue,
+                Role::Sidecar => {
+                    if slot.running.is_none() && slot.restart_at.is_none() && !slot.ever_ran() {
+                        self.start(&[i])?;
+                    }
+                }
+                Role::Init => {
+                    let succeeded = matches!(
+                        slot.status.state,
+                        ContainerState::Terminated { exit_code: 0, .. }
+                    );
+                    if succeeded {
+                        continue;
+                    }
+                    if slot.running.is_none() && slot.restart_at.is_none() && !slot.ever_ran() {
+                        self.start(&[i])?;
+                    }
+                    init_done = false;
+                    break;
+                }
+            }
+        }
+        if init_done {
+            let fresh: Vec<usize> = (0..self.slots.len())
+                .filter(|&i| {
+                    self.slots[i].role == Role::App
+                        && !self.slots[i].ever_ran()
+                        && self.slots[i].running.is_none()
+                })
+                .collect();
+            if !fresh.is_empty() {
+                self.start(&fresh)?;
+                self.state.phase = Phase::Running;
+                self.state.started = Some(now_rfc3339());
+                self.save_state();
+                self.report(None);
+            }
+        }
+        // Restarts that are due.
+        let now = Instant::now();
+        let due: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].restart_at.is_some_and(|t| t <= now))
+            .collect();
+        for i in due {
+            self.slots[i].restart_at = None;
+            self.slots[i].status.restart_count += 1;
+            tracing::info!("restarting container {}", self.slots[i].status.name);
+            self.start(&[i])?;
+        }
+        Ok(())
+    }
+
+    /// Tells a `run -d` parent how the start went (once).
+    fn report(&mut self, error: Option<&str>) {
+        if !self.detached || self.reported {
+            return;
+        }
+        self.reported = true;
+        let line = match error {
+            None => "ok\n".to_string(),
+            Some(e) => format!("error {}\n", e.replace('\n', " ")),
+        };
+        // SAFETY: fd 3 is the sync pipe `run -d` gave us; borrowed, not closed here.
+        let mut f = std::mem::ManuallyDrop::new(unsafe {
+            <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(3)
+        });
+        let _ = f.write_all(line.as_bytes());
+        // SAFETY: closing our copy lets the parent see EOF.
+        unsafe { libc::close(3) };
+    }
+
+    fn fail(&mut self, message: String, code: i32) {
+        if self.failure.is_none() {
+            self.state.phase = Phase::Failed;
+            self.state.message = Some(message.clone());
+            self.failure = Some((message, code));
+            self.save_state();
+        }
+    }
+
+    /// Whether the pod is done running and should be stopped.
+    fn should_stop(&self, opts: &RunOptions) -> bool {
+        if self.failure.is_some() {
+            return true;
+        }
+        if let Some(name) = &opts.exit_code_from
+            && self
+                .slots
+                .iter()
+                .any(|s| &s.status.name == name && s.has_exited_for_good())
+        {
+            return true;
+        }
+        let apps: Vec<&Slot> = self.slots.iter().filter(|s| s.role == Role::App).collect();
+        !apps.is_empty() && apps.iter().all(|s| s.ever_ran() && s.has_exited_for_good())
+    }
+
+    /// Collects every exited child and applies the restart policy.
+    fn reap(&mut self, plan: &PodPlan, opts: &RunOptions) {
         loop {
             let status = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
@@ -513,48 +847,230 @@ impl Pod {
                 WaitStatus::Signaled(pid, sig, _) => (pid, 128 + sig as i32),
                 _ => continue,
             };
-            if let Some(i) = self
-                .containers
-                .iter()
-                .position(|c| c.link.id() as i32 == pid.as_raw() && c.exit_code.is_none())
+            let Some(i) = self.slots.iter().position(|s| {
+                s.running
+                    .as_ref()
+                    .is_some_and(|r| r.link.id() as i32 == pid.as_raw())
+            }) else {
+                if self
+                    .pause
+                    .as_ref()
+                    .is_some_and(|p| p.id() as i32 == pid.as_raw())
+                {
+                    self.fail(format!("pod {}: its pause process exited", self.name), 125);
+                }
+                continue;
+            };
+            self.container_exited(i, code, plan, opts);
+        }
+    }
+
+    fn container_exited(&mut self, i: usize, code: i32, plan: &PodPlan, opts: &RunOptions) {
+        let slot = &mut self.slots[i];
+        let run = slot.running.take().expect("a running slot");
+        let reason = if code == 0 { "Completed" } else { "Error" };
+        slot.status.last_state = Some(slot.status.state.clone());
+        slot.status.state = ContainerState::Terminated {
+            exit_code: code,
+            reason: reason.into(),
+            started_at: run.started_at,
+            finished_at: now_rfc3339(),
+        };
+        slot.status.pid = 0;
+        let name = slot.status.name.clone();
+        tracing::info!("container {name} exited with code {code}");
+        if !(slot.stopped_by_us && slot.role == Role::Sidecar) {
+            self.exits.push((i, code));
+        }
+        let stopping = slot.stopped_by_us;
+        let chosen = opts.exit_code_from.as_deref() == Some(name.as_str());
+        let restart = !stopping
+            && !chosen
+            && match slot.role {
+                Role::Sidecar => true,
+                Role::Init | Role::App => match plan.restart_policy {
+                    RestartPolicy::Always => slot.role == Role::App || code != 0,
+                    RestartPolicy::OnFailure => code != 0,
+                    RestartPolicy::Never => false,
+                },
+            };
+        if restart {
+            // kubelet's backoff: start over after a long run, else double.
+            if run.started.elapsed() >= BACKOFF_RESET {
+                slot.backoff = opts.initial_backoff;
+            }
+            slot.restart_at = Some(Instant::now() + slot.backoff);
+            slot.status.state = ContainerState::Waiting {
+                reason: "CrashLoopBackOff".into(),
+            };
+            slot.status.last_state = Some(ContainerState::Terminated {
+                exit_code: code,
+                reason: reason.into(),
+                started_at: match &slot.status.last_state {
+                    Some(ContainerState::Running { started_at }) => started_at.clone(),
+                    _ => String::new(),
+                },
+                finished_at: now_rfc3339(),
+            });
+            slot.backoff = (slot.backoff * 2).min(MAX_BACKOFF);
+        } else if slot.role == Role::Init && code != 0 && !stopping {
+            let msg = format!(
+                "init container {name} failed with exit code {code}; `minipod logs {} {name}` shows its output",
+                self.name
+            );
+            self.fail(msg, code);
+        }
+        self.save_state();
+    }
+
+    /// Sends the app containers their stop signal; sidecars follow once the
+    /// apps are gone (`continue_stop`). Returns the deadline after which the
+    /// rest are killed.
+    fn begin_stop(&mut self, grace: Duration) -> Instant {
+        for s in &mut self.slots {
+            // A container waiting for its restart stays as it ended.
+            if s.restart_at.take().is_some()
+                && let Some(last) = s.status.last_state.clone()
             {
-                let c = &mut self.containers[i];
-                c.exit_code = Some(code);
-                c.finished = Some(SystemTime::now());
-                tracing::info!("container {} exited with code {code}", c.name);
-                order.push(i);
-            } else if self
-                .pause
-                .as_ref()
-                .is_some_and(|p| p.id() as i32 == pid.as_raw())
+                s.status.state = last;
+            }
+        }
+        self.signal_role(|r| r != Role::Sidecar);
+        Instant::now() + grace
+    }
+
+    fn continue_stop(&mut self, deadline: Instant) {
+        if Instant::now() >= deadline {
+            self.kill_all();
+            return;
+        }
+        let apps_gone = self
+            .slots
+            .iter()
+            .filter(|s| s.role != Role::Sidecar)
+            .all(|s| s.running.is_none());
+        if apps_gone {
+            // Sidecars stop after the app containers, in reverse order:
+            // signal the last one still running.
+            if let Some(i) = (0..self.slots.len())
+                .rev()
+                .find(|&i| self.slots[i].role == Role::Sidecar && self.slots[i].running.is_some())
+                && !self.slots[i].stopped_by_us
             {
-                tracing::warn!("pod {}: the pause process exited", self.name);
+                self.signal_slot(i);
             }
         }
     }
 
-    /// Sends each running container its stop signal; returns the deadline
-    /// after which the rest are killed.
-    fn begin_stop(&mut self, grace: Duration) -> Instant {
-        for c in self.containers.iter().filter(|c| c.exit_code.is_none()) {
-            let pid = Pid::from_raw(c.pid);
-            // PID 1 of a namespace only gets signals it handles: one that
-            // does not catch the stop signal would just make us wait.
-            let sig = if c.own_pid_ns && !catches(c.pid, c.stop_signal) {
-                Signal::SIGKILL
-            } else {
-                c.stop_signal
-            };
-            let _ = kill(pid, sig);
+    fn signal_role(&mut self, which: impl Fn(Role) -> bool) {
+        for i in 0..self.slots.len() {
+            if which(self.slots[i].role) && self.slots[i].running.is_some() {
+                self.signal_slot(i);
+            }
         }
-        Instant::now() + grace
+    }
+
+    fn signal_slot(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        let Some(run) = &slot.running else { return };
+        slot.stopped_by_us = true;
+        // PID 1 of a namespace only gets signals it handles: one that does
+        // not catch the stop signal would just make us wait.
+        let own_pid_ns = true;
+        let sig = if own_pid_ns && is_pid1(run.pid) && !catches(run.pid, slot.stop_signal) {
+            Signal::SIGKILL
+        } else {
+            slot.stop_signal
+        };
+        signal_pid(run.pid, sig);
     }
 
     fn kill_all(&mut self) {
-        for c in self.containers.iter().filter(|c| c.exit_code.is_none()) {
-            let _ = kill(Pid::from_raw(c.pid), Signal::SIGKILL);
-            let _ = kill(Pid::from_raw(c.link.id() as i32), Signal::SIGKILL);
+        for s in &mut self.slots {
+            s.restart_at = None;
+            if let Some(run) = &s.running {
+                s.stopped_by_us = true;
+                signal_pid(run.pid, Signal::SIGKILL);
+                signal_pid(run.link.id() as i32, Signal::SIGKILL);
+            }
         }
+    }
+
+    fn next_wakeup(&self, stop_deadline: Option<Instant>) -> PollTimeout {
+        let mut next: Option<Instant> = stop_deadline;
+        for s in &self.slots {
+            if let Some(t) = s.restart_at {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        if stop_deadline.is_some() {
+            // Sidecars are stopped one after another: look again soon.
+            let soon = Instant::now() + Duration::from_millis(50);
+            next = Some(next.map_or(soon, |n| n.min(soon)));
+        }
+        match next {
+            None => PollTimeout::NONE,
+            Some(t) => {
+                let left = t.saturating_duration_since(Instant::now());
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+            }
+        }
+    }
+
+    /// Serves one control-socket request, if any: `stop SECONDS`. Returns
+    /// the grace period asked for.
+    fn accept_control(&mut self) -> Option<Duration> {
+        let listener = self.control.as_ref()?;
+        let (stream, _) = listener.accept().ok()?;
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line).ok()?;
+        let mut words = line.split_whitespace();
+        match (
+            words.next(),
+            words.next().and_then(|s| s.parse::<f64>().ok()),
+        ) {
+            (Some("stop"), Some(secs)) => {
+                let _ = (&stream).write_all(b"ok\n");
+                Some(Duration::from_secs_f64(secs.max(0.0)))
+            }
+            _ => {
+                let _ = (&stream).write_all(b"error unknown request\n");
+                None
+            }
+        }
+    }
+
+    /// `run`'s exit code: the chosen container's, else the first failure's.
+    fn final_code(&self, opts: &RunOptions) -> i32 {
+        if let Some(name) = &opts.exit_code_from
+            && let Some(s) = self.slots.iter().find(|s| &s.status.name == name)
+            && let ContainerState::Terminated { exit_code, .. } = s.status.state
+        {
+            return exit_code;
+        }
+        if let Some((_, code)) = &self.failure {
+            return *code;
+        }
+        self.exits
+            .iter()
+            .map(|&(_, c)| c)
+            .find(|&c| c != 0)
+            .unwrap_or(0)
+    }
+}
+
+impl Slot {
+    fn ever_ran(&self) -> bool {
+        !matches!(self.status.state, ContainerState::Waiting { ref reason } if reason == "ContainerCreating")
+    }
+
+    /// Exited, and no restart is coming.
+    fn has_exited_for_good(&self) -> bool {
+        self.running.is_none()
+            && self.restart_at.is_none()
+            && matches!(self.status.state, ContainerState::Terminated { .. })
     }
 }
 
@@ -562,45 +1078,110 @@ impl Drop for Pod {
     fn drop(&mut self) {
         // Kill whatever still runs, pause last, and wait for all of it.
         self.kill_all();
-        for c in &mut self.containers {
-            if c.exit_code.is_none() {
-                let _ = c.link.wait();
+        for s in &mut self.slots {
+            if let Some(run) = &mut s.running {
+                let _ = run.link.wait();
             }
+            s.running = None;
         }
         if self.pause_pid > 0 {
-            let _ = kill(Pid::from_raw(self.pause_pid), Signal::SIGKILL);
+            signal_pid(self.pause_pid, Signal::SIGKILL);
         }
         if let Some(mut p) = self.pause.take() {
             let _ = p.kill();
             let _ = p.wait();
         }
-        // Reap anything that was reparented to us (a PID-1 child of a link).
+        // Reap anything that was reparented to us.
         while let Ok(s) = waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
             if s == WaitStatus::StillAlive {
                 break;
             }
         }
+        self.slots.clear();
         for h in self.outputs.drain(..) {
             let _ = h.join();
         }
-        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            eprintln!("minipod: removing {}: {e}", self.dir.display());
+        if let Some(e) = self.failure.as_ref().map(|f| f.0.clone()) {
+            self.report(Some(&e));
+        }
+        self.control = None;
+        let _ = std::fs::remove_file(self.paths.control_socket());
+        // The veth went with the pause's netns; the address goes now.
+        if let Some(ipam) = self.lease.take()
+            && let Err(e) = ipam.release(&self.name)
+        {
+            tracing::warn!("pod {}: releasing its address: {e:#}", self.name);
+        }
+        // A detached pod's state stays for `ps -a`, `logs` and `inspect`
+        // until `rm`, unless it never started.
+        let keep = self.detached && self.reported && self.state.exit_code.is_some();
+        if keep {
+            remove_runtime_dirs(&self.paths);
+        } else if let Err(e) = std::fs::remove_dir_all(&self.paths.dir) {
+            eprintln!("minipod: removing {}: {e}", self.paths.dir.display());
         }
         if let Some(lock) = self.lock.take() {
-            lock.release_and_remove(&self.lock_path);
+            if keep {
+                drop(lock);
+            } else {
+                lock.release_and_remove(&self.paths.lock);
+            }
         }
     }
 }
 
+/// The pod's network, decided before its pause starts.
+struct PodNet {
+    ip: std::net::Ipv4Addr,
+    subnet: Subnet,
+    holder_pid: i32,
+    listeners: Vec<portfwd::Listener>,
+}
+
+/// What an exited pod no longer needs: containers' writable layers and the
+/// pod's scratch volumes (logs, state and the YAML stay).
+fn remove_runtime_dirs(paths: &PodPaths) {
+    for d in ["containers", "volumes", "shm"] {
+        let _ = std::fs::remove_dir_all(paths.dir.join(d));
+    }
+}
+
+fn log_max_bytes() -> u64 {
+    std::env::var("MINIPOD_LOG_MAX_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(logs::DEFAULT_MAX_BYTES)
+}
+
 /// `minipod` itself, for hidden subcommands: through /proc/self/exe so the
 /// same binary runs even if the file was replaced meanwhile.
-fn minipod_command() -> Command {
+pub fn minipod_command() -> Command {
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("minipod");
     // Its own process group: Ctrl-C reaches the supervisor, which stops the
     // pod in order, not every process at once.
     cmd.process_group(0);
     cmd
+}
+
+/// Signals one process. A pid of 0 (a container whose setup failed before
+/// it reported one) must not become kill(0), our whole process group.
+fn signal_pid(pid: i32, sig: Signal) {
+    if pid > 0 {
+        let _ = kill(Pid::from_raw(pid), sig);
+    }
+}
+
+/// Whether `pid` is PID 1 of its own PID namespace (NSpid's last field).
+fn is_pid1(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|ids| ids.split_whitespace().last())
+        .is_some_and(|last| last == "1")
 }
 
 /// Whether `pid` has a handler for `sig` (SigCgt in /proc/PID/status).
@@ -640,14 +1221,14 @@ fn prefix(name: &str, width: usize, index: usize, colour: bool) -> String {
     }
 }
 
-/// Copies one output stream of a container, line by line, to the terminal
-/// (prefixed) and to its log file (CRI format: time, stream, tag, text).
+/// Copies one output stream of a container, line by line, to its log file
+/// and (in the foreground) to the terminal, prefixed with its name.
 fn pump(
     from: std::io::PipeReader,
     stream: &'static str,
     prefix: String,
-    log: Arc<Mutex<std::fs::File>>,
-    to_stderr: bool,
+    log: Arc<Mutex<LogWriter>>,
+    terminal: bool,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut reader = BufReader::with_capacity(64 << 10, from);
@@ -659,21 +1240,20 @@ fn pump(
                 Ok(_) => {}
             }
             let text = line.strip_suffix(b"\n").unwrap_or(&line);
-            let time = crate::sys::time::rfc3339_nanos(SystemTime::now());
-            if let Ok(mut f) = log.lock() {
-                let _ = f.write_all(format!("{time} {stream} F ").as_bytes());
-                let _ = f.write_all(text);
-                let _ = f.write_all(b"\n");
+            if let Ok(mut log) = log.lock() {
+                let _ = log.write_line(stream, text);
             }
-            let mut out: Box<dyn Write> = if to_stderr {
-                Box::new(std::io::stderr().lock())
-            } else {
-                Box::new(std::io::stdout().lock())
-            };
-            let _ = out.write_all(prefix.as_bytes());
-            let _ = out.write_all(text);
-            let _ = out.write_all(b"\n");
-            let _ = out.flush();
+            if terminal {
+                let mut out: Box<dyn Write> = if stream == "stderr" {
+                    Box::new(std::io::stderr().lock())
+                } else {
+                    Box::new(std::io::stdout().lock())
+                };
+                let _ = out.write_all(prefix.as_bytes());
+                let _ = out.write_all(text);
+                let _ = out.write_all(b"\n");
+                let _ = out.flush();
+            }
         }
     })
 }

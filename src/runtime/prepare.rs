@@ -18,6 +18,9 @@ use crate::spec::{self, ContainerPlan, HostPathType, ImageDefaults, PodPlan, Vol
 /// A container whose image and process are known.
 pub struct PreparedContainer {
     pub plan: ContainerPlan,
+    /// The image's normalised name and ID (config digest).
+    pub image_name: String,
+    pub image_id: String,
     /// Unpacked layer dirs, bottom first.
     pub layers: Vec<PathBuf>,
     pub process: Process,
@@ -25,16 +28,21 @@ pub struct PreparedContainer {
     pub stop_signal: Option<String>,
 }
 
-/// Step 2 of `run` (DESIGN.md): pulls what the pull policies ask for, every
-/// image of the pod at once, before anything is created. `policy` (`run
-/// --pull`) overrides each container's `imagePullPolicy`. `localhost/` images
-/// are local by name (podman's convention) and never pulled.
-pub fn pull_images(
+/// An image `run` has to pull, and whether an older copy is in the store.
+pub struct ToPull {
+    pub reference: Reference,
+    pub present: bool,
+}
+
+/// Step 2 of `run` (DESIGN.md): which images the pull policies ask for.
+/// `policy` (`run --pull`) overrides each container's `imagePullPolicy`.
+/// `localhost/` images are local by name (podman's convention) and never
+/// pulled. Reads the store only, so it needs no user namespace.
+pub fn images_to_pull(
     store: &Store,
     plan: &PodPlan,
     policy: Option<spec::PullPolicy>,
-    opts: PullOptions,
-) -> Result<()> {
+) -> Result<Vec<ToPull>> {
     use spec::PullPolicy::*;
     // Each image once; Always wins when containers share an image.
     let mut wanted: BTreeMap<String, (Reference, spec::PullPolicy, String)> = BTreeMap::new();
@@ -50,17 +58,19 @@ pub fn pull_images(
         }
     }
     let mut errors = Vec::new();
-    let mut to_pull = Vec::new();
+    let mut out = Vec::new();
     for (name, (reference, p, container)) in wanted {
-        let present = store.lookup(&name)?.is_some();
         if reference.domain == "localhost" {
             continue; // a missing one is reported by `containers`
         }
+        let present = store.lookup(&name)?.is_some();
         match p {
-            Always => to_pull.push((reference, present)),
-            IfNotPresent if !present => to_pull.push((reference, false)),
+            Always => out.push(ToPull { reference, present }),
+            IfNotPresent if !present => out.push(ToPull { reference, present }),
             Never if !present => errors.push(format!(
-                "container {container:?}: image {name} is not in the store and the pull policy                  is Never; pull it with `minipod pull {name}`, load it with `minipod load`, or                  run with --pull missing"
+                "container {container:?}: image {name} is not in the store and the pull policy \
+                 is Never; pull it with `minipod pull {name}`, load it with `minipod load`, or \
+                 run with --pull missing"
             )),
             _ => {}
         }
@@ -68,26 +78,26 @@ pub fn pull_images(
     if !errors.is_empty() {
         bail!("{}", errors.join("\n"));
     }
-    if to_pull.is_empty() {
+    Ok(out)
+}
+
+/// Pulls every image of `list` at once, in this process (which has joined
+/// the user namespace), before anything of the pod is created.
+pub fn pull_images(store: &Store, list: &[ToPull], opts: PullOptions) -> Result<()> {
+    if list.is_empty() {
         return Ok(());
     }
     let puller = Puller::new(opts)?;
     let results: Vec<Result<()>> = std::thread::scope(|s| {
-        let handles: Vec<_> = to_pull
+        let handles: Vec<_> = list
             .iter()
-            .map(|(r, present)| {
+            .map(|p| {
                 let puller = &puller;
                 s.spawn(move || {
-                    puller.pull(store, r).map(|_| ()).map_err(|e| {
-                        if *present {
-                            e.context(format!(
-                                "image {r} is in the store, but its pull policy is Always; \
-                                 run with --pull missing to use the local copy"
-                            ))
-                        } else {
-                            e
-                        }
-                    })
+                    puller
+                        .pull(store, &p.reference)
+                        .map(|_| ())
+                        .map_err(|e| explain_always(e, p))
                 })
             })
             .collect();
@@ -105,6 +115,52 @@ pub fn pull_images(
         .collect();
     if !errors.is_empty() {
         bail!("{}", errors.join("\n"));
+    }
+    Ok(())
+}
+
+fn explain_always(e: anyhow::Error, p: &ToPull) -> anyhow::Error {
+    if p.present {
+        e.context(format!(
+            "image {} is in the store, but its pull policy is Always; run with --pull missing \
+             to use the local copy",
+            p.reference
+        ))
+    } else {
+        e
+    }
+}
+
+/// The same for `run -d`, whose caller must not join the user namespace:
+/// each image is pulled by a `minipod pull` of its own (all at once), which
+/// prints its own error.
+pub fn pull_images_in_helpers(roots: &crate::paths::Roots, list: &[ToPull]) -> Result<()> {
+    let mut children = Vec::new();
+    for p in list {
+        let mut cmd = std::process::Command::new("/proc/self/exe");
+        cmd.arg("--root")
+            .arg(&roots.data)
+            .arg("--runroot")
+            .arg(&roots.run)
+            .arg("pull")
+            .stdout(std::process::Stdio::null());
+        if list.len() > 1 {
+            cmd.arg("--quiet");
+        }
+        cmd.arg(p.reference.to_string());
+        children.push((p, cmd.spawn().context("starting `minipod pull`")?));
+    }
+    let mut failed = Vec::new();
+    for (p, mut child) in children {
+        if !child.wait().is_ok_and(|s| s.success()) {
+            failed.push(p.reference.to_string());
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "pulling {} failed (see above); nothing was started",
+            failed.join(", ")
+        );
     }
     Ok(())
 }
@@ -166,6 +222,8 @@ fn container(store: &Store, c: &ContainerPlan) -> Result<PreparedContainer> {
     )?;
     Ok(PreparedContainer {
         plan: c.clone(),
+        image_name: name.clone(),
+        image_id: record.id.clone(),
         layers,
         process: Process {
             argv: process.argv,

@@ -92,6 +92,16 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     row("spec.containers[].ports[].name", Yes, ""),
     row("spec.containers[].ports[].containerPort", Yes, ""),
     row(
+        "spec.containers[].ports[].hostPort",
+        Yes,
+        "published on the host (TCP and UDP), forwarded to the pod's IP",
+    ),
+    row(
+        "spec.containers[].ports[].hostIP",
+        Yes,
+        "default: all addresses",
+    ),
+    row(
         "spec.containers[].ports[].protocol",
         Yes,
         "TCP (default), UDP or SCTP",
@@ -132,6 +142,11 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         "spec.containers[].tty",
         OnlyValue("false"),
         "a terminal is not supported yet",
+    ),
+    row(
+        "spec.initContainers[].restartPolicy",
+        Yes,
+        "`Always` makes a native sidecar",
     ),
     row(
         "spec.restartPolicy",
@@ -196,14 +211,7 @@ pub fn lookup(norm: &str) -> Option<&'static FieldSupport> {
     SUPPORTED_FIELDS.iter().find(|r| r.path == generic)
 }
 
-/// Init containers arrive with the pod lifecycle; until then the whole
-/// `spec.initContainers` is "not supported yet".
-const INIT_CONTAINERS_SUPPORTED: bool = false;
-
 fn as_app_container(norm: &str) -> Option<String> {
-    if !INIT_CONTAINERS_SUPPORTED {
-        return None;
-    }
     norm.strip_prefix("spec.initContainers[]")
         .map(|rest| format!("spec.containers[]{rest}"))
 }
@@ -297,7 +305,7 @@ pub fn supported_fields_markdown() -> String {
     }
     s.push_str(
         "\nAny other field that is set is refused as *not supported yet*, never silently \
-         ignored; `initContainers`, `hostPort`, probes, `env[].valueFrom`, `envFrom` and \
+         ignored; probes, `env[].valueFrom`, `envFrom` and \
          `configMap`/`secret` volumes among them, for now.\n",
     );
     s
@@ -341,7 +349,7 @@ mod tests {
             "spec.containers[0].env[1].valueFrom",
             "spec.containers[0].securityContext.privileged",
             "spec.containers[0].tty",
-            "spec.initContainers",
+            "spec.initContainers[0].lifecycle",
             "spec.volumes[1].nfs",
             "spec.nodeSelector",
         ];

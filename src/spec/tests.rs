@@ -89,7 +89,19 @@ fn full_example_plans_everything() {
             },
         ]
     );
-    assert!(plan.init_containers.is_empty());
+    let [proxy, setup] = &plan.init_containers[..] else {
+        panic!("{:?}", plan.init_containers)
+    };
+    assert!(proxy.sidecar);
+    assert_eq!(proxy.pull_policy, PullPolicy::IfNotPresent);
+    assert!(!setup.sidecar);
+    assert_eq!(setup.pull_policy, PullPolicy::IfNotPresent);
+    assert_eq!(
+        setup.run_as_user,
+        Some(1000),
+        "pod securityContext is the default"
+    );
+    assert_eq!(setup.mounts[0].mount_path, "/cache");
 
     let [app, sidecar] = &plan.containers[..] else {
         panic!("{:?}", plan.containers)
@@ -118,8 +130,8 @@ fn full_example_plans_everything() {
             PortPlan {
                 name: Some("http".into()),
                 container_port: 8080,
-                host_port: None,
-                host_ip: None,
+                host_port: Some(18080),
+                host_ip: Some("127.0.0.1".into()),
                 protocol: Protocol::Tcp
             },
             PortPlan {
@@ -565,9 +577,8 @@ fn not_supported_yet_fields() {
         ),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, startupProbe: {tcpSocket: {port: 80}}}]\n  containers: [{name: c, image: i}]\n".into(),
-            "spec.initContainers",
+            "spec.initContainers[0].startupProbe",
         ),
-        (c("    ports: [{containerPort: 80, hostPort: 8080}]\n"), "spec.containers[0].ports[0].hostPort"),
     ];
     for (text, path) in &cases {
         let errs = errors(text);

@@ -52,6 +52,41 @@ pub fn pid_alive(pid: i32) -> bool {
             || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
 }
 
+/// Makes fd `target` (0, 1, 2…) refer to what `from` refers to, leaving
+/// both open (dup2).
+pub fn redirect_fd(
+    from: &impl std::os::fd::AsFd,
+    target: std::os::fd::RawFd,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 on a valid fd; `target` is replaced, as intended.
+    if unsafe { libc::dup2(from.as_fd().as_raw_fd(), target) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes `fd` the child's fd 3 (the sync or service channel of minipod's
+/// helper processes), whatever number it has here.
+pub fn pass_as_fd3(cmd: &mut std::process::Command, fd: std::os::fd::RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself would keep close-on-exec set.
+            let r = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,6 +60,19 @@ impl FileLock {
         drop(self);
     }
 
+    /// Blocks until nobody holds the lock at `path` (returns at once when
+    /// the file does not exist). Creates nothing.
+    pub fn wait_released(path: &Path) -> Result<()> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+        };
+        let lock = FileLock { file };
+        lock.flock(Mode::Shared, false)
+            .with_context(|| format!("waiting for {}", path.display()))
+    }
+
     fn open(path: &Path) -> Result<FileLock> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)

@@ -2,4 +2,5 @@
 
 pub mod fs;
 pub mod lock;
+pub mod proc;
 pub mod time;

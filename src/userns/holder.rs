@@ -31,6 +31,13 @@ pub struct HolderRecord {
     /// Only uid 0 ↦ caller is mapped: image owners other than root cannot be
     /// kept.
     pub single_mapping: bool,
+    /// The pods' subnet on the bridge in the holder's uplink netns.
+    #[serde(default = "default_subnet")]
+    pub subnet: String,
+}
+
+fn default_subnet() -> String {
+    crate::net::ipam::DEFAULT_SUBNET.to_string()
 }
 
 /// The protocol on the holder's stdin/stdout while it is being set up.
@@ -55,7 +62,7 @@ pub fn ensure(roots: &Roots) -> Result<HolderRecord> {
 pub fn read_live(roots: &Roots) -> Option<HolderRecord> {
     let bytes = std::fs::read(roots.holder_pid()).ok()?;
     let record: HolderRecord = serde_json::from_slice(&bytes).ok()?;
-    (start_time(record.pid) == Some(record.start_time)).then_some(record)
+    (crate::sys::proc::live_start_time(record.pid) == Some(record.start_time)).then_some(record)
 }
 
 /// Joins the holder's user namespace (starting the holder if needed). Must be
@@ -88,8 +95,12 @@ fn spawn() -> Result<HolderRecord> {
              add one with `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`"
         );
     }
+    // MINIPOD_SUBNET picks the pods' subnet when the holder starts.
+    let subnet = std::env::var("MINIPOD_SUBNET").unwrap_or_else(|_| default_subnet());
+    crate::net::ipam::Subnet::parse(&subnet).with_context(|| format!("MINIPOD_SUBNET={subnet}"))?;
     let mut child = Command::new("/proc/self/exe")
         .arg("__holder")
+        .arg(&subnet)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -121,8 +132,10 @@ fn spawn() -> Result<HolderRecord> {
     }
     Ok(HolderRecord {
         pid,
-        start_time: start_time(pid).context("the holder exited right after starting")?,
+        start_time: crate::sys::proc::live_start_time(pid)
+            .context("the holder exited right after starting")?,
         single_mapping: ranges.is_none(),
+        subnet,
     })
 }
 
@@ -137,7 +150,7 @@ fn expect_byte(from: &mut impl Read, want: u8) -> Result<()> {
 }
 
 /// `minipod __holder`: the holder's own side.
-pub fn holder_main() -> Result<()> {
+pub fn holder_main(subnet: &str) -> Result<()> {
     nix::unistd::setsid().context("setsid")?;
     nix::sched::unshare(CloneFlags::CLONE_NEWUSER).context(
         "unshare(CLONE_NEWUSER) failed: unprivileged user namespaces must be enabled \
@@ -150,14 +163,14 @@ pub fn holder_main() -> Result<()> {
     if nix::unistd::getuid().as_raw() != 0 {
         bail!("uid 0 is not mapped in the new user namespace");
     }
+    uplink_network(subnet)?;
     stdout.write_all(&[READY])?;
     stdout.flush()?;
     // Let go of the parent's pipes and directory: whoever waits for our
     // output must not wait for us.
     let null = File::options().read(true).write(true).open("/dev/null")?;
     for fd in 0..=2 {
-        // SAFETY: replaces our own stdio fds; nothing holds them as owned fds.
-        unsafe { nix::unistd::dup2_raw(&null, fd) }?;
+        crate::sys::fs::redirect_fd(&null, fd)?;
     }
     std::env::set_current_dir("/")?;
     loop {
@@ -165,12 +178,23 @@ pub fn holder_main() -> Result<()> {
     }
 }
 
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after
-    // the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+/// The uplink netns the holder owns: `lo` up and the bridge every pod's
+/// veth joins, with the gateway address.
+fn uplink_network(subnet: &str) -> Result<()> {
+    use crate::net::{netlink::Netlink, setup};
+    nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+        .context("creating the uplink network namespace")?;
+    let subnet = crate::net::ipam::Subnet::parse(subnet)?;
+    let mut nl = Netlink::open()?;
+    let lo = nl.require_link("lo")?;
+    nl.set_up(lo)?;
+    setup::ensure_bridge(
+        &mut nl,
+        setup::BRIDGE,
+        subnet.gateway_net(),
+        setup::DEFAULT_MTU,
+    )?;
+    Ok(())
 }
 
 fn thread_count() -> Option<u32> {

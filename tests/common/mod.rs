@@ -314,6 +314,26 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
+        // A test that failed half-way may leave detached pods: their
+        // supervisors take the containers with them (PDEATHSIG).
+        for pod in std::fs::read_dir(self.runroot.join("pods"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let state = std::fs::read(pod.path().join("state.json")).unwrap_or_default();
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&state)
+                && let Some(pid) = v["supervisor_pid"].as_i64()
+                && std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    c.contains(&self.runroot.display().to_string()) || c.contains("__supervise")
+                })
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
         if let Some(pid) = self.holder_pid() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),

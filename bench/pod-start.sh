@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Pod start benchmark: create, run and tear down a pod of two containers that
+# run `true` (bench/pod-start.yaml, busybox image from the host's
+# busybox-static), in one hyperfine run:
+#   - minipod run POD.yaml                (foreground: returns when both exited,
+#                                          and the pod is gone)
+#   - podman kube play + wait + kube down (the same YAML, the same rootfs)
+#   - the floor: two `bwrap --unshare-all` of `true` on the same rootfs
+# Target: minipod >= 10x faster than podman.
+#
+#   sudo bash bench/pod-start.sh          (needs hyperfine, podman, runc, bwrap)
+#
+# As root it runs everything as the unprivileged test user, with a
+# bench-private HOME (so a bench-private podman store), XDG_RUNTIME_DIR and
+# containers.conf (CONTAINERS_CONF). Debian 12's podman 4.3 runs rootless on
+# this kind of host only with:
+#   - runtime runc (crun refuses hybrid cgroup v1/v2 hosts),
+#   - cgroup_manager cgroupfs and events_logger file (no systemd user session),
+#   - /dev/net/tun mode 0666: THIS SCRIPT CHMODS /dev/net/tun AS ROOT for the
+#     run and puts the old mode back when it ends.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+build_minipod
+
+work=$bench_work/pod
+run=$bench_xdg/minipod data=$work/data rootfs=$work/rootfs pod=$work/pod.yaml
+conf=$work/containers.conf storage_conf=$work/storage.conf
+rm -rf "$work"
+mkdir -p "$work" "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp" "$rootfs/proc" "$rootfs/dev"
+cp "$repo/bench/pod-start.yaml" "$pod"
+
+# The rootfs: busybox-static and a link per applet, as scripts/demo builds it.
+cp "$(command -v busybox)" "$rootfs/bin/busybox"
+for applet in $("$rootfs/bin/busybox" --list); do
+  [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n' >"$rootfs/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+tar -C "$rootfs" -cf "$work/rootfs.tar" .
+
+cat >"$conf" <<'CONF'
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+# overlay, explicitly: a fresh rootless store may otherwise settle on vfs,
+# which copies the whole image for every container.
+cat >"$storage_conf" <<'CONF'
+[storage]
+driver = "overlay"
+CONF
+export CONTAINERS_CONF=$conf CONTAINERS_STORAGE_CONF=$storage_conf
+
+minipod() { as_user "$MINIPOD" --root "$data" --runroot "$run" "$@"; }
+xdg_mounted=
+cleanup() {
+  set +e
+  as_user podman kube down "$pod" >/dev/null 2>&1
+  as_user podman system reset -f >/dev/null 2>&1
+  as_user podman unshare rm -rf "$work" 2>/dev/null
+  stop_podman_pause
+  minipod rmi localhost/busybox >/dev/null 2>&1
+  stop_holder "$run"
+  [ -n "$xdg_mounted" ] && { umount "$bench_xdg" || umount -l "$bench_xdg"; }
+  rm -rf "$work"
+  [ -n "$tun_mode" ] && chmod "$tun_mode" /dev/net/tun
+}
+trap cleanup EXIT
+
+tun_mode=
+if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ]; then
+  tun_mode=$(stat -c %a /dev/net/tun)
+  chmod 0666 /dev/net/tun
+fi
+[ "$(id -u)" = 0 ] && chown -R "$bench_user": "$work"
+
+# XDG_RUNTIME_DIR is a tmpfs on a real machine (/run/user/UID, made by
+# systemd-logind); here it would be a directory on the root ext4. Both tools
+# keep their run state there (podman: runroot; minipod: run root, with each
+# container's overlay upper/work dirs), so as root the bench mounts a tmpfs on
+# it for the run. On this VM's journal-less root ext4, creating the overlay's
+# mount points and files right after the previous run deleted them paid
+# ext4's recently_deleted() inode scan (fs/ext4/ialloc.c):
+# ~12% of all samples of 20 `minipod run`s (perf), a cost of the bench's
+# layout, not of minipod's design. Podman's graph root (container layers)
+# stays on $HOME, its default.
+if [ "$(id -u)" = 0 ] && [ "${BENCH_RUNTIME:-tmpfs}" = tmpfs ]; then
+  mount -t tmpfs -o "mode=700,uid=$(id -u "$bench_user"),gid=$(id -g "$bench_user")" bench-xdg "$bench_xdg"
+  xdg_mounted=1
+fi
+
+# A fresh bench podman store (bench-private HOME), so it takes the driver above.
+as_user podman system reset -f >/dev/null 2>&1 || true
+minipod import "$rootfs" localhost/busybox:latest >/dev/null
+as_user podman import --quiet "$work/rootfs.tar" localhost/busybox:latest >/dev/null
+echo "podman: $(as_user podman info --format '{{.Store.GraphDriverName}} {{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}} cgroups {{.Host.CgroupsVersion}}' 2>/dev/null)"
+
+# podman 4.3's `kube play` has no --wait (4.4 added it): it returns once the
+# containers are started. So the podman command is play, then `podman wait`
+# on both containers (kube play names them <pod>-<container>), then
+# `kube down` (stops the infra container, removes containers and pod): create,
+# run to completion and tear down, the same work `minipod run` does.
+# --network none: minipod's pod network today is loopback only (a new netns
+# with lo up); podman's default rootless network would add a slirp4netns
+# process per pod, which minipod does not do yet. (PODMAN_NETWORK=default to
+# measure podman's default instead.)
+net=()
+[ "${PODMAN_NETWORK:-none}" = default ] || net=(--network "${PODMAN_NETWORK:-none}")
+export bench_user bench_xdg bench_home CONTAINERS_CONF CONTAINERS_STORAGE_CONF
+export -f as_user
+
+# Each command is one `runuser` + one `bash -c`, so the switch to the test
+# user costs every command the same.
+bw="bwrap --unshare-all --ro-bind $rootfs / --proc /proc --dev /dev true"
+hyperfine --shell bash --warmup "${WARMUP:-3}" --runs "${RUNS:-20}" --export-markdown "$bench_work/pod-start.md" \
+  -n "minipod run" \
+  "as_user bash -c '$MINIPOD --root $data --runroot $run run $pod >/dev/null'" \
+  -n "podman kube play + wait + down" \
+  "as_user bash -c 'podman kube play --quiet ${net[*]} $pod >/dev/null && podman wait bench-start-one bench-start-two >/dev/null && podman kube down $pod >/dev/null'" \
+  -n "2x bwrap --unshare-all true (floor)" \
+  "as_user bash -c '$bw && $bw'"
+cat "$bench_work/pod-start.md"

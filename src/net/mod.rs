@@ -1,0 +1,13 @@
+//! The pod network: a bridge `minipod0` in the holder's uplink netns, one
+//! veth pair per pod (peer `eth0` created directly in the pod's netns) and
+//! IPv4 addresses from a lease file (DESIGN.md, "The shape").
+//!
+//! - `netlink`: a small synchronous rtnetlink socket;
+//! - `ipam`: the lease file (allocate, release, reclaim dead owners);
+//! - `setup`: bridge, attach and detach, as the runtime calls them;
+//! - `portfwd`: hostPort listeners forwarding into the pod.
+
+pub mod ipam;
+pub mod netlink;
+pub mod portfwd;
+pub mod setup;

@@ -1,0 +1,324 @@
+//! hostPort: listeners in the host's network namespace that forward each TCP
+//! connection (and each UDP peer) to the pod.
+//!
+//! The listeners live in the supervisor, in the host's netns. It cannot join
+//! the pod's netns and come back (the host netns belongs to the initial user
+//! namespace), so each pod-side socket is created by the pause process,
+//! which sits in the pod's netns, and passed back over a unix socket with
+//! SCM_RIGHTS (rootlesskit's builtin port driver). A socket keeps the netns
+//! it was created in, so the supervisor then connects it to the pod itself.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::Arc;
+
+use anyhow::{Result, anyhow, bail};
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Mutex;
+
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, SockaddrIn,
+    recvmsg, sendmsg, socket,
+};
+
+use crate::spec::{PortPlan, Protocol};
+
+/// The supervisor's end of the pause's socket service.
+pub struct PodSockets(Mutex<UnixStream>);
+
+impl PodSockets {
+    pub fn new(stream: UnixStream) -> PodSockets {
+        PodSockets(Mutex::new(stream))
+    }
+
+    /// A new socket in the pod's netns (TCP or UDP), not yet connected.
+    fn open(&self, tcp: bool) -> std::io::Result<OwnedFd> {
+        let stream = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let fd = stream.as_raw_fd();
+        sendmsg::<()>(
+            fd,
+            &[IoSlice::new(if tcp { b"t" } else { b"u" })],
+            &[],
+            MsgFlags::empty(),
+            None,
+        )?;
+        let mut byte = [0u8; 1];
+        let mut iov = [IoSliceMut::new(&mut byte)];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let msg = recvmsg::<()>(fd, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+        for cmsg in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(fds) = cmsg
+                && let Some(&fd) = fds.first()
+            {
+                // SAFETY: the kernel just gave us this fd.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+        Err(std::io::Error::other(
+            "the pause process could not open a socket in the pod",
+        ))
+    }
+
+    fn connect(&self, tcp: bool, to: SocketAddr) -> std::io::Result<OwnedFd> {
+        let fd = self.open(tcp)?;
+        let SocketAddr::V4(v4) = to else {
+            return Err(std::io::Error::other(
+                "IPv6 pod addresses are not supported",
+            ));
+        };
+        nix::sys::socket::connect(fd.as_raw_fd(), &SockaddrIn::from(v4))?;
+        Ok(fd)
+    }
+}
+
+/// The pause's side: answers each one-byte request on `fd` (`t` or `u`)
+/// with a new TCP or UDP socket of its netns, until the supervisor hangs up.
+pub fn serve_socket_requests(fd: RawFd) {
+    let mut byte = [0u8; 1];
+    loop {
+        let mut iov = [IoSliceMut::new(&mut byte)];
+        match recvmsg::<()>(fd, &mut iov, None, MsgFlags::empty()) {
+            Ok(m) if m.bytes == 1 => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => return,
+        }
+        let kind = if byte[0] == b't' {
+            SockType::Stream
+        } else {
+            SockType::Datagram
+        };
+        let reply = match socket(AddressFamily::Inet, kind, SockFlag::SOCK_CLOEXEC, None) {
+            Ok(sock) => {
+                let fds = [sock.as_raw_fd()];
+                sendmsg::<()>(
+                    fd,
+                    &[IoSlice::new(b"k")],
+                    &[ControlMessage::ScmRights(&fds)],
+                    MsgFlags::empty(),
+                    None,
+                )
+            }
+            Err(_) => sendmsg::<()>(fd, &[IoSlice::new(b"e")], &[], MsgFlags::empty(), None),
+        };
+        if reply.is_err() {
+            return;
+        }
+    }
+}
+
+/// One hostPort to publish.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub host_ip: IpAddr,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+/// The hostPorts of a pod's containers, checked against what this machine
+/// lets an unprivileged user bind.
+pub fn published(ports: &[(String, PortPlan)]) -> Result<Vec<Published>> {
+    let start = unprivileged_port_start();
+    let mut out = Vec::new();
+    for (container, p) in ports {
+        let Some(host_port) = p.host_port else {
+            continue;
+        };
+        let proto = match p.protocol {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => bail!(
+                "container {container}: hostPort {host_port}/SCTP is not supported; use TCP or UDP"
+            ),
+        };
+        if u32::from(host_port) < start {
+            bail!(
+                "container {container}: hostPort {host_port}/{proto} is below net.ipv4.ip_unprivileged_port_start \
+                 ({start}), which a rootless pod may not bind; pick a hostPort ≥ {start}, or lower the sysctl \
+                 (sysctl net.ipv4.ip_unprivileged_port_start={host_port})"
+            );
+        }
+        let host_ip: IpAddr = match p.host_ip.as_deref().filter(|s| !s.is_empty()) {
+            Some(ip) => ip.parse().map_err(|_| {
+                anyhow!("container {container}: hostIP {ip:?} is not an IP address")
+            })?,
+            None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        };
+        out.push(Published {
+            host_ip,
+            host_port,
+            container_port: p.container_port,
+            protocol: p.protocol,
+        });
+    }
+    Ok(out)
+}
+
+fn unprivileged_port_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024)
+}
+
+/// Binds every published port, so a busy one fails before anything of the
+/// pod starts.
+pub fn bind(ports: &[Published]) -> Result<Vec<Listener>> {
+    let mut bound: Vec<Listener> = Vec::new();
+    for p in ports {
+        let addr = SocketAddr::new(p.host_ip, p.host_port);
+        let what = format!(
+            "hostPort {}/{} on {}",
+            p.host_port,
+            if p.protocol == Protocol::Tcp {
+                "TCP"
+            } else {
+                "UDP"
+            },
+            p.host_ip
+        );
+        let socket = match p.protocol {
+            Protocol::Tcp => TcpListener::bind(addr).map(Bound::Tcp),
+            _ => UdpSocket::bind(addr).map(Bound::Udp),
+        }
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                anyhow!("{what} is already in use on this machine; pick another hostPort or stop what uses it")
+            } else {
+                anyhow!("{what}: {e}")
+            }
+        })?;
+        bound.push(Listener(p.clone(), socket));
+    }
+    Ok(bound)
+}
+
+/// A bound hostPort, not yet serving.
+pub struct Listener(Published, Bound);
+
+/// Forwards each listener to `target` (the pod's IP) inside the pod's netns.
+/// The forwarders live as long as the process.
+pub fn serve(listeners: Vec<Listener>, sockets: Arc<PodSockets>, target: Ipv4Addr) {
+    for Listener(p, socket) in listeners {
+        let to = SocketAddr::new(IpAddr::V4(target), p.container_port);
+        let sockets = sockets.clone();
+        match socket {
+            Bound::Tcp(l) => {
+                std::thread::spawn(move || serve_tcp(l, sockets, to));
+            }
+            Bound::Udp(s) => {
+                std::thread::spawn(move || serve_udp(s, sockets, to));
+            }
+        }
+    }
+}
+
+enum Bound {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
+fn serve_tcp(listener: TcpListener, sockets: Arc<PodSockets>, to: SocketAddr) {
+    for conn in listener.incoming() {
+        let Ok(client) = conn else { continue };
+        let sockets = sockets.clone();
+        std::thread::spawn(move || {
+            let upstream = match sockets.connect(true, to) {
+                Ok(fd) => TcpStream::from(fd),
+                Err(e) => {
+                    tracing::debug!("forwarding to {to}: {e}");
+                    return;
+                }
+            };
+            let _ = client.set_nodelay(true);
+            let _ = upstream.set_nodelay(true);
+            pipe_both_ways(client, upstream);
+        });
+    }
+}
+
+/// Copies in both directions until each side has said all it had.
+fn pipe_both_ways(a: TcpStream, b: TcpStream) {
+    let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) else {
+        return;
+    };
+    let t = std::thread::spawn(move || {
+        let (mut from, mut to) = (a2, b2);
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut from, mut to) = (b, a);
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(std::net::Shutdown::Write);
+    let _ = t.join();
+}
+
+/// UDP: one socket in the pod per peer, replies relayed back to that peer.
+fn serve_udp(socket: UdpSocket, sockets: Arc<PodSockets>, to: SocketAddr) {
+    let socket = Arc::new(socket);
+    let mut peers: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let Ok((n, peer)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
+        let upstream = match peers.get(&peer) {
+            Some(u) => u.clone(),
+            None => {
+                let Ok(fd) = sockets.connect(false, to) else {
+                    continue;
+                };
+                let u = Arc::new(UdpSocket::from(fd));
+                peers.insert(peer, u.clone());
+                let (reply_from, reply_to) = (u.clone(), socket.clone());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = reply_from.recv(&mut buf) {
+                        let _ = reply_to.send_to(&buf[..n], peer);
+                    }
+                });
+                u
+            }
+        };
+        let _ = upstream.send(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(host: Option<u16>, proto: Protocol) -> (String, PortPlan) {
+        (
+            "web".into(),
+            PortPlan {
+                name: None,
+                container_port: 80,
+                host_port: host,
+                host_ip: None,
+                protocol: proto,
+            },
+        )
+    }
+
+    #[test]
+    fn only_host_ports_are_published_and_low_ones_refused() {
+        let p = published(&[port(None, Protocol::Tcp), port(Some(18080), Protocol::Udp)]).unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].host_port, 18080);
+        assert_eq!(p[0].host_ip, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if unprivileged_port_start() > 80 {
+            let err = published(&[port(Some(80), Protocol::Tcp)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("ip_unprivileged_port_start"), "{err}");
+        }
+        let err = published(&[port(Some(18081), Protocol::Sctp)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SCTP"), "{err}");
+    }
+}

@@ -1,0 +1,580 @@
+//! Detached pods and the management commands, restarts, init containers
+//! and sidecars, crash safety and concurrency — as the unprivileged user.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestEnv, stderr_of, stdout_of};
+
+fn env_with_busybox() -> TestEnv {
+    let env = TestEnv::new();
+    env.busybox();
+    env
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn inspect(env: &TestEnv, pod: &str) -> serde_json::Value {
+    serde_json::from_str(&env.ok(["inspect", pod])).unwrap()
+}
+
+fn status_of<'a>(pod: &'a serde_json::Value, container: &str) -> &'a serde_json::Value {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(pod["status"]["initContainerStatuses"].as_array().unwrap())
+        .find(|c| c["name"] == container)
+        .unwrap_or_else(|| panic!("no status for {container}: {pod}"))
+}
+
+/// Live processes (not zombies) whose command line contains `needle`.
+fn live_processes(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'));
+        if cmdline.contains(needle) && !zombie {
+            found.push(cmdline);
+        }
+    }
+    found
+}
+
+const TICKER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: ticker}
+spec:
+  terminationGracePeriodSeconds: 5
+  securityContext: {runAsUser: 1000, runAsGroup: 1000}
+  containers:
+  - name: tick
+    image: localhost/busybox
+    workingDir: /tmp
+    env: [{name: GREETING, value: hello}]
+    command: [sh, -c, 'trap "echo stopping; exit 0" TERM; i=0; while true; do i=$((i+1)); echo tick $i; echo err $i >&2; sleep 0.2; done']
+  - name: other
+    image: localhost/busybox
+    command: [sh, -c, 'echo other-up; exec sleep 31100']
+"#;
+
+#[test]
+fn detached_pod_and_every_management_command() {
+    let env = env_with_busybox();
+    let file = env.pod_file("ticker", TICKER);
+    let started = Instant::now();
+    let out = env.ok(["run", "-d", file.to_str().unwrap()]);
+    assert_eq!(out.trim(), "ticker");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // The supervisor shows minipod and the pod's name on its command line.
+    let sup = live_processes(&format!(
+        "{} --log-level warn __supervise ticker",
+        env.runroot.display()
+    ));
+    assert_eq!(sup.len(), 1, "{sup:?}");
+    assert!(sup[0].starts_with("minipod "), "{sup:?}");
+    assert!(sup[0].contains("ticker"), "{sup:?}");
+
+    // ps, in both formats.
+    let table = env.ok(["ps"]);
+    assert!(
+        table.contains("ticker") && table.contains("Running"),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(["ps", "--format", "json"])).unwrap();
+    assert_eq!(json[0]["name"], "ticker");
+    assert_eq!(json[0]["phase"], "Running");
+
+    env.ok(["wait", "--condition", "running", "ticker"]);
+    env.ok(["wait", "--condition", "ready", "ticker"]);
+
+    // logs: wait for some output, then each flag.
+    wait_until("ticks", Duration::from_secs(10), || {
+        env.ok(["logs", "ticker", "tick"]).lines().count() >= 3
+    });
+    let all = env.ok(["logs", "ticker"]);
+    assert!(
+        all.contains("tick  | tick 1") && all.contains("other | other-up"),
+        "prefixed: {all}"
+    );
+    // --tail counts the lines of both streams, as docker's does.
+    let one = env.run(["logs", "--tail", "4", "ticker", "tick"]);
+    let lines: Vec<String> = stdout_of(&one).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(stderr_of(&one).lines().count(), 2, "{}", stderr_of(&one));
+    assert!(lines[0].starts_with("tick "), "{lines:?}");
+    assert!(
+        stderr_of(&one).contains("err "),
+        "stderr lines go to stderr: {}",
+        stderr_of(&one)
+    );
+    // The last two lines hold at least one stdout line.
+    let stamped = env.ok(["logs", "--timestamps", "--tail", "2", "ticker", "tick"]);
+    assert!(
+        stamped.starts_with("20") && stamped.contains("Z tick "),
+        "{stamped}"
+    );
+    let since = env.ok(["logs", "--since", "1h", "ticker", "tick"]);
+    assert!(since.contains("tick 1"), "{since}");
+    let none = env.ok(["logs", "--since", "2999-01-01T00:00:00Z", "ticker", "tick"]);
+    assert!(none.is_empty(), "{none}");
+
+    // logs -f follows new output.
+    let mut follow = env.command(["logs", "-f", "ticker", "tick"]);
+    follow
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = follow.spawn().unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let before = env.ok(["logs", "ticker", "tick"]).lines().count();
+    let mut seen_new = false;
+    for _ in 0..200 {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap() == 0 {
+            break;
+        }
+        let n: usize = line
+            .trim()
+            .strip_prefix("tick ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if n > before + 2 {
+            seen_new = true;
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen_new, "logs -f printed lines written after it started");
+
+    // exec: same user, env and working directory; exit codes; a terminal.
+    let out = env.ok([
+        "exec",
+        "ticker",
+        "tick",
+        "--",
+        "sh",
+        "-c",
+        "echo $(id -u):$(id -g) $GREETING $(pwd)",
+    ]);
+    assert_eq!(out.trim(), "1000:1000 hello /tmp");
+    let out = env.run(["exec", "ticker", "tick", "--", "sh", "-c", "exit 42"]);
+    assert_eq!(out.status.code(), Some(42));
+    let out = env.run(["exec", "ticker", "tick", "--", "/bin/nosuch"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr_of(&out));
+    let out = env.ok(["exec", "-t", "ticker", "tick", "--", "tty"]);
+    assert!(
+        out.trim().starts_with("/dev/pts/"),
+        "exec -t gives a terminal: {out:?}"
+    );
+    let out = env.ok(["exec", "ticker", "other", "--", "cat", "/proc/1/cmdline"]);
+    assert!(
+        out.contains("sleep"),
+        "exec joins the container's PID namespace: {out}"
+    );
+    let err = env.fails(["exec", "ticker", "nosuch", "--", "true"]);
+    assert!(err.contains("nosuch"), "{err}");
+
+    // rm refuses a running pod; a second run of the name is refused.
+    let err = env.fails(["rm", "ticker"]);
+    assert!(err.contains("running"), "{err}");
+    let err = env.fails(["run", "-d", file.to_str().unwrap()]);
+    assert!(err.contains("already running"), "{err}");
+
+    // stop: SIGTERM reaches the trap; the pod stays listed until rm.
+    let t = Instant::now();
+    env.ok(["stop", "-t", "10", "ticker"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "the PID-1 sleep is killed at once: {:?}",
+        t.elapsed()
+    );
+    assert!(live_processes("sleep 31100").is_empty());
+    let logs_after = env.ok(["logs", "ticker", "tick"]);
+    assert!(
+        logs_after.contains("stopping"),
+        "logs work after the pod exited: {logs_after}"
+    );
+    let pod = inspect(&env, "ticker");
+    assert_eq!(pod["kind"], "Pod");
+    assert_eq!(pod["spec"]["containers"][0]["name"], "tick");
+    let tick = status_of(&pod, "tick");
+    assert_eq!(tick["state"]["terminated"]["exitCode"], 0, "{tick}");
+    assert_eq!(tick["restartCount"], 0);
+    assert!(
+        tick["state"]["terminated"]["finishedAt"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    assert!(
+        !env.ok(["ps"]).contains("ticker"),
+        "ps without -a lists running pods"
+    );
+    assert!(env.ok(["ps", "-a"]).contains("ticker"));
+    assert_eq!(
+        env.ok(["wait", "ticker"]).trim(),
+        "137",
+        "the pod's code: `other` was killed"
+    );
+    let err = env.fails(["run", "-d", file.to_str().unwrap()]);
+    assert!(err.contains("exists"), "{err}");
+
+    // run --replace, then down by file.
+    env.ok(["run", "-d", "--replace", file.to_str().unwrap()]);
+    assert!(env.ok(["ps"]).contains("ticker"));
+    env.ok(["down", file.to_str().unwrap()]);
+    assert!(
+        env.ok(["ps", "-a"]).lines().count() == 1,
+        "only the header is left"
+    );
+    assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
+    assert!(
+        live_processes(&format!(
+            "{} --log-level warn __supervise ticker",
+            env.runroot.display()
+        ))
+        .is_empty()
+    );
+
+    // rm -f of a running pod.
+    env.ok(["run", "-d", file.to_str().unwrap()]);
+    env.ok(["rm", "-f", "ticker"]);
+    assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
+    let err = env.fails(["inspect", "ticker"]);
+    assert!(err.contains("no pod named"), "{err}");
+}
+
+#[test]
+fn restart_policy_counts_and_backs_off() {
+    let env = env_with_busybox();
+    let file = env.pod_file(
+        "crash",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: crash}
+spec:
+  restartPolicy: OnFailure
+  containers:
+  - name: crasher
+    image: localhost/busybox
+    command: [sh, -c, 'cut -d" " -f1 /proc/uptime; exit 3']
+  - name: done
+    image: localhost/busybox
+    command: ["true"]
+"#,
+    );
+    env.ok([
+        "run",
+        "-d",
+        "--restart-backoff",
+        "0.1",
+        file.to_str().unwrap(),
+    ]);
+    wait_until("4 restarts", Duration::from_secs(20), || {
+        status_of(&inspect(&env, "crash"), "crasher")["restartCount"]
+            .as_u64()
+            .unwrap()
+            >= 4
+    });
+    let pod = inspect(&env, "crash");
+    let crasher = status_of(&pod, "crasher");
+    assert_eq!(
+        crasher["lastState"]["terminated"]["exitCode"], 3,
+        "{crasher}"
+    );
+    assert_eq!(
+        status_of(&pod, "done")["restartCount"],
+        0,
+        "exit 0 is not restarted with OnFailure"
+    );
+    // The gaps between starts double (0.1, 0.2, 0.4 s...).
+    let starts: Vec<f64> = env
+        .ok(["logs", "crash", "crasher"])
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert!(starts.len() >= 4, "{starts:?}");
+    let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps[2] > gaps[0] * 1.5, "backoff grows: {gaps:?}");
+    env.ok(["rm", "-f", "crash"]);
+}
+
+#[test]
+fn init_containers_run_in_order_and_a_failure_stops_the_pod() {
+    let env = env_with_busybox();
+    let out = env.run_pod(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: inits}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - name: first
+    image: localhost/busybox
+    command: [sh, -c, 'sleep 0.3; echo one >> /work/order']
+    volumeMounts: [{name: work, mountPath: /work}]
+  - name: second
+    image: localhost/busybox
+    command: [sh, -c, 'echo two >> /work/order']
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: app
+    image: localhost/busybox
+    command: [sh, -c, 'echo three >> /work/order; cat /work/order | tr "\n" " "']
+    volumeMounts: [{name: work, mountPath: /work}]
+  volumes: [{name: work, emptyDir: {}}]
+"#,
+        &[],
+    );
+    let stdout = stdout_of(&out);
+    assert!(out.status.success(), "{stdout}{}", stderr_of(&out));
+    assert!(stdout.contains("app    | one two three"), "{stdout}");
+
+    let out = env.run_pod(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: badinit}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - name: migrate
+    image: localhost/busybox
+    command: [sh, -c, 'echo migration failed >&2; exit 6']
+  containers:
+  - name: app
+    image: localhost/busybox
+    command: [sh, -c, 'echo app-ran']
+"#,
+        &[],
+    );
+    let stdout = stdout_of(&out);
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(6), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("init container migrate failed with exit code 6"),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains("app-ran"),
+        "the app never started: {stdout}"
+    );
+    assert!(env.pod_state().is_empty());
+
+    // Detached, the failure is what `run -d` reports.
+    let file = env.pod_file(
+        "badinit",
+        &std::fs::read_to_string(env.work().join("pod.yaml")).unwrap(),
+    );
+    let err = env.fails(["run", "-d", file.to_str().unwrap()]);
+    assert!(err.contains("init container migrate failed"), "{err}");
+}
+
+#[test]
+fn a_sidecar_outlives_the_init_phase_and_stops_last() {
+    let env = env_with_busybox();
+    let out = env.run_pod(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: sidecar}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 5
+  initContainers:
+  - name: proxy
+    image: localhost/busybox
+    restartPolicy: Always
+    command: [sh, -c, 'trap "sleep 0.3; echo proxy-stopped; exit 0" TERM; mkdir -p /www; echo from-sidecar > /www/index.html; httpd -p 8081 -h /www; echo proxy-up; while true; do sleep 0.1; done']
+  - name: setup
+    image: localhost/busybox
+    command: [sh, -c, 'for i in $(seq 50); do wget -q -O - http://127.0.0.1:8081/ && exit 0; sleep 0.1; done; exit 1']
+  containers:
+  - name: app
+    image: localhost/busybox
+    command: [sh, -c, 'trap "echo app-stopped; exit 0" TERM; wget -q -O - http://127.0.0.1:8081/; echo app-done']
+"#,
+        &[],
+    );
+    let stdout = stdout_of(&out);
+    assert!(out.status.success(), "{stdout}{}", stderr_of(&out));
+    let pos = |needle: &str| {
+        stdout
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} missing: {stdout}"))
+    };
+    assert!(
+        stdout.contains("setup | from-sidecar"),
+        "init reached the sidecar: {stdout}"
+    );
+    assert!(
+        stdout.contains("app   | from-sidecar"),
+        "the sidecar runs beside the app: {stdout}"
+    );
+    assert!(
+        pos("app-done") < pos("proxy-stopped"),
+        "the sidecar stops after the app: {stdout}"
+    );
+}
+
+#[test]
+fn killing_the_supervisor_leaves_no_container_and_ps_says_failed() {
+    let env = env_with_busybox();
+    let file = env.pod_file(
+        "victim",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: victim}
+spec:
+  shareProcessNamespace: true
+  containers:
+  - {name: a, image: localhost/busybox, command: [sleep, "31200"]}
+  - {name: b, image: localhost/busybox, command: [sh, -c, 'trap "" TERM; sleep 31201']}
+"#,
+    );
+    env.ok(["run", "-d", file.to_str().unwrap()]);
+    let sup: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.runroot.join("pods/victim/state.json")).unwrap())
+            .unwrap();
+    let pid = sup["supervisor_pid"].as_i64().unwrap() as i32;
+    assert!(!live_processes("sleep 3120").is_empty());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until("the containers to die", Duration::from_secs(10), || {
+        live_processes("sleep 3120").is_empty()
+    });
+    assert!(
+        live_processes(&env.runroot.display().to_string()).is_empty(),
+        "no pause or link either"
+    );
+    let ps = env.ok(["ps", "-a"]);
+    assert!(
+        ps.contains("victim") && ps.contains("Failed") && ps.contains("supervisor died"),
+        "{ps}"
+    );
+    env.ok(["rm", "victim"]);
+    assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
+}
+
+#[test]
+fn a_dead_holder_is_reported_and_recreated() {
+    let env = env_with_busybox();
+    let old = env.holder_pid().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until("the holder to die", Duration::from_secs(5), || {
+        !std::path::Path::new(&format!("/proc/{old}")).exists()
+            || std::fs::read_to_string(format!("/proc/{old}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+    });
+    let ps = env.run(["ps"]);
+    assert!(
+        stderr_of(&ps).contains("holder is gone"),
+        "{}",
+        stderr_of(&ps)
+    );
+    let out = env.run_pod(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: again}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: c, image: localhost/busybox, command: [echo, works]}\n",
+        &[],
+    );
+    assert!(stdout_of(&out).contains("works"), "{}", stderr_of(&out));
+    assert_ne!(env.holder_pid().unwrap(), old);
+}
+
+#[test]
+fn logs_are_size_bounded() {
+    let env = env_with_busybox();
+    let file = env.pod_file(
+        "chatty",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: chatty}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: talk
+    image: localhost/busybox
+    command: [sh, -c, 'line=$(printf "%0500d" 0); i=0; while [ $i -lt 4000 ]; do echo "$i $line"; i=$((i+1)); done; echo last-line']
+"#,
+    );
+    let mut cmd = env.command(["run", "-d", file.to_str().unwrap()]);
+    cmd.env("MINIPOD_LOG_MAX_BYTES", "200000");
+    let out = common::wait_output(
+        {
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        },
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    env.ok(["wait", "chatty"]);
+    let log = env.runroot.join("pods/chatty/logs/talk.log");
+    let size = std::fs::metadata(&log).unwrap().len();
+    let rotated = std::fs::metadata(env.runroot.join("pods/chatty/logs/talk.log.1"))
+        .unwrap()
+        .len();
+    assert!(size <= 200_000 && rotated <= 200_000, "{size} {rotated}");
+    let tail = env.ok(["logs", "--tail", "1", "chatty"]);
+    assert_eq!(tail.trim(), "last-line");
+    env.ok(["rm", "chatty"]);
+}
+
+#[test]
+fn twenty_detached_pods_start_at_once() {
+    let env = env_with_busybox();
+    let mut children = Vec::new();
+    for i in 0..20 {
+        let file = env.pod_file(
+            &format!("p{i}"),
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}}}\nspec:\n  containers:\n  - {{name: c, image: localhost/busybox, command: [sleep, \"3130{i}\"]}}\n"
+            ),
+        );
+        let mut cmd = env.command(["run", "-d", file.to_str().unwrap()]);
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        children.push(cmd.spawn().unwrap());
+    }
+    for child in children {
+        let out = common::wait_output(child, Duration::from_secs(120));
+        assert!(out.status.success(), "{}", stderr_of(&out));
+    }
+    let ps: serde_json::Value = serde_json::from_str(&env.ok(["ps", "--format", "json"])).unwrap();
+    assert_eq!(ps.as_array().unwrap().len(), 20, "{ps}");
+    let names: Vec<String> = (0..20).map(|i| format!("p{i}")).collect();
+    let mut args = vec!["rm".to_string(), "-f".to_string()];
+    args.extend(names);
+    env.ok(&args);
+    assert!(live_processes("sleep 3130").is_empty());
+    assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
+}
