@@ -58,6 +58,9 @@ store=$fs/store ps=$fs/podman
 mkdir -p "$run" "$fs" && chown "$bench_user": "$run" "$fs" 2>/dev/null || true
 
 wipe() {
+  # Rootless podman keeps a pause process whose mount namespace would still
+  # show the previous run's file system (and image): start it afresh.
+  stop_podman_pause
   if [ "$fs_mode" = loop ]; then
     if mountpoint -q "$fs"; then umount "$fs" || return 1; fi
     rm -f $fs_img
@@ -83,7 +86,7 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-export -f wipe as_user
+export -f wipe as_user stop_podman_pause
 export MINIPOD store run ps ref bench_user fs fs_mode fs_img bench_xdg bench_home
 echo "stores on: $fs_mode"
 
