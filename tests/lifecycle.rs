@@ -5,21 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, stderr_of, stdout_of};
-
-fn env_with_busybox() -> TestEnv {
-    let env = TestEnv::new();
-    env.busybox();
-    env
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::{TestEnv, env_with_busybox, live_processes, stderr_of, stdout_of, wait_until};
 
 fn inspect(env: &TestEnv, pod: &str) -> serde_json::Value {
     serde_json::from_str(&env.ok(["inspect", pod])).unwrap()
@@ -33,26 +19,6 @@ fn status_of<'a>(pod: &'a serde_json::Value, container: &str) -> &'a serde_json:
         .chain(pod["status"]["initContainerStatuses"].as_array().unwrap())
         .find(|c| c["name"] == container)
         .unwrap_or_else(|| panic!("no status for {container}: {pod}"))
-}
-
-/// Live processes (not zombies) whose command line contains `needle`.
-fn live_processes(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z'));
-        if cmdline.contains(needle) && !zombie {
-            found.push(cmdline);
-        }
-    }
-    found
 }
 
 const TICKER: &str = r#"
@@ -552,23 +518,7 @@ spec:
 #[test]
 fn twenty_detached_pods_start_at_once() {
     let env = env_with_busybox();
-    let mut children = Vec::new();
-    for i in 0..20 {
-        let file = env.pod_file(
-            &format!("p{i}"),
-            &format!(
-                "apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}}}\nspec:\n  containers:\n  - {{name: c, image: localhost/busybox, command: [sleep, \"3130{i}\"]}}\n"
-            ),
-        );
-        let mut cmd = env.command(["run", "-d", file.to_str().unwrap()]);
-        cmd.stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        children.push(cmd.spawn().unwrap());
-    }
-    for child in children {
-        let out = common::wait_output(child, Duration::from_secs(120));
-        assert!(out.status.success(), "{}", stderr_of(&out));
-    }
+    env.start_sleeper_pods_at_once("p", 20, "3130");
     let ps: serde_json::Value = serde_json::from_str(&env.ok(["ps", "--format", "json"])).unwrap();
     assert_eq!(ps.as_array().unwrap().len(), 20, "{ps}");
     let names: Vec<String> = (0..20).map(|i| format!("p{i}")).collect();

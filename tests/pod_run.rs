@@ -7,13 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::oci::{self, Compression};
-use common::{TestEnv, stderr_of, stdout_of};
-
-fn env_with_busybox() -> TestEnv {
-    let env = TestEnv::new();
-    env.busybox();
-    env
-}
+use common::{TestEnv, env_with_busybox, live_processes, stderr_of, stdout_of};
 
 /// The lines a container printed (minipod prefixes them `NAME | `).
 fn lines_of<'a>(out: &'a str, container: &str) -> Vec<&'a str> {
@@ -32,41 +26,13 @@ fn assert_pod_gone(env: &TestEnv, marker: &str) {
         "pod state left: {:?}",
         env.pod_state()
     );
-    let procs = processes_matching(marker);
+    let procs = live_processes(marker);
     assert!(procs.is_empty(), "processes left: {procs:?}");
-    let infra = processes_matching(&env.runroot.display().to_string());
+    let infra = live_processes(&env.runroot.display().to_string());
     assert!(
         infra.is_empty(),
         "pause/container processes left: {infra:?}"
     );
-}
-
-/// Command lines of live processes containing `needle`.
-fn processes_matching(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if !entry
-            .file_name()
-            .to_string_lossy()
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-        {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z'));
-        if cmdline.contains(needle) && !zombie && !cmdline.contains("cargo") {
-            found.push(cmdline);
-        }
-    }
-    found
 }
 
 #[test]
@@ -386,7 +352,7 @@ spec:
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(
-        !processes_matching("sleep 31002").is_empty(),
+        !live_processes("sleep 31002").is_empty(),
         "the container runs"
     );
     let started = Instant::now();
@@ -548,7 +514,7 @@ fn invalid_pods_fail_with_125_naming_the_field_and_create_nothing() {
             env.pod_state()
         );
     }
-    let infra = processes_matching(&env.runroot.display().to_string());
+    let infra = live_processes(&env.runroot.display().to_string());
     assert!(infra.is_empty(), "{infra:?}");
 }
 

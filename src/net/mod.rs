@@ -5,9 +5,11 @@
 //! - `netlink`: a small synchronous rtnetlink socket;
 //! - `ipam`: the lease file (allocate, release, reclaim dead owners);
 //! - `setup`: bridge, attach and detach, as the runtime calls them;
-//! - `portfwd`: hostPort listeners forwarding into the pod.
+//! - `portfwd`: hostPort listeners forwarding into the pod;
+//! - `pasta`: outbound connectivity through pasta, when it can run.
 
 pub mod ipam;
 pub mod netlink;
+pub mod pasta;
 pub mod portfwd;
 pub mod setup;

@@ -79,6 +79,9 @@ pub struct Attachment<'a> {
     pub prefix: u8,
     pub gateway: Ipv4Addr,
     pub mtu: u32,
+    /// Route everything through the bridge's gateway. Off when pasta gives
+    /// the pod its outbound route instead (the subnet route stays).
+    pub default_route: bool,
 }
 
 /// Connects a pod's netns to the bridge; see the module doc for the steps.
@@ -122,7 +125,9 @@ fn configure_pod_side(pod: &mut Netlink, a: &Attachment<'_>) -> Result<()> {
     pod.set_up(eth0)?;
     let lo = pod.require_link("lo")?;
     pod.set_up(lo)?;
-    pod.add_default_route(a.gateway, Some(eth0))?;
+    if a.default_route {
+        pod.add_default_route(a.gateway, Some(eth0))?;
+    }
     Ok(())
 }
 
@@ -300,6 +305,7 @@ mod tests {
                     prefix: subnet.prefix(),
                     gateway: subnet.gateway(),
                     mtu: DEFAULT_MTU,
+                    default_route: true,
                 },
             )?;
             Ok((host, ip))
@@ -377,6 +383,7 @@ mod tests {
                 prefix: 16,
                 gateway: "10.99.0.1".parse()?,
                 mtu: DEFAULT_MTU,
+                default_route: true,
             },
         )
         .unwrap_err();

@@ -48,6 +48,9 @@ pub struct PauseArgs {
     /// The host end of the pod's veth.
     #[arg(long)]
     pub ifname: Option<String>,
+    /// pasta gives the pod its default route: add only the subnet's.
+    #[arg(long)]
+    pub no_default_route: bool,
     /// fd 3 is a unix socket on which to hand out sockets of the pod's
     /// netns (hostPort forwarding).
     #[arg(long)]
@@ -110,7 +113,7 @@ fn setup(args: &PauseArgs) -> Result<Option<i32>> {
     if let (Some(ip), Some(gateway), Some(uplink), Some(ifname)) =
         (&args.ip, args.gateway, args.uplink_pid, &args.ifname)
     {
-        attach(ip, gateway, uplink, ifname)?;
+        attach(ip, gateway, uplink, ifname, !args.no_default_route)?;
     }
     for spec in &args.tmpfs {
         let (dir, size) = match spec.split_once('=') {
@@ -153,7 +156,13 @@ fn setup(args: &PauseArgs) -> Result<Option<i32>> {
 /// Connects the pod's netns (ours, now) to the holder's bridge. The pause
 /// does it because it can move between the two netns, both owned by the
 /// user namespace; the supervisor, in the host's netns, could not come back.
-fn attach(ip: &str, gateway: std::net::Ipv4Addr, uplink: i32, ifname: &str) -> Result<()> {
+fn attach(
+    ip: &str,
+    gateway: std::net::Ipv4Addr,
+    uplink: i32,
+    ifname: &str,
+    default_route: bool,
+) -> Result<()> {
     use crate::net::{ipam::Ipv4Net, netlink::Netlink, setup};
     let net: Ipv4Net = ip.parse()?;
     let own = std::fs::File::open("/proc/thread-self/ns/net").context("opening the pod's netns")?;
@@ -170,6 +179,7 @@ fn attach(ip: &str, gateway: std::net::Ipv4Addr, uplink: i32, ifname: &str) -> R
             prefix: net.prefix(),
             gateway,
             mtu: setup::DEFAULT_MTU,
+            default_route,
         },
     )
     .context("connecting the pod to the bridge")

@@ -163,6 +163,8 @@ struct Pod {
     reported: bool,
     /// The pod's lease, released with the pod.
     lease: Option<Ipam>,
+    /// pasta, carrying the pod's outbound traffic.
+    pasta: Option<Child>,
 }
 
 impl Pod {
@@ -237,6 +239,7 @@ impl Pod {
             failure: None,
             reported: false,
             lease: None,
+            pasta: None,
         };
         pod.write_files(plan, &opts.yaml)?;
         let n_init = plan.init_containers.len();
@@ -392,6 +395,9 @@ impl Pod {
                 .arg(n.holder_pid.to_string())
                 .arg("--ifname")
                 .arg(setup::host_ifname(&self.name));
+            if n.pasta.is_some() {
+                cmd.arg("--no-default-route");
+            }
         }
         // hostPorts: the pause hands out sockets of the pod's netns on fd 3.
         let serve = net.as_ref().is_some_and(|n| !n.listeners.is_empty());
@@ -420,12 +426,21 @@ impl Pod {
             Some(("pid", pid)) => {
                 self.pause_pid = pid.parse().context("the pause process sent a bad pid")?;
                 self.state.pause_pid = self.pause_pid;
-                if let (Some(n), Some(stream)) = (net, ours) {
-                    portfwd::serve(
-                        n.listeners,
-                        Arc::new(portfwd::PodSockets::new(stream)),
-                        n.ip,
-                    );
+                if let Some(n) = net {
+                    if let Some(pasta) = &n.pasta {
+                        self.pasta = Some(crate::net::pasta::start(
+                            pasta,
+                            self.pause_pid,
+                            &self.paths.pasta_pid(),
+                        )?);
+                    }
+                    if let Some(stream) = ours {
+                        portfwd::serve(
+                            n.listeners,
+                            Arc::new(portfwd::PodSockets::new(stream)),
+                            n.ip,
+                        );
+                    }
                 }
                 // The configs were written before the pause existed.
                 for i in 0..self.slots.len() {
@@ -461,12 +476,13 @@ impl Pod {
         let holder = crate::userns::holder::read_live(roots)
             .ok_or_else(|| anyhow!("minipod's user-namespace holder exited; run the pod again"))?;
         let subnet = Subnet::parse(&holder.subnet)?;
+        let pasta = crate::net::pasta::available();
         // Once per holder: say why a pod cannot reach beyond this machine.
         let noticed = roots.run.join(format!("outbound-notice-{}", holder.pid));
-        if !self.detached && std::fs::File::create_new(&noticed).is_ok() {
+        if pasta.is_none() && !self.detached && std::fs::File::create_new(&noticed).is_ok() {
             eprintln!(
-                "note: pods reach each other, the gateway {} and hostPorts, but have no outbound \
-                 route: outbound through pasta is not supported yet",
+                "note: pods have no outbound route (they reach each other, the gateway {} and \
+                 hostPorts); install passt and make /dev/net/tun usable (chmod 0666) to give them one",
                 subnet.gateway()
             );
         }
@@ -483,6 +499,7 @@ impl Pod {
             subnet,
             holder_pid: holder.pid,
             listeners,
+            pasta,
         }))
     }
 
@@ -1091,6 +1108,10 @@ impl Drop for Pod {
             let _ = p.kill();
             let _ = p.wait();
         }
+        if let Some(mut p) = self.pasta.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
         // Reap anything that was reparented to us.
         while let Ok(s) = waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
             if s == WaitStatus::StillAlive {
@@ -1136,6 +1157,8 @@ struct PodNet {
     subnet: Subnet,
     holder_pid: i32,
     listeners: Vec<portfwd::Listener>,
+    /// pasta's path, when pods get outbound connectivity through it.
+    pasta: Option<String>,
 }
 
 /// What an exited pod no longer needs: containers' writable layers and the

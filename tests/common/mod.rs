@@ -380,6 +380,76 @@ fn walk(path: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A fresh env with `localhost/busybox` imported.
+pub fn env_with_busybox() -> TestEnv {
+    let env = TestEnv::new();
+    env.busybox();
+    env
+}
+
+/// Polls `f` every 50 ms until it holds; fails the test after `limit`.
+pub fn wait_until(what: &str, limit: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Command lines of live processes (not zombies) containing `needle`.
+pub fn live_processes(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'));
+        if cmdline.contains(needle) && !zombie && !cmdline.contains("cargo") {
+            found.push(cmdline);
+        }
+    }
+    found
+}
+
+impl TestEnv {
+    /// Starts `count` detached pods `PREFIX0…` of one `sleep MARKER<i>`
+    /// container each, all at once, and insists that every start succeeds.
+    pub fn start_sleeper_pods_at_once(&self, prefix: &str, count: usize, marker: &str) {
+        let mut children = Vec::new();
+        for i in 0..count {
+            let file = self.pod_file(
+                &format!("{prefix}{i}"),
+                &format!(
+                    "apiVersion: v1\nkind: Pod\nmetadata: {{name: {prefix}{i}}}\nspec:\n  containers:\n  - {{name: c, image: localhost/busybox, command: [sleep, \"{marker}{i}\"]}}\n"
+                ),
+            );
+            let mut cmd = self.command(["run", "-d", file.to_str().unwrap()]);
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            children.push(cmd.spawn().unwrap());
+        }
+        for child in children {
+            let out = wait_output(child, std::time::Duration::from_secs(120));
+            assert!(out.status.success(), "{}", stderr_of(&out));
+        }
+    }
+}
+
 /// Waits for a child's output, killing it (and failing) after `limit`.
 pub fn wait_output(child: std::process::Child, limit: std::time::Duration) -> Output {
     let pid = child.id() as i32;

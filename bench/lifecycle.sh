@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Issue "Pod lifecycle" benchmark: a detached pod of two `sleep` containers
+# (bench/lifecycle.yaml, busybox image from the host's busybox-static, imported
+# into both stores), against podman on the same YAML, in one hyperfine run:
+#   - start:    minipod run -d POD.yaml   vs  podman kube play POD.yaml
+#               (--prepare tears down whatever pod is up, so every run starts
+#               from nothing: minipod down / podman kube down)
+#   - teardown: minipod down POD.yaml     vs  podman kube down POD.yaml
+#               (--prepare starts the pod)
+# then, with each pod running (one at a time), the resident memory of each
+# tool's own per-pod processes, VmRSS (/proc/PID/status) and PSS
+# (/proc/PID/smaps_rollup), not counting the containers' `sleep`s:
+#   - minipod: the supervisor (`minipod __supervise POD`, state.json
+#     supervisor_pid), the pause (`minipod __pause`, state.json pause_pid) and
+#     every other minipod process below them (the `minipod __container`
+#     links); the holder is per run root, not per pod, and is left out, as
+#     podman's rootless pause process is;
+#   - podman: each container's conmon (the infra container's too) and the
+#     infra container's catatonit. (slirp4netns, with PODMAN_NETWORK=default,
+#     is shown on a line of its own.)
+# Targets: start >= 15x faster, teardown >= 10x faster, memory <= 1/4.
+#
+#   sudo bash bench/lifecycle.sh     (needs hyperfine, podman, runc; RUNS=10)
+#
+# Podman set-up as in pod-start.sh (bench-private HOME, XDG_RUNTIME_DIR on a
+# tmpfs, containers.conf with runc/cgroupfs/file events, overlay storage);
+# THIS SCRIPT CHMODS /dev/net/tun 0666 AS ROOT for the run and puts the old
+# mode back when it ends.
+# With /dev/net/tun open, minipod gives each pod outbound through a pasta
+# process (a child of the supervisor), next to its veth on the bridge.
+# PODMAN_NETWORK: default (the default here: podman 4.3 rootless gives each
+# pod a slirp4netns, the like-for-like of minipod's pasta) or none (as
+# pod-start.sh: podman does no network work at all).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+build_minipod
+
+work=$bench_work/pod
+run=$bench_xdg/minipod data=$work/data rootfs=$work/rootfs pod=$work/pod.yaml
+conf=$work/containers.conf storage_conf=$work/storage.conf
+name=bench-life
+rm -rf "$work" "$bench_work"/mem-*
+mkdir -p "$work" "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp" "$rootfs/proc" "$rootfs/dev"
+cp "$repo/bench/lifecycle.yaml" "$pod"
+
+# The rootfs: busybox-static and a link per applet, as scripts/demo builds it.
+cp "$(command -v busybox)" "$rootfs/bin/busybox"
+for applet in $("$rootfs/bin/busybox" --list); do
+  [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n' >"$rootfs/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+tar -C "$rootfs" -cf "$work/rootfs.tar" .
+
+cat >"$conf" <<'CONF'
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+cat >"$storage_conf" <<'CONF'
+[storage]
+driver = "overlay"
+CONF
+export CONTAINERS_CONF=$conf CONTAINERS_STORAGE_CONF=$storage_conf
+
+minipod() { as_user "$MINIPOD" --root "$data" --runroot "$run" "$@"; }
+xdg_mounted= tun_mode=
+cleanup() {
+  set +e
+  minipod down "$name" >/dev/null 2>&1
+  as_user podman kube down "$pod" >/dev/null 2>&1
+  as_user podman system reset -f >/dev/null 2>&1
+  as_user podman unshare rm -rf "$work" 2>/dev/null
+  stop_podman_pause
+  minipod rmi localhost/busybox >/dev/null 2>&1
+  stop_holder "$run"
+  [ -n "$xdg_mounted" ] && { umount "$bench_xdg" || umount -l "$bench_xdg"; }
+  rm -rf "$work"
+  [ -n "$tun_mode" ] && chmod "$tun_mode" /dev/net/tun
+}
+trap cleanup EXIT
+
+if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ]; then
+  tun_mode=$(stat -c %a /dev/net/tun)
+  chmod 0666 /dev/net/tun
+fi
+[ "$(id -u)" = 0 ] && chown -R "$bench_user": "$work"
+# XDG_RUNTIME_DIR on a tmpfs, as on a real machine (see pod-start.sh).
+if [ "$(id -u)" = 0 ] && [ "${BENCH_RUNTIME:-tmpfs}" = tmpfs ]; then
+  mount -t tmpfs -o "mode=700,uid=$(id -u "$bench_user"),gid=$(id -g "$bench_user")" bench-xdg "$bench_xdg"
+  xdg_mounted=1
+fi
+
+as_user podman system reset -f >/dev/null 2>&1 || true
+minipod import "$rootfs" localhost/busybox:latest >/dev/null
+as_user podman import --quiet "$work/rootfs.tar" localhost/busybox:latest >/dev/null
+echo "podman: $(as_user podman --version) $(as_user podman info --format '{{.Store.GraphDriverName}} {{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}} cgroups {{.Host.CgroupsVersion}}' 2>/dev/null)"
+echo "minipod: $(cd "$repo" && git rev-parse --short HEAD)"
+
+net=()
+[ "${PODMAN_NETWORK:-default}" = default ] || net=(--network "${PODMAN_NETWORK}")
+echo "podman network: ${PODMAN_NETWORK:-default}; /dev/net/tun $(stat -c %a /dev/net/tun) (minipod uses pasta: $(command -v pasta || echo no))"
+
+# Sanity: both start. (podman 4.3's kube play does not carry
+# terminationGracePeriodSeconds over to StopTimeout; kube down removes the
+# pod by force anyway, without waiting it out.)
+minipod run -d "$pod" >/dev/null
+minipod down "$pod" >/dev/null
+as_user podman kube play --quiet "${net[@]}" "$pod" >/dev/null
+echo "podman StopTimeout of $name-one: $(as_user podman inspect --format '{{.Config.StopTimeout}}' $name-one)"
+as_user podman kube down "$pod" >/dev/null
+
+export bench_user bench_xdg bench_home CONTAINERS_CONF CONTAINERS_STORAGE_CONF
+export -f as_user
+m="$MINIPOD --root $data --runroot $run"
+p_play="podman kube play --quiet ${net[*]} $pod"
+# Every command and every --prepare is one runuser + one bash -c. A prepare
+# first removes the other tool's pod, so only the measured tool's pod exists.
+# The sleep 0.5 before each `minipod run -d` (untimed, in --prepare): `down`
+# returns before the kernel has removed the pod's veth (its pasta and netns
+# go away asynchronously), and a `run` of the same pod right after it fails,
+# about 1 time in 4, with "creating veth pair mp<hash> / eth0: File exists".
+m_down="$m down $name >/dev/null 2>&1 || true"
+p_down="podman kube down $pod >/dev/null 2>&1 || true"
+hyperfine --shell bash --warmup "${WARMUP:-2}" --runs "${RUNS:-10}" \
+  --export-markdown "$bench_work/lifecycle.md" --export-json "$bench_work/lifecycle.json" \
+  --prepare "as_user bash -c '$p_down; $m_down; sleep 0.5'" \
+  -n "minipod run -d" "as_user bash -c '$m run -d $pod >/dev/null'" \
+  --prepare "as_user bash -c '$m_down; $p_down'" \
+  -n "podman kube play" "as_user bash -c '$p_play >/dev/null'" \
+  --prepare "as_user bash -c '$p_down; $m_down; sleep 0.5; $m run -d $pod >/dev/null'" \
+  -n "minipod down" "as_user bash -c '$m down $pod >/dev/null'" \
+  --prepare "as_user bash -c '$m_down; $p_down; $p_play >/dev/null'" \
+  -n "podman kube down" "as_user bash -c 'podman kube down $pod >/dev/null'"
+cat "$bench_work/lifecycle.md"
+as_user bash -c "$p_down; $m_down"
+python3 - "$bench_work/lifecycle.json" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+for what, a, b, target in (("start", "minipod run -d", "podman kube play", 15),
+                           ("teardown", "minipod down", "podman kube down", 10)):
+    ratio = r[b]["mean"] / r[a]["mean"]
+    print(f"{what}: minipod {r[a]['mean']*1000:.1f} ms, podman {r[b]['mean']*1000:.1f} ms: "
+          f"{ratio:.1f}x faster (target >= {target}x: {'met' if ratio >= target else 'MISSED'})")
+PY
+
+# Resident memory. kB of VmRSS and of Pss for each pid; one line each.
+mem() {
+  local label=$1 pid rss pss total_rss=0 total_pss=0
+  shift
+  for pid in "$@"; do
+    # A process gone since the tree was read (a short-lived helper) counts nothing.
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || continue
+    pss=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null) || continue
+    [ -n "$rss" ] && [ -n "$pss" ] || continue
+    printf '  %-8s %6s  %-44.44s %6s kB RSS (anon %5s, file %5s) %6s kB PSS\n' "$label" "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline")" \
+      "$rss" "$(awk '/^RssAnon:/ {print $2}' "/proc/$pid/status")" "$(awk '/^RssFile:/ {print $2}' "/proc/$pid/status")" "$pss"
+    total_rss=$((total_rss + rss)) total_pss=$((total_pss + pss))
+  done
+  printf '  %-8s total  %-44s %6s kB RSS %26s kB PSS\n' "$label" "" "$total_rss" "$total_pss"
+  echo "$total_rss $total_pss" >"$bench_work/mem-$label"
+}
+# Every descendant of a pid (the pid itself included).
+tree() {
+  local pid=$1 c
+  echo "$pid"
+  for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do tree "$c"; done
+}
+is_minipod() { [ "$(readlink "/proc/$1/exe" 2>/dev/null)" = "$MINIPOD" ]; }
+is_pasta() { case "$(cat "/proc/$1/comm" 2>/dev/null)" in pasta*|passt*) true ;; *) false ;; esac; }
+
+echo
+echo "resident memory, pod running (the containers' sleeps not counted):"
+minipod run -d "$pod" >/dev/null
+sleep 1
+state=$run/pods/$name/state.json
+sup=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["supervisor_pid"])' "$state")
+pause=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pause_pid"])' "$state")
+mpids=() pasta=()
+for p in $( (tree "$sup"; tree "$pause") | sort -un); do
+  if is_minipod "$p"; then mpids+=("$p"); elif is_pasta "$p"; then pasta+=("$p"); fi
+done
+mem minipod "${mpids[@]}"
+[ ${#pasta[@]} -gt 0 ] && mem pasta "${pasta[@]}"
+minipod down "$pod" >/dev/null
+
+as_user podman kube play --quiet "${net[@]}" "$pod" >/dev/null
+sleep 1
+infra=$(as_user podman pod inspect "$name" --format '{{.InfraContainerID}}')
+ppids=()
+for c in $(as_user podman ps -q --no-trunc --filter "pod=$name"); do
+  ppids+=("$(as_user podman inspect --format '{{.State.ConmonPid}}' "$c")")
+  if [ "$c" = "$infra" ]; then
+    ppids+=("$(as_user podman inspect --format '{{.State.Pid}}' "$c")")
+  fi
+done
+mem podman "${ppids[@]}"
+# slirp4netns (PODMAN_NETWORK=default): one per pod, started for the infra container.
+slirp=()
+for p in $(pgrep -u "$bench_user" -x slirp4netns || true); do
+  tr '\0' '\n' <"/proc/$p/environ" | grep -qx "XDG_RUNTIME_DIR=$bench_xdg" && slirp+=("$p")
+done
+[ ${#slirp[@]} -gt 0 ] && mem slirp "${slirp[@]}"
+as_user podman kube down "$pod" >/dev/null
+
+rd() { if [ -f "$bench_work/mem-$1" ]; then cat "$bench_work/mem-$1"; else echo 0 0; fi; }
+python3 - $(rd minipod) $(rd pasta) $(rd podman) $(rd slirp) <<'PY'
+import sys
+m_rss, m_pss, pa_rss, pa_pss, p_rss, p_pss, s_rss, s_pss = map(int, sys.argv[1:])
+rows = [("own processes", (m_rss, m_pss), (p_rss, p_pss))]
+if pa_rss or s_rss:
+    rows.append(("with the network helper (pasta / slirp4netns)",
+                 (m_rss + pa_rss, m_pss + pa_pss), (p_rss + s_rss, p_pss + s_pss)))
+for label, m, p in rows:
+    for i, what in enumerate(("RSS", "PSS")):
+        r = m[i] / p[i]
+        print(f"memory {what}, {label}: minipod {m[i]} kB, podman {p[i]} kB: {r:.2f} of podman's "
+              f"(target <= 0.25: {'met' if r <= 0.25 else 'MISSED'})")
+PY
