@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
+use crate::image::registry::{PullOptions, Puller};
 use crate::image::{Store, reference, source};
 use crate::paths::Roots;
 use crate::runtime::commands;
@@ -40,7 +41,7 @@ pub struct RunArgs {
     /// Return when NAME exits, stop the others, and exit with NAME's code
     #[arg(long, value_name = "NAME")]
     pub exit_code_from: Option<String>,
-    /// always, missing or never (registry pulls are not supported yet)
+    /// always, missing or never: overrides every container's imagePullPolicy
     #[arg(long, value_name = "POLICY")]
     pub pull: Option<String>,
     /// Replace a pod of the same name (stop and remove it first)
@@ -68,6 +69,24 @@ enum Command {
         rootfs: PathBuf,
         #[arg(value_name = "NAME[:TAG]")]
         name: String,
+    },
+    /// Pull an image from a registry: NAME[:TAG] or NAME@sha256:DIGEST
+    Pull {
+        /// Directory with CA certificates (*.crt) and client certificates
+        /// (*.cert with *.key) for the registry [default: certs.d dirs]
+        #[arg(long, value_name = "DIR")]
+        cert_dir: Option<PathBuf>,
+        /// Check the registry's TLS certificate; false also allows plain HTTP
+        #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+              num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        tls_verify: bool,
+        /// Credentials file (podman's auth.json format) [default: podman's and docker's]
+        #[arg(long, value_name = "FILE")]
+        authfile: Option<PathBuf>,
+        /// No progress bars
+        #[arg(short, long)]
+        quiet: bool,
+        image: String,
     },
     /// List images
     Images {
@@ -226,6 +245,22 @@ pub fn run() -> Result<ExitCode> {
         Command::Container { config } => Ok(crate::runtime::container::container_main(&config)),
         Command::Load { name, source } => load(&roots, name.as_deref(), &source),
         Command::Import { rootfs, name } => import(&roots, &rootfs, &name),
+        Command::Pull {
+            cert_dir,
+            tls_verify,
+            authfile,
+            quiet,
+            image,
+        } => pull(
+            &roots,
+            &image,
+            PullOptions {
+                tls_verify_off: !tls_verify,
+                cert_dir,
+                authfile,
+                progress: !quiet,
+            },
+        ),
         Command::Images { format } => images(&roots, &format),
         Command::Rmi { force, images } => rmi(&roots, force, &images),
     }
@@ -312,6 +347,20 @@ fn tar_of_dir(dir: &std::path::Path) -> Result<Box<dyn Read + Send>> {
         }
     });
     Ok(Box::new(reader))
+}
+
+fn pull(roots: &Roots, image: &str, opts: PullOptions) -> Result<ExitCode> {
+    let reference = reference::Reference::parse(image)?;
+    // The user namespace first: joining it needs a single thread.
+    let store = store_in_userns(roots)?;
+    let puller = Puller::new(opts)?;
+    let pulled = puller.pull(&store, &reference)?;
+    if pulled.up_to_date {
+        eprintln!("Image is up to date: {}", pulled.name);
+    }
+    println!("Digest: {}", pulled.manifest_digest);
+    println!("Pulled: {}", pulled.name);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn images(roots: &Roots, format: &str) -> Result<ExitCode> {

@@ -19,6 +19,11 @@ use super::digest::{parse_sha256, sha256_of};
 pub trait Files: Send + Sync {
     fn open(&self, path: &str) -> std::io::Result<Box<dyn Read + Send>>;
     fn exists(&self, path: &str) -> bool;
+    /// How many layers to fetch and unpack at once, when the source knows
+    /// better than "one per core" (a registry waits on the network).
+    fn parallelism(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A plain directory (an `oci:` layout).

@@ -110,6 +110,12 @@ impl Store {
         self.roots.data_locks().join(name)
     }
 
+    /// Whether the layer with this diff-id is unpacked in the store.
+    pub fn has_layer(&self, diff_id: &str) -> bool {
+        parse_sha256(diff_id)
+            .is_some_and(|hex| read_layer_meta(&self.roots.layers().join(hex)).is_some())
+    }
+
     /// The unpacked tree of a layer, for overlayfs lowerdirs.
     pub fn layer_dir(&self, diff_id: &str) -> Option<PathBuf> {
         parse_sha256(diff_id).map(|hex| self.roots.layers().join(hex).join("diff"))
@@ -147,7 +153,7 @@ impl Store {
                     layer.digest.as_deref().unwrap_or(&layer.path)
                 );
             }
-            if !image.files.exists(&layer.path) {
+            if !self.has_layer(diff_id) && !image.files.exists(&layer.path) {
                 bail!(
                     "image {name}: blob {} is missing from {}",
                     layer.digest.as_deref().unwrap_or(&layer.path),
@@ -158,7 +164,16 @@ impl Store {
 
         let _gc_guard = FileLock::acquire(&self.lock_path("gc.lock"), Mode::Shared)?;
         self.remove_stale_temps();
-        let sizes = self.ensure_layers(name, image, &diff_ids)?;
+        let sizes = match self.ensure_layers(name, image, &diff_ids) {
+            Ok(sizes) => sizes,
+            Err(e) => {
+                // Layers this load committed before another one failed
+                // belong to no image: remove them now.
+                drop(_gc_guard);
+                self.collect_garbage_if_idle();
+                return Err(e);
+            }
+        };
 
         let manifest = match &image.manifest {
             Some(bytes) => bytes.clone(),
@@ -220,8 +235,10 @@ impl Store {
                 unique.push(i);
             }
         }
-        let workers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
+        let workers = image
+            .files
+            .parallelism()
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .min(unique.len());
         let next = AtomicUsize::new(0);
         let devices = AtomicU64::new(0);

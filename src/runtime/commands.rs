@@ -45,13 +45,13 @@ fn backoff(seconds: f64) -> Result<Duration> {
 }
 
 pub fn run(roots: &Roots, log_level: &str, args: RunArgs) -> Result<ExitCode> {
-    match args.pull.as_deref() {
-        None | Some("missing" | "never") => {}
-        Some("always") => {
-            bail!("--pull always: registry pulls are not supported yet; use --pull missing")
-        }
+    let pull = match args.pull.as_deref() {
+        None => None,
+        Some("always") => Some(crate::spec::PullPolicy::Always),
+        Some("missing") => Some(crate::spec::PullPolicy::IfNotPresent),
+        Some("never") => Some(crate::spec::PullPolicy::Never),
         Some(other) => bail!("--pull {other:?}: use always, missing or never"),
-    }
+    };
     let initial_backoff = backoff(args.restart_backoff)?;
     // The whole input is checked before anything is created.
     let (plan, text) = read_plan(&args.file)?;
@@ -60,10 +60,22 @@ pub fn run(roots: &Roots, log_level: &str, args: RunArgs) -> Result<ExitCode> {
     } else {
         refuse_existing(roots, &plan.name)?;
     }
+    // Images are pulled before anything of the pod is created.
+    let to_pull =
+        super::prepare::images_to_pull(&crate::image::Store::new(roots, true), &plan, pull)?;
     if args.detach {
+        super::prepare::pull_images_in_helpers(roots, &to_pull)?;
         return start_detached(roots, log_level, &plan.name, &text, &args, initial_backoff);
     }
     let store = store_in_userns(roots)?;
+    super::prepare::pull_images(
+        &store,
+        &to_pull,
+        crate::image::registry::PullOptions {
+            progress: true,
+            ..Default::default()
+        },
+    )?;
     pod::run(
         roots,
         &store,

@@ -2,6 +2,7 @@
 //! process is started: images, each container's process, volumes. A failure
 //! here leaves nothing behind because nothing has been created yet.
 
+use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,8 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use super::config::Process;
 use crate::image::Store;
+use crate::image::reference::Reference;
+use crate::image::registry::{PullOptions, Puller};
 use crate::spec::{self, ContainerPlan, HostPathType, ImageDefaults, PodPlan, VolumeKind};
 
 /// A container whose image and process are known.
@@ -23,6 +26,143 @@ pub struct PreparedContainer {
     pub process: Process,
     /// The image's StopSignal, if any (SIGTERM otherwise).
     pub stop_signal: Option<String>,
+}
+
+/// An image `run` has to pull, and whether an older copy is in the store.
+pub struct ToPull {
+    pub reference: Reference,
+    pub present: bool,
+}
+
+/// Step 2 of `run` (DESIGN.md): which images the pull policies ask for.
+/// `policy` (`run --pull`) overrides each container's `imagePullPolicy`.
+/// `localhost/` images are local by name (podman's convention) and never
+/// pulled. Reads the store only, so it needs no user namespace.
+pub fn images_to_pull(
+    store: &Store,
+    plan: &PodPlan,
+    policy: Option<spec::PullPolicy>,
+) -> Result<Vec<ToPull>> {
+    use spec::PullPolicy::*;
+    // Each image once; Always wins when containers share an image.
+    let mut wanted: BTreeMap<String, (Reference, spec::PullPolicy, String)> = BTreeMap::new();
+    for c in plan.init_containers.iter().chain(&plan.containers) {
+        let reference =
+            Reference::parse(&c.image).with_context(|| format!("container {:?}", c.name))?;
+        let p = policy.unwrap_or(c.pull_policy);
+        let e = wanted
+            .entry(reference.to_string())
+            .or_insert((reference, p, c.name.clone()));
+        if p == Always {
+            e.1 = Always;
+        }
+    }
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    for (name, (reference, p, container)) in wanted {
+        if reference.domain == "localhost" {
+            continue; // a missing one is reported by `containers`
+        }
+        let present = store.lookup(&name)?.is_some();
+        match p {
+            Always => out.push(ToPull { reference, present }),
+            IfNotPresent if !present => out.push(ToPull { reference, present }),
+            Never if !present => errors.push(format!(
+                "container {container:?}: image {name} is not in the store and the pull policy \
+                 is Never; pull it with `minipod pull {name}`, load it with `minipod load`, or \
+                 run with --pull missing"
+            )),
+            _ => {}
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok(out)
+}
+
+/// Pulls every image of `list` at once, in this process (which has joined
+/// the user namespace), before anything of the pod is created.
+pub fn pull_images(store: &Store, list: &[ToPull], opts: PullOptions) -> Result<()> {
+    if list.is_empty() {
+        return Ok(());
+    }
+    let puller = Puller::new(opts)?;
+    let results: Vec<Result<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = list
+            .iter()
+            .map(|p| {
+                let puller = &puller;
+                s.spawn(move || {
+                    puller
+                        .pull(store, &p.reference)
+                        .map(|_| ())
+                        .map_err(|e| explain_always(e, p))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("internal error: a pull panicked")))
+            })
+            .collect()
+    });
+    let errors: Vec<String> = results
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+        .collect();
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok(())
+}
+
+fn explain_always(e: anyhow::Error, p: &ToPull) -> anyhow::Error {
+    if p.present {
+        e.context(format!(
+            "image {} is in the store, but its pull policy is Always; run with --pull missing \
+             to use the local copy",
+            p.reference
+        ))
+    } else {
+        e
+    }
+}
+
+/// The same for `run -d`, whose caller must not join the user namespace:
+/// each image is pulled by a `minipod pull` of its own (all at once), which
+/// prints its own error.
+pub fn pull_images_in_helpers(roots: &crate::paths::Roots, list: &[ToPull]) -> Result<()> {
+    let mut children = Vec::new();
+    for p in list {
+        let mut cmd = std::process::Command::new("/proc/self/exe");
+        cmd.arg("--root")
+            .arg(&roots.data)
+            .arg("--runroot")
+            .arg(&roots.run)
+            .arg("pull")
+            .stdout(std::process::Stdio::null());
+        if list.len() > 1 {
+            cmd.arg("--quiet");
+        }
+        cmd.arg(p.reference.to_string());
+        children.push((p, cmd.spawn().context("starting `minipod pull`")?));
+    }
+    let mut failed = Vec::new();
+    for (p, mut child) in children {
+        if !child.wait().is_ok_and(|s| s.success()) {
+            failed.push(p.reference.to_string());
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "pulling {} failed (see above); nothing was started",
+            failed.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Resolves every container of `plan` against the store. All problems are
@@ -46,17 +186,11 @@ fn container(store: &Store, c: &ContainerPlan) -> Result<PreparedContainer> {
     let (name, record) = store.lookup(&c.image)?.ok_or_else(|| {
         anyhow!(
             "container {:?}: image {} is not in the store; load it with `minipod load` or \
-             `minipod import` (registry pulls are not supported yet)",
+             `minipod import` (localhost/ images are never pulled), or pull it with `minipod pull`",
             c.name,
             c.image
         )
     })?;
-    if c.pull_policy == spec::PullPolicy::Always {
-        tracing::debug!(
-            "container {}: using local image {name} (pulling is not supported yet)",
-            c.name
-        );
-    }
     let config = store.config(&record)?;
     let layers = record
         .layers

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod oci;
+pub mod registry;
 
 use std::ffi::OsStr;
 use std::os::unix::process::CommandExt;
