@@ -56,3 +56,35 @@ stop_podman_pause() {
   fi
   rm -f "$pidfile"
 }
+
+# A busybox root filesystem at $1 (busybox-static and a link per applet, as
+# scripts/demo builds it), and a tar of it at $2 for podman import.
+busybox_rootfs() {
+  local rootfs=$1 tarball=$2
+  mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp" "$rootfs/proc" "$rootfs/dev"
+  cp "$(command -v busybox)" "$rootfs/bin/busybox"
+  for applet in $("$rootfs/bin/busybox" --list); do
+    [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
+  done
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n' >"$rootfs/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+  tar -C "$rootfs" -cf "$tarball" .
+}
+
+# Rootless podman as it works on this machine: runc (crun refuses hybrid
+# cgroups), cgroupfs, file events; overlay explicitly (a fresh rootless store
+# may otherwise settle on vfs, which copies the image for every container).
+podman_bench_config() {
+  local conf=$1 storage_conf=$2
+  cat >"$conf" <<'CONF'
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+  cat >"$storage_conf" <<'CONF'
+[storage]
+driver = "overlay"
+CONF
+  export CONTAINERS_CONF=$conf CONTAINERS_STORAGE_CONF=$storage_conf
+}

@@ -26,31 +26,10 @@ work=$bench_work/pod
 run=$bench_xdg/minipod data=$work/data rootfs=$work/rootfs pod=$work/pod.yaml
 conf=$work/containers.conf storage_conf=$work/storage.conf
 rm -rf "$work"
-mkdir -p "$work" "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp" "$rootfs/proc" "$rootfs/dev"
+mkdir -p "$work"
 cp "$repo/bench/pod-start.yaml" "$pod"
-
-# The rootfs: busybox-static and a link per applet, as scripts/demo builds it.
-cp "$(command -v busybox)" "$rootfs/bin/busybox"
-for applet in $("$rootfs/bin/busybox" --list); do
-  [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
-tar -C "$rootfs" -cf "$work/rootfs.tar" .
-
-cat >"$conf" <<'CONF'
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-CONF
-# overlay, explicitly: a fresh rootless store may otherwise settle on vfs,
-# which copies the whole image for every container.
-cat >"$storage_conf" <<'CONF'
-[storage]
-driver = "overlay"
-CONF
-export CONTAINERS_CONF=$conf CONTAINERS_STORAGE_CONF=$storage_conf
+busybox_rootfs "$rootfs" "$work/rootfs.tar"
+podman_bench_config "$conf" "$storage_conf"
 
 minipod() { as_user "$MINIPOD" --root "$data" --runroot "$run" "$@"; }
 xdg_mounted=
