@@ -32,9 +32,10 @@ pub fn available() -> Option<String> {
 
 /// Starts pasta for the netns of `pause_pid`, as our child that dies with
 /// us (PDEATHSIG: a killed supervisor must not leave pasta holding the pod's
-/// netns and veth alive), and returns once it has configured the netns:
-/// pasta writes `pid_file` when its tap is up and the routes are in place,
-/// so containers never start without them. The netns is handed over as an
+/// netns and veth alive). It configures the netns while the containers set
+/// themselves up; `wait_ready` tells when it is done (pasta writes
+/// `pid_file` when its tap is up and the routes are in place), and no
+/// container execs before that. The netns is handed over as an
 /// open fd: the pause is not dumpable, and pasta drops the capability that
 /// would let it open /proc/PID/ns/net itself.
 pub fn start(pasta: &str, pause_pid: i32, pid_file: &Path) -> Result<Child> {
@@ -69,18 +70,21 @@ pub fn start(pasta: &str, pause_pid: i32, pid_file: &Path) -> Result<Child> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().with_context(|| format!("starting {pasta}"))?;
+    cmd.spawn().with_context(|| format!("starting {pasta}"))
+}
+
+/// Waits until the pasta `start` returned has configured the netns (it
+/// writes `pid_file` then).
+pub fn wait_ready(child: &mut Child, pid_file: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !pid_file.exists() {
         if let Some(status) = child.try_wait()? {
-            anyhow::bail!("{pasta} could not give the pod outbound connectivity ({status})");
+            anyhow::bail!("pasta could not give the pod outbound connectivity ({status})");
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            anyhow::bail!("{pasta} did not set up the pod's network within 10 s");
+            anyhow::bail!("pasta did not set up the pod's network within 10 s");
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(1));
     }
-    Ok(child)
+    Ok(())
 }

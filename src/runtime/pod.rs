@@ -165,6 +165,8 @@ struct Pod {
     lease: Option<Ipam>,
     /// pasta, carrying the pod's outbound traffic.
     pasta: Option<Child>,
+    /// Whether pasta has finished configuring the pod's netns.
+    pasta_ready: bool,
 }
 
 impl Pod {
@@ -240,6 +242,7 @@ impl Pod {
             reported: false,
             lease: None,
             pasta: None,
+            pasta_ready: true,
         };
         pod.write_files(plan, &opts.yaml)?;
         let n_init = plan.init_containers.len();
@@ -440,6 +443,8 @@ impl Pod {
                             self.pause_pid,
                             &self.paths.pasta_pid(),
                         )?);
+                        // The first containers' gates wait for it.
+                        self.pasta_ready = false;
                     }
                     if let Some(stream) = ours {
                         portfwd::serve(
@@ -554,6 +559,7 @@ impl Pod {
             resolv_conf: self.etc("resolv.conf"),
             mounts,
             process: p.process.clone(),
+            start_gate: true,
         })
     }
 
@@ -561,6 +567,7 @@ impl Pod {
     /// collects their set-up results, so they set themselves up in parallel.
     fn start(&mut self, which: &[usize]) -> Result<()> {
         let mut pending = Vec::new();
+        let mut gates = Vec::new();
         for &i in which {
             let slot = &mut self.slots[i];
             if slot.status.restart_count > 0
@@ -583,12 +590,19 @@ impl Pod {
             let mut cmd = minipod_command();
             cmd.arg("__container").arg(&slot.config_path);
             cmd.stdin(Stdio::null()).stdout(out_w).stderr(err_w);
-            let sync_fd = sync_w.as_raw_fd();
-            crate::sys::fs::pass_as_fd3(&mut cmd, sync_fd);
+            // The gate (fd 4) holds the container before exec until the
+            // pod's network is finished (see ContainerConfig::start_gate).
+            let (gate_r, gate_w) = std::io::pipe()?;
+            crate::sys::fs::pass_fds(
+                &mut cmd,
+                &[(sync_w.as_raw_fd(), 3), (gate_r.as_raw_fd(), 4)],
+            );
+            gates.push(gate_w);
             let link = cmd
                 .spawn()
                 .with_context(|| format!("starting container {}", slot.status.name))?;
             drop(sync_w);
+            drop(gate_r);
             drop(cmd);
             let terminal = !self.detached;
             self.outputs.push(pump(
@@ -607,6 +621,14 @@ impl Pod {
             ));
             pending.push((i, link, sync_r));
         }
+        if !self.pasta_ready
+            && let Some(pasta) = &mut self.pasta
+        {
+            crate::net::pasta::wait_ready(pasta, &self.paths.pasta_pid())?;
+            self.pasta_ready = true;
+        }
+        // Open the gates: the containers exec now.
+        drop(gates);
         let mut failures = Vec::new();
         for (i, link, mut sync_r) in pending {
             let mut text = String::new();

@@ -69,18 +69,31 @@ pub fn redirect_fd(
 /// Makes `fd` the child's fd 3 (the sync or service channel of minipod's
 /// helper processes), whatever number it has here.
 pub fn pass_as_fd3(cmd: &mut std::process::Command, fd: std::os::fd::RawFd) {
+    pass_fds(cmd, &[(fd, 3)]);
+}
+
+/// Gives the child each `(fd here, fd number in the child)`, whatever the
+/// numbers: all are first moved above the targets, so one cannot overwrite
+/// another, then put in place without close-on-exec.
+pub fn pass_fds(cmd: &mut std::process::Command, fds: &[(std::os::fd::RawFd, std::os::fd::RawFd)]) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: only async-signal-safe calls between fork and exec.
+    let fds: Vec<_> = fds.to_vec();
+    // SAFETY: only async-signal-safe calls between fork and exec (the Vec
+    // was allocated before the fork).
     unsafe {
         cmd.pre_exec(move || {
-            // dup2 onto itself would keep close-on-exec set.
-            let r = if fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(fd, 3)
-            };
-            if r < 0 {
-                return Err(std::io::Error::last_os_error());
+            let mut moved = [0; 8];
+            for (k, &(fd, _)) in fds.iter().enumerate().take(moved.len()) {
+                let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100);
+                if high < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                moved[k] = high;
+            }
+            for (k, &(_, target)) in fds.iter().enumerate().take(moved.len()) {
+                if libc::dup2(moved[k], target) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
