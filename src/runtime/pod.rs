@@ -117,6 +117,8 @@ enum Role {
 /// One container of the pod across its restarts.
 struct Slot {
     role: Role,
+    /// What `__container` gets, written to `config_path` once the pause runs.
+    config: ContainerConfig,
     config_path: PathBuf,
     stop_signal: Signal,
     log: Arc<Mutex<LogWriter>>,
@@ -327,7 +329,6 @@ impl Pod {
         let name = p.plan.name.clone();
         let config = self.container_config(plan, &p)?;
         let config_path = self.container_dir(&name).join("config.json");
-        atomic_write(&config_path, &serde_json::to_vec_pretty(&config)?)?;
         let log = LogWriter::create(&self.paths.log(&name), log_max_bytes())?;
         let stop_signal = p
             .stop_signal
@@ -348,6 +349,7 @@ impl Pod {
         };
         Ok(Slot {
             role,
+            config,
             config_path,
             stop_signal,
             log: Arc::new(Mutex::new(log)),
@@ -454,13 +456,10 @@ impl Pod {
                         );
                     }
                 }
-                // The configs were written before the pause existed.
-                for i in 0..self.slots.len() {
-                    let path = self.slots[i].config_path.clone();
-                    let mut config: ContainerConfig =
-                        serde_json::from_slice(&std::fs::read(&path)?)?;
-                    config.pause_pid = self.pause_pid;
-                    atomic_write(&path, &serde_json::to_vec_pretty(&config)?)?;
+                // Each container's config names the pause: written now, once.
+                for slot in &mut self.slots {
+                    slot.config.pause_pid = self.pause_pid;
+                    atomic_write(&slot.config_path, &serde_json::to_vec_pretty(&slot.config)?)?;
                 }
                 Ok(())
             }
