@@ -101,7 +101,7 @@ spec:
   - name: orphaner
     image: localhost/busybox
     # The subshell exits at once: its `sleep 0.3` is orphaned to PID 1.
-    command: [sh, -c, "(sleep 0.3 &); sleep 2"]
+    command: [sh, -c, "(sleep 0.3 &); sleep 2.0731"]
   - name: watcher
     image: localhost/busybox
     command: [sh, -c]
@@ -133,7 +133,7 @@ spec:
             .is_some_and(|s| s.starts_with('Z'))),
         "no zombie: {ps:?}"
     );
-    assert_pod_gone(&env, "sleep 2");
+    assert_pod_gone(&env, "sleep 2.0731");
 }
 
 /// An image with Entrypoint, Cmd, Env, WorkingDir and a named User.
@@ -373,7 +373,8 @@ spec:
         "{}",
         stderr_of(&out)
     );
-    assert_pod_gone(&env, "sleep 3100");
+    assert_pod_gone(&env, "sleep 31002");
+    assert!(live_processes("sleep 31003").is_empty());
 }
 
 #[test]
