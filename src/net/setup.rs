@@ -119,12 +119,18 @@ pub fn attach_pod(uplink: &mut Netlink, a: &Attachment<'_>) -> Result<()> {
     Ok(())
 }
 
+/// `ip link set lo up` in the netns of `nl`.
+pub fn loopback_up(nl: &mut Netlink) -> Result<()> {
+    let lo = nl.require_link("lo")?;
+    nl.set_up(lo)?;
+    Ok(())
+}
+
 fn configure_pod_side(pod: &mut Netlink, a: &Attachment<'_>) -> Result<()> {
     let eth0 = pod.require_link(POD_IFNAME)?;
     pod.add_address(eth0, a.ip, a.prefix)?;
     pod.set_up(eth0)?;
-    let lo = pod.require_link("lo")?;
-    pod.set_up(lo)?;
+    loopback_up(pod)?;
     if a.default_route {
         pod.add_default_route(a.gateway, Some(eth0))?;
     }

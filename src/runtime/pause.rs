@@ -13,7 +13,6 @@
 //! `error <message>`.
 
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -107,13 +106,14 @@ fn setup(args: &PauseArgs) -> Result<Option<i32>> {
     .context("making / private in the pod's mount namespace")?;
     nix::unistd::sethostname(&args.hostname)
         .with_context(|| format!("setting hostname {:?}", args.hostname))?;
-    if !args.host_network {
-        loopback_up().context("bringing up lo")?;
-    }
+    // Connecting the pod to the bridge brings `lo` up too.
     if let (Some(ip), Some(gateway), Some(uplink), Some(ifname)) =
         (&args.ip, args.gateway, args.uplink_pid, &args.ifname)
     {
         attach(ip, gateway, uplink, ifname, !args.no_default_route)?;
+    } else if !args.host_network {
+        let mut nl = crate::net::netlink::Netlink::open()?;
+        crate::net::setup::loopback_up(&mut nl).context("bringing up lo")?;
     }
     for spec in &args.tmpfs {
         let (dir, size) = match spec.split_once('=') {
@@ -230,29 +230,4 @@ fn release_stdio() {
             let _ = crate::sys::fs::redirect_fd(&null, fd);
         }
     }
-}
-
-/// `ip link set lo up`, through the SIOCSIFFLAGS ioctl.
-fn loopback_up() -> Result<()> {
-    let sock = nix::sys::socket::socket(
-        nix::sys::socket::AddressFamily::Inet,
-        nix::sys::socket::SockType::Datagram,
-        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    // SAFETY: ifreq is plain data; the ioctls read and write only it.
-    unsafe {
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo".iter().enumerate() {
-            req.ifr_name[i] = *b as libc::c_char;
-        }
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
-        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
-    }
-    Ok(())
 }

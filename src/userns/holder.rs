@@ -186,8 +186,7 @@ fn uplink_network(subnet: &str) -> Result<()> {
         .context("creating the uplink network namespace")?;
     let subnet = crate::net::ipam::Subnet::parse(subnet)?;
     let mut nl = Netlink::open()?;
-    let lo = nl.require_link("lo")?;
-    nl.set_up(lo)?;
+    setup::loopback_up(&mut nl)?;
     setup::ensure_bridge(
         &mut nl,
         setup::BRIDGE,
