@@ -17,7 +17,11 @@ pub const IFNAME: &str = "pasta0";
 
 /// Whether pasta can run for us: installed, and /dev/net/tun open to us
 /// (mode 0600 on Debian unless the administrator widened it).
+/// `MINIPOD_NO_PASTA=1` runs pods without it (no outbound route).
 pub fn available() -> Option<String> {
+    if std::env::var_os("MINIPOD_NO_PASTA").is_some_and(|v| !v.is_empty()) {
+        return None;
+    }
     let path = std::env::var_os("PATH")?;
     let pasta = std::env::split_paths(&path)
         .map(|d| d.join("pasta"))
@@ -79,10 +83,17 @@ pub fn wait_ready(child: &mut Child, pid_file: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !pid_file.exists() {
         if let Some(status) = child.try_wait()? {
-            anyhow::bail!("pasta could not give the pod outbound connectivity ({status})");
+            anyhow::bail!(
+                "pasta could not give the pod outbound connectivity ({status}); run it by hand \
+                 (`pasta --config-net`) to see why, or set MINIPOD_NO_PASTA=1 to run pods without \
+                 an outbound route"
+            );
         }
         if Instant::now() > deadline {
-            anyhow::bail!("pasta did not set up the pod's network within 10 s");
+            anyhow::bail!(
+                "pasta did not set up the pod's network within 10 s; set MINIPOD_NO_PASTA=1 to run \
+                 pods without an outbound route"
+            );
         }
         std::thread::sleep(Duration::from_millis(1));
     }
