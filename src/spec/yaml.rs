@@ -22,6 +22,11 @@ pub enum Seg {
 
 /// Renders a path the way kubectl and serde_yaml_ng do: `spec.containers[0].name`.
 pub fn render(path: &[Seg]) -> String {
+    join(path, |i| format!("[{i}]"))
+}
+
+/// Joins keys with `.` and writes each index as `index` renders it.
+fn join(path: &[Seg], index: impl Fn(usize) -> String) -> String {
     let mut out = String::new();
     for seg in path {
         match seg {
@@ -31,11 +36,7 @@ pub fn render(path: &[Seg]) -> String {
                 }
                 out.push_str(k);
             }
-            Seg::Index(i) => {
-                out.push('[');
-                out.push_str(&i.to_string());
-                out.push(']');
-            }
+            Seg::Index(i) => out.push_str(&index(*i)),
         }
     }
     out
@@ -368,19 +369,7 @@ fn tracked_path(path: &serde_path_to_error::Path) -> Vec<Seg> {
 
 /// A path with indices replaced by `[]`: `spec.containers[].ports[]`.
 pub fn normalized(path: &[Seg]) -> String {
-    let mut out = String::new();
-    for seg in path {
-        match seg {
-            Seg::Key(k) => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(k);
-            }
-            Seg::Index(_) => out.push_str("[]"),
-        }
-    }
-    out
+    join(path, |_| "[]".to_string())
 }
 
 /// The known field closest to `field`: same letters ignoring case, else the

@@ -173,8 +173,8 @@ impl TestEnv {
         wait_output(child, std::time::Duration::from_secs(60))
     }
 
-    /// Runs minipod and insists on success; returns stdout.
-    pub fn ok<I, S>(&self, args: I) -> String
+    /// Runs minipod and returns its arguments (for messages) and output.
+    fn run_collected<I, S>(&self, args: I) -> (Vec<std::ffi::OsString>, Output)
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -184,6 +184,16 @@ impl TestEnv {
             .map(|a| a.as_ref().to_os_string())
             .collect();
         let out = self.run(&args);
+        (args, out)
+    }
+
+    /// Runs minipod and insists on success; returns stdout.
+    pub fn ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let (args, out) = self.run_collected(args);
         assert!(
             out.status.success(),
             "minipod {:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -201,11 +211,7 @@ impl TestEnv {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<_> = args
-            .into_iter()
-            .map(|a| a.as_ref().to_os_string())
-            .collect();
-        let out = self.run(&args);
+        let (args, out) = self.run_collected(args);
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         assert_eq!(
             out.status.code(),
