@@ -237,10 +237,7 @@ fn stop_running(paths: &PodPaths, grace: Duration) -> Result<()> {
             // Still starting (no socket yet), or shutting down.
             tracing::debug!("control socket: {e}");
             if let Ok(state) = paths.read_state() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(state.supervisor_pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
+                pod::signal_pid(state.supervisor_pid, nix::sys::signal::Signal::SIGTERM);
             }
         }
     }

@@ -1217,7 +1217,7 @@ pub fn minipod_command() -> Command {
 
 /// Signals one process. A pid of 0 (a container whose setup failed before
 /// it reported one) must not become kill(0), our whole process group.
-fn signal_pid(pid: i32, sig: Signal) {
+pub fn signal_pid(pid: i32, sig: Signal) {
     if pid > 0 {
         let _ = kill(Pid::from_raw(pid), sig);
     }
