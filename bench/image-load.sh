@@ -72,12 +72,7 @@ mkdir -p "$run" "$fs" && chown "$bench_user": "$run" "$fs" 2>/dev/null || true
 # files), then written back, so no run pays for the previous run's writeback.
 wipe() {
   if [ "$fs_mode" = loop ]; then
-    if mountpoint -q "$fs"; then umount "$fs" || return 1; fi
-    rm -f $fs_img
-    truncate -s 2G $fs_img
-    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0,nodiscard $fs_img
-    mount -o loop $fs_img "$fs"
-    chown "$bench_user": "$fs"
+    fresh_loop_fs
   else
     as_user "$MINIPOD" --root "$store" --runroot "$run" rmi bench >/dev/null 2>&1 || true
     as_user podman unshare rm -rf "$store" "$untar" "$cs"
@@ -89,14 +84,13 @@ cleanup() {
   stop_holder "$run"
   stop_podman_pause
   if [ "$fs_mode" = loop ]; then
-    mountpoint -q "$fs" && umount "$fs"
-    rm -f $fs_img
+    drop_loop_fs
   else
     as_user podman unshare rm -rf "$store" "$untar" "$cs"
   fi
 }
 trap cleanup EXIT
-export -f wipe as_user
+export -f wipe as_user fresh_loop_fs
 export MINIPOD store run untar cs bench_user img fs fs_mode fs_img bench_xdg bench_home
 echo "stores on: $fs_mode"
 

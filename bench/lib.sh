@@ -88,3 +88,49 @@ driver = "overlay"
 CONF
   export CONTAINERS_CONF=$conf CONTAINERS_STORAGE_CONF=$storage_conf
 }
+
+# What a bench changes on the host for its run, and `restore_host` (call it
+# from the cleanup trap) puts back:
+# - `open_tun`: /dev/net/tun open to the bench user (podman's rootless
+#   network and minipod's pasta need it);
+# - `runtime_tmpfs`: XDG_RUNTIME_DIR on a tmpfs, as /run/user/UID is on a
+#   real machine. Here it would be a directory on the VM's journal-less root
+#   ext4, where re-creating files right after the previous run deleted them
+#   pays ext4's recently_deleted() inode scan (~12 % of the samples of 20
+#   `minipod run`s: a cost of the bench's layout, not of either tool).
+tun_mode= xdg_mounted=
+open_tun() {
+  if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ]; then
+    tun_mode=$(stat -c %a /dev/net/tun)
+    chmod 0666 /dev/net/tun
+  fi
+}
+runtime_tmpfs() {
+  if [ "$(id -u)" = 0 ] && [ "${BENCH_RUNTIME:-tmpfs}" = tmpfs ]; then
+    mount -t tmpfs -o "mode=700,uid=$(id -u "$bench_user"),gid=$(id -g "$bench_user")" bench-xdg "$bench_xdg"
+    xdg_mounted=1
+  fi
+}
+restore_host() {
+  [ -n "$xdg_mounted" ] && { umount "$bench_xdg" || umount -l "$bench_xdg"; }
+  [ -n "$tun_mode" ] && chmod "$tun_mode" /dev/net/tun
+  xdg_mounted= tun_mode=
+}
+
+# A new, empty ext4 on a RAM-backed loop device, mounted at $fs (image
+# $fs_img): the previous one goes with everything in it, subuid-owned files
+# too. Stores made on it pay no writeback of earlier runs, and no
+# recently_deleted() scan of the VM's journal-less root ext4. Exported for
+# hyperfine's --prepare (see image-load.sh).
+fresh_loop_fs() {
+  if mountpoint -q "$fs"; then umount "$fs" || return 1; fi
+  rm -f "$fs_img"
+  truncate -s 2G "$fs_img"
+  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0,nodiscard "$fs_img"
+  mount -o loop "$fs_img" "$fs"
+  chown "$bench_user": "$fs"
+}
+drop_loop_fs() {
+  mountpoint -q "$fs" && umount "$fs"
+  rm -f "$fs_img"
+}

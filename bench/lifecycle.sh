@@ -46,7 +46,6 @@ busybox_rootfs "$rootfs" "$work/rootfs.tar"
 podman_bench_config "$conf" "$storage_conf"
 
 minipod() { as_user "$MINIPOD" --root "$data" --runroot "$run" "$@"; }
-xdg_mounted= tun_mode=
 cleanup() {
   set +e
   minipod down "$name" >/dev/null 2>&1
@@ -56,22 +55,14 @@ cleanup() {
   stop_podman_pause
   minipod rmi localhost/busybox >/dev/null 2>&1
   stop_holder "$run"
-  [ -n "$xdg_mounted" ] && { umount "$bench_xdg" || umount -l "$bench_xdg"; }
   rm -rf "$work"
-  [ -n "$tun_mode" ] && chmod "$tun_mode" /dev/net/tun
+  restore_host
 }
 trap cleanup EXIT
 
-if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ]; then
-  tun_mode=$(stat -c %a /dev/net/tun)
-  chmod 0666 /dev/net/tun
-fi
+open_tun
 [ "$(id -u)" = 0 ] && chown -R "$bench_user": "$work"
-# XDG_RUNTIME_DIR on a tmpfs, as on a real machine (see pod-start.sh).
-if [ "$(id -u)" = 0 ] && [ "${BENCH_RUNTIME:-tmpfs}" = tmpfs ]; then
-  mount -t tmpfs -o "mode=700,uid=$(id -u "$bench_user"),gid=$(id -g "$bench_user")" bench-xdg "$bench_xdg"
-  xdg_mounted=1
-fi
+runtime_tmpfs
 
 as_user podman system reset -f >/dev/null 2>&1 || true
 minipod import "$rootfs" localhost/busybox:latest >/dev/null

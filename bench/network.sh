@@ -75,23 +75,18 @@ spec:
 YAML
 
 minipod() { as_user "$MINIPOD" --root "$data" --runroot "$run" "$@"; }
-xdg_mounted=
 cleanup() {
   set +e
   minipod down net-client >/dev/null 2>&1
   minipod down net-server >/dev/null 2>&1
   minipod rmi localhost/iperf3 >/dev/null 2>&1
   stop_holder "$run"
-  [ -n "$xdg_mounted" ] && { umount "$bench_xdg" || umount -l "$bench_xdg"; }
   rm -rf "$work"
+  restore_host
 }
 trap cleanup EXIT
 [ "$(id -u)" = 0 ] && chown -R "$bench_user": "$work"
-# XDG_RUNTIME_DIR on a tmpfs, as on a real machine (see pod-start.sh).
-if [ "$(id -u)" = 0 ] && [ "${BENCH_RUNTIME:-tmpfs}" = tmpfs ]; then
-  mount -t tmpfs -o "mode=700,uid=$(id -u "$bench_user"),gid=$(id -g "$bench_user")" bench-xdg "$bench_xdg"
-  xdg_mounted=1
-fi
+runtime_tmpfs
 
 minipod import "$rootfs" localhost/iperf3:latest >/dev/null
 minipod run -d "$work/server.yaml" >/dev/null

@@ -32,7 +32,6 @@ busybox_rootfs "$rootfs" "$work/rootfs.tar"
 podman_bench_config "$conf" "$storage_conf"
 
 minipod() { as_user "$MINIPOD" --root "$data" --runroot "$run" "$@"; }
-xdg_mounted=
 cleanup() {
   set +e
   as_user podman kube down "$pod" >/dev/null 2>&1
@@ -41,33 +40,15 @@ cleanup() {
   stop_podman_pause
   minipod rmi localhost/busybox >/dev/null 2>&1
   stop_holder "$run"
-  [ -n "$xdg_mounted" ] && { umount "$bench_xdg" || umount -l "$bench_xdg"; }
   rm -rf "$work"
-  [ -n "$tun_mode" ] && chmod "$tun_mode" /dev/net/tun
+  restore_host
 }
 trap cleanup EXIT
 
-tun_mode=
-if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ]; then
-  tun_mode=$(stat -c %a /dev/net/tun)
-  chmod 0666 /dev/net/tun
-fi
+open_tun
 [ "$(id -u)" = 0 ] && chown -R "$bench_user": "$work"
 
-# XDG_RUNTIME_DIR is a tmpfs on a real machine (/run/user/UID, made by
-# systemd-logind); here it would be a directory on the root ext4. Both tools
-# keep their run state there (podman: runroot; minipod: run root, with each
-# container's overlay upper/work dirs), so as root the bench mounts a tmpfs on
-# it for the run. On this VM's journal-less root ext4, creating the overlay's
-# mount points and files right after the previous run deleted them paid
-# ext4's recently_deleted() inode scan (fs/ext4/ialloc.c):
-# ~12% of all samples of 20 `minipod run`s (perf), a cost of the bench's
-# layout, not of minipod's design. Podman's graph root (container layers)
-# stays on $HOME, its default.
-if [ "$(id -u)" = 0 ] && [ "${BENCH_RUNTIME:-tmpfs}" = tmpfs ]; then
-  mount -t tmpfs -o "mode=700,uid=$(id -u "$bench_user"),gid=$(id -g "$bench_user")" bench-xdg "$bench_xdg"
-  xdg_mounted=1
-fi
+runtime_tmpfs
 
 # A fresh bench podman store (bench-private HOME), so it takes the driver above.
 as_user podman system reset -f >/dev/null 2>&1 || true

@@ -62,12 +62,7 @@ wipe() {
   # show the previous run's file system (and image): start it afresh.
   stop_podman_pause
   if [ "$fs_mode" = loop ]; then
-    if mountpoint -q "$fs"; then umount "$fs" || return 1; fi
-    rm -f $fs_img
-    truncate -s 2G $fs_img
-    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0,nodiscard $fs_img
-    mount -o loop $fs_img "$fs"
-    chown "$bench_user": "$fs"
+    fresh_loop_fs
   else
     as_user podman unshare rm -rf "$store" "$ps"
     sync
@@ -79,14 +74,13 @@ cleanup() {
   stop_holder "$run"
   stop_podman_pause
   if [ "$fs_mode" = loop ]; then
-    mountpoint -q "$fs" && umount "$fs"
-    rm -f $fs_img
+    drop_loop_fs
   else
     as_user podman unshare rm -rf "$store" "$ps"
   fi
 }
 trap cleanup EXIT
-export -f wipe as_user stop_podman_pause
+export -f wipe as_user fresh_loop_fs stop_podman_pause
 export MINIPOD store run ps ref bench_user fs fs_mode fs_img bench_xdg bench_home
 echo "stores on: $fs_mode"
 
