@@ -15,16 +15,6 @@ fn layout_arg(l: &oci::Layout) -> String {
     format!("oci:{}", l.dir.display())
 }
 
-/// Nothing of a failed load may be visible: no image, no layer, no temp dir.
-fn assert_store_empty(env: &TestEnv) {
-    assert!(env.image_names().is_empty(), "no image is named");
-    assert!(
-        env.layer_dirs().is_empty(),
-        "no layer or temp dir is left: {:?}",
-        env.layer_dirs()
-    );
-}
-
 #[test]
 fn each_source_format_loads() {
     let env = TestEnv::new();
@@ -357,7 +347,7 @@ fn escapes_are_refused_and_the_host_is_untouched() {
             "{name}: names the image: {err}"
         );
         assert!(err.contains("entry"), "{name}: names the entry: {err}");
-        assert_store_empty(&env);
+        common::assert_store_empty(&env);
     }
     let left: Vec<_> = std::fs::read_dir(&victim)
         .unwrap()
@@ -421,7 +411,7 @@ fn damaged_images_fail_clearly_and_leave_nothing() {
     env.give_to_user(&w);
     let err = env.fails(["load", "--name", "bad", &layout_arg(&l)]);
     assert!(err.contains(&l.layers[0].digest), "names the blob: {err}");
-    assert_store_empty(&env);
+    common::assert_store_empty(&env);
 
     // Corrupt gzip.
     let l = write_layout(&w.join("corrupt"), good(), None, None);
@@ -437,7 +427,7 @@ fn damaged_images_fail_clearly_and_leave_nothing() {
             && (err.contains("corrupt") || err.contains("does not match")),
         "{err}"
     );
-    assert_store_empty(&env);
+    common::assert_store_empty(&env);
 
     // Truncated archive.
     let l = write_layout(&w.join("trunc"), good(), Some("x/y:1"), None);
@@ -448,7 +438,7 @@ fn damaged_images_fail_clearly_and_leave_nothing() {
     env.give_to_user(&w);
     let err = env.fails(["load", &format!("oci-archive:{}", archive.display())]);
     assert!(err.contains("trunc.tar"), "names the file: {err}");
-    assert_store_empty(&env);
+    common::assert_store_empty(&env);
 
     // Missing blob.
     let l = write_layout(&w.join("missing"), good(), None, None);
@@ -458,7 +448,7 @@ fn damaged_images_fail_clearly_and_leave_nothing() {
         err.contains(&l.layers[0].digest) && err.contains("missing"),
         "{err}"
     );
-    assert_store_empty(&env);
+    common::assert_store_empty(&env);
 
     // Unknown media type.
     let mut layer = build_layer(&[file("a", "b")], Compression::Gzip);
@@ -470,14 +460,14 @@ fn damaged_images_fail_clearly_and_leave_nothing() {
         err.contains("application/vnd.example.layer.v1.tar+lz4"),
         "{err}"
     );
-    assert_store_empty(&env);
+    common::assert_store_empty(&env);
 
     // Missing index.json.
     let l = write_layout(&w.join("noindex"), good(), None, None);
     std::fs::remove_file(l.dir.join("index.json")).unwrap();
     let err = env.fails(["load", "--name", "bad", &layout_arg(&l)]);
     assert!(err.contains("index.json"), "{err}");
-    assert_store_empty(&env);
+    common::assert_store_empty(&env);
 
     // Wrong diff-id in the config.
     let layers = good();
@@ -486,7 +476,7 @@ fn damaged_images_fail_clearly_and_leave_nothing() {
     env.give_to_user(&w);
     let err = env.fails(["load", "--name", "bad", &layout_arg(&l)]);
     assert!(err.contains("uncompresses to"), "{err}");
-    assert_store_empty(&env);
+    common::assert_store_empty(&env);
 
     // No such source, unknown transport.
     let err = env.fails(["load", "oci:/nonexistent/dir"]);

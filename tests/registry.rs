@@ -41,16 +41,6 @@ fn image_ids(env: &TestEnv) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Nothing of a failed pull may be visible: no image, no layer, no temp dir.
-fn assert_store_empty(env: &TestEnv) {
-    assert!(env.image_names().is_empty(), "no image is named");
-    assert!(
-        env.layer_dirs().is_empty(),
-        "no layer or temp dir is left: {:?}",
-        env.layer_dirs()
-    );
-}
-
 #[test]
 fn pulls_by_tag_and_by_digest_and_skips_layers_it_has() {
     let reg = Registry::start();
@@ -322,7 +312,7 @@ fn unknown_images_and_tags_and_unreachable_registries_fail_clearly() {
         stderr_of(&out)
     );
     assert!(env.pod_state().is_empty());
-    assert_store_empty(&env);
+    common::assert_store_empty(&env);
 }
 
 #[test]
@@ -354,7 +344,7 @@ fn damaged_blobs_in_the_registry_fail_and_leave_nothing() {
         err.contains("does not match its digest") || err.contains("corrupt"),
         "{err}"
     );
-    assert_store_empty(&env);
+    common::assert_store_empty(&env);
 
     // A damaged config.
     let cfg_path = reg.blob_data(&oci::sha256(&config));
@@ -366,7 +356,7 @@ fn damaged_blobs_in_the_registry_fail_and_leave_nothing() {
         err.contains("config") && err.contains("does not match its digest"),
         "{err}"
     );
-    assert_store_empty(&env);
+    common::assert_store_empty(&env);
 }
 
 #[test]
@@ -421,7 +411,7 @@ fn tls_with_a_private_ca_and_basic_auth() {
         err.contains(&image) && err.contains("refused the credentials") && err.contains("alice"),
         "{err}"
     );
-    assert_store_empty(&env);
+    common::assert_store_empty(&env);
 
     // The right ones where podman login puts them.
     let xdg = env.work().join("xdg");

@@ -386,6 +386,17 @@ fn walk(path: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Nothing of a failed load or pull may be visible: no image, no layer, no
+/// temp dir.
+pub fn assert_store_empty(env: &TestEnv) {
+    assert!(env.image_names().is_empty(), "no image is named");
+    assert!(
+        env.layer_dirs().is_empty(),
+        "no layer or temp dir is left: {:?}",
+        env.layer_dirs()
+    );
+}
+
 /// A fresh env with `localhost/busybox` imported.
 pub fn env_with_busybox() -> TestEnv {
     let env = TestEnv::new();

@@ -278,6 +278,19 @@ fn write_blob(dir: &Path, bytes: &[u8]) -> String {
     digest
 }
 
+/// An OCI image manifest for a config blob and layers.
+pub fn manifest_json(config_digest: &str, config_size: usize, layers: &[BuiltLayer]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size },
+        "layers": layers.iter().map(|l| serde_json::json!({
+            "mediaType": l.media_type, "digest": l.digest, "size": l.blob.len()
+        })).collect::<Vec<_>>(),
+    }))
+    .unwrap()
+}
+
 /// Writes an OCI layout at `dir` holding one image of `layers`, tagged `tag`.
 pub fn write_layout(
     dir: &Path,
@@ -292,15 +305,7 @@ pub fn write_layout(
     for l in &layers {
         write_blob(dir, &l.blob);
     }
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
-        "layers": layers.iter().map(|l| serde_json::json!({
-            "mediaType": l.media_type, "digest": l.digest, "size": l.blob.len()
-        })).collect::<Vec<_>>(),
-    }))
-    .unwrap();
+    let manifest = manifest_json(&config_digest, config.len(), &layers);
     let manifest_digest = write_blob(dir, &manifest);
     let mut desc = serde_json::json!({
         "mediaType": "application/vnd.oci.image.manifest.v1+json",

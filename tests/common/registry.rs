@@ -252,15 +252,7 @@ impl Registry {
             self.push_blob(repo, &l.blob);
         }
         let config_digest = self.push_blob(repo, config);
-        let manifest = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
-            "layers": layers.iter().map(|l| serde_json::json!({
-                "mediaType": l.media_type, "digest": l.digest, "size": l.blob.len()
-            })).collect::<Vec<_>>(),
-        }))
-        .unwrap();
+        let manifest = super::oci::manifest_json(&config_digest, config.len(), layers);
         self.push_manifest(
             repo,
             tag,
