@@ -134,3 +134,30 @@ drop_loop_fs() {
   mountpoint -q "$fs" && umount "$fs"
   rm -f "$fs_img"
 }
+
+# For the benches that run one pod YAML ($pod) with minipod and with podman,
+# on the busybox image built by busybox_rootfs ($rootfs, $work/rootfs.tar):
+# `compare_setup` prepares the host and both stores, `compare_cleanup`
+# undoes it. `minipod` is the script's own function (its --root/--runroot).
+compare_setup() {
+  open_tun
+  [ "$(id -u)" = 0 ] && chown -R "$bench_user": "$work"
+  runtime_tmpfs
+  # A fresh bench podman store (bench-private HOME), so it takes the driver
+  # podman_bench_config chose.
+  as_user podman system reset -f >/dev/null 2>&1 || true
+  minipod import "$rootfs" localhost/busybox:latest >/dev/null
+  as_user podman import --quiet "$work/rootfs.tar" localhost/busybox:latest >/dev/null
+  echo "podman: $(as_user podman --version) $(as_user podman info --format '{{.Store.GraphDriverName}} {{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}} cgroups {{.Host.CgroupsVersion}}' 2>/dev/null)"
+}
+compare_cleanup() {
+  set +e
+  as_user podman kube down "$pod" >/dev/null 2>&1
+  as_user podman system reset -f >/dev/null 2>&1
+  as_user podman unshare rm -rf "$work" 2>/dev/null
+  stop_podman_pause
+  minipod rmi localhost/busybox >/dev/null 2>&1
+  stop_holder "$run"
+  rm -rf "$work"
+  restore_host
+}

@@ -49,25 +49,10 @@ minipod() { as_user "$MINIPOD" --root "$data" --runroot "$run" "$@"; }
 cleanup() {
   set +e
   minipod down "$name" >/dev/null 2>&1
-  as_user podman kube down "$pod" >/dev/null 2>&1
-  as_user podman system reset -f >/dev/null 2>&1
-  as_user podman unshare rm -rf "$work" 2>/dev/null
-  stop_podman_pause
-  minipod rmi localhost/busybox >/dev/null 2>&1
-  stop_holder "$run"
-  rm -rf "$work"
-  restore_host
+  compare_cleanup
 }
 trap cleanup EXIT
-
-open_tun
-[ "$(id -u)" = 0 ] && chown -R "$bench_user": "$work"
-runtime_tmpfs
-
-as_user podman system reset -f >/dev/null 2>&1 || true
-minipod import "$rootfs" localhost/busybox:latest >/dev/null
-as_user podman import --quiet "$work/rootfs.tar" localhost/busybox:latest >/dev/null
-echo "podman: $(as_user podman --version) $(as_user podman info --format '{{.Store.GraphDriverName}} {{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}} cgroups {{.Host.CgroupsVersion}}' 2>/dev/null)"
+compare_setup
 echo "minipod: $(cd "$repo" && git rev-parse --short HEAD)"
 
 net=()

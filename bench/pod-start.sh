@@ -32,29 +32,8 @@ busybox_rootfs "$rootfs" "$work/rootfs.tar"
 podman_bench_config "$conf" "$storage_conf"
 
 minipod() { as_user "$MINIPOD" --root "$data" --runroot "$run" "$@"; }
-cleanup() {
-  set +e
-  as_user podman kube down "$pod" >/dev/null 2>&1
-  as_user podman system reset -f >/dev/null 2>&1
-  as_user podman unshare rm -rf "$work" 2>/dev/null
-  stop_podman_pause
-  minipod rmi localhost/busybox >/dev/null 2>&1
-  stop_holder "$run"
-  rm -rf "$work"
-  restore_host
-}
-trap cleanup EXIT
-
-open_tun
-[ "$(id -u)" = 0 ] && chown -R "$bench_user": "$work"
-
-runtime_tmpfs
-
-# A fresh bench podman store (bench-private HOME), so it takes the driver above.
-as_user podman system reset -f >/dev/null 2>&1 || true
-minipod import "$rootfs" localhost/busybox:latest >/dev/null
-as_user podman import --quiet "$work/rootfs.tar" localhost/busybox:latest >/dev/null
-echo "podman: $(as_user podman info --format '{{.Store.GraphDriverName}} {{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}} cgroups {{.Host.CgroupsVersion}}' 2>/dev/null)"
+trap compare_cleanup EXIT
+compare_setup
 
 # podman 4.3's `kube play` has no --wait (4.4 added it): it returns once the
 # containers are started. So the podman command is play, then `podman wait`
