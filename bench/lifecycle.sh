@@ -39,7 +39,7 @@ work=$bench_work/pod
 run=$bench_xdg/minipod data=$work/data rootfs=$work/rootfs pod=$work/pod.yaml
 conf=$work/containers.conf storage_conf=$work/storage.conf
 name=bench-life
-rm -rf "$work" "$bench_work"/mem-*
+rm -rf "$work" "$bench_work"/mem-* "$bench_work"/lifecycle.{md,json}
 mkdir -p "$work"
 cp "$repo/bench/lifecycle.yaml" "$pod"
 busybox_rootfs "$rootfs" "$work/rootfs.tar"
@@ -68,28 +68,28 @@ as_user podman kube play --quiet "${net[@]}" "$pod" >/dev/null
 echo "podman StopTimeout of $name-one: $(as_user podman inspect --format '{{.Config.StopTimeout}}' $name-one)"
 as_user podman kube down "$pod" >/dev/null
 
-export bench_user bench_xdg bench_home CONTAINERS_CONF CONTAINERS_STORAGE_CONF
-export -f as_user
+export CONTAINERS_CONF CONTAINERS_STORAGE_CONF
 m="$MINIPOD --root $data --runroot $run"
 p_play="podman kube play --quiet ${net[*]} $pod"
-# Every command and every --prepare is one runuser + one bash -c. A prepare
-# first removes the other tool's pod, so only the measured tool's pod exists.
-# The sleep 0.5 before each `minipod run -d` (untimed, in --prepare): `down`
-# returns before the kernel has removed the pod's veth (its pasta and netns
-# go away asynchronously), and a `run` of the same pod right after it fails,
-# about 1 time in 4, with "creating veth pair mp<hash> / eth0: File exists".
+# hyperfine itself runs as the bench user and starts each command directly
+# (-N: no shell, output discarded), so the figures are the tools' own, not
+# runuser's and bash's (about 9 ms per command here, on both sides). Each
+# --prepare is one bash -c; it first removes the other tool's pod, so only
+# the measured tool's pod exists. The sleep 0.5 (untimed) lets the kernel
+# finish removing the previous pod's netns and veth, which it does
+# asynchronously after `down` returns.
 m_down="$m down $name >/dev/null 2>&1 || true"
 p_down="podman kube down $pod >/dev/null 2>&1 || true"
-hyperfine --shell bash --warmup "${WARMUP:-2}" --runs "${RUNS:-10}" \
+as_user hyperfine -N --warmup "${WARMUP:-2}" --runs "${RUNS:-10}" \
   --export-markdown "$bench_work/lifecycle.md" --export-json "$bench_work/lifecycle.json" \
-  --prepare "as_user bash -c '$p_down; $m_down; sleep 0.5'" \
-  -n "minipod run -d" "as_user bash -c '$m run -d $pod >/dev/null'" \
-  --prepare "as_user bash -c '$m_down; $p_down'" \
-  -n "podman kube play" "as_user bash -c '$p_play >/dev/null'" \
-  --prepare "as_user bash -c '$p_down; $m_down; sleep 0.5; $m run -d $pod >/dev/null'" \
-  -n "minipod down" "as_user bash -c '$m down $pod >/dev/null'" \
-  --prepare "as_user bash -c '$m_down; $p_down; $p_play >/dev/null'" \
-  -n "podman kube down" "as_user bash -c 'podman kube down $pod >/dev/null'"
+  --prepare "bash -c '$p_down; $m_down; sleep 0.5'" \
+  -n "minipod run -d" "$m run -d $pod" \
+  --prepare "bash -c '$m_down; $p_down; sleep 0.5'" \
+  -n "podman kube play" "$p_play" \
+  --prepare "bash -c '$p_down; $m_down; sleep 0.5; $m run -d $pod >/dev/null'" \
+  -n "minipod down" "$m down $pod" \
+  --prepare "bash -c '$m_down; $p_down; sleep 0.5; $p_play >/dev/null'" \
+  -n "podman kube down" "podman kube down $pod"
 cat "$bench_work/lifecycle.md"
 as_user bash -c "$p_down; $m_down"
 python3 - "$bench_work/lifecycle.json" <<'PY'

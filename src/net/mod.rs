@@ -6,10 +6,12 @@
 //! - `ipam`: the lease file (allocate, release, reclaim dead owners);
 //! - `setup`: bridge, attach and detach, as the runtime calls them;
 //! - `portfwd`: hostPort listeners forwarding into the pod;
-//! - `pasta`: outbound connectivity through pasta, when it can run.
+//! - `pasta`: outbound connectivity through one pasta per holder, when it can run;
+//! - `nftables`: the masquerade rule that puts pod traffic onto pasta's tap.
 
 pub mod ipam;
 pub mod netlink;
+pub mod nftables;
 pub mod pasta;
 pub mod portfwd;
 pub mod setup;

@@ -1,19 +1,31 @@
-//! Outbound connectivity for pods through pasta (Debian package `passt`):
-//! a user-mode network stack that gives the pod's netns a tap device whose
-//! traffic it carries out through ordinary sockets of the host, and which
-//! maps its gateway address to the host's loopback (so a pod reaches a
-//! service listening on the host's 127.0.0.1 at the gateway's address).
+//! Outbound connectivity for every pod through one pasta process (Debian
+//! package `passt`) per holder: a user-mode network stack that gives the
+//! holder's uplink netns a tap device, `pasta0`, whose traffic it carries
+//! out through ordinary sockets of the host, and which maps its gateway
+//! address to the host's loopback. Pods route through the bridge into the
+//! uplink netns, where their traffic is masqueraded onto the tap (see
+//! `nftables`), the way podman's rootless netns shares one pasta or
+//! slirp4netns among its containers. One pasta for all pods, instead of one
+//! per pod, keeps its start-up (tens of ms) and its packet buffers (about
+//! 30 MB) out of every pod's start and memory.
 
-use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::ffi::CString;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
 
-/// The tap device pasta creates in the pod's netns.
+use super::netlink::Netlink;
+
+/// The tap device pasta creates in the uplink netns.
 pub const IFNAME: &str = "pasta0";
+
+/// How long pasta may take to configure the uplink netns.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether pasta can run for us: installed, and /dev/net/tun open to us
 /// (mode 0600 on Debian unless the administrator widened it).
@@ -34,68 +46,124 @@ pub fn available() -> Option<String> {
     Some(pasta.display().to_string())
 }
 
-/// Starts pasta for the netns of `pause_pid`, as our child that dies with
-/// us (PDEATHSIG: a killed supervisor must not leave pasta holding the pod's
-/// netns and veth alive). It configures the netns while the containers set
-/// themselves up; `wait_ready` tells when it is done (pasta writes
-/// `pid_file` when its tap is up and the routes are in place), and no
-/// container execs before that. The netns is handed over as an
-/// open fd: the pause is not dumpable, and pasta drops the capability that
-/// would let it open /proc/PID/ns/net itself.
-pub fn start(pasta: &str, pause_pid: i32, pid_file: &Path) -> Result<Child> {
-    let netns = std::fs::File::open(format!("/proc/{pause_pid}/ns/net"))
-        .context("opening the pod's netns")?;
-    let mut cmd = Command::new(pasta);
-    // No port forwarding in either direction: hostPorts are minipod's own,
-    // and pasta's default (`-T auto`) would hand the pod's connections to its
-    // own 127.0.0.1 over to the host's loopback.
-    cmd.args(["-t", "none", "-u", "none", "-T", "none", "-U", "none"]);
-    cmd.args([
-        "--config-net",
-        "--foreground",
-        "--quiet",
-        "--ns-ifname",
-        IFNAME,
-        "--netns",
-        "/proc/self/fd/3",
-        "--pid",
-    ])
-    .arg(pid_file)
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    crate::sys::fs::pass_as_fd3(&mut cmd, netns.as_fd().as_raw_fd());
-    // SAFETY: prctl is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn().with_context(|| format!("starting {pasta}"))
+/// The holder's pasta, forked while the holder is still in the host's netns
+/// (pasta's sockets to the outside world must be the host's) and held until
+/// the holder has made the uplink netns, which it then serves.
+pub struct Launcher {
+    child: Pid,
+    go: OwnedFd,
+    pasta: String,
 }
 
-/// Waits until the pasta `start` returned has configured the netns (it
-/// writes `pid_file` then).
-pub fn wait_ready(child: &mut Child, pid_file: &Path) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !pid_file.exists() {
-        if let Some(status) = child.try_wait()? {
-            anyhow::bail!(
-                "pasta could not give the pod outbound connectivity ({status}); run it by hand \
-                 (`pasta --config-net`) to see why, or set MINIPOD_NO_PASTA=1 to run pods without \
-                 an outbound route"
-            );
+impl Launcher {
+    /// Forks the future pasta. It dies with us (PDEATHSIG), and waits for
+    /// `start`. Call while single-threaded.
+    pub fn fork(pasta: &str) -> Result<Launcher> {
+        let program = CString::new(pasta).context("pasta's path")?;
+        // No port forwarding in either direction: hostPorts are minipod's
+        // own, and pasta's default (`-T auto`) would hand the uplink's
+        // connections to its own 127.0.0.1 over to the host's loopback.
+        let args: Vec<CString> = [
+            pasta,
+            "-t",
+            "none",
+            "-u",
+            "none",
+            "-T",
+            "none",
+            "-U",
+            "none",
+            "--config-net",
+            "--foreground",
+            "--quiet",
+            "--ns-ifname",
+            IFNAME,
+            "--netns",
+            "/proc/self/fd/3",
+        ]
+        .iter()
+        .map(|a| CString::new(*a).expect("no NUL"))
+        .collect();
+        let parent = nix::unistd::getpid();
+        let (go_read, go_write) = nix::unistd::pipe().context("creating a pipe")?;
+        // SAFETY: the caller is single-threaded; the child only makes
+        // syscalls and execs.
+        match unsafe { nix::unistd::fork() }.context("forking pasta")? {
+            ForkResult::Parent { child } => Ok(Launcher {
+                child,
+                go: go_write,
+                pasta: pasta.to_string(),
+            }),
+            ForkResult::Child => {
+                drop(go_write);
+                let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+                let mut go = [0u8];
+                let released = nix::unistd::getppid() == parent
+                    && nix::unistd::read(&go_read, &mut go) == Ok(1);
+                if released && let Ok(netns) = std::fs::File::open(format!("/proc/{parent}/ns/net"))
+                {
+                    if let Ok(null) = std::fs::File::options()
+                        .read(true)
+                        .write(true)
+                        .open("/dev/null")
+                    {
+                        for fd in 0..=2 {
+                            let _ = crate::sys::fs::redirect_fd(&null, fd);
+                        }
+                    }
+                    // Above 3 first, so dup2 never meets itself (and keeps
+                    // close-on-exec).
+                    // SAFETY: fcntl and dup2 on fds we own; fd 3 is meant
+                    // to be replaced.
+                    let high =
+                        unsafe { libc::fcntl(netns.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100) };
+                    if high >= 0 && unsafe { libc::dup2(high, 3) } == 3 {
+                        let _ = nix::unistd::execv(&program, &args);
+                    }
+                }
+                // SAFETY: leave the forked child without running destructors.
+                unsafe { libc::_exit(127) }
+            }
         }
-        if Instant::now() > deadline {
-            anyhow::bail!(
-                "pasta did not set up the pod's network within 10 s; set MINIPOD_NO_PASTA=1 to run \
-                 pods without an outbound route"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(1));
     }
-    Ok(())
+
+    /// Lets pasta start on the netns we are in now, and waits until it has
+    /// configured it. Returns pasta's gateway: pods reach the host's
+    /// loopback at that address.
+    pub fn start(self) -> Result<Ipv4Addr> {
+        let mut nl = Netlink::open()?;
+        nix::unistd::write(&self.go, b"g").context("starting pasta")?;
+        drop(self.go);
+        let started = Instant::now();
+        loop {
+            if let Some(index) = nl.link_index(IFNAME)? {
+                let gateway = nl.list_routes()?.into_iter().find_map(|r| {
+                    (r.prefix == 0 && r.oif == Some(index))
+                        .then_some(r.gateway)
+                        .flatten()
+                });
+                if let Some(gateway) = gateway {
+                    return Ok(gateway);
+                }
+            }
+            match waitpid(self.child, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {}
+                status => bail!(
+                    "{} exited while setting up ({status:?}); run `pasta --config-net` by hand to \
+                     see why, or set MINIPOD_NO_PASTA=1 to run pods without an outbound route",
+                    self.pasta
+                ),
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                let _ = nix::sys::signal::kill(self.child, Signal::SIGKILL);
+                let _ = waitpid(self.child, None);
+                bail!(
+                    "{} did not set up the uplink network within {READY_TIMEOUT:?}; set \
+                     MINIPOD_NO_PASTA=1 to run pods without an outbound route",
+                    self.pasta
+                );
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }

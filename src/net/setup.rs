@@ -79,9 +79,6 @@ pub struct Attachment<'a> {
     pub prefix: u8,
     pub gateway: Ipv4Addr,
     pub mtu: u32,
-    /// Route everything through the bridge's gateway. Off when pasta gives
-    /// the pod its outbound route instead (the subnet route stays).
-    pub default_route: bool,
 }
 
 /// Connects a pod's netns to the bridge; see the module doc for the steps.
@@ -131,9 +128,7 @@ fn configure_pod_side(pod: &mut Netlink, a: &Attachment<'_>) -> Result<()> {
     pod.add_address(eth0, a.ip, a.prefix)?;
     pod.set_up(eth0)?;
     loopback_up(pod)?;
-    if a.default_route {
-        pod.add_default_route(a.gateway, Some(eth0))?;
-    }
+    pod.add_default_route(a.gateway, Some(eth0))?;
     Ok(())
 }
 
@@ -311,7 +306,6 @@ mod tests {
                     prefix: subnet.prefix(),
                     gateway: subnet.gateway(),
                     mtu: DEFAULT_MTU,
-                    default_route: true,
                 },
             )?;
             Ok((host, ip))
@@ -389,7 +383,6 @@ mod tests {
                 prefix: 16,
                 gateway: "10.99.0.1".parse()?,
                 mtu: DEFAULT_MTU,
-                default_route: true,
             },
         )
         .unwrap_err();

@@ -33,11 +33,6 @@ pub struct ContainerConfig {
     pub resolv_conf: PathBuf,
     pub mounts: Vec<Mount>,
     pub process: Process,
-    /// Wait for the supervisor's go (EOF on fd 4) after set-up, right before
-    /// exec: the pod's network (pasta) is finished in parallel with the
-    /// containers' set-up, and no container may run before it.
-    #[serde(default)]
-    pub start_gate: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

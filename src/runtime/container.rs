@@ -280,18 +280,6 @@ fn same_namespace(ns: &File, kind: CloneFlags) -> bool {
     }
 }
 
-/// Blocks until the supervisor closes its end of the gate (fd 4).
-fn wait_for_gate() {
-    let mut byte = [0u8; 1];
-    loop {
-        // SAFETY: reads into our own buffer from fd 4, the gate pipe.
-        let n = unsafe { libc::read(4, byte.as_mut_ptr().cast(), 1) };
-        if n >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
-        }
-    }
-}
-
 /// The link's pid, as the child saw it right after the fork.
 static LINK_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
@@ -372,9 +360,6 @@ fn child_setup_and_exec(config: &ContainerConfig) -> Result<Infallible> {
         .context("prctl(PR_SET_PDEATHSIG)")?;
     if nix::unistd::getppid().as_raw() != config_link_pid() {
         bail!("the container's link process exited during setup");
-    }
-    if config.start_gate {
-        wait_for_gate();
     }
     prepare_exec()?;
     exec(&config.process)

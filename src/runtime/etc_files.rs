@@ -1,8 +1,18 @@
 //! The files every container of a pod gets bind-mounted at /etc/hosts,
 //! /etc/hostname and /etc/resolv.conf, as kubelet writes them.
 
-/// `/etc/hosts`: localhost, the pod's own name, then `hostAliases`.
-pub fn hosts(hostname: &str, pod_ip: Option<&str>, aliases: &[(String, Vec<String>)]) -> String {
+/// The name under which a pod reaches the host's loopback (podman's).
+pub const HOST_NAME: &str = "host.containers.internal";
+
+/// `/etc/hosts`: localhost, the pod's own name, the host (podman's
+/// `host.containers.internal`, when pods have an outbound route), then
+/// `hostAliases`.
+pub fn hosts(
+    hostname: &str,
+    pod_ip: Option<&str>,
+    host_gateway: Option<&str>,
+    aliases: &[(String, Vec<String>)],
+) -> String {
     let mut s = String::from(
         "# Kubernetes-managed hosts file (written by minipod).\n\
          127.0.0.1\tlocalhost\n\
@@ -14,6 +24,9 @@ pub fn hosts(hostname: &str, pod_ip: Option<&str>, aliases: &[(String, Vec<Strin
     );
     // Without a pod IP the name still has to resolve to this pod.
     s.push_str(&format!("{}\t{hostname}\n", pod_ip.unwrap_or("127.0.1.1")));
+    if let Some(gateway) = host_gateway {
+        s.push_str(&format!("{gateway}\t{HOST_NAME}\n"));
+    }
     if !aliases.is_empty() {
         s.push_str("\n# Entries added by HostAliases.\n");
         for (ip, names) in aliases {
@@ -86,12 +99,17 @@ mod tests {
         let h = hosts(
             "web",
             None,
+            None,
             &[("10.1.2.3".into(), vec!["db".into(), "db.local".into()])],
         );
         assert!(h.contains("127.0.0.1\tlocalhost\n"));
         assert!(h.contains("127.0.1.1\tweb\n"));
         assert!(h.ends_with("10.1.2.3\tdb\tdb.local\n"));
-        assert!(hosts("web", Some("10.88.0.5"), &[]).contains("10.88.0.5\tweb\n"));
+        assert!(hosts("web", Some("10.88.0.5"), None, &[]).contains("10.88.0.5\tweb\n"));
+        assert!(
+            hosts("web", Some("10.88.0.5"), Some("192.0.2.1"), &[])
+                .contains("192.0.2.1\thost.containers.internal\n")
+        );
     }
 
     #[test]

@@ -47,9 +47,6 @@ pub struct PauseArgs {
     /// The host end of the pod's veth.
     #[arg(long)]
     pub ifname: Option<String>,
-    /// pasta gives the pod its default route: add only the subnet's.
-    #[arg(long)]
-    pub no_default_route: bool,
     /// fd 3 is a unix socket on which to hand out sockets of the pod's
     /// netns (hostPort forwarding).
     #[arg(long)]
@@ -110,7 +107,7 @@ fn setup(args: &PauseArgs) -> Result<Option<i32>> {
     if let (Some(ip), Some(gateway), Some(uplink), Some(ifname)) =
         (&args.ip, args.gateway, args.uplink_pid, &args.ifname)
     {
-        attach(ip, gateway, uplink, ifname, !args.no_default_route)?;
+        attach(ip, gateway, uplink, ifname)?;
     } else if !args.host_network {
         let mut nl = crate::net::netlink::Netlink::open()?;
         crate::net::setup::loopback_up(&mut nl).context("bringing up lo")?;
@@ -161,7 +158,6 @@ fn attach(
     gateway: std::net::Ipv4Addr,
     uplink: i32,
     ifname: &str,
-    default_route: bool,
 ) -> Result<()> {
     use crate::net::{ipam::Ipv4Net, netlink::Netlink, setup};
     let net: Ipv4Net = ip.parse()?;
@@ -179,7 +175,6 @@ fn attach(
             prefix: net.prefix(),
             gateway,
             mtu: setup::DEFAULT_MTU,
-            default_route,
         },
     )
     .context("connecting the pod to the bridge")

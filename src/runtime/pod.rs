@@ -165,10 +165,6 @@ struct Pod {
     reported: bool,
     /// The pod's lease, released with the pod.
     lease: Option<Ipam>,
-    /// pasta, carrying the pod's outbound traffic.
-    pasta: Option<Child>,
-    /// Whether pasta has finished configuring the pod's netns.
-    pasta_ready: bool,
 }
 
 impl Pod {
@@ -243,8 +239,6 @@ impl Pod {
             failure: None,
             reported: false,
             lease: None,
-            pasta: None,
-            pasta_ready: true,
         };
         pod.write_files(plan, &opts.yaml)?;
         let n_init = plan.init_containers.len();
@@ -285,7 +279,7 @@ impl Pod {
         std::fs::write(self.paths.pod_yaml(), yaml)?;
         std::fs::write(
             self.etc("hosts"),
-            etc_files::hosts(&plan.hostname, None, &plan.host_aliases),
+            etc_files::hosts(&plan.hostname, None, None, &plan.host_aliases),
         )?;
         std::fs::write(self.etc("hostname"), format!("{}\n", plan.hostname))?;
         let dns = etc_files::Dns {
@@ -407,9 +401,6 @@ impl Pod {
                     self.name,
                     std::process::id()
                 )));
-            if n.pasta.is_some() {
-                cmd.arg("--no-default-route");
-            }
         }
         // hostPorts: the pause hands out sockets of the pod's netns on fd 3.
         let serve = net.as_ref().is_some_and(|n| !n.listeners.is_empty());
@@ -438,23 +429,12 @@ impl Pod {
             Some(("pid", pid)) => {
                 self.pause_pid = pid.parse().context("the pause process sent a bad pid")?;
                 self.state.pause_pid = self.pause_pid;
-                if let Some(n) = net {
-                    if let Some(pasta) = &n.pasta {
-                        self.pasta = Some(crate::net::pasta::start(
-                            pasta,
-                            self.pause_pid,
-                            &self.paths.pasta_pid(),
-                        )?);
-                        // The first containers' gates wait for it.
-                        self.pasta_ready = false;
-                    }
-                    if let Some(stream) = ours {
-                        portfwd::serve(
-                            n.listeners,
-                            Arc::new(portfwd::PodSockets::new(stream)),
-                            n.ip,
-                        );
-                    }
+                if let (Some(n), Some(stream)) = (net, ours) {
+                    portfwd::serve(
+                        n.listeners,
+                        Arc::new(portfwd::PodSockets::new(stream)),
+                        n.ip,
+                    );
                 }
                 // Each container's config names the pause: written now, once.
                 for slot in &mut self.slots {
@@ -487,10 +467,10 @@ impl Pod {
         let holder = crate::userns::holder::read_live(roots)
             .ok_or_else(|| anyhow!("minipod's user-namespace holder exited; run the pod again"))?;
         let subnet = Subnet::parse(&holder.subnet)?;
-        let pasta = crate::net::pasta::available();
+        let host_gateway = holder.host_gateway.map(|g| g.to_string());
         // Once per holder: say why a pod cannot reach beyond this machine.
         let noticed = roots.run.join(format!("outbound-notice-{}", holder.pid));
-        if pasta.is_none() && !self.detached && std::fs::File::create_new(&noticed).is_ok() {
+        if host_gateway.is_none() && !self.detached && std::fs::File::create_new(&noticed).is_ok() {
             eprintln!(
                 "note: pods have no outbound route (they reach each other, the gateway {} and \
                  hostPorts); install passt and make /dev/net/tun usable (chmod 0666) to give them one",
@@ -503,14 +483,18 @@ impl Pod {
         self.state.pod_ip = Some(ip.to_string());
         std::fs::write(
             self.etc("hosts"),
-            etc_files::hosts(&plan.hostname, Some(&ip.to_string()), &plan.host_aliases),
+            etc_files::hosts(
+                &plan.hostname,
+                Some(&ip.to_string()),
+                host_gateway.as_deref(),
+                &plan.host_aliases,
+            ),
         )?;
         Ok(Some(PodNet {
             ip,
             subnet,
             holder_pid: holder.pid,
             listeners,
-            pasta,
         }))
     }
 
@@ -558,7 +542,6 @@ impl Pod {
             resolv_conf: self.etc("resolv.conf"),
             mounts,
             process: p.process.clone(),
-            start_gate: true,
         })
     }
 
@@ -566,7 +549,6 @@ impl Pod {
     /// collects their set-up results, so they set themselves up in parallel.
     fn start(&mut self, which: &[usize]) -> Result<()> {
         let mut pending = Vec::new();
-        let mut gates = Vec::new();
         for &i in which {
             let slot = &mut self.slots[i];
             if slot.status.restart_count > 0
@@ -589,19 +571,11 @@ impl Pod {
             let mut cmd = minipod_command();
             cmd.arg("__container").arg(&slot.config_path);
             cmd.stdin(Stdio::null()).stdout(out_w).stderr(err_w);
-            // The gate (fd 4) holds the container before exec until the
-            // pod's network is finished (see ContainerConfig::start_gate).
-            let (gate_r, gate_w) = std::io::pipe()?;
-            crate::sys::fs::pass_fds(
-                &mut cmd,
-                &[(sync_w.as_raw_fd(), 3), (gate_r.as_raw_fd(), 4)],
-            );
-            gates.push(gate_w);
+            crate::sys::fs::pass_as_fd3(&mut cmd, sync_w.as_raw_fd());
             let link = cmd
                 .spawn()
                 .with_context(|| format!("starting container {}", slot.status.name))?;
             drop(sync_w);
-            drop(gate_r);
             drop(cmd);
             let terminal = !self.detached;
             self.outputs.push(pump(
@@ -620,14 +594,6 @@ impl Pod {
             ));
             pending.push((i, link, sync_r));
         }
-        if !self.pasta_ready
-            && let Some(pasta) = &mut self.pasta
-        {
-            crate::net::pasta::wait_ready(pasta, &self.paths.pasta_pid())?;
-            self.pasta_ready = true;
-        }
-        // Open the gates: the containers exec now.
-        drop(gates);
         let mut failures = Vec::new();
         for (i, link, mut sync_r) in pending {
             let mut text = String::new();
@@ -1136,10 +1102,6 @@ impl Drop for Pod {
             let _ = p.kill();
             let _ = p.wait();
         }
-        if let Some(mut p) = self.pasta.take() {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
         // Reap anything that was reparented to us.
         while let Ok(s) = waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
             if s == WaitStatus::StillAlive {
@@ -1185,8 +1147,6 @@ struct PodNet {
     subnet: Subnet,
     holder_pid: i32,
     listeners: Vec<portfwd::Listener>,
-    /// pasta's path, when pods get outbound connectivity through it.
-    pasta: Option<String>,
 }
 
 /// What an exited pod no longer needs: containers' writable layers and the

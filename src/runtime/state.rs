@@ -98,10 +98,6 @@ impl PodPaths {
     pub fn control_socket(&self) -> PathBuf {
         self.dir.join("ctl.sock")
     }
-    /// pasta's pid, while it carries the pod's outbound traffic.
-    pub fn pasta_pid(&self) -> PathBuf {
-        self.dir.join("pasta.pid")
-    }
     pub fn pod_yaml(&self) -> PathBuf {
         self.dir.join("pod.yaml")
     }

@@ -34,6 +34,10 @@ pub struct HolderRecord {
     /// The pods' subnet on the bridge in the holder's uplink netns.
     #[serde(default = "default_subnet")]
     pub subnet: String,
+    /// pasta's gateway in the uplink netns, when pods have an outbound
+    /// route through it: pods reach the host's loopback at this address.
+    #[serde(default)]
+    pub host_gateway: Option<std::net::Ipv4Addr>,
 }
 
 fn default_subnet() -> String {
@@ -109,33 +113,46 @@ fn spawn() -> Result<HolderRecord> {
     let pid = child.id() as i32;
     let mut to_child = child.stdin.take().expect("piped stdin");
     let mut from_child = child.stdout.take().expect("piped stdout");
-    let result = (|| -> Result<()> {
+    let result = (|| -> Result<Option<std::net::Ipv4Addr>> {
         expect_byte(&mut from_child, UNSHARED)?;
         idmap::write_maps(pid, ranges)?;
         to_child.write_all(&[MAPPED])?;
-        expect_byte(&mut from_child, READY)
-    })();
-    if let Err(err) = result {
-        let _ = child.kill();
-        let mut stderr = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut stderr);
+        expect_byte(&mut from_child, READY)?;
+        // Then pasta's gateway, or why pasta failed, or nothing without it.
+        let mut text = String::new();
+        from_child.read_to_string(&mut text)?;
+        let text = text.trim();
+        let gateway = text.parse().ok();
+        if gateway.is_none() && !text.is_empty() {
+            tracing::warn!("pods get no outbound route: {text}");
         }
-        let _ = child.wait();
-        let detail = stderr.trim();
-        return Err(if detail.is_empty() {
-            err
-        } else {
-            err.context(detail.to_string())
-        })
-        .context("creating the user namespace");
-    }
+        Ok(gateway)
+    })();
+    let host_gateway = match result {
+        Ok(gateway) => gateway,
+        Err(err) => {
+            let _ = child.kill();
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut stderr);
+            }
+            let _ = child.wait();
+            let detail = stderr.trim();
+            return Err(if detail.is_empty() {
+                err
+            } else {
+                err.context(detail.to_string())
+            })
+            .context("creating the user namespace");
+        }
+    };
     Ok(HolderRecord {
         pid,
         start_time: crate::sys::proc::live_start_time(pid)
             .context("the holder exited right after starting")?,
         single_mapping: ranges.is_none(),
         subnet,
+        host_gateway,
     })
 }
 
@@ -163,8 +180,18 @@ pub fn holder_main(subnet: &str) -> Result<()> {
     if nix::unistd::getuid().as_raw() != 0 {
         bail!("uid 0 is not mapped in the new user namespace");
     }
+    // pasta must be started from the host's netns, which we are leaving.
+    let pasta = crate::net::pasta::available()
+        .map(|p| crate::net::pasta::Launcher::fork(&p))
+        .transpose()?;
     uplink_network(subnet)?;
+    let outbound = pasta.map(outbound);
     stdout.write_all(&[READY])?;
+    match outbound {
+        Some(Ok(gateway)) => write!(stdout, "{gateway}")?,
+        Some(Err(e)) => write!(stdout, "{e:#}")?,
+        None => {}
+    }
     stdout.flush()?;
     // Let go of the parent's pipes and directory: whoever waits for our
     // output must not wait for us.
@@ -173,6 +200,9 @@ pub fn holder_main(subnet: &str) -> Result<()> {
         crate::sys::fs::redirect_fd(&null, fd)?;
     }
     std::env::set_current_dir("/")?;
+    // pasta, our child, is reaped by the kernel should it exit.
+    // SAFETY: setting a disposition; no handler runs.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
     loop {
         nix::unistd::pause();
     }
@@ -194,6 +224,15 @@ fn uplink_network(subnet: &str) -> Result<()> {
         setup::DEFAULT_MTU,
     )?;
     Ok(())
+}
+
+/// Starts pasta on the uplink netns and masquerades the pods' traffic onto
+/// its tap. Returns pasta's gateway.
+fn outbound(pasta: crate::net::pasta::Launcher) -> Result<std::net::Ipv4Addr> {
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+        .context("enabling forwarding in the uplink network namespace")?;
+    crate::net::nftables::masquerade_out_of(crate::net::pasta::IFNAME)?;
+    pasta.start()
 }
 
 fn thread_count() -> Option<u32> {
