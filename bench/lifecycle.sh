@@ -11,13 +11,14 @@
 # tool's own per-pod processes, VmRSS (/proc/PID/status) and PSS
 # (/proc/PID/smaps_rollup), not counting the containers' `sleep`s:
 #   - minipod: the supervisor (`minipod __supervise POD`, state.json
-#     supervisor_pid), the pause (`minipod __pause`, state.json pause_pid) and
-#     every other minipod process below them (the `minipod __container`
-#     links); the holder is per run root, not per pod, and is left out, as
-#     podman's rootless pause process is;
+#     supervisor_pid), the pause (`minipod-pause hold`, state.json pause_pid)
+#     and every other minipod process below them (the containers' links,
+#     `minipod-pause link PID`: the pause program, run from a memfd); the
+#     holder and its pasta are per run root, not per pod, and are shown on
+#     lines of their own, as podman's rootless pause process is left out;
 #   - podman: each container's conmon (the infra container's too) and the
-#     infra container's catatonit. (slirp4netns, with PODMAN_NETWORK=default,
-#     is shown on a line of its own.)
+#     infra container's catatonit. (slirp4netns, one per pod with
+#     PODMAN_NETWORK=default, is shown on a line of its own.)
 # Targets: start >= 15x faster, teardown >= 10x faster, memory <= 1/4.
 #
 #   sudo bash bench/lifecycle.sh     (needs hyperfine, podman, runc; RUNS=10)
@@ -26,8 +27,8 @@
 # tmpfs, containers.conf with runc/cgroupfs/file events, overlay storage);
 # THIS SCRIPT CHMODS /dev/net/tun 0666 AS ROOT for the run and puts the old
 # mode back when it ends.
-# With /dev/net/tun open, minipod gives each pod outbound through a pasta
-# process (a child of the supervisor), next to its veth on the bridge.
+# With /dev/net/tun open, minipod gives every pod outbound through one pasta
+# process, the holder's, started with the holder (before the timed runs).
 # PODMAN_NETWORK: default (the default here: podman 4.3 rootless gives each
 # pod a slirp4netns, the like-for-like of minipod's pasta) or none (as
 # pod-start.sh: podman does no network work at all).
@@ -124,8 +125,13 @@ tree() {
   echo "$pid"
   for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do tree "$c"; done
 }
-is_minipod() { [ "$(readlink "/proc/$1/exe" 2>/dev/null)" = "$MINIPOD" ]; }
-is_pasta() { case "$(cat "/proc/$1/comm" 2>/dev/null)" in pasta*|passt*) true ;; *) false ;; esac; }
+# minipod's own: the minipod binary, or the pause program it runs from a memfd.
+is_minipod() {
+  case "$(readlink "/proc/$1/exe" 2>/dev/null)" in
+    "$MINIPOD" | /memfd:minipod-pause*) true ;;
+    *) false ;;
+  esac
+}
 
 echo
 echo "resident memory, pod running (the containers' sleeps not counted):"
@@ -134,12 +140,14 @@ sleep 1
 state=$run/pods/$name/state.json
 sup=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["supervisor_pid"])' "$state")
 pause=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pause_pid"])' "$state")
-mpids=() pasta=()
+mpids=()
 for p in $( (tree "$sup"; tree "$pause") | sort -un); do
-  if is_minipod "$p"; then mpids+=("$p"); elif is_pasta "$p"; then pasta+=("$p"); fi
+  is_minipod "$p" && mpids+=("$p")
 done
 mem minipod "${mpids[@]}"
-[ ${#pasta[@]} -gt 0 ] && mem pasta "${pasta[@]}"
+# Per run root, shared by every pod: the holder and its pasta.
+holder=$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p' "$run/holder.pid")
+mem holder $(tree "$holder")
 minipod down "$pod" >/dev/null
 
 as_user podman kube play --quiet "${net[@]}" "$pod" >/dev/null
@@ -162,13 +170,10 @@ done
 as_user podman kube down "$pod" >/dev/null
 
 rd() { if [ -f "$bench_work/mem-$1" ]; then cat "$bench_work/mem-$1"; else echo 0 0; fi; }
-python3 - $(rd minipod) $(rd pasta) $(rd podman) $(rd slirp) <<'PY'
+python3 - $(rd minipod) $(rd podman) <<'PY'
 import sys
-m_rss, m_pss, pa_rss, pa_pss, p_rss, p_pss, s_rss, s_pss = map(int, sys.argv[1:])
-rows = [("own processes", (m_rss, m_pss), (p_rss, p_pss))]
-if pa_rss or s_rss:
-    rows.append(("with the network helper (pasta / slirp4netns)",
-                 (m_rss + pa_rss, m_pss + pa_pss), (p_rss + s_rss, p_pss + s_pss)))
+m_rss, m_pss, p_rss, p_pss = map(int, sys.argv[1:])
+rows = [("own per-pod processes", (m_rss, m_pss), (p_rss, p_pss))]
 for label, m, p in rows:
     for i, what in enumerate(("RSS", "PSS")):
         r = m[i] / p[i]

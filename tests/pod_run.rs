@@ -120,7 +120,10 @@ spec:
         .iter()
         .find(|l| l.starts_with("pid1="))
         .expect("pid1 line");
-    assert!(pid1.contains("__pause"), "PID 1 is the pause: {pid1}");
+    assert!(
+        pid1.contains("minipod-pause reap"),
+        "PID 1 is the pause program: {pid1}"
+    );
     let ps: Vec<&&str> = watcher.iter().filter(|l| l.starts_with("ps:")).collect();
     assert!(
         ps.iter().any(|l| l.contains("sleep 2")),

@@ -19,14 +19,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 
-use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, SockaddrIn,
-    recvmsg, sendmsg, socket,
-};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, sendmsg};
 
 use crate::spec::{PortPlan, Protocol};
 
-/// The supervisor's end of the pause's socket service.
+/// The supervisor's end of the pause's socket service (its other end is
+/// the pause program's `serve`, pause/pause.rs): one byte `t` or `u` out,
+/// one byte back with the new socket attached.
 pub struct PodSockets(Mutex<UnixStream>);
 
 impl PodSockets {
@@ -71,41 +70,6 @@ impl PodSockets {
         };
         nix::sys::socket::connect(fd.as_raw_fd(), &SockaddrIn::from(v4))?;
         Ok(fd)
-    }
-}
-
-/// The pause's side: answers each one-byte request on `fd` (`t` or `u`)
-/// with a new TCP or UDP socket of its netns, until the supervisor hangs up.
-pub fn serve_socket_requests(fd: RawFd) {
-    let mut byte = [0u8; 1];
-    loop {
-        let mut iov = [IoSliceMut::new(&mut byte)];
-        match recvmsg::<()>(fd, &mut iov, None, MsgFlags::empty()) {
-            Ok(m) if m.bytes == 1 => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            _ => return,
-        }
-        let kind = if byte[0] == b't' {
-            SockType::Stream
-        } else {
-            SockType::Datagram
-        };
-        let reply = match socket(AddressFamily::Inet, kind, SockFlag::SOCK_CLOEXEC, None) {
-            Ok(sock) => {
-                let fds = [sock.as_raw_fd()];
-                sendmsg::<()>(
-                    fd,
-                    &[IoSlice::new(b"k")],
-                    &[ControlMessage::ScmRights(&fds)],
-                    MsgFlags::empty(),
-                    None,
-                )
-            }
-            Err(_) => sendmsg::<()>(fd, &[IoSlice::new(b"e")], &[], MsgFlags::empty(), None),
-        };
-        if reply.is_err() {
-            return;
-        }
     }
 }
 

@@ -219,6 +219,7 @@ fn join_and_fork(config: &ContainerConfig) -> Result<()> {
     nix::sched::unshare(flags).context("creating the container's mount and PID namespaces")?;
     drop((user, mnt, net, ipc, uts, pid));
 
+    let program = super::pause::pause_program()?;
     let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("creating a pipe")?;
     // SAFETY: this process is single-threaded (a fresh exec of minipod that
     // started no threads), so the child may allocate and run any code.
@@ -234,7 +235,7 @@ fn join_and_fork(config: &ContainerConfig) -> Result<()> {
             go.write_all(b"g")
                 .context("releasing the container process")?;
             drop(go);
-            link_until_exit(child)
+            link_until_exit(child, &program)
         }
         ForkResult::Child => {
             drop(go_write);
@@ -288,12 +289,14 @@ fn config_link_pid() -> i32 {
 }
 
 /// The link's life after the fork: it lets go of the sync pipe and the
-/// container's stdio, waits for the container's main process and exits with
-/// its status (128+N for signal N), so the supervisor reaps an exit code
-/// even when the process lives in the pod's PID namespace (whose orphans go
-/// to the pause, not to us). It dies with the supervisor (PDEATHSIG), and the
+/// container's stdio, then becomes the pause program's `link`, which waits
+/// for the container's main process and exits with its status (128+N for
+/// signal N), so the supervisor reaps an exit code even when the process
+/// lives in the pod's PID namespace (whose orphans go to the pause, not to
+/// us). The pause program is a few kB where this binary is megabytes. The
+/// link dies with the supervisor (PDEATHSIG, kept across exec), and the
 /// container dies with it.
-fn link_until_exit(child: nix::unistd::Pid) -> Result<()> {
+fn link_until_exit(child: nix::unistd::Pid, program: &OwnedFd) -> Result<()> {
     let null = File::options().read(true).write(true).open("/dev/null")?;
     for fd in [0, 1, 2] {
         crate::sys::fs::redirect_fd(&null, fd)?;
@@ -301,14 +304,12 @@ fn link_until_exit(child: nix::unistd::Pid) -> Result<()> {
     // SAFETY: fd 3 is the sync pipe we were given; closing it lets the
     // supervisor see EOF once the child has exec'd.
     unsafe { libc::close(SYNC_FD) };
-    loop {
-        match nix::sys::wait::waitpid(child, None) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => std::process::exit(code),
-            Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => {
-                std::process::exit(128 + sig as i32)
-            }
-            Ok(_) | Err(Errno::EINTR) => continue,
-            Err(e) => bail!("waiting for the container process: {e}"),
+    match super::pause::exec_program(program, &["link", &child.to_string()]) {
+        Ok(never) => match never {},
+        Err(e) => {
+            // The container would run unlinked: stop it, and say why.
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            Err(e)
         }
     }
 }

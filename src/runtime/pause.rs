@@ -3,24 +3,28 @@
 //! It unshares NET, IPC, UTS and a mount namespace (and PID with
 //! `--share-pid`), brings up `lo`, sets the hostname, and mounts the pod's
 //! tmpfs dirs (/dev/shm and memory emptyDirs) in its mount namespace, which
-//! every container copies. Then it sleeps until killed.
+//! every container copies. Then it execs the pause program (pause/pause.rs,
+//! a few kB, no libc), which holds the namespaces until killed and hands
+//! out sockets of the pod's netns for hostPorts.
 //!
 //! With a shared PID namespace the unsharing process forks: the child is PID
-//! 1 of the pod and reaps every orphan; the parent stays as a tiny link so
-//! that the supervisor's death kills the pod (PDEATHSIG chains to PID 1).
+//! 1 of the pod and reaps every orphan (`minipod-pause reap`); the parent
+//! stays as a link (`minipod-pause link PID`) so that the supervisor's death
+//! kills the pod (PDEATHSIG chains to PID 1).
 //!
 //! Protocol: on stdout, one line `pid <host pid of the namespace holder>` or
 //! `error <message>`.
 
+use std::ffi::{CStr, CString};
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use nix::mount::{MsFlags, mount};
 use nix::sched::CloneFlags;
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork};
+use nix::sys::signal::Signal;
+use nix::unistd::{ForkResult, fork};
 
 #[derive(Debug, clap::Args)]
 pub struct PauseArgs {
@@ -55,20 +59,25 @@ pub struct PauseArgs {
 
 pub fn pause_main(args: PauseArgs) -> Result<()> {
     let mut out = std::io::stdout();
-    match setup(&args) {
-        Ok(pid1) => {
+    match pause_program().and_then(|program| Ok((setup(&args, &program)?, program))) {
+        Ok((pid1, program)) => {
             writeln!(out, "pid {}", pid1.unwrap_or(std::process::id() as i32))?;
             out.flush()?;
             release_stdio();
+            // From here on the pause program holds the namespaces (and
+            // serves sockets, and links PID 1 to the supervisor).
+            let pid1 = pid1.map(|p| p.to_string());
+            let mut argv = match &pid1 {
+                Some(pid) => vec!["link", pid.as_str()],
+                None => vec!["hold"],
+            };
             if args.serve_sockets {
-                crate::net::portfwd::serve_socket_requests(3);
+                argv.push("serve");
             }
-            match pid1 {
-                Some(pid) => wait_for_pid1(pid),
-                None => loop {
-                    nix::unistd::pause();
-                },
-            }
+            let err = exec_program(&program, &argv).unwrap_err();
+            // Too late to report: the supervisor sees us exit.
+            eprintln!("minipod __pause: {err:#}");
+            std::process::exit(crate::EXIT_MINIPOD_ERROR.into());
         }
         Err(e) => {
             writeln!(out, "error {}", format!("{e:#}").replace('\n', " "))?;
@@ -79,7 +88,7 @@ pub fn pause_main(args: PauseArgs) -> Result<()> {
 
 /// Sets up the namespaces. Returns the PID-1 child's host pid when the PID
 /// namespace is shared (we are then its link to the supervisor), else None.
-fn setup(args: &PauseArgs) -> Result<Option<i32>> {
+fn setup(args: &PauseArgs, program: &OwnedFd) -> Result<Option<i32>> {
     die_with_parent(args.parent)?;
     // The pause runs the minipod binary and is visible to containers in a
     // shared PID namespace: keep its /proc/PID/exe out of their reach
@@ -144,7 +153,9 @@ fn setup(args: &PauseArgs) -> Result<Option<i32>> {
             }
             let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
             release_stdio();
-            reap_forever()
+            let _ = exec_program(program, &["reap"]);
+            // SAFETY: leave the forked child without running destructors.
+            unsafe { libc::_exit(crate::EXIT_MINIPOD_ERROR.into()) }
         }
         ForkResult::Parent { child } => Ok(Some(child.as_raw())),
     }
@@ -153,12 +164,7 @@ fn setup(args: &PauseArgs) -> Result<Option<i32>> {
 /// Connects the pod's netns (ours, now) to the holder's bridge. The pause
 /// does it because it can move between the two netns, both owned by the
 /// user namespace; the supervisor, in the host's netns, could not come back.
-fn attach(
-    ip: &str,
-    gateway: std::net::Ipv4Addr,
-    uplink: i32,
-    ifname: &str,
-) -> Result<()> {
+fn attach(ip: &str, gateway: std::net::Ipv4Addr, uplink: i32, ifname: &str) -> Result<()> {
     use crate::net::{ipam::Ipv4Net, netlink::Netlink, setup};
     let net: Ipv4Net = ip.parse()?;
     let own = std::fs::File::open("/proc/thread-self/ns/net").context("opening the pod's netns")?;
@@ -181,28 +187,43 @@ fn attach(
 }
 
 /// The link: waits for PID 1 and exits when it does.
-fn wait_for_pid1(pid: i32) -> Result<()> {
-    loop {
-        match waitpid(Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
-            | Err(nix::errno::Errno::ECHILD) => std::process::exit(0),
-            _ => continue,
-        }
-    }
+/// The pause program (pause/pause.rs), built by build.rs.
+const PAUSE_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/minipod-pause"));
+
+/// The pause program in a sealed memfd: what /proc/<pause>/exe shows
+/// cannot be written by anything in the pod (CVE-2019-5736).
+pub fn pause_program() -> Result<OwnedFd> {
+    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let fd = memfd_create(
+        c"minipod-pause",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .context("memfd_create for the pause program")?;
+    std::fs::File::from(fd.try_clone()?)
+        .write_all(PAUSE_PROGRAM)
+        .context("writing the pause program")?;
+    fcntl(
+        &fd,
+        FcntlArg::F_ADD_SEALS(
+            SealFlag::F_SEAL_SEAL
+                | SealFlag::F_SEAL_SHRINK
+                | SealFlag::F_SEAL_GROW
+                | SealFlag::F_SEAL_WRITE,
+        ),
+    )
+    .context("sealing the pause program")?;
+    Ok(fd)
 }
 
-fn reap_forever() -> ! {
-    let mut chld = SigSet::empty();
-    chld.add(Signal::SIGCHLD);
-    let _ = chld.thread_block();
-    loop {
-        let _ = chld.wait();
-        while let Ok(status) = waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-            if status == WaitStatus::StillAlive {
-                break;
-            }
-        }
+/// Replaces this process with the pause program, with no environment.
+pub fn exec_program(program: &OwnedFd, args: &[&str]) -> Result<std::convert::Infallible> {
+    let mut argv = vec![c"minipod-pause".to_owned()];
+    for a in args {
+        argv.push(CString::new(*a)?);
     }
+    let env: [&CStr; 0] = [];
+    nix::unistd::fexecve(program, &argv, &env).context("executing the pause program")
 }
 
 /// PDEATHSIG, then a check that the parent did not die before it was set.

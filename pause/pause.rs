@@ -1,0 +1,331 @@
+//! The pod's pause program: what a pause process runs once `minipod __pause`
+//! has made and configured the pod's namespaces, for the rest of the pod's
+//! life (podman's catatonit, in about 10 kB).
+//!
+//! `minipod __pause` does the set-up with the whole minipod binary, then
+//! execs this program, which keeps the namespaces alive while using almost
+//! no memory: no libc, no allocator, raw system calls only, built by
+//! build.rs as a static `no_std` executable and embedded in minipod, which
+//! runs it from a sealed memfd (so nothing in a pod can write to what
+//! /proc/<pause>/exe shows).
+//!
+//! Usage (argv[1] picks the role):
+//! - `hold [serve]`: keep the namespaces; with `serve`, first answer
+//!   socket requests on fd 3 until it closes: one byte `t` (TCP) or `u`
+//!   (UDP) in, one byte back, `k` with a new socket of the pod's netns
+//!   attached (SCM_RIGHTS) or `e` without one (hostPort forwarding, see
+//!   src/net/portfwd.rs).
+//! - `link PID [serve]`: as `hold`, but once child PID is gone, exit with
+//!   its status (128+N for signal N), so the supervisor, our parent, learns
+//!   it: the link between the supervisor and the pod's PID 1 (shared PID
+//!   namespace) or a container's main process, which lives in a PID
+//!   namespace whose orphans would not go to the supervisor.
+//! - `reap`: PID 1 of a shared PID namespace: reap every orphan, forever.
+//!
+//! The parent-death signal set by `minipod __pause` survives the exec.
+
+#![no_std]
+#![no_main]
+
+use core::arch::{asm, global_asm};
+
+const SYS_CLOSE: usize = 3;
+const SYS_RT_SIGPROCMASK: usize = 14;
+const SYS_PAUSE: usize = 34;
+const SYS_SOCKET: usize = 41;
+const SYS_SENDMSG: usize = 46;
+const SYS_RECVFROM: usize = 45;
+const SYS_EXIT: usize = 60;
+const SYS_WAIT4: usize = 61;
+const SYS_PRCTL: usize = 157;
+const SYS_RT_SIGTIMEDWAIT: usize = 128;
+
+const AF_INET: usize = 2;
+const SOCK_STREAM: usize = 1;
+const SOCK_DGRAM: usize = 2;
+const SOCK_CLOEXEC: usize = 0o2000000;
+const SOL_SOCKET: i32 = 1;
+const SCM_RIGHTS: i32 = 1;
+const PR_SET_DUMPABLE: usize = 4;
+const SIG_BLOCK: usize = 0;
+const SIGCHLD: usize = 17;
+const WNOHANG: usize = 1;
+const EINTR: isize = -4;
+
+// The kernel starts us with argc, argv[] on the stack; hand its address to
+// `start` with the stack aligned as the C ABI wants.
+global_asm!(
+    ".globl _start",
+    "_start:",
+    "xor rbp, rbp",
+    "mov rdi, rsp",
+    "and rsp, -16",
+    "call {start}",
+    "ud2",
+    start = sym start,
+);
+
+unsafe fn syscall(n: usize, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: the caller passes arguments valid for system call `n`.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") n as isize => ret,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+            in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+fn exit(code: usize) -> ! {
+    loop {
+        // SAFETY: exit takes a plain integer and does not return.
+        unsafe { syscall(SYS_EXIT, [code, 0, 0, 0, 0, 0]) };
+    }
+}
+
+/// argv[i] as bytes, without its NUL.
+fn arg(argv: *const *const u8, argc: usize, i: usize) -> &'static [u8] {
+    if i >= argc {
+        return b"";
+    }
+    // SAFETY: the kernel put argc valid NUL-terminated strings there.
+    unsafe {
+        let p = *argv.add(i);
+        let mut n = 0;
+        // Volatile, or the compiler turns the loop into a call to strlen,
+        // which we do not have.
+        while core::ptr::read_volatile(p.add(n)) != 0 {
+            n += 1;
+        }
+        core::slice::from_raw_parts(p, n)
+    }
+}
+
+fn parse_pid(s: &[u8]) -> Option<usize> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut n = 0usize;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(usize::from(b - b'0'))?;
+    }
+    Some(n)
+}
+
+#[repr(C)]
+struct IoVec {
+    base: *const u8,
+    len: usize,
+}
+
+#[repr(C)]
+struct MsgHdr {
+    name: usize,
+    namelen: u32,
+    iov: *const IoVec,
+    iovlen: usize,
+    control: *const u8,
+    controllen: usize,
+    flags: i32,
+}
+
+/// A cmsghdr carrying one fd, laid out as CMSG_SPACE(sizeof(int)) = 24.
+#[repr(C)]
+struct OneFd {
+    len: usize,
+    level: i32,
+    kind: i32,
+    fd: i32,
+    pad: i32,
+}
+
+/// Sends one byte on fd 3, with `fd` attached when it is not negative.
+fn reply(byte: u8, fd: isize) -> bool {
+    let iov = IoVec {
+        base: &byte,
+        len: 1,
+    };
+    let cmsg = OneFd {
+        len: 20,
+        level: SOL_SOCKET,
+        kind: SCM_RIGHTS,
+        fd: fd as i32,
+        pad: 0,
+    };
+    let msg = MsgHdr {
+        name: 0,
+        namelen: 0,
+        iov: &iov,
+        iovlen: 1,
+        control: if fd >= 0 {
+            (&cmsg as *const OneFd).cast()
+        } else {
+            core::ptr::null()
+        },
+        controllen: if fd >= 0 { 24 } else { 0 },
+        flags: 0,
+    };
+    // SAFETY: msg and what it points to live across the call.
+    let n = unsafe { syscall(SYS_SENDMSG, [3, (&msg as *const MsgHdr) as usize, 0, 0, 0, 0]) };
+    n == 1
+}
+
+/// Hands out sockets of our netns on fd 3 until the supervisor goes away.
+fn serve_sockets() {
+    loop {
+        let mut byte = 0u8;
+        // SAFETY: reads one byte into `byte`.
+        let n = unsafe { syscall(SYS_RECVFROM, [3, (&mut byte as *mut u8) as usize, 1, 0, 0, 0]) };
+        if n == EINTR {
+            continue;
+        }
+        if n != 1 {
+            break;
+        }
+        let kind = if byte == b't' { SOCK_STREAM } else { SOCK_DGRAM };
+        // SAFETY: socket takes integers.
+        let sock = unsafe { syscall(SYS_SOCKET, [AF_INET, kind | SOCK_CLOEXEC, 0, 0, 0, 0]) };
+        let sent = if sock >= 0 {
+            let ok = reply(b'k', sock);
+            // SAFETY: closes the socket we just made; the peer has its copy.
+            unsafe { syscall(SYS_CLOSE, [sock as usize, 0, 0, 0, 0, 0]) };
+            ok
+        } else {
+            reply(b'e', -1)
+        };
+        if !sent {
+            break;
+        }
+    }
+    // SAFETY: closes fd 3, which is ours.
+    unsafe { syscall(SYS_CLOSE, [3, 0, 0, 0, 0, 0]) };
+}
+
+/// Blocks SIGCHLD and returns its mask, for rt_sigtimedwait.
+fn block_sigchld() -> u64 {
+    let mask: u64 = 1 << (SIGCHLD - 1);
+    // SAFETY: the mask outlives the call; sigsetsize is 8 on x86_64.
+    unsafe {
+        syscall(
+            SYS_RT_SIGPROCMASK,
+            [SIG_BLOCK, (&mask as *const u64) as usize, 0, 8, 0, 0],
+        )
+    };
+    mask
+}
+
+fn wait_sigchld(mask: &u64) {
+    // SAFETY: waits for a signal in `mask`; no siginfo, no timeout.
+    unsafe {
+        syscall(
+            SYS_RT_SIGTIMEDWAIT,
+            [(mask as *const u64) as usize, 0, 0, 8, 0, 0],
+        )
+    };
+}
+
+/// PID 1 of a shared PID namespace: reaps whatever ends up with us.
+fn reap_forever() -> ! {
+    let mask = block_sigchld();
+    loop {
+        // SAFETY: wait4 with no status pointer.
+        while unsafe { syscall(SYS_WAIT4, [usize::MAX, 0, WNOHANG, 0, 0, 0]) } > 0 {}
+        wait_sigchld(&mask);
+    }
+}
+
+/// Exits with the status of `pid` (our child) once it has ended.
+fn link(pid: usize) -> ! {
+    loop {
+        let mut status: i32 = 0;
+        // SAFETY: wait4 on our child into `status`.
+        let r = unsafe { syscall(SYS_WAIT4, [pid, (&mut status as *mut i32) as usize, 0, 0, 0, 0]) };
+        if r == EINTR {
+            continue;
+        }
+        if r < 0 {
+            exit(125);
+        }
+        let signal = status & 0x7f;
+        match signal {
+            // Exited: the code is in the second byte.
+            0 => exit(((status >> 8) & 0xff) as usize),
+            // Stopped or continued: not an end.
+            0x7f => continue,
+            _ => exit(128 + signal as usize),
+        }
+    }
+}
+
+fn hold() -> ! {
+    loop {
+        // SAFETY: pause takes no arguments.
+        unsafe { syscall(SYS_PAUSE, [0; 6]) };
+    }
+}
+
+unsafe extern "C" fn start(sp: *const usize) -> ! {
+    // SAFETY: the kernel's initial stack: argc, then argv.
+    let (argc, argv) = unsafe { (*sp, sp.add(1) as *const *const u8) };
+    // Exec made us dumpable again: keep /proc/<us> out of the pod's reach
+    // (containers may share our PID namespace).
+    // SAFETY: prctl takes integers.
+    unsafe { syscall(SYS_PRCTL, [PR_SET_DUMPABLE, 0, 0, 0, 0, 0]) };
+    let role = arg(argv, argc, 1);
+    match role {
+        b"reap" => reap_forever(),
+        b"hold" => {
+            if arg(argv, argc, 2) == b"serve" {
+                serve_sockets();
+            }
+            hold()
+        }
+        b"link" => {
+            let Some(pid) = parse_pid(arg(argv, argc, 2)) else {
+                exit(125)
+            };
+            if arg(argv, argc, 3) == b"serve" {
+                serve_sockets();
+            }
+            link(pid)
+        }
+        _ => exit(125),
+    }
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    exit(125)
+}
+
+// Unused by the code above, but a program without libc must bring its own
+// should the compiler emit a call.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
+    let mut i = 0;
+    while i < n {
+        // SAFETY: the caller owns n bytes at dst.
+        unsafe { core::ptr::write_volatile(dst.add(i), c as u8) };
+        i += 1;
+    }
+    dst
+}
+
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    let mut i = 0;
+    while i < n {
+        // SAFETY: the caller owns n bytes at both.
+        unsafe { core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i))) };
+        i += 1;
+    }
+    dst
+}
