@@ -127,6 +127,13 @@ impl Launcher {
         }
     }
 
+    /// Lets the forked pasta go without starting it (it exits at once),
+    /// and reaps it.
+    pub fn abandon(self) {
+        drop(self.go);
+        let _ = waitpid(self.child, None);
+    }
+
     /// Lets pasta start on the netns we are in now, and waits until it has
     /// configured it. Returns pasta's gateway: pods reach the host's
     /// loopback at that address.

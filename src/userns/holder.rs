@@ -203,6 +203,12 @@ pub fn holder_main(subnet: &str) -> Result<()> {
     // pasta, our child, is reaped by the kernel should it exit.
     // SAFETY: setting a disposition; no handler runs.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+    // From here the holder only holds: the pause program does that in a few
+    // kB where this binary keeps megabytes resident. (The ignored SIGCHLD,
+    // and pasta's PDEATHSIG on us, survive the exec.)
+    let Err(e) = crate::runtime::pause::pause_program()
+        .and_then(|program| crate::runtime::pause::exec_program(&program, &["hold"]));
+    tracing::debug!("holder: {e:#}; holding as minipod");
     loop {
         nix::unistd::pause();
     }
@@ -229,10 +235,16 @@ fn uplink_network(subnet: &str) -> Result<()> {
 /// Starts pasta on the uplink netns and masquerades the pods' traffic onto
 /// its tap. Returns pasta's gateway.
 fn outbound(pasta: crate::net::pasta::Launcher) -> Result<std::net::Ipv4Addr> {
-    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-        .context("enabling forwarding in the uplink network namespace")?;
-    crate::net::nftables::masquerade_out_of(crate::net::pasta::IFNAME)?;
-    pasta.start()
+    let routed = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+        .context("enabling forwarding in the uplink network namespace")
+        .and_then(|()| crate::net::nftables::masquerade_out_of(crate::net::pasta::IFNAME));
+    match routed {
+        Ok(()) => pasta.start(),
+        Err(e) => {
+            pasta.abandon();
+            Err(e)
+        }
+    }
 }
 
 fn thread_count() -> Option<u32> {
