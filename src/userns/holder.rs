@@ -203,12 +203,6 @@ pub fn holder_main(subnet: &str) -> Result<()> {
     // pasta, our child, is reaped by the kernel should it exit.
     // SAFETY: setting a disposition; no handler runs.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
-    // From here the holder only holds: the pause program does that in a few
-    // kB where this binary keeps megabytes resident. (The ignored SIGCHLD,
-    // and pasta's PDEATHSIG on us, survive the exec.)
-    let Err(e) = crate::runtime::pause::pause_program()
-        .and_then(|program| crate::runtime::pause::exec_program(&program, &["hold"]));
-    tracing::debug!("holder: {e:#}; holding as minipod");
     loop {
         nix::unistd::pause();
     }
