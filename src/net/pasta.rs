@@ -97,20 +97,14 @@ impl Launcher {
             ForkResult::Child => {
                 drop(go_write);
                 let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+                // Let go of the holder's pipes at once: its parent reads
+                // them to EOF.
+                let _ = crate::sys::fs::stdio_to_null();
                 let mut go = [0u8];
                 let released = nix::unistd::getppid() == parent
                     && nix::unistd::read(&go_read, &mut go) == Ok(1);
                 if released && let Ok(netns) = std::fs::File::open(format!("/proc/{parent}/ns/net"))
                 {
-                    if let Ok(null) = std::fs::File::options()
-                        .read(true)
-                        .write(true)
-                        .open("/dev/null")
-                    {
-                        for fd in 0..=2 {
-                            let _ = crate::sys::fs::redirect_fd(&null, fd);
-                        }
-                    }
                     // Above 3 first, so dup2 never meets itself (and keeps
                     // close-on-exec).
                     // SAFETY: fcntl and dup2 on fds we own; fd 3 is meant

@@ -297,10 +297,7 @@ fn config_link_pid() -> i32 {
 /// link dies with the supervisor (PDEATHSIG, kept across exec), and the
 /// container dies with it.
 fn link_until_exit(child: nix::unistd::Pid, program: &OwnedFd) -> Result<()> {
-    let null = File::options().read(true).write(true).open("/dev/null")?;
-    for fd in [0, 1, 2] {
-        crate::sys::fs::redirect_fd(&null, fd)?;
-    }
+    crate::sys::fs::stdio_to_null()?;
     // SAFETY: fd 3 is the sync pipe we were given; closing it lets the
     // supervisor see EOF once the child has exec'd.
     unsafe { libc::close(SYNC_FD) };

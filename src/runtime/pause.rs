@@ -63,7 +63,7 @@ pub fn pause_main(args: PauseArgs) -> Result<()> {
         Ok((pid1, program)) => {
             writeln!(out, "pid {}", pid1.unwrap_or(std::process::id() as i32))?;
             out.flush()?;
-            release_stdio();
+            let _ = crate::sys::fs::stdio_to_null();
             // From here on the pause program holds the namespaces (and
             // serves sockets, and links PID 1 to the supervisor).
             let pid1 = pid1.map(|p| p.to_string());
@@ -152,7 +152,7 @@ fn setup(args: &PauseArgs, program: &OwnedFd) -> Result<Option<i32>> {
                 unsafe { libc::close(3) };
             }
             let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-            release_stdio();
+            let _ = crate::sys::fs::stdio_to_null();
             let _ = exec_program(program, &["reap"]);
             // SAFETY: leave the forked child without running destructors.
             unsafe { libc::_exit(crate::EXIT_MINIPOD_ERROR.into()) }
@@ -233,17 +233,4 @@ pub fn die_with_parent(parent: i32) -> Result<()> {
         bail!("the supervisor exited");
     }
     Ok(())
-}
-
-/// Points stdio at /dev/null so nobody waits on our pipes.
-fn release_stdio() {
-    if let Ok(null) = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        for fd in 0..=2 {
-            let _ = crate::sys::fs::redirect_fd(&null, fd);
-        }
-    }
 }

@@ -277,10 +277,14 @@ impl Pod {
             std::fs::create_dir_all(self.paths.dir.join(d))?;
         }
         std::fs::write(self.paths.pod_yaml(), yaml)?;
-        std::fs::write(
-            self.etc("hosts"),
-            etc_files::hosts(&plan.hostname, None, None, &plan.host_aliases),
-        )?;
+        // A pod on the bridge gets its hosts file with its address, once
+        // leased (plan_network).
+        if plan.host_network {
+            std::fs::write(
+                self.etc("hosts"),
+                etc_files::hosts(&plan.hostname, None, None, &plan.host_aliases),
+            )?;
+        }
         std::fs::write(self.etc("hostname"), format!("{}\n", plan.hostname))?;
         let dns = etc_files::Dns {
             replace_host: plan.dns.base == DnsBase::Empty,
@@ -473,8 +477,12 @@ impl Pod {
         if host_gateway.is_none() && !self.detached && std::fs::File::create_new(&noticed).is_ok() {
             eprintln!(
                 "note: pods have no outbound route (they reach each other, the gateway {} and \
-                 hostPorts); install passt and make /dev/net/tun usable (chmod 0666) to give them one",
-                subnet.gateway()
+                 hostPorts): minipod's holder (pid {}) started without pasta. To give them one, \
+                 install passt, make /dev/net/tun usable (chmod 0666), and with no pod running \
+                 `kill {}`: the next command starts the holder again, with pasta",
+                subnet.gateway(),
+                holder.pid,
+                holder.pid
             );
         }
         let ipam = Ipam::new(&roots.run, subnet);

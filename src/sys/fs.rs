@@ -66,6 +66,20 @@ pub fn redirect_fd(
     Ok(())
 }
 
+/// Points fds 0-2 at /dev/null, so that nobody waiting for EOF on the
+/// pipes we were started with waits for us (helpers that outlive their
+/// start-up: the holder, the pause, a container's link, pasta).
+pub fn stdio_to_null() -> std::io::Result<()> {
+    let null = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for fd in 0..=2 {
+        redirect_fd(&null, fd)?;
+    }
+    Ok(())
+}
+
 /// Makes `fd` the child's fd 3 (the sync or service channel of minipod's
 /// helper processes), whatever number it has here.
 pub fn pass_as_fd3(cmd: &mut std::process::Command, fd: std::os::fd::RawFd) {

@@ -195,10 +195,7 @@ pub fn holder_main(subnet: &str) -> Result<()> {
     stdout.flush()?;
     // Let go of the parent's pipes and directory: whoever waits for our
     // output must not wait for us.
-    let null = File::options().read(true).write(true).open("/dev/null")?;
-    for fd in 0..=2 {
-        crate::sys::fs::redirect_fd(&null, fd)?;
-    }
+    crate::sys::fs::stdio_to_null()?;
     std::env::set_current_dir("/")?;
     // pasta, our child, is reaped by the kernel should it exit.
     // SAFETY: setting a disposition; no handler runs.
