@@ -40,23 +40,24 @@ compare_setup
 # on both containers (kube play names them <pod>-<container>), then
 # `kube down` (stops the infra container, removes containers and pod): create,
 # run to completion and tear down, the same work `minipod run` does.
-# --network none: minipod's pod network today is loopback only (a new netns
-# with lo up); podman's default rootless network would add a slirp4netns
-# process per pod, which minipod does not do yet. (PODMAN_NETWORK=default to
-# measure podman's default instead.)
+# PODMAN_NETWORK: none (the default: podman does no network work) or default
+# (podman 4.3 rootless gives each pod a slirp4netns; minipod always gives a
+# pod its veth on the bridge, an address and, through the holder's one pasta,
+# an outbound route).
 net=()
 [ "${PODMAN_NETWORK:-none}" = default ] || net=(--network "${PODMAN_NETWORK:-none}")
-export bench_user bench_xdg bench_home CONTAINERS_CONF CONTAINERS_STORAGE_CONF
-export -f as_user
+export CONTAINERS_CONF CONTAINERS_STORAGE_CONF
+rm -f "$bench_work/pod-start.md"
 
-# Each command is one `runuser` + one `bash -c`, so the switch to the test
-# user costs every command the same.
+# hyperfine itself runs as the bench user, so no command pays for runuser;
+# the podman and floor commands are chains, so it keeps a shell (whose
+# start-up hyperfine measures and subtracts).
 bw="bwrap --unshare-all --ro-bind $rootfs / --proc /proc --dev /dev true"
-hyperfine --shell bash --warmup "${WARMUP:-3}" --runs "${RUNS:-20}" --export-markdown "$bench_work/pod-start.md" \
+as_user hyperfine --shell bash --warmup "${WARMUP:-3}" --runs "${RUNS:-20}" --export-markdown "$bench_work/pod-start.md" \
   -n "minipod run" \
-  "as_user bash -c '$MINIPOD --root $data --runroot $run run $pod >/dev/null'" \
+  "$MINIPOD --root $data --runroot $run run $pod >/dev/null" \
   -n "podman kube play + wait + down" \
-  "as_user bash -c 'podman kube play --quiet ${net[*]} $pod >/dev/null && podman wait bench-start-one bench-start-two >/dev/null && podman kube down $pod >/dev/null'" \
+  "podman kube play --quiet ${net[*]} $pod >/dev/null && podman wait bench-start-one bench-start-two >/dev/null && podman kube down $pod >/dev/null" \
   -n "2x bwrap --unshare-all true (floor)" \
-  "as_user bash -c '$bw && $bw'"
+  "$bw && $bw"
 cat "$bench_work/pod-start.md"

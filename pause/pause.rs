@@ -22,6 +22,9 @@
 //!   namespace whose orphans would not go to the supervisor.
 //! - `reap`: PID 1 of a shared PID namespace: reap every orphan, forever.
 //!
+//! minipod ends every command line with the directory of the pod or
+//! container the process serves, which the program ignores: it is for `ps`.
+//!
 //! The parent-death signal set by `minipod __pause` survives the exec.
 
 #![no_std]
@@ -174,7 +177,12 @@ fn reply(byte: u8, fd: isize) -> bool {
         flags: 0,
     };
     // SAFETY: msg and what it points to live across the call.
-    let n = unsafe { syscall(SYS_SENDMSG, [3, (&msg as *const MsgHdr) as usize, 0, 0, 0, 0]) };
+    let n = unsafe {
+        syscall(
+            SYS_SENDMSG,
+            [3, (&msg as *const MsgHdr) as usize, 0, 0, 0, 0],
+        )
+    };
     n == 1
 }
 
@@ -183,14 +191,23 @@ fn serve_sockets() {
     loop {
         let mut byte = 0u8;
         // SAFETY: reads one byte into `byte`.
-        let n = unsafe { syscall(SYS_RECVFROM, [3, (&mut byte as *mut u8) as usize, 1, 0, 0, 0]) };
+        let n = unsafe {
+            syscall(
+                SYS_RECVFROM,
+                [3, (&mut byte as *mut u8) as usize, 1, 0, 0, 0],
+            )
+        };
         if n == EINTR {
             continue;
         }
         if n != 1 {
             break;
         }
-        let kind = if byte == b't' { SOCK_STREAM } else { SOCK_DGRAM };
+        let kind = if byte == b't' {
+            SOCK_STREAM
+        } else {
+            SOCK_DGRAM
+        };
         // SAFETY: socket takes integers.
         let sock = unsafe { syscall(SYS_SOCKET, [AF_INET, kind | SOCK_CLOEXEC, 0, 0, 0, 0]) };
         let sent = if sock >= 0 {
@@ -247,7 +264,12 @@ fn link(pid: usize) -> ! {
     loop {
         let mut status: i32 = 0;
         // SAFETY: wait4 on our child into `status`.
-        let r = unsafe { syscall(SYS_WAIT4, [pid, (&mut status as *mut i32) as usize, 0, 0, 0, 0]) };
+        let r = unsafe {
+            syscall(
+                SYS_WAIT4,
+                [pid, (&mut status as *mut i32) as usize, 0, 0, 0, 0],
+            )
+        };
         if r == EINTR {
             continue;
         }

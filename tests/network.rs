@@ -385,7 +385,7 @@ fn outbound_through_the_holders_pasta_reaches_a_service_on_the_hosts_loopback() 
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         use std::io::{Read, Write};
-        for conn in listener.incoming().take(5) {
+        for conn in listener.incoming().take(8) {
             let Ok(mut c) = conn else { continue };
             let mut buf = [0u8; 1024];
             let _ = c.read(&mut buf);
@@ -411,25 +411,41 @@ spec:
     let stdout = stdout_of(&out);
     assert!(out.status.success(), "{stdout}{}", stderr_of(&out));
     assert!(stdout.contains("c | from-the-host-loopback"), "{stdout}");
-    // One pasta serves every pod: the holder's child, not one per pod.
+    // One pasta serves every pod: with two more pods up and out through it,
+    // the holder still has one pasta child, and no pod has its own.
+    for name in ["out1", "out2"] {
+        let file = env.pod_file(
+            name,
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers:\n  - name: c\n    image: localhost/busybox\n    command: [sh, -c, 'wget -q -O - http://host.containers.internal:{port}/ && exec sleep 3600']\n"
+            ),
+        );
+        env.ok(["run", "-d", file.to_str().unwrap()]);
+    }
+    for name in ["out1", "out2"] {
+        wait_until(
+            "both pods to reach the host",
+            Duration::from_secs(10),
+            || env.ok(["logs", name]).contains("from-the-host-loopback"),
+        );
+    }
     let record = std::fs::read_to_string(env.runroot.join("holder.pid")).unwrap();
     let holder: serde_json::Value = serde_json::from_str(&record).unwrap();
-    let holder_pid = holder["pid"].as_i64().unwrap().to_string();
-    let pastas: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter(|stat| {
-            let fields: Vec<&str> = stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .collect();
-            fields.get(1) == Some(&holder_pid.as_str()) && stat.contains("(pas")
-        })
+    let holder_pid = env.holder_pid().unwrap();
+    let pastas: Vec<_> = common::children_of(holder_pid)
+        .into_iter()
+        .filter(|(comm, _)| comm.starts_with("pasta") || comm.starts_with("passt"))
         .collect();
     assert_eq!(pastas.len(), 1, "one pasta, the holder's: {pastas:?}");
     assert!(holder["host_gateway"].is_string(), "{record}");
+    let gateway = holder["host_gateway"].as_str().unwrap();
+    let hosts = env.ok(["exec", "out1", "c", "--", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.contains(&format!("{gateway}\thost.containers.internal")),
+        "{hosts}"
+    );
+    for name in ["out1", "out2"] {
+        env.ok(["down", name]);
+    }
     assert_network_clean(&env);
 }

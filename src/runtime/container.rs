@@ -235,7 +235,7 @@ fn join_and_fork(config: &ContainerConfig) -> Result<()> {
             go.write_all(b"g")
                 .context("releasing the container process")?;
             drop(go);
-            link_until_exit(child, &program)
+            link_until_exit(child, &program, config)
         }
         ForkResult::Child => {
             drop(go_write);
@@ -296,12 +296,17 @@ fn config_link_pid() -> i32 {
 /// us). The pause program is a few kB where this binary is megabytes. The
 /// link dies with the supervisor (PDEATHSIG, kept across exec), and the
 /// container dies with it.
-fn link_until_exit(child: nix::unistd::Pid, program: &OwnedFd) -> Result<()> {
+fn link_until_exit(
+    child: nix::unistd::Pid,
+    program: &OwnedFd,
+    config: &ContainerConfig,
+) -> Result<()> {
     crate::sys::fs::stdio_to_null()?;
     // SAFETY: fd 3 is the sync pipe we were given; closing it lets the
     // supervisor see EOF once the child has exec'd.
     unsafe { libc::close(SYNC_FD) };
-    match super::pause::exec_program(program, &["link", &child.to_string()]) {
+    let container_dir = config.rootfs.parent().unwrap_or(&config.rootfs);
+    match super::pause::exec_program(program, &["link", &child.to_string()], container_dir) {
         Ok(never) => match never {},
         Err(e) => {
             // The container would run unlinked: stop it, and say why.

@@ -18,7 +18,8 @@
 use std::ffi::{CStr, CString};
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use nix::mount::{MsFlags, mount};
@@ -40,6 +41,10 @@ pub struct PauseArgs {
     /// DIR or DIR=SIZE_BYTES: a tmpfs to mount for the pod.
     #[arg(long)]
     pub tmpfs: Vec<String>,
+    /// The pod's directory in the run root: named on the pause program's
+    /// command line, so `ps` tells which pod a pause serves.
+    #[arg(long)]
+    pub pod_dir: PathBuf,
     /// The pod's address, ADDRESS/PREFIX, on the holder's bridge.
     #[arg(long)]
     pub ip: Option<String>,
@@ -74,7 +79,7 @@ pub fn pause_main(args: PauseArgs) -> Result<()> {
             if args.serve_sockets {
                 argv.push("serve");
             }
-            let err = exec_program(&program, &argv).unwrap_err();
+            let err = exec_program(&program, &argv, &args.pod_dir).unwrap_err();
             // Too late to report: the supervisor sees us exit.
             eprintln!("minipod __pause: {err:#}");
             std::process::exit(crate::EXIT_MINIPOD_ERROR.into());
@@ -153,7 +158,7 @@ fn setup(args: &PauseArgs, program: &OwnedFd) -> Result<Option<i32>> {
             }
             let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
             let _ = crate::sys::fs::stdio_to_null();
-            let _ = exec_program(program, &["reap"]);
+            let _ = exec_program(program, &["reap"], &args.pod_dir);
             // SAFETY: leave the forked child without running destructors.
             unsafe { libc::_exit(crate::EXIT_MINIPOD_ERROR.into()) }
         }
@@ -217,11 +222,19 @@ pub fn pause_program() -> Result<OwnedFd> {
 }
 
 /// Replaces this process with the pause program, with no environment.
-pub fn exec_program(program: &OwnedFd, args: &[&str]) -> Result<std::convert::Infallible> {
+/// `serves` (the pod's or the container's directory) ends the command line:
+/// the program ignores it; `ps`, and the tests' leak checks, see whose
+/// process it is.
+pub fn exec_program(
+    program: &OwnedFd,
+    args: &[&str],
+    serves: &Path,
+) -> Result<std::convert::Infallible> {
     let mut argv = vec![c"minipod-pause".to_owned()];
     for a in args {
         argv.push(CString::new(*a)?);
     }
+    argv.push(CString::new(serves.as_os_str().as_bytes())?);
     let env: [&CStr; 0] = [];
     nix::unistd::fexecve(program, &argv, &env).context("executing the pause program")
 }

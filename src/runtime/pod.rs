@@ -367,6 +367,8 @@ impl Pod {
             .arg(&plan.hostname)
             .arg("--parent")
             .arg(std::process::id().to_string())
+            .arg("--pod-dir")
+            .arg(&self.paths.dir)
             .arg("--tmpfs")
             .arg(format!("{}={SHM_SIZE}", self.shm().display()));
         if plan.share_process_namespace {

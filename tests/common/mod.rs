@@ -70,19 +70,53 @@ pub fn subuid_start() -> Option<u32> {
         })
 }
 
-/// The binary, copied once into a world-readable place: the build tree may
-/// sit under directories the test user cannot enter.
+const BIN_DIR_PREFIX: &str = "minipod-test-bin-";
+
+/// The binary, copied once per test process into a world-readable place:
+/// the build tree may sit under directories the test user cannot enter. The
+/// copy goes when the process exits (atexit), and copies of test processes
+/// that died without exiting are removed by the next one.
 pub fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let dir = PathBuf::from(format!("/tmp/minipod-test-bin-{}", std::process::id()));
+        remove_copies_of_dead_processes();
+        let dir = bin_dir(std::process::id());
         std::fs::create_dir_all(&dir).unwrap();
         set_mode(&dir, 0o755);
         let bin = dir.join("minipod");
         std::fs::copy(env!("CARGO_BIN_EXE_minipod"), &bin).unwrap();
         set_mode(&bin, 0o755);
+        extern "C" fn remove_copy() {
+            let _ = std::fs::remove_dir_all(bin_dir(std::process::id()));
+        }
+        // SAFETY: registers a plain function to run at exit.
+        unsafe { libc::atexit(remove_copy) };
         bin
     })
+}
+
+fn bin_dir(pid: u32) -> PathBuf {
+    std::env::temp_dir().join(format!("{BIN_DIR_PREFIX}{pid}"))
+}
+
+fn remove_copies_of_dead_processes() {
+    for entry in std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(BIN_DIR_PREFIX))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 pub fn set_mode(path: &Path, mode: u32) {
@@ -322,6 +356,7 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         // A test that failed half-way may leave detached pods: their
         // supervisors take the containers with them (PDEATHSIG).
+        let mut killed = Vec::new();
         for pod in std::fs::read_dir(self.runroot.join("pods"))
             .into_iter()
             .flatten()
@@ -338,6 +373,7 @@ impl Drop for TestEnv {
                     nix::unistd::Pid::from_raw(pid as i32),
                     nix::sys::signal::Signal::SIGKILL,
                 );
+                killed.push(pid as i32);
             }
         }
         if let Some(pid) = self.holder_pid() {
@@ -345,11 +381,54 @@ impl Drop for TestEnv {
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
+            killed.push(pid);
+        }
+        // A dying supervisor still writes its state: let it finish dying
+        // before its directory goes, or it writes into a removed tree.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while killed.iter().any(|&pid| alive(pid)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
         if std::env::var_os("MINIPOD_KEEP_TEST_DIRS").is_none() {
             remove_tree(&self.dir);
         }
     }
+}
+
+/// The (comm, cmdline) of each running child of `parent`.
+pub fn children_of(parent: i32) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split at ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let ppid = stat[close + 1..].split_whitespace().nth(1);
+        if ppid == Some(parent.to_string().as_str()) && alive(pid) {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            found.push((
+                stat[open + 1..close].to_string(),
+                String::from_utf8_lossy(&cmdline).replace('\0', " "),
+            ));
+        }
+    }
+    found
+}
+
+/// Whether `pid` runs (a zombie has ended).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
 }
 
 /// Removes a tree that may hold files owned by the test user's subordinate
@@ -420,24 +499,14 @@ pub fn wait_until(what: &str, limit: std::time::Duration, mut f: impl FnMut() ->
 pub fn live_processes(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if !entry
-            .file_name()
-            .to_string_lossy()
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-        {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
             continue;
-        }
+        };
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
         };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z'));
-        if cmdline.contains(needle) && !zombie && !cmdline.contains("cargo") {
+        if cmdline.contains(needle) && alive(pid) && !cmdline.contains("cargo") {
             found.push(cmdline);
         }
     }
