@@ -206,6 +206,23 @@ fn detached_pod_and_every_management_command() {
     // run --replace, then down by file.
     env.ok(["run", "-d", "--replace", file.to_str().unwrap()]);
     assert!(env.ok(["ps"]).contains("ticker"));
+    // A replacement whose image cannot be had leaves the running pod alone.
+    let yaml = std::fs::read_to_string(&file).unwrap();
+    let broken = env.pod_file(
+        "ticker-broken",
+        &yaml.replace("localhost/busybox", "localhost/no-such-image"),
+    );
+    assert_ne!(yaml, std::fs::read_to_string(&broken).unwrap());
+    let err = env.fails([
+        "run",
+        "-d",
+        "--replace",
+        "--pull",
+        "never",
+        broken.to_str().unwrap(),
+    ]);
+    assert!(err.contains("no-such-image"), "{err}");
+    assert!(env.ok(["ps"]).contains("ticker"), "the old pod still runs");
     env.ok(["down", file.to_str().unwrap()]);
     assert!(
         env.ok(["ps", "-a"]).lines().count() == 1,

@@ -55,16 +55,19 @@ pub fn run(roots: &Roots, log_level: &str, args: RunArgs) -> Result<ExitCode> {
     let initial_backoff = backoff(args.restart_backoff)?;
     // The whole input is checked before anything is created.
     let (plan, text) = read_plan(&args.file)?;
-    if args.replace {
-        remove_pod(roots, &plan.name, true, true)?;
-    } else {
+    if !args.replace {
         refuse_existing(roots, &plan.name)?;
     }
-    // Images are pulled before anything of the pod is created.
+    // Images are resolved and pulled before anything of the pod is created,
+    // and before `--replace` removes the pod it replaces: a bad image name or
+    // a failed pull leaves the old pod running.
     let to_pull =
         super::prepare::images_to_pull(&crate::image::Store::new(roots, true), &plan, pull)?;
     if args.detach {
         super::prepare::pull_images_in_helpers(roots, &to_pull)?;
+        if args.replace {
+            remove_pod(roots, &plan.name, true, true)?;
+        }
         return start_detached(roots, log_level, &plan.name, &text, &args, initial_backoff);
     }
     let store = store_in_userns(roots)?;
@@ -76,6 +79,9 @@ pub fn run(roots: &Roots, log_level: &str, args: RunArgs) -> Result<ExitCode> {
             ..Default::default()
         },
     )?;
+    if args.replace {
+        remove_pod(roots, &plan.name, true, true)?;
+    }
     pod::run(
         roots,
         &store,

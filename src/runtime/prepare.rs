@@ -60,10 +60,14 @@ pub fn images_to_pull(
     let mut errors = Vec::new();
     let mut out = Vec::new();
     for (name, (reference, p, container)) in wanted {
-        if reference.domain == "localhost" {
-            continue; // a missing one is reported by `containers`
-        }
         let present = store.lookup(&name)?.is_some();
+        if reference.domain == "localhost" {
+            // Never pulled: missing is an error under every policy.
+            if !present {
+                errors.push(not_in_store(&container, &name));
+            }
+            continue;
+        }
         match p {
             Always => out.push(ToPull { reference, present }),
             IfNotPresent if !present => out.push(ToPull { reference, present }),
@@ -182,15 +186,17 @@ pub fn containers(store: &Store, plan: &PodPlan) -> Result<Vec<PreparedContainer
     Ok(out)
 }
 
+fn not_in_store(container: &str, image: &str) -> String {
+    format!(
+        "container {container:?}: image {image} is not in the store; load it with `minipod load` \
+         or `minipod import` (localhost/ images are never pulled), or pull it with `minipod pull`"
+    )
+}
+
 fn container(store: &Store, c: &ContainerPlan) -> Result<PreparedContainer> {
-    let (name, record) = store.lookup(&c.image)?.ok_or_else(|| {
-        anyhow!(
-            "container {:?}: image {} is not in the store; load it with `minipod load` or \
-             `minipod import` (localhost/ images are never pulled), or pull it with `minipod pull`",
-            c.name,
-            c.image
-        )
-    })?;
+    let (name, record) = store
+        .lookup(&c.image)?
+        .ok_or_else(|| anyhow!("{}", not_in_store(&c.name, &c.image)))?;
     let config = store.config(&record)?;
     let layers = record
         .layers

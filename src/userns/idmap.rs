@@ -34,7 +34,6 @@ pub fn parse_subid(text: &str, user: &str, id: u32) -> Option<SubRange> {
 /// The caller's ranges, or `None` when either file gives none.
 pub fn caller_ranges() -> Option<(SubRange, SubRange)> {
     let uid = nix::unistd::getuid();
-    let gid = nix::unistd::getgid();
     let name = nix::unistd::User::from_uid(uid)
         .ok()
         .flatten()
@@ -42,12 +41,13 @@ pub fn caller_ranges() -> Option<(SubRange, SubRange)> {
         .unwrap_or_default();
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let u = parse_subid(&read("/etc/subuid"), &name, uid.as_raw())?;
-    let g = parse_subid(&read("/etc/subgid"), &name, gid.as_raw())?;
+    // subgid(5) names its owners as subuid(5) does: login name or *uid*.
+    let g = parse_subid(&read("/etc/subgid"), &name, uid.as_raw())?;
     Some((u, g))
 }
 
-/// Writes the maps of the user namespace of `pid`. Returns true when only a
-/// single mapping could be made.
+/// Writes the maps of the user namespace of `pid`: the caller's ranges, or
+/// a single mapping of the caller's own ids without them.
 pub fn write_maps(pid: i32, ranges: Option<(SubRange, SubRange)>) -> Result<()> {
     let uid = nix::unistd::getuid().as_raw();
     let gid = nix::unistd::getgid().as_raw();
