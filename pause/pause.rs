@@ -33,6 +33,8 @@
 use core::arch::{asm, global_asm};
 
 const SYS_CLOSE: usize = 3;
+const SYS_POLL: usize = 7;
+const SYS_PIDFD_OPEN: usize = 434;
 const SYS_RT_SIGPROCMASK: usize = 14;
 const SYS_PAUSE: usize = 34;
 const SYS_SOCKET: usize = 41;
@@ -54,6 +56,7 @@ const SIG_BLOCK: usize = 0;
 const SIGCHLD: usize = 17;
 const WNOHANG: usize = 1;
 const EINTR: isize = -4;
+const POLLIN: i16 = 1;
 
 // The kernel starts us with argc, argv[] on the stack; hand its address to
 // `start` with the stack aligned as the C ABI wants.
@@ -186,9 +189,44 @@ fn reply(byte: u8, fd: isize) -> bool {
     n == 1
 }
 
-/// Hands out sockets of our netns on fd 3 until the supervisor goes away.
-fn serve_sockets() {
+#[repr(C)]
+struct PollFd {
+    fd: i32,
+    events: i16,
+    revents: i16,
+}
+
+/// Hands out sockets of our netns on fd 3 until the supervisor goes away,
+/// or, given the pidfd of the child we link (`pidfd` >= 0), until it ends.
+fn serve_sockets(pidfd: isize) {
     loop {
+        if pidfd >= 0 {
+            let mut fds = [
+                PollFd {
+                    fd: 3,
+                    events: POLLIN,
+                    revents: 0,
+                },
+                PollFd {
+                    fd: pidfd as i32,
+                    events: POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: polls our two fds, no timeout.
+            let n = unsafe {
+                syscall(
+                    SYS_POLL,
+                    [fds.as_mut_ptr() as usize, 2, usize::MAX, 0, 0, 0],
+                )
+            };
+            if n == EINTR {
+                continue;
+            }
+            if n < 0 || fds[1].revents != 0 {
+                break;
+            }
+        }
         let mut byte = 0u8;
         // SAFETY: reads one byte into `byte`.
         let n = unsafe {
@@ -306,7 +344,7 @@ unsafe extern "C" fn start(sp: *const usize) -> ! {
         b"reap" => reap_forever(),
         b"hold" => {
             if arg(argv, argc, 2) == b"serve" {
-                serve_sockets();
+                serve_sockets(-1);
             }
             hold()
         }
@@ -315,7 +353,11 @@ unsafe extern "C" fn start(sp: *const usize) -> ! {
                 exit(125)
             };
             if arg(argv, argc, 3) == b"serve" {
-                serve_sockets();
+                // Serve, but stop as soon as the child ends: the supervisor
+                // must learn of it while it still holds fd 3.
+                // SAFETY: pidfd_open takes integers.
+                let pidfd = unsafe { syscall(SYS_PIDFD_OPEN, [pid, 0, 0, 0, 0, 0]) };
+                serve_sockets(pidfd);
             }
             link(pid)
         }

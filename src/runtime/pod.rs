@@ -555,54 +555,73 @@ impl Pod {
         })
     }
 
+    /// Spawns one container's `__container` and its output threads.
+    /// Returns the link and the read end of its sync pipe.
+    fn spawn_container(&mut self, i: usize) -> Result<(Child, std::io::PipeReader)> {
+        let slot = &mut self.slots[i];
+        if slot.status.restart_count > 0
+            || matches!(slot.status.state, ContainerState::Terminated { .. })
+        {
+            // A restarted container gets a fresh writable layer, as in Kubernetes.
+            let dir = slot
+                .config_path
+                .parent()
+                .expect("container dir")
+                .to_path_buf();
+            for d in ["upper", "work"] {
+                let _ = std::fs::remove_dir_all(dir.join(d));
+                std::fs::create_dir_all(dir.join(d))?;
+            }
+        }
+        let (out_r, out_w) = std::io::pipe()?;
+        let (err_r, err_w) = std::io::pipe()?;
+        let (sync_r, sync_w) = std::io::pipe()?;
+        let mut cmd = minipod_command();
+        cmd.arg("__container").arg(&slot.config_path);
+        cmd.stdin(Stdio::null()).stdout(out_w).stderr(err_w);
+        crate::sys::fs::pass_as_fd3(&mut cmd, sync_w.as_raw_fd());
+        let link = cmd
+            .spawn()
+            .with_context(|| format!("starting container {}", slot.status.name))?;
+        drop(sync_w);
+        drop(cmd);
+        let terminal = !self.detached;
+        self.outputs.push(pump(
+            out_r,
+            "stdout",
+            slot.prefix.clone(),
+            slot.log.clone(),
+            terminal,
+        ));
+        self.outputs.push(pump(
+            err_r,
+            "stderr",
+            slot.prefix.clone(),
+            slot.log.clone(),
+            terminal,
+        ));
+        Ok((link, sync_r))
+    }
+
     /// Starts the given slots: spawns each `__container` first, then
     /// collects their set-up results, so they set themselves up in parallel.
     fn start(&mut self, which: &[usize]) -> Result<()> {
         let mut pending = Vec::new();
         for &i in which {
-            let slot = &mut self.slots[i];
-            if slot.status.restart_count > 0
-                || matches!(slot.status.state, ContainerState::Terminated { .. })
-            {
-                // A restarted container gets a fresh writable layer, as in Kubernetes.
-                let dir = slot
-                    .config_path
-                    .parent()
-                    .expect("container dir")
-                    .to_path_buf();
-                for d in ["upper", "work"] {
-                    let _ = std::fs::remove_dir_all(dir.join(d));
-                    std::fs::create_dir_all(dir.join(d))?;
+            match self.spawn_container(i) {
+                Ok((link, sync_r)) => pending.push((i, link, sync_r)),
+                Err(e) => {
+                    // Those already started are in no slot yet: stop them
+                    // here (their containers die with their links), or
+                    // nothing would, and their output threads would keep
+                    // the pod's end waiting.
+                    for (_, mut link, _) in pending {
+                        let _ = link.kill();
+                        let _ = link.wait();
+                    }
+                    return Err(e);
                 }
             }
-            let (out_r, out_w) = std::io::pipe()?;
-            let (err_r, err_w) = std::io::pipe()?;
-            let (sync_r, sync_w) = std::io::pipe()?;
-            let mut cmd = minipod_command();
-            cmd.arg("__container").arg(&slot.config_path);
-            cmd.stdin(Stdio::null()).stdout(out_w).stderr(err_w);
-            crate::sys::fs::pass_as_fd3(&mut cmd, sync_w.as_raw_fd());
-            let link = cmd
-                .spawn()
-                .with_context(|| format!("starting container {}", slot.status.name))?;
-            drop(sync_w);
-            drop(cmd);
-            let terminal = !self.detached;
-            self.outputs.push(pump(
-                out_r,
-                "stdout",
-                slot.prefix.clone(),
-                slot.log.clone(),
-                terminal,
-            ));
-            self.outputs.push(pump(
-                err_r,
-                "stderr",
-                slot.prefix.clone(),
-                slot.log.clone(),
-                terminal,
-            ));
-            pending.push((i, link, sync_r));
         }
         let mut failures = Vec::new();
         for (i, link, mut sync_r) in pending {
