@@ -545,3 +545,22 @@ fn twenty_detached_pods_start_at_once() {
     assert!(live_processes("sleep 3130").is_empty());
     assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
 }
+
+#[test]
+fn a_pod_name_longer_than_a_socket_path_works() {
+    // A DNS subdomain of 160 characters: the pod's directory path is then
+    // longer than a unix socket path may be (108 bytes).
+    let name = format!("{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(32));
+    let env = env_with_busybox();
+    let file = env.pod_file(
+        "long",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers:\n  - {{name: c, image: localhost/busybox, command: [sleep, \"3600\"]}}\n"
+        ),
+    );
+    env.ok(["run", "-d", file.to_str().unwrap()]);
+    assert!(env.ok(["ps"]).contains(&name[..20]));
+    env.ok(["stop", "-t", "0", &name]);
+    env.ok(["rm", &name]);
+    assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
+}

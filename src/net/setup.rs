@@ -32,13 +32,7 @@ pub const DEFAULT_MTU: u32 = 1500;
 /// (the pod's name, or any id unique among running pods): 14 characters,
 /// within IFNAMSIZ - 1 = 15.
 pub fn host_ifname(key: &str) -> String {
-    // FNV-1a, 64 bits: stable across releases, unlike std's hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("mp{:012x}", h >> 16)
+    format!("mp{:012x}", crate::sys::hash::fnv1a64(key) >> 16)
 }
 
 /// Creates the bridge if it is missing, gives it the gateway address if it

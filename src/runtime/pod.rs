@@ -251,6 +251,10 @@ impl Pod {
             let slot = pod.new_slot(plan, p, role, i, width, colour, opts.initial_backoff)?;
             pod.slots.push(slot);
         }
+        if let Some(dir) = paths.control_socket().parent() {
+            crate::userns::holder::create_private_dir(dir)?;
+        }
+        let _ = std::fs::remove_file(paths.control_socket());
         let listener = UnixListener::bind(paths.control_socket())
             .context("creating the pod's control socket")?;
         listener.set_nonblocking(true)?;

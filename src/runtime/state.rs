@@ -3,7 +3,7 @@
 //! (`ps`, `inspect`, `wait`, `stop`, `rm`) find pods and tell whether their
 //! supervisor still lives.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
@@ -83,6 +83,7 @@ impl ContainerState {
 pub struct PodPaths {
     pub dir: PathBuf,
     pub lock: PathBuf,
+    control_socket: PathBuf,
 }
 
 impl PodPaths {
@@ -90,13 +91,19 @@ impl PodPaths {
         PodPaths {
             dir: roots.pods().join(name),
             lock: roots.pods().join(format!("{name}.lock")),
+            // A unix socket's path must fit in 108 bytes, and a pod's name
+            // may have 253: the socket is named by a hash of the name.
+            control_socket: roots
+                .run
+                .join("ctl")
+                .join(format!("{:016x}.sock", crate::sys::hash::fnv1a64(name))),
         }
     }
     pub fn state(&self) -> PathBuf {
         self.dir.join("state.json")
     }
-    pub fn control_socket(&self) -> PathBuf {
-        self.dir.join("ctl.sock")
+    pub fn control_socket(&self) -> &Path {
+        &self.control_socket
     }
     pub fn pod_yaml(&self) -> PathBuf {
         self.dir.join("pod.yaml")
