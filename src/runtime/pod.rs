@@ -481,13 +481,17 @@ impl Pod {
         // Once per holder: say why a pod cannot reach beyond this machine.
         let noticed = roots.run.join(format!("outbound-notice-{}", holder.pid));
         if host_gateway.is_none() && !self.detached && std::fs::File::create_new(&noticed).is_ok() {
+            let why = match &holder.outbound_error {
+                Some(e) => e.clone(),
+                None => "pasta is not installed (Debian package passt) or /dev/net/tun is not \
+                         open to you (chmod 0666)"
+                    .to_string(),
+            };
             eprintln!(
                 "note: pods have no outbound route (they reach each other, the gateway {} and \
-                 hostPorts): minipod's holder (pid {}) started without pasta. To give them one, \
-                 install passt, make /dev/net/tun usable (chmod 0666), and with no pod running \
-                 `kill {}`: the next command starts the holder again, with pasta",
+                 hostPorts): {why}. Once that is mended, with no pod running, `kill {}` (minipod's \
+                 holder): the next command starts it again, with pasta",
                 subnet.gateway(),
-                holder.pid,
                 holder.pid
             );
         }

@@ -38,6 +38,9 @@ pub struct HolderRecord {
     /// route through it: pods reach the host's loopback at this address.
     #[serde(default)]
     pub host_gateway: Option<std::net::Ipv4Addr>,
+    /// Why pods have no outbound route, when pasta could not be started.
+    #[serde(default)]
+    pub outbound_error: Option<String>,
 }
 
 fn default_subnet() -> String {
@@ -52,6 +55,7 @@ const READY: u8 = b'r';
 /// Finds the live holder of this run root, or starts one.
 pub fn ensure(roots: &Roots) -> Result<HolderRecord> {
     create_private_dir(&roots.run)?;
+    check_owned(&roots.run)?;
     let _lock = FileLock::acquire(&roots.holder_lock(), Mode::Exclusive)?;
     if let Some(record) = read_live(roots) {
         return Ok(record);
@@ -113,7 +117,7 @@ fn spawn() -> Result<HolderRecord> {
     let pid = child.id() as i32;
     let mut to_child = child.stdin.take().expect("piped stdin");
     let mut from_child = child.stdout.take().expect("piped stdout");
-    let result = (|| -> Result<Option<std::net::Ipv4Addr>> {
+    let result = (|| -> Result<(Option<std::net::Ipv4Addr>, Option<String>)> {
         expect_byte(&mut from_child, UNSHARED)?;
         idmap::write_maps(pid, ranges)?;
         to_child.write_all(&[MAPPED])?;
@@ -122,14 +126,13 @@ fn spawn() -> Result<HolderRecord> {
         let mut text = String::new();
         from_child.read_to_string(&mut text)?;
         let text = text.trim();
-        let gateway = text.parse().ok();
-        if gateway.is_none() && !text.is_empty() {
-            tracing::warn!("pods get no outbound route: {text}");
-        }
-        Ok(gateway)
+        Ok(match text.parse() {
+            Ok(gateway) => (Some(gateway), None),
+            Err(_) => (None, (!text.is_empty()).then(|| text.to_string())),
+        })
     })();
-    let host_gateway = match result {
-        Ok(gateway) => gateway,
+    let (host_gateway, outbound_error) = match result {
+        Ok(outbound) => outbound,
         Err(err) => {
             let _ = child.kill();
             let mut stderr = String::new();
@@ -153,6 +156,7 @@ fn spawn() -> Result<HolderRecord> {
         single_mapping: ranges.is_none(),
         subnet,
         host_gateway,
+        outbound_error,
     })
 }
 
@@ -185,11 +189,13 @@ pub fn holder_main(subnet: &str) -> Result<()> {
         .map(|p| crate::net::pasta::Launcher::fork(&p))
         .transpose()?;
     uplink_network(subnet)?;
+    let turned_off = std::env::var_os("MINIPOD_NO_PASTA").is_some_and(|v| !v.is_empty());
     let outbound = pasta.map(outbound);
     stdout.write_all(&[READY])?;
     match outbound {
         Some(Ok(gateway)) => write!(stdout, "{gateway}")?,
-        Some(Err(e)) => write!(stdout, "{e:#}")?,
+        Some(Err(e)) => write!(stdout, "starting pasta failed: {e:#}")?,
+        None if turned_off => write!(stdout, "MINIPOD_NO_PASTA was set when the holder started")?,
         None => {}
     }
     stdout.flush()?;
@@ -246,6 +252,28 @@ fn thread_count() -> Option<u32> {
         .trim()
         .parse()
         .ok()
+}
+
+/// The run root is trusted with the holder's pid and the pods' sockets:
+/// it must be ours, not a symlink (the /tmp fallback may already exist,
+/// made by somebody else).
+fn check_owned(run: &Path) -> Result<()> {
+    let meta = std::fs::symlink_metadata(run)
+        .with_context(|| format!("reading the run root {}", run.display()))?;
+    let uid = nix::unistd::getuid().as_raw();
+    if !meta.is_dir() || meta.uid() != uid {
+        bail!(
+            "the run root {} is not a directory of yours (uid {uid}) but {}; it would hold your \
+             pods' sockets and state. Set XDG_RUNTIME_DIR, or pass --runroot DIR",
+            run.display(),
+            if meta.is_dir() {
+                format!("owned by uid {}", meta.uid())
+            } else {
+                "a symlink or file".to_string()
+            }
+        );
+    }
+    Ok(())
 }
 
 /// The run root holds sockets and state of the user's pods: 0700.
