@@ -104,24 +104,22 @@ impl Puller {
             .conf
             .endpoints(&reference.domain, &reference.repository)
             .with_context(|| format!("image {name}"))?;
-        let mut last_err = None;
+        // Mirrors first, then the registry itself: each failure moves on to
+        // the next, and the last one's error is the answer.
         for (i, endpoint) in endpoints.iter().enumerate() {
             match self.pull_from(store, reference, &name, endpoint) {
                 Ok(p) => return Ok(p),
-                // A damaged image is not retried elsewhere: nothing more
-                // is learnt and the store is already clean.
                 Err(e) if i + 1 < endpoints.len() => {
                     tracing::warn!(
                         "image {name}: {} failed, trying {}: {e:#}",
                         endpoint.display(),
                         endpoints[i + 1].display()
                     );
-                    last_err = Some(e);
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(last_err.unwrap_or_else(|| anyhow!("image {name}: no registry to pull from")))
+        bail!("image {name}: no registry to pull from")
     }
 
     fn pull_from(

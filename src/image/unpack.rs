@@ -15,8 +15,6 @@
 //! xattr (overlayfs reads the `user.` prefix when mounted with `userxattr`,
 //! which is how it is mounted inside a user namespace).
 
-// The store is the caller; until it is wired in, the binary does not use this.
-
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};

@@ -96,13 +96,12 @@ impl Launcher {
             }),
             ForkResult::Child => {
                 drop(go_write);
-                let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+                let alive = crate::sys::proc::die_with_parent(parent.as_raw()).is_ok();
                 // Let go of the holder's pipes at once: its parent reads
                 // them to EOF.
                 let _ = crate::sys::fs::stdio_to_null();
                 let mut go = [0u8];
-                let released = nix::unistd::getppid() == parent
-                    && nix::unistd::read(&go_read, &mut go) == Ok(1);
+                let released = alive && nix::unistd::read(&go_read, &mut go) == Ok(1);
                 if released && let Ok(netns) = std::fs::File::open(format!("/proc/{parent}/ns/net"))
                 {
                     // Above 3 first, so dup2 never meets itself (and keeps

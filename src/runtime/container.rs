@@ -114,8 +114,11 @@ pub fn container_main(config_path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_SETUP_FAILED);
         }
     };
-    if let Err(err) = die_with_supervisor(config.supervisor_pid) {
-        report_error(&format!("container {}: {err:#}", config.name));
+    if let Err(err) = crate::sys::proc::die_with_parent(config.supervisor_pid) {
+        report_error(&format!(
+            "container {}: the supervisor exited ({err})",
+            config.name
+        ));
         return ExitCode::from(EXIT_SETUP_FAILED);
     }
     match join_and_fork(&config) {
@@ -125,10 +128,6 @@ pub fn container_main(config_path: &Path) -> ExitCode {
             ExitCode::from(EXIT_SETUP_FAILED)
         }
     }
-}
-
-fn die_with_supervisor(supervisor: i32) -> Result<()> {
-    super::pause::die_with_parent(supervisor)
 }
 
 fn read_config(path: &Path) -> Result<ContainerConfig> {
@@ -359,11 +358,8 @@ fn child_setup_and_exec(config: &ContainerConfig) -> Result<Infallible> {
     switch_user(&config.process, last_cap)?;
     // Die with the link (and so with the supervisor). Set after the uid
     // change, which clears it; if the link is already gone, stop here.
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-        .context("prctl(PR_SET_PDEATHSIG)")?;
-    if nix::unistd::getppid().as_raw() != config_link_pid() {
-        bail!("the container's link process exited during setup");
-    }
+    crate::sys::proc::die_with_parent(config_link_pid())
+        .context("the container's link process exited during setup")?;
     prepare_exec()?;
     exec(&config.process)
 }

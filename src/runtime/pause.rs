@@ -21,7 +21,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use nix::mount::{MsFlags, mount};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
@@ -94,7 +94,7 @@ pub fn pause_main(args: PauseArgs) -> Result<()> {
 /// Sets up the namespaces. Returns the PID-1 child's host pid when the PID
 /// namespace is shared (we are then its link to the supervisor), else None.
 fn setup(args: &PauseArgs, program: &OwnedFd) -> Result<Option<i32>> {
-    die_with_parent(args.parent)?;
+    crate::sys::proc::die_with_parent(args.parent).context("the supervisor exited")?;
     // The pause runs the minipod binary and is visible to containers in a
     // shared PID namespace: keep its /proc/PID/exe out of their reach
     // (CVE-2019-5736).
@@ -191,7 +191,6 @@ fn attach(ip: &str, gateway: std::net::Ipv4Addr, uplink: i32, ifname: &str) -> R
     .context("connecting the pod to the bridge")
 }
 
-/// The link: waits for PID 1 and exits when it does.
 /// The pause program (pause/pause.rs), built by build.rs.
 const PAUSE_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/minipod-pause"));
 
@@ -237,13 +236,4 @@ pub fn exec_program(
     argv.push(CString::new(serves.as_os_str().as_bytes())?);
     let env: [&CStr; 0] = [];
     nix::unistd::fexecve(program, &argv, &env).context("executing the pause program")
-}
-
-/// PDEATHSIG, then a check that the parent did not die before it was set.
-pub fn die_with_parent(parent: i32) -> Result<()> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).context("prctl(PR_SET_PDEATHSIG)")?;
-    if nix::unistd::getppid().as_raw() != parent {
-        bail!("the supervisor exited");
-    }
-    Ok(())
 }

@@ -1024,8 +1024,7 @@ impl Pod {
         slot.stopped_by_us = true;
         // PID 1 of a namespace only gets signals it handles: one that does
         // not catch the stop signal would just make us wait.
-        let own_pid_ns = true;
-        let sig = if own_pid_ns && is_pid1(run.pid) && !catches(run.pid, slot.stop_signal) {
+        let sig = if is_pid1(run.pid) && !catches(run.pid, slot.stop_signal) {
             Signal::SIGKILL
         } else {
             slot.stop_signal

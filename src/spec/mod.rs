@@ -10,9 +10,6 @@
 //!   known (argv, env with `$(VAR)` expansion, working dir, user);
 //! - [`quantity`] parses resource quantities.
 
-// The runtime does not consume the plan yet.
-#![allow(dead_code, unused_imports)]
-
 pub mod expand;
 pub mod names;
 pub mod plan;
@@ -32,10 +29,8 @@ use std::fmt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 
 pub use plan::*;
-pub use process::{
-    ImageDefaults, ProcessError, ProcessPlan, UserIds, resolve_argv, resolve_process, resolve_user,
-};
-pub use quantity::parse_quantity;
+pub use process::{ImageDefaults, resolve_process, resolve_user};
+#[cfg(test)]
 pub use support::{SUPPORTED_FIELDS, supported_fields_markdown};
 
 use yaml::{Node, NodeValue, Positions};
