@@ -486,6 +486,7 @@ fn semantic_checks() {
         (c("    ports: [{containerPort: 80, name: web}, {containerPort: 81, name: web}]\n"), "spec.containers[0].ports[1].name", "duplicate port name"),
         (c("    ports: [{containerPort: 80, hostIP: localhost}]\n"), "spec.containers[0].ports[0].hostIP", "not a valid IP"),
         (c("    ports: [{containerPort: 80, hostPort: 8080}, {containerPort: 81, hostPort: 8080}]\n"), "spec.containers[0].ports[1].hostPort", "duplicate host port 8080"),
+        (c("    ports: [{containerPort: 80, hostPort: 8080, protocol: SCTP}]\n"), "spec.containers[0].ports[0].protocol", "SCTP with a hostPort is not supported yet"),
         (
             pod("    ports: [{containerPort: 80, hostPort: 8080}]\n", "  hostNetwork: true\n"),
             "spec.containers[0].ports[0].hostPort",

@@ -561,6 +561,15 @@ fn container_plan(
                 Protocol::Tcp
             }
         };
+        // Valid for Kubernetes, but minipod forwards only TCP and UDP: say so
+        // here, before any image is pulled or anything of the pod exists.
+        if protocol == Protocol::Sctp && host_port.is_some() {
+            ctx.err(
+                format!("{pp}.protocol"),
+                "SCTP with a hostPort is not supported yet by minipod; use TCP or UDP, or drop \
+                 the hostPort",
+            );
+        }
         if let Some(n) = port.name.as_deref().filter(|n| !n.is_empty()) {
             ctx.check(format!("{pp}.name"), names::iana_svc_name(n));
             if let Some(first) = port_names.insert(n, i) {
