@@ -222,7 +222,8 @@ pub fn supervise(
     if let Err(e) = &result {
         // Tell `run -d`, if it is still listening (no-op once reported).
         let line = format!("error {}\n", format!("{e:#}").replace('\n', " "));
-        // SAFETY: fd 3 is the sync pipe, if still open; a closed fd gives EBADF.
+        // SAFETY: fd 3 is the sync pipe, or /dev/null once the start was
+        // reported (Pod::report), never another file.
         unsafe { libc::write(3, line.as_ptr().cast(), line.len()) };
     }
     result

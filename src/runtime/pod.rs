@@ -853,8 +853,12 @@ impl Pod {
             <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(3)
         });
         let _ = f.write_all(line.as_bytes());
-        // SAFETY: closing our copy lets the parent see EOF.
-        unsafe { libc::close(3) };
+        // Let the parent see EOF, but keep fd 3 taken (by /dev/null): a
+        // later error report writes to fd 3, which must not by then be a
+        // log file or socket that reused the number.
+        if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
+            let _ = crate::sys::fs::redirect_fd(&null, 3);
+        }
     }
 
     fn fail(&mut self, message: String, code: i32) {
