@@ -32,8 +32,11 @@ fi
 # others work in the tree).
 build_minipod() {
   (cd "$repo" && cargo build --release --quiet)
-  install -m 755 "${CARGO_TARGET_DIR:-$repo/target}/release/minipod" "$bench_work/minipod"
+  # .cargo/config.toml names the target (static linking), hence its folder.
+  local built=${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-gnu/release
+  install -m 755 "$built/minipod" "$built/minipod-supervisor" "$bench_work/"
   MINIPOD="$bench_work/minipod"
+  MINIPOD_SUPERVISOR="$bench_work/minipod-supervisor"
 }
 
 # Kill a minipod holder left by a run root.

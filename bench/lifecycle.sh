@@ -10,7 +10,7 @@
 # then, with each pod running (one at a time), the resident memory of each
 # tool's own per-pod processes, VmRSS (/proc/PID/status) and PSS
 # (/proc/PID/smaps_rollup), not counting the containers' `sleep`s:
-#   - minipod: the supervisor (`minipod __supervise POD`, state.json
+#   - minipod: the supervisor (`minipod-supervisor POD PLAN`, state.json
 #     supervisor_pid), the pause (`minipod-pause hold`, state.json pause_pid)
 #     and every other minipod process below them (the containers' links,
 #     `minipod-pause link PID`: the pause program, run from a memfd); the
@@ -125,10 +125,10 @@ tree() {
   echo "$pid"
   for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do tree "$c"; done
 }
-# minipod's own: the minipod binary, or the pause program it runs from a memfd.
+# minipod's own: its two binaries, or the pause program it runs from a memfd.
 is_minipod() {
   case "$(readlink "/proc/$1/exe" 2>/dev/null)" in
-    "$MINIPOD" | /memfd:minipod-pause*) true ;;
+    "$MINIPOD" | "$MINIPOD_SUPERVISOR" | /memfd:minipod-pause*) true ;;
     *) false ;;
   esac
 }

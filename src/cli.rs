@@ -170,15 +170,6 @@ enum Command {
         #[arg(value_name = "POD.yaml|POD")]
         target: String,
     },
-    /// The supervisor of a detached pod (started by `run -d`)
-    #[command(name = "__supervise", hide = true)]
-    Supervise {
-        pod: String,
-        #[arg(long)]
-        exit_code_from: Option<String>,
-        #[arg(long)]
-        restart_backoff: f64,
-    },
     #[command(name = "__holder", hide = true)]
     Holder { subnet: String },
     #[command(name = "__pause", hide = true)]
@@ -207,12 +198,7 @@ pub fn run() -> Result<ExitCode> {
             userns::holder::holder_main(&subnet).map(|()| ExitCode::SUCCESS)
         }
         Command::Pause(args) => crate::runtime::pause::pause_main(args).map(|()| ExitCode::SUCCESS),
-        Command::Run(args) => commands::run(&roots, &cli.log_level, args),
-        Command::Supervise {
-            pod,
-            exit_code_from,
-            restart_backoff,
-        } => commands::supervise(&roots, &pod, exit_code_from, restart_backoff),
+        Command::Run(args) => commands::run(&roots, args),
         Command::Ps { all, format } => commands::ps(&roots, all, &format),
         Command::Logs {
             follow,

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 /// The two roots every command works with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Roots {
     /// Images: blobs, unpacked layers, `images.json`.
     pub data: PathBuf,

@@ -49,13 +49,9 @@ fn detached_pod_and_every_management_command() {
     assert!(started.elapsed() < Duration::from_secs(10));
 
     // The supervisor shows minipod and the pod's name on its command line.
-    let sup = live_processes(&format!(
-        "{} --log-level warn __supervise ticker",
-        env.runroot.display()
-    ));
+    let sup = live_processes(&supervisor_command_line(&env, "ticker"));
     assert_eq!(sup.len(), 1, "{sup:?}");
-    assert!(sup[0].starts_with("minipod "), "{sup:?}");
-    assert!(sup[0].contains("ticker"), "{sup:?}");
+    assert!(sup[0].starts_with("minipod-supervisor ticker "), "{sup:?}");
 
     // ps, in both formats.
     let table = env.ok(["ps"]);
@@ -229,13 +225,7 @@ fn detached_pod_and_every_management_command() {
         "only the header is left"
     );
     assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
-    assert!(
-        live_processes(&format!(
-            "{} --log-level warn __supervise ticker",
-            env.runroot.display()
-        ))
-        .is_empty()
-    );
+    assert!(live_processes(&supervisor_command_line(&env, "ticker")).is_empty());
 
     // rm -f of a running pod.
     env.ok(["run", "-d", file.to_str().unwrap()]);
@@ -563,4 +553,16 @@ fn a_pod_name_longer_than_a_socket_path_works() {
     env.ok(["stop", "-t", "0", &name]);
     env.ok(["rm", &name]);
     assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
+}
+
+/// What `ps` shows of a pod's supervisor: `minipod-supervisor POD PLAN`.
+fn supervisor_command_line(env: &TestEnv, pod: &str) -> String {
+    format!(
+        "minipod-supervisor {pod} {}",
+        env.runroot
+            .join("pods")
+            .join(pod)
+            .join("supervisor.json")
+            .display()
+    )
 }

@@ -74,7 +74,7 @@ impl PodSockets {
 }
 
 /// One hostPort to publish.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Published {
     pub host_ip: IpAddr,
     pub host_port: u16,

@@ -1,18 +1,17 @@
-//! The pod commands: `run` (foreground and `-d`), the detached supervisor,
+//! The pod commands: `run` (foreground and `-d`),
 //! `ps`, `logs`, `exec`, `stop`, `rm`, `inspect`, `wait`, `down`.
 
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::config::ContainerConfig;
+use super::launch::{self, RunOptions};
 use super::logs::{self, ReadOptions};
-use super::pod::{self, RunOptions};
+use super::pod;
 use super::state::{self, ContainerState, Phase, PodPaths};
 use crate::cli::{RunArgs, store_in_userns};
 use crate::paths::Roots;
@@ -44,7 +43,7 @@ fn backoff(seconds: f64) -> Result<Duration> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-pub fn run(roots: &Roots, log_level: &str, args: RunArgs) -> Result<ExitCode> {
+pub fn run(roots: &Roots, args: RunArgs) -> Result<ExitCode> {
     let pull = match args.pull.as_deref() {
         None => None,
         Some("always") => Some(crate::spec::PullPolicy::Always),
@@ -63,32 +62,32 @@ pub fn run(roots: &Roots, log_level: &str, args: RunArgs) -> Result<ExitCode> {
     // a failed pull leaves the old pod running.
     let to_pull =
         super::prepare::images_to_pull(&crate::image::Store::new(roots, true), &plan, pull)?;
+    // `run -d` stays single-threaded until it joined the user namespace
+    // (pulls run in helper processes); the foreground shows their progress.
     if args.detach {
         super::prepare::pull_images_in_helpers(roots, &to_pull)?;
-        if args.replace {
-            remove_pod(roots, &plan.name, true, true)?;
-        }
-        return start_detached(roots, log_level, &plan.name, &text, &args, initial_backoff);
     }
     let store = store_in_userns(roots)?;
-    super::prepare::pull_images(
-        &store,
-        &to_pull,
-        crate::image::registry::PullOptions {
-            progress: true,
-            ..Default::default()
-        },
-    )?;
+    if !args.detach {
+        super::prepare::pull_images(
+            &store,
+            &to_pull,
+            crate::image::registry::PullOptions {
+                progress: true,
+                ..Default::default()
+            },
+        )?;
+    }
     if args.replace {
         remove_pod(roots, &plan.name, true, true)?;
     }
-    pod::run(
+    launch::run(
         roots,
         &store,
         plan,
         RunOptions {
             exit_code_from: args.exit_code_from,
-            detached: false,
+            detached: args.detach,
             initial_backoff,
             yaml: text,
         },
@@ -110,123 +109,6 @@ fn refuse_existing(roots: &Roots, name: &str) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// `run -d`: starts `minipod __supervise POD` in its own session with the
-/// YAML on its stdin, and waits until it reports that every container
-/// started (or why not).
-fn start_detached(
-    roots: &Roots,
-    log_level: &str,
-    name: &str,
-    yaml: &str,
-    args: &RunArgs,
-    initial_backoff: Duration,
-) -> Result<ExitCode> {
-    let (mut sync_r, sync_w) = std::io::pipe()?;
-    let mut cmd = std::process::Command::new("/proc/self/exe");
-    cmd.arg0("minipod")
-        .arg("--root")
-        .arg(&roots.data)
-        .arg("--runroot")
-        .arg(&roots.run)
-        .arg("--log-level")
-        .arg(log_level)
-        .arg("__supervise")
-        .arg(name)
-        .arg("--restart-backoff")
-        .arg(initial_backoff.as_secs_f64().to_string());
-    if let Some(c) = &args.exit_code_from {
-        cmd.arg("--exit-code-from").arg(c);
-    }
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    crate::sys::fs::pass_as_fd3(&mut cmd, sync_w.as_raw_fd());
-    // SAFETY: setsid is async-signal-safe; the supervisor gets its own session.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().context("starting the pod's supervisor")?;
-    drop(sync_w);
-    drop(cmd);
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(yaml.as_bytes())
-            .context("handing the YAML to the supervisor")?;
-    }
-    let mut text = String::new();
-    let _ = sync_r.read_to_string(&mut text);
-    match text
-        .trim()
-        .split_once(' ')
-        .map_or((text.trim(), ""), |(a, b)| (a, b))
-    {
-        ("ok", _) => {
-            println!("{name}");
-            Ok(ExitCode::SUCCESS)
-        }
-        ("error", msg) => {
-            let _ = child.wait();
-            bail!("{msg}")
-        }
-        _ => {
-            let status = child.wait()?;
-            bail!("the supervisor of pod {name} exited during start-up ({status})")
-        }
-    }
-}
-
-/// `minipod __supervise POD`: the detached supervisor. Errors before the
-/// pod starts go back to `run -d` on fd 3.
-pub fn supervise(
-    roots: &Roots,
-    name: &str,
-    exit_code_from: Option<String>,
-    restart_backoff: f64,
-) -> Result<ExitCode> {
-    // The sync pipe is ours alone: the pause and containers must not inherit
-    // it, or `run -d` would wait for them.
-    // SAFETY: sets FD_CLOEXEC on fd 3 (EBADF if it is not open).
-    unsafe { libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC) };
-    let result = (|| -> Result<ExitCode> {
-        let mut yaml = String::new();
-        std::io::stdin()
-            .read_to_string(&mut yaml)
-            .context("reading the pod YAML")?;
-        let plan = crate::spec::plan_from_yaml(&yaml, "<pod>").map_err(|e| anyhow!("{e}"))?;
-        if plan.name != name {
-            bail!(
-                "internal error: the supervisor of {name} got pod {}",
-                plan.name
-            );
-        }
-        let store = store_in_userns(roots)?;
-        pod::run(
-            roots,
-            &store,
-            plan,
-            RunOptions {
-                exit_code_from,
-                detached: true,
-                initial_backoff: backoff(restart_backoff)?,
-                yaml,
-            },
-        )
-    })();
-    if let Err(e) = &result {
-        // Tell `run -d`, if it is still listening (no-op once reported).
-        let line = format!("error {}\n", format!("{e:#}").replace('\n', " "));
-        // SAFETY: fd 3 is the sync pipe, or /dev/null once the start was
-        // reported (Pod::report), never another file.
-        unsafe { libc::write(3, line.as_ptr().cast(), line.len()) };
-    }
-    result
 }
 
 /// Asks a running pod's supervisor to stop it, and waits until it has.

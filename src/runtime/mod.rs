@@ -4,6 +4,7 @@ pub mod commands;
 pub mod config;
 pub mod container;
 pub mod etc_files;
+pub mod launch;
 pub mod logs;
 pub mod pause;
 pub mod pod;

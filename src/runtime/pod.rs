@@ -1,12 +1,16 @@
-//! A pod's life: create its state dir and pause process, run its init
-//! containers in order, start its app containers (in parallel), supervise
-//! them (exits, restart policy with kubelet's backoff, signals, the control
-//! socket), stop them, and release everything.
+//! A pod's supervisor (`minipod-supervisor POD PLAN`, conmon's role): it
+//! leases the pod's address and binds its hostPorts, starts its pause
+//! process, runs its init containers in order, starts its app containers (in
+//! parallel), supervises them (exits, restart policy with kubelet's backoff,
+//! signals, the control socket), stops them, and releases everything.
 //!
-//! The supervisor is `minipod run` itself in the foreground, or a detached
-//! `minipod __supervise POD` with `run -d` (conmon's role). `Pod` owns every
-//! resource it created and releases it in `Drop`, so a failure half-way
-//! through creating the pod leaves nothing behind.
+//! `minipod run` works the pod out (runtime::launch) and hands this process
+//! a finished `SupervisorPlan`: in the foreground by exec'ing it, with `-d`
+//! as a child in its own session. This file and what it calls are all the
+//! supervisor binary links, so keep the YAML schema, the image store and
+//! anything heavy out of it. `Pod` owns every resource it created and
+//! releases it in `Drop`, so a failure half-way through creating the pod
+//! leaves nothing behind.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
@@ -23,37 +27,107 @@ use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
 
-use super::config::{ContainerConfig, Mount};
+use super::config::ContainerConfig;
 use super::etc_files;
-use super::logs::{self, LogWriter};
-use super::prepare::{self, PreparedContainer};
+use super::logs::LogWriter;
 use super::state::{ContainerState, ContainerStatus, Phase, PodPaths, PodState};
-use crate::image::Store;
 use crate::net::ipam::{Ipam, Subnet};
 use crate::net::{portfwd, setup};
 use crate::paths::Roots;
-use crate::spec::{DnsBase, PodPlan, RestartPolicy, VolumeKind};
+use crate::spec::RestartPolicy;
 use crate::sys::fs::atomic_write;
 use crate::sys::lock::FileLock;
 use crate::sys::time::now_rfc3339;
 
-/// Kubernetes' /dev/shm size (as docker and containerd set it).
-const SHM_SIZE: u64 = 64 << 20;
+/// The supervisor's inherited descriptors: where it reports the start to
+/// `run -d` (detached only), the pod's lock (held for the pod's life), and
+/// the `minipod` binary it starts the pause and containers from.
+pub const FD_REPORT: i32 = 3;
+pub const FD_POD_LOCK: i32 = 4;
+pub const FD_MINIPOD: i32 = 5;
+
 /// kubelet's crash-loop backoff: doubles from the initial delay up to this,
 /// and starts over once a container ran this long.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const BACKOFF_RESET: Duration = Duration::from_secs(600);
 
-pub struct RunOptions {
-    /// Return when this container exits, with its exit code.
-    pub exit_code_from: Option<String>,
-    /// Started by `run -d`: no terminal output; report start-up on fd 3.
+/// What `minipod run` hands the supervisor: the pod worked out, its files
+/// and container configs written.
+#[derive(Serialize, Deserialize)]
+pub struct SupervisorPlan {
+    pub roots: Roots,
+    pub name: String,
+    /// Started by `run -d`: no terminal output; report the start on fd 3.
     pub detached: bool,
+    /// End the pod when this container exits, with its exit code.
+    pub exit_code_from: Option<String>,
     /// The first restart delay (kubelet: 10 s).
     pub initial_backoff: Duration,
-    /// The pod YAML as given, kept for `inspect` and `down`.
-    pub yaml: String,
+    pub termination_grace: Duration,
+    pub restart_policy: RestartPolicy,
+    pub hostname: String,
+    pub host_aliases: Vec<(String, Vec<String>)>,
+    pub host_network: bool,
+    /// `minipod __pause …` but for the network's arguments.
+    pub pause_args: Vec<String>,
+    pub ports: Vec<portfwd::Published>,
+    pub log_max_bytes: u64,
+    pub state: PodState,
+    /// Init containers (and sidecars) in order, then app containers.
+    pub slots: Vec<SlotPlan>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct SlotPlan {
+    pub role: Role,
+    /// What `__container` gets, written to `config_path` once the pause runs.
+    pub config: ContainerConfig,
+    pub config_path: PathBuf,
+    pub stop_signal: i32,
+    pub log: PathBuf,
+    /// The container's name column on the terminal.
+    pub prefix: String,
+    pub status: ContainerStatus,
+}
+
+/// The supervisor's `main`. Errors before the pod started go back to
+/// `run -d` on fd 3; in the foreground they are printed.
+pub fn main() -> ExitCode {
+    // SAFETY: restores the default disposition before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let plan = match args.get(2) {
+        Some(file) => std::fs::read(file)
+            .with_context(|| format!("reading {}", PathBuf::from(file).display()))
+            .and_then(|b| serde_json::from_slice::<SupervisorPlan>(&b).context("a bad plan")),
+        None => Err(anyhow!(
+            "minipod-supervisor is started by `minipod run`, not by hand"
+        )),
+    };
+    let detached = plan.as_ref().is_ok_and(|p| p.detached);
+    // The report pipe and the binary are ours alone: the pause and the
+    // containers must not inherit them, or `run -d` would wait for them.
+    for fd in [FD_REPORT, FD_MINIPOD] {
+        // SAFETY: sets FD_CLOEXEC (EBADF if it is not open).
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    let result = plan.and_then(supervise);
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            if detached {
+                // Tell `run -d`, if it is still listening (no-op once reported).
+                let line = format!("error {}\n", format!("{e:#}").replace('\n', " "));
+                // SAFETY: fd 3 is the report pipe, or /dev/null once the
+                // start was reported (Pod::report), never another file.
+                unsafe { libc::write(FD_REPORT, line.as_ptr().cast(), line.len()) };
+            }
+            eprintln!("Error: {e:#}");
+            ExitCode::from(crate::EXIT_MINIPOD_ERROR)
+        }
+    }
 }
 
 /// The signals the supervisor handles itself; blocked in every thread and
@@ -71,44 +145,26 @@ fn handled_signals() -> SigSet {
     set
 }
 
-/// Runs a pod to its end. The caller has joined the user namespace; this
-/// must run on the main thread before any other thread exists (threads
-/// inherit the signal mask).
-pub fn run(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> Result<ExitCode> {
-    if let Some(name) = &opts.exit_code_from
-        && !plan.containers.iter().any(|c| &c.name == name)
-    {
-        let names: Vec<&str> = plan.containers.iter().map(|c| c.name.as_str()).collect();
-        bail!(
-            "--exit-code-from {name}: the pod has no container {name:?} (containers: {})",
-            names.join(", ")
-        );
-    }
-    if !opts.detached {
-        for w in &plan.warnings {
-            tracing::warn!("{w}");
-        }
-    }
-    let prepared = prepare::containers(store, &plan)?;
-    prepare::check_host_paths(&plan)?;
-
+/// Runs the pod to its end and returns `run`'s exit code. Runs on the main
+/// thread before any other thread exists (threads inherit the signal mask).
+fn supervise(plan: SupervisorPlan) -> Result<i32> {
+    // SAFETY: `minipod run` hands the pod's lock over as this descriptor.
+    let lock = unsafe { FileLock::from_inherited(FD_POD_LOCK) };
+    // From here on the pod's files are ours to remove (Pod's Drop).
+    let mut pod = Pod::new(plan, lock)?;
     let signals = handled_signals();
     signals.thread_block().context("blocking signals")?;
     let sigfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("creating a signalfd")?;
     // Orphans of our children come back to us to be reaped.
     nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
-
-    let mut pod = Pod::create(roots, &plan, prepared, &opts)?;
-    let net = pod.plan_network(roots, &plan)?;
-    pod.start_pause(&plan, net)?;
-    let code = pod.supervise(&sigfd, &plan, &opts)?;
-    drop(pod);
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+    let net = pod.plan_network()?;
+    pod.start_pause(net)?;
+    pod.supervise(&sigfd)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Role {
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Role {
     Init,
     Sidecar,
     App,
@@ -117,7 +173,6 @@ enum Role {
 /// One container of the pod across its restarts.
 struct Slot {
     role: Role,
-    /// What `__container` gets, written to `config_path` once the pause runs.
     config: ContainerConfig,
     config_path: PathBuf,
     stop_signal: Signal,
@@ -143,12 +198,27 @@ struct Running {
     started_at: String,
 }
 
+/// The parts of the plan the supervise loop keeps consulting.
+struct Policy {
+    exit_code_from: Option<String>,
+    initial_backoff: Duration,
+    termination_grace: Duration,
+    restart_policy: RestartPolicy,
+}
+
 struct Pod {
     name: String,
+    roots: Roots,
     paths: PodPaths,
     /// Held for the pod's whole life: a second `run` of the same name fails.
     lock: Option<FileLock>,
     detached: bool,
+    policy: Policy,
+    hostname: String,
+    host_aliases: Vec<(String, Vec<String>)>,
+    host_network: bool,
+    pause_args: Vec<String>,
+    ports: Vec<portfwd::Published>,
     /// The spawned `__pause` (the link, with a shared PID namespace).
     pause: Option<Child>,
     /// The process whose namespaces containers join.
@@ -168,88 +238,53 @@ struct Pod {
 }
 
 impl Pod {
-    fn create(
-        roots: &Roots,
-        plan: &PodPlan,
-        prepared: Vec<PreparedContainer>,
-        opts: &RunOptions,
-    ) -> Result<Pod> {
-        let paths = PodPaths::new(roots, &plan.name);
-        crate::userns::holder::create_private_dir(&roots.pods())?;
-        let lock = FileLock::try_acquire_removable(&paths.lock)?.ok_or_else(|| {
-            anyhow!(
-                "pod {:?} is already running; stop it first (`minipod down {}`), use `run --replace`, \
-                 or give this one another metadata.name",
-                plan.name,
-                plan.name
-            )
-        })?;
-        if paths.dir.exists() {
-            let state = paths.read_state().ok();
-            let ended_detached = state.as_ref().is_some_and(|s| s.detached);
-            if ended_detached {
-                bail!(
-                    "pod {:?} exists (exited); remove it with `minipod rm {}` or use `run --replace`",
-                    plan.name,
-                    plan.name
-                );
-            }
-            // Left by a foreground supervisor that was killed: its lock is
-            // free, so it is gone.
-            std::fs::remove_dir_all(&paths.dir)
-                .with_context(|| format!("removing stale {}", paths.dir.display()))?;
-        }
-        std::fs::create_dir(&paths.dir)
-            .with_context(|| format!("creating {}", paths.dir.display()))?;
-        let colour =
-            !opts.detached && nix::unistd::isatty(std::io::stdout().as_fd()).unwrap_or(false);
-        let width = prepared
-            .iter()
-            .map(|p| p.plan.name.len())
-            .max()
-            .unwrap_or(0);
+    fn new(plan: SupervisorPlan, lock: FileLock) -> Result<Pod> {
+        let paths = PodPaths::new(&plan.roots, &plan.name);
+        let mut state = plan.state;
+        state.supervisor_pid = std::process::id() as i32;
         let mut pod = Pod {
-            name: plan.name.clone(),
+            name: plan.name,
+            roots: plan.roots,
             paths: paths.clone(),
             lock: Some(lock),
-            detached: opts.detached,
+            detached: plan.detached,
+            policy: Policy {
+                exit_code_from: plan.exit_code_from,
+                initial_backoff: plan.initial_backoff,
+                termination_grace: plan.termination_grace,
+                restart_policy: plan.restart_policy,
+            },
+            hostname: plan.hostname,
+            host_aliases: plan.host_aliases,
+            host_network: plan.host_network,
+            pause_args: plan.pause_args,
+            ports: plan.ports,
             pause: None,
             pause_pid: 0,
             slots: Vec::new(),
             outputs: Vec::new(),
             control: None,
-            state: PodState {
-                name: plan.name.clone(),
-                namespace: plan.namespace.clone(),
-                phase: Phase::Pending,
-                message: None,
-                supervisor_pid: std::process::id() as i32,
-                pause_pid: 0,
-                pod_ip: None,
-                created: now_rfc3339(),
-                started: None,
-                finished: None,
-                exit_code: None,
-                detached: opts.detached,
-                grace_seconds: plan.termination_grace.as_secs(),
-                init_containers: Vec::new(),
-                containers: Vec::new(),
-            },
+            state,
             exits: Vec::new(),
             failure: None,
             reported: false,
             lease: None,
         };
-        pod.write_files(plan, &opts.yaml)?;
-        let n_init = plan.init_containers.len();
-        for (i, p) in prepared.into_iter().enumerate() {
-            let role = match (i < n_init, p.plan.sidecar) {
-                (true, true) => Role::Sidecar,
-                (true, false) => Role::Init,
-                (false, _) => Role::App,
-            };
-            let slot = pod.new_slot(plan, p, role, i, width, colour, opts.initial_backoff)?;
-            pod.slots.push(slot);
+        for s in plan.slots {
+            let log = LogWriter::create(&s.log, plan.log_max_bytes)?;
+            pod.slots.push(Slot {
+                role: s.role,
+                config: s.config,
+                config_path: s.config_path,
+                stop_signal: Signal::try_from(s.stop_signal).unwrap_or(Signal::SIGTERM),
+                log: Arc::new(Mutex::new(log)),
+                prefix: s.prefix,
+                running: None,
+                status: s.status,
+                restart_at: None,
+                backoff: plan.initial_backoff,
+                stopped_by_us: false,
+            });
         }
         if let Some(dir) = paths.control_socket().parent() {
             crate::userns::holder::create_private_dir(dir)?;
@@ -263,138 +298,11 @@ impl Pod {
         Ok(pod)
     }
 
-    fn shm(&self) -> PathBuf {
-        self.paths.dir.join("shm")
-    }
-    fn volume(&self, name: &str) -> PathBuf {
-        self.paths.dir.join("volumes").join(name)
-    }
-    fn etc(&self, file: &str) -> PathBuf {
-        self.paths.dir.join("etc").join(file)
-    }
-    fn container_dir(&self, name: &str) -> PathBuf {
-        self.paths.dir.join("containers").join(name)
-    }
-
-    fn write_files(&self, plan: &PodPlan, yaml: &str) -> Result<()> {
-        for d in ["etc", "logs", "containers", "volumes", "shm"] {
-            std::fs::create_dir_all(self.paths.dir.join(d))?;
-        }
-        std::fs::write(self.paths.pod_yaml(), yaml)?;
-        // A pod on the bridge gets its hosts file with its address, once
-        // leased (plan_network).
-        if plan.host_network {
-            std::fs::write(
-                self.etc("hosts"),
-                etc_files::hosts(&plan.hostname, None, None, &plan.host_aliases),
-            )?;
-        }
-        std::fs::write(self.etc("hostname"), format!("{}\n", plan.hostname))?;
-        let dns = etc_files::Dns {
-            replace_host: plan.dns.base == DnsBase::Empty,
-            nameservers: plan.dns.nameservers.clone(),
-            searches: plan.dns.searches.clone(),
-            options: plan
-                .dns
-                .options
-                .iter()
-                .map(|(k, v)| v.as_ref().map_or(k.clone(), |v| format!("{k}:{v}")))
-                .collect(),
-        };
-        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        std::fs::write(self.etc("resolv.conf"), etc_files::resolv_conf(&host, &dns))?;
-        for v in &plan.volumes {
-            if let VolumeKind::EmptyDir { .. } = v.kind {
-                let dir = self.volume(&v.name);
-                std::fs::create_dir_all(&dir)?;
-                // Kubernetes' emptyDir is world-writable, so any user of the pod can use it.
-                std::fs::set_permissions(
-                    &dir,
-                    std::os::unix::fs::PermissionsExt::from_mode(0o777),
-                )?;
-            }
-        }
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn new_slot(
-        &self,
-        plan: &PodPlan,
-        p: PreparedContainer,
-        role: Role,
-        index: usize,
-        width: usize,
-        colour: bool,
-        initial_backoff: Duration,
-    ) -> Result<Slot> {
-        let name = p.plan.name.clone();
-        let config = self.container_config(plan, &p)?;
-        let config_path = self.container_dir(&name).join("config.json");
-        let log = LogWriter::create(&self.paths.log(&name), log_max_bytes())?;
-        let stop_signal = p
-            .stop_signal
-            .as_deref()
-            .and_then(parse_signal)
-            .unwrap_or(Signal::SIGTERM);
-        let status = ContainerStatus {
-            name: name.clone(),
-            image: p.image_name.clone(),
-            image_id: p.image_id.clone(),
-            sidecar: role == Role::Sidecar,
-            state: ContainerState::Waiting {
-                reason: "ContainerCreating".into(),
-            },
-            last_state: None,
-            restart_count: 0,
-            pid: 0,
-        };
-        Ok(Slot {
-            role,
-            config,
-            config_path,
-            stop_signal,
-            log: Arc::new(Mutex::new(log)),
-            prefix: prefix(&name, width, index, colour),
-            running: None,
-            status,
-            restart_at: None,
-            backoff: initial_backoff,
-            stopped_by_us: false,
-        })
-    }
-
-    fn start_pause(&mut self, plan: &PodPlan, net: Option<PodNet>) -> Result<()> {
+    fn start_pause(&mut self, net: Option<PodNet>) -> Result<()> {
         let mut cmd = minipod_command();
-        cmd.arg("__pause")
-            .arg("--hostname")
-            .arg(&plan.hostname)
+        cmd.args(&self.pause_args)
             .arg("--parent")
-            .arg(std::process::id().to_string())
-            .arg("--pod-dir")
-            .arg(&self.paths.dir)
-            .arg("--tmpfs")
-            .arg(format!("{}={SHM_SIZE}", self.shm().display()));
-        if plan.share_process_namespace {
-            cmd.arg("--share-pid");
-        }
-        if plan.host_network {
-            cmd.arg("--host-network");
-        }
-        for v in &plan.volumes {
-            if let VolumeKind::EmptyDir {
-                memory: true,
-                size_limit_bytes,
-            } = v.kind
-            {
-                let dir = self.volume(&v.name);
-                let spec = match size_limit_bytes {
-                    Some(size) => format!("{}={size}", dir.display()),
-                    None => dir.display().to_string(),
-                };
-                cmd.arg("--tmpfs").arg(spec);
-            }
-        }
+            .arg(std::process::id().to_string());
         if let Some(n) = &net {
             cmd.arg("--ip")
                 .arg(format!("{}/{}", n.ip, n.subnet.prefix()))
@@ -449,6 +357,7 @@ impl Pod {
                 // Each container's config names the pause: written now, once.
                 for slot in &mut self.slots {
                     slot.config.pause_pid = self.pause_pid;
+                    slot.config.supervisor_pid = std::process::id() as i32;
                     atomic_write(&slot.config_path, &serde_json::to_vec_pretty(&slot.config)?)?;
                 }
                 Ok(())
@@ -463,23 +372,20 @@ impl Pod {
     /// Leases the pod an address and binds its hostPorts (a busy one fails
     /// here, before anything of the pod starts). The pause connects the pod
     /// to the bridge (`start_pause`).
-    fn plan_network(&mut self, roots: &Roots, plan: &PodPlan) -> Result<Option<PodNet>> {
-        if plan.host_network {
+    fn plan_network(&mut self) -> Result<Option<PodNet>> {
+        if self.host_network {
             return Ok(None);
         }
-        let ports: Vec<(String, crate::spec::PortPlan)> = plan
-            .init_containers
-            .iter()
-            .chain(&plan.containers)
-            .flat_map(|c| c.ports.iter().map(|p| (c.name.clone(), p.clone())))
-            .collect();
-        let listeners = portfwd::bind(&portfwd::published(&ports)?)?;
-        let holder = crate::userns::holder::read_live(roots)
+        let listeners = portfwd::bind(&self.ports)?;
+        let holder = crate::userns::holder::read_live(&self.roots)
             .ok_or_else(|| anyhow!("minipod's user-namespace holder exited; run the pod again"))?;
         let subnet = Subnet::parse(&holder.subnet)?;
         let host_gateway = holder.host_gateway.map(|g| g.to_string());
         // Once per holder: say why a pod cannot reach beyond this machine.
-        let noticed = roots.run.join(format!("outbound-notice-{}", holder.pid));
+        let noticed = self
+            .roots
+            .run
+            .join(format!("outbound-notice-{}", holder.pid));
         if host_gateway.is_none() && !self.detached && std::fs::File::create_new(&noticed).is_ok() {
             let why = match &holder.outbound_error {
                 Some(e) => e.clone(),
@@ -495,17 +401,17 @@ impl Pod {
                 holder.pid
             );
         }
-        let ipam = Ipam::new(&roots.run, subnet);
+        let ipam = Ipam::new(&self.roots.run, subnet);
         let ip = ipam.allocate(&self.name, std::process::id() as i32)?;
         self.lease = Some(ipam);
         self.state.pod_ip = Some(ip.to_string());
         std::fs::write(
-            self.etc("hosts"),
+            self.paths.dir.join("etc/hosts"),
             etc_files::hosts(
-                &plan.hostname,
+                &self.hostname,
                 Some(&ip.to_string()),
                 host_gateway.as_deref(),
-                &plan.host_aliases,
+                &self.host_aliases,
             ),
         )?;
         Ok(Some(PodNet {
@@ -514,53 +420,6 @@ impl Pod {
             holder_pid: holder.pid,
             listeners,
         }))
-    }
-
-    fn container_config(&self, plan: &PodPlan, p: &PreparedContainer) -> Result<ContainerConfig> {
-        let dir = self.container_dir(&p.plan.name);
-        let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
-        for d in [&upper, &work, &rootfs] {
-            std::fs::create_dir_all(d)?;
-        }
-        let mut mounts = Vec::new();
-        for m in &p.plan.mounts {
-            let volume = plan
-                .volumes
-                .iter()
-                .find(|v| v.name == m.volume)
-                .ok_or_else(|| {
-                    anyhow!(
-                        "container {}: volume {} is not defined",
-                        p.plan.name,
-                        m.volume
-                    )
-                })?;
-            let base = match &volume.kind {
-                VolumeKind::EmptyDir { .. } => self.volume(&volume.name),
-                VolumeKind::HostPath { path, .. } => PathBuf::from(path),
-            };
-            mounts.push(Mount {
-                destination: m.mount_path.clone(),
-                source: prepare::mount_source(&base, m.sub_path.as_deref())?,
-                read_only: m.read_only,
-            });
-        }
-        Ok(ContainerConfig {
-            name: p.plan.name.clone(),
-            supervisor_pid: std::process::id() as i32,
-            pause_pid: self.pause_pid,
-            share_pid: plan.share_process_namespace,
-            layers: p.layers.clone(),
-            upper,
-            work,
-            rootfs,
-            shm: self.shm(),
-            hosts: self.etc("hosts"),
-            hostname_file: self.etc("hostname"),
-            resolv_conf: self.etc("resolv.conf"),
-            mounts,
-            process: p.process.clone(),
-        })
     }
 
     /// Spawns one container's `__container` and its output threads.
@@ -692,13 +551,13 @@ impl Pod {
 
     /// Reaps exits and handles signals, restarts and the control socket
     /// until the pod is done. Returns `run`'s exit code.
-    fn supervise(&mut self, sigfd: &SignalFd, plan: &PodPlan, opts: &RunOptions) -> Result<i32> {
+    fn supervise(&mut self, sigfd: &SignalFd) -> Result<i32> {
         let mut stop_deadline: Option<Instant> = None;
-        let mut stop_grace = plan.termination_grace;
+        let mut stop_grace = self.policy.termination_grace;
         self.advance()?;
         loop {
-            self.reap(plan, opts);
-            if stop_deadline.is_none() && self.should_stop(opts) {
+            self.reap();
+            if stop_deadline.is_none() && self.should_stop() {
                 stop_deadline = Some(self.begin_stop(stop_grace));
             }
             if let Some(deadline) = stop_deadline {
@@ -751,8 +610,8 @@ impl Pod {
                 });
             }
         }
-        self.reap(plan, opts);
-        let code = self.final_code(opts);
+        self.reap();
+        let code = self.final_code();
         self.state.exit_code = Some(code);
         self.state.finished = Some(now_rfc3339());
         if self.state.phase != Phase::Failed {
@@ -848,16 +707,16 @@ impl Pod {
             None => "ok\n".to_string(),
             Some(e) => format!("error {}\n", e.replace('\n', " ")),
         };
-        // SAFETY: fd 3 is the sync pipe `run -d` gave us; borrowed, not closed here.
+        // SAFETY: fd 3 is the report pipe `run -d` gave us; borrowed, not closed here.
         let mut f = std::mem::ManuallyDrop::new(unsafe {
-            <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(3)
+            <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(FD_REPORT)
         });
         let _ = f.write_all(line.as_bytes());
         // Let the parent see EOF, but keep fd 3 taken (by /dev/null): a
         // later error report writes to fd 3, which must not by then be a
         // log file or socket that reused the number.
         if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
-            let _ = crate::sys::fs::redirect_fd(&null, 3);
+            let _ = crate::sys::fs::redirect_fd(&null, FD_REPORT);
         }
     }
 
@@ -871,11 +730,11 @@ impl Pod {
     }
 
     /// Whether the pod is done running and should be stopped.
-    fn should_stop(&self, opts: &RunOptions) -> bool {
+    fn should_stop(&self) -> bool {
         if self.failure.is_some() {
             return true;
         }
-        if let Some(name) = &opts.exit_code_from
+        if let Some(name) = &self.policy.exit_code_from
             && self
                 .slots
                 .iter()
@@ -888,7 +747,7 @@ impl Pod {
     }
 
     /// Collects every exited child and applies the restart policy.
-    fn reap(&mut self, plan: &PodPlan, opts: &RunOptions) {
+    fn reap(&mut self) {
         loop {
             let status = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
@@ -913,11 +772,11 @@ impl Pod {
                 }
                 continue;
             };
-            self.container_exited(i, code, plan, opts);
+            self.container_exited(i, code);
         }
     }
 
-    fn container_exited(&mut self, i: usize, code: i32, plan: &PodPlan, opts: &RunOptions) {
+    fn container_exited(&mut self, i: usize, code: i32) {
         let slot = &mut self.slots[i];
         let run = slot.running.take().expect("a running slot");
         let reason = if code == 0 { "Completed" } else { "Error" };
@@ -935,12 +794,12 @@ impl Pod {
             self.exits.push((i, code));
         }
         let stopping = slot.stopped_by_us;
-        let chosen = opts.exit_code_from.as_deref() == Some(name.as_str());
+        let chosen = self.policy.exit_code_from.as_deref() == Some(name.as_str());
         let restart = !stopping
             && !chosen
             && match slot.role {
                 Role::Sidecar => true,
-                Role::Init | Role::App => match plan.restart_policy {
+                Role::Init | Role::App => match self.policy.restart_policy {
                     RestartPolicy::Always => slot.role == Role::App || code != 0,
                     RestartPolicy::OnFailure => code != 0,
                     RestartPolicy::Never => false,
@@ -949,7 +808,7 @@ impl Pod {
         if restart {
             // kubelet's backoff: start over after a long run, else double.
             if run.started.elapsed() >= BACKOFF_RESET {
-                slot.backoff = opts.initial_backoff;
+                slot.backoff = self.policy.initial_backoff;
             }
             slot.restart_at = Some(Instant::now() + slot.backoff);
             slot.status.state = ContainerState::Waiting {
@@ -1094,8 +953,8 @@ impl Pod {
     }
 
     /// `run`'s exit code: the chosen container's, else the first failure's.
-    fn final_code(&self, opts: &RunOptions) -> i32 {
-        if let Some(name) = &opts.exit_code_from
+    fn final_code(&self) -> i32 {
+        if let Some(name) = &self.policy.exit_code_from
             && let Some(s) = self.slots.iter().find(|s| &s.status.name == name)
             && let ContainerState::Terminated { exit_code, .. } = s.status.state
         {
@@ -1197,17 +1056,11 @@ fn remove_runtime_dirs(paths: &PodPaths) {
     }
 }
 
-fn log_max_bytes() -> u64 {
-    std::env::var("MINIPOD_LOG_MAX_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(logs::DEFAULT_MAX_BYTES)
-}
-
-/// `minipod` itself, for hidden subcommands: through /proc/self/exe so the
-/// same binary runs even if the file was replaced meanwhile.
-pub fn minipod_command() -> Command {
-    let mut cmd = Command::new("/proc/self/exe");
+/// `minipod` itself, for its hidden subcommands `__pause` and
+/// `__container`: the binary `minipod run` handed over (FD_MINIPOD), so it
+/// is the one that ran even if the file was replaced meanwhile.
+fn minipod_command() -> Command {
+    let mut cmd = Command::new(format!("/proc/self/fd/{FD_MINIPOD}"));
     cmd.arg0("minipod");
     // Its own process group: Ctrl-C reaches the supervisor, which stops the
     // pod in order, not every process at once.
@@ -1245,31 +1098,6 @@ fn catches(pid: i32, sig: Signal) -> bool {
         .find_map(|l| l.strip_prefix("SigCgt:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
         .is_some_and(|mask| mask & (1 << (sig as i32 - 1)) != 0)
-}
-
-/// `SIGTERM`, `TERM` or `15`, as image configs write StopSignal.
-fn parse_signal(s: &str) -> Option<Signal> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).ok();
-    }
-    let name = if s.starts_with("SIG") {
-        s.to_string()
-    } else {
-        format!("SIG{s}")
-    };
-    name.parse().ok()
-}
-
-fn prefix(name: &str, width: usize, index: usize, colour: bool) -> String {
-    const COLOURS: [u8; 6] = [36, 33, 32, 35, 34, 31];
-    if colour {
-        format!(
-            "\x1b[{}m{name:<width$} |\x1b[0m ",
-            COLOURS[index % COLOURS.len()]
-        )
-    } else {
-        format!("{name:<width$} | ")
-    }
 }
 
 /// Copies one output stream of a container, line by line, to its log file

@@ -54,6 +54,25 @@ impl FileLock {
         }
     }
 
+    /// The lock's descriptor, to hand to a child process that is to hold
+    /// the lock on: a flock belongs to the open file, shared by every copy
+    /// of the descriptor, so it stays held while the child keeps its copy.
+    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+
+    /// A lock held through `fd`, handed over by the parent (`as_raw_fd`).
+    ///
+    /// # Safety
+    /// `fd` must be an open descriptor of a held lock file, owned by no one
+    /// else in this process.
+    pub unsafe fn from_inherited(fd: std::os::fd::RawFd) -> FileLock {
+        // SAFETY: the caller vouches for `fd`.
+        FileLock {
+            file: unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) },
+        }
+    }
+
     /// Deletes the lock file, then lets go of it.
     pub fn release_and_remove(self, path: &Path) {
         let _ = std::fs::remove_file(path);

@@ -83,6 +83,10 @@ pub fn binary() -> &'static Path {
         let dir = bin_dir(std::process::id());
         std::fs::create_dir_all(&dir).unwrap();
         set_mode(&dir, 0o755);
+        // minipod runs each pod's supervisor from the binary beside it.
+        let supervisor = dir.join("minipod-supervisor");
+        std::fs::copy(env!("CARGO_BIN_EXE_minipod-supervisor"), &supervisor).unwrap();
+        set_mode(&supervisor, 0o755);
         let bin = dir.join("minipod");
         std::fs::copy(env!("CARGO_BIN_EXE_minipod"), &bin).unwrap();
         set_mode(&bin, 0o755);
@@ -365,9 +369,8 @@ impl Drop for TestEnv {
             let state = std::fs::read(pod.path().join("state.json")).unwrap_or_default();
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&state)
                 && let Some(pid) = v["supervisor_pid"].as_i64()
-                && std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                    c.contains(&self.runroot.display().to_string()) || c.contains("__supervise")
-                })
+                && std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.contains(&self.runroot.display().to_string()))
             {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid as i32),

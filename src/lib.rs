@@ -1,0 +1,16 @@
+//! minipod: a rootless pod launcher. Two programs share this library:
+//! `minipod` (src/main.rs: the command line, image store, set-up helpers) and
+//! `minipod-supervisor` (src/bin: one small process per running pod, which
+//! links only `runtime::pod` and what it calls, so it stays small in memory).
+
+pub mod cli;
+pub mod image;
+pub mod net;
+pub mod paths;
+pub mod runtime;
+pub mod spec;
+pub mod sys;
+pub mod userns;
+
+/// podman's convention: 125 means minipod itself failed, not a container.
+pub const EXIT_MINIPOD_ERROR: u8 = 125;

@@ -1,0 +1,504 @@
+//! Launching a pod: everything `run` does before the pod's supervisor takes
+//! over. The YAML's plan, the image store and the container configs are
+//! worked out here, in `minipod`; the pod's files are written and its lock
+//! taken; then `minipod-supervisor` gets a finished `SupervisorPlan` and the
+//! lock. In the foreground `minipod` becomes the supervisor (exec, same pid
+//! and terminal); with `-d` it starts one in its own session and waits for
+//! its report.
+//!
+//! Why two programs: the supervisor lives as long as the pod, and a process
+//! running the whole of `minipod` (YAML schema, registries, layers) keeps
+//! ~9 MB of its pages resident. `minipod-supervisor` links only what it runs.
+
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use super::config::{ContainerConfig, Mount};
+use super::etc_files;
+use super::logs;
+use super::pod::{FD_MINIPOD, FD_POD_LOCK, FD_REPORT, Role, SlotPlan, SupervisorPlan};
+use super::prepare::{self, PreparedContainer};
+use super::state::{ContainerState, ContainerStatus, Phase, PodPaths, PodState};
+use crate::image::Store;
+use crate::net::portfwd;
+use crate::paths::Roots;
+use crate::spec::{DnsBase, PodPlan, VolumeKind};
+use crate::sys::fs::{atomic_write, pass_fds};
+use crate::sys::lock::FileLock;
+use crate::sys::time::now_rfc3339;
+
+/// Kubernetes' /dev/shm size (as docker and containerd set it).
+const SHM_SIZE: u64 = 64 << 20;
+
+pub struct RunOptions {
+    /// Return when this container exits, with its exit code.
+    pub exit_code_from: Option<String>,
+    /// `run -d`: no terminal output; return once every container started.
+    pub detached: bool,
+    /// The first restart delay (kubelet: 10 s).
+    pub initial_backoff: Duration,
+    /// The pod YAML as given, kept for `inspect` and `down`.
+    pub yaml: String,
+}
+
+/// Runs a pod: in the foreground to its end (this process becomes its
+/// supervisor), or with `-d` until every container started. The caller has
+/// joined the user namespace.
+pub fn run(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> Result<ExitCode> {
+    if let Some(name) = &opts.exit_code_from
+        && !plan.containers.iter().any(|c| &c.name == name)
+    {
+        let names: Vec<&str> = plan.containers.iter().map(|c| c.name.as_str()).collect();
+        bail!(
+            "--exit-code-from {name}: the pod has no container {name:?} (containers: {})",
+            names.join(", ")
+        );
+    }
+    if !opts.detached {
+        for w in &plan.warnings {
+            tracing::warn!("{w}");
+        }
+    }
+    let supervisor = supervisor_binary()?;
+    let prepared = prepare::containers(store, &plan)?;
+    prepare::check_host_paths(&plan)?;
+    let ports: Vec<(String, crate::spec::PortPlan)> = plan
+        .init_containers
+        .iter()
+        .chain(&plan.containers)
+        .flat_map(|c| c.ports.iter().map(|p| (c.name.clone(), p.clone())))
+        .collect();
+    let ports = portfwd::published(&ports)?;
+
+    let mut files = PodFiles::create(roots, &plan)?;
+    let handoff = files.write(roots, &plan, prepared, ports, &opts)?;
+    let plan_file = files.paths.dir.join("supervisor.json");
+    atomic_write(&plan_file, &serde_json::to_vec(&handoff)?)?;
+    hand_over(&supervisor, &plan.name, &plan_file, files, opts.detached)
+}
+
+/// `minipod-supervisor`, installed beside `minipod`.
+fn supervisor_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding minipod's own binary")?;
+    let path = exe.with_file_name("minipod-supervisor");
+    if !path.is_file() {
+        bail!(
+            "{} is missing: minipod runs each pod's supervisor from it; install it beside {} \
+             (`cargo install --path .` installs both)",
+            path.display(),
+            exe.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A new pod's directory and lock: removed again if the pod never reaches
+/// its supervisor.
+struct PodFiles {
+    paths: PodPaths,
+    lock: Option<FileLock>,
+}
+
+impl PodFiles {
+    fn create(roots: &Roots, plan: &PodPlan) -> Result<PodFiles> {
+        let paths = PodPaths::new(roots, &plan.name);
+        crate::userns::holder::create_private_dir(&roots.pods())?;
+        let lock = FileLock::try_acquire_removable(&paths.lock)?.ok_or_else(|| {
+            anyhow!(
+                "pod {:?} is already running; stop it first (`minipod down {}`), use `run --replace`, \
+                 or give this one another metadata.name",
+                plan.name,
+                plan.name
+            )
+        })?;
+        if paths.dir.exists() {
+            let ended_detached = paths.read_state().is_ok_and(|s| s.detached);
+            if ended_detached {
+                bail!(
+                    "pod {:?} exists (exited); remove it with `minipod rm {}` or use `run --replace`",
+                    plan.name,
+                    plan.name
+                );
+            }
+            // Left by a foreground supervisor that was killed: its lock is
+            // free, so it is gone.
+            std::fs::remove_dir_all(&paths.dir)
+                .with_context(|| format!("removing stale {}", paths.dir.display()))?;
+        }
+        std::fs::create_dir(&paths.dir)
+            .with_context(|| format!("creating {}", paths.dir.display()))?;
+        Ok(PodFiles {
+            paths,
+            lock: Some(lock),
+        })
+    }
+
+    fn shm(&self) -> PathBuf {
+        self.paths.dir.join("shm")
+    }
+    fn volume(&self, name: &str) -> PathBuf {
+        self.paths.dir.join("volumes").join(name)
+    }
+    fn etc(&self, file: &str) -> PathBuf {
+        self.paths.dir.join("etc").join(file)
+    }
+    fn container_dir(&self, name: &str) -> PathBuf {
+        self.paths.dir.join("containers").join(name)
+    }
+
+    /// Writes the pod's files and containers' configs, and returns the plan
+    /// its supervisor follows.
+    fn write(
+        &mut self,
+        roots: &Roots,
+        plan: &PodPlan,
+        prepared: Vec<PreparedContainer>,
+        ports: Vec<portfwd::Published>,
+        opts: &RunOptions,
+    ) -> Result<SupervisorPlan> {
+        self.write_files(plan, &opts.yaml)?;
+        let colour =
+            !opts.detached && nix::unistd::isatty(std::io::stdout().as_fd()).unwrap_or(false);
+        let width = prepared
+            .iter()
+            .map(|p| p.plan.name.len())
+            .max()
+            .unwrap_or(0);
+        let n_init = plan.init_containers.len();
+        let mut slots = Vec::new();
+        for (i, p) in prepared.into_iter().enumerate() {
+            let role = match (i < n_init, p.plan.sidecar) {
+                (true, true) => Role::Sidecar,
+                (true, false) => Role::Init,
+                (false, _) => Role::App,
+            };
+            let prefix = prefix(&p.plan.name, width, i, colour);
+            slots.push(self.slot(plan, p, role, prefix)?);
+        }
+        Ok(SupervisorPlan {
+            roots: roots.clone(),
+            name: plan.name.clone(),
+            detached: opts.detached,
+            exit_code_from: opts.exit_code_from.clone(),
+            initial_backoff: opts.initial_backoff,
+            termination_grace: plan.termination_grace,
+            restart_policy: plan.restart_policy,
+            hostname: plan.hostname.clone(),
+            host_aliases: plan.host_aliases.clone(),
+            host_network: plan.host_network,
+            pause_args: self.pause_args(plan),
+            ports,
+            log_max_bytes: log_max_bytes(),
+            state: PodState {
+                name: plan.name.clone(),
+                namespace: plan.namespace.clone(),
+                phase: Phase::Pending,
+                message: None,
+                supervisor_pid: 0,
+                pause_pid: 0,
+                pod_ip: None,
+                created: now_rfc3339(),
+                started: None,
+                finished: None,
+                exit_code: None,
+                detached: opts.detached,
+                grace_seconds: plan.termination_grace.as_secs(),
+                init_containers: Vec::new(),
+                containers: Vec::new(),
+            },
+            slots,
+        })
+    }
+
+    fn write_files(&self, plan: &PodPlan, yaml: &str) -> Result<()> {
+        for d in ["etc", "logs", "containers", "volumes", "shm"] {
+            std::fs::create_dir_all(self.paths.dir.join(d))?;
+        }
+        std::fs::write(self.paths.pod_yaml(), yaml)?;
+        // A pod on the bridge gets its hosts file with its address, once
+        // its supervisor leased one.
+        if plan.host_network {
+            std::fs::write(
+                self.etc("hosts"),
+                etc_files::hosts(&plan.hostname, None, None, &plan.host_aliases),
+            )?;
+        }
+        std::fs::write(self.etc("hostname"), format!("{}\n", plan.hostname))?;
+        let dns = etc_files::Dns {
+            replace_host: plan.dns.base == DnsBase::Empty,
+            nameservers: plan.dns.nameservers.clone(),
+            searches: plan.dns.searches.clone(),
+            options: plan
+                .dns
+                .options
+                .iter()
+                .map(|(k, v)| v.as_ref().map_or(k.clone(), |v| format!("{k}:{v}")))
+                .collect(),
+        };
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        std::fs::write(self.etc("resolv.conf"), etc_files::resolv_conf(&host, &dns))?;
+        for v in &plan.volumes {
+            if let VolumeKind::EmptyDir { .. } = v.kind {
+                let dir = self.volume(&v.name);
+                std::fs::create_dir_all(&dir)?;
+                // Kubernetes' emptyDir is world-writable, so any user of the pod can use it.
+                std::fs::set_permissions(
+                    &dir,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o777),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `__pause`'s arguments, but for the network's, which the supervisor
+    /// adds once it leased an address.
+    fn pause_args(&self, plan: &PodPlan) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "__pause".into(),
+            "--hostname".into(),
+            plan.hostname.clone(),
+            "--pod-dir".into(),
+            self.paths.dir.display().to_string(),
+            "--tmpfs".into(),
+            format!("{}={SHM_SIZE}", self.shm().display()),
+        ];
+        if plan.share_process_namespace {
+            args.push("--share-pid".into());
+        }
+        if plan.host_network {
+            args.push("--host-network".into());
+        }
+        for v in &plan.volumes {
+            if let VolumeKind::EmptyDir {
+                memory: true,
+                size_limit_bytes,
+            } = v.kind
+            {
+                let dir = self.volume(&v.name);
+                args.push("--tmpfs".into());
+                args.push(match size_limit_bytes {
+                    Some(size) => format!("{}={size}", dir.display()),
+                    None => dir.display().to_string(),
+                });
+            }
+        }
+        args
+    }
+
+    fn slot(
+        &self,
+        plan: &PodPlan,
+        p: PreparedContainer,
+        role: Role,
+        prefix: String,
+    ) -> Result<SlotPlan> {
+        let name = p.plan.name.clone();
+        let stop_signal = p
+            .stop_signal
+            .as_deref()
+            .and_then(parse_signal)
+            .unwrap_or(nix::sys::signal::Signal::SIGTERM) as i32;
+        let status = ContainerStatus {
+            name: name.clone(),
+            image: p.image_name.clone(),
+            image_id: p.image_id.clone(),
+            sidecar: role == Role::Sidecar,
+            state: ContainerState::Waiting {
+                reason: "ContainerCreating".into(),
+            },
+            last_state: None,
+            restart_count: 0,
+            pid: 0,
+        };
+        Ok(SlotPlan {
+            role,
+            config: self.container_config(plan, &p)?,
+            config_path: self.container_dir(&name).join("config.json"),
+            stop_signal,
+            log: self.paths.log(&name),
+            prefix,
+            status,
+        })
+    }
+
+    fn container_config(&self, plan: &PodPlan, p: &PreparedContainer) -> Result<ContainerConfig> {
+        let dir = self.container_dir(&p.plan.name);
+        let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
+        for d in [&upper, &work, &rootfs] {
+            std::fs::create_dir_all(d)?;
+        }
+        let mut mounts = Vec::new();
+        for m in &p.plan.mounts {
+            let volume = plan
+                .volumes
+                .iter()
+                .find(|v| v.name == m.volume)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "container {}: volume {} is not defined",
+                        p.plan.name,
+                        m.volume
+                    )
+                })?;
+            let base = match &volume.kind {
+                VolumeKind::EmptyDir { .. } => self.volume(&volume.name),
+                VolumeKind::HostPath { path, .. } => PathBuf::from(path),
+            };
+            mounts.push(Mount {
+                destination: m.mount_path.clone(),
+                source: prepare::mount_source(&base, m.sub_path.as_deref())?,
+                read_only: m.read_only,
+            });
+        }
+        Ok(ContainerConfig {
+            name: p.plan.name.clone(),
+            // Both filled in by the supervisor, once the pause runs.
+            supervisor_pid: 0,
+            pause_pid: 0,
+            share_pid: plan.share_process_namespace,
+            layers: p.layers.clone(),
+            upper,
+            work,
+            rootfs,
+            shm: self.shm(),
+            hosts: self.etc("hosts"),
+            hostname_file: self.etc("hostname"),
+            resolv_conf: self.etc("resolv.conf"),
+            mounts,
+            process: p.process.clone(),
+        })
+    }
+}
+
+impl PodFiles {
+    /// After a supervisor died during start-up without a word (killed):
+    /// its files are removed here, unless another `run` took the name
+    /// meanwhile.
+    fn take_back(&mut self) {
+        if let Ok(Some(lock)) = FileLock::try_acquire_removable(&self.paths.lock) {
+            self.lock = Some(lock);
+        }
+    }
+}
+
+impl Drop for PodFiles {
+    fn drop(&mut self) {
+        // Still ours: the pod never reached a supervisor.
+        if let Some(lock) = self.lock.take() {
+            let _ = std::fs::remove_dir_all(&self.paths.dir);
+            lock.release_and_remove(&self.paths.lock);
+        }
+    }
+}
+
+/// Starts the pod's supervisor with the plan and the pod's lock: in the
+/// foreground by becoming it, with `-d` as a child in its own session,
+/// waiting for its report of the start.
+fn hand_over(
+    supervisor: &Path,
+    name: &str,
+    plan_file: &Path,
+    mut files: PodFiles,
+    detached: bool,
+) -> Result<ExitCode> {
+    // The supervisor starts `minipod __pause` and `minipod __container`
+    // through this descriptor: the same binary as this one, even if the
+    // file is replaced meanwhile.
+    let minipod = std::fs::File::open("/proc/self/exe").context("opening minipod's binary")?;
+    let lock_fd = files.lock.as_ref().expect("held").as_raw_fd();
+    let mut cmd = Command::new(supervisor);
+    // `ps` shows which pod a supervisor serves.
+    cmd.arg0("minipod-supervisor").arg(name).arg(plan_file);
+    let mut fds = vec![(lock_fd, FD_POD_LOCK), (minipod.as_raw_fd(), FD_MINIPOD)];
+    if !detached {
+        pass_fds(&mut cmd, &fds);
+        let err = cmd.exec();
+        return Err(err).with_context(|| format!("starting {}", supervisor.display()));
+    }
+    let (mut report_r, report_w) = std::io::pipe()?;
+    fds.push((report_w.as_raw_fd(), FD_REPORT));
+    pass_fds(&mut cmd, &fds);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe; the supervisor gets its own session.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", supervisor.display()))?;
+    drop(report_w);
+    drop(cmd);
+    // The supervisor holds the lock now, and removes the pod's files when
+    // it ends.
+    drop(files.lock.take());
+    let mut text = String::new();
+    let _ = report_r.read_to_string(&mut text);
+    match text
+        .trim()
+        .split_once(' ')
+        .map_or((text.trim(), ""), |(a, b)| (a, b))
+    {
+        ("ok", _) => {
+            println!("{name}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ("error", msg) => {
+            // The supervisor removed the pod, or kept it for `logs` (a
+            // failed init container).
+            let _ = child.wait();
+            bail!("{msg}")
+        }
+        _ => {
+            let status = child.wait()?;
+            files.take_back();
+            bail!("the supervisor of pod {name} exited during start-up ({status})")
+        }
+    }
+}
+
+fn log_max_bytes() -> u64 {
+    std::env::var("MINIPOD_LOG_MAX_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(logs::DEFAULT_MAX_BYTES)
+}
+
+/// `SIGTERM`, `TERM` or `15`, as image configs write StopSignal.
+fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).ok();
+    }
+    let name = if s.starts_with("SIG") {
+        s.to_string()
+    } else {
+        format!("SIG{s}")
+    };
+    name.parse().ok()
+}
+
+/// The name column of a container's lines on the terminal.
+fn prefix(name: &str, width: usize, index: usize, colour: bool) -> String {
+    const COLOURS: [u8; 6] = [36, 33, 32, 35, 34, 31];
+    if colour {
+        format!(
+            "\x1b[{}m{name:<width$} |\x1b[0m ",
+            COLOURS[index % COLOURS.len()]
+        )
+    } else {
+        format!("{name:<width$} | ")
+    }
+}
