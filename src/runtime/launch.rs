@@ -89,8 +89,8 @@ fn supervisor_binary() -> Result<PathBuf> {
     let path = exe.with_file_name("minipod-supervisor");
     if !path.is_file() {
         bail!(
-            "{} is missing: minipod runs each pod's supervisor from it; install it beside {} \
-             (`cargo install --path .` installs both)",
+            "{} is missing: minipod runs each pod's supervisor from it; it is built with minipod \
+             (`cargo build --release`), copy it beside {}",
             path.display(),
             exe.display()
         );
