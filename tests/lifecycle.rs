@@ -537,10 +537,18 @@ fn twenty_detached_pods_start_at_once() {
 }
 
 #[test]
-fn a_pod_name_longer_than_a_socket_path_works() {
-    // A DNS subdomain of 160 characters: the pod's directory path is then
-    // longer than a unix socket path may be (108 bytes).
-    let name = format!("{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(32));
+fn a_pod_name_of_the_longest_kind_works() {
+    // A DNS subdomain of 253 characters, the most Kubernetes allows: the
+    // pod's directory path is then longer than a unix socket path may be
+    // (108 bytes), and the name with any suffix longer than a file name.
+    let name = format!(
+        "{}.{}.{}.{}",
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(61)
+    );
+    assert_eq!(name.len(), 253);
     let env = env_with_busybox();
     let file = env.pod_file(
         "long",

@@ -90,7 +90,9 @@ impl PodPaths {
     pub fn new(roots: &Roots, name: &str) -> PodPaths {
         PodPaths {
             dir: roots.pods().join(name),
-            lock: roots.pods().join(format!("{name}.lock")),
+            // Not `<name>.lock` beside the directory: a name may have 253
+            // characters, and a file name 255.
+            lock: roots.run.join("pod-locks").join(name),
             // A unix socket's path must fit in 108 bytes, and a pod's name
             // may have 253: the socket is named by a hash of the name.
             control_socket: roots

@@ -323,13 +323,16 @@ impl TestEnv {
 
     /// What is left of pods in the run root (state dirs, lock files).
     pub fn pod_state(&self) -> Vec<String> {
-        std::fs::read_dir(self.runroot.join("pods"))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().to_string())
-                    .collect()
+        ["pods", "pod-locks"]
+            .iter()
+            .flat_map(|d| {
+                std::fs::read_dir(self.runroot.join(d))
+                    .into_iter()
+                    .flatten()
             })
-            .unwrap_or_default()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect()
     }
 
     /// Everything under the data root's layers dir (names only).
