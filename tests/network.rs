@@ -185,7 +185,13 @@ spec:
         ));
     }
     let file = env.pod_file("ports", &yaml);
-    env.ok(["run", "-d", file.to_str().unwrap()]);
+    // UDP peers idle for 3 s are let go (60 s by default).
+    let out = env
+        .command(["run", "-d", file.to_str().unwrap()])
+        .env("MINIPOD_UDP_IDLE_SECONDS", "3")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
 
     let mut body = String::new();
     wait_until(
@@ -210,6 +216,19 @@ spec:
             }
             got == "ping-over-udp"
         });
+        // The peer has a relay thread in the supervisor until it has been
+        // idle for MINIPOD_UDP_IDLE_SECONDS; after that a new one serves it.
+        let supervisor = env.pod_state_json("ports")["supervisor_pid"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(threads_named(supervisor, "udp-peer"), 1);
+        wait_until("the idle UDP peer to go", Duration::from_secs(15), || {
+            threads_named(supervisor, "udp-peer") == 0
+        });
+        sock.send_to(b"again", ("127.0.0.1", udp_port)).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"again");
     }
 
     // A second pod wanting the same host port is refused before it starts.
@@ -448,4 +467,13 @@ spec:
         env.ok(["down", name]);
     }
     assert_network_clean(&env);
+}
+
+/// How many threads of process `pid` are named `name`.
+fn threads_named(pid: i64, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .count()
 }

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
 
@@ -263,34 +264,98 @@ fn copy_buffered(mut from: &TcpStream, mut to: &TcpStream) {
     }
 }
 
-/// UDP: one socket in the pod per peer, replies relayed back to that peer.
+/// How long a UDP peer may stay silent, both ways, before its socket in the
+/// pod and its relay thread go (MINIPOD_UDP_IDLE_SECONDS; conntrack keeps an
+/// answered UDP flow 120 s, an unanswered one 30 s).
+fn udp_idle() -> Duration {
+    std::env::var("MINIPOD_UDP_IDLE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(60), Duration::from_secs_f64)
+}
+
+/// A UDP peer's socket in the pod, and when it was last used either way.
+struct Peer {
+    socket: Arc<UdpSocket>,
+    last_used: Instant,
+}
+
+type Peers = Arc<Mutex<HashMap<SocketAddr, Peer>>>;
+
+/// UDP: one socket in the pod per peer, replies relayed back to that peer
+/// by a thread of its own until the peer has been idle for `udp_idle()`.
 fn serve_udp(socket: UdpSocket, sockets: Arc<PodSockets>, to: SocketAddr) {
     let socket = Arc::new(socket);
-    let mut peers: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+    let peers: Peers = Arc::default();
+    let idle = udp_idle();
     let mut buf = vec![0u8; 65536];
     loop {
         let Ok((n, peer)) = socket.recv_from(&mut buf) else {
             continue;
         };
-        let upstream = match peers.get(&peer) {
-            Some(u) => u.clone(),
-            None => {
-                let Ok(fd) = sockets.connect(false, to) else {
-                    continue;
-                };
-                let u = Arc::new(UdpSocket::from(fd));
-                peers.insert(peer, u.clone());
-                let (reply_from, reply_to) = (u.clone(), socket.clone());
-                std::thread::spawn(move || {
-                    let mut buf = vec![0u8; 65536];
-                    while let Ok(n) = reply_from.recv(&mut buf) {
-                        let _ = reply_to.send_to(&buf[..n], peer);
-                    }
-                });
-                u
+        let upstream = {
+            let mut map = peers.lock().unwrap_or_else(|e| e.into_inner());
+            match map.get_mut(&peer) {
+                Some(p) => {
+                    p.last_used = Instant::now();
+                    p.socket.clone()
+                }
+                None => {
+                    let Ok(fd) = sockets.connect(false, to) else {
+                        continue;
+                    };
+                    let u = Arc::new(UdpSocket::from(fd));
+                    let _ = u.set_read_timeout(Some(idle));
+                    map.insert(
+                        peer,
+                        Peer {
+                            socket: u.clone(),
+                            last_used: Instant::now(),
+                        },
+                    );
+                    let (from, back, peers) = (u.clone(), socket.clone(), peers.clone());
+                    let _ = std::thread::Builder::new()
+                        .name("udp-peer".into())
+                        .spawn(move || relay_replies(&from, &back, peer, &peers, idle));
+                    u
+                }
             }
         };
         let _ = upstream.send(&buf[..n]);
+    }
+}
+
+/// Sends what the pod answers back to `peer`; forgets the peer once it and
+/// the pod have been silent for `idle`.
+fn relay_replies(
+    from: &Arc<UdpSocket>,
+    back: &UdpSocket,
+    peer: SocketAddr,
+    peers: &Peers,
+    idle: Duration,
+) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let received = from.recv(&mut buf);
+        let mut map = peers.lock().unwrap_or_else(|e| e.into_inner());
+        let ours = map.get_mut(&peer).filter(|p| Arc::ptr_eq(&p.socket, from));
+        match (received, ours) {
+            (Ok(n), Some(p)) => {
+                p.last_used = Instant::now();
+                drop(map);
+                let _ = back.send_to(&buf[..n], peer);
+            }
+            (Err(e), Some(p))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) && p.last_used.elapsed() < idle => {}
+            (_, Some(_)) => {
+                map.remove(&peer);
+                return;
+            }
+            (_, None) => return,
+        }
     }
 }
 

@@ -321,6 +321,12 @@ impl TestEnv {
         self.run(&args)
     }
 
+    /// A pod's state.json.
+    pub fn pod_state_json(&self, pod: &str) -> serde_json::Value {
+        let path = self.runroot.join("pods").join(pod).join("state.json");
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    }
+
     /// What is left of pods in the run root (state dirs, lock files).
     pub fn pod_state(&self) -> Vec<String> {
         ["pods", "pod-locks"]
