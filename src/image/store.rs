@@ -90,6 +90,15 @@ impl Drop for TempDir {
 struct LayerMeta {
     size: u64,
     compressed_digest: Option<String>,
+    /// Whether the files got the owners the layer gives them: not when it
+    /// was unpacked with a single uid mapping (everything is root's then).
+    /// Layers recorded before this field existed are taken as kept.
+    #[serde(default = "kept")]
+    owners_kept: bool,
+}
+
+fn kept() -> bool {
+    true
 }
 
 pub struct Store {
@@ -114,6 +123,19 @@ impl Store {
     pub fn has_layer(&self, diff_id: &str) -> bool {
         parse_sha256(diff_id)
             .is_some_and(|hex| read_layer_meta(&self.roots.layers().join(hex)).is_some())
+    }
+
+    /// Whether any of these layers was unpacked with a single uid mapping
+    /// (every file root's) while this store can now give files their owners
+    /// (a subuid range was added since): such an image runs, but a
+    /// non-root USER does not own its own files.
+    pub fn owners_lost(&self, diff_ids: &[String]) -> bool {
+        self.chown
+            && diff_ids.iter().any(|d| {
+                parse_sha256(d)
+                    .and_then(|hex| read_layer_meta(&self.roots.layers().join(hex)))
+                    .is_some_and(|m| !m.owners_kept)
+            })
     }
 
     /// The unpacked tree of a layer, for overlayfs lowerdirs.
@@ -338,6 +360,7 @@ impl Store {
         let meta = LayerMeta {
             size: streamed.diff.1,
             compressed_digest: layer.digest.clone(),
+            owners_kept: self.chown,
         };
         tmp.commit(&dir, &meta)?;
         Ok((meta.size, streamed.devices_skipped))
@@ -417,6 +440,7 @@ impl Store {
                     &LayerMeta {
                         size,
                         compressed_digest: None,
+                        owners_kept: self.chown,
                     },
                 )?;
             }
@@ -666,4 +690,42 @@ fn synthesize_manifest(
         },
         "layers": layers,
     }))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_file_tar() -> Box<dyn Read + Send> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(3);
+        header.set_mode(0o644);
+        header.set_uid(1000);
+        header.set_gid(1000);
+        header.set_mtime(0);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "home/app/file", &b"hi\n"[..])
+            .unwrap();
+        Box::new(std::io::Cursor::new(builder.into_inner().unwrap()))
+    }
+
+    #[test]
+    fn a_layer_unpacked_with_a_single_mapping_is_known_to_have_lost_its_owners() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = Roots {
+            data: dir.path().join("data"),
+            run: dir.path().join("run"),
+        };
+        let single = Store::new(&roots, false);
+        let record = single
+            .import("localhost/owners:1", one_file_tar(), "test")
+            .unwrap();
+        assert!(
+            !single.owners_lost(&record.layers),
+            "nothing better was possible"
+        );
+        assert!(Store::new(&roots, true).owners_lost(&record.layers));
+    }
 }

@@ -60,10 +60,8 @@ pub fn run(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> Res
             names.join(", ")
         );
     }
-    if !opts.detached {
-        for w in &plan.warnings {
-            tracing::warn!("{w}");
-        }
+    for w in &plan.warnings {
+        tracing::warn!("{w}");
     }
     let supervisor = supervisor_binary()?;
     let prepared = prepare::containers(store, &plan)?;

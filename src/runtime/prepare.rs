@@ -198,6 +198,13 @@ fn container(store: &Store, c: &ContainerPlan) -> Result<PreparedContainer> {
         .lookup(&c.image)?
         .ok_or_else(|| anyhow!("{}", not_in_store(&c.name, &c.image)))?;
     let config = store.config(&record)?;
+    if store.owners_lost(&record.layers) {
+        tracing::warn!(
+            "image {name} was unpacked before you had a subuid range, so every file in it is \
+             owned by root and a non-root user in it does not own its own files; \
+             `minipod rmi {name}` and pull, load or import it again"
+        );
+    }
     let layers = record
         .layers
         .iter()
