@@ -8,7 +8,7 @@ use std::net::{TcpListener, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TestEnv, env_with_busybox, stderr_of, stdout_of, wait_until};
+use common::{TestEnv, env_with_busybox, free_port, stderr_of, stdout_of, wait_until};
 
 fn pod_ip(env: &TestEnv, pod: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(&env.ok(["inspect", pod])).unwrap();
@@ -362,14 +362,6 @@ fn killing_the_supervisor_leaves_no_veth_and_the_lease_is_reclaimed() {
     );
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_network_clean(&env);
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn http_get(port: u16) -> Option<String> {

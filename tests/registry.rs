@@ -8,7 +8,7 @@ mod common;
 
 use common::oci::{self, BuiltLayer, Compression, build_layer, dir, file};
 use common::registry::Registry;
-use common::{TestEnv, stderr_of, stdout_of};
+use common::{TestEnv, free_port, stderr_of, stdout_of};
 
 fn layer(path: &str, text: &str) -> BuiltLayer {
     build_layer(&[dir("etc"), file(path, text)], Compression::Gzip)
@@ -293,11 +293,7 @@ fn unknown_images_and_tags_and_unreachable_registries_fail_clearly() {
     );
 
     // A port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let err = env.fails(["pull", &format!("127.0.0.1:{port}/known:1")]);
     assert!(
         err.contains(&format!("127.0.0.1:{port}/known:1")) && err.contains("cannot reach"),

@@ -26,7 +26,7 @@ use super::auth::{self, Credentials};
 use super::digest::{parse_sha256, sha256_of};
 use super::reference::Reference;
 use super::registries_conf::{Endpoint, RegistriesConf};
-use super::source::{Files, SourceImage, SourceLayer, host_arch};
+use super::source::{Files, SourceImage, SourceLayer, for_this_machine, host_arch};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -270,6 +270,15 @@ enum Challenge {
     },
 }
 
+/// What a 401 answer's WWW-Authenticate header asks for.
+fn challenge_of(resp: &ureq::http::Response<ureq::Body>) -> Challenge {
+    resp.headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(parse_challenge)
+        .unwrap_or(Challenge::None)
+}
+
 fn parse_challenge(header: &str) -> Challenge {
     let (scheme, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
     let mut params = HashMap::new();
@@ -451,12 +460,7 @@ impl Client {
         let url = format!("{}/v2/", self.base);
         let resp = self.agent.get(&url).call().map_err(Failure::Transport)?;
         let status = resp.status().as_u16();
-        let challenge = resp
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .map(parse_challenge)
-            .unwrap_or(Challenge::None);
+        let challenge = challenge_of(&resp);
         match status {
             200..=299 => Ok(Challenge::None),
             401 => Ok(challenge),
@@ -466,15 +470,20 @@ impl Client {
 
     /// Sets the Authorization header the challenge asks for.
     fn authenticate(&self) -> Result<()> {
-        let header = match &self.challenge {
+        let header = self.authorization_for(&self.challenge)?;
+        *self.authorization.lock().unwrap_or_else(|e| e.into_inner()) = header;
+        Ok(())
+    }
+
+    /// The Authorization header that answers a challenge, if any.
+    fn authorization_for(&self, challenge: &Challenge) -> Result<Option<String>> {
+        Ok(match challenge {
             Challenge::None => None,
             Challenge::Basic => self.creds.as_ref().map(basic_header),
             Challenge::Bearer { realm, service } => {
                 Some(self.fetch_token(realm, service.as_deref())?)
             }
-        };
-        *self.authorization.lock().unwrap_or_else(|e| e.into_inner()) = header;
-        Ok(())
+        })
     }
 
     fn fetch_token(&self, realm: &str, service: Option<&str>) -> Result<String> {
@@ -487,11 +496,7 @@ impl Client {
             if let Some(c) = &self.creds {
                 req = req.header("Authorization", &basic_header(c));
             }
-            let r = req.call().map_err(Failure::Transport)?;
-            if r.status().as_u16() == 429 || r.status().is_server_error() {
-                return Err(status_failure(r));
-            }
-            Ok(r)
+            call(req)
         })
         .map_err(|e| self.explain(e, "getting a token"))?;
         let status = resp.status().as_u16();
@@ -618,30 +623,14 @@ impl Client {
                 {
                     req = req.header("Authorization", &h);
                 }
-                let r = req.call().map_err(Failure::Transport)?;
-                if r.status().as_u16() == 429 || r.status().is_server_error() {
-                    return Err(status_failure(r));
-                }
-                Ok(r)
+                call(req)
             })?;
             if resp.status().as_u16() == 401 && !refreshed {
                 refreshed = true;
-                let challenge = resp
-                    .headers()
-                    .get("www-authenticate")
-                    .and_then(|v| v.to_str().ok())
-                    .map(parse_challenge)
-                    .unwrap_or(Challenge::None);
-                let header = match challenge {
-                    Challenge::Bearer { realm, service } => {
-                        match self.fetch_token(&realm, service.as_deref()) {
-                            Ok(h) => Some(h),
-                            Err(_) => return Ok(resp),
-                        }
-                    }
-                    Challenge::Basic if self.creds.is_some() => {
-                        self.creds.as_ref().map(basic_header)
-                    }
+                // A token that expired mid-pull: answer the new challenge
+                // once; anything else is the caller's 401 to explain.
+                let header = match self.authorization_for(&challenge_of(&resp)) {
+                    Ok(Some(h)) => Some(h),
                     _ => return Ok(resp),
                 };
                 *self.authorization.lock().unwrap_or_else(|e| e.into_inner()) = header;
@@ -661,11 +650,7 @@ impl Client {
         let index: ImageIndex = serde_json::from_slice(&bytes)
             .map_err(|e| anyhow!("image {}: the image index is not valid: {e}", self.image))?;
         let arch = host_arch();
-        let chosen = index.manifests().iter().find(|d| {
-            d.platform().as_ref().is_some_and(|p| {
-                p.os().to_string() == "linux" && p.architecture().to_string() == arch
-            })
-        });
+        let chosen = index.manifests().iter().find(|d| for_this_machine(d));
         let Some(desc) = chosen else {
             let have: Vec<String> = index
                 .manifests()
@@ -918,6 +903,18 @@ fn basic_header(c: &Credentials) -> String {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password))
     )
+}
+
+/// Sends a request; "too many requests" and server errors are failures
+/// (`retry` tries those again), any other answer is the caller's.
+fn call(
+    req: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+) -> Result<ureq::http::Response<ureq::Body>, Failure> {
+    let r = req.call().map_err(Failure::Transport)?;
+    if r.status().as_u16() == 429 || r.status().is_server_error() {
+        return Err(status_failure(r));
+    }
+    Ok(r)
 }
 
 fn status_failure(mut resp: ureq::http::Response<ureq::Body>) -> Failure {

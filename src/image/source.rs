@@ -266,11 +266,7 @@ fn pick_manifest(
         let host: Vec<&Descriptor> = candidates
             .iter()
             .copied()
-            .filter(|d| {
-                d.platform().as_ref().is_some_and(|p| {
-                    p.os().to_string() == "linux" && p.architecture().to_string() == host_arch()
-                })
-            })
+            .filter(|d| for_this_machine(d))
             .collect();
         if !host.is_empty() {
             candidates = host;
@@ -295,6 +291,14 @@ fn pick_manifest(
         return Ok((inner, name.or(inner_name)));
     }
     Ok((desc, name))
+}
+
+/// Whether an index entry is an image for this machine (linux, the host's
+/// architecture).
+pub fn for_this_machine(desc: &Descriptor) -> bool {
+    desc.platform().as_ref().is_some_and(|p| {
+        p.os().to_string() == "linux" && p.architecture().to_string() == host_arch()
+    })
 }
 
 /// The host's architecture in OCI's words.

@@ -57,6 +57,15 @@ pub fn test_user() -> &'static TestUser {
     })
 }
 
+/// A TCP port on 127.0.0.1 that nothing listens on (at the moment).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The test user's first subordinate uid, if it has a range.
 pub fn subuid_start() -> Option<u32> {
     let user = test_user();

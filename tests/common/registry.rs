@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::free_port;
 use super::oci::{self, BuiltLayer};
 
 pub struct Registry {
@@ -21,14 +22,6 @@ pub struct Registry {
     pub ca: Option<PathBuf>,
     pub user: Option<(String, String)>,
     agent: ureq::Agent,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn sh(cmd: &mut Command) {
