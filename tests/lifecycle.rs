@@ -563,6 +563,35 @@ fn a_pod_name_of_the_longest_kind_works() {
     assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
 }
 
+#[test]
+fn the_pause_and_links_inherit_no_descriptor_of_minipods() {
+    // The supervisor holds the pod's lock, the report pipe, the minipod
+    // binary and log files; none of it may reach the processes it starts.
+    let env = env_with_busybox();
+    let file = env.pod_file("ticker", TICKER);
+    env.ok(["run", "-d", file.to_str().unwrap()]);
+    let state = env.pod_state_json("ticker");
+    let supervisor = state["supervisor_pid"].as_i64().unwrap() as i32;
+    let mut started: Vec<i32> = common::children_of(supervisor)
+        .into_iter()
+        .map(|(pid, _, _)| pid)
+        .collect();
+    assert!(started.len() >= 2, "the pause and a link: {started:?}");
+    started.push(state["pause_pid"].as_i64().unwrap() as i32);
+    for pid in started {
+        let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        assert!(
+            fds.iter().all(|fd| ["0", "1", "2"].contains(&fd.as_str())),
+            "pid {pid} holds fds {fds:?}"
+        );
+    }
+    env.ok(["rm", "-f", "ticker"]);
+}
+
 /// What `ps` shows of a pod's supervisor: `minipod-supervisor POD PLAN`.
 fn supervisor_command_line(env: &TestEnv, pod: &str) -> String {
     format!(

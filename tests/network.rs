@@ -445,7 +445,7 @@ spec:
     let holder_pid = env.holder_pid().unwrap();
     let pastas: Vec<_> = common::children_of(holder_pid)
         .into_iter()
-        .filter(|(comm, _)| comm.starts_with("pasta") || comm.starts_with("passt"))
+        .filter(|(_, comm, _)| comm.starts_with("pasta") || comm.starts_with("passt"))
         .collect();
     assert_eq!(pastas.len(), 1, "one pasta, the holder's: {pastas:?}");
     assert!(holder["host_gateway"].is_string(), "{record}");

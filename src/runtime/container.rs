@@ -1066,27 +1066,7 @@ fn switch_user(process: &Process, last_cap: u32) -> Result<()> {
 /// Only fds 0-2 cross exec; minipod's signal dispositions do not either
 /// (Rust ignores SIGPIPE, and ignored signals survive exec).
 fn prepare_exec() -> Result<()> {
-    // SAFETY: close_range only changes our own fd flags.
-    let r = unsafe {
-        libc::close_range(
-            SYNC_FD as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
-        )
-    };
-    if r < 0 {
-        for entry in std::fs::read_dir("/proc/self/fd").context("listing /proc/self/fd")? {
-            if let Some(fd) = entry?
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<RawFd>().ok())
-                .filter(|fd| *fd >= SYNC_FD)
-            {
-                // SAFETY: only sets FD_CLOEXEC; a stale fd gives EBADF.
-                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-            }
-        }
-    }
+    crate::sys::fs::close_on_exec_from(SYNC_FD)?;
     for sig in 1..libc::SIGRTMAX() {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
             // SAFETY: resetting a disposition; invalid numbers give EINVAL.

@@ -107,11 +107,12 @@ pub fn main() -> ExitCode {
         )),
     };
     let detached = plan.as_ref().is_ok_and(|p| p.detached);
-    // The report pipe and the binary are ours alone: the pause and the
-    // containers must not inherit them, or `run -d` would wait for them.
-    for fd in [FD_REPORT, FD_MINIPOD] {
-        // SAFETY: sets FD_CLOEXEC (EBADF if it is not open).
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // The report pipe, the pod's lock, the binary and whatever `run` was
+    // started with are ours alone: the pause and the links must not inherit
+    // them (`run -d` would wait for them, the lock would outlive us).
+    if let Err(e) = crate::sys::fs::close_on_exec_from(FD_REPORT) {
+        eprintln!("minipod-supervisor: {e:#}");
+        return ExitCode::from(crate::EXIT_MINIPOD_ERROR);
     }
     let result = plan.and_then(supervise);
     match result {

@@ -2,6 +2,7 @@
 //! half-written one, even if the writer is killed.
 
 use std::io::Write;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -112,6 +113,35 @@ pub fn pass_fds(cmd: &mut std::process::Command, fds: &[(std::os::fd::RawFd, std
             Ok(())
         });
     }
+}
+
+/// Marks every descriptor from `first` up close-on-exec: what a process
+/// inherited must not reach the processes it starts.
+pub fn close_on_exec_from(first: RawFd) -> Result<()> {
+    // SAFETY: close_range only changes our own fd flags.
+    let r = unsafe {
+        libc::close_range(
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.11: one by one.
+    for entry in std::fs::read_dir("/proc/self/fd").context("listing /proc/self/fd")? {
+        if let Some(fd) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+            .filter(|fd| *fd >= first)
+        {
+            // SAFETY: only sets FD_CLOEXEC; a stale fd gives EBADF.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -417,7 +417,7 @@ impl Drop for TestEnv {
 }
 
 /// The (comm, cmdline) of each running child of `parent`.
-pub fn children_of(parent: i32) -> Vec<(String, String)> {
+pub fn children_of(parent: i32) -> Vec<(i32, String, String)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
@@ -434,6 +434,7 @@ pub fn children_of(parent: i32) -> Vec<(String, String)> {
         if ppid == Some(parent.to_string().as_str()) && alive(pid) {
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
             found.push((
+                pid,
                 stat[open + 1..close].to_string(),
                 String::from_utf8_lossy(&cmdline).replace('\0', " "),
             ));
