@@ -270,8 +270,10 @@ fn copy_buffered(mut from: &TcpStream, mut to: &TcpStream) {
 fn udp_idle() -> Duration {
     std::env::var("MINIPOD_UDP_IDLE_SECONDS")
         .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(Duration::from_secs(60), Duration::from_secs_f64)
+        .and_then(|v| v.parse::<f64>().ok())
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .filter(|d| *d >= Duration::from_millis(100))
+        .unwrap_or(Duration::from_secs(60))
 }
 
 /// A UDP peer's socket in the pod, and when it was last used either way.
@@ -293,32 +295,42 @@ fn serve_udp(socket: UdpSocket, sockets: Arc<PodSockets>, to: SocketAddr) {
         let Ok((n, peer)) = socket.recv_from(&mut buf) else {
             continue;
         };
-        let upstream = {
+        let known = {
             let mut map = peers.lock().unwrap_or_else(|e| e.into_inner());
-            match map.get_mut(&peer) {
-                Some(p) => {
-                    p.last_used = Instant::now();
-                    p.socket.clone()
+            map.get_mut(&peer).map(|p| {
+                p.last_used = Instant::now();
+                p.socket.clone()
+            })
+        };
+        let upstream = match known {
+            Some(u) => u,
+            // Only this thread adds peers: asking the pause for a socket
+            // needs no lock, so relays are not held up meanwhile.
+            None => {
+                let Ok(fd) = sockets.connect(false, to) else {
+                    continue;
+                };
+                let u = Arc::new(UdpSocket::from(fd));
+                let peer_entry = Peer {
+                    socket: u.clone(),
+                    last_used: Instant::now(),
+                };
+                peers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(peer, peer_entry);
+                let (from, back, relay_peers) = (u.clone(), socket.clone(), peers.clone());
+                let relay = std::thread::Builder::new()
+                    .name("udp-peer".into())
+                    .spawn(move || relay_replies(&from, &back, peer, &relay_peers, idle));
+                if relay.is_err() {
+                    peers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&peer);
+                    continue;
                 }
-                None => {
-                    let Ok(fd) = sockets.connect(false, to) else {
-                        continue;
-                    };
-                    let u = Arc::new(UdpSocket::from(fd));
-                    let _ = u.set_read_timeout(Some(idle));
-                    map.insert(
-                        peer,
-                        Peer {
-                            socket: u.clone(),
-                            last_used: Instant::now(),
-                        },
-                    );
-                    let (from, back, peers) = (u.clone(), socket.clone(), peers.clone());
-                    let _ = std::thread::Builder::new()
-                        .name("udp-peer".into())
-                        .spawn(move || relay_replies(&from, &back, peer, &peers, idle));
-                    u
-                }
+                u
             }
         };
         let _ = upstream.send(&buf[..n]);
@@ -335,21 +347,29 @@ fn relay_replies(
     idle: Duration,
 ) {
     let mut buf = vec![0u8; 65536];
+    let mut wait = idle;
     loop {
+        // Never zero: set_read_timeout refuses it.
+        let _ = from.set_read_timeout(Some(wait.max(Duration::from_millis(1))));
         let received = from.recv(&mut buf);
         let mut map = peers.lock().unwrap_or_else(|e| e.into_inner());
         let ours = map.get_mut(&peer).filter(|p| Arc::ptr_eq(&p.socket, from));
         match (received, ours) {
             (Ok(n), Some(p)) => {
                 p.last_used = Instant::now();
+                wait = idle;
                 drop(map);
                 let _ = back.send_to(&buf[..n], peer);
             }
+            // The peer spoke meanwhile: wait for what is left of its idle time.
             (Err(e), Some(p))
                 if matches!(
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) && p.last_used.elapsed() < idle => {}
+                ) && p.last_used.elapsed() < idle =>
+            {
+                wait = idle - p.last_used.elapsed();
+            }
             (_, Some(_)) => {
                 map.remove(&peer);
                 return;

@@ -180,9 +180,11 @@ impl PodFiles {
             slots.push(self.slot(plan, p, role, prefix)?);
         }
         Ok(SupervisorPlan {
+            version: super::pod::PLAN_VERSION,
             roots: roots.clone(),
             name: plan.name.clone(),
             detached: opts.detached,
+            verbose: tracing::enabled!(tracing::Level::INFO),
             exit_code_from: opts.exit_code_from.clone(),
             initial_backoff: opts.initial_backoff,
             termination_grace: plan.termination_grace,
@@ -416,6 +418,13 @@ fn hand_over(
     cmd.arg0("minipod-supervisor").arg(name).arg(plan_file);
     let mut fds = vec![(lock_fd, FD_POD_LOCK), (minipod.as_raw_fd(), FD_MINIPOD)];
     if !detached {
+        // Nobody reads the supervisor's report in the foreground; fd 3 is
+        // /dev/null rather than whatever this process had there.
+        let null = std::fs::File::options()
+            .write(true)
+            .open("/dev/null")
+            .context("opening /dev/null")?;
+        fds.push((null.as_raw_fd(), FD_REPORT));
         pass_fds(&mut cmd, &fds);
         let err = cmd.exec();
         return Err(err).with_context(|| format!("starting {}", supervisor.display()));

@@ -55,12 +55,19 @@ const BACKOFF_RESET: Duration = Duration::from_secs(600);
 
 /// What `minipod run` hands the supervisor: the pod worked out, its files
 /// and container configs written.
+/// Changes whenever `SupervisorPlan` does: `minipod` and
+/// `minipod-supervisor` must come from the same build.
+pub const PLAN_VERSION: u32 = 1;
+
 #[derive(Serialize, Deserialize)]
 pub struct SupervisorPlan {
+    pub version: u32,
     pub roots: Roots,
     pub name: String,
     /// Started by `run -d`: no terminal output; report the start on fd 3.
     pub detached: bool,
+    /// `--log-level info` or finer: say when containers exit and restart.
+    pub verbose: bool,
     /// End the pod when this container exits, with its exit code.
     pub exit_code_from: Option<String>,
     /// The first restart delay (kubelet: 10 s).
@@ -99,14 +106,11 @@ pub fn main() -> ExitCode {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let plan = match args.get(2) {
-        Some(file) => std::fs::read(file)
-            .with_context(|| format!("reading {}", PathBuf::from(file).display()))
-            .and_then(|b| serde_json::from_slice::<SupervisorPlan>(&b).context("a bad plan")),
+        Some(file) => read_plan(&PathBuf::from(file)),
         None => Err(anyhow!(
             "minipod-supervisor is started by `minipod run`, not by hand"
         )),
     };
-    let detached = plan.as_ref().is_ok_and(|p| p.detached);
     // The report pipe, the pod's lock, the binary and whatever `run` was
     // started with are ours alone: the pause and the links must not inherit
     // them (`run -d` would wait for them, the lock would outlive us).
@@ -118,17 +122,33 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            if detached {
-                // Tell `run -d`, if it is still listening (no-op once reported).
-                let line = format!("error {}\n", format!("{e:#}").replace('\n', " "));
-                // SAFETY: fd 3 is the report pipe, or /dev/null once the
-                // start was reported (Pod::report), never another file.
-                unsafe { libc::write(FD_REPORT, line.as_ptr().cast(), line.len()) };
-            }
+            // Tell `run -d`, if it is still listening (no-op once reported).
+            let line = format!("error {}\n", format!("{e:#}").replace('\n', " "));
+            // SAFETY: fd 3 is the report pipe, or /dev/null (in the
+            // foreground, and once the start was reported), never another
+            // file.
+            unsafe { libc::write(FD_REPORT, line.as_ptr().cast(), line.len()) };
             eprintln!("Error: {e:#}");
             ExitCode::from(crate::EXIT_MINIPOD_ERROR)
         }
     }
+}
+
+fn read_plan(file: &std::path::Path) -> Result<SupervisorPlan> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let version = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["version"].as_u64());
+    if version != Some(u64::from(PLAN_VERSION)) {
+        bail!(
+            "minipod-supervisor does not come from the same build as minipod (plan version {} \
+             here, {} given); install both binaries of one build side by side",
+            PLAN_VERSION,
+            version.map_or("none".to_string(), |v| v.to_string())
+        );
+    }
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a valid plan", file.display()))
 }
 
 /// The signals the supervisor handles itself; blocked in every thread and
@@ -214,6 +234,9 @@ struct Pod {
     /// Held for the pod's whole life: a second `run` of the same name fails.
     lock: Option<FileLock>,
     detached: bool,
+    /// `--log-level info` in the foreground: container exits and restarts
+    /// are told on the terminal.
+    tell_exits: bool,
     policy: Policy,
     hostname: String,
     host_aliases: Vec<(String, Vec<String>)>,
@@ -249,6 +272,7 @@ impl Pod {
             paths: paths.clone(),
             lock: Some(lock),
             detached: plan.detached,
+            tell_exits: plan.verbose && !plan.detached,
             policy: Policy {
                 exit_code_from: plan.exit_code_from,
                 initial_backoff: plan.initial_backoff,
@@ -546,7 +570,10 @@ impl Pod {
         if let Ok(json) = serde_json::to_vec_pretty(&self.state)
             && let Err(e) = atomic_write(&self.paths.state(), &json)
         {
-            tracing::warn!("pod {}: saving its state: {e:#}", self.name);
+            eprintln!(
+                "minipod: warning: pod {}: saving its state: {e:#}",
+                self.name
+            );
         }
     }
 
@@ -692,7 +719,12 @@ impl Pod {
         for i in due {
             self.slots[i].restart_at = None;
             self.slots[i].status.restart_count += 1;
-            tracing::info!("restarting container {}", self.slots[i].status.name);
+            if self.tell_exits {
+                eprintln!(
+                    "minipod: restarting container {}",
+                    self.slots[i].status.name
+                );
+            }
             self.start(&[i])?;
         }
         Ok(())
@@ -718,6 +750,9 @@ impl Pod {
         // log file or socket that reused the number.
         if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
             let _ = crate::sys::fs::redirect_fd(&null, FD_REPORT);
+            // SAFETY: sets FD_CLOEXEC on the fd just made: the containers
+            // started later must not get it.
+            unsafe { libc::fcntl(FD_REPORT, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
     }
 
@@ -790,7 +825,9 @@ impl Pod {
         };
         slot.status.pid = 0;
         let name = slot.status.name.clone();
-        tracing::info!("container {name} exited with code {code}");
+        if self.tell_exits {
+            eprintln!("minipod: container {name} exited with code {code}");
+        }
         if !(slot.stopped_by_us && slot.role == Role::Sidecar) {
             self.exits.push((i, code));
         }
@@ -1021,7 +1058,10 @@ impl Drop for Pod {
         if let Some(ipam) = self.lease.take()
             && let Err(e) = ipam.release(&self.name)
         {
-            tracing::warn!("pod {}: releasing its address: {e:#}", self.name);
+            eprintln!(
+                "minipod: warning: pod {}: releasing its address: {e:#}",
+                self.name
+            );
         }
         // A detached pod's state stays for `ps -a`, `logs` and `inspect`
         // until `rm`, unless it never started.
