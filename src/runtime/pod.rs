@@ -169,6 +169,10 @@ fn handled_signals() -> SigSet {
 /// Runs the pod to its end and returns `run`'s exit code. Runs on the main
 /// thread before any other thread exists (threads inherit the signal mask).
 fn supervise(plan: SupervisorPlan) -> Result<i32> {
+    // One malloc arena for every thread (output pumps, hostPort relays):
+    // they allocate little, and an arena each costs resident pages per pod.
+    // SAFETY: mallopt before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     // SAFETY: `minipod run` hands the pod's lock over as this descriptor.
     let lock = unsafe { FileLock::from_inherited(FD_POD_LOCK) };
     // From here on the pod's files are ours to remove (Pod's Drop).
