@@ -29,7 +29,7 @@ use crate::image::Store;
 use crate::net::portfwd;
 use crate::paths::Roots;
 use crate::spec::{DnsBase, PodPlan, VolumeKind};
-use crate::sys::fs::{atomic_write, pass_fds};
+use crate::sys::fs::pass_fds;
 use crate::sys::lock::FileLock;
 use crate::sys::time::now_rfc3339;
 
@@ -77,7 +77,10 @@ pub fn run(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> Res
     let mut files = PodFiles::create(roots, &plan)?;
     let handoff = files.write(roots, &plan, prepared, ports, &opts)?;
     let plan_file = files.paths.dir.join("supervisor.json");
-    atomic_write(&plan_file, &serde_json::to_vec(&handoff)?)?;
+    // Read once by the supervisor, which only starts after this: no need
+    // for atomic_write's rename and fsync on every pod's start.
+    std::fs::write(&plan_file, serde_json::to_vec(&handoff)?)
+        .with_context(|| format!("writing {}", plan_file.display()))?;
     hand_over(&supervisor, &plan.name, &plan_file, files, opts.detached)
 }
 

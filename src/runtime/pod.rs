@@ -482,20 +482,11 @@ impl Pod {
         drop(sync_w);
         drop(cmd);
         let terminal = !self.detached;
-        self.outputs.push(pump(
-            out_r,
-            "stdout",
-            slot.prefix.clone(),
-            slot.log.clone(),
-            terminal,
-        ));
-        self.outputs.push(pump(
-            err_r,
-            "stderr",
-            slot.prefix.clone(),
-            slot.log.clone(),
-            terminal,
-        ));
+        for (stream, from) in [("stdout", out_r), ("stderr", err_r)] {
+            let log = slot.log.clone();
+            let pumping = pump(from, stream, slot.prefix.clone(), log, terminal);
+            self.outputs.push(pumping);
+        }
         Ok((link, sync_r))
     }
 
