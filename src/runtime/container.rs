@@ -76,6 +76,7 @@ use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{ForkResult, Gid, Uid};
 
 use super::config::{ContainerConfig, Process};
+use super::report;
 
 /// The sync pipe's fd number, fixed by the protocol.
 pub const SYNC_FD: RawFd = 3;
@@ -152,14 +153,9 @@ fn sync_line(line: &str) -> std::io::Result<()> {
 
 /// Writes `error MESSAGE` on one line (and to stderr if the pipe is gone).
 fn report_error(message: &str) {
-    let line = one_line(message);
-    if sync_line(&format!("error {line}\n")).is_err() {
-        eprintln!("Error: {line}");
+    if sync_line(&report::error_line(message)).is_err() {
+        eprintln!("Error: {}", report::one_line(message));
     }
-}
-
-fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The parent's half: join the pod's namespaces, fork, report the child's
@@ -1218,7 +1214,7 @@ pub fn exec_in(target: i32, process: &Process, interactive: bool, tty: bool) -> 
                 exec(process)
             })()
             .unwrap_err();
-            let msg = one_line(&format!("{err:#}"));
+            let msg = report::one_line(&format!("{err:#}"));
             eprintln!("Error: {msg}");
             let code = if msg.contains("not found") { 127 } else { 126 };
             // SAFETY: leave the forked child without running destructors.
@@ -1444,10 +1440,5 @@ mod tests {
         assert!(resolve_in_root(&root, "/etc/file", Kind::Dir).is_err());
         assert!(resolve_in_root(&root, "/etc", Kind::File).is_err());
         assert!(resolve_in_root(&root, "/", Kind::Dir).is_err());
-    }
-
-    #[test]
-    fn error_lines_are_one_line() {
-        assert_eq!(one_line("a\nb  c\n"), "a b c");
     }
 }

@@ -24,6 +24,7 @@ use super::etc_files;
 use super::logs;
 use super::pod::{FD_MINIPOD, FD_POD_LOCK, FD_REPORT, Role, SlotPlan, SupervisorPlan};
 use super::prepare::{self, PreparedContainer};
+use super::report::{self, Report};
 use super::state::{ContainerState, ContainerStatus, Phase, PodPaths, PodState};
 use crate::image::Store;
 use crate::net::portfwd;
@@ -457,20 +458,18 @@ fn hand_over(
     drop(files.lock.take());
     let mut text = String::new();
     let _ = report_r.read_to_string(&mut text);
-    match text
-        .trim()
-        .split_once(' ')
-        .map_or((text.trim(), ""), |(a, b)| (a, b))
-    {
-        ("ok", _) => {
-            println!("{name}");
-            Ok(ExitCode::SUCCESS)
-        }
-        ("error", msg) => {
+    match report::parse(&text) {
+        Report {
+            error: Some(msg), ..
+        } => {
             // The supervisor removed the pod, or kept it for `logs` (a
             // failed init container).
             let _ = child.wait();
             bail!("{msg}")
+        }
+        Report { ok: true, .. } => {
+            println!("{name}");
+            Ok(ExitCode::SUCCESS)
         }
         _ => {
             let status = child.wait()?;

@@ -9,4 +9,5 @@ pub mod logs;
 pub mod pause;
 pub mod pod;
 pub mod prepare;
+pub mod report;
 pub mod state;

@@ -85,7 +85,7 @@ pub fn pause_main(args: PauseArgs) -> Result<()> {
             std::process::exit(crate::EXIT_MINIPOD_ERROR.into());
         }
         Err(e) => {
-            writeln!(out, "error {}", format!("{e:#}").replace('\n', " "))?;
+            out.write_all(super::report::error_line(&format!("{e:#}")).as_bytes())?;
             std::process::exit(crate::EXIT_MINIPOD_ERROR.into());
         }
     }

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use super::config::ContainerConfig;
 use super::etc_files;
 use super::logs::LogWriter;
+use super::report::{self, Report};
 use super::state::{ContainerState, ContainerStatus, Phase, PodPaths, PodState};
 use crate::net::ipam::{Ipam, Subnet};
 use crate::net::{portfwd, setup};
@@ -123,7 +124,7 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             // Tell `run -d`, if it is still listening (no-op once reported).
-            let line = format!("error {}\n", format!("{e:#}").replace('\n', " "));
+            let line = report::error_line(&format!("{e:#}"));
             // SAFETY: fd 3 is the report pipe, or /dev/null (in the
             // foreground, and once the start was reported), never another
             // file.
@@ -368,13 +369,16 @@ impl Pod {
             drop(theirs);
             mine
         });
-        let mut line = String::new();
+        let mut text = String::new();
         let mut stdout = child.stdout.take().expect("piped");
-        let _ = stdout.read_to_string(&mut line);
+        let _ = stdout.read_to_string(&mut text);
         self.pause = Some(child);
-        match line.trim().split_once(' ') {
-            Some(("pid", pid)) => {
-                self.pause_pid = pid.parse().context("the pause process sent a bad pid")?;
+        match report::parse(&text) {
+            Report {
+                error: Some(msg), ..
+            } => bail!("pod {}: creating its namespaces failed: {msg}", self.name),
+            Report { pid: Some(pid), .. } => {
+                self.pause_pid = pid;
                 self.state.pause_pid = self.pause_pid;
                 if let (Some(n), Some(stream)) = (net, ours) {
                     portfwd::serve(
@@ -390,9 +394,6 @@ impl Pod {
                     atomic_write(&slot.config_path, &serde_json::to_vec_pretty(&slot.config)?)?;
                 }
                 Ok(())
-            }
-            Some(("error", msg)) => {
-                bail!("pod {}: creating its namespaces failed: {msg}", self.name)
             }
             _ => bail!("pod {}: the pause process exited during setup", self.name),
         }
@@ -514,15 +515,7 @@ impl Pod {
         for (i, link, mut sync_r) in pending {
             let mut text = String::new();
             let _ = sync_r.read_to_string(&mut text);
-            let mut pid = None;
-            let mut error = None;
-            for line in text.lines() {
-                match line.split_once(' ') {
-                    Some(("pid", p)) => pid = p.trim().parse().ok(),
-                    Some(("error", msg)) => error = Some(msg.to_string()),
-                    _ => {}
-                }
-            }
+            let Report { pid, error, .. } = report::parse(&text);
             let slot = &mut self.slots[i];
             let started_at = now_rfc3339();
             slot.running = Some(Running {
@@ -733,7 +726,7 @@ impl Pod {
         self.reported = true;
         let line = match error {
             None => "ok\n".to_string(),
-            Some(e) => format!("error {}\n", e.replace('\n', " ")),
+            Some(e) => report::error_line(e),
         };
         // SAFETY: fd 3 is the report pipe `run -d` gave us; borrowed, not closed here.
         let mut f = std::mem::ManuallyDrop::new(unsafe {
