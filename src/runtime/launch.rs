@@ -379,12 +379,10 @@ impl PodFiles {
             process: p.process.clone(),
         })
     }
-}
 
-impl PodFiles {
-    /// After a supervisor died during start-up without a word (killed):
-    /// its files are removed here, unless another `run` took the name
-    /// meanwhile.
+    /// After a supervisor died during start-up without leaving the pod's
+    /// state: its files are removed here, unless another `run` took the
+    /// name meanwhile.
     fn take_back(&mut self) {
         if let Ok(Some(lock)) = FileLock::try_acquire_removable(&self.paths.lock) {
             self.lock = Some(lock);
@@ -463,8 +461,12 @@ fn hand_over(
             error: Some(msg), ..
         } => {
             // The supervisor removed the pod, or kept it for `logs` (a
-            // failed init container).
+            // failed init container, with its state); one that failed
+            // before writing any state (its plan) leaves the files to us.
             let _ = child.wait();
+            if !files.paths.state().exists() {
+                files.take_back();
+            }
             bail!("{msg}")
         }
         Report { ok: true, .. } => {

@@ -135,21 +135,30 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The plan `minipod run` wrote. One that does not parse is most likely
+/// from another build: its version says so.
 fn read_plan(file: &std::path::Path) -> Result<SupervisorPlan> {
+    #[derive(Deserialize)]
+    struct Version {
+        version: Option<u32>,
+    }
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let version = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| v["version"].as_u64());
-    if version != Some(u64::from(PLAN_VERSION)) {
+    let plan = serde_json::from_slice::<SupervisorPlan>(&bytes);
+    let given = match &plan {
+        Ok(p) => Some(p.version),
+        Err(_) => serde_json::from_slice::<Version>(&bytes)
+            .ok()
+            .and_then(|v| v.version),
+    };
+    if given != Some(PLAN_VERSION) {
         bail!(
             "minipod-supervisor does not come from the same build as minipod (plan version {} \
              here, {} given); install both binaries of one build side by side",
             PLAN_VERSION,
-            version.map_or("none".to_string(), |v| v.to_string())
+            given.map_or("none".to_string(), |v| v.to_string())
         );
     }
-    serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not a valid plan", file.display()))
+    plan.with_context(|| format!("{} is not a valid plan", file.display()))
 }
 
 /// The signals the supervisor handles itself; blocked in every thread and
