@@ -62,13 +62,14 @@ pub fn run(roots: &Roots, args: RunArgs) -> Result<ExitCode> {
     // a failed pull leaves the old pod running.
     let to_pull =
         super::prepare::images_to_pull(&crate::image::Store::new(roots, true), &plan, pull)?;
-    // `run -d` stays single-threaded until it joined the user namespace
-    // (pulls run in helper processes); the foreground shows their progress.
-    if args.detach {
+    let store = if args.detach {
+        // Single-threaded until it joined the user namespace: the pulls
+        // run in helper processes.
         super::prepare::pull_images_in_helpers(roots, &to_pull)?;
-    }
-    let store = store_in_userns(roots)?;
-    if !args.detach {
+        store_in_userns(roots)?
+    } else {
+        // In the foreground, with progress bars (threads).
+        let store = store_in_userns(roots)?;
         super::prepare::pull_images(
             &store,
             &to_pull,
@@ -77,7 +78,8 @@ pub fn run(roots: &Roots, args: RunArgs) -> Result<ExitCode> {
                 ..Default::default()
             },
         )?;
-    }
+        store
+    };
     if args.replace {
         remove_pod(roots, &plan.name, true, true)?;
     }
