@@ -416,14 +416,25 @@ impl Drop for TestEnv {
     }
 }
 
-/// The (comm, cmdline) of each running child of `parent`.
+/// Every process on the machine: its pid and its /proc directory.
+fn processes() -> impl Iterator<Item = (i32, PathBuf)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
+}
+
+/// A process's command line, its arguments joined by spaces.
+fn cmdline(proc_dir: &Path) -> Option<String> {
+    let raw = std::fs::read(proc_dir.join("cmdline")).ok()?;
+    Some(String::from_utf8_lossy(&raw).replace('\0', " "))
+}
+
+/// The (pid, comm, cmdline) of each running child of `parent`.
 pub fn children_of(parent: i32) -> Vec<(i32, String, String)> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+    for (pid, dir) in processes() {
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
             continue;
         };
         // pid (comm) state ppid ...: comm may hold spaces, so split at ')'.
@@ -432,12 +443,8 @@ pub fn children_of(parent: i32) -> Vec<(i32, String, String)> {
         };
         let ppid = stat[close + 1..].split_whitespace().nth(1);
         if ppid == Some(parent.to_string().as_str()) && alive(pid) {
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            found.push((
-                pid,
-                stat[open + 1..close].to_string(),
-                String::from_utf8_lossy(&cmdline).replace('\0', " "),
-            ));
+            let comm = stat[open + 1..close].to_string();
+            found.push((pid, comm, cmdline(&dir).unwrap_or_default()));
         }
     }
     found
@@ -519,20 +526,11 @@ pub fn wait_until(what: &str, limit: std::time::Duration, mut f: impl FnMut() ->
 
 /// Command lines of live processes (not zombies) containing `needle`.
 pub fn live_processes(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(needle) && alive(pid) && !cmdline.contains("cargo") {
-            found.push(cmdline);
-        }
-    }
-    found
+    processes()
+        .filter_map(|(pid, dir)| Some((pid, cmdline(&dir)?)))
+        .filter(|(pid, c)| c.contains(needle) && alive(*pid) && !c.contains("cargo"))
+        .map(|(_, c)| c)
+        .collect()
 }
 
 impl TestEnv {
