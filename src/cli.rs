@@ -173,7 +173,10 @@ enum Command {
     #[command(name = "__holder", hide = true)]
     Holder { subnet: String },
     #[command(name = "__pause", hide = true)]
-    Pause(crate::runtime::pause::PauseArgs),
+    Pause {
+        /// The pause's config, as JSON (runtime::contract::pause).
+        config: String,
+    },
     /// The container init, started by the pod supervisor (runtime::container).
     #[command(name = "__container", hide = true)]
     Container { config: PathBuf },
@@ -197,7 +200,10 @@ pub fn run() -> Result<ExitCode> {
         Command::Holder { subnet } => {
             userns::holder::holder_main(&subnet).map(|()| ExitCode::SUCCESS)
         }
-        Command::Pause(args) => crate::runtime::pause::pause_main(args).map(|()| ExitCode::SUCCESS),
+        Command::Pause { config } => {
+            let config = crate::runtime::contract::pause::PauseConfig::from_arg(&config)?;
+            crate::runtime::pause::pause_main(config).map(|()| ExitCode::SUCCESS)
+        }
         Command::Run(args) => commands::run(&roots, args),
         Command::Ps { all, format } => commands::ps(&roots, all, &format),
         Command::Logs {

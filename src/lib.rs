@@ -1,7 +1,7 @@
 //! minipod: a rootless pod launcher. Two programs share this library:
 //! `minipod` (src/main.rs: the command line, image store, set-up helpers) and
 //! `minipod-supervisor` (src/bin: one small process per running pod, which
-//! links only `runtime::pod` and what it calls, so it stays small in memory).
+//! links only `runtime::supervisor` and what it calls, so it stays small in memory).
 
 pub mod cli;
 pub mod image;

@@ -8,10 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::config::ContainerConfig;
+use super::contract::container::ContainerConfig;
 use super::launch::{self, RunOptions};
 use super::logs::{self, ReadOptions};
-use super::pod;
 use super::state::{self, ContainerState, Phase, PodPaths};
 use crate::cli::{RunArgs, store_in_userns};
 use crate::paths::Roots;
@@ -128,7 +127,10 @@ fn stop_running(paths: &PodPaths, grace: Duration) -> Result<()> {
             // Still starting (no socket yet), or shutting down.
             tracing::debug!("control socket: {e}");
             if let Ok(state) = paths.read_state() {
-                pod::signal_pid(state.supervisor_pid, nix::sys::signal::Signal::SIGTERM);
+                crate::sys::proc::signal_pid(
+                    state.supervisor_pid,
+                    nix::sys::signal::Signal::SIGTERM,
+                );
             }
         }
     }

@@ -75,8 +75,8 @@ use nix::sched::CloneFlags;
 use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{ForkResult, Gid, Uid};
 
-use super::config::{ContainerConfig, Process};
-use super::report;
+use super::contract::container::{ContainerConfig, Process};
+use super::contract::report::{self, Line};
 
 /// The sync pipe's fd number, fixed by the protocol.
 pub const SYNC_FD: RawFd = 3;
@@ -153,7 +153,7 @@ fn sync_line(line: &str) -> std::io::Result<()> {
 
 /// Writes `error MESSAGE` on one line (and to stderr if the pipe is gone).
 fn report_error(message: &str) {
-    if sync_line(&report::error_line(message)).is_err() {
+    if sync_line(&Line::Error(message).render()).is_err() {
         eprintln!("Error: {}", report::one_line(message));
     }
 }
@@ -221,7 +221,7 @@ fn join_and_fork(config: &ContainerConfig) -> Result<()> {
     match unsafe { nix::unistd::fork() }.context("fork")? {
         ForkResult::Parent { child } => {
             drop(go_read);
-            if let Err(e) = sync_line(&format!("pid {child}\n")) {
+            if let Err(e) = sync_line(&Line::Pid(child.as_raw()).render()) {
                 let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
                 return Err(anyhow!("writing to the sync pipe: {e}"));
             }

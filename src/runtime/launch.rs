@@ -19,13 +19,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::config::{ContainerConfig, Mount};
+use super::contract::container::{ContainerConfig, Mount};
+use super::contract::fds::{FD_MINIPOD, FD_POD_LOCK, FD_REPORT};
+use super::contract::pause::{PauseConfig, Tmpfs};
+use super::contract::plan::{PLAN_VERSION, SlotPlan, SupervisorPlan};
+use super::contract::report::{self, Report};
 use super::etc_files;
 use super::logs;
-use super::pod::{FD_MINIPOD, FD_POD_LOCK, FD_REPORT, Role, SlotPlan, SupervisorPlan};
 use super::prepare::{self, PreparedContainer};
-use super::report::{self, Report};
 use super::state::{ContainerState, ContainerStatus, Phase, PodPaths, PodState};
+use super::supervisor::machine::Role;
 use crate::image::Store;
 use crate::net::portfwd;
 use crate::paths::Roots;
@@ -80,8 +83,7 @@ pub fn run(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> Res
     let plan_file = files.paths.dir.join("supervisor.json");
     // Read once by the supervisor, which only starts after this: no need
     // for atomic_write's rename and fsync on every pod's start.
-    std::fs::write(&plan_file, serde_json::to_vec(&handoff)?)
-        .with_context(|| format!("writing {}", plan_file.display()))?;
+    handoff.write(&plan_file)?;
     hand_over(&supervisor, &plan.name, &plan_file, files, opts.detached)
 }
 
@@ -184,7 +186,7 @@ impl PodFiles {
             slots.push(self.slot(plan, p, role, prefix)?);
         }
         Ok(SupervisorPlan {
-            version: super::pod::PLAN_VERSION,
+            version: PLAN_VERSION,
             roots: roots.clone(),
             name: plan.name.clone(),
             detached: opts.detached,
@@ -196,7 +198,7 @@ impl PodFiles {
             hostname: plan.hostname.clone(),
             host_aliases: plan.host_aliases.clone(),
             host_network: plan.host_network,
-            pause_args: self.pause_args(plan),
+            pause: self.pause_config(plan),
             ports,
             log_max_bytes: log_max_bytes(),
             state: PodState {
@@ -261,39 +263,35 @@ impl PodFiles {
         Ok(())
     }
 
-    /// `__pause`'s arguments, but for the network's, which the supervisor
-    /// adds once it leased an address.
-    fn pause_args(&self, plan: &PodPlan) -> Vec<String> {
-        let mut args: Vec<String> = vec![
-            "__pause".into(),
-            "--hostname".into(),
-            plan.hostname.clone(),
-            "--pod-dir".into(),
-            self.paths.dir.display().to_string(),
-            "--tmpfs".into(),
-            format!("{}={SHM_SIZE}", self.shm().display()),
-        ];
-        if plan.share_process_namespace {
-            args.push("--share-pid".into());
-        }
-        if plan.host_network {
-            args.push("--host-network".into());
-        }
+    /// The pause's config but for what the supervisor fills in once it
+    /// runs: its pid, the network, hostPort serving.
+    fn pause_config(&self, plan: &PodPlan) -> PauseConfig {
+        let mut tmpfs = vec![Tmpfs {
+            dir: self.shm(),
+            size_bytes: Some(SHM_SIZE),
+        }];
         for v in &plan.volumes {
             if let VolumeKind::EmptyDir {
                 memory: true,
                 size_limit_bytes,
             } = v.kind
             {
-                let dir = self.volume(&v.name);
-                args.push("--tmpfs".into());
-                args.push(match size_limit_bytes {
-                    Some(size) => format!("{}={size}", dir.display()),
-                    None => dir.display().to_string(),
+                tmpfs.push(Tmpfs {
+                    dir: self.volume(&v.name),
+                    size_bytes: size_limit_bytes,
                 });
             }
         }
-        args
+        PauseConfig {
+            hostname: plan.hostname.clone(),
+            share_pid: plan.share_process_namespace,
+            host_network: plan.host_network,
+            parent: 0,
+            tmpfs,
+            pod_dir: self.paths.dir.clone(),
+            network: None,
+            serve_sockets: false,
+        }
     }
 
     fn slot(

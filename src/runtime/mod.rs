@@ -1,13 +1,23 @@
-//! Running pods: the pause process, containers, and the supervisor.
+//! Running pods, one module per process or concern:
+//! - `launch`: `minipod run`'s half — works a pod out, writes its files and
+//!   hands the supervisor its plan;
+//! - `supervisor`: `minipod-supervisor`, one per running pod — its pure
+//!   decisions (`supervisor::machine`) and the shell that carries them out;
+//! - `pause`: `minipod __pause`, which creates and holds a pod's namespaces;
+//! - `container`: `minipod __container` (a container's set-up and its link)
+//!   and `minipod exec`;
+//! - `contract`: what these processes hand each other (plans, configs, fds,
+//!   reports);
+//! - `prepare` (images and configs for a pod's containers), `state` (a
+//!   pod's recorded state and files), `logs`, `etc_files`.
 
 pub mod commands;
-pub mod config;
 pub mod container;
+pub mod contract;
 pub mod etc_files;
 pub mod launch;
 pub mod logs;
 pub mod pause;
-pub mod pod;
 pub mod prepare;
-pub mod report;
 pub mod state;
+pub mod supervisor;

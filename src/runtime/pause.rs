@@ -1,7 +1,8 @@
-//! `minipod __pause`: the process that holds a pod's namespaces (DESIGN.md).
+//! `minipod __pause CONFIG`: the process that holds a pod's namespaces
+//! (docs/ARCHITECTURE.md), set up as its `contract::pause::PauseConfig` says.
 //!
 //! It unshares NET, IPC, UTS and a mount namespace (and PID with
-//! `--share-pid`), brings up `lo`, sets the hostname, and mounts the pod's
+//! `share_pid`), brings up `lo`, sets the hostname, and mounts the pod's
 //! tmpfs dirs (/dev/shm and memory emptyDirs) in its mount namespace, which
 //! every container copies. Then it execs the pause program (pause/pause.rs,
 //! a few kB, no libc), which holds the namespaces until killed and hands
@@ -19,7 +20,7 @@ use std::ffi::{CStr, CString};
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use nix::mount::{MsFlags, mount};
@@ -27,47 +28,14 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::unistd::{ForkResult, fork};
 
-#[derive(Debug, clap::Args)]
-pub struct PauseArgs {
-    #[arg(long)]
-    pub hostname: String,
-    #[arg(long)]
-    pub share_pid: bool,
-    #[arg(long)]
-    pub host_network: bool,
-    /// The supervisor's pid: the pause dies with it.
-    #[arg(long)]
-    pub parent: i32,
-    /// DIR or DIR=SIZE_BYTES: a tmpfs to mount for the pod.
-    #[arg(long)]
-    pub tmpfs: Vec<String>,
-    /// The pod's directory in the run root: named on the pause program's
-    /// command line, so `ps` tells which pod a pause serves.
-    #[arg(long)]
-    pub pod_dir: PathBuf,
-    /// The pod's address, ADDRESS/PREFIX, on the holder's bridge.
-    #[arg(long)]
-    pub ip: Option<String>,
-    #[arg(long)]
-    pub gateway: Option<std::net::Ipv4Addr>,
-    /// The holder, whose netns holds the bridge.
-    #[arg(long)]
-    pub uplink_pid: Option<i32>,
-    /// The host end of the pod's veth.
-    #[arg(long)]
-    pub ifname: Option<String>,
-    /// fd 3 is a unix socket on which to hand out sockets of the pod's
-    /// netns (hostPort forwarding).
-    #[arg(long)]
-    pub serve_sockets: bool,
-}
+use super::contract::pause::{PauseConfig, PauseNetwork, Tmpfs};
+use super::contract::report::Line;
 
-pub fn pause_main(args: PauseArgs) -> Result<()> {
+pub fn pause_main(args: PauseConfig) -> Result<()> {
     let mut out = std::io::stdout();
     match pause_program().and_then(|program| Ok((setup(&args, &program)?, program))) {
         Ok((pid1, program)) => {
-            writeln!(out, "pid {}", pid1.unwrap_or(std::process::id() as i32))?;
-            out.flush()?;
+            Line::Pid(pid1.unwrap_or(std::process::id() as i32)).write_to(&mut out)?;
             let _ = crate::sys::fs::stdio_to_null();
             // From here on the pause program holds the namespaces (and
             // serves sockets, and links PID 1 to the supervisor).
@@ -85,7 +53,7 @@ pub fn pause_main(args: PauseArgs) -> Result<()> {
             std::process::exit(crate::EXIT_MINIPOD_ERROR.into());
         }
         Err(e) => {
-            out.write_all(super::report::error_line(&format!("{e:#}")).as_bytes())?;
+            Line::Error(&format!("{e:#}")).write_to(&mut out)?;
             std::process::exit(crate::EXIT_MINIPOD_ERROR.into());
         }
     }
@@ -93,7 +61,7 @@ pub fn pause_main(args: PauseArgs) -> Result<()> {
 
 /// Sets up the namespaces. Returns the PID-1 child's host pid when the PID
 /// namespace is shared (we are then its link to the supervisor), else None.
-fn setup(args: &PauseArgs, program: &OwnedFd) -> Result<Option<i32>> {
+fn setup(args: &PauseConfig, program: &OwnedFd) -> Result<Option<i32>> {
     crate::sys::proc::die_with_parent(args.parent).context("the supervisor exited")?;
     // The pause runs the minipod binary and is visible to containers in a
     // shared PID namespace: keep its /proc/PID/exe out of their reach
@@ -118,26 +86,20 @@ fn setup(args: &PauseArgs, program: &OwnedFd) -> Result<Option<i32>> {
     nix::unistd::sethostname(&args.hostname)
         .with_context(|| format!("setting hostname {:?}", args.hostname))?;
     // Connecting the pod to the bridge brings `lo` up too.
-    if let (Some(ip), Some(gateway), Some(uplink), Some(ifname)) =
-        (&args.ip, args.gateway, args.uplink_pid, &args.ifname)
-    {
-        attach(ip, gateway, uplink, ifname)?;
+    if let Some(network) = &args.network {
+        attach(network)?;
     } else if !args.host_network {
         let mut nl = crate::net::netlink::Netlink::open()?;
         crate::net::setup::loopback_up(&mut nl).context("bringing up lo")?;
     }
-    for spec in &args.tmpfs {
-        let (dir, size) = match spec.split_once('=') {
-            Some((d, s)) => (PathBuf::from(d), Some(s)),
-            None => (PathBuf::from(spec), None),
-        };
+    for Tmpfs { dir, size_bytes } in &args.tmpfs {
         let mut data = String::from("mode=1777");
-        if let Some(size) = size {
+        if let Some(size) = size_bytes {
             data.push_str(&format!(",size={size}"));
         }
         mount(
             Some("tmpfs"),
-            &dir,
+            dir,
             Some("tmpfs"),
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             Some(data.as_str()),
@@ -169,9 +131,9 @@ fn setup(args: &PauseArgs, program: &OwnedFd) -> Result<Option<i32>> {
 /// Connects the pod's netns (ours, now) to the holder's bridge. The pause
 /// does it because it can move between the two netns, both owned by the
 /// user namespace; the supervisor, in the host's netns, could not come back.
-fn attach(ip: &str, gateway: std::net::Ipv4Addr, uplink: i32, ifname: &str) -> Result<()> {
-    use crate::net::{ipam::Ipv4Net, netlink::Netlink, setup};
-    let net: Ipv4Net = ip.parse()?;
+fn attach(network: &PauseNetwork) -> Result<()> {
+    use crate::net::{netlink::Netlink, setup};
+    let uplink = network.uplink_pid;
     let own = std::fs::File::open("/proc/thread-self/ns/net").context("opening the pod's netns")?;
     let uplink_ns = std::fs::File::open(format!("/proc/{uplink}/ns/net"))
         .context("opening the holder's network namespace")?;
@@ -180,11 +142,11 @@ fn attach(ip: &str, gateway: std::net::Ipv4Addr, uplink: i32, ifname: &str) -> R
         &mut nl,
         &setup::Attachment {
             bridge: setup::BRIDGE,
-            host_ifname: ifname,
+            host_ifname: &network.ifname,
             pod_netns: std::os::fd::AsFd::as_fd(&own),
-            ip: net.addr(),
-            prefix: net.prefix(),
-            gateway,
+            ip: network.ip,
+            prefix: network.prefix,
+            gateway: network.gateway,
             mtu: setup::DEFAULT_MTU,
         },
     )

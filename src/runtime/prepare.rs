@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::config::Process;
+use super::contract::container::Process;
 use crate::image::Store;
 use crate::image::reference::Reference;
 use crate::image::registry::{PullOptions, Puller};

@@ -28,11 +28,48 @@ pub fn die_with_parent(parent: i32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Signals one process. A pid of 0 (a container whose setup failed before
+/// it reported one) must not become kill(0), our whole process group.
+pub fn signal_pid(pid: i32, sig: nix::sys::signal::Signal) {
+    if pid > 0 {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+    }
+}
+
+/// A line of /proc/PID/status, without its `Field:` name.
+fn status_field(pid: i32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+}
+
+/// Whether `pid` is PID 1 of its own PID namespace (NSpid's last field).
+pub fn is_pid1(pid: i32) -> bool {
+    status_field(pid, "NSpid").is_some_and(|ids| ids.split_whitespace().last() == Some("1"))
+}
+
+/// Whether `pid` has a handler for `sig` (SigCgt in /proc/PID/status).
+pub fn catches(pid: i32, sig: nix::sys::signal::Signal) -> bool {
+    status_field(pid, "SigCgt")
+        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
+        .is_some_and(|mask| mask & (1 << (sig as i32 - 1)) != 0)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn our_own_start_time_is_known() {
         assert!(super::live_start_time(std::process::id() as i32).is_some());
         assert!(super::live_start_time(-1).is_none());
+    }
+
+    #[test]
+    fn status_fields_of_our_own_process() {
+        let me = std::process::id() as i32;
+        // Tests run in the host's PID namespace, not as its PID 1.
+        assert!(!super::is_pid1(me));
+        assert!(!super::catches(me, nix::sys::signal::Signal::SIGUSR2));
     }
 }

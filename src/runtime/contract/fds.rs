@@ -1,0 +1,16 @@
+//! The descriptors `minipod run` hands the supervisor, by number.
+
+/// Where the supervisor reports the start to `run -d` (`report::Line`):
+/// the report pipe when detached, /dev/null in the foreground and once the
+/// start was reported (so the number is never reused for another file).
+/// Also where a container's link reports to the supervisor (its sync pipe)
+/// and the pause serves hostPort sockets: always fd 3 of the child.
+pub const FD_REPORT: i32 = 3;
+/// The pod's lock, held for the pod's whole life: a flock stays held while
+/// any copy of the descriptor is open, so there is no window where it is
+/// free between `run` and the supervisor.
+pub const FD_POD_LOCK: i32 = 4;
+/// The `minipod` binary that wrote the plan: the supervisor starts
+/// `__pause` and `__container` through `/proc/self/fd/5`, the same binary
+/// even if the file is replaced meanwhile.
+pub const FD_MINIPOD: i32 = 5;

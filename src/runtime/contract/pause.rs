@@ -1,0 +1,59 @@
+//! What the supervisor hands `minipod __pause`: the pod's namespaces to
+//! create and how to connect them, as one JSON argument.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PauseConfig {
+    pub hostname: String,
+    /// `shareProcessNamespace`: the pause forks a PID 1 that reaps orphans.
+    pub share_pid: bool,
+    /// `hostNetwork`: no NET namespace of the pod's own.
+    pub host_network: bool,
+    /// The supervisor's pid: the pause dies with it.
+    pub parent: i32,
+    /// tmpfs mounts for the pod (/dev/shm, `medium: Memory` emptyDirs).
+    pub tmpfs: Vec<Tmpfs>,
+    /// The pod's directory in the run root: named on the pause program's
+    /// command line, so `ps` tells which pod a pause serves.
+    pub pod_dir: PathBuf,
+    /// Where to connect the pod's netns, once the supervisor leased an
+    /// address; None with `hostNetwork`.
+    pub network: Option<PauseNetwork>,
+    /// fd 3 is a unix socket on which to hand out sockets of the pod's
+    /// netns (hostPort forwarding).
+    pub serve_sockets: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tmpfs {
+    pub dir: PathBuf,
+    pub size_bytes: Option<u64>,
+}
+
+/// The pod's veth on the holder's bridge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PauseNetwork {
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    /// The holder, whose netns holds the bridge.
+    pub uplink_pid: i32,
+    /// The host end of the pod's veth.
+    pub ifname: String,
+}
+
+impl PauseConfig {
+    /// The argument of `minipod __pause`.
+    pub fn to_arg(&self) -> String {
+        serde_json::to_string(self).expect("a PauseConfig serializes")
+    }
+
+    pub fn from_arg(arg: &str) -> anyhow::Result<PauseConfig> {
+        use anyhow::Context;
+        serde_json::from_str(arg).context("minipod __pause: its argument is not a pause config")
+    }
+}

@@ -1,0 +1,96 @@
+//! What `minipod run` hands the supervisor: the pod worked out, its files
+//! and container configs written (`pods/NAME/supervisor.json`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::container::ContainerConfig;
+use super::pause::PauseConfig;
+use crate::net::portfwd;
+use crate::paths::Roots;
+use crate::runtime::state::{ContainerStatus, PodState};
+use crate::runtime::supervisor::machine::Role;
+use crate::spec::RestartPolicy;
+
+/// Changes whenever `SupervisorPlan` does: `minipod` and
+/// `minipod-supervisor` must come from the same build.
+pub const PLAN_VERSION: u32 = 2;
+
+#[derive(Serialize, Deserialize)]
+pub struct SupervisorPlan {
+    pub version: u32,
+    pub roots: Roots,
+    pub name: String,
+    /// Started by `run -d`: no terminal output; report the start on fd 3.
+    pub detached: bool,
+    /// `--log-level info` or finer: say when containers exit and restart.
+    pub verbose: bool,
+    /// End the pod when this container exits, with its exit code.
+    pub exit_code_from: Option<String>,
+    /// The first restart delay (kubelet: 10 s).
+    pub initial_backoff: Duration,
+    pub termination_grace: Duration,
+    pub restart_policy: RestartPolicy,
+    pub hostname: String,
+    pub host_aliases: Vec<(String, Vec<String>)>,
+    pub host_network: bool,
+    /// The pause's config but for what the supervisor fills in: its own
+    /// pid, the network, hostPort serving.
+    pub pause: PauseConfig,
+    pub ports: Vec<portfwd::Published>,
+    pub log_max_bytes: u64,
+    pub state: PodState,
+    /// Init containers (and sidecars) in order, then app containers.
+    pub slots: Vec<SlotPlan>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct SlotPlan {
+    pub role: Role,
+    /// What `__container` gets, written to `config_path` once the pause runs.
+    pub config: ContainerConfig,
+    pub config_path: PathBuf,
+    pub stop_signal: i32,
+    pub log: PathBuf,
+    /// The container's name column on the terminal.
+    pub prefix: String,
+    pub status: ContainerStatus,
+}
+
+impl SupervisorPlan {
+    /// Writes the plan for the supervisor (no fsync: it lives in the run
+    /// root and is read at once).
+    pub fn write(&self, file: &Path) -> Result<()> {
+        let json = serde_json::to_vec(self)?;
+        std::fs::write(file, json).with_context(|| format!("writing {}", file.display()))
+    }
+
+    /// The plan `minipod run` wrote. One that does not parse is most likely
+    /// from another build: its version says so.
+    pub fn read(file: &Path) -> Result<SupervisorPlan> {
+        #[derive(Deserialize)]
+        struct Version {
+            version: Option<u32>,
+        }
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let plan = serde_json::from_slice::<SupervisorPlan>(&bytes);
+        let given = match &plan {
+            Ok(p) => Some(p.version),
+            Err(_) => serde_json::from_slice::<Version>(&bytes)
+                .ok()
+                .and_then(|v| v.version),
+        };
+        if given != Some(PLAN_VERSION) {
+            bail!(
+                "minipod-supervisor does not come from the same build as minipod (plan version {} \
+                 here, {} given); install both binaries of one build side by side",
+                PLAN_VERSION,
+                given.map_or("none".to_string(), |v| v.to_string())
+            );
+        }
+        plan.with_context(|| format!("{} is not a valid plan", file.display()))
+    }
+}

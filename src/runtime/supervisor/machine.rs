@@ -1,0 +1,616 @@
+//! The supervisor's decisions, as a pure state machine: events come in
+//! (a container started or exited, a timer fired, a stop was asked for, a
+//! probe answered), actions go out (start containers, signal one, back off,
+//! report, exit with a code). Nothing here touches a process, a file or the
+//! clock: the shell (`supervisor::pod`) carries the actions out and passes
+//! the time in with each event, so every rule is unit-tested below.
+//!
+//! The rules are kubelet's:
+//! - init containers run one at a time, in order, each to success; native
+//!   sidecars (init containers with `restartPolicy: Always`) start in their
+//!   place in that order and keep running; app containers start together
+//!   once every init container has succeeded;
+//! - the pod's `restartPolicy` decides whether an exited app container
+//!   restarts (Always: yes; OnFailure: if it failed; Never: no), and whether
+//!   a failed init container is retried (Always, OnFailure) or fails the pod
+//!   (Never); a sidecar always restarts;
+//! - restarts wait out a crash-loop backoff that starts at the initial delay,
+//!   doubles up to 5 minutes, and starts over after a container ran 10
+//!   minutes;
+//! - the pod ends when every app container has exited for good (or the
+//!   `--exit-code-from` container has); then app and init containers get
+//!   their stop signal, sidecars theirs once the others are gone, one at a
+//!   time in reverse order, and whatever still runs when the grace period
+//!   ends is killed.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::state::Phase;
+use crate::spec::RestartPolicy;
+
+/// kubelet's crash-loop backoff: doubles from the initial delay up to this,
+/// and starts over once a container ran `BACKOFF_RESET`.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+pub const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Role {
+    Init,
+    /// An init container with `restartPolicy: Always`.
+    Sidecar,
+    App,
+}
+
+/// The parts of the pod's spec the decisions depend on.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub restart_policy: RestartPolicy,
+    /// The first restart delay (kubelet: 10 s).
+    pub initial_backoff: Duration,
+    /// `terminationGracePeriodSeconds`, until `minipod stop -t` says otherwise.
+    pub termination_grace: Duration,
+    /// The slot whose exit ends the pod and gives `run` its exit code.
+    pub exit_code_from: Option<usize>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ProbeKind {
+    Startup,
+    Liveness,
+    Readiness,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    /// The pod's namespaces are up: start what comes first.
+    Begin { now: Instant },
+    /// The slots of one `Action::Start` ran their set-up: each is running,
+    /// or says why its set-up failed (its process is still to be reaped).
+    Started {
+        slots: Vec<(usize, Result<(), String>)>,
+        now: Instant,
+    },
+    /// Starting these slots failed before any of them ran.
+    StartFailed {
+        slots: Vec<usize>,
+        message: String,
+        now: Instant,
+    },
+    Exited {
+        slot: usize,
+        code: i32,
+        now: Instant,
+    },
+    /// The pause process, which holds the pod's namespaces, is gone.
+    PauseExited { now: Instant },
+    /// A deadline from `next_deadline` passed.
+    Tick { now: Instant },
+    /// SIGINT, SIGTERM or SIGHUP: stop gracefully; a second one kills.
+    Interrupted { now: Instant },
+    /// `minipod stop`: stop, with this grace period.
+    StopRequested { grace: Duration, now: Instant },
+    /// A probe's verdict, once its thresholds are crossed.
+    Probe {
+        slot: usize,
+        kind: ProbeKind,
+        success: bool,
+        now: Instant,
+    },
+}
+
+/// Why the pod failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// An init container failed and the restart policy is Never.
+    InitFailed {
+        slot: usize,
+        code: i32,
+    },
+    /// Containers could not be set up; the message says why.
+    Setup(String),
+    PauseExited,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Start these slots together (their set-up runs in parallel), then
+    /// answer with `Event::Started` or `Event::StartFailed`. `restart`: a
+    /// crash-loop restart (counted in the container's `restartCount`).
+    Start { slots: Vec<usize>, restart: bool },
+    /// Send the slot's container its stop signal.
+    Stop(usize),
+    /// SIGKILL the slot's container.
+    Kill(usize),
+    /// The slot exited and restarts at `until` (CrashLoopBackOff).
+    BackOff { slot: usize, until: Instant },
+    /// The slot's restart is off (the pod stops): it stays as it ended.
+    CancelRestart(usize),
+    /// Every app container started: the pod runs (`run -d` may return).
+    PodRunning,
+    /// The pod failed; it stops now.
+    PodFailed { failure: Failure, code: i32 },
+    /// The pod's very first start failed: nothing ran, nothing to stop.
+    Abort(Failure),
+    /// A readiness probe changed the slot's Ready condition.
+    Ready { slot: usize, ready: bool },
+    /// Nothing of the pod runs any more: `run` exits with `code`.
+    Exit { code: i32, phase: Phase },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Run {
+    NeverStarted,
+    /// An `Action::Start` for it is out; its answer has not come.
+    Starting,
+    Running {
+        since: Instant,
+    },
+    /// Exited, with a restart due at `until`.
+    BackingOff {
+        until: Instant,
+        code: i32,
+    },
+    /// Exited for good (unless something starts it again).
+    Exited {
+        code: i32,
+    },
+}
+
+#[derive(Debug)]
+struct Slot {
+    role: Role,
+    run: Run,
+    backoff: Duration,
+    /// We signalled it to stop: its exit is not a failure of its own.
+    stopped_by_us: bool,
+    /// Killed by the shell at the end of the grace period.
+    killed: bool,
+    /// Stopped by a failed liveness or startup probe: restarts as the
+    /// restart policy says, although we stopped it.
+    probe_failed: bool,
+    ready: bool,
+}
+
+#[derive(Debug)]
+struct Stopping {
+    deadline: Instant,
+}
+
+pub struct Machine {
+    policy: Policy,
+    slots: Vec<Slot>,
+    /// The grace period of the next stop (`minipod stop -t` changes it).
+    grace: Duration,
+    stopping: Option<Stopping>,
+    failure: Option<(Failure, i32)>,
+    /// Exit codes in the order containers ended, for `run`'s own code.
+    exits: Vec<i32>,
+    /// A container ran at least once: a failure from now on stops the pod
+    /// instead of aborting its start.
+    anything_started: bool,
+    reported_running: bool,
+    done: bool,
+}
+
+impl Machine {
+    /// `roles`: init containers and sidecars in spec order, then the app
+    /// containers; slot numbers are indexes into it.
+    pub fn new(policy: Policy, roles: &[Role]) -> Machine {
+        let slots = roles
+            .iter()
+            .map(|&role| Slot {
+                role,
+                run: Run::NeverStarted,
+                backoff: policy.initial_backoff,
+                stopped_by_us: false,
+                killed: false,
+                probe_failed: false,
+                ready: false,
+            })
+            .collect();
+        Machine {
+            grace: policy.termination_grace,
+            policy,
+            slots,
+            stopping: None,
+            failure: None,
+            exits: Vec::new(),
+            anything_started: false,
+            reported_running: false,
+            done: false,
+        }
+    }
+
+    /// Whether a stop has begun (a second interrupt then kills).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.is_some()
+    }
+
+    /// The next moment an event is due without outside news: a restart or
+    /// the end of the grace period. The shell sends `Event::Tick` then.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.done {
+            return None;
+        }
+        if let Some(stop) = &self.stopping {
+            let unkilled = self.slots.iter().any(|s| s.is_live() && !s.killed);
+            return unkilled.then_some(stop.deadline);
+        }
+        self.slots
+            .iter()
+            .filter_map(|s| match s.run {
+                Run::BackingOff { until, .. } => Some(until),
+                _ => None,
+            })
+            .min()
+    }
+
+    pub fn handle(&mut self, event: Event) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.done {
+            return out;
+        }
+        let now = match event {
+            Event::Begin { now } | Event::Tick { now } => now,
+            Event::Started { slots, now } => {
+                self.started(slots, now, &mut out);
+                now
+            }
+            Event::StartFailed {
+                slots,
+                message,
+                now,
+            } => {
+                for i in slots {
+                    self.slots[i].run = Run::NeverStarted;
+                }
+                self.fail_start(message, &mut out);
+                now
+            }
+            Event::Exited { slot, code, now } => {
+                self.exited(slot, code, now, &mut out);
+                now
+            }
+            Event::PauseExited { now } => {
+                self.fail(Failure::PauseExited, 125, &mut out);
+                now
+            }
+            Event::Interrupted { now } => {
+                match &mut self.stopping {
+                    None => self.begin_stop(now, &mut out),
+                    Some(stop) => stop.deadline = now,
+                }
+                now
+            }
+            Event::StopRequested { grace, now } => {
+                self.grace = grace;
+                match &mut self.stopping {
+                    None => self.begin_stop(now, &mut out),
+                    Some(stop) => stop.deadline = stop.deadline.min(now + grace),
+                }
+                now
+            }
+            Event::Probe {
+                slot,
+                kind,
+                success,
+                now,
+            } => {
+                self.probed(slot, kind, success, &mut out);
+                now
+            }
+        };
+        self.step(now, &mut out);
+        out
+    }
+
+    fn started(
+        &mut self,
+        slots: Vec<(usize, Result<(), String>)>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let mut errors = Vec::new();
+        let mut apps = false;
+        for (i, result) in slots {
+            let slot = &mut self.slots[i];
+            slot.run = Run::Running { since: now };
+            slot.stopped_by_us = false;
+            slot.killed = false;
+            slot.probe_failed = false;
+            slot.ready = false;
+            apps |= slot.role == Role::App;
+            if let Err(message) = result {
+                errors.push(message);
+            }
+        }
+        if !errors.is_empty() {
+            self.fail_start(errors.join("; "), out);
+            return;
+        }
+        self.anything_started = true;
+        if apps && !self.reported_running && self.stopping.is_none() {
+            self.reported_running = true;
+            out.push(Action::PodRunning);
+        }
+    }
+
+    /// A start failed: the pod fails, or, if nothing ever ran, its start
+    /// is given up.
+    fn fail_start(&mut self, message: String, out: &mut Vec<Action>) {
+        if self.anything_started {
+            self.fail(Failure::Setup(message), 125, out);
+        } else {
+            self.done = true;
+            out.push(Action::Abort(Failure::Setup(message)));
+        }
+    }
+
+    fn exited(&mut self, i: usize, code: i32, now: Instant, out: &mut Vec<Action>) {
+        let stopping = self.stopping.is_some();
+        let chosen = self.policy.exit_code_from == Some(i);
+        let policy = self.policy.restart_policy;
+        let slot = &mut self.slots[i];
+        let since = match slot.run {
+            Run::Running { since } => since,
+            _ => now,
+        };
+        slot.run = Run::Exited { code };
+        slot.ready = false;
+        let by_us = slot.stopped_by_us && !slot.probe_failed;
+        if !(slot.stopped_by_us && slot.role == Role::Sidecar) {
+            self.exits.push(code);
+        }
+        let restart = !stopping
+            && !by_us
+            && !chosen
+            && match slot.role {
+                Role::Sidecar => true,
+                Role::Init => policy != RestartPolicy::Never && code != 0,
+                Role::App => match policy {
+                    RestartPolicy::Always => true,
+                    RestartPolicy::OnFailure => code != 0,
+                    RestartPolicy::Never => false,
+                },
+            };
+        if restart {
+            if now.saturating_duration_since(since) >= BACKOFF_RESET {
+                slot.backoff = self.policy.initial_backoff;
+            }
+            let until = now + slot.backoff;
+            slot.backoff = (slot.backoff * 2).min(MAX_BACKOFF);
+            slot.run = Run::BackingOff { until, code };
+            out.push(Action::BackOff { slot: i, until });
+        } else if slot.role == Role::Init && code != 0 && !by_us && !stopping {
+            self.fail(Failure::InitFailed { slot: i, code }, code, out);
+        }
+    }
+
+    fn probed(&mut self, i: usize, kind: ProbeKind, success: bool, out: &mut Vec<Action>) {
+        let stopping = self.stopping.is_some();
+        let slot = &mut self.slots[i];
+        if !matches!(slot.run, Run::Running { .. }) {
+            return;
+        }
+        match kind {
+            ProbeKind::Readiness => {
+                if slot.ready != success {
+                    slot.ready = success;
+                    out.push(Action::Ready {
+                        slot: i,
+                        ready: success,
+                    });
+                }
+            }
+            ProbeKind::Liveness | ProbeKind::Startup => {
+                if !success && !slot.stopped_by_us && !stopping {
+                    slot.stopped_by_us = true;
+                    slot.probe_failed = true;
+                    if slot.ready {
+                        slot.ready = false;
+                        out.push(Action::Ready {
+                            slot: i,
+                            ready: false,
+                        });
+                    }
+                    out.push(Action::Stop(i));
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, failure: Failure, code: i32, out: &mut Vec<Action>) {
+        if self.failure.is_none() {
+            self.failure = Some((failure.clone(), code));
+            out.push(Action::PodFailed { failure, code });
+        }
+    }
+
+    /// Whether the pod is done running and should be stopped.
+    fn should_stop(&self) -> bool {
+        if self.failure.is_some() {
+            return true;
+        }
+        if let Some(i) = self.policy.exit_code_from
+            && matches!(self.slots[i].run, Run::Exited { .. })
+        {
+            return true;
+        }
+        let mut apps = self.slots.iter().filter(|s| s.role == Role::App).peekable();
+        apps.peek().is_some() && apps.all(|s| matches!(s.run, Run::Exited { .. }))
+    }
+
+    fn begin_stop(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.stopping = Some(Stopping {
+            deadline: now + self.grace,
+        });
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            // A container waiting for its restart stays as it ended.
+            if let Run::BackingOff { code, .. } = s.run {
+                s.run = Run::Exited { code };
+                out.push(Action::CancelRestart(i));
+            }
+        }
+    }
+
+    /// Moves the pod forward after every event.
+    fn step(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.done {
+            return;
+        }
+        if self.stopping.is_none() && self.should_stop() {
+            self.begin_stop(now, out);
+        }
+        match &self.stopping {
+            Some(stop) => {
+                let deadline = stop.deadline;
+                self.step_stop(now, deadline, out);
+            }
+            None => self.step_start(now, out),
+        }
+    }
+
+    /// Stopping: app and init containers get their stop signal, then the
+    /// sidecars one at a time from the last; at the deadline, all is killed.
+    fn step_stop(&mut self, now: Instant, deadline: Instant, out: &mut Vec<Action>) {
+        if now >= deadline {
+            for (i, s) in self.slots.iter_mut().enumerate() {
+                if s.is_live() && !s.killed {
+                    s.killed = true;
+                    s.stopped_by_us = true;
+                    out.push(Action::Kill(i));
+                }
+            }
+        } else {
+            for (i, s) in self.slots.iter_mut().enumerate() {
+                if s.role != Role::Sidecar && s.is_running() && !s.stopped_by_us {
+                    s.stopped_by_us = true;
+                    out.push(Action::Stop(i));
+                }
+            }
+            let others_gone = self
+                .slots
+                .iter()
+                .all(|s| s.role == Role::Sidecar || !s.is_live());
+            if others_gone
+                && let Some(last) = self
+                    .slots
+                    .iter_mut()
+                    .enumerate()
+                    .rev()
+                    .find(|(_, s)| s.role == Role::Sidecar && s.is_live())
+                && !last.1.stopped_by_us
+                && last.1.is_running()
+            {
+                last.1.stopped_by_us = true;
+                out.push(Action::Stop(last.0));
+            }
+        }
+        if self.slots.iter().all(|s| !s.is_live()) {
+            self.done = true;
+            let code = self.final_code();
+            out.push(Action::Exit {
+                code,
+                phase: self.final_phase(code),
+            });
+        }
+    }
+
+    /// Running: the next init container or sidecar in order, then the app
+    /// containers together, and the restarts that are due.
+    fn step_start(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let mut init_done = true;
+        for i in 0..self.slots.len() {
+            let slot = &self.slots[i];
+            let next = match (slot.role, slot.run) {
+                (Role::App, _) => continue,
+                (_, Run::Starting) => false,
+                (_, Run::NeverStarted) => true,
+                // A sidecar that started once is in place: go on.
+                (Role::Sidecar, _) => continue,
+                (Role::Init, Run::Exited { code: 0 }) => continue,
+                (Role::Init, _) => false,
+            };
+            if next {
+                self.slots[i].run = Run::Starting;
+                out.push(Action::Start {
+                    slots: vec![i],
+                    restart: false,
+                });
+            }
+            init_done = false;
+            break;
+        }
+        if init_done {
+            let fresh: Vec<usize> = (0..self.slots.len())
+                .filter(|&i| {
+                    self.slots[i].role == Role::App && self.slots[i].run == Run::NeverStarted
+                })
+                .collect();
+            if !fresh.is_empty() {
+                for &i in &fresh {
+                    self.slots[i].run = Run::Starting;
+                }
+                out.push(Action::Start {
+                    slots: fresh,
+                    restart: false,
+                });
+            }
+        }
+        for i in 0..self.slots.len() {
+            if let Run::BackingOff { until, .. } = self.slots[i].run
+                && until <= now
+            {
+                self.slots[i].run = Run::Starting;
+                out.push(Action::Start {
+                    slots: vec![i],
+                    restart: true,
+                });
+            }
+        }
+    }
+
+    /// `run`'s exit code: the chosen container's, else the failure's, else
+    /// the first non-zero exit.
+    fn final_code(&self) -> i32 {
+        if let Some(i) = self.policy.exit_code_from
+            && let Run::Exited { code } = self.slots[i].run
+        {
+            return code;
+        }
+        if let Some((_, code)) = &self.failure {
+            return *code;
+        }
+        self.exits.iter().copied().find(|&c| c != 0).unwrap_or(0)
+    }
+
+    fn final_phase(&self, code: i32) -> Phase {
+        let apps_ok = self
+            .slots
+            .iter()
+            .filter(|s| s.role == Role::App)
+            .all(|s| s.run == Run::Exited { code: 0 });
+        if self.failure.is_none() && apps_ok && code == 0 {
+            Phase::Succeeded
+        } else {
+            Phase::Failed
+        }
+    }
+}
+
+impl Slot {
+    fn is_running(&self) -> bool {
+        matches!(self.run, Run::Running { .. })
+    }
+
+    /// Has a process the shell must see end (or is about to).
+    fn is_live(&self) -> bool {
+        matches!(self.run, Run::Running { .. } | Run::Starting)
+    }
+}
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;

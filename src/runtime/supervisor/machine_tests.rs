@@ -1,0 +1,524 @@
+//! The supervisor's rules, one table or scenario each, with time passed in.
+
+use super::*;
+use Action::*;
+use Role::*;
+
+/// A machine and a clock: `at(s)` is `s` seconds after the start.
+struct Pod {
+    m: Machine,
+    t0: Instant,
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+impl Pod {
+    fn new(policy: RestartPolicy, roles: &[Role]) -> Pod {
+        Pod::with(
+            Policy {
+                restart_policy: policy,
+                initial_backoff: secs(10),
+                termination_grace: secs(30),
+                exit_code_from: None,
+            },
+            roles,
+        )
+    }
+
+    fn with(policy: Policy, roles: &[Role]) -> Pod {
+        Pod {
+            m: Machine::new(policy, roles),
+            t0: Instant::now(),
+        }
+    }
+
+    fn at(&self, s: u64) -> Instant {
+        self.t0 + secs(s)
+    }
+
+    fn begin(&mut self) -> Vec<Action> {
+        let now = self.at(0);
+        self.m.handle(Event::Begin { now })
+    }
+
+    fn started(&mut self, slots: &[usize], s: u64) -> Vec<Action> {
+        let now = self.at(s);
+        let slots = slots.iter().map(|&i| (i, Ok(()))).collect();
+        self.m.handle(Event::Started { slots, now })
+    }
+
+    fn exited(&mut self, slot: usize, code: i32, s: u64) -> Vec<Action> {
+        let now = self.at(s);
+        self.m.handle(Event::Exited { slot, code, now })
+    }
+
+    fn tick(&mut self, s: u64) -> Vec<Action> {
+        let now = self.at(s);
+        self.m.handle(Event::Tick { now })
+    }
+
+    /// Begins the pod and answers each start at once, to the running pod.
+    fn running(policy: RestartPolicy, roles: &[Role]) -> Pod {
+        let mut pod = Pod::new(policy, roles);
+        pod.run_all();
+        pod
+    }
+
+    fn run_all(&mut self) {
+        let mut actions = self.begin();
+        while let Some(Start { slots, .. }) = actions.first().cloned() {
+            actions = self.started(&slots, 0);
+        }
+    }
+}
+
+fn start(slots: &[usize]) -> Action {
+    Start {
+        slots: slots.to_vec(),
+        restart: false,
+    }
+}
+
+fn restart(slot: usize) -> Action {
+    Start {
+        slots: vec![slot],
+        restart: true,
+    }
+}
+
+#[test]
+fn restart_policy_times_exit_code_for_an_app_container() {
+    // (policy, exit code, restarts?)
+    let table = [
+        (RestartPolicy::Always, 0, true),
+        (RestartPolicy::Always, 1, true),
+        (RestartPolicy::Always, 137, true),
+        (RestartPolicy::OnFailure, 0, false),
+        (RestartPolicy::OnFailure, 1, true),
+        (RestartPolicy::OnFailure, 143, true),
+        (RestartPolicy::Never, 0, false),
+        (RestartPolicy::Never, 1, false),
+    ];
+    for (policy, code, restarts) in table {
+        let mut pod = Pod::running(policy, &[App, App]);
+        let actions = pod.exited(0, code, 5);
+        if restarts {
+            assert_eq!(
+                actions,
+                vec![BackOff {
+                    slot: 0,
+                    until: pod.at(15)
+                }],
+                "{policy:?} exit {code}"
+            );
+            assert_eq!(pod.m.next_deadline(), Some(pod.at(15)));
+            assert_eq!(pod.tick(15), vec![restart(0)], "{policy:?} exit {code}");
+        } else {
+            assert!(actions.is_empty(), "{policy:?} exit {code}: {actions:?}");
+            assert_eq!(pod.m.next_deadline(), None);
+            // The other container ending ends the pod.
+            let actions = pod.exited(1, 0, 6);
+            let phase = if code == 0 {
+                Phase::Succeeded
+            } else {
+                Phase::Failed
+            };
+            assert_eq!(
+                actions,
+                vec![Exit { code, phase }],
+                "{policy:?} exit {code}"
+            );
+        }
+    }
+}
+
+#[test]
+fn init_containers_run_one_at_a_time_then_apps_together() {
+    let mut pod = Pod::new(RestartPolicy::Always, &[Init, Init, App, App]);
+    assert_eq!(pod.begin(), vec![start(&[0])]);
+    assert!(pod.started(&[0], 1).is_empty());
+    assert_eq!(pod.exited(0, 0, 2), vec![start(&[1])]);
+    assert!(pod.started(&[1], 2).is_empty());
+    assert_eq!(pod.exited(1, 0, 3), vec![start(&[2, 3])]);
+    assert_eq!(pod.started(&[2, 3], 3), vec![PodRunning]);
+    // A succeeded init container is not started again.
+    assert!(pod.tick(100).is_empty());
+}
+
+#[test]
+fn a_failed_init_container_under_each_policy() {
+    for policy in [
+        RestartPolicy::Always,
+        RestartPolicy::OnFailure,
+        RestartPolicy::Never,
+    ] {
+        let mut pod = Pod::new(policy, &[Init, App]);
+        pod.begin();
+        pod.started(&[0], 0);
+        let actions = pod.exited(0, 3, 4);
+        if policy == RestartPolicy::Never {
+            // The pod fails with the init container's code; nothing else ran.
+            assert_eq!(
+                actions,
+                vec![
+                    PodFailed {
+                        failure: Failure::InitFailed { slot: 0, code: 3 },
+                        code: 3
+                    },
+                    Exit {
+                        code: 3,
+                        phase: Phase::Failed
+                    }
+                ],
+                "{policy:?}"
+            );
+        } else {
+            // Retried after the backoff; the app waits for it.
+            assert_eq!(
+                actions,
+                vec![BackOff {
+                    slot: 0,
+                    until: pod.at(14)
+                }],
+                "{policy:?}"
+            );
+            assert_eq!(pod.tick(14), vec![restart(0)]);
+            pod.started(&[0], 14);
+            assert_eq!(pod.exited(0, 0, 15), vec![start(&[1])], "{policy:?}");
+        }
+    }
+}
+
+#[test]
+fn backoff_doubles_to_five_minutes_and_starts_over_after_ten_minutes_of_running() {
+    let mut pod = Pod::running(RestartPolicy::Always, &[App]);
+    let mut now = 0;
+    let mut delays = Vec::new();
+    for _ in 0..7 {
+        now += 1;
+        let actions = pod.exited(0, 1, now);
+        let [BackOff { until, .. }] = actions.as_slice() else {
+            panic!("{actions:?}")
+        };
+        let delay = until.duration_since(pod.at(now)).as_secs();
+        delays.push(delay);
+        now += delay;
+        assert_eq!(pod.tick(now), vec![restart(0)]);
+        pod.started(&[0], now);
+    }
+    assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300]);
+    // Ten minutes of running: the next delay is the first again.
+    now += 600;
+    let actions = pod.exited(0, 1, now);
+    assert_eq!(
+        actions,
+        vec![BackOff {
+            slot: 0,
+            until: pod.at(now + 10)
+        }]
+    );
+    // Just short of ten minutes: it goes on doubling.
+    pod.tick(now + 10);
+    pod.started(&[0], now + 10);
+    let actions = pod.exited(0, 1, now + 10 + 599);
+    assert_eq!(
+        actions,
+        vec![BackOff {
+            slot: 0,
+            until: pod.at(now + 10 + 599 + 20)
+        }]
+    );
+}
+
+#[test]
+fn sidecars_start_in_order_and_always_restart() {
+    let mut pod = Pod::new(RestartPolicy::Never, &[Sidecar, Init, Sidecar, App]);
+    assert_eq!(pod.begin(), vec![start(&[0])]);
+    // The next init container waits until the sidecar has started.
+    assert_eq!(pod.started(&[0], 0), vec![start(&[1])]);
+    pod.started(&[1], 1);
+    assert_eq!(pod.exited(1, 0, 2), vec![start(&[2])]);
+    assert_eq!(pod.started(&[2], 2), vec![start(&[3])]);
+    assert_eq!(pod.started(&[3], 2), vec![PodRunning]);
+    // Under restartPolicy Never, a sidecar still restarts, whatever its code.
+    for code in [0, 1] {
+        let actions = pod.exited(0, code, 10);
+        assert!(
+            matches!(actions.as_slice(), [BackOff { slot: 0, .. }]),
+            "{actions:?}"
+        );
+        pod.tick(1000);
+        pod.started(&[0], 1000);
+    }
+}
+
+#[test]
+fn sidecars_stop_after_the_apps_in_reverse_order() {
+    let mut pod = Pod::running(RestartPolicy::Never, &[Sidecar, Sidecar, App, App]);
+    assert!(pod.exited(2, 0, 5).is_empty());
+    // The last app container exits: the sidecars are stopped, last first,
+    // one at a time.
+    assert_eq!(pod.exited(3, 0, 6), vec![Stop(1)]);
+    assert!(pod.tick(7).is_empty());
+    assert_eq!(pod.exited(1, 143, 8), vec![Stop(0)]);
+    // A sidecar we stopped does not count against the pod.
+    assert_eq!(
+        pod.exited(0, 143, 9),
+        vec![Exit {
+            code: 0,
+            phase: Phase::Succeeded
+        }]
+    );
+}
+
+#[test]
+fn a_stop_signals_apps_first_and_kills_what_is_left_at_the_deadline() {
+    let mut pod = Pod::running(RestartPolicy::Always, &[Sidecar, App, App]);
+    assert_eq!(
+        pod.m.handle(Event::StopRequested {
+            grace: secs(5),
+            now: pod.at(10)
+        }),
+        vec![Stop(1), Stop(2)]
+    );
+    assert_eq!(pod.m.next_deadline(), Some(pod.at(15)));
+    // Stopped containers are not restarted, whatever the policy.
+    assert!(pod.exited(1, 143, 11).is_empty());
+    assert_eq!(pod.tick(15), vec![Kill(0), Kill(2)]);
+    // Killed once, not at every tick.
+    assert!(pod.tick(16).is_empty());
+    assert_eq!(pod.m.next_deadline(), None);
+    assert!(pod.exited(2, 137, 16).is_empty());
+    assert_eq!(
+        pod.exited(0, 137, 16),
+        vec![Exit {
+            code: 143,
+            phase: Phase::Failed
+        }]
+    );
+}
+
+#[test]
+fn a_second_interrupt_kills_at_once() {
+    let mut pod = Pod::running(RestartPolicy::Always, &[App]);
+    let now = pod.at(1);
+    assert_eq!(pod.m.handle(Event::Interrupted { now }), vec![Stop(0)]);
+    assert!(pod.m.is_stopping());
+    assert_eq!(pod.m.next_deadline(), Some(pod.at(31)));
+    let now = pod.at(2);
+    assert_eq!(pod.m.handle(Event::Interrupted { now }), vec![Kill(0)]);
+}
+
+#[test]
+fn stop_requested_while_stopping_only_shortens_the_grace() {
+    let mut pod = Pod::running(RestartPolicy::Always, &[App]);
+    let (grace, now) = (secs(60), pod.at(0));
+    pod.m.handle(Event::StopRequested { grace, now });
+    let (grace, now) = (secs(2), pod.at(1));
+    pod.m.handle(Event::StopRequested { grace, now });
+    assert_eq!(pod.m.next_deadline(), Some(pod.at(3)));
+    let (grace, now) = (secs(100), pod.at(2));
+    pod.m.handle(Event::StopRequested { grace, now });
+    assert_eq!(pod.m.next_deadline(), Some(pod.at(3)));
+}
+
+#[test]
+fn a_pending_restart_is_cancelled_by_a_stop() {
+    let mut pod = Pod::running(RestartPolicy::Always, &[App, App]);
+    pod.exited(0, 2, 1);
+    let now = pod.at(2);
+    assert_eq!(
+        pod.m.handle(Event::Interrupted { now }),
+        vec![CancelRestart(0), Stop(1)]
+    );
+    assert_eq!(
+        pod.exited(1, 0, 3),
+        vec![Exit {
+            code: 2,
+            phase: Phase::Failed
+        }]
+    );
+}
+
+#[test]
+fn exit_code_from_ends_the_pod_with_that_containers_code() {
+    // (policy, chosen's code, other's code when stopped, run's code)
+    let table = [
+        (RestartPolicy::Always, 0, 143, 0),
+        (RestartPolicy::Always, 7, 143, 7),
+        (RestartPolicy::OnFailure, 7, 0, 7),
+        (RestartPolicy::Never, 0, 1, 0),
+    ];
+    for (policy, chosen_code, other_code, run_code) in table {
+        let mut pod = Pod::with(
+            Policy {
+                restart_policy: policy,
+                initial_backoff: secs(10),
+                termination_grace: secs(30),
+                exit_code_from: Some(1),
+            },
+            &[App, App],
+        );
+        pod.run_all();
+        // The chosen container is never restarted; the others are stopped.
+        assert_eq!(pod.exited(1, chosen_code, 5), vec![Stop(0)], "{policy:?}");
+        let actions = pod.exited(0, other_code, 6);
+        let [Exit { code, .. }] = actions.as_slice() else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(*code, run_code, "{policy:?}");
+    }
+}
+
+#[test]
+fn runs_code_is_the_first_failure_in_exit_order() {
+    let mut pod = Pod::running(RestartPolicy::Never, &[App, App, App]);
+    pod.exited(2, 0, 1);
+    pod.exited(0, 4, 2);
+    assert_eq!(
+        pod.exited(1, 9, 3),
+        vec![Exit {
+            code: 4,
+            phase: Phase::Failed
+        }]
+    );
+}
+
+#[test]
+fn a_failed_first_start_aborts_and_a_later_one_fails_the_pod() {
+    let mut pod = Pod::new(RestartPolicy::Always, &[App]);
+    pod.begin();
+    let now = pod.at(0);
+    let slots = vec![(0, Err("no such file".to_string()))];
+    assert_eq!(
+        pod.m.handle(Event::Started { slots, now }),
+        vec![Abort(Failure::Setup("no such file".into()))]
+    );
+    assert_eq!(pod.m.next_deadline(), None);
+
+    let mut pod = Pod::new(RestartPolicy::Always, &[Init, App]);
+    pod.begin();
+    pod.started(&[0], 0);
+    pod.exited(0, 0, 1);
+    let now = pod.at(1);
+    let message = "spawn failed".to_string();
+    let actions = pod.m.handle(Event::StartFailed {
+        slots: vec![1],
+        message: message.clone(),
+        now,
+    });
+    assert_eq!(
+        actions,
+        vec![
+            PodFailed {
+                failure: Failure::Setup(message),
+                code: 125
+            },
+            Exit {
+                code: 125,
+                phase: Phase::Failed
+            }
+        ]
+    );
+}
+
+#[test]
+fn a_container_whose_setup_failed_is_stopped_with_the_pod() {
+    let mut pod = Pod::new(RestartPolicy::Always, &[Init, App, App]);
+    pod.begin();
+    pod.started(&[0], 0);
+    pod.exited(0, 0, 1);
+    let now = pod.at(1);
+    let slots = vec![(1, Ok(())), (2, Err("mount: EPERM".to_string()))];
+    assert_eq!(
+        pod.m.handle(Event::Started { slots, now }),
+        vec![
+            PodFailed {
+                failure: Failure::Setup("mount: EPERM".into()),
+                code: 125
+            },
+            Stop(1),
+            Stop(2)
+        ]
+    );
+    pod.exited(2, 1, 2);
+    assert_eq!(
+        pod.exited(1, 143, 2),
+        vec![Exit {
+            code: 125,
+            phase: Phase::Failed
+        }]
+    );
+}
+
+#[test]
+fn the_pause_exiting_fails_the_pod() {
+    let mut pod = Pod::running(RestartPolicy::Always, &[App]);
+    let now = pod.at(3);
+    assert_eq!(
+        pod.m.handle(Event::PauseExited { now }),
+        vec![
+            PodFailed {
+                failure: Failure::PauseExited,
+                code: 125
+            },
+            Stop(0)
+        ]
+    );
+}
+
+#[test]
+fn readiness_moves_both_ways_and_a_failed_liveness_probe_restarts() {
+    let mut pod = Pod::running(RestartPolicy::Always, &[App]);
+    let probe = |kind, success, s| Event::Probe {
+        slot: 0,
+        kind,
+        success,
+        now: pod.at(s),
+    };
+    let (ready, unready) = (
+        probe(ProbeKind::Readiness, true, 1),
+        probe(ProbeKind::Readiness, false, 2),
+    );
+    let live_failed = probe(ProbeKind::Liveness, false, 3);
+    assert_eq!(
+        pod.m.handle(ready),
+        vec![Ready {
+            slot: 0,
+            ready: true
+        }]
+    );
+    assert_eq!(
+        pod.m.handle(unready),
+        vec![Ready {
+            slot: 0,
+            ready: false
+        }]
+    );
+    assert_eq!(pod.m.handle(live_failed), vec![Stop(0)]);
+    // Stopped by its probe, it restarts as the policy says.
+    let actions = pod.exited(0, 143, 4);
+    assert!(
+        matches!(actions.as_slice(), [BackOff { slot: 0, .. }]),
+        "{actions:?}"
+    );
+
+    let mut pod = Pod::running(RestartPolicy::Never, &[App]);
+    let now = pod.at(1);
+    let failed = Event::Probe {
+        slot: 0,
+        kind: ProbeKind::Startup,
+        success: false,
+        now,
+    };
+    assert_eq!(pod.m.handle(failed), vec![Stop(0)]);
+    assert_eq!(
+        pod.exited(0, 143, 2),
+        vec![Exit {
+            code: 143,
+            phase: Phase::Failed
+        }]
+    );
+}

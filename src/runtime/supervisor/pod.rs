@@ -1,0 +1,761 @@
+//! The supervisor's shell: it carries out what `machine` decides. It owns
+//! every process and file of the pod it created (pause, links, control
+//! socket, lease, state) and releases them in `Drop`, so a failure half-way
+//! through creating the pod leaves nothing behind.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::machine::{Action, Event, Failure, Machine, Policy, Role};
+use super::output::pump;
+use crate::net::ipam::{Ipam, Subnet};
+use crate::net::{portfwd, setup};
+use crate::paths::Roots;
+use crate::runtime::contract::container::ContainerConfig;
+use crate::runtime::contract::fds::{FD_MINIPOD, FD_REPORT};
+use crate::runtime::contract::pause::{PauseConfig, PauseNetwork};
+use crate::runtime::contract::plan::SupervisorPlan;
+use crate::runtime::contract::report::{self, Line, Report};
+use crate::runtime::etc_files;
+use crate::runtime::logs::LogWriter;
+use crate::runtime::state::{ContainerState, ContainerStatus, Phase, PodPaths, PodState};
+use crate::sys::fs::atomic_write;
+use crate::sys::lock::FileLock;
+use crate::sys::proc::{catches, is_pid1, signal_pid};
+use crate::sys::time::now_rfc3339;
+
+/// One container of the pod across its restarts.
+struct Slot {
+    role: Role,
+    config: ContainerConfig,
+    config_path: PathBuf,
+    stop_signal: Signal,
+    log: Arc<Mutex<LogWriter>>,
+    prefix: String,
+    /// The current incarnation, while its link runs.
+    running: Option<Running>,
+    status: ContainerStatus,
+}
+
+struct Running {
+    /// The `__container` link process (our child); its exit status is the
+    /// container's.
+    link: Child,
+    /// The container's main process.
+    pid: i32,
+    started_at: String,
+}
+
+pub struct Pod {
+    name: String,
+    roots: Roots,
+    paths: PodPaths,
+    /// Held for the pod's whole life: a second `run` of the same name fails.
+    lock: Option<FileLock>,
+    detached: bool,
+    /// `--log-level info` in the foreground: container exits and restarts
+    /// are told on the terminal.
+    tell_exits: bool,
+    machine: Machine,
+    hostname: String,
+    host_aliases: Vec<(String, Vec<String>)>,
+    pause_config: PauseConfig,
+    ports: Vec<portfwd::Published>,
+    /// The spawned `__pause` (the link, with a shared PID namespace).
+    pause: Option<Child>,
+    /// The process whose namespaces containers join.
+    pause_pid: i32,
+    slots: Vec<Slot>,
+    outputs: Vec<std::thread::JoinHandle<()>>,
+    control: Option<UnixListener>,
+    state: PodState,
+    /// Why the pod failed, as told to the user.
+    failure: Option<String>,
+    /// The machine's verdict once nothing runs: `run`'s code and the phase.
+    finished: Option<(i32, Phase)>,
+    /// Told the `run -d` parent how the start went.
+    reported: bool,
+    /// The pod's lease, released with the pod.
+    lease: Option<Ipam>,
+}
+
+impl Pod {
+    pub fn new(plan: SupervisorPlan, lock: FileLock) -> Result<Pod> {
+        let paths = PodPaths::new(&plan.roots, &plan.name);
+        let mut state = plan.state;
+        state.supervisor_pid = std::process::id() as i32;
+        let roles: Vec<Role> = plan.slots.iter().map(|s| s.role).collect();
+        let exit_code_from = plan
+            .exit_code_from
+            .as_ref()
+            .and_then(|name| plan.slots.iter().position(|s| &s.status.name == name));
+        let machine = Machine::new(
+            Policy {
+                restart_policy: plan.restart_policy,
+                initial_backoff: plan.initial_backoff,
+                termination_grace: plan.termination_grace,
+                exit_code_from,
+            },
+            &roles,
+        );
+        let mut slots = Vec::new();
+        for s in plan.slots {
+            let log = LogWriter::create(&s.log, plan.log_max_bytes)?;
+            slots.push(Slot {
+                role: s.role,
+                config: s.config,
+                config_path: s.config_path,
+                stop_signal: Signal::try_from(s.stop_signal).unwrap_or(Signal::SIGTERM),
+                log: Arc::new(Mutex::new(log)),
+                prefix: s.prefix,
+                running: None,
+                status: s.status,
+            });
+        }
+        let mut pod = Pod {
+            name: plan.name,
+            roots: plan.roots,
+            paths: paths.clone(),
+            lock: Some(lock),
+            detached: plan.detached,
+            tell_exits: plan.verbose && !plan.detached,
+            machine,
+            hostname: plan.hostname,
+            host_aliases: plan.host_aliases,
+            pause_config: plan.pause,
+            ports: plan.ports,
+            pause: None,
+            pause_pid: 0,
+            slots,
+            outputs: Vec::new(),
+            control: None,
+            state,
+            failure: None,
+            finished: None,
+            reported: false,
+            lease: None,
+        };
+        if let Some(dir) = paths.control_socket().parent() {
+            crate::userns::holder::create_private_dir(dir)?;
+        }
+        let _ = std::fs::remove_file(paths.control_socket());
+        let listener = UnixListener::bind(paths.control_socket())
+            .context("creating the pod's control socket")?;
+        listener.set_nonblocking(true)?;
+        pod.control = Some(listener);
+        pod.save_state();
+        Ok(pod)
+    }
+
+    /// Leases the pod's address, binds its hostPorts and starts its pause
+    /// process, which creates and connects the pod's namespaces.
+    pub fn start_pause(&mut self) -> Result<()> {
+        let net = if self.pause_config.host_network {
+            None
+        } else {
+            Some(self.plan_network()?)
+        };
+        let mut config = self.pause_config.clone();
+        config.parent = std::process::id() as i32;
+        config.network = net.as_ref().map(|n| PauseNetwork {
+            ip: n.ip,
+            prefix: n.subnet.prefix(),
+            gateway: n.subnet.gateway(),
+            uplink_pid: n.holder_pid,
+            // Unique per incarnation: the kernel removes a stopped pod's
+            // veth a moment after its netns dies, and a pod run again at
+            // once must not collide with it.
+            ifname: setup::host_ifname(&format!("{}/{}", self.name, std::process::id())),
+        });
+        // hostPorts: the pause hands out sockets of the pod's netns on fd 3.
+        config.serve_sockets = net.as_ref().is_some_and(|n| !n.listeners.is_empty());
+        let mut cmd = minipod_command();
+        cmd.arg("__pause").arg(config.to_arg());
+        let mut ours = None;
+        if config.serve_sockets {
+            let (mine, theirs) = std::os::unix::net::UnixStream::pair()?;
+            crate::sys::fs::pass_as_fd3(&mut cmd, theirs.as_raw_fd());
+            ours = Some((mine, theirs));
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().context("starting the pod's pause process")?;
+        drop(cmd);
+        let ours = ours.map(|(mine, theirs)| {
+            drop(theirs);
+            mine
+        });
+        let mut text = String::new();
+        let mut stdout = child.stdout.take().expect("piped");
+        let _ = stdout.read_to_string(&mut text);
+        self.pause = Some(child);
+        match report::parse(&text) {
+            Report {
+                error: Some(msg), ..
+            } => bail!("pod {}: creating its namespaces failed: {msg}", self.name),
+            Report { pid: Some(pid), .. } => {
+                self.pause_pid = pid;
+                self.state.pause_pid = pid;
+                if let (Some(n), Some(stream)) = (net, ours) {
+                    portfwd::serve(
+                        n.listeners,
+                        Arc::new(portfwd::PodSockets::new(stream)),
+                        n.ip,
+                    );
+                }
+                // Each container's config names the pause: written now, once.
+                for slot in &mut self.slots {
+                    slot.config.pause_pid = self.pause_pid;
+                    slot.config.supervisor_pid = std::process::id() as i32;
+                    atomic_write(&slot.config_path, &serde_json::to_vec_pretty(&slot.config)?)?;
+                }
+                Ok(())
+            }
+            _ => bail!("pod {}: the pause process exited during setup", self.name),
+        }
+    }
+
+    /// Leases the pod an address and binds its hostPorts (a busy one fails
+    /// here, before anything of the pod starts).
+    fn plan_network(&mut self) -> Result<PodNet> {
+        let listeners = portfwd::bind(&self.ports)?;
+        let holder = crate::userns::holder::read_live(&self.roots)
+            .ok_or_else(|| anyhow!("minipod's user-namespace holder exited; run the pod again"))?;
+        let subnet = Subnet::parse(&holder.subnet)?;
+        let host_gateway = holder.host_gateway.map(|g| g.to_string());
+        // Once per holder: say why a pod cannot reach beyond this machine.
+        let noticed = self
+            .roots
+            .run
+            .join(format!("outbound-notice-{}", holder.pid));
+        if host_gateway.is_none() && !self.detached && std::fs::File::create_new(&noticed).is_ok() {
+            let why = match &holder.outbound_error {
+                Some(e) => e.clone(),
+                None => "pasta is not installed (Debian package passt) or /dev/net/tun is not \
+                         open to you (chmod 0666)"
+                    .to_string(),
+            };
+            eprintln!(
+                "note: pods have no outbound route (they reach each other, the gateway {} and \
+                 hostPorts): {why}. Once that is mended, with no pod running, `kill {}` (minipod's \
+                 holder): the next command starts it again, with pasta",
+                subnet.gateway(),
+                holder.pid
+            );
+        }
+        let ipam = Ipam::new(&self.roots.run, subnet);
+        let ip = ipam.allocate(&self.name, std::process::id() as i32)?;
+        self.lease = Some(ipam);
+        self.state.pod_ip = Some(ip.to_string());
+        std::fs::write(
+            self.paths.dir.join("etc/hosts"),
+            etc_files::hosts(
+                &self.hostname,
+                Some(&ip.to_string()),
+                host_gateway.as_deref(),
+                &self.host_aliases,
+            ),
+        )?;
+        Ok(PodNet {
+            ip,
+            subnet,
+            holder_pid: holder.pid,
+            listeners,
+        })
+    }
+
+    /// Runs the pod to its end: feeds the machine what happens (exits,
+    /// signals, `minipod stop`, due deadlines) and carries out what it
+    /// decides. Returns `run`'s exit code.
+    pub fn supervise(&mut self, sigfd: &SignalFd) -> Result<i32> {
+        self.dispatch(Event::Begin {
+            now: Instant::now(),
+        })?;
+        while self.finished.is_none() {
+            let timeout = match self.machine.next_deadline() {
+                None => PollTimeout::NONE,
+                Some(t) => PollTimeout::try_from(t.saturating_duration_since(Instant::now()))
+                    .unwrap_or(PollTimeout::MAX),
+            };
+            let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+            if let Some(control) = &self.control {
+                fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
+            }
+            match nix::poll::poll(&mut fds, timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e).context("waiting for signals"),
+            }
+            drop(fds);
+            for event in self.events(sigfd) {
+                self.dispatch(event)?;
+            }
+        }
+        let (code, phase) = self.finished.expect("finished");
+        self.state.exit_code = Some(code);
+        self.state.finished = Some(now_rfc3339());
+        self.state.phase = phase;
+        self.save_state();
+        if let Some(msg) = self.failure.clone() {
+            self.report(Some(&msg));
+            if !self.detached {
+                eprintln!("minipod: {msg}");
+            }
+        }
+        Ok(code)
+    }
+
+    /// What happened since the last look: exits, signals, a `minipod stop`,
+    /// a deadline passed.
+    fn events(&mut self, sigfd: &SignalFd) -> Vec<Event> {
+        let mut events = self.reap();
+        let now = Instant::now();
+        while let Ok(Some(info)) = sigfd.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGCHLD) | Err(_) => {}
+                Ok(sig) => {
+                    if !self.detached {
+                        if self.machine.is_stopping() {
+                            eprintln!("minipod: killing pod {}", self.name);
+                        } else {
+                            eprintln!(
+                                "minipod: {sig}: stopping pod {} (again to kill it at once)",
+                                self.name
+                            );
+                        }
+                    }
+                    events.push(Event::Interrupted { now });
+                }
+            }
+        }
+        if let Some(grace) = self.accept_control() {
+            events.push(Event::StopRequested { grace, now });
+        }
+        if self.machine.next_deadline().is_some_and(|t| t <= now) {
+            events.push(Event::Tick { now });
+        }
+        events
+    }
+
+    /// Hands the machine one event and carries out what it decides,
+    /// including the events that carrying it out causes (a start's result).
+    /// Err only when the pod's first start failed: nothing ran.
+    fn dispatch(&mut self, event: Event) -> Result<()> {
+        let mut actions = VecDeque::from(self.machine.handle(event));
+        while let Some(action) = actions.pop_front() {
+            match action {
+                Action::Start { slots, restart } => {
+                    let result = self.start(&slots, restart);
+                    actions.extend(self.machine.handle(result));
+                }
+                Action::Stop(i) => self.signal_slot(i),
+                Action::Kill(i) => {
+                    if let Some(run) = &self.slots[i].running {
+                        signal_pid(run.pid, Signal::SIGKILL);
+                        signal_pid(run.link.id() as i32, Signal::SIGKILL);
+                    }
+                }
+                Action::BackOff { slot, .. } => {
+                    let status = &mut self.slots[slot].status;
+                    status.last_state = Some(status.state.clone());
+                    status.state = ContainerState::Waiting {
+                        reason: "CrashLoopBackOff".into(),
+                    };
+                    self.save_state();
+                }
+                Action::CancelRestart(i) => {
+                    let status = &mut self.slots[i].status;
+                    if let Some(last) = status.last_state.clone() {
+                        status.state = last;
+                    }
+                }
+                Action::PodRunning => {
+                    self.state.phase = Phase::Running;
+                    self.state.started = Some(now_rfc3339());
+                    self.save_state();
+                    self.report(None);
+                }
+                Action::PodFailed { failure, .. } => {
+                    let message = self.describe(&failure);
+                    self.state.phase = Phase::Failed;
+                    self.state.message = Some(message.clone());
+                    self.failure = Some(message);
+                    self.save_state();
+                }
+                Action::Abort(failure) => bail!("{}", self.describe(&failure)),
+                // No probes yet, so no Ready condition to record.
+                Action::Ready { .. } => {}
+                Action::Exit { code, phase } => self.finished = Some((code, phase)),
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self, failure: &Failure) -> String {
+        match failure {
+            Failure::InitFailed { slot, code } => {
+                let name = &self.slots[*slot].status.name;
+                format!(
+                    "init container {name} failed with exit code {code}; `minipod logs {} {name}` \
+                     shows its output",
+                    self.name
+                )
+            }
+            Failure::Setup(message) => format!("pod {}: {message}", self.name),
+            Failure::PauseExited => format!("pod {}: its pause process exited", self.name),
+        }
+    }
+
+    /// Spawns one container's `__container` and its output threads.
+    /// Returns the link and the read end of its sync pipe.
+    fn spawn_container(&mut self, i: usize) -> Result<(Child, std::io::PipeReader)> {
+        let slot = &mut self.slots[i];
+        if slot.status.restart_count > 0
+            || matches!(slot.status.state, ContainerState::Terminated { .. })
+        {
+            // A restarted container gets a fresh writable layer, as in Kubernetes.
+            let dir = slot
+                .config_path
+                .parent()
+                .expect("container dir")
+                .to_path_buf();
+            for d in ["upper", "work"] {
+                let _ = std::fs::remove_dir_all(dir.join(d));
+                std::fs::create_dir_all(dir.join(d))?;
+            }
+        }
+        let (out_r, out_w) = std::io::pipe()?;
+        let (err_r, err_w) = std::io::pipe()?;
+        let (sync_r, sync_w) = std::io::pipe()?;
+        let mut cmd = minipod_command();
+        cmd.arg("__container").arg(&slot.config_path);
+        cmd.stdin(Stdio::null()).stdout(out_w).stderr(err_w);
+        crate::sys::fs::pass_as_fd3(&mut cmd, sync_w.as_raw_fd());
+        let link = cmd
+            .spawn()
+            .with_context(|| format!("starting container {}", slot.status.name))?;
+        drop(sync_w);
+        drop(cmd);
+        let terminal = !self.detached;
+        for (stream, from) in [("stdout", out_r), ("stderr", err_r)] {
+            let log = slot.log.clone();
+            let pumping = pump(from, stream, slot.prefix.clone(), log, terminal);
+            self.outputs.push(pumping);
+        }
+        Ok((link, sync_r))
+    }
+
+    /// Starts the given slots: spawns each `__container` first, then
+    /// collects their set-up results, so they set themselves up in parallel.
+    /// Returns the event that tells the machine how it went.
+    fn start(&mut self, which: &[usize], restart: bool) -> Event {
+        let mut pending = Vec::new();
+        for &i in which {
+            if restart {
+                self.slots[i].status.restart_count += 1;
+                if self.tell_exits {
+                    eprintln!(
+                        "minipod: restarting container {}",
+                        self.slots[i].status.name
+                    );
+                }
+            }
+            match self.spawn_container(i) {
+                Ok((link, sync_r)) => pending.push((i, link, sync_r)),
+                Err(e) => {
+                    // Those already started are in no slot yet: stop them
+                    // here (their containers die with their links), or
+                    // nothing would, and their output threads would keep
+                    // the pod's end waiting.
+                    for (_, mut link, _) in pending {
+                        let _ = link.kill();
+                        let _ = link.wait();
+                    }
+                    return Event::StartFailed {
+                        slots: which.to_vec(),
+                        message: format!("{e:#}"),
+                        now: Instant::now(),
+                    };
+                }
+            }
+        }
+        let mut results = Vec::new();
+        for (i, link, mut sync_r) in pending {
+            let mut text = String::new();
+            let _ = sync_r.read_to_string(&mut text);
+            let Report { pid, error, .. } = report::parse(&text);
+            let slot = &mut self.slots[i];
+            let started_at = now_rfc3339();
+            slot.running = Some(Running {
+                link,
+                pid: pid.unwrap_or(0),
+                started_at: started_at.clone(),
+            });
+            slot.status.pid = pid.unwrap_or(0);
+            slot.status.state = ContainerState::Running { started_at };
+            let result = match (pid, error) {
+                (_, Some(msg)) => Err(msg),
+                (None, None) => Err(format!(
+                    "container {}: setup failed without a message",
+                    slot.status.name
+                )),
+                _ => Ok(()),
+            };
+            results.push((i, result));
+        }
+        self.save_state();
+        Event::Started {
+            slots: results,
+            now: Instant::now(),
+        }
+    }
+
+    /// Records the pod's state for `ps`, `inspect` and `wait`.
+    fn save_state(&mut self) {
+        let mut init = Vec::new();
+        let mut app = Vec::new();
+        for s in &self.slots {
+            match s.role {
+                Role::App => app.push(s.status.clone()),
+                _ => init.push(s.status.clone()),
+            }
+        }
+        self.state.init_containers = init;
+        self.state.containers = app;
+        if let Ok(json) = serde_json::to_vec_pretty(&self.state)
+            && let Err(e) = atomic_write(&self.paths.state(), &json)
+        {
+            eprintln!(
+                "minipod: warning: pod {}: saving its state: {e:#}",
+                self.name
+            );
+        }
+    }
+
+    /// Collects every exited child: a container's link, or the pause.
+    fn reap(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        loop {
+            let status = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return events,
+                Ok(s) => s,
+            };
+            let (pid, code) = match status {
+                WaitStatus::Exited(pid, code) => (pid, code),
+                WaitStatus::Signaled(pid, sig, _) => (pid, 128 + sig as i32),
+                _ => continue,
+            };
+            let now = Instant::now();
+            let Some(i) = self.slots.iter().position(|s| {
+                s.running
+                    .as_ref()
+                    .is_some_and(|r| r.link.id() as i32 == pid.as_raw())
+            }) else {
+                if self
+                    .pause
+                    .as_ref()
+                    .is_some_and(|p| p.id() as i32 == pid.as_raw())
+                {
+                    events.push(Event::PauseExited { now });
+                }
+                continue;
+            };
+            self.container_exited(i, code);
+            events.push(Event::Exited { slot: i, code, now });
+        }
+    }
+
+    /// Records a container's end in its status.
+    fn container_exited(&mut self, i: usize, code: i32) {
+        let slot = &mut self.slots[i];
+        let run = slot.running.take().expect("a running slot");
+        let reason = if code == 0 { "Completed" } else { "Error" };
+        slot.status.last_state = Some(slot.status.state.clone());
+        slot.status.state = ContainerState::Terminated {
+            exit_code: code,
+            reason: reason.into(),
+            started_at: run.started_at,
+            finished_at: now_rfc3339(),
+        };
+        slot.status.pid = 0;
+        if self.tell_exits {
+            eprintln!(
+                "minipod: container {} exited with code {code}",
+                slot.status.name
+            );
+        }
+        self.save_state();
+    }
+
+    /// Sends a container its stop signal.
+    fn signal_slot(&mut self, i: usize) {
+        let slot = &self.slots[i];
+        let Some(run) = &slot.running else { return };
+        // PID 1 of a namespace only gets signals it handles: one that does
+        // not catch the stop signal would just make us wait.
+        let sig = if is_pid1(run.pid) && !catches(run.pid, slot.stop_signal) {
+            Signal::SIGKILL
+        } else {
+            slot.stop_signal
+        };
+        signal_pid(run.pid, sig);
+    }
+
+    /// Serves one control-socket request, if any: `stop SECONDS`. Returns
+    /// the grace period asked for.
+    fn accept_control(&mut self) -> Option<Duration> {
+        let listener = self.control.as_ref()?;
+        let (stream, _) = listener.accept().ok()?;
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line).ok()?;
+        let mut words = line.split_whitespace();
+        match (
+            words.next(),
+            words.next().and_then(|s| s.parse::<f64>().ok()),
+        ) {
+            (Some("stop"), Some(secs)) => {
+                let _ = (&stream).write_all(b"ok\n");
+                Some(Duration::from_secs_f64(secs.max(0.0)))
+            }
+            _ => {
+                let _ = (&stream).write_all(b"error unknown request\n");
+                None
+            }
+        }
+    }
+
+    /// Tells a `run -d` parent how the start went (once).
+    fn report(&mut self, error: Option<&str>) {
+        if !self.detached || self.reported {
+            return;
+        }
+        self.reported = true;
+        let line = match error {
+            None => Line::Ok,
+            Some(e) => Line::Error(e),
+        };
+        let _ = line.write_to_fd(FD_REPORT);
+        // Let the parent see EOF, but keep fd 3 taken (by /dev/null): a
+        // later error report writes to fd 3, which must not by then be a
+        // log file or socket that reused the number.
+        if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
+            let _ = crate::sys::fs::redirect_fd(&null, FD_REPORT);
+            // SAFETY: sets FD_CLOEXEC on the fd just made: the containers
+            // started later must not get it.
+            unsafe { libc::fcntl(FD_REPORT, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+
+    /// Kills every container and its link.
+    fn kill_all(&mut self) {
+        for s in &self.slots {
+            if let Some(run) = &s.running {
+                signal_pid(run.pid, Signal::SIGKILL);
+                signal_pid(run.link.id() as i32, Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        // Kill whatever still runs, pause last, and wait for all of it.
+        self.kill_all();
+        for s in &mut self.slots {
+            if let Some(run) = &mut s.running {
+                let _ = run.link.wait();
+            }
+            s.running = None;
+        }
+        if self.pause_pid > 0 {
+            signal_pid(self.pause_pid, Signal::SIGKILL);
+        }
+        if let Some(mut p) = self.pause.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        // Reap anything that was reparented to us.
+        while let Ok(s) = waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            if s == WaitStatus::StillAlive {
+                break;
+            }
+        }
+        self.slots.clear();
+        for h in self.outputs.drain(..) {
+            let _ = h.join();
+        }
+        if let Some(e) = self.failure.clone() {
+            self.report(Some(&e));
+        }
+        self.control = None;
+        let _ = std::fs::remove_file(self.paths.control_socket());
+        // The veth went with the pause's netns; the address goes now.
+        if let Some(ipam) = self.lease.take()
+            && let Err(e) = ipam.release(&self.name)
+        {
+            eprintln!(
+                "minipod: warning: pod {}: releasing its address: {e:#}",
+                self.name
+            );
+        }
+        // A detached pod's state stays for `ps -a`, `logs` and `inspect`
+        // until `rm`, unless it never started.
+        let keep = self.detached && self.reported && self.state.exit_code.is_some();
+        if keep {
+            remove_runtime_dirs(&self.paths);
+        } else if let Err(e) = std::fs::remove_dir_all(&self.paths.dir) {
+            eprintln!("minipod: removing {}: {e}", self.paths.dir.display());
+        }
+        if let Some(lock) = self.lock.take() {
+            if keep {
+                drop(lock);
+            } else {
+                lock.release_and_remove(&self.paths.lock);
+            }
+        }
+    }
+}
+
+/// The pod's network, decided before its pause starts.
+struct PodNet {
+    ip: std::net::Ipv4Addr,
+    subnet: Subnet,
+    holder_pid: i32,
+    listeners: Vec<portfwd::Listener>,
+}
+
+/// What an exited pod no longer needs: containers' writable layers and the
+/// pod's scratch volumes (logs, state and the YAML stay).
+fn remove_runtime_dirs(paths: &PodPaths) {
+    for d in ["containers", "volumes", "shm"] {
+        let _ = std::fs::remove_dir_all(paths.dir.join(d));
+    }
+}
+
+/// `minipod` itself, for its hidden subcommands `__pause` and
+/// `__container`: the binary `minipod run` handed over (FD_MINIPOD), so it
+/// is the one that ran even if the file was replaced meanwhile.
+fn minipod_command() -> Command {
+    let mut cmd = Command::new(format!("/proc/self/fd/{FD_MINIPOD}"));
+    cmd.arg0("minipod");
+    // Its own process group: Ctrl-C reaches the supervisor, which stops the
+    // pod in order, not every process at once.
+    cmd.process_group(0);
+    cmd
+}
