@@ -337,8 +337,11 @@ unsafe extern "C" fn start(sp: *const usize) -> ! {
     let (argc, argv) = unsafe { (*sp, sp.add(1) as *const *const u8) };
     // Exec made us dumpable again: keep /proc/<us> out of the pod's reach
     // (containers may share our PID namespace).
+    // (CVE-2019-5736): never run on without it.
     // SAFETY: prctl takes integers.
-    unsafe { syscall(SYS_PRCTL, [PR_SET_DUMPABLE, 0, 0, 0, 0, 0]) };
+    if unsafe { syscall(SYS_PRCTL, [PR_SET_DUMPABLE, 0, 0, 0, 0, 0]) } != 0 {
+        exit(125);
+    }
     let role = arg(argv, argc, 1);
     match role {
         b"reap" => reap_forever(),

@@ -8,7 +8,6 @@
 //! not leak its address.
 
 // Some queries (links, routes, leases) serve the tests and diagnostics only.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;

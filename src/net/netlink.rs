@@ -10,7 +10,6 @@
 //! put back; `in_netns` checks first that it will be allowed back.
 
 // Some queries (links, routes, leases) serve the tests and diagnostics only.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::fs::File;
 use std::io;

@@ -22,8 +22,6 @@ use std::sync::Mutex;
 
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, sendmsg};
 
-use crate::spec::{PortPlan, Protocol};
-
 /// The supervisor's end of the pause's socket service (its other end is
 /// the pause program's `serve`, pause/pause.rs): one byte `t` or `u` out,
 /// one byte back with the new socket attached.
@@ -74,6 +72,31 @@ impl PodSockets {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+}
+
+/// A container's hostPort, as the pod asks for it.
+#[derive(Debug, Clone)]
+pub struct HostPort {
+    pub container: String,
+    pub host_ip: Option<String>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
 /// One hostPort to publish.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Published {
@@ -85,20 +108,11 @@ pub struct Published {
 
 /// The hostPorts of a pod's containers, checked against what this machine
 /// lets an unprivileged user bind.
-pub fn published(ports: &[(String, PortPlan)]) -> Result<Vec<Published>> {
+pub fn published(ports: &[HostPort]) -> Result<Vec<Published>> {
     let start = unprivileged_port_start();
     let mut out = Vec::new();
-    for (container, p) in ports {
-        let Some(host_port) = p.host_port else {
-            continue;
-        };
-        let proto = match p.protocol {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-            Protocol::Sctp => bail!(
-                "container {container}: hostPort {host_port}/SCTP is not supported; use TCP or UDP"
-            ),
-        };
+    for p in ports {
+        let (container, host_port, proto) = (&p.container, p.host_port, p.protocol.name());
         if u32::from(host_port) < start {
             bail!(
                 "container {container}: hostPort {host_port}/{proto} is below net.ipv4.ip_unprivileged_port_start \
@@ -138,16 +152,12 @@ pub fn bind(ports: &[Published]) -> Result<Vec<Listener>> {
         let what = format!(
             "hostPort {}/{} on {}",
             p.host_port,
-            if p.protocol == Protocol::Tcp {
-                "TCP"
-            } else {
-                "UDP"
-            },
+            p.protocol.name(),
             p.host_ip
         );
         let socket = match p.protocol {
             Protocol::Tcp => TcpListener::bind(addr).map(Bound::Tcp),
-            _ => UdpSocket::bind(addr).map(Bound::Udp),
+            Protocol::Udp => UdpSocket::bind(addr).map(Bound::Udp),
         }
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -383,34 +393,27 @@ fn relay_replies(
 mod tests {
     use super::*;
 
-    fn port(host: Option<u16>, proto: Protocol) -> (String, PortPlan) {
-        (
-            "web".into(),
-            PortPlan {
-                name: None,
-                container_port: 80,
-                host_port: host,
-                host_ip: None,
-                protocol: proto,
-            },
-        )
+    fn port(host_port: u16, protocol: Protocol) -> HostPort {
+        HostPort {
+            container: "web".into(),
+            host_ip: None,
+            host_port,
+            container_port: 80,
+            protocol,
+        }
     }
 
     #[test]
-    fn only_host_ports_are_published_and_low_ones_refused() {
-        let p = published(&[port(None, Protocol::Tcp), port(Some(18080), Protocol::Udp)]).unwrap();
+    fn low_host_ports_are_refused() {
+        let p = published(&[port(18080, Protocol::Udp)]).unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].host_port, 18080);
         assert_eq!(p[0].host_ip, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         if unprivileged_port_start() > 80 {
-            let err = published(&[port(Some(80), Protocol::Tcp)])
+            let err = published(&[port(80, Protocol::Tcp)])
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("ip_unprivileged_port_start"), "{err}");
         }
-        let err = published(&[port(Some(18081), Protocol::Sctp)])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("SCTP"), "{err}");
     }
 }

@@ -490,11 +490,7 @@ pub fn exec(
     if !status.state.is_running() || status.pid <= 0 || !paths.supervisor_alive() {
         bail!("container {container} of pod {name} is not running");
     }
-    let config_path = paths
-        .dir
-        .join("containers")
-        .join(container)
-        .join("config.json");
+    let config_path = paths.container_config(container);
     let config: ContainerConfig = serde_json::from_slice(
         &std::fs::read(&config_path)
             .with_context(|| format!("reading {}", config_path.display()))?,

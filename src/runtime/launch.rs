@@ -22,17 +22,17 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::contract::container::{ContainerConfig, Mount};
 use super::contract::fds::{FD_MINIPOD, FD_POD_LOCK, FD_REPORT};
 use super::contract::pause::{PauseConfig, Tmpfs};
-use super::contract::plan::{PLAN_VERSION, SlotPlan, SupervisorPlan};
+use super::contract::plan::{PLAN_VERSION, Role, SlotPlan, SupervisorPlan};
 use super::contract::report::{self, Report};
 use super::etc_files;
 use super::logs;
 use super::prepare::{self, PreparedContainer};
 use super::state::{ContainerState, ContainerStatus, Phase, PodPaths, PodState};
-use super::supervisor::machine::Role;
+
 use crate::image::Store;
 use crate::net::portfwd;
 use crate::paths::Roots;
-use crate::spec::{DnsBase, PodPlan, VolumeKind};
+use crate::spec::{DnsBase, PodPlan, Protocol, VolumeKind};
 use crate::sys::fs::pass_fds;
 use crate::sys::lock::FileLock;
 use crate::sys::time::now_rfc3339;
@@ -70,21 +70,44 @@ pub fn run(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> Res
     let supervisor = supervisor_binary()?;
     let prepared = prepare::containers(store, &plan)?;
     prepare::check_host_paths(&plan)?;
-    let ports: Vec<(String, crate::spec::PortPlan)> = plan
-        .init_containers
-        .iter()
-        .chain(&plan.containers)
-        .flat_map(|c| c.ports.iter().map(|p| (c.name.clone(), p.clone())))
-        .collect();
-    let ports = portfwd::published(&ports)?;
+    let ports = portfwd::published(&host_ports(&plan)?)?;
 
     let mut files = PodFiles::create(roots, &plan)?;
     let handoff = files.write(roots, &plan, prepared, ports, &opts)?;
-    let plan_file = files.paths.dir.join("supervisor.json");
+    let plan_file = files.paths.plan();
     // Read once by the supervisor, which only starts after this: no need
     // for atomic_write's rename and fsync on every pod's start.
     handoff.write(&plan_file)?;
     hand_over(&supervisor, &plan.name, &plan_file, files, opts.detached)
+}
+
+/// The hostPorts the pod's containers ask for, in the network's terms.
+fn host_ports(plan: &PodPlan) -> Result<Vec<portfwd::HostPort>> {
+    let mut out = Vec::new();
+    for c in plan.init_containers.iter().chain(&plan.containers) {
+        for p in &c.ports {
+            let Some(host_port) = p.host_port else {
+                continue;
+            };
+            let protocol = match p.protocol {
+                Protocol::Tcp => portfwd::Protocol::Tcp,
+                Protocol::Udp => portfwd::Protocol::Udp,
+                // Validation refuses these; say so here too.
+                Protocol::Sctp => bail!(
+                    "container {}: hostPort {host_port}/SCTP is not supported; use TCP or UDP",
+                    c.name
+                ),
+            };
+            out.push(portfwd::HostPort {
+                container: c.name.clone(),
+                host_ip: p.host_ip.clone(),
+                host_port,
+                container_port: p.container_port,
+                protocol,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// `minipod-supervisor`, installed beside `minipod`.
@@ -141,19 +164,6 @@ impl PodFiles {
             paths,
             lock: Some(lock),
         })
-    }
-
-    fn shm(&self) -> PathBuf {
-        self.paths.dir.join("shm")
-    }
-    fn volume(&self, name: &str) -> PathBuf {
-        self.paths.dir.join("volumes").join(name)
-    }
-    fn etc(&self, file: &str) -> PathBuf {
-        self.paths.dir.join("etc").join(file)
-    }
-    fn container_dir(&self, name: &str) -> PathBuf {
-        self.paths.dir.join("containers").join(name)
     }
 
     /// Writes the pod's files and containers' configs, and returns the plan
@@ -223,19 +233,17 @@ impl PodFiles {
     }
 
     fn write_files(&self, plan: &PodPlan, yaml: &str) -> Result<()> {
-        for d in ["etc", "logs", "containers", "volumes", "shm"] {
-            std::fs::create_dir_all(self.paths.dir.join(d))?;
-        }
+        self.paths.create_subdirs()?;
         std::fs::write(self.paths.pod_yaml(), yaml)?;
         // A pod on the bridge gets its hosts file with its address, once
         // its supervisor leased one.
         if plan.host_network {
             std::fs::write(
-                self.etc("hosts"),
+                self.paths.etc("hosts"),
                 etc_files::hosts(&plan.hostname, None, None, &plan.host_aliases),
             )?;
         }
-        std::fs::write(self.etc("hostname"), format!("{}\n", plan.hostname))?;
+        std::fs::write(self.paths.etc("hostname"), format!("{}\n", plan.hostname))?;
         let dns = etc_files::Dns {
             replace_host: plan.dns.base == DnsBase::Empty,
             nameservers: plan.dns.nameservers.clone(),
@@ -248,10 +256,13 @@ impl PodFiles {
                 .collect(),
         };
         let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        std::fs::write(self.etc("resolv.conf"), etc_files::resolv_conf(&host, &dns))?;
+        std::fs::write(
+            self.paths.etc("resolv.conf"),
+            etc_files::resolv_conf(&host, &dns),
+        )?;
         for v in &plan.volumes {
             if let VolumeKind::EmptyDir { .. } = v.kind {
-                let dir = self.volume(&v.name);
+                let dir = self.paths.volume(&v.name);
                 std::fs::create_dir_all(&dir)?;
                 // Kubernetes' emptyDir is world-writable, so any user of the pod can use it.
                 std::fs::set_permissions(
@@ -267,7 +278,7 @@ impl PodFiles {
     /// runs: its pid, the network, hostPort serving.
     fn pause_config(&self, plan: &PodPlan) -> PauseConfig {
         let mut tmpfs = vec![Tmpfs {
-            dir: self.shm(),
+            dir: self.paths.shm(),
             size_bytes: Some(SHM_SIZE),
         }];
         for v in &plan.volumes {
@@ -277,7 +288,7 @@ impl PodFiles {
             } = v.kind
             {
                 tmpfs.push(Tmpfs {
-                    dir: self.volume(&v.name),
+                    dir: self.paths.volume(&v.name),
                     size_bytes: size_limit_bytes,
                 });
             }
@@ -322,7 +333,7 @@ impl PodFiles {
         Ok(SlotPlan {
             role,
             config: self.container_config(plan, &p)?,
-            config_path: self.container_dir(&name).join("config.json"),
+            config_path: self.paths.container_config(&name),
             stop_signal,
             log: self.paths.log(&name),
             prefix,
@@ -331,8 +342,8 @@ impl PodFiles {
     }
 
     fn container_config(&self, plan: &PodPlan, p: &PreparedContainer) -> Result<ContainerConfig> {
-        let dir = self.container_dir(&p.plan.name);
-        let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
+        let [upper, work] = self.paths.writable_layer(&p.plan.name);
+        let rootfs = self.paths.container_rootfs(&p.plan.name);
         for d in [&upper, &work, &rootfs] {
             std::fs::create_dir_all(d)?;
         }
@@ -350,7 +361,7 @@ impl PodFiles {
                     )
                 })?;
             let base = match &volume.kind {
-                VolumeKind::EmptyDir { .. } => self.volume(&volume.name),
+                VolumeKind::EmptyDir { .. } => self.paths.volume(&volume.name),
                 VolumeKind::HostPath { path, .. } => PathBuf::from(path),
             };
             mounts.push(Mount {
@@ -369,10 +380,10 @@ impl PodFiles {
             upper,
             work,
             rootfs,
-            shm: self.shm(),
-            hosts: self.etc("hosts"),
-            hostname_file: self.etc("hostname"),
-            resolv_conf: self.etc("resolv.conf"),
+            shm: self.paths.shm(),
+            hosts: self.paths.etc("hosts"),
+            hostname_file: self.paths.etc("hostname"),
+            resolv_conf: self.paths.etc("resolv.conf"),
             mounts,
             process: p.process.clone(),
         })

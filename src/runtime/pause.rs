@@ -118,9 +118,12 @@ fn setup(args: &PauseConfig, program: &OwnedFd) -> Result<Option<i32>> {
                 // SAFETY: closes our copy of fd 3.
                 unsafe { libc::close(3) };
             }
-            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-            let _ = crate::sys::fs::stdio_to_null();
-            let _ = exec_program(program, &["reap"], &args.pod_dir);
+            // Without PDEATHSIG the pod's PID 1 could outlive its link:
+            // then it must not run at all.
+            if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_ok() {
+                let _ = crate::sys::fs::stdio_to_null();
+                let _ = exec_program(program, &["reap"], &args.pod_dir);
+            }
             // SAFETY: leave the forked child without running destructors.
             unsafe { libc::_exit(crate::EXIT_MINIPOD_ERROR.into()) }
         }

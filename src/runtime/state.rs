@@ -78,13 +78,34 @@ impl ContainerState {
     }
 }
 
-/// The files of one pod under the run root.
+/// The files of one pod under the run root: every path of a pod comes
+/// from here.
+///
+/// ```text
+/// pods/NAME/            dir
+///   state.json          what `ps` and `inspect` read (the supervisor's)
+///   supervisor.json     the supervisor's plan
+///   pod.yaml            the YAML as given
+///   etc/                hosts, hostname, resolv.conf
+///   logs/C.log          each container's output
+///   containers/C/       config.json; upper, work (its writable layer); rootfs
+///   volumes/V/          emptyDirs
+///   shm/                the pod's /dev/shm (a tmpfs the pause mounts)
+/// pod-locks/NAME        lock: held by the supervisor for the pod's life
+/// ctl/HASH.sock         control socket (`minipod stop`)
+/// ```
 #[derive(Debug, Clone)]
 pub struct PodPaths {
     pub dir: PathBuf,
     pub lock: PathBuf,
     control_socket: PathBuf,
 }
+
+/// The folders of a pod's directory, made when the pod is created.
+const SUBDIRS: [&str; 5] = ["etc", "logs", "containers", "volumes", "shm"];
+/// What an exited pod no longer needs: containers' writable layers and the
+/// pod's scratch volumes (logs, state and the YAML stay).
+const RUNTIME_DIRS: [&str; 3] = ["containers", "volumes", "shm"];
 
 impl PodPaths {
     pub fn new(roots: &Roots, name: &str) -> PodPaths {
@@ -104,6 +125,9 @@ impl PodPaths {
     pub fn state(&self) -> PathBuf {
         self.dir.join("state.json")
     }
+    pub fn plan(&self) -> PathBuf {
+        self.dir.join("supervisor.json")
+    }
     pub fn control_socket(&self) -> &Path {
         &self.control_socket
     }
@@ -112,6 +136,46 @@ impl PodPaths {
     }
     pub fn log(&self, container: &str) -> PathBuf {
         self.dir.join("logs").join(format!("{container}.log"))
+    }
+    /// A file the pod's containers see under /etc (hosts, resolv.conf …).
+    pub fn etc(&self, file: &str) -> PathBuf {
+        self.dir.join("etc").join(file)
+    }
+    pub fn shm(&self) -> PathBuf {
+        self.dir.join("shm")
+    }
+    pub fn volume(&self, name: &str) -> PathBuf {
+        self.dir.join("volumes").join(name)
+    }
+    pub fn container_dir(&self, container: &str) -> PathBuf {
+        self.dir.join("containers").join(container)
+    }
+    /// What `minipod __container` reads.
+    pub fn container_config(&self, container: &str) -> PathBuf {
+        self.container_dir(container).join("config.json")
+    }
+    /// A container's writable layer: overlayfs's upper and work dirs.
+    pub fn writable_layer(&self, container: &str) -> [PathBuf; 2] {
+        let dir = self.container_dir(container);
+        [dir.join("upper"), dir.join("work")]
+    }
+    /// Where a container's overlay is mounted.
+    pub fn container_rootfs(&self, container: &str) -> PathBuf {
+        self.container_dir(container).join("rootfs")
+    }
+
+    /// Makes the pod's folders (its directory exists).
+    pub fn create_subdirs(&self) -> std::io::Result<()> {
+        SUBDIRS
+            .iter()
+            .try_for_each(|d| std::fs::create_dir_all(self.dir.join(d)))
+    }
+
+    /// Removes what an exited pod no longer needs (see RUNTIME_DIRS).
+    pub fn remove_runtime_dirs(&self) {
+        for d in RUNTIME_DIRS {
+            let _ = std::fs::remove_dir_all(self.dir.join(d));
+        }
     }
 
     pub fn read_state(&self) -> Result<PodState> {

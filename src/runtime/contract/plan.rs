@@ -12,7 +12,6 @@ use super::pause::PauseConfig;
 use crate::net::portfwd;
 use crate::paths::Roots;
 use crate::runtime::state::{ContainerStatus, PodState};
-use crate::runtime::supervisor::machine::Role;
 use crate::spec::RestartPolicy;
 
 /// Changes whenever `SupervisorPlan` does: `minipod` and
@@ -45,6 +44,14 @@ pub struct SupervisorPlan {
     pub state: PodState,
     /// Init containers (and sidecars) in order, then app containers.
     pub slots: Vec<SlotPlan>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Role {
+    Init,
+    /// An init container with `restartPolicy: Always`.
+    Sidecar,
+    App,
 }
 
 #[derive(Serialize, Deserialize)]

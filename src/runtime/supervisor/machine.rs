@@ -25,8 +25,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::runtime::contract::plan::Role;
 use crate::runtime::state::Phase;
 use crate::spec::RestartPolicy;
 
@@ -35,13 +34,8 @@ use crate::spec::RestartPolicy;
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub const BACKOFF_RESET: Duration = Duration::from_secs(600);
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub enum Role {
-    Init,
-    /// An init container with `restartPolicy: Always`.
-    Sidecar,
-    App,
-}
+/// `run`'s code when the pod failed for minipod's own reasons.
+const MINIPOD_ERROR: i32 = crate::EXIT_MINIPOD_ERROR as i32;
 
 /// The parts of the pod's spec the decisions depend on.
 #[derive(Clone, Debug)]
@@ -274,7 +268,7 @@ impl Machine {
                 now
             }
             Event::PauseExited { now } => {
-                self.fail(Failure::PauseExited, 125, &mut out);
+                self.fail(Failure::PauseExited, MINIPOD_ERROR, &mut out);
                 now
             }
             Event::Interrupted { now } => {
@@ -341,7 +335,7 @@ impl Machine {
     /// is given up.
     fn fail_start(&mut self, message: String, out: &mut Vec<Action>) {
         if self.anything_started {
-            self.fail(Failure::Setup(message), 125, out);
+            self.fail(Failure::Setup(message), MINIPOD_ERROR, out);
         } else {
             self.done = true;
             out.push(Action::Abort(Failure::Setup(message)));

@@ -6,7 +6,8 @@
 //! - `machine`: what to do — every decision (order, restarts, backoff, stop
 //!   order, exit code and phase), pure and unit-tested;
 //! - `pod`: doing it — processes, signals, the control socket, state files;
-//! - `output`: moving containers' output to their logs and the terminal.
+//! - `output`: moving containers' output to their logs and the terminal;
+//! - `log`: what it tells the user on stderr.
 //!
 //! `minipod run` works the pod out (runtime::launch) and hands this process
 //! a finished plan (`contract::plan`): in the foreground by exec'ing it,
@@ -14,6 +15,7 @@
 //! are all the supervisor binary links, so keep the YAML schema, the image
 //! store and anything heavy out of it.
 
+mod log;
 pub mod machine;
 mod output;
 mod pod;
@@ -46,7 +48,7 @@ pub fn main() -> ExitCode {
     // started with are ours alone: the pause and the links must not inherit
     // them (`run -d` would wait for them, the lock would outlive us).
     if let Err(e) = crate::sys::fs::close_on_exec_from(FD_REPORT) {
-        eprintln!("minipod-supervisor: {e:#}");
+        log::error(format!("minipod-supervisor: {e:#}"));
         return ExitCode::from(crate::EXIT_MINIPOD_ERROR);
     }
     match plan.and_then(supervise) {
@@ -55,7 +57,7 @@ pub fn main() -> ExitCode {
             // Tell `run -d`, if it is still listening (no-op once reported:
             // fd 3 is /dev/null then).
             let _ = Line::Error(&format!("{e:#}")).write_to_fd(FD_REPORT);
-            eprintln!("Error: {e:#}");
+            log::error(format!("{e:#}"));
             ExitCode::from(crate::EXIT_MINIPOD_ERROR)
         }
     }

@@ -20,10 +20,12 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use super::log;
 use super::machine::{Action, Event, Failure, Machine, Policy, Role};
 use super::output::pump;
-use crate::net::ipam::{Ipam, Subnet};
-use crate::net::{portfwd, setup};
+use crate::net::ipam::Subnet;
+use crate::net::pod_network::{PodNetwork, Uplink};
+use crate::net::portfwd;
 use crate::paths::Roots;
 use crate::runtime::contract::container::ContainerConfig;
 use crate::runtime::contract::fds::{FD_MINIPOD, FD_REPORT};
@@ -89,8 +91,8 @@ pub struct Pod {
     finished: Option<(i32, Phase)>,
     /// Told the `run -d` parent how the start went.
     reported: bool,
-    /// The pod's lease, released with the pod.
-    lease: Option<Ipam>,
+    /// The pod's address and hostPorts, released with the pod.
+    network: Option<PodNetwork>,
 }
 
 impl Pod {
@@ -147,7 +149,7 @@ impl Pod {
             failure: None,
             finished: None,
             reported: false,
-            lease: None,
+            network: None,
         };
         if let Some(dir) = paths.control_socket().parent() {
             crate::userns::holder::create_private_dir(dir)?;
@@ -164,25 +166,20 @@ impl Pod {
     /// Leases the pod's address, binds its hostPorts and starts its pause
     /// process, which creates and connects the pod's namespaces.
     pub fn start_pause(&mut self) -> Result<()> {
-        let net = if self.pause_config.host_network {
-            None
-        } else {
-            Some(self.plan_network()?)
-        };
+        if !self.pause_config.host_network {
+            self.network = Some(self.reserve_network()?);
+        }
         let mut config = self.pause_config.clone();
         config.parent = std::process::id() as i32;
-        config.network = net.as_ref().map(|n| PauseNetwork {
+        config.network = self.network.as_ref().map(|n| PauseNetwork {
             ip: n.ip,
             prefix: n.subnet.prefix(),
             gateway: n.subnet.gateway(),
-            uplink_pid: n.holder_pid,
-            // Unique per incarnation: the kernel removes a stopped pod's
-            // veth a moment after its netns dies, and a pod run again at
-            // once must not collide with it.
-            ifname: setup::host_ifname(&format!("{}/{}", self.name, std::process::id())),
+            uplink_pid: n.uplink_pid,
+            ifname: n.host_ifname.clone(),
         });
         // hostPorts: the pause hands out sockets of the pod's netns on fd 3.
-        config.serve_sockets = net.as_ref().is_some_and(|n| !n.listeners.is_empty());
+        config.serve_sockets = self.network.as_ref().is_some_and(|n| n.has_host_ports());
         let mut cmd = minipod_command();
         cmd.arg("__pause").arg(config.to_arg());
         let mut ours = None;
@@ -211,12 +208,8 @@ impl Pod {
             Report { pid: Some(pid), .. } => {
                 self.pause_pid = pid;
                 self.state.pause_pid = pid;
-                if let (Some(n), Some(stream)) = (net, ours) {
-                    portfwd::serve(
-                        n.listeners,
-                        Arc::new(portfwd::PodSockets::new(stream)),
-                        n.ip,
-                    );
+                if let (Some(network), Some(stream)) = (&mut self.network, ours) {
+                    network.serve_host_ports(stream);
                 }
                 // Each container's config names the pause: written now, once.
                 for slot in &mut self.slots {
@@ -230,10 +223,9 @@ impl Pod {
         }
     }
 
-    /// Leases the pod an address and binds its hostPorts (a busy one fails
-    /// here, before anything of the pod starts).
-    fn plan_network(&mut self) -> Result<PodNet> {
-        let listeners = portfwd::bind(&self.ports)?;
+    /// Binds the pod's hostPorts and leases it an address on the holder's
+    /// bridge, and writes its hosts file with that address.
+    fn reserve_network(&mut self) -> Result<PodNetwork> {
         let holder = crate::userns::holder::read_live(&self.roots)
             .ok_or_else(|| anyhow!("minipod's user-namespace holder exited; run the pod again"))?;
         let subnet = Subnet::parse(&holder.subnet)?;
@@ -250,33 +242,36 @@ impl Pod {
                          open to you (chmod 0666)"
                     .to_string(),
             };
-            eprintln!(
-                "note: pods have no outbound route (they reach each other, the gateway {} and \
+            log::note(format!(
+                "pods have no outbound route (they reach each other, the gateway {} and \
                  hostPorts): {why}. Once that is mended, with no pod running, `kill {}` (minipod's \
                  holder): the next command starts it again, with pasta",
                 subnet.gateway(),
                 holder.pid
-            );
+            ));
         }
-        let ipam = Ipam::new(&self.roots.run, subnet);
-        let ip = ipam.allocate(&self.name, std::process::id() as i32)?;
-        self.lease = Some(ipam);
-        self.state.pod_ip = Some(ip.to_string());
+        let uplink = Uplink {
+            pid: holder.pid,
+            subnet,
+        };
+        let network = PodNetwork::reserve(
+            &self.roots.run,
+            &self.name,
+            std::process::id() as i32,
+            uplink,
+            &self.ports,
+        )?;
+        self.state.pod_ip = Some(network.ip.to_string());
         std::fs::write(
-            self.paths.dir.join("etc/hosts"),
+            self.paths.etc("hosts"),
             etc_files::hosts(
                 &self.hostname,
-                Some(&ip.to_string()),
+                Some(&network.ip.to_string()),
                 host_gateway.as_deref(),
                 &self.host_aliases,
             ),
         )?;
-        Ok(PodNet {
-            ip,
-            subnet,
-            holder_pid: holder.pid,
-            listeners,
-        })
+        Ok(network)
     }
 
     /// Runs the pod to its end: feeds the machine what happens (exits,
@@ -313,7 +308,7 @@ impl Pod {
         if let Some(msg) = self.failure.clone() {
             self.report(Some(&msg));
             if !self.detached {
-                eprintln!("minipod: {msg}");
+                log::tell(&msg);
             }
         }
         Ok(code)
@@ -330,12 +325,12 @@ impl Pod {
                 Ok(sig) => {
                     if !self.detached {
                         if self.machine.is_stopping() {
-                            eprintln!("minipod: killing pod {}", self.name);
+                            log::tell(format!("killing pod {}", self.name));
                         } else {
-                            eprintln!(
-                                "minipod: {sig}: stopping pod {} (again to kill it at once)",
+                            log::tell(format!(
+                                "{sig}: stopping pod {} (again to kill it at once)",
                                 self.name
-                            );
+                            ));
                         }
                     }
                     events.push(Event::Interrupted { now });
@@ -428,14 +423,9 @@ impl Pod {
             || matches!(slot.status.state, ContainerState::Terminated { .. })
         {
             // A restarted container gets a fresh writable layer, as in Kubernetes.
-            let dir = slot
-                .config_path
-                .parent()
-                .expect("container dir")
-                .to_path_buf();
-            for d in ["upper", "work"] {
-                let _ = std::fs::remove_dir_all(dir.join(d));
-                std::fs::create_dir_all(dir.join(d))?;
+            for d in self.paths.writable_layer(&slot.status.name) {
+                let _ = std::fs::remove_dir_all(&d);
+                std::fs::create_dir_all(&d)?;
             }
         }
         let (out_r, out_w) = std::io::pipe()?;
@@ -468,10 +458,10 @@ impl Pod {
             if restart {
                 self.slots[i].status.restart_count += 1;
                 if self.tell_exits {
-                    eprintln!(
-                        "minipod: restarting container {}",
+                    log::tell(format!(
+                        "restarting container {}",
                         self.slots[i].status.name
-                    );
+                    ));
                 }
             }
             match self.spawn_container(i) {
@@ -539,10 +529,7 @@ impl Pod {
         if let Ok(json) = serde_json::to_vec_pretty(&self.state)
             && let Err(e) = atomic_write(&self.paths.state(), &json)
         {
-            eprintln!(
-                "minipod: warning: pod {}: saving its state: {e:#}",
-                self.name
-            );
+            log::warn(format!("pod {}: saving its state: {e:#}", self.name));
         }
     }
 
@@ -593,10 +580,10 @@ impl Pod {
         };
         slot.status.pid = 0;
         if self.tell_exits {
-            eprintln!(
-                "minipod: container {} exited with code {code}",
+            log::tell(format!(
+                "container {} exited with code {code}",
                 slot.status.name
-            );
+            ));
         }
         self.save_state();
     }
@@ -706,21 +693,18 @@ impl Drop for Pod {
         self.control = None;
         let _ = std::fs::remove_file(self.paths.control_socket());
         // The veth went with the pause's netns; the address goes now.
-        if let Some(ipam) = self.lease.take()
-            && let Err(e) = ipam.release(&self.name)
+        if let Some(network) = self.network.take()
+            && let Err(e) = network.release()
         {
-            eprintln!(
-                "minipod: warning: pod {}: releasing its address: {e:#}",
-                self.name
-            );
+            log::warn(format!("pod {}: releasing its address: {e:#}", self.name));
         }
         // A detached pod's state stays for `ps -a`, `logs` and `inspect`
         // until `rm`, unless it never started.
         let keep = self.detached && self.reported && self.state.exit_code.is_some();
         if keep {
-            remove_runtime_dirs(&self.paths);
+            self.paths.remove_runtime_dirs();
         } else if let Err(e) = std::fs::remove_dir_all(&self.paths.dir) {
-            eprintln!("minipod: removing {}: {e}", self.paths.dir.display());
+            log::warn(format!("removing {}: {e}", self.paths.dir.display()));
         }
         if let Some(lock) = self.lock.take() {
             if keep {
@@ -729,22 +713,6 @@ impl Drop for Pod {
                 lock.release_and_remove(&self.paths.lock);
             }
         }
-    }
-}
-
-/// The pod's network, decided before its pause starts.
-struct PodNet {
-    ip: std::net::Ipv4Addr,
-    subnet: Subnet,
-    holder_pid: i32,
-    listeners: Vec<portfwd::Listener>,
-}
-
-/// What an exited pod no longer needs: containers' writable layers and the
-/// pod's scratch volumes (logs, state and the YAML stay).
-fn remove_runtime_dirs(paths: &PodPaths) {
-    for d in ["containers", "volumes", "shm"] {
-        let _ = std::fs::remove_dir_all(paths.dir.join(d));
     }
 }
 
