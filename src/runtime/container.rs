@@ -77,6 +77,7 @@ use nix::unistd::{ForkResult, Gid, Uid};
 
 use super::config::{ContainerConfig, Process};
 use super::report;
+use crate::sys::openat2::open_in_root;
 
 /// The sync pipe's fd number, fixed by the protocol.
 pub const SYNC_FD: RawFd = 3;
@@ -700,36 +701,6 @@ fn open_path(path: &Path, extra: OFlag) -> nix::Result<OwnedFd> {
     )
 }
 
-/// openat2 with RESOLVE_IN_ROOT: `..` and absolute symlinks stop at `root`.
-fn openat_in_root(root: &OwnedFd, path: &str, flags: OFlag, mode: u32) -> nix::Result<OwnedFd> {
-    let path = CString::new(if path.is_empty() { "." } else { path }).map_err(|_| Errno::EINVAL)?;
-    // SAFETY: open_how is plain data; zero is its documented default.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | OFlag::O_CLOEXEC).bits() as u64;
-    how.mode = u64::from(mode);
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    loop {
-        // SAFETY: valid fd, NUL-terminated path and a live open_how of the
-        // size passed.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root.as_raw_fd(),
-                path.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        match Errno::result(fd) {
-            // A concurrent rename elsewhere on the filesystem: retry.
-            Err(Errno::EAGAIN) => continue,
-            Err(e) => return Err(e),
-            // SAFETY: the kernel returned a new fd that we now own.
-            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
-        }
-    }
-}
-
 /// Finds `dest` inside the container root, creating missing directories on
 /// the way and the last component as `kind`; returns an O_PATH fd to it.
 fn resolve_in_root(root: &OwnedFd, dest: &str, kind: Kind) -> Result<OwnedFd> {
@@ -743,7 +714,7 @@ fn resolve_in_root(root: &OwnedFd, dest: &str, kind: Kind) -> Result<OwnedFd> {
     for i in 0..parts.len() {
         let path = parts[..=i].join("/");
         let last = i + 1 == parts.len();
-        match openat_in_root(root, &path, OFlag::O_PATH, 0) {
+        match open_in_root(root.as_fd(), path.as_str(), OFlag::O_PATH) {
             Ok(fd) if last => {
                 let is_dir = nix::sys::stat::fstat(fd.as_fd())
                     .map(|st| {
@@ -764,11 +735,10 @@ fn resolve_in_root(root: &OwnedFd, dest: &str, kind: Kind) -> Result<OwnedFd> {
             Err(Errno::ENOENT) => {}
             Err(e) => bail!("{dest}: resolving /{path} in the image: {e}"),
         }
-        let parent = openat_in_root(
-            root,
-            &parts[..i].join("/"),
+        let parent = open_in_root(
+            root.as_fd(),
+            parts[..i].join("/").as_str(),
             OFlag::O_PATH | OFlag::O_DIRECTORY,
-            0,
         )
         .with_context(|| format!("{dest}: opening the parent of /{path} in the image"))?;
         let created = if last && kind == Kind::File {
@@ -794,7 +764,7 @@ fn resolve_in_root(root: &OwnedFd, dest: &str, kind: Kind) -> Result<OwnedFd> {
             Err(e) => bail!("{dest}: creating /{path} in the image: {e}"),
         }
         if last {
-            return openat_in_root(root, &path, OFlag::O_PATH, 0)
+            return open_in_root(root.as_fd(), path.as_str(), OFlag::O_PATH)
                 .with_context(|| format!("{dest}: opening it"));
         }
     }
