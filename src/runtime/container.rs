@@ -63,7 +63,6 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -77,6 +76,7 @@ use nix::unistd::{ForkResult, Gid, Uid};
 
 use super::config::{ContainerConfig, Process};
 use super::report;
+use crate::sys::ns::{self, Namespace};
 use crate::sys::openat2::open_in_root;
 
 /// The sync pipe's fd number, fixed by the protocol.
@@ -163,49 +163,46 @@ fn report_error(message: &str) {
 /// pid, release the child and exit.
 fn join_and_fork(config: &ContainerConfig) -> Result<()> {
     let pause = config.pause_pid;
-    let open_ns = |ns: &str| -> Result<File> {
-        let path = format!("/proc/{pause}/ns/{ns}");
-        File::open(&path).with_context(|| {
-            format!("opening {path}: the pod's pause process {pause} is gone or not ours")
+    let open_ns = |kind: ns::Kind| -> Result<Namespace> {
+        Namespace::open(pause, kind).with_context(|| {
+            format!(
+                "opening {}: the pod's pause process {pause} is gone or not ours",
+                kind.path(pause)
+            )
         })
     };
     // Open everything before joining anything: /proc changes with the
     // mount namespace.
-    let user = open_ns("user")?;
-    let mnt = open_ns("mnt")?;
-    let net = open_ns("net")?;
-    let ipc = open_ns("ipc")?;
-    let uts = open_ns("uts")?;
+    let user = open_ns(ns::Kind::User)?;
+    let mnt = open_ns(ns::Kind::Mount)?;
+    let net = open_ns(ns::Kind::Network)?;
+    let ipc = open_ns(ns::Kind::Ipc)?;
+    let uts = open_ns(ns::Kind::Uts)?;
     let pid = if config.share_pid {
-        Some(open_ns("pid")?)
+        Some(open_ns(ns::Kind::Pid)?)
     } else {
         None
     };
 
-    let own_user = std::fs::metadata("/proc/self/ns/user").context("reading /proc/self/ns/user")?;
-    if own_user.ino() != user.metadata()?.ino() {
-        nix::sched::setns(user.as_fd(), CloneFlags::CLONE_NEWUSER).with_context(|| {
+    if !user.is_current().context("reading /proc/self/ns/user")? {
+        user.join().with_context(|| {
             format!("joining the user namespace of pause process {pause} (run as its owner, single-threaded)")
         })?;
     }
-    let joins = [
-        (&mnt, CloneFlags::CLONE_NEWNS, "mount"),
-        (&net, CloneFlags::CLONE_NEWNET, "network"),
-        (&ipc, CloneFlags::CLONE_NEWIPC, "IPC"),
-        (&uts, CloneFlags::CLONE_NEWUTS, "UTS"),
-    ];
-    for (file, flag, what) in joins {
+    for (ns, what) in [
+        (&mnt, "mount"),
+        (&net, "network"),
+        (&ipc, "IPC"),
+        (&uts, "UTS"),
+    ] {
         // hostNetwork: the pause shares our (the host's) netns, which a
         // process of the user namespace may not join, and need not.
-        if same_namespace(file, flag) {
-            continue;
-        }
-        nix::sched::setns(file.as_fd(), flag)
+        ns.enter()
             .with_context(|| format!("joining the {what} namespace of pause process {pause}"))?;
     }
     if let Some(pid) = &pid {
         // Only moves children: the fork below lands in the pod's namespace.
-        nix::sched::setns(pid.as_fd(), CloneFlags::CLONE_NEWPID)
+        pid.join()
             .with_context(|| format!("joining the PID namespace of pause process {pause}"))?;
     }
     let mut flags = CloneFlags::CLONE_NEWNS;
@@ -254,26 +251,6 @@ fn join_and_fork(config: &ContainerConfig) -> Result<()> {
             // atexit handlers.
             unsafe { libc::_exit(i32::from(EXIT_SETUP_FAILED)) }
         }
-    }
-}
-
-/// Whether `ns` (an open /proc/PID/ns/* file) is the namespace of that kind
-/// we are in already.
-fn same_namespace(ns: &File, kind: CloneFlags) -> bool {
-    let name = match kind {
-        CloneFlags::CLONE_NEWNS => "mnt",
-        CloneFlags::CLONE_NEWNET => "net",
-        CloneFlags::CLONE_NEWIPC => "ipc",
-        CloneFlags::CLONE_NEWUTS => "uts",
-        CloneFlags::CLONE_NEWPID => "pid",
-        _ => return false,
-    };
-    match (
-        ns.metadata(),
-        std::fs::metadata(format!("/proc/self/ns/{name}")),
-    ) {
-        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-        _ => false,
     }
 }
 
@@ -1133,24 +1110,23 @@ pub fn exec_in(target: i32, process: &Process, interactive: bool, tty: bool) -> 
     // SAFETY: plain prctl on ourselves (CVE-2019-5736, as in container_main).
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let last_cap = last_capability();
-    let open_ns = |ns: &str| -> Result<File> {
-        let path = format!("/proc/{target}/ns/{ns}");
-        File::open(&path).with_context(|| format!("opening {path}: the container is gone"))
-    };
     let namespaces = [
-        (open_ns("net")?, CloneFlags::CLONE_NEWNET),
-        (open_ns("ipc")?, CloneFlags::CLONE_NEWIPC),
-        (open_ns("uts")?, CloneFlags::CLONE_NEWUTS),
-        (open_ns("pid")?, CloneFlags::CLONE_NEWPID),
+        ns::Kind::Network,
+        ns::Kind::Ipc,
+        ns::Kind::Uts,
+        ns::Kind::Pid,
         // Last: it changes our root and working directory.
-        (open_ns("mnt")?, CloneFlags::CLONE_NEWNS),
-    ];
-    for (file, flag) in &namespaces {
-        if same_namespace(file, *flag) {
-            continue;
-        }
-        nix::sched::setns(file.as_fd(), *flag)
-            .with_context(|| format!("joining the container's {flag:?} namespace"))?;
+        ns::Kind::Mount,
+    ]
+    .into_iter()
+    .map(|kind| {
+        Namespace::open(target, kind)
+            .with_context(|| format!("opening {}: the container is gone", kind.path(target)))
+    })
+    .collect::<Result<Vec<_>>>()?;
+    for ns in &namespaces {
+        ns.enter()
+            .with_context(|| format!("joining the container's {:?} namespace", ns.kind().flag()))?;
     }
     drop(namespaces);
     // From the container's own devpts, so the command's /dev/pts/N exists
@@ -1283,6 +1259,8 @@ fn relay_terminal(master: OwnedFd, child: nix::unistd::Pid) -> Result<i32> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::MetadataExt;
+
     use super::*;
 
     #[test]
