@@ -78,6 +78,7 @@ use super::config::{ContainerConfig, Process};
 use super::report;
 use crate::sys::ns::{self, Namespace};
 use crate::sys::openat2::open_in_root;
+use crate::userns::idmap::{id_mapped, unmapped_hint};
 
 /// The sync pipe's fd number, fixed by the protocol.
 pub const SYNC_FD: RawFd = 3;
@@ -565,42 +566,6 @@ fn mount_dev(root: &OwnedFd, config: &ContainerConfig) -> Result<()> {
     )
     .context("mounting mqueue at /dev/mqueue")?;
     Ok(())
-}
-
-/// True when `id` is inside one of the ranges of a /proc/PID/{u,g}id_map.
-pub fn id_mapped(map: &str, id: u32) -> bool {
-    map.lines().any(|line| {
-        let f: Vec<u64> = line
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        f.len() == 3 && u64::from(id) >= f[0] && u64::from(id) < f[0] + f[2]
-    })
-}
-
-/// When `id` is outside `map`, says which ids are mapped and what to do.
-pub fn unmapped_hint(what: &str, id: u32, map: &str) -> Option<String> {
-    if id_mapped(map, id) {
-        return None;
-    }
-    let ranges: Vec<String> = map
-        .lines()
-        .filter_map(|line| {
-            let f: Vec<u64> = line
-                .split_whitespace()
-                .filter_map(|x| x.parse().ok())
-                .collect();
-            (f.len() == 3).then(|| match f[2] {
-                1 => f[0].to_string(),
-                n => format!("{}-{}", f[0], f[0] + n - 1),
-            })
-        })
-        .collect();
-    Some(format!(
-        "; only {what}s {} are mapped in minipod's user namespace: use one of those, or give \
-         your user a larger range in /etc/subuid and /etc/subgid and restart minipod's holder",
-        ranges.join(", ")
-    ))
 }
 
 /// Bind-mounts the host path `source` at `dest` inside the container root,
@@ -1340,23 +1305,6 @@ mod tests {
         assert_eq!(data[1].effective, 1 << 6);
         assert_eq!(data[1].permitted, 0);
         assert_eq!(data[0].inheritable, 0);
-    }
-
-    #[test]
-    fn id_maps() {
-        let single = "         0       1000          1\n";
-        assert!(id_mapped(single, 0));
-        assert!(!id_mapped(single, 5));
-        let ranged = "0 1000 1\n1 100000 65536\n";
-        assert!(id_mapped(ranged, 5));
-        assert!(id_mapped(ranged, 65536));
-        assert!(!id_mapped(ranged, 65537));
-        assert_eq!(unmapped_hint("uid", 5, ranged), None);
-        let hint = unmapped_hint("uid", 70000, ranged).unwrap();
-        assert!(
-            hint.starts_with("; only uids 0, 1-65536 are mapped"),
-            "{hint}"
-        );
     }
 
     #[test]
