@@ -12,10 +12,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use nix::errno::Errno;
 use nix::unistd::ForkResult;
 
-use super::SYNC_FD;
 use super::identity::{last_capability, switch_user};
 use super::rootfs::enter_cwd;
 use super::terminal::{attach_to_terminal, relay_terminal};
+use super::{SYNC_FD, make_undumpable};
 use crate::runtime::config::Process;
 use crate::runtime::report;
 use crate::sys::ns::{self, Namespace};
@@ -30,7 +30,9 @@ pub(super) fn prepare_exec() -> Result<()> {
     crate::sys::fs::close_on_exec_from(SYNC_FD)?;
     for sig in 1..libc::SIGRTMAX() {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            // SAFETY: resetting a disposition; invalid numbers give EINVAL.
+            // SAFETY: SIG_DFL installs no handler, so no code of ours can
+            // run in signal context; a number the kernel or libc refuses
+            // (reserved real-time signals) gives an error, ignored.
             unsafe { libc::signal(sig, libc::SIG_DFL) };
         }
     }
@@ -123,8 +125,7 @@ pub(super) fn exec(process: &Process) -> Result<Infallible> {
 /// exit status (126/127 when it cannot be run, as podman's). The caller is
 /// in the user namespace and single-threaded.
 pub fn exec_in(target: i32, process: &Process, interactive: bool, tty: bool) -> Result<i32> {
-    // SAFETY: plain prctl on ourselves (CVE-2019-5736, as in container_main).
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    make_undumpable()?;
     let last_cap = last_capability();
     let namespaces = [
         ns::Kind::Network,
@@ -152,7 +153,8 @@ pub fn exec_in(target: i32, process: &Process, interactive: bool, tty: bool) -> 
     } else {
         None
     };
-    // SAFETY: single-threaded (see above), so the child may run any code.
+    // SAFETY: the caller is single-threaded (see above), so the child may
+    // allocate and run any code.
     match unsafe { nix::unistd::fork() }.context("fork")? {
         ForkResult::Child => {
             let err = (|| -> Result<Infallible> {
@@ -171,7 +173,9 @@ pub fn exec_in(target: i32, process: &Process, interactive: bool, tty: bool) -> 
             let msg = report::one_line(&format!("{err:#}"));
             eprintln!("Error: {msg}");
             let code = if msg.contains("not found") { 127 } else { 126 };
-            // SAFETY: leave the forked child without running destructors.
+            // SAFETY: _exit takes no pointers and does not return; the
+            // forked child skips the parent's destructors, which are the
+            // parent's to run.
             unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child } => {

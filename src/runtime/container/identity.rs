@@ -49,13 +49,14 @@ pub fn caps_to_drop(last_cap: u32, keep: u64) -> Vec<u32> {
 
 /// The kernel's highest capability number (what /proc/sys/kernel/cap_last_cap says).
 pub(super) fn last_capability() -> u32 {
-    // SAFETY: PR_CAPBSET_READ only reads.
-    (0..64u32)
-        .take_while(
-            |c| unsafe { libc::prctl(libc::PR_CAPBSET_READ, *c as libc::c_ulong, 0, 0, 0) } >= 0,
-        )
-        .last()
-        .unwrap_or(40)
+    // PR_CAPBSET_READ fails (EINVAL) for the first number past the last.
+    let known = |cap: u32| {
+        // SAFETY: integer arguments only, no memory is passed; it reads our
+        // own bounding set.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
+        r >= 0
+    };
+    (0..64u32).take_while(|c| known(*c)).last().unwrap_or(40)
 }
 
 #[repr(C)]
@@ -89,7 +90,9 @@ fn capset(data: [CapData; 2]) -> nix::Result<()> {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
     };
-    // SAFETY: header and two data structs of the v3 layout, both live.
+    // SAFETY: `header` and `data` are live #[repr(C)] structs of the
+    // kernel's v3 layout, and v3 reads exactly two data entries, which is
+    // what `data` holds.
     let r = unsafe {
         libc::syscall(
             libc::SYS_capset,
@@ -107,7 +110,8 @@ fn capset(data: [CapData; 2]) -> nix::Result<()> {
 pub(super) fn switch_user(process: &Process, last_cap: u32) -> Result<()> {
     let keep = cap_mask(&DEFAULT_CAPS);
     for cap in caps_to_drop(last_cap, keep) {
-        // SAFETY: plain prctl on our own bounding set.
+        // SAFETY: integer arguments only, no memory is passed; it changes
+        // our own bounding set.
         let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
         if r < 0 && Errno::last() != Errno::EINVAL {
             return Err(Errno::last())
@@ -149,7 +153,8 @@ pub(super) fn switch_user(process: &Process, last_cap: u32) -> Result<()> {
         let hint = unmapped_hint("uid", process.uid, &uid_map).unwrap_or_default();
         bail!("setting uid {}: {e}{hint}", process.uid);
     }
-    // SAFETY: plain prctl on our own ambient set.
+    // SAFETY: integer arguments only, no memory is passed; it changes our
+    // own ambient set.
     let r = unsafe {
         libc::prctl(
             libc::PR_CAP_AMBIENT,

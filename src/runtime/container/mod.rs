@@ -112,13 +112,11 @@ pub fn container_main(config_path: &Path) -> ExitCode {
         );
         return ExitCode::from(EXIT_SETUP_FAILED);
     }
-    // CVE-2019-5736: until the container's command replaces this image, a
-    // process in the pod (shared PID namespace) must not open
-    // /proc/<us>/exe, which is the minipod binary. A non-dumpable process's
-    // /proc entries need CAP_SYS_PTRACE, which containers do not get; exec
-    // makes the container's process dumpable again.
-    // SAFETY: plain prctl on ourselves; inherited by the fork below.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // Inherited by the fork below.
+    if let Err(err) = make_undumpable() {
+        report_error(&format!("container set-up refused: {err:#}"));
+        return ExitCode::from(EXIT_SETUP_FAILED);
+    }
     let config = match read_config(config_path) {
         Ok(c) => c,
         Err(err) => {
@@ -145,13 +143,26 @@ pub fn container_main(config_path: &Path) -> ExitCode {
     }
 }
 
+/// CVE-2019-5736: until the container's command replaces this image, a
+/// process in the pod (shared PID namespace) must not open /proc/<us>/exe,
+/// which is the minipod binary. A non-dumpable process's /proc entries need
+/// CAP_SYS_PTRACE, which containers do not get; exec makes the command's
+/// process dumpable again. Without this, set-up must not go on.
+pub(super) fn make_undumpable() -> Result<()> {
+    nix::sys::prctl::set_dumpable(false).context(
+        "making this process non-dumpable (prctl PR_SET_DUMPABLE), without which a process in \
+         the pod could open the minipod binary through /proc (CVE-2019-5736)",
+    )
+}
+
 fn read_config(path: &Path) -> Result<ContainerConfig> {
     let bytes = std::fs::read(path).context("reading it")?;
     serde_json::from_slice(&bytes).context("parsing it")
 }
 
 fn sync_fd_is_pipe() -> bool {
-    // SAFETY: fd 3 is only borrowed for fstat; it may not be open.
+    // SAFETY: fd 3 is only borrowed for the fstat below and nothing closes
+    // it meanwhile; if it is not open, fstat fails with EBADF.
     let fd = unsafe { BorrowedFd::borrow_raw(SYNC_FD) };
     nix::sys::stat::fstat(fd)
         .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO)
@@ -252,7 +263,9 @@ fn join_and_fork(config: &ContainerConfig) -> Result<()> {
             let mut go = [0u8];
             if File::from(go_read).read_exact(&mut go).is_err() {
                 // The parent failed and said so; it did not report our pid.
-                // SAFETY: plain exit of the forked child.
+                // SAFETY: _exit takes no pointers and does not return; the
+                // forked child skips the parent's destructors and atexit
+                // handlers, which are the parent's to run.
                 unsafe { libc::_exit(i32::from(EXIT_SETUP_FAILED)) }
             }
             let err = match child_setup_and_exec(config) {
@@ -260,8 +273,8 @@ fn join_and_fork(config: &ContainerConfig) -> Result<()> {
                 Err(err) => err,
             };
             report_error(&format!("container {}: {err:#}", config.name));
-            // SAFETY: leave without running the parent's destructors or
-            // atexit handlers.
+            // SAFETY: as above: no pointers, no return, and the parent's
+            // destructors and atexit handlers are not ours to run.
             unsafe { libc::_exit(i32::from(EXIT_SETUP_FAILED)) }
         }
     }
@@ -288,8 +301,10 @@ fn link_until_exit(
     config: &ContainerConfig,
 ) -> Result<()> {
     crate::sys::fs::stdio_to_null()?;
-    // SAFETY: fd 3 is the sync pipe we were given; closing it lets the
-    // supervisor see EOF once the child has exec'd.
+    // Closing it lets the supervisor see EOF once the child has exec'd.
+    // SAFETY: close takes an fd number only; no owned object in this
+    // process holds fd 3 (sync_line wraps it in ManuallyDrop), so nothing
+    // will use or close it again.
     unsafe { libc::close(SYNC_FD) };
     let container_dir = config.rootfs.parent().unwrap_or(&config.rootfs);
     match super::pause::exec_program(program, &["link", &child.to_string()], container_dir) {

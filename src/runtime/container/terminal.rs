@@ -12,7 +12,8 @@ use nix::errno::Errno;
 /// pty's `slave`, which also becomes fds 0-2.
 pub(super) fn attach_to_terminal(slave: &OwnedFd) -> Result<()> {
     nix::unistd::setsid().context("setsid")?;
-    // SAFETY: makes the pty our controlling terminal.
+    // SAFETY: TIOCSCTTY takes an integer (0: do not steal a terminal that
+    // has a session), no memory; `slave` is a live fd.
     Errno::result(unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) })
         .context("TIOCSCTTY")?;
     for fd in 0..=2 {
@@ -31,7 +32,9 @@ pub(super) fn relay_terminal(master: OwnedFd) -> Result<()> {
         termios::cfmakeraw(&mut raw);
         let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &raw);
         // The pty starts with our window size.
-        // SAFETY: TIOCGWINSZ/TIOCSWINSZ read and write a winsize struct.
+        // SAFETY: both ioctls take a pointer to a winsize, and `ws` is a
+        // live, zero-initialised libc::winsize (all-integer, so zero is
+        // valid) that outlives the calls.
         unsafe {
             let mut ws: libc::winsize = std::mem::zeroed();
             if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
