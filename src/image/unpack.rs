@@ -28,7 +28,7 @@ use nix::sys::stat::{Mode, SFlag};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
 
-use crate::sys::openat2::open_beneath;
+use crate::sys::openat2::{Confine, open_confined};
 
 /// How a layer blob is compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -508,10 +508,11 @@ impl Unpacker {
                 let tdir = if tparent.is_empty() {
                     self.root.clone()
                 } else {
-                    match open_beneath(
+                    match open_confined(
                         self.root.as_fd(),
                         tparent,
                         OFlag::O_PATH | OFlag::O_DIRECTORY,
+                        Confine::Beneath,
                     ) {
                         Ok(fd) => Rc::new(fd),
                         Err(Errno::EXDEV) => {
@@ -807,7 +808,7 @@ impl Unpacker {
 
     fn open_dir(&self, rel: &[u8]) -> Result<OwnedFd, Errno> {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
-        match open_beneath(self.root.as_fd(), rel, flags) {
+        match open_confined(self.root.as_fd(), rel, flags, Confine::Beneath) {
             Err(Errno::ENOENT) => {
                 let (parent, last) = split(rel);
                 let pfd = if parent.is_empty() {
@@ -820,7 +821,7 @@ impl Unpacker {
                     Ok(()) | Err(Errno::EEXIST) => {}
                     Err(e) => return Err(e),
                 }
-                open_beneath(self.root.as_fd(), rel, flags)
+                open_confined(self.root.as_fd(), rel, flags, Confine::Beneath)
             }
             r => r,
         }
@@ -850,10 +851,11 @@ impl Unpacker {
                 nix::sys::stat::futimens(self.root.as_fd(), &t, &t)
             } else {
                 // A directory replaced or removed later is simply skipped.
-                open_beneath(
+                open_confined(
                     self.root.as_fd(),
                     rel.as_slice(),
                     OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+                    Confine::Beneath,
                 )
                 .and_then(|fd| nix::sys::stat::futimens(fd.as_fd(), &t, &t))
             };

@@ -14,6 +14,7 @@ use crate::image::Store;
 use crate::image::reference::Reference;
 use crate::image::registry::{PullOptions, Puller};
 use crate::spec::{self, ContainerPlan, HostPathType, ImageDefaults, PodPlan, VolumeKind};
+use crate::sys::openat2::{Confine, open_confined};
 
 /// A container whose image and process are known.
 pub struct PreparedContainer {
@@ -279,8 +280,13 @@ pub fn read_image_file(layers: &[PathBuf], rel: &str) -> Option<String> {
 
 fn read_in_root(root: &Path, rel: &str) -> Option<String> {
     let dir = std::fs::File::open(root).ok()?;
-    let fd =
-        crate::sys::openat2::open_in_root(dir.as_fd(), rel, nix::fcntl::OFlag::O_RDONLY).ok()?;
+    let fd = open_confined(
+        dir.as_fd(),
+        rel,
+        nix::fcntl::OFlag::O_RDONLY,
+        Confine::InRoot,
+    )
+    .ok()?;
     let file = std::fs::File::from(fd);
     let mut text = String::new();
     std::io::Read::read_to_string(&mut std::io::Read::take(file, 1 << 20), &mut text).ok()?;

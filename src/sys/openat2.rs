@@ -11,38 +11,33 @@ use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 /// How many times a lookup the kernel asks us to retry is tried.
 const TRIES: u32 = 16;
 
-/// Opens `path` with `dir` as its root: `..` and absolute symlinks stop at
-/// `dir`, as they would at `/` for a process chrooted there
-/// (`RESOLVE_IN_ROOT`). An empty `path` is `dir` itself.
-pub fn open_in_root<P: ?Sized + NixPath>(
-    dir: BorrowedFd<'_>,
-    path: &P,
-    flags: OFlag,
-) -> nix::Result<OwnedFd> {
-    open_confined(dir, path, flags, ResolveFlag::RESOLVE_IN_ROOT)
+/// How a path is kept inside its directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confine {
+    /// `..` and absolute symlinks stop at the directory, as they would at `/`
+    /// for a process chrooted there (`RESOLVE_IN_ROOT`).
+    InRoot,
+    /// A path (or a symlink on the way) that would leave the directory fails
+    /// with `EXDEV` (`RESOLVE_BENEATH`).
+    Beneath,
 }
 
-/// Opens `path` below `dir`, failing with `EXDEV` when it (or a symlink on
-/// the way) would leave `dir` (`RESOLVE_BENEATH`). An empty `path` is `dir`
-/// itself.
-pub fn open_beneath<P: ?Sized + NixPath>(
+/// `openat2` of `path` in `dir`, kept inside it as `confine` says, never
+/// through a magic link (/proc/PID/fd/N and the like), always
+/// close-on-exec; for files that exist (no mode is passed, so no
+/// `O_CREAT`). An empty `path` is `dir` itself. Retries the `EAGAIN` the
+/// kernel returns when a rename races with the check that `..` stays
+/// inside, and `EINTR`.
+pub fn open_confined<P: ?Sized + NixPath>(
     dir: BorrowedFd<'_>,
     path: &P,
     flags: OFlag,
+    confine: Confine,
 ) -> nix::Result<OwnedFd> {
-    open_confined(dir, path, flags, ResolveFlag::RESOLVE_BENEATH)
-}
-
-/// `openat2` with `confine`, never through a magic link (/proc/PID/fd/N and
-/// the like), always close-on-exec; for files that exist (no mode is passed,
-/// so no `O_CREAT`). Retries the `EAGAIN` the kernel returns when a rename
-/// races with the check that `..` stays inside, and `EINTR`.
-fn open_confined<P: ?Sized + NixPath>(
-    dir: BorrowedFd<'_>,
-    path: &P,
-    flags: OFlag,
-    confine: ResolveFlag,
-) -> nix::Result<OwnedFd> {
+    let confine = match confine {
+        Confine::InRoot => ResolveFlag::RESOLVE_IN_ROOT,
+        Confine::Beneath => ResolveFlag::RESOLVE_BENEATH,
+    };
     let how = OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
         .resolve(confine | ResolveFlag::RESOLVE_NO_MAGICLINKS);
@@ -78,18 +73,18 @@ mod tests {
         let root = std::fs::File::open(&root).unwrap();
 
         for link in ["etc/up", "abs", "/abs"] {
-            let fd = open_in_root(root.as_fd(), link, OFlag::O_RDONLY).unwrap();
+            let fd = open_confined(root.as_fd(), link, OFlag::O_RDONLY, Confine::InRoot).unwrap();
             let text = std::io::read_to_string(std::fs::File::from(fd)).unwrap();
             assert_eq!(text, "image", "{link}");
             assert_eq!(
-                open_beneath(root.as_fd(), link, OFlag::O_RDONLY).unwrap_err(),
+                open_confined(root.as_fd(), link, OFlag::O_RDONLY, Confine::Beneath).unwrap_err(),
                 Errno::EXDEV,
                 "{link}"
             );
         }
-        assert!(open_in_root(root.as_fd(), "", OFlag::O_DIRECTORY).is_ok());
+        assert!(open_confined(root.as_fd(), "", OFlag::O_DIRECTORY, Confine::InRoot).is_ok());
         assert_eq!(
-            open_in_root(root.as_fd(), "a\0b", OFlag::O_RDONLY).unwrap_err(),
+            open_confined(root.as_fd(), "a\0b", OFlag::O_RDONLY, Confine::InRoot).unwrap_err(),
             Errno::EINVAL
         );
     }

@@ -15,7 +15,7 @@ use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
 
 use crate::runtime::config::ContainerConfig;
-use crate::sys::openat2::open_in_root;
+use crate::sys::openat2::{Confine, open_confined};
 use crate::userns::idmap::id_mapped;
 
 /// The longest mount(2) data the kernel copies: one page, with the NUL.
@@ -349,7 +349,7 @@ fn resolve_in_root(root: &OwnedFd, dest: &str, kind: Kind) -> Result<OwnedFd> {
     for i in 0..parts.len() {
         let path = parts[..=i].join("/");
         let last = i + 1 == parts.len();
-        match open_in_root(root.as_fd(), path.as_str(), OFlag::O_PATH) {
+        match open_confined(root.as_fd(), path.as_str(), OFlag::O_PATH, Confine::InRoot) {
             Ok(fd) if last => {
                 let is_dir = nix::sys::stat::fstat(fd.as_fd())
                     .map(|st| {
@@ -370,10 +370,11 @@ fn resolve_in_root(root: &OwnedFd, dest: &str, kind: Kind) -> Result<OwnedFd> {
             Err(Errno::ENOENT) => {}
             Err(e) => bail!("{dest}: resolving /{path} in the image: {e}"),
         }
-        let parent = open_in_root(
+        let parent = open_confined(
             root.as_fd(),
             parts[..i].join("/").as_str(),
             OFlag::O_PATH | OFlag::O_DIRECTORY,
+            Confine::InRoot,
         )
         .with_context(|| format!("{dest}: opening the parent of /{path} in the image"))?;
         let created = if last && kind == Kind::File {
@@ -399,7 +400,7 @@ fn resolve_in_root(root: &OwnedFd, dest: &str, kind: Kind) -> Result<OwnedFd> {
             Err(e) => bail!("{dest}: creating /{path} in the image: {e}"),
         }
         if last {
-            return open_in_root(root.as_fd(), path.as_str(), OFlag::O_PATH)
+            return open_confined(root.as_fd(), path.as_str(), OFlag::O_PATH, Confine::InRoot)
                 .with_context(|| format!("{dest}: opening it"));
         }
     }
