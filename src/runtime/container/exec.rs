@@ -179,15 +179,11 @@ pub fn exec_in(target: i32, process: &Process, interactive: bool, tty: bool) -> 
             unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child } => {
-            let status = match pty {
-                Some(pty) => {
-                    drop(pty.slave);
-                    relay_terminal(pty.master)?;
-                    wait_child(child)?
-                }
-                None => wait_child(child)?,
-            };
-            Ok(status)
+            if let Some(pty) = pty {
+                drop(pty.slave);
+                relay_terminal(pty.master)?;
+            }
+            wait_child(child)
         }
     }
 }

@@ -22,7 +22,8 @@ pub(super) fn attach_to_terminal(slave: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
-/// Copies between our terminal (raw while the command runs) and the pty.
+/// Copies between our terminal (raw while the command runs) and the pty
+/// until everything holding the pty's other end has exited.
 pub(super) fn relay_terminal(master: OwnedFd) -> Result<()> {
     use nix::sys::termios;
     let stdin = std::io::stdin();
