@@ -23,10 +23,12 @@ use std::path::Path;
 use std::rc::Rc;
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::OFlag;
 use nix::sys::stat::{Mode, SFlag};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
+
+use crate::sys::openat2::{Confine, open_confined};
 
 /// How a layer blob is compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -246,24 +248,6 @@ const WH_PREFIX: &[u8] = b".wh.";
 const WH_META_PREFIX: &[u8] = b".wh..wh.";
 const WH_OPAQUE: &[u8] = b".wh..wh..opq";
 const OPAQUE_XATTR: &std::ffi::CStr = c"user.overlay.opaque";
-
-fn resolve_how(flags: OFlag) -> OpenHow {
-    OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS)
-}
-
-/// `openat2` beneath `dir`, retrying the EAGAIN the kernel may return when a
-/// rename races with a `..`-free resolution check.
-fn openat2(dir: BorrowedFd<'_>, path: &[u8], flags: OFlag) -> Result<OwnedFd, Errno> {
-    let mut tries = 0;
-    loop {
-        match nix::fcntl::openat2(dir, path, resolve_how(flags)) {
-            Err(Errno::EAGAIN | Errno::EINTR) if tries < 16 => tries += 1,
-            r => return r,
-        }
-    }
-}
 
 /// Normalizes a tar path: drops `.` and empty components, refuses absolute
 /// paths and `..`. The empty result names the layer root.
@@ -524,10 +508,11 @@ impl Unpacker {
                 let tdir = if tparent.is_empty() {
                     self.root.clone()
                 } else {
-                    match openat2(
+                    match open_confined(
                         self.root.as_fd(),
                         tparent,
                         OFlag::O_PATH | OFlag::O_DIRECTORY,
+                        Confine::Beneath,
                     ) {
                         Ok(fd) => Rc::new(fd),
                         Err(Errno::EXDEV) => {
@@ -823,7 +808,7 @@ impl Unpacker {
 
     fn open_dir(&self, rel: &[u8]) -> Result<OwnedFd, Errno> {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
-        match openat2(self.root.as_fd(), rel, flags) {
+        match open_confined(self.root.as_fd(), rel, flags, Confine::Beneath) {
             Err(Errno::ENOENT) => {
                 let (parent, last) = split(rel);
                 let pfd = if parent.is_empty() {
@@ -836,7 +821,7 @@ impl Unpacker {
                     Ok(()) | Err(Errno::EEXIST) => {}
                     Err(e) => return Err(e),
                 }
-                openat2(self.root.as_fd(), rel, flags)
+                open_confined(self.root.as_fd(), rel, flags, Confine::Beneath)
             }
             r => r,
         }
@@ -866,10 +851,11 @@ impl Unpacker {
                 nix::sys::stat::futimens(self.root.as_fd(), &t, &t)
             } else {
                 // A directory replaced or removed later is simply skipped.
-                openat2(
+                open_confined(
                     self.root.as_fd(),
-                    &rel,
+                    rel.as_slice(),
                     OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+                    Confine::Beneath,
                 )
                 .and_then(|fd| nix::sys::stat::futimens(fd.as_fd(), &t, &t))
             };

@@ -3,7 +3,7 @@
 //! here leaves nothing behind because nothing has been created yet.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +14,7 @@ use crate::image::Store;
 use crate::image::reference::Reference;
 use crate::image::registry::{PullOptions, Puller};
 use crate::spec::{self, ContainerPlan, HostPathType, ImageDefaults, PodPlan, VolumeKind};
+use crate::sys::openat2::{Confine, open_confined};
 
 /// A container whose image and process are known.
 pub struct PreparedContainer {
@@ -279,25 +280,14 @@ pub fn read_image_file(layers: &[PathBuf], rel: &str) -> Option<String> {
 
 fn read_in_root(root: &Path, rel: &str) -> Option<String> {
     let dir = std::fs::File::open(root).ok()?;
-    let path = std::ffi::CString::new(rel).ok()?;
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: openat2 with a valid dirfd, NUL-terminated path and open_how.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: openat2 returned a new fd that we own.
-    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    let fd = open_confined(
+        dir.as_fd(),
+        rel,
+        nix::fcntl::OFlag::O_RDONLY,
+        Confine::InRoot,
+    )
+    .ok()?;
+    let file = std::fs::File::from(fd);
     let mut text = String::new();
     std::io::Read::read_to_string(&mut std::io::Read::take(file, 1 << 20), &mut text).ok()?;
     Some(text)

@@ -1,6 +1,6 @@
 //! uid/gid maps for the holder's user namespace: uid 0 ↦ the caller, 1..N ↦
 //! the caller's /etc/subuid range (written by the setuid `newuidmap`), or a
-//! single mapping when the caller has no range.
+//! single mapping when the caller has no range; and reading such maps.
 
 use std::path::Path;
 use std::process::Command;
@@ -72,6 +72,41 @@ pub fn write_maps(pid: i32, ranges: Option<(SubRange, SubRange)>) -> Result<()> 
     Ok(())
 }
 
+/// The `(first id, count)` of each line of a /proc/PID/{u,g}id_map, as seen
+/// inside the namespace.
+fn map_ranges(map: &str) -> impl Iterator<Item = (u64, u64)> + '_ {
+    map.lines().filter_map(|line| {
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        (f.len() == 3).then(|| (f[0], f[2]))
+    })
+}
+
+/// True when `id` is inside one of the ranges of a /proc/PID/{u,g}id_map.
+pub fn id_mapped(map: &str, id: u32) -> bool {
+    map_ranges(map).any(|(first, count)| u64::from(id) >= first && u64::from(id) < first + count)
+}
+
+/// When `id` is outside `map`, says which ids are mapped and what to do.
+pub fn unmapped_hint(what: &str, id: u32, map: &str) -> Option<String> {
+    if id_mapped(map, id) {
+        return None;
+    }
+    let ranges: Vec<String> = map_ranges(map)
+        .map(|(first, count)| match count {
+            1 => first.to_string(),
+            n => format!("{first}-{}", first + n - 1),
+        })
+        .collect();
+    Some(format!(
+        "; only {what}s {} are mapped in minipod's user namespace: use one of those, or give \
+         your user a larger range in /etc/subuid and /etc/subgid and restart minipod's holder",
+        ranges.join(", ")
+    ))
+}
+
 fn run_helper(tool: &str, pid: i32, own: u32, range: SubRange) -> Result<()> {
     let args = [
         pid.to_string(),
@@ -125,5 +160,22 @@ mod tests {
             "an empty range is no range"
         );
         assert_eq!(parse_subid(text, "dave", 9), None);
+    }
+
+    #[test]
+    fn id_maps() {
+        let single = "         0       1000          1\n";
+        assert!(id_mapped(single, 0));
+        assert!(!id_mapped(single, 5));
+        let ranged = "0 1000 1\n1 100000 65536\n";
+        assert!(id_mapped(ranged, 5));
+        assert!(id_mapped(ranged, 65536));
+        assert!(!id_mapped(ranged, 65537));
+        assert_eq!(unmapped_hint("uid", 5, ranged), None);
+        let hint = unmapped_hint("uid", 70000, ranged).unwrap();
+        assert!(
+            hint.starts_with("; only uids 0, 1-65536 are mapped"),
+            "{hint}"
+        );
     }
 }
