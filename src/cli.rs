@@ -1,4 +1,6 @@
-//! The command line (DESIGN.md "The command line"), in podman's habits.
+//! The command line (docs/ARCHITECTURE.md "The command line"), in podman's
+//! habits: the clap definitions, logging, and the mapping from the parsed
+//! arguments to the commands of `commands` and their options.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -7,10 +9,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
+use crate::commands::pod::{ExecOptions, LogsOptions, RunOptions};
+use crate::commands::{self, store_in_userns};
 use crate::image::registry::{PullOptions, Puller};
 use crate::image::{Store, reference, source};
 use crate::paths::Roots;
-use crate::runtime::commands;
 use crate::userns;
 
 #[derive(Parser)]
@@ -34,25 +37,25 @@ struct Cli {
 }
 
 #[derive(clap::Args)]
-pub struct RunArgs {
+struct RunArgs {
     /// Run in the background: return once every container has started
     #[arg(short, long)]
-    pub detach: bool,
+    detach: bool,
     /// Return when NAME exits, stop the others, and exit with NAME's code
     #[arg(long, value_name = "NAME")]
-    pub exit_code_from: Option<String>,
+    exit_code_from: Option<String>,
     /// always, missing or never: overrides every container's imagePullPolicy
     #[arg(long, value_name = "POLICY")]
-    pub pull: Option<String>,
+    pull: Option<String>,
     /// Replace a pod of the same name (stop and remove it first)
     #[arg(long)]
-    pub replace: bool,
+    replace: bool,
     /// The first restart delay of a crashing container, doubling up to 5
     /// minutes (kubelet: 10)
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
-    pub restart_backoff: f64,
+    restart_backoff: f64,
     #[arg(value_name = "POD.yaml")]
-    pub file: String,
+    file: String,
 }
 
 #[derive(Subcommand)]
@@ -198,8 +201,18 @@ pub fn run() -> Result<ExitCode> {
             userns::holder::holder_main(&subnet).map(|()| ExitCode::SUCCESS)
         }
         Command::Pause(args) => crate::runtime::pause::pause_main(args).map(|()| ExitCode::SUCCESS),
-        Command::Run(args) => commands::run(&roots, args),
-        Command::Ps { all, format } => commands::ps(&roots, all, &format),
+        Command::Run(args) => commands::pod::run(
+            &roots,
+            RunOptions {
+                detach: args.detach,
+                exit_code_from: args.exit_code_from,
+                pull: args.pull,
+                replace: args.replace,
+                restart_backoff: args.restart_backoff,
+                file: args.file,
+            },
+        ),
+        Command::Ps { all, format } => commands::pod::ps(&roots, all, &format),
         Command::Logs {
             follow,
             tail,
@@ -207,14 +220,16 @@ pub fn run() -> Result<ExitCode> {
             since,
             pod,
             container,
-        } => commands::logs(
+        } => commands::pod::logs(
             &roots,
             &pod,
-            container.as_deref(),
-            follow,
-            tail,
-            timestamps,
-            since.as_deref(),
+            LogsOptions {
+                container,
+                follow,
+                tail,
+                timestamps,
+                since,
+            },
         ),
         Command::Exec {
             interactive,
@@ -222,12 +237,21 @@ pub fn run() -> Result<ExitCode> {
             pod,
             container,
             command,
-        } => commands::exec(&roots, &pod, &container, command, interactive, tty),
-        Command::Stop { time, pod } => commands::stop(&roots, &pod, time),
-        Command::Rm { force, pods } => commands::rm(&roots, &pods, force),
-        Command::Inspect { pod } => commands::inspect(&roots, &pod),
-        Command::Wait { condition, pod } => commands::wait(&roots, &pod, &condition),
-        Command::Down { target } => commands::down(&roots, &target),
+        } => commands::pod::exec(
+            &roots,
+            &pod,
+            ExecOptions {
+                container,
+                command,
+                interactive,
+                tty,
+            },
+        ),
+        Command::Stop { time, pod } => commands::pod::stop(&roots, &pod, time),
+        Command::Rm { force, pods } => commands::pod::rm(&roots, &pods, force),
+        Command::Inspect { pod } => commands::pod::inspect(&roots, &pod),
+        Command::Wait { condition, pod } => commands::pod::wait(&roots, &pod, &condition),
+        Command::Down { target } => commands::pod::down(&roots, &target),
         Command::Container { config } => Ok(crate::runtime::container::container_main(&config)),
         Command::Load { name, source } => load(&roots, name.as_deref(), &source),
         Command::Import { rootfs, name } => import(&roots, &rootfs, &name),
@@ -263,13 +287,6 @@ fn init_logging(level: &str) -> Result<()> {
         .with_target(false)
         .init();
     Ok(())
-}
-
-/// Joins the user namespace and opens the store; only call while the process
-/// is single-threaded.
-pub fn store_in_userns(roots: &Roots) -> Result<Store> {
-    let holder = userns::enter(roots)?;
-    Ok(Store::new(roots, !holder.single_mapping))
 }
 
 fn load(roots: &Roots, name: Option<&str>, src: &str) -> Result<ExitCode> {

@@ -4,6 +4,7 @@
 //! links only `runtime::pod` and what it calls, so it stays small in memory).
 
 pub mod cli;
+pub mod commands;
 pub mod image;
 pub mod net;
 pub mod paths;

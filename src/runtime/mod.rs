@@ -1,6 +1,5 @@
 //! Running pods: the pause process, containers, and the supervisor.
 
-pub mod commands;
 pub mod config;
 pub mod container;
 pub mod etc_files;
