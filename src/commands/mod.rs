@@ -12,11 +12,12 @@ use crate::image::Store;
 use crate::paths::Roots;
 use crate::userns;
 
+pub mod image;
 pub mod pod;
 
 /// Joins the user namespace and opens the store; only call while the process
 /// is single-threaded.
-pub(crate) fn store_in_userns(roots: &Roots) -> Result<Store> {
+fn store_in_userns(roots: &Roots) -> Result<Store> {
     let holder = userns::enter(roots)?;
     Ok(Store::new(roots, !holder.single_mapping))
 }
