@@ -441,13 +441,6 @@ fn since_time(since: &str) -> Result<String> {
 }
 
 pub fn logs(roots: &Roots, name: &str, opts: LogsOptions) -> Result<ExitCode> {
-    let LogsOptions {
-        container,
-        follow,
-        tail,
-        timestamps,
-        since,
-    } = opts;
     let (paths, st) = state::find_pod(roots, name)?;
     let all: Vec<String> = st
         .init_containers
@@ -455,7 +448,7 @@ pub fn logs(roots: &Roots, name: &str, opts: LogsOptions) -> Result<ExitCode> {
         .chain(&st.containers)
         .map(|c| c.name.clone())
         .collect();
-    let chosen: Vec<String> = match container.as_deref() {
+    let chosen: Vec<String> = match opts.container.as_deref() {
         Some(c) if all.iter().any(|n| n == c) => vec![c.to_string()],
         Some(c) => bail!(
             "pod {name} has no container {c:?} (containers: {})",
@@ -465,10 +458,11 @@ pub fn logs(roots: &Roots, name: &str, opts: LogsOptions) -> Result<ExitCode> {
     };
     let width = chosen.iter().map(|c| c.len()).max().unwrap_or(0);
     let prefixed = chosen.len() > 1;
-    let opts = ReadOptions {
-        tail,
-        since: since.as_deref().map(since_time).transpose()?,
+    let read = ReadOptions {
+        tail: opts.tail,
+        since: opts.since.as_deref().map(since_time).transpose()?,
     };
+    let timestamps = opts.timestamps;
     let print = move |c: &str, l: &logs::Line| {
         let mut text = String::new();
         if prefixed {
@@ -490,12 +484,12 @@ pub fn logs(roots: &Roots, name: &str, opts: LogsOptions) -> Result<ExitCode> {
     for c in &chosen {
         let path = paths.log(c);
         let start = logs::current_len(&path);
-        for l in logs::read_lines(&path, &opts)? {
+        for l in logs::read_lines(&path, &read)? {
             print(c, &l);
         }
         offsets.push((c.clone(), path, start));
     }
-    if follow {
+    if opts.follow {
         std::thread::scope(|s| {
             for (c, path, start) in &offsets {
                 let paths = &paths;
@@ -510,18 +504,13 @@ pub fn logs(roots: &Roots, name: &str, opts: LogsOptions) -> Result<ExitCode> {
 }
 
 pub fn exec(roots: &Roots, name: &str, opts: ExecOptions) -> Result<ExitCode> {
-    let ExecOptions {
-        container,
-        command,
-        interactive,
-        tty,
-    } = opts;
+    let container = &opts.container;
     let (paths, st) = state::find_pod(roots, name)?;
     let status = st
         .init_containers
         .iter()
         .chain(&st.containers)
-        .find(|c| c.name == container)
+        .find(|c| &c.name == container)
         .ok_or_else(|| anyhow!("pod {name} has no container {container:?}"))?;
     if !status.state.is_running() || status.pid <= 0 || !paths.supervisor_alive() {
         bail!("container {container} of pod {name} is not running");
@@ -529,15 +518,16 @@ pub fn exec(roots: &Roots, name: &str, opts: ExecOptions) -> Result<ExitCode> {
     let config_path = paths
         .dir
         .join("containers")
-        .join(&container)
+        .join(container)
         .join("config.json");
     let config: ContainerConfig = serde_json::from_slice(
         &std::fs::read(&config_path)
             .with_context(|| format!("reading {}", config_path.display()))?,
     )?;
     let mut process = config.process;
-    process.argv = command;
+    process.argv = opts.command;
     userns::enter(roots)?;
-    let code = crate::runtime::container::exec_in(status.pid, &process, interactive, tty)?;
+    let code =
+        crate::runtime::container::exec_in(status.pid, &process, opts.interactive, opts.tty)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
