@@ -2,6 +2,11 @@
 //! `minipod` (src/main.rs: the command line, image store, set-up helpers) and
 //! `minipod-supervisor` (src/bin: one small process per running pod, which
 //! links only `runtime::pod` and what it calls, so it stays small in memory).
+//!
+//! `cli` parses the command line and calls `commands`, which call the
+//! mechanisms (`runtime`, `image`, `userns`, `net`, `spec`, `sys`, `paths`);
+//! none of those imports `commands` or `cli` (`scripts/module-deps` lists the
+//! imports between modules and fails on a cycle).
 
 pub mod cli;
 pub mod commands;
