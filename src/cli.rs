@@ -1,16 +1,16 @@
-//! The command line (DESIGN.md "The command line"), in podman's habits.
+//! The command line (docs/ARCHITECTURE.md "The command line"), in podman's
+//! habits: the clap definitions, logging, and the mapping from the parsed
+//! arguments to the commands of `commands` and their options.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use clap::{Parser, Subcommand};
 
-use crate::image::registry::{PullOptions, Puller};
-use crate::image::{Store, reference, source};
+use crate::commands::pod::{ExecOptions, LogsOptions, RunOptions};
+use crate::commands::{self, image::PullOptions};
 use crate::paths::Roots;
-use crate::runtime::commands;
 use crate::userns;
 
 #[derive(Parser)]
@@ -34,25 +34,25 @@ struct Cli {
 }
 
 #[derive(clap::Args)]
-pub struct RunArgs {
+struct RunArgs {
     /// Run in the background: return once every container has started
     #[arg(short, long)]
-    pub detach: bool,
+    detach: bool,
     /// Return when NAME exits, stop the others, and exit with NAME's code
     #[arg(long, value_name = "NAME")]
-    pub exit_code_from: Option<String>,
+    exit_code_from: Option<String>,
     /// always, missing or never: overrides every container's imagePullPolicy
     #[arg(long, value_name = "POLICY")]
-    pub pull: Option<String>,
+    pull: Option<String>,
     /// Replace a pod of the same name (stop and remove it first)
     #[arg(long)]
-    pub replace: bool,
+    replace: bool,
     /// The first restart delay of a crashing container, doubling up to 5
     /// minutes (kubelet: 10)
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
-    pub restart_backoff: f64,
+    restart_backoff: f64,
     #[arg(value_name = "POD.yaml")]
-    pub file: String,
+    file: String,
 }
 
 #[derive(Subcommand)]
@@ -204,8 +204,18 @@ pub fn run() -> Result<ExitCode> {
             let config = crate::runtime::contract::pause::PauseConfig::from_arg(&config)?;
             crate::runtime::pause::pause_main(config).map(|()| ExitCode::SUCCESS)
         }
-        Command::Run(args) => commands::run(&roots, args),
-        Command::Ps { all, format } => commands::ps(&roots, all, &format),
+        Command::Run(args) => commands::pod::run(
+            &roots,
+            RunOptions {
+                detach: args.detach,
+                exit_code_from: args.exit_code_from,
+                pull: args.pull,
+                replace: args.replace,
+                restart_backoff: args.restart_backoff,
+                file: args.file,
+            },
+        ),
+        Command::Ps { all, format } => commands::pod::ps(&roots, all, &format),
         Command::Logs {
             follow,
             tail,
@@ -213,14 +223,16 @@ pub fn run() -> Result<ExitCode> {
             since,
             pod,
             container,
-        } => commands::logs(
+        } => commands::pod::logs(
             &roots,
             &pod,
-            container.as_deref(),
-            follow,
-            tail,
-            timestamps,
-            since.as_deref(),
+            LogsOptions {
+                container,
+                follow,
+                tail,
+                timestamps,
+                since,
+            },
         ),
         Command::Exec {
             interactive,
@@ -228,22 +240,31 @@ pub fn run() -> Result<ExitCode> {
             pod,
             container,
             command,
-        } => commands::exec(&roots, &pod, &container, command, interactive, tty),
-        Command::Stop { time, pod } => commands::stop(&roots, &pod, time),
-        Command::Rm { force, pods } => commands::rm(&roots, &pods, force),
-        Command::Inspect { pod } => commands::inspect(&roots, &pod),
-        Command::Wait { condition, pod } => commands::wait(&roots, &pod, &condition),
-        Command::Down { target } => commands::down(&roots, &target),
+        } => commands::pod::exec(
+            &roots,
+            &pod,
+            ExecOptions {
+                container,
+                command,
+                interactive,
+                tty,
+            },
+        ),
+        Command::Stop { time, pod } => commands::pod::stop(&roots, &pod, time),
+        Command::Rm { force, pods } => commands::pod::rm(&roots, &pods, force),
+        Command::Inspect { pod } => commands::pod::inspect(&roots, &pod),
+        Command::Wait { condition, pod } => commands::pod::wait(&roots, &pod, &condition),
+        Command::Down { target } => commands::pod::down(&roots, &target),
         Command::Container { config } => Ok(crate::runtime::container::container_main(&config)),
-        Command::Load { name, source } => load(&roots, name.as_deref(), &source),
-        Command::Import { rootfs, name } => import(&roots, &rootfs, &name),
+        Command::Load { name, source } => commands::image::load(&roots, name.as_deref(), &source),
+        Command::Import { rootfs, name } => commands::image::import(&roots, &rootfs, &name),
         Command::Pull {
             cert_dir,
             tls_verify,
             authfile,
             quiet,
             image,
-        } => pull(
+        } => commands::image::pull(
             &roots,
             &image,
             PullOptions {
@@ -253,8 +274,8 @@ pub fn run() -> Result<ExitCode> {
                 progress: !quiet,
             },
         ),
-        Command::Images { format } => images(&roots, &format),
-        Command::Rmi { force, images } => rmi(&roots, force, &images),
+        Command::Images { format } => commands::image::images(&roots, &format),
+        Command::Rmi { force, images } => commands::image::rmi(&roots, force, &images),
     }
 }
 
@@ -269,171 +290,4 @@ fn init_logging(level: &str) -> Result<()> {
         .with_target(false)
         .init();
     Ok(())
-}
-
-/// Joins the user namespace and opens the store; only call while the process
-/// is single-threaded.
-pub fn store_in_userns(roots: &Roots) -> Result<Store> {
-    let holder = userns::enter(roots)?;
-    Ok(Store::new(roots, !holder.single_mapping))
-}
-
-fn load(roots: &Roots, name: Option<&str>, src: &str) -> Result<ExitCode> {
-    let store = store_in_userns(roots)?;
-    let image = source::open(src)?;
-    let name = match (name, &image.name_hint) {
-        (Some(n), _) => n.to_string(),
-        (None, Some(hint)) if hint.contains('/') || hint.contains(':') => hint.clone(),
-        // A layout's ref name is often a bare tag.
-        (None, Some(tag)) => format!("localhost/{}:{tag}", source_stem(src)),
-        (None, None) => {
-            bail!("{src}: the source does not name the image; give it one with --name NAME[:TAG]")
-        }
-    };
-    let name = reference::normalize(&name)?;
-    store.add(&name, &image)?;
-    println!("Loaded image: {name}");
-    Ok(ExitCode::SUCCESS)
-}
-
-fn source_stem(src: &str) -> String {
-    let path = src.split_once(':').map_or(src, |(_, p)| p);
-    let path = path.split(':').next().unwrap_or(path);
-    PathBuf::from(path)
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_lowercase())
-        .unwrap_or_else(|| "image".into())
-}
-
-fn import(roots: &Roots, rootfs: &std::path::Path, name: &str) -> Result<ExitCode> {
-    let name = reference::normalize(name)?;
-    let meta = std::fs::metadata(rootfs)
-        .with_context(|| format!("{}: cannot read it", rootfs.display()))?;
-    let store = store_in_userns(roots)?;
-    let origin = rootfs.display().to_string();
-    let record = if meta.is_dir() {
-        store.import(&name, tar_of_dir(rootfs)?, &origin)?
-    } else {
-        let file = std::fs::File::open(rootfs).with_context(|| format!("opening {origin}"))?;
-        store.import(&name, Box::new(file), &origin)?
-    };
-    println!("{}", record.id);
-    Ok(ExitCode::SUCCESS)
-}
-
-/// A tar stream of `dir`, written by a thread into a pipe, so a directory
-/// imports through the same one-pass path as a tar file.
-fn tar_of_dir(dir: &std::path::Path) -> Result<Box<dyn Read + Send>> {
-    let (reader, writer) = std::io::pipe().context("creating a pipe")?;
-    let dir = dir.to_path_buf();
-    std::thread::spawn(move || {
-        let mut builder = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, writer));
-        builder.follow_symlinks(false);
-        builder.mode(tar::HeaderMode::Complete);
-        // A failure shows up on the reading side as a truncated stream.
-        if let Err(e) = builder
-            .append_dir_all(".", &dir)
-            .and_then(|()| builder.finish())
-        {
-            tracing::error!("reading {}: {e}", dir.display());
-        }
-    });
-    Ok(Box::new(reader))
-}
-
-fn pull(roots: &Roots, image: &str, opts: PullOptions) -> Result<ExitCode> {
-    let reference = reference::Reference::parse(image)?;
-    // The user namespace first: joining it needs a single thread.
-    let store = store_in_userns(roots)?;
-    let puller = Puller::new(opts)?;
-    let pulled = puller.pull(&store, &reference)?;
-    if pulled.up_to_date {
-        eprintln!("Image is up to date: {}", pulled.name);
-    }
-    println!("Digest: {}", pulled.manifest_digest);
-    println!("Pulled: {}", pulled.name);
-    Ok(ExitCode::SUCCESS)
-}
-
-fn images(roots: &Roots, format: &str) -> Result<ExitCode> {
-    let store = Store::new(roots, true);
-    let list = store.list()?;
-    match format {
-        "json" => {
-            let rows: Vec<serde_json::Value> = list
-                .iter()
-                .map(|(name, r)| {
-                    let reference = reference::Reference::parse(name).ok();
-                    serde_json::json!({
-                        "Id": r.id.trim_start_matches("sha256:"),
-                        "Name": name,
-                        "Repository": reference.as_ref().map(|x| x.repo()),
-                        "Tag": reference.as_ref().and_then(|x| x.tag.clone()),
-                        "Digest": r.manifest,
-                        "Size": r.size,
-                        "Created": r.created,
-                    })
-                })
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&rows)?);
-        }
-        "table" => {
-            println!(
-                "{:<48} {:<16} {:<14} {:<22} {:>10}",
-                "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
-            );
-            for (name, r) in &list {
-                let reference = reference::Reference::parse(name).ok();
-                let repo = reference
-                    .as_ref()
-                    .map(|x| x.repo())
-                    .unwrap_or_else(|| name.clone());
-                let tag = reference
-                    .and_then(|x| x.tag)
-                    .unwrap_or_else(|| "<none>".into());
-                let id: String =
-                    r.id.trim_start_matches("sha256:")
-                        .chars()
-                        .take(12)
-                        .collect();
-                let created = r
-                    .created
-                    .as_deref()
-                    .map(|c| c.get(..19).unwrap_or(c).replace('T', " "))
-                    .unwrap_or_default();
-                println!(
-                    "{repo:<48} {tag:<16} {id:<14} {created:<22} {:>10}",
-                    human_size(r.size)
-                );
-            }
-        }
-        other => bail!("--format {other:?}: use table or json"),
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// SI units, as podman prints sizes.
-fn human_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < units.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.3} {}", units[unit])
-    }
-}
-
-fn rmi(roots: &Roots, force: bool, images: &[String]) -> Result<ExitCode> {
-    let store = store_in_userns(roots)?;
-    for image in images {
-        for name in store.remove(image, force)? {
-            println!("Untagged: {name}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }

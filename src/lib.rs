@@ -2,8 +2,16 @@
 //! `minipod` (src/main.rs: the command line, image store, set-up helpers) and
 //! `minipod-supervisor` (src/bin: one small process per running pod, which
 //! links only `runtime::supervisor` and what it calls, so it stays small in memory).
+//!
+//! `cli` parses the command line and calls `commands`, which call the
+//! mechanisms (`runtime`, `image`, `userns`, `net`, `spec`, `sys`, `paths`);
+//! none of those imports `commands` or `cli` (`scripts/module-deps` lists the
+//! imports between modules and fails on a cycle).
+
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cli;
+pub mod commands;
 pub mod image;
 pub mod net;
 pub mod paths;

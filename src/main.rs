@@ -2,6 +2,8 @@
 //! command has joined the user namespace it needs (see `userns::enter`): the
 //! kernel refuses `setns(CLONE_NEWUSER)` in a multi-threaded process.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -1,4 +1,4 @@
-//! Where minipod keeps its files (DESIGN.md "Storage").
+//! Where minipod keeps its files (docs/ARCHITECTURE.md "Files").
 
 use std::path::{Path, PathBuf};
 

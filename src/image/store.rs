@@ -1,4 +1,4 @@
-//! The image store (DESIGN.md "Storage"): `blobs/sha256/<hex>` for manifests
+//! The image store (docs/ARCHITECTURE.md "Files"): `blobs/sha256/<hex>` for manifests
 //! and configs, `layers/<diff-id hex>/diff` unpacked once and shared by every
 //! image that has the layer, and `images.json` naming images.
 //!

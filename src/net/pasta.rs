@@ -110,7 +110,9 @@ impl Launcher {
                     // to be replaced.
                     let high =
                         unsafe { libc::fcntl(netns.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100) };
-                    if high >= 0 && unsafe { libc::dup2(high, 3) } == 3 {
+                    // SAFETY: dup2 of the fd just made onto fd 3, ours.
+                    let onto_fd3 = high >= 0 && unsafe { libc::dup2(high, 3) } == 3;
+                    if onto_fd3 {
                         let _ = nix::unistd::execv(&program, &args);
                     }
                 }

@@ -11,7 +11,6 @@
 //! - `prepare` (images and configs for a pod's containers), `state` (a
 //!   pod's recorded state and files), `logs`, `etc_files`.
 
-pub mod commands;
 pub mod container;
 pub mod contract;
 pub mod etc_files;

@@ -35,7 +35,7 @@ pub struct ToPull {
     pub present: bool,
 }
 
-/// Step 2 of `run` (DESIGN.md): which images the pull policies ask for.
+/// Step 2 of `run` (docs/ARCHITECTURE.md, "The processes"): which images the pull policies ask for.
 /// `policy` (`run --pull`) overrides each container's `imagePullPolicy`.
 /// `localhost/` images are local by name (podman's convention) and never
 /// pulled. Reads the store only, so it needs no user namespace.

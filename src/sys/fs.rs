@@ -48,6 +48,8 @@ pub fn temp_owner_pid(name: &str) -> Option<i32> {
 
 /// True when a process with this pid exists (it may belong to someone else).
 pub fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 sends nothing; pid > 0 names one process, never a
+    // group.
     pid > 0
         && (unsafe { libc::kill(pid, 0) } == 0
             || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))

@@ -68,9 +68,8 @@ impl FileLock {
     /// else in this process.
     pub unsafe fn from_inherited(fd: std::os::fd::RawFd) -> FileLock {
         // SAFETY: the caller vouches for `fd`.
-        FileLock {
-            file: unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) },
-        }
+        let file = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
+        FileLock { file }
     }
 
     /// Deletes the lock file, then lets go of it.

@@ -1,4 +1,4 @@
-//! The user-namespace holder (DESIGN.md): one idle process per run root that
+//! The user-namespace holder (docs/ARCHITECTURE.md "The processes"): one idle process per run root that
 //! owns the user namespace every pod and every unpacked layer lives in.
 
 pub mod holder;

@@ -310,7 +310,7 @@ fn link_until_exit(
     }
 }
 
-/// The child's half, in the order DESIGN.md and the OCI runtimes use.
+/// The child's half, in the order docs/ARCHITECTURE.md and the OCI runtimes use.
 fn child_setup_and_exec(config: &ContainerConfig) -> Result<Infallible> {
     nix::unistd::setsid().context("setsid")?;
     make_mounts_private()?;

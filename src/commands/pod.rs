@@ -1,5 +1,6 @@
-//! The pod commands: `run` (foreground and `-d`),
-//! `ps`, `logs`, `exec`, `stop`, `rm`, `inspect`, `wait`, `down`.
+//! The pod commands: `run` (foreground and `-d`), `ps`, `logs`, `exec`,
+//! `stop`, `rm`, `inspect`, `wait`, `down`. The mechanisms they use (launch,
+//! the supervisor, state, logs, the container init) live in `runtime`.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -8,16 +9,57 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::contract::container::ContainerConfig;
-use super::launch::{self, RunOptions};
-use super::logs::{self, ReadOptions};
-use super::state::{self, ContainerState, Phase, PodPaths};
-use crate::cli::{RunArgs, store_in_userns};
+use super::store_in_userns;
 use crate::paths::Roots;
+use crate::runtime::contract::container::ContainerConfig;
+use crate::runtime::launch;
+use crate::runtime::logs::{self, ReadOptions};
+use crate::runtime::prepare;
+use crate::runtime::state::{self, ContainerState, Phase, PodPaths};
 use crate::spec::PodPlan;
 use crate::sys::lock::FileLock;
 use crate::userns;
 use serde::Deserialize;
+
+/// What `run` was asked to do.
+pub struct RunOptions {
+    /// `-d`: return once every container has started.
+    pub detach: bool,
+    /// Return when this container exits, with its exit code.
+    pub exit_code_from: Option<String>,
+    /// `always`, `missing` or `never`: overrides every imagePullPolicy.
+    pub pull: Option<String>,
+    /// Stop and remove a pod of the same name first.
+    pub replace: bool,
+    /// The first restart delay in seconds.
+    pub restart_backoff: f64,
+    /// The pod YAML file, or `-` for stdin.
+    pub file: String,
+}
+
+/// What `logs` was asked to show.
+pub struct LogsOptions {
+    /// One container; all of them, prefixed, when None.
+    pub container: Option<String>,
+    /// Keep printing new lines until the pod ends.
+    pub follow: bool,
+    /// Only the last N lines of each container.
+    pub tail: Option<usize>,
+    /// Prefix each line with its time.
+    pub timestamps: bool,
+    /// Only lines since a time (RFC 3339) or a duration ago (10s, 5m, 2h).
+    pub since: Option<String>,
+}
+
+/// What `exec` runs, and how.
+pub struct ExecOptions {
+    pub container: String,
+    pub command: Vec<String>,
+    /// Keep stdin open.
+    pub interactive: bool,
+    /// Allocate a terminal.
+    pub tty: bool,
+}
 
 /// Reads the pod YAML (`-` is stdin) and checks all of it.
 fn read_plan(file: &str) -> Result<(PodPlan, String)> {
@@ -42,7 +84,7 @@ fn backoff(seconds: f64) -> Result<Duration> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-pub fn run(roots: &Roots, args: RunArgs) -> Result<ExitCode> {
+pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
     let pull = match args.pull.as_deref() {
         None => None,
         Some("always") => Some(crate::spec::PullPolicy::Always),
@@ -59,17 +101,16 @@ pub fn run(roots: &Roots, args: RunArgs) -> Result<ExitCode> {
     // Images are resolved and pulled before anything of the pod is created,
     // and before `--replace` removes the pod it replaces: a bad image name or
     // a failed pull leaves the old pod running.
-    let to_pull =
-        super::prepare::images_to_pull(&crate::image::Store::new(roots, true), &plan, pull)?;
+    let to_pull = prepare::images_to_pull(&crate::image::Store::new(roots, true), &plan, pull)?;
     let store = if args.detach {
         // Single-threaded until it joined the user namespace: the pulls
         // run in helper processes.
-        super::prepare::pull_images_in_helpers(roots, &to_pull)?;
+        prepare::pull_images_in_helpers(roots, &to_pull)?;
         store_in_userns(roots)?
     } else {
         // In the foreground, with progress bars (threads).
         let store = store_in_userns(roots)?;
-        super::prepare::pull_images(
+        prepare::pull_images(
             &store,
             &to_pull,
             crate::image::registry::PullOptions {
@@ -86,7 +127,7 @@ pub fn run(roots: &Roots, args: RunArgs) -> Result<ExitCode> {
         roots,
         &store,
         plan,
-        RunOptions {
+        launch::RunOptions {
             exit_code_from: args.exit_code_from,
             detached: args.detach,
             initial_backoff,
@@ -402,15 +443,7 @@ fn since_time(since: &str) -> Result<String> {
     Ok(crate::sys::time::rfc3339_nanos(t))
 }
 
-pub fn logs(
-    roots: &Roots,
-    name: &str,
-    container: Option<&str>,
-    follow: bool,
-    tail: Option<usize>,
-    timestamps: bool,
-    since: Option<&str>,
-) -> Result<ExitCode> {
+pub fn logs(roots: &Roots, name: &str, opts: LogsOptions) -> Result<ExitCode> {
     let (paths, st) = state::find_pod(roots, name)?;
     let all: Vec<String> = st
         .init_containers
@@ -418,7 +451,7 @@ pub fn logs(
         .chain(&st.containers)
         .map(|c| c.name.clone())
         .collect();
-    let chosen: Vec<String> = match container {
+    let chosen: Vec<String> = match opts.container.as_deref() {
         Some(c) if all.iter().any(|n| n == c) => vec![c.to_string()],
         Some(c) => bail!(
             "pod {name} has no container {c:?} (containers: {})",
@@ -428,10 +461,11 @@ pub fn logs(
     };
     let width = chosen.iter().map(|c| c.len()).max().unwrap_or(0);
     let prefixed = chosen.len() > 1;
-    let opts = ReadOptions {
-        tail,
-        since: since.map(since_time).transpose()?,
+    let read = ReadOptions {
+        tail: opts.tail,
+        since: opts.since.as_deref().map(since_time).transpose()?,
     };
+    let timestamps = opts.timestamps;
     let print = move |c: &str, l: &logs::Line| {
         let mut text = String::new();
         if prefixed {
@@ -453,12 +487,12 @@ pub fn logs(
     for c in &chosen {
         let path = paths.log(c);
         let start = logs::current_len(&path);
-        for l in logs::read_lines(&path, &opts)? {
+        for l in logs::read_lines(&path, &read)? {
             print(c, &l);
         }
         offsets.push((c.clone(), path, start));
     }
-    if follow {
+    if opts.follow {
         std::thread::scope(|s| {
             for (c, path, start) in &offsets {
                 let paths = &paths;
@@ -472,20 +506,14 @@ pub fn logs(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn exec(
-    roots: &Roots,
-    name: &str,
-    container: &str,
-    command: Vec<String>,
-    interactive: bool,
-    tty: bool,
-) -> Result<ExitCode> {
+pub fn exec(roots: &Roots, name: &str, opts: ExecOptions) -> Result<ExitCode> {
+    let container = &opts.container;
     let (paths, st) = state::find_pod(roots, name)?;
     let status = st
         .init_containers
         .iter()
         .chain(&st.containers)
-        .find(|c| c.name == container)
+        .find(|c| &c.name == container)
         .ok_or_else(|| anyhow!("pod {name} has no container {container:?}"))?;
     if !status.state.is_running() || status.pid <= 0 || !paths.supervisor_alive() {
         bail!("container {container} of pod {name} is not running");
@@ -496,8 +524,9 @@ pub fn exec(
             .with_context(|| format!("reading {}", config_path.display()))?,
     )?;
     let mut process = config.process;
-    process.argv = command;
+    process.argv = opts.command;
     userns::enter(roots)?;
-    let code = super::container::exec_in(status.pid, &process, interactive, tty)?;
+    let code =
+        crate::runtime::container::exec_in(status.pid, &process, opts.interactive, opts.tty)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

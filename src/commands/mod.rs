@@ -1,0 +1,23 @@
+//! The commands of `minipod`, one function per subcommand, each taking plain
+//! options (no clap) and returning the exit code: `image` holds the image
+//! commands (`load`, `import`, `pull`, `images`, `rmi`), `pod` the pod
+//! commands (`run`, `ps`, `logs`, `exec`, `stop`, `rm`, `inspect`, `wait`,
+//! `down`). `cli` parses the command line and calls them; they call the
+//! mechanisms below (`runtime`, `image`, `userns`, `spec`), none of which
+//! calls back up here.
+
+use anyhow::Result;
+
+use crate::image::Store;
+use crate::paths::Roots;
+use crate::userns;
+
+pub mod image;
+pub mod pod;
+
+/// Joins the user namespace and opens the store; only call while the process
+/// is single-threaded.
+fn store_in_userns(roots: &Roots) -> Result<Store> {
+    let holder = userns::enter(roots)?;
+    Ok(Store::new(roots, !holder.single_mapping))
+}
