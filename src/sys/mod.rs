@@ -1,5 +1,7 @@
-//! Small OS helpers shared by every module: file locks, atomic writes,
-//! confined path lookups, namespaces.
+//! Small OS helpers shared by every module: atomic writes and fd plumbing
+//! (`fs`), file locks, the one confined open (`openat2`), joining
+//! namespaces (`ns`), facts about and signals to processes (`proc`),
+//! hashing and time.
 
 pub mod fs;
 pub mod hash;

@@ -101,21 +101,18 @@ use rootfs::{
 
 /// The sync pipe's fd number, fixed by the protocol.
 pub const SYNC_FD: RawFd = 3;
-/// Exit status when setup fails (podman's "the runtime failed").
-pub const EXIT_SETUP_FAILED: u8 = 125;
-
 /// `minipod __container CONFIG.json`. Never returns in the forked child.
 pub fn container_main(config_path: &Path) -> ExitCode {
     if !sync_fd_is_pipe() {
         eprintln!(
             "Error: minipod __container is started by the pod supervisor, with a sync pipe on fd 3"
         );
-        return ExitCode::from(EXIT_SETUP_FAILED);
+        return ExitCode::from(crate::EXIT_MINIPOD_ERROR);
     }
     // Inherited by the fork below.
     if let Err(err) = make_undumpable() {
         report_error(&format!("container set-up refused: {err:#}"));
-        return ExitCode::from(EXIT_SETUP_FAILED);
+        return ExitCode::from(crate::EXIT_MINIPOD_ERROR);
     }
     let config = match read_config(config_path) {
         Ok(c) => c,
@@ -124,7 +121,7 @@ pub fn container_main(config_path: &Path) -> ExitCode {
                 "container config {}: {err:#}",
                 config_path.display()
             ));
-            return ExitCode::from(EXIT_SETUP_FAILED);
+            return ExitCode::from(crate::EXIT_MINIPOD_ERROR);
         }
     };
     if let Err(err) = crate::sys::proc::die_with_parent(config.supervisor_pid) {
@@ -132,13 +129,13 @@ pub fn container_main(config_path: &Path) -> ExitCode {
             "container {}: the supervisor exited ({err})",
             config.name
         ));
-        return ExitCode::from(EXIT_SETUP_FAILED);
+        return ExitCode::from(crate::EXIT_MINIPOD_ERROR);
     }
     match join_and_fork(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             report_error(&format!("container {}: {err:#}", config.name));
-            ExitCode::from(EXIT_SETUP_FAILED)
+            ExitCode::from(crate::EXIT_MINIPOD_ERROR)
         }
     }
 }
@@ -259,7 +256,7 @@ fn join_and_fork(config: &ContainerConfig) -> Result<()> {
                 // SAFETY: _exit takes no pointers and does not return; the
                 // forked child skips the parent's destructors and atexit
                 // handlers, which are the parent's to run.
-                unsafe { libc::_exit(i32::from(EXIT_SETUP_FAILED)) }
+                unsafe { libc::_exit(i32::from(crate::EXIT_MINIPOD_ERROR)) }
             }
             let err = match child_setup_and_exec(config) {
                 Ok(never) => match never {},
@@ -268,7 +265,7 @@ fn join_and_fork(config: &ContainerConfig) -> Result<()> {
             report_error(&format!("container {}: {err:#}", config.name));
             // SAFETY: as above: no pointers, no return, and the parent's
             // destructors and atexit handlers are not ours to run.
-            unsafe { libc::_exit(i32::from(EXIT_SETUP_FAILED)) }
+            unsafe { libc::_exit(i32::from(crate::EXIT_MINIPOD_ERROR)) }
         }
     }
 }

@@ -414,10 +414,10 @@ fn a_failed_first_start_aborts_and_a_later_one_fails_the_pod() {
         vec![
             PodFailed {
                 failure: Failure::Setup(message),
-                code: 125
+                code: MINIPOD_ERROR
             },
             Exit {
-                code: 125,
+                code: MINIPOD_ERROR,
                 phase: Phase::Failed
             }
         ]
@@ -437,7 +437,7 @@ fn a_container_whose_setup_failed_is_stopped_with_the_pod() {
         vec![
             PodFailed {
                 failure: Failure::Setup("mount: EPERM".into()),
-                code: 125
+                code: MINIPOD_ERROR
             },
             Stop(1),
             Stop(2)
@@ -447,7 +447,7 @@ fn a_container_whose_setup_failed_is_stopped_with_the_pod() {
     assert_eq!(
         pod.exited(1, 143, 2),
         vec![Exit {
-            code: 125,
+            code: MINIPOD_ERROR,
             phase: Phase::Failed
         }]
     );
@@ -462,7 +462,7 @@ fn the_pause_exiting_fails_the_pod() {
         vec![
             PodFailed {
                 failure: Failure::PauseExited,
-                code: 125
+                code: MINIPOD_ERROR
             },
             Stop(0)
         ]

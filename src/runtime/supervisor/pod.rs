@@ -4,7 +4,7 @@
 //! through creating the pod leaves nothing behind.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
@@ -617,11 +617,11 @@ impl Pod {
             words.next().and_then(|s| s.parse::<f64>().ok()),
         ) {
             (Some("stop"), Some(secs)) => {
-                let _ = (&stream).write_all(b"ok\n");
+                let _ = Line::Ok.write_to(&mut &stream);
                 Some(Duration::from_secs_f64(secs.max(0.0)))
             }
             _ => {
-                let _ = (&stream).write_all(b"error unknown request\n");
+                let _ = Line::Error("unknown request").write_to(&mut &stream);
                 None
             }
         }
