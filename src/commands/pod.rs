@@ -179,11 +179,16 @@ fn stop_running(paths: &PodPaths, grace: Duration) -> Result<()> {
 }
 
 pub fn stop(roots: &Roots, name: &str, time: Option<f64>) -> Result<ExitCode> {
-    let (paths, state) = state::find_pod(roots, name)?;
+    let paths = PodPaths::new(roots, name);
+    if !paths.dir.is_dir() {
+        bail!("no pod named {name:?}; `minipod ps -a` lists the pods");
+    }
     let grace = match time {
         Some(t) if t.is_finite() && t >= 0.0 => Duration::from_secs_f64(t),
         Some(t) => bail!("-t {t}: give a number of seconds ≥ 0"),
-        None => Duration::from_secs(state.grace_seconds),
+        // A pod still starting, or written by another build, has no state
+        // to read its grace period from: Kubernetes' default.
+        None => Duration::from_secs(paths.read_state().map_or(30, |s| s.grace_seconds)),
     };
     stop_running(&paths, grace)?;
     println!("{name}");
@@ -259,7 +264,16 @@ pub fn ps(roots: &Roots, all: bool, format: &str) -> Result<ExitCode> {
     let mut rows = Vec::new();
     for name in state::list_pods(roots) {
         let paths = PodPaths::new(roots, &name);
-        let Ok(st) = paths.read_state() else { continue };
+        let st = match paths.read_state() {
+            Ok(st) => st,
+            Err(e) => {
+                // Still starting (no state yet) is not worth a word.
+                if let Some(foreign) = e.downcast_ref::<state::ForeignState>() {
+                    eprintln!("minipod: pod {name}: {foreign}");
+                }
+                continue;
+            }
+        };
         let (phase, message) = state::effective_phase(&paths, &st);
         if !all && !matches!(phase, Phase::Running | Phase::Pending) {
             continue;

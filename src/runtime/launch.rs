@@ -27,7 +27,7 @@ use super::contract::report::{self, Report};
 use super::etc_files;
 use super::logs;
 use super::prepare::{self, PreparedContainer};
-use super::state::{ContainerState, ContainerStatus, Phase, PodPaths, PodState};
+use super::state::{ContainerState, ContainerStatus, Phase, PodPaths, PodState, STATE_VERSION};
 
 use crate::image::Store;
 use crate::net::portfwd;
@@ -212,6 +212,7 @@ impl PodFiles {
             ports,
             log_max_bytes: log_max_bytes(),
             state: PodState {
+                version: STATE_VERSION,
                 name: plan.name.clone(),
                 namespace: plan.namespace.clone(),
                 phase: Phase::Pending,

@@ -19,8 +19,18 @@ pub enum Phase {
     Failed,
 }
 
+/// The version of `state.json`. A running pod's supervisor may come from
+/// an older build than the `minipod` that lists, stops or removes it, so
+/// fields are only ever added, with defaults; a change an older state cannot
+/// be read under bumps this, and such a pod is then named with both
+/// versions (`ForeignState`) and can still be stopped and removed.
+pub const STATE_VERSION: u32 = 1;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PodState {
+    /// `STATE_VERSION` of the build that wrote it (0: before versions).
+    #[serde(default)]
+    pub version: u32,
     pub name: String,
     pub namespace: String,
     pub phase: Phase,
@@ -179,10 +189,19 @@ impl PodPaths {
     }
 
     pub fn read_state(&self) -> Result<PodState> {
+        #[derive(Deserialize)]
+        struct Version {
+            version: Option<u32>,
+        }
         let bytes = std::fs::read(self.state())
             .with_context(|| format!("reading {}", self.state().display()))?;
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is not valid", self.state().display()))
+        serde_json::from_slice(&bytes).map_err(|e| {
+            match serde_json::from_slice::<Version>(&bytes).map(|v| v.version.unwrap_or(0)) {
+                Ok(given) if given != STATE_VERSION => anyhow::Error::new(ForeignState { given }),
+                _ => anyhow::Error::new(e)
+                    .context(format!("{} is not valid", self.state().display())),
+            }
+        })
     }
 
     /// Whether the pod's supervisor still runs: it holds the pod lock for
@@ -194,6 +213,26 @@ impl PodPaths {
         matches!(FileLock::try_acquire(&self.lock, Mode::Shared), Ok(None))
     }
 }
+
+/// A pod whose state another build of minipod wrote, in a form this one
+/// cannot read: it can still be stopped (`stop`, `down`) and removed (`rm`).
+#[derive(Debug)]
+pub struct ForeignState {
+    pub given: u32,
+}
+
+impl std::fmt::Display for ForeignState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "its state was written by another build of minipod (state version {} there, {} \
+             here); `minipod stop` and `minipod rm -f` still work on it",
+            self.given, STATE_VERSION
+        )
+    }
+}
+
+impl std::error::Error for ForeignState {}
 
 /// Every pod directory under the run root, by name.
 pub fn list_pods(roots: &Roots) -> Vec<String> {
@@ -234,4 +273,47 @@ pub fn effective_phase(paths: &PodPaths, state: &PodState) -> (Phase, Option<Str
         );
     }
     (state.phase, state.message.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths_in(dir: &Path) -> PodPaths {
+        PodPaths {
+            dir: dir.to_path_buf(),
+            lock: dir.join("lock"),
+            control_socket: dir.join("ctl.sock"),
+        }
+    }
+
+    #[test]
+    fn a_state_from_another_build_is_named_with_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = paths_in(dir.path());
+        // Written before states had versions: still read.
+        let old = serde_json::json!({
+            "name": "web", "namespace": "default", "phase": "Running", "message": null,
+            "supervisor_pid": 1, "pause_pid": 2, "pod_ip": null, "created": "x",
+            "started": null, "finished": null, "exit_code": null, "detached": true,
+            "grace_seconds": 30, "init_containers": [], "containers": []
+        });
+        std::fs::write(paths.state(), old.to_string()).unwrap();
+        let state = paths.read_state().unwrap();
+        assert_eq!((state.version, state.phase), (0, Phase::Running));
+        // A later build's state this one cannot read.
+        std::fs::write(paths.state(), r#"{"version": 99, "name": 7}"#).unwrap();
+        let err = paths.read_state().unwrap_err();
+        let foreign = err.downcast_ref::<ForeignState>().expect("ForeignState");
+        assert_eq!(foreign.given, 99);
+        assert!(
+            err.to_string().contains("state version 99 there, 1 here"),
+            "{err}"
+        );
+        // Our own version, broken: an ordinary error.
+        std::fs::write(paths.state(), r#"{"version": 1}"#).unwrap();
+        let err = paths.read_state().unwrap_err();
+        assert!(err.downcast_ref::<ForeignState>().is_none());
+        assert!(format!("{err:#}").contains("is not valid"), "{err:#}");
+    }
 }

@@ -522,3 +522,23 @@ fn readiness_moves_both_ways_and_a_failed_liveness_probe_restarts() {
         }]
     );
 }
+
+#[test]
+fn nothing_restarts_once_the_pod_stops() {
+    let mut pod = Pod::running(RestartPolicy::Always, &[Sidecar, App]);
+    let (grace, now) = (secs(30), pod.at(1));
+    assert_eq!(
+        pod.m.handle(Event::StopRequested { grace, now }),
+        vec![Stop(1)]
+    );
+    // The sidecar ends on its own while the app is stopping: it stays down.
+    assert!(pod.exited(0, 1, 2).is_empty());
+    assert_eq!(pod.m.next_deadline(), Some(pod.at(31)));
+    assert_eq!(
+        pod.exited(1, 0, 3),
+        vec![Exit {
+            code: 1,
+            phase: Phase::Failed
+        }]
+    );
+}
