@@ -317,14 +317,18 @@ impl Pod {
     /// What happened since the last look: exits, signals, a `minipod stop`,
     /// a deadline passed.
     fn events(&mut self, sigfd: &SignalFd) -> Vec<Event> {
-        let mut events = self.reap();
+        let mut events = Vec::new();
         let now = Instant::now();
+        let mut stopping = self.machine.is_stopping();
+        // Signals are drained before children are reaped: a child that
+        // exits after the drain leaves a SIGCHLD that wakes the next poll;
+        // the other way round, its SIGCHLD could be drained unreaped.
         while let Ok(Some(info)) = sigfd.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGCHLD) | Err(_) => {}
                 Ok(sig) => {
                     if !self.detached {
-                        if self.machine.is_stopping() {
+                        if stopping {
                             log::tell(format!("killing pod {}", self.name));
                         } else {
                             log::tell(format!(
@@ -333,10 +337,12 @@ impl Pod {
                             ));
                         }
                     }
+                    stopping = true;
                     events.push(Event::Interrupted { now });
                 }
             }
         }
+        events.extend(self.reap());
         if let Some(grace) = self.accept_control() {
             events.push(Event::StopRequested { grace, now });
         }
