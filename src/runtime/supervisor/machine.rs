@@ -513,14 +513,17 @@ impl Machine {
     }
 
     /// Running: the next init container or sidecar in order, then the app
-    /// containers together, and the restarts that are due.
+    /// containers together, then the restarts that are due. One `Start` at a
+    /// time: the next comes with the answer to this one, so a start that
+    /// fails the pod is never followed by one already decided.
     fn step_start(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.slots.iter().any(|s| s.run == Run::Starting) {
+            return;
+        }
         let mut init_done = true;
-        for i in 0..self.slots.len() {
-            let slot = &self.slots[i];
+        for (i, slot) in self.slots.iter().enumerate() {
             let next = match (slot.role, slot.run) {
                 (Role::App, _) => continue,
-                (_, Run::Starting) => false,
                 (_, Run::NeverStarted) => true,
                 // A sidecar that started once is in place: go on.
                 (Role::Sidecar, _) => continue,
@@ -528,11 +531,8 @@ impl Machine {
                 (Role::Init, _) => false,
             };
             if next {
-                self.slots[i].run = Run::Starting;
-                out.push(Action::Start {
-                    slots: vec![i],
-                    restart: false,
-                });
+                self.start(vec![i], false, out);
+                return;
             }
             init_done = false;
             break;
@@ -544,26 +544,24 @@ impl Machine {
                 })
                 .collect();
             if !fresh.is_empty() {
-                for &i in &fresh {
-                    self.slots[i].run = Run::Starting;
-                }
-                out.push(Action::Start {
-                    slots: fresh,
-                    restart: false,
-                });
+                self.start(fresh, false, out);
+                return;
             }
         }
-        for i in 0..self.slots.len() {
-            if let Run::BackingOff { until, .. } = self.slots[i].run
-                && until <= now
-            {
-                self.slots[i].run = Run::Starting;
-                out.push(Action::Start {
-                    slots: vec![i],
-                    restart: true,
-                });
-            }
+        let due = self
+            .slots
+            .iter()
+            .position(|s| matches!(s.run, Run::BackingOff { until, .. } if until <= now));
+        if let Some(i) = due {
+            self.start(vec![i], true, out);
         }
+    }
+
+    fn start(&mut self, slots: Vec<usize>, restart: bool, out: &mut Vec<Action>) {
+        for &i in &slots {
+            self.slots[i].run = Run::Starting;
+        }
+        out.push(Action::Start { slots, restart });
     }
 
     /// `run`'s exit code: the chosen container's, else the failure's, else

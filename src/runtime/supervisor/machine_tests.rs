@@ -542,3 +542,34 @@ fn nothing_restarts_once_the_pod_stops() {
         }]
     );
 }
+
+#[test]
+fn one_start_at_a_time_so_a_failed_one_stops_the_rest() {
+    let mut pod = Pod::running(RestartPolicy::Always, &[App, App, App]);
+    pod.exited(0, 1, 1);
+    pod.exited(1, 1, 1);
+    // Both restarts are due: the second waits for the first's answer.
+    assert_eq!(pod.tick(11), vec![restart(0)]);
+    assert_eq!(pod.started(&[0], 11), vec![restart(1)]);
+    assert!(pod.started(&[1], 11).is_empty());
+
+    pod.exited(0, 1, 12);
+    pod.exited(1, 1, 12);
+    assert_eq!(pod.tick(40), vec![restart(0)]);
+    // The first restart's set-up fails: the pod stops, and the other
+    // restart is never started.
+    let now = pod.at(40);
+    let slots = vec![(0, Err("mount: EPERM".to_string()))];
+    assert_eq!(
+        pod.m.handle(Event::Started { slots, now }),
+        vec![
+            PodFailed {
+                failure: Failure::Setup("mount: EPERM".into()),
+                code: MINIPOD_ERROR
+            },
+            CancelRestart(1),
+            Stop(0),
+            Stop(2)
+        ]
+    );
+}

@@ -296,9 +296,7 @@ impl Pod {
                 Err(e) => return Err(e).context("waiting for signals"),
             }
             drop(fds);
-            for event in self.events(sigfd) {
-                self.dispatch(event)?;
-            }
+            self.handle_wakeup(sigfd)?;
         }
         let (code, phase) = self.finished.expect("finished");
         self.state.exit_code = Some(code);
@@ -314,42 +312,46 @@ impl Pod {
         Ok(code)
     }
 
-    /// What happened since the last look: exits, signals, a `minipod stop`,
-    /// a deadline passed.
-    fn events(&mut self, sigfd: &SignalFd) -> Vec<Event> {
-        let mut events = Vec::new();
-        let now = Instant::now();
-        let mut stopping = self.machine.is_stopping();
+    /// Tells the machine what happened since the last look: exits, signals,
+    /// a `minipod stop`, a deadline passed. Each event takes the time when
+    /// it is handed over: carrying out one (a start) may take a while.
+    fn handle_wakeup(&mut self, sigfd: &SignalFd) -> Result<()> {
         // Signals are drained before children are reaped: a child that
         // exits after the drain leaves a SIGCHLD that wakes the next poll;
         // the other way round, its SIGCHLD could be drained unreaped.
+        let mut interrupts = Vec::new();
         while let Ok(Some(info)) = sigfd.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGCHLD) | Err(_) => {}
-                Ok(sig) => {
-                    if !self.detached {
-                        if stopping {
-                            log::tell(format!("killing pod {}", self.name));
-                        } else {
-                            log::tell(format!(
-                                "{sig}: stopping pod {} (again to kill it at once)",
-                                self.name
-                            ));
-                        }
-                    }
-                    stopping = true;
-                    events.push(Event::Interrupted { now });
-                }
+                Ok(sig) => interrupts.push(sig),
             }
         }
-        events.extend(self.reap());
+        for exited in self.reap() {
+            self.dispatch(exited)?;
+        }
+        for sig in interrupts {
+            if !self.detached {
+                if self.machine.is_stopping() {
+                    log::tell(format!("killing pod {}", self.name));
+                } else {
+                    log::tell(format!(
+                        "{sig}: stopping pod {} (again to kill it at once)",
+                        self.name
+                    ));
+                }
+            }
+            let now = Instant::now();
+            self.dispatch(Event::Interrupted { now })?;
+        }
         if let Some(grace) = self.accept_control() {
-            events.push(Event::StopRequested { grace, now });
+            let now = Instant::now();
+            self.dispatch(Event::StopRequested { grace, now })?;
         }
+        let now = Instant::now();
         if self.machine.next_deadline().is_some_and(|t| t <= now) {
-            events.push(Event::Tick { now });
+            self.dispatch(Event::Tick { now })?;
         }
-        events
+        Ok(())
     }
 
     /// Hands the machine one event and carries out what it decides,
