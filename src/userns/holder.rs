@@ -5,9 +5,7 @@
 //! killed. Commands that work on images or pods join its user namespace with
 //! `setns` while they are still single-threaded.
 
-use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -20,6 +18,7 @@ use super::idmap;
 use crate::paths::Roots;
 use crate::sys::fs::atomic_write;
 use crate::sys::lock::{FileLock, Mode};
+use crate::sys::ns::{Kind, Namespace};
 
 /// What the run root remembers of the holder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,19 +76,15 @@ pub fn read_live(roots: &Roots) -> Option<HolderRecord> {
 /// called while the process has a single thread.
 pub fn enter(roots: &Roots) -> Result<HolderRecord> {
     let record = ensure(roots)?;
-    let target = format!("/proc/{}/ns/user", record.pid);
-    let own = std::fs::metadata("/proc/self/ns/user")?.ino();
-    let theirs = std::fs::metadata(&target)
-        .with_context(|| format!("reading {target}"))?
-        .ino();
-    if own == theirs {
+    let ns = Namespace::open(record.pid, Kind::User)
+        .with_context(|| format!("opening {}", Kind::User.path(record.pid)))?;
+    if ns.is_current()? {
         return Ok(record);
     }
     if thread_count() != Some(1) {
         bail!("internal error: joining the user namespace needs a single-threaded process");
     }
-    let ns = File::open(&target).with_context(|| format!("opening {target}"))?;
-    nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWUSER)
+    ns.join()
         .with_context(|| format!("joining the user namespace of holder {}", record.pid))?;
     Ok(record)
 }

@@ -28,6 +28,8 @@ pub(super) fn relay_terminal(master: OwnedFd) -> Result<()> {
     use nix::sys::termios;
     let stdin = std::io::stdin();
     let saved = termios::tcgetattr(&stdin).ok();
+    // Put back on every way out of here, an error included.
+    let _restore = RestoreMode(saved.clone());
     if let Some(t) = &saved {
         let mut raw = t.clone();
         termios::cfmakeraw(&mut raw);
@@ -86,8 +88,20 @@ pub(super) fn relay_terminal(master: OwnedFd) -> Result<()> {
             }
         }
     }
-    if let Some(t) = &saved {
-        let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, t);
-    }
     Ok(())
+}
+
+/// Our terminal's mode before the relay made it raw, set again when dropped.
+struct RestoreMode(Option<nix::sys::termios::Termios>);
+
+impl Drop for RestoreMode {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                t,
+            );
+        }
+    }
 }
