@@ -257,7 +257,11 @@ pub fn plan_from_yaml(text: &str, source_name: &str) -> Result<PodPlan, SpecErro
     let mut plan = validate::build_pod_plan(&pod, &mut ctx);
     errors.append(&mut ctx.errors);
     let json = serde_json::to_value(&pod).unwrap_or_default();
-    for u in support::unsupported_fields(&json) {
+    let verdict = support::check_fields(&json);
+    if let Some(w) = warned_fields(&plan.name, &verdict.warned) {
+        plan.warnings.push(w);
+    }
+    for u in verdict.unsupported {
         let path = yaml::render(&u.path);
         let message = match u.only {
             None => "not supported yet by minipod; remove the field to run this pod".to_string(),
@@ -278,6 +282,30 @@ pub fn plan_from_yaml(text: &str, source_name: &str) -> Result<PodPlan, SpecErro
     plan.config_maps = config_maps;
     plan.secrets = secrets;
     Ok(plan)
+}
+
+/// The one warning for a pod's fields that have no meaning on one machine:
+/// each field by its path, grouped by why.
+fn warned_fields(pod: &str, warned: &[support::Warned]) -> Option<String> {
+    let mut groups: Vec<(&str, Vec<String>)> = Vec::new();
+    for w in warned {
+        let path = yaml::render(&w.path);
+        match groups.iter_mut().find(|(why, _)| *why == w.why) {
+            Some((_, paths)) => paths.push(path),
+            None => groups.push((w.why, vec![path])),
+        }
+    }
+    if groups.is_empty() {
+        return None;
+    }
+    let clauses: Vec<String> = groups
+        .iter()
+        .map(|(why, paths)| format!("{} ({why})", paths.join(", ")))
+        .collect();
+    Some(format!(
+        "pod {pod}: accepted without effect on one machine: {}",
+        clauses.join("; ")
+    ))
 }
 
 fn keep_named(

@@ -18,7 +18,16 @@ pub enum Support {
     Ignored,
     /// Accepted only with this value (JSON text), which is what minipod does anyway.
     OnlyValue(&'static str),
+    /// Accepted, with one warning per pod naming it: it has no meaning on
+    /// one machine. The text says why, and fields with the same text share
+    /// one clause of the warning.
+    Warned(&'static str),
 }
+
+/// Why scheduling fields do nothing here.
+const ONE_NODE: &str = "scheduling: there is one node, this one";
+/// Why service-account fields do nothing here.
+const NO_API_SERVER: &str = "there is no API server, so no service-account token is mounted";
 
 #[derive(Debug, Clone, Copy)]
 pub struct FieldSupport {
@@ -54,6 +63,41 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     ),
     row("metadata.labels", Yes, ""),
     row("metadata.annotations", Yes, ""),
+    row("spec.nodeSelector", Warned(ONE_NODE), ""),
+    row("spec.affinity", Warned(ONE_NODE), ""),
+    row("spec.tolerations", Warned(ONE_NODE), ""),
+    row("spec.topologySpreadConstraints", Warned(ONE_NODE), ""),
+    row("spec.priorityClassName", Warned(ONE_NODE), ""),
+    row("spec.priority", Warned(ONE_NODE), ""),
+    row("spec.schedulerName", Warned(ONE_NODE), ""),
+    row("spec.nodeName", Warned(ONE_NODE), ""),
+    row("spec.preemptionPolicy", Warned(ONE_NODE), ""),
+    row("spec.runtimeClassName", Warned(ONE_NODE), ""),
+    row("spec.overhead", Warned(ONE_NODE), ""),
+    row(
+        "spec.readinessGates",
+        Warned("no controller sets readiness gates here: they count as met"),
+        "",
+    ),
+    row("spec.serviceAccountName", Warned(NO_API_SERVER), ""),
+    row(
+        "spec.serviceAccount",
+        Warned(NO_API_SERVER),
+        "deprecated name of `serviceAccountName`",
+    ),
+    row(
+        "spec.enableServiceLinks",
+        Warned("Services are not run yet, so no service environment variables are set"),
+        "",
+    ),
+    row(
+        "spec.imagePullSecrets",
+        Warned(
+            "registry credentials come from the auth files podman reads (containers/auth.json, \
+             ~/.docker/config.json), not from Secrets, for now",
+        ),
+        "",
+    ),
     row(
         "status",
         Ignored,
@@ -237,16 +281,37 @@ pub struct Unsupported {
     pub only: Option<&'static str>,
 }
 
+/// A field set in the input that is accepted with a warning
+/// (`Support::Warned`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warned {
+    pub path: Vec<Seg>,
+    pub why: &'static str,
+}
+
+/// What the table says of the fields set in a Pod.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    pub unsupported: Vec<Unsupported>,
+    pub warned: Vec<Warned>,
+}
+
 /// Walks a Pod (as serialized by k8s-openapi: fields that are absent are
 /// omitted) and returns every set field the table does not cover, at the
-/// shallowest level where it departs from the table.
-pub fn unsupported_fields(pod: &Value) -> Vec<Unsupported> {
-    let mut out = Vec::new();
+/// shallowest level where it departs from the table, and every set field it
+/// accepts with a warning.
+pub fn check_fields(pod: &Value) -> Verdict {
+    let mut out = Verdict::default();
     walk(pod, &mut Vec::new(), "", &mut out);
     out
 }
 
-fn walk(value: &Value, path: &mut Vec<Seg>, norm: &str, out: &mut Vec<Unsupported>) {
+/// The set fields the table does not cover (`check_fields`).
+pub fn unsupported_fields(pod: &Value) -> Vec<Unsupported> {
+    check_fields(pod).unsupported
+}
+
+fn walk(value: &Value, path: &mut Vec<Seg>, norm: &str, out: &mut Verdict) {
     match value {
         Value::Object(map) => {
             for (k, v) in map {
@@ -272,14 +337,18 @@ fn walk(value: &Value, path: &mut Vec<Seg>, norm: &str, out: &mut Vec<Unsupporte
     }
 }
 
-fn check(value: &Value, path: &mut Vec<Seg>, norm: &str, out: &mut Vec<Unsupported>) {
+fn check(value: &Value, path: &mut Vec<Seg>, norm: &str, out: &mut Verdict) {
     if value.is_null() {
         return;
     }
     match lookup(norm).map(|r| r.support) {
+        Some(Warned(why)) => out.warned.push(Warned {
+            path: path.clone(),
+            why,
+        }),
         Some(OnlyValue(v)) => {
             if serde_json::from_str::<Value>(v).ok().as_ref() != Some(value) {
-                out.push(Unsupported {
+                out.unsupported.push(Unsupported {
                     path: path.clone(),
                     only: Some(v),
                 });
@@ -287,7 +356,7 @@ fn check(value: &Value, path: &mut Vec<Seg>, norm: &str, out: &mut Vec<Unsupport
         }
         Some(Yes | Ignored) if !has_deeper_rows(norm) => {}
         _ if has_deeper_rows(norm) => walk(value, path, norm, out),
-        _ => out.push(Unsupported {
+        _ => out.unsupported.push(Unsupported {
             path: path.clone(),
             only: None,
         }),
@@ -303,6 +372,7 @@ pub fn supported_fields_markdown() -> String {
             Yes => "supported".to_string(),
             Ignored => "accepted, ignored".to_string(),
             OnlyValue(v) => format!("only `{v}`"),
+            Warned(why) => format!("accepted with a warning: {why}"),
         };
         s.push_str(&format!("| `{}` | {} | {} |\n", r.path, support, r.note));
     }
@@ -342,6 +412,7 @@ mod tests {
                 "initContainers": [{"name": "s", "image": "i", "restartPolicy": "Always", "lifecycle": {}}],
                 "volumes": [{"name": "v", "emptyDir": {}}, {"name": "w", "nfs": {"server": "s", "path": "/"}}],
                 "nodeSelector": {"a": "b"},
+                "hostUsers": false,
                 "automountServiceAccountToken": false
             },
             "status": {"phase": "Pending"}
@@ -354,12 +425,20 @@ mod tests {
             "spec.containers[0].tty",
             "spec.initContainers[0].lifecycle",
             "spec.volumes[1].nfs",
-            "spec.nodeSelector",
+            "spec.hostUsers",
         ];
         let mut got = paths(&pod);
         got.sort();
         want.sort();
         assert_eq!(got, want);
+        // Scheduling fields are accepted, with their reason.
+        let warned = check_fields(&pod).warned;
+        assert_eq!(warned.len(), 1);
+        assert_eq!(
+            super::super::yaml::render(&warned[0].path),
+            "spec.nodeSelector"
+        );
+        assert_eq!(warned[0].why, ONE_NODE);
     }
 
     #[test]

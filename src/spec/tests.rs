@@ -565,7 +565,7 @@ fn not_supported_yet_fields() {
         (c("    lifecycle: {preStop: {exec: {command: [x]}}}\n"), "spec.containers[0].lifecycle"),
         (c("    restartPolicy: Always\n"), "spec.containers[0].restartPolicy"),
         (c("    volumeMounts: [{name: v, mountPath: /x, mountPropagation: None}]\n"), "spec.containers[0].volumeMounts[0].mountPropagation"),
-        (s("  nodeSelector: {disk: ssd}\n"), "spec.nodeSelector"),
+        (s("  hostUsers: false\n"), "spec.hostUsers"),
         (s("  securityContext: {fsGroup: 2000}\n"), "spec.securityContext.fsGroup"),
         (s("  automountServiceAccountToken: true\n"), "spec.automountServiceAccountToken"),
         (s("  volumes: [{name: v, configMap: {name: m}}]\n"), "spec.volumes[0].configMap"),
@@ -628,5 +628,53 @@ fn markdown_table_is_exported() {
     assert_eq!(
         SUPPORTED_FIELDS.len(),
         md.lines().filter(|l| l.starts_with("| `")).count()
+    );
+}
+
+#[test]
+fn fields_without_meaning_on_one_machine_are_accepted_with_one_warning() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: placed}
+spec:
+  nodeSelector: {disktype: ssd}
+  tolerations: [{key: k, operator: Exists}]
+  priorityClassName: high
+  serviceAccountName: builder
+  enableServiceLinks: false
+  imagePullSecrets: [{name: regcred}]
+  readinessGates: [{conditionType: example.com/ready}]
+  containers:
+  - {name: c, image: busybox}
+"#;
+    let plan = plan_from_yaml(yaml, "pod.yaml").unwrap();
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    let w = &plan.warnings[0];
+    assert!(
+        w.starts_with("pod placed: accepted without effect on one machine: "),
+        "{w}"
+    );
+    assert!(
+        w.contains(
+            "spec.nodeSelector, spec.priorityClassName, spec.tolerations (scheduling: there is one node, this one)"
+        ),
+        "{w}"
+    );
+    assert!(
+        w.contains("spec.serviceAccountName (there is no API server"),
+        "{w}"
+    );
+    assert!(
+        w.contains("spec.enableServiceLinks (Services are not run yet"),
+        "{w}"
+    );
+    assert!(
+        w.contains("spec.imagePullSecrets (registry credentials"),
+        "{w}"
+    );
+    assert!(
+        w.contains("spec.readinessGates (no controller sets readiness gates"),
+        "{w}"
     );
 }
