@@ -81,6 +81,14 @@ fn start(slots: &[usize]) -> Action {
     }
 }
 
+/// The pod failed because a container could not be set up.
+fn setup_failed(message: &str) -> Action {
+    PodFailed {
+        failure: Failure::Setup(message.into()),
+        code: MINIPOD_ERROR,
+    }
+}
+
 fn restart(slot: usize) -> Action {
     Start {
         slots: vec![slot],
@@ -434,14 +442,7 @@ fn a_container_whose_setup_failed_is_stopped_with_the_pod() {
     let slots = vec![(1, Ok(())), (2, Err("mount: EPERM".to_string()))];
     assert_eq!(
         pod.m.handle(Event::Started { slots, now }),
-        vec![
-            PodFailed {
-                failure: Failure::Setup("mount: EPERM".into()),
-                code: MINIPOD_ERROR
-            },
-            Stop(1),
-            Stop(2)
-        ]
+        vec![setup_failed("mount: EPERM"), Stop(1), Stop(2)]
     );
     pod.exited(2, 1, 2);
     assert_eq!(
@@ -563,10 +564,7 @@ fn one_start_at_a_time_so_a_failed_one_stops_the_rest() {
     assert_eq!(
         pod.m.handle(Event::Started { slots, now }),
         vec![
-            PodFailed {
-                failure: Failure::Setup("mount: EPERM".into()),
-                code: MINIPOD_ERROR
-            },
+            setup_failed("mount: EPERM"),
             CancelRestart(1),
             Stop(0),
             Stop(2)

@@ -326,8 +326,13 @@ impl Pod {
                 Ok(sig) => interrupts.push(sig),
             }
         }
-        for exited in self.reap() {
+        let exits = self.reap();
+        let any_exit = !exits.is_empty();
+        for exited in exits {
             self.dispatch(exited)?;
+        }
+        if any_exit {
+            self.save_state();
         }
         for sig in interrupts {
             if !self.detached {
@@ -378,7 +383,6 @@ impl Pod {
                     status.state = ContainerState::Waiting {
                         reason: "CrashLoopBackOff".into(),
                     };
-                    self.save_state();
                 }
                 Action::CancelRestart(i) => {
                     let status = &mut self.slots[i].status;
@@ -574,7 +578,8 @@ impl Pod {
         }
     }
 
-    /// Records a container's end in its status.
+    /// Records a container's end in its status (saved by the caller, once
+    /// for every exit of a wake-up and what the machine made of them).
     fn container_exited(&mut self, i: usize, code: i32) {
         let slot = &mut self.slots[i];
         let run = slot.running.take().expect("a running slot");
@@ -593,7 +598,6 @@ impl Pod {
                 slot.status.name
             ));
         }
-        self.save_state();
     }
 
     /// Sends a container its stop signal.
