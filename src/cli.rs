@@ -44,15 +44,21 @@ struct RunArgs {
     /// always, missing or never: overrides every container's imagePullPolicy
     #[arg(long, value_name = "POLICY")]
     pull: Option<String>,
-    /// Replace a pod of the same name (stop and remove it first)
+    /// Replace the pods of the same workloads (stop and remove them first)
     #[arg(long)]
     replace: bool,
+    /// Check the files and say what would run, creating nothing (exit 0
+    /// when it would run, 125 when not)
+    #[arg(long)]
+    dry_run: bool,
     /// The first restart delay of a crashing container, doubling up to 5
     /// minutes (kubelet: 10)
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     restart_backoff: f64,
-    #[arg(value_name = "POD.yaml")]
-    file: String,
+    /// Kubernetes YAML: Pods and workloads (Deployment, StatefulSet, Job,
+    /// …) with their ConfigMaps and Secrets; - for stdin
+    #[arg(value_name = "FILE", required = true)]
+    files: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -102,7 +108,7 @@ enum Command {
         #[arg(required = true)]
         images: Vec<String>,
     },
-    /// Run a pod from Kubernetes Pod YAML (FILE, or - for stdin)
+    /// Run the pods of Kubernetes YAML files (Pods and workloads; - for stdin)
     Run(RunArgs),
     /// List pods (running ones; -a for all)
     Ps {
@@ -165,9 +171,9 @@ enum Command {
         condition: String,
         pod: String,
     },
-    /// Stop and remove the pod of a YAML file, or a pod by name
+    /// Stop and remove the pods a YAML file started, or a pod by name
     Down {
-        #[arg(value_name = "POD.yaml|POD")]
+        #[arg(value_name = "FILE|POD")]
         target: String,
     },
     #[command(name = "__holder", hide = true)]
@@ -212,7 +218,8 @@ pub fn run() -> Result<ExitCode> {
                 pull: args.pull,
                 replace: args.replace,
                 restart_backoff: args.restart_backoff,
-                file: args.file,
+                dry_run: args.dry_run,
+                files: args.files,
             },
         ),
         Command::Ps { all, format } => commands::pod::ps(&roots, all, &format),

@@ -2,8 +2,10 @@
 //! `stop`, `rm`, `inspect`, `wait`, `down`. The mechanisms they use (launch,
 //! the supervisor, state, logs, the container init) live in `runtime`.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
@@ -16,7 +18,7 @@ use crate::runtime::launch;
 use crate::runtime::logs::{self, ReadOptions};
 use crate::runtime::prepare;
 use crate::runtime::state::{self, ContainerState, Phase, PodPaths};
-use crate::spec::PodPlan;
+use crate::spec::{Manifest, Owner, PodPlan};
 use crate::sys::lock::FileLock;
 use crate::userns;
 use serde::Deserialize;
@@ -29,12 +31,14 @@ pub struct RunOptions {
     pub exit_code_from: Option<String>,
     /// `always`, `missing` or `never`: overrides every imagePullPolicy.
     pub pull: Option<String>,
-    /// Stop and remove a pod of the same name first.
+    /// Stop and remove the pods of the same workloads first.
     pub replace: bool,
     /// The first restart delay in seconds.
     pub restart_backoff: f64,
-    /// The pod YAML file, or `-` for stdin.
-    pub file: String,
+    /// Check and tell, create nothing.
+    pub dry_run: bool,
+    /// YAML files, or `-` for stdin.
+    pub files: Vec<String>,
 }
 
 /// What `logs` was asked to show.
@@ -61,20 +65,64 @@ pub struct ExecOptions {
     pub tty: bool,
 }
 
-/// Reads the pod YAML (`-` is stdin) and checks all of it.
-fn read_plan(file: &str) -> Result<(PodPlan, String)> {
-    let (text, source_name) = if file == "-" {
+/// One input of `run`: its text, the name errors show, and the absolute
+/// path recorded in its pods (none for stdin).
+struct Input {
+    text: String,
+    source_name: String,
+    path: Option<String>,
+}
+
+fn read_input(file: &str) -> Result<Input> {
+    if file == "-" {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
-            .context("reading the pod YAML from stdin")?;
-        (text, "<stdin>".to_string())
-    } else {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
-        (text, file.to_string())
-    };
-    let plan = crate::spec::plan_from_yaml(&text, &source_name).map_err(|e| anyhow!("{e}"))?;
-    Ok((plan, text))
+            .context("reading YAML from stdin")?;
+        return Ok(Input {
+            text,
+            source_name: "<stdin>".into(),
+            path: None,
+        });
+    }
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+    let path = std::fs::canonicalize(file)
+        .with_context(|| format!("resolving {file}"))?
+        .to_string_lossy()
+        .into_owned();
+    Ok(Input {
+        text,
+        source_name: file.to_string(),
+        path: Some(path),
+    })
+}
+
+/// Reads every file and checks all of them: every error of every file is
+/// reported before anything is created.
+fn read_manifest(files: &[String]) -> Result<(Manifest, BTreeMap<String, Option<String>>)> {
+    if files.iter().filter(|f| *f == "-").count() > 1 {
+        bail!("- (stdin) is given twice; give it once");
+    }
+    let mut manifest = Manifest::default();
+    let mut errors = Vec::new();
+    // source name ↦ absolute path, for the records of the pods.
+    let mut paths = BTreeMap::new();
+    for file in files {
+        let input = read_input(file)?;
+        match crate::spec::manifest_from_yaml(&input.text, &input.source_name) {
+            Ok(m) => {
+                if let Err(e) = manifest.merge(m) {
+                    errors.push(e);
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+        paths.insert(input.source_name, input.path);
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok((manifest, paths))
 }
 
 fn backoff(seconds: f64) -> Result<Duration> {
@@ -94,15 +142,50 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
     };
     let initial_backoff = backoff(args.restart_backoff)?;
     // The whole input is checked before anything is created.
-    let (plan, text) = read_plan(&args.file)?;
-    if !args.replace {
-        refuse_existing(roots, &plan.name)?;
+    let (manifest, sources) = read_manifest(&args.files)?;
+    for w in &manifest.warnings {
+        tracing::warn!("{w}");
     }
-    // Images are resolved and pulled before anything of the pod is created,
-    // and before `--replace` removes the pod it replaces: a bad image name or
-    // a failed pull leaves the old pod running.
-    let to_pull = prepare::images_to_pull(&crate::image::Store::new(roots, true), &plan, pull)?;
-    let store = if args.detach {
+    for n in &manifest.notes {
+        eprintln!("minipod: {n}");
+    }
+    let pods: Vec<&PodPlan> = manifest.pods().collect();
+    if let Some(name) = &args.exit_code_from
+        && pods.len() != 1
+    {
+        bail!(
+            "--exit-code-from {name}: it needs exactly one pod, and this input runs {}",
+            pods.len()
+        );
+    }
+    // Images are resolved before anything of the pods is created (and
+    // before `--replace` removes the pods they replace): a bad image name
+    // or a failed pull leaves the old pods running.
+    let to_pull = prepare::images_to_pull_for(
+        &crate::image::Store::new(roots, true),
+        pods.iter().copied(),
+        pull,
+    )?;
+    if args.dry_run {
+        return dry_run(roots, &manifest, &to_pull);
+    }
+    if pods.is_empty() {
+        eprintln!("minipod: nothing to run");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let existing = existing_pods(roots, &manifest);
+    if !args.replace
+        && let Some((pod, owner)) = existing.first()
+    {
+        let what = match owner {
+            Some(o) if o.kind != "Pod" => format!("{o} runs already (pod {pod})"),
+            _ => format!("pod {pod:?} exists"),
+        };
+        bail!(
+            "{what}; stop it with `minipod down FILE` (or `minipod down {pod}`), or use `run --replace`"
+        );
+    }
+    let store = if args.detach || pods.len() > 1 {
         // Single-threaded until it joined the user namespace: the pulls
         // run in helper processes.
         prepare::pull_images_in_helpers(roots, &to_pull)?;
@@ -121,36 +204,177 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         store
     };
     if args.replace {
-        remove_pod(roots, &plan.name, true, true)?;
+        for (pod, _) in &existing {
+            remove_pod(roots, pod, true, true)?;
+        }
     }
-    launch::run(
-        roots,
-        &store,
-        plan,
-        launch::RunOptions {
-            exit_code_from: args.exit_code_from,
-            detached: args.detach,
-            initial_backoff,
-            yaml: text,
-        },
-    )
+    let options = |source: &str, attached: bool| launch::RunOptions {
+        exit_code_from: args.exit_code_from.clone(),
+        detached: args.detach,
+        attached,
+        initial_backoff,
+        source: sources.get(source).cloned().flatten(),
+    };
+    if pods.len() == 1 && !args.detach {
+        let w = manifest
+            .workloads
+            .iter()
+            .find(|w| !w.pods.is_empty())
+            .expect("one pod");
+        let plan = w.pods[0].clone();
+        let opts = options(&w.source, false);
+        return launch::run(roots, &store, plan, opts);
+    }
+    if args.detach {
+        let mut started: Vec<String> = Vec::new();
+        for w in &manifest.workloads {
+            for plan in &w.pods {
+                let opts = options(&w.source, false);
+                if let Err(e) = launch::run(roots, &store, plan.clone(), opts) {
+                    // All or nothing: what this run started goes again.
+                    for name in started.iter().rev() {
+                        let _ = remove_pod(roots, name, true, true);
+                    }
+                    return Err(e);
+                }
+                started.push(plan.name.clone());
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    run_attached(roots, &store, &manifest, |source| options(source, true))
 }
 
-fn refuse_existing(roots: &Roots, name: &str) -> Result<()> {
-    let paths = PodPaths::new(roots, name);
-    if paths.supervisor_alive() {
-        bail!(
-            "pod {name:?} is already running; stop it with `minipod down {name}`, or use `run --replace`"
-        );
+/// The pods already there (running, or kept after `run -d`) that this
+/// input would run again: those of its workloads, found by the workload
+/// each pod records, and those with the name of one of its pods.
+fn existing_pods(roots: &Roots, manifest: &Manifest) -> Vec<(String, Option<Owner>)> {
+    let names: Vec<&str> = manifest.pods().map(|p| p.name.as_str()).collect();
+    let mut out = Vec::new();
+    for name in state::list_pods(roots) {
+        let paths = PodPaths::new(roots, &name);
+        let st = paths.read_state().ok();
+        let owner = st.as_ref().and_then(|s| s.owner.clone());
+        let ours = owner.as_ref().is_some_and(|o| {
+            manifest
+                .workloads
+                .iter()
+                .any(|w| &w.owner == o && st.as_ref().is_some_and(|s| s.namespace == w.namespace))
+        });
+        let kept = st.as_ref().is_none_or(|s| s.detached) || paths.supervisor_alive();
+        if (ours || names.contains(&name.as_str())) && kept {
+            out.push((name, owner));
+        }
     }
-    if let Ok(state) = paths.read_state()
-        && state.detached
-    {
-        bail!(
-            "pod {name:?} exists (exited); remove it with `minipod rm {name}`, or use `run --replace`"
+    out
+}
+
+/// `run --dry-run`: what would run, from what, with which images; nothing
+/// is created.
+fn dry_run(roots: &Roots, manifest: &Manifest, to_pull: &[prepare::ToPull]) -> Result<ExitCode> {
+    for w in &manifest.workloads {
+        let n = w.pods.len();
+        println!(
+            "{} (namespace {}, from {}): {n} pod{}",
+            w.owner,
+            w.namespace,
+            w.source,
+            if n == 1 { "" } else { "s" }
         );
+        for p in &w.pods {
+            let images: Vec<String> = p
+                .init_containers
+                .iter()
+                .chain(&p.containers)
+                .map(|c| format!("{}={}", c.name, c.image))
+                .collect();
+            println!("  pod {}: {}", p.name, images.join(" "));
+            for warning in &p.warnings {
+                println!("    warning: {warning}");
+            }
+        }
     }
-    Ok(())
+    for p in to_pull {
+        let why = if p.present {
+            "pull policy Always"
+        } else {
+            "not in the store"
+        };
+        println!("would pull {} ({why})", p.reference);
+    }
+    let existing = existing_pods(roots, manifest);
+    for (pod, _) in &existing {
+        println!("pod {pod} exists: `run` would refuse, `run --replace` would replace it");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Several pods in the foreground: each supervisor is a child of this
+/// process, writing to the terminal; signals are passed on to all; `run`
+/// ends when they all have, with the first non-zero code (in the order
+/// the pods ended), else 0.
+fn run_attached(
+    roots: &Roots,
+    store: &crate::image::Store,
+    manifest: &Manifest,
+    options: impl Fn(&str) -> launch::RunOptions,
+) -> Result<ExitCode> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
+        set.add(s);
+    }
+    // Blocked before the first child starts: none is lost, and each is
+    // taken with sigwait below (children unblock them for themselves).
+    set.thread_block()?;
+    let mut children: Vec<(String, std::process::Child)> = Vec::new();
+    for w in &manifest.workloads {
+        for plan in &w.pods {
+            match launch::start_attached(roots, store, plan.clone(), options(&w.source)) {
+                Ok(child) => children.push((plan.name.clone(), child)),
+                Err(e) => {
+                    // What started stops again.
+                    for (_, c) in &mut children {
+                        crate::sys::proc::signal_pid(c.id() as i32, Signal::SIGTERM);
+                    }
+                    for (_, c) in &mut children {
+                        let _ = c.wait();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+    let mut codes: Vec<i32> = Vec::new();
+    while !children.is_empty() {
+        let signal = set.wait()?;
+        if signal != Signal::SIGCHLD {
+            for (_, c) in &children {
+                crate::sys::proc::signal_pid(c.id() as i32, signal);
+            }
+            continue;
+        }
+        let mut i = 0;
+        while i < children.len() {
+            match children[i].1.try_wait()? {
+                Some(status) => {
+                    let code = status
+                        .code()
+                        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+                    codes.push(code);
+                    children.remove(i);
+                }
+                None => i += 1,
+            }
+        }
+    }
+    let code = codes.into_iter().find(|&c| c != 0).unwrap_or(0);
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
 /// Asks a running pod's supervisor to stop it, and waits until it has.
@@ -233,20 +457,52 @@ pub fn rm(roots: &Roots, pods: &[String], force: bool) -> Result<ExitCode> {
 }
 
 pub fn down(roots: &Roots, target: &str) -> Result<ExitCode> {
-    let name = if std::path::Path::new(target).is_file() || target == "-" {
-        read_plan(target)?.0.name
+    let names = if std::path::Path::new(target).is_file() || target == "-" {
+        let pods = pods_from(roots, &read_input(target)?);
+        if pods.is_empty() {
+            bail!("no pod started from {target} is there; `minipod ps -a` lists the pods");
+        }
+        pods
     } else {
-        target.to_string()
+        vec![target.to_string()]
     };
-    let paths = PodPaths::new(roots, &name);
-    let grace = paths
-        .read_state()
-        .map(|s| Duration::from_secs(s.grace_seconds))
-        .unwrap_or(Duration::from_secs(30));
-    stop_running(&paths, grace)?;
-    remove_pod(roots, &name, true, false)?;
-    println!("{name}");
+    // Every pod gets its stop at once; each has its own grace period.
+    std::thread::scope(|s| {
+        for name in &names {
+            s.spawn(move || {
+                let paths = PodPaths::new(roots, name);
+                let grace = paths
+                    .read_state()
+                    .map(|s| Duration::from_secs(s.grace_seconds))
+                    .unwrap_or(Duration::from_secs(30));
+                stop_running(&paths, grace)
+            });
+        }
+    });
+    for name in &names {
+        remove_pod(roots, name, true, names.len() > 1)?;
+        println!("{name}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pods a `run` of this input started, as their records say: those
+/// recorded with its file, or (for stdin) with one of the workloads it
+/// names.
+fn pods_from(roots: &Roots, input: &Input) -> Vec<String> {
+    let owners = crate::spec::named_owners(&input.text);
+    state::list_pods(roots)
+        .into_iter()
+        .filter(|name| {
+            let Ok(st) = PodPaths::new(roots, name).read_state() else {
+                return false;
+            };
+            match (&input.path, &st.source) {
+                (Some(file), Some(source)) => file == source,
+                _ => st.owner.as_ref().is_some_and(|o| owners.contains(o)),
+            }
+        })
+        .collect()
 }
 
 fn container_summary(c: &state::ContainerStatus) -> String {
@@ -288,6 +544,8 @@ pub fn ps(roots: &Roots, all: bool, format: &str) -> Result<ExitCode> {
                     serde_json::json!({
                         "name": st.name,
                         "namespace": st.namespace,
+                        "workload": st.owner,
+                        "source": st.source,
                         "phase": phase,
                         "message": message,
                         "podIP": st.pod_ip,
@@ -302,8 +560,8 @@ pub fn ps(roots: &Roots, all: bool, format: &str) -> Result<ExitCode> {
         }
         "table" => {
             println!(
-                "{:<24} {:<10} {:<9} {:<16} {:<21} CONTAINERS",
-                "POD", "STATUS", "RESTARTS", "IP", "CREATED"
+                "{:<24} {:<24} {:<10} {:<9} {:<16} {:<21} CONTAINERS",
+                "POD", "WORKLOAD", "STATUS", "RESTARTS", "IP", "CREATED"
             );
             for (st, phase, message) in &rows {
                 let restarts: u32 = st
@@ -319,9 +577,15 @@ pub fn ps(roots: &Roots, all: bool, format: &str) -> Result<ExitCode> {
                     .map(container_summary)
                     .collect();
                 let status = format!("{phase:?}");
+                let workload = st
+                    .owner
+                    .as_ref()
+                    .filter(|o| o.kind != "Pod")
+                    .map_or("-".to_string(), ToString::to_string);
                 println!(
-                    "{:<24} {:<10} {:<9} {:<16} {:<21} {}{}",
+                    "{:<24} {:<24} {:<10} {:<9} {:<16} {:<21} {}{}",
                     st.name,
+                    workload,
                     status,
                     restarts,
                     st.pod_ip.as_deref().unwrap_or("-"),

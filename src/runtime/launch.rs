@@ -14,7 +14,7 @@ use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -45,16 +45,69 @@ pub struct RunOptions {
     pub exit_code_from: Option<String>,
     /// `run -d`: no terminal output; return once every container started.
     pub detached: bool,
+    /// In the foreground, one of several pods: the supervisor runs as a
+    /// child of `run` (which waits for them all), and its lines on the
+    /// terminal say the pod's name.
+    pub attached: bool,
     /// The first restart delay (kubelet: 10 s).
     pub initial_backoff: Duration,
-    /// The pod YAML as given, kept for `inspect` and `down`.
-    pub yaml: String,
+    /// The file the pod comes from (absolute), recorded for `down FILE`.
+    pub source: Option<String>,
+}
+
+/// How `hand_over` gives the pod to its supervisor.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Handover {
+    /// Become the supervisor (foreground, one pod).
+    Exec,
+    /// A child in its own session; return once it reports the start.
+    Detached,
+    /// A child in its own process group that writes to the terminal and
+    /// dies with `run`; return it once it reports the start.
+    Attached,
+}
+
+/// What `hand_over` leaves to its caller.
+enum Handed {
+    /// `run -d`: the pod started.
+    Started,
+    /// The supervisor of an attached pod, running it.
+    Child(Child),
 }
 
 /// Runs a pod: in the foreground to its end (this process becomes its
 /// supervisor), or with `-d` until every container started. The caller has
 /// joined the user namespace.
 pub fn run(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> Result<ExitCode> {
+    let how = if opts.detached {
+        Handover::Detached
+    } else {
+        Handover::Exec
+    };
+    launch(roots, store, plan, opts, how).map(|_| ExitCode::SUCCESS)
+}
+
+/// Starts one of several pods run in the foreground and returns its
+/// supervisor once every container started (`RunOptions::attached`).
+pub fn start_attached(
+    roots: &Roots,
+    store: &Store,
+    plan: PodPlan,
+    opts: RunOptions,
+) -> Result<Child> {
+    match launch(roots, store, plan, opts, Handover::Attached)? {
+        Handed::Child(child) => Ok(child),
+        Handed::Started => unreachable!("an attached pod hands back its supervisor"),
+    }
+}
+
+fn launch(
+    roots: &Roots,
+    store: &Store,
+    plan: PodPlan,
+    opts: RunOptions,
+    how: Handover,
+) -> Result<Handed> {
     if let Some(name) = &opts.exit_code_from
         && !plan.containers.iter().any(|c| &c.name == name)
     {
@@ -78,7 +131,7 @@ pub fn run(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> Res
     // Read once by the supervisor, which only starts after this: no need
     // for atomic_write's rename and fsync on every pod's start.
     handoff.write(&plan_file)?;
-    hand_over(&supervisor, &plan.name, &plan_file, files, opts.detached)
+    hand_over(&supervisor, &plan.name, &plan_file, files, how)
 }
 
 /// The hostPorts the pod's containers ask for, in the network's terms.
@@ -176,12 +229,17 @@ impl PodFiles {
         ports: Vec<portfwd::Published>,
         opts: &RunOptions,
     ) -> Result<SupervisorPlan> {
-        self.write_files(plan, &opts.yaml)?;
+        self.write_files(plan)?;
         let colour =
             !opts.detached && nix::unistd::isatty(std::io::stdout().as_fd()).unwrap_or(false);
+        // Several pods on one terminal: `pod/container`.
+        let shown = |container: &str| match opts.attached {
+            true => format!("{}/{container}", plan.name),
+            false => container.to_string(),
+        };
         let width = prepared
             .iter()
-            .map(|p| p.plan.name.len())
+            .map(|p| shown(&p.plan.name).len())
             .max()
             .unwrap_or(0);
         let n_init = plan.init_containers.len();
@@ -192,7 +250,7 @@ impl PodFiles {
                 (true, false) => Role::Init,
                 (false, _) => Role::App,
             };
-            let prefix = prefix(&p.plan.name, width, i, colour);
+            let prefix = prefix(&shown(&p.plan.name), width, i, colour);
             slots.push(self.slot(plan, p, role, prefix)?);
         }
         Ok(SupervisorPlan {
@@ -205,6 +263,8 @@ impl PodFiles {
             initial_backoff: opts.initial_backoff,
             termination_grace: plan.termination_grace,
             restart_policy: plan.restart_policy,
+            active_deadline: plan.active_deadline,
+            backoff_limit: plan.job.map(|j| j.backoff_limit),
             hostname: plan.hostname.clone(),
             host_aliases: plan.host_aliases.clone(),
             host_network: plan.host_network,
@@ -228,14 +288,16 @@ impl PodFiles {
                 grace_seconds: plan.termination_grace.as_secs(),
                 init_containers: Vec::new(),
                 containers: Vec::new(),
+                owner: Some(plan.owner.clone()),
+                source: opts.source.clone(),
             },
             slots,
         })
     }
 
-    fn write_files(&self, plan: &PodPlan, yaml: &str) -> Result<()> {
+    fn write_files(&self, plan: &PodPlan) -> Result<()> {
         self.paths.create_subdirs()?;
-        std::fs::write(self.paths.pod_yaml(), yaml)?;
+        std::fs::write(self.paths.pod_yaml(), &plan.manifest)?;
         // A pod on the bridge gets its hosts file with its address, once
         // its supervisor leased one.
         if plan.host_network {
@@ -412,14 +474,15 @@ impl Drop for PodFiles {
 
 /// Starts the pod's supervisor with the plan and the pod's lock: in the
 /// foreground by becoming it, with `-d` as a child in its own session,
-/// waiting for its report of the start.
+/// attached as a child in its own process group; the last two once it
+/// reported the start.
 fn hand_over(
     supervisor: &Path,
     name: &str,
     plan_file: &Path,
     mut files: PodFiles,
-    detached: bool,
-) -> Result<ExitCode> {
+    how: Handover,
+) -> Result<Handed> {
     // The supervisor starts `minipod __pause` and `minipod __container`
     // through this descriptor: the same binary as this one, even if the
     // file is replaced meanwhile.
@@ -429,7 +492,7 @@ fn hand_over(
     // `ps` shows which pod a supervisor serves.
     cmd.arg0("minipod-supervisor").arg(name).arg(plan_file);
     let mut fds = vec![(lock_fd, FD_POD_LOCK), (minipod.as_raw_fd(), FD_MINIPOD)];
-    if !detached {
+    if how == Handover::Exec {
         // Nobody reads the supervisor's report in the foreground; fd 3 is
         // /dev/null rather than whatever this process had there.
         let null = std::fs::File::options()
@@ -444,17 +507,40 @@ fn hand_over(
     let (mut report_r, report_w) = std::io::pipe()?;
     fds.push((report_w.as_raw_fd(), FD_REPORT));
     pass_fds(&mut cmd, &fds);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe; the supervisor gets its own session.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    cmd.stdin(Stdio::null());
+    if how == Handover::Detached {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        // SAFETY: setsid is async-signal-safe; the supervisor gets its own session.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    } else {
+        let parent = std::process::id() as i32;
+        // SAFETY: setpgid, prctl, getppid and sigprocmask are
+        // async-signal-safe. Its own process group: the terminal's Ctrl-C
+        // reaches `run`, which passes it on once (a second one kills). It
+        // stops its pod when `run` dies; and `run` blocks the signals it
+        // waits for, which the supervisor must not inherit.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setpgid(0, 0) < 0 || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) < 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other("minipod run exited"));
+                }
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+                Ok(())
+            });
+        }
     }
     let mut child = cmd
         .spawn()
@@ -479,9 +565,10 @@ fn hand_over(
             }
             bail!("{msg}")
         }
+        Report { ok: true, .. } if how == Handover::Attached => Ok(Handed::Child(child)),
         Report { ok: true, .. } => {
             println!("{name}");
-            Ok(ExitCode::SUCCESS)
+            Ok(Handed::Started)
         }
         _ => {
             let status = child.wait()?;

@@ -39,15 +39,18 @@ pub struct ToPull {
 /// `policy` (`run --pull`) overrides each container's `imagePullPolicy`.
 /// `localhost/` images are local by name (podman's convention) and never
 /// pulled. Reads the store only, so it needs no user namespace.
-pub fn images_to_pull(
+pub fn images_to_pull_for<'a>(
     store: &Store,
-    plan: &PodPlan,
+    pods: impl IntoIterator<Item = &'a PodPlan>,
     policy: Option<spec::PullPolicy>,
 ) -> Result<Vec<ToPull>> {
     use spec::PullPolicy::*;
     // Each image once; Always wins when containers share an image.
     let mut wanted: BTreeMap<String, (Reference, spec::PullPolicy, String)> = BTreeMap::new();
-    for c in plan.init_containers.iter().chain(&plan.containers) {
+    let containers = pods
+        .into_iter()
+        .flat_map(|p| p.init_containers.iter().chain(&p.containers));
+    for c in containers {
         let reference =
             Reference::parse(&c.image).with_context(|| format!("container {:?}", c.name))?;
         let p = policy.unwrap_or(c.pull_policy);

@@ -49,6 +49,14 @@ pub struct PodState {
     pub grace_seconds: u64,
     pub init_containers: Vec<ContainerStatus>,
     pub containers: Vec<ContainerStatus>,
+    /// The workload the pod comes from (`Pod/NAME` for a bare pod; absent
+    /// in state written before workloads).
+    #[serde(default)]
+    pub owner: Option<crate::spec::Owner>,
+    /// The file `run` read it from, as an absolute path (`down FILE` finds
+    /// the pod by it); none for stdin.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! Pod YAML: parse, validate, and turn into a plan the runtime executes.
 //!
-//! The API is one function from text to a plan or a list of errors,
-//! [`plan_from_yaml`]: every document is read and every check is made before
+//! The API is one function from text to what it runs or a list of errors,
+//! [`manifest_from_yaml`]: every document is read and every check is made before
 //! anything is created, and all errors are reported together, one per line as
 //! `FILE:LINE: spec.path: what was wrong; what to do`.
 //!
@@ -18,6 +18,7 @@ pub mod quantity;
 mod schema;
 pub mod support;
 mod validate;
+pub mod workload;
 pub mod yaml;
 
 #[cfg(test)]
@@ -26,14 +27,16 @@ mod tests;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::apps::v1 as apps;
+use k8s_openapi::api::batch::v1 as batch;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ReplicationController, Secret};
 
 pub use plan::*;
 pub use process::{ImageDefaults, resolve_process, resolve_user};
 #[cfg(test)]
 pub use support::{SUPPORTED_FIELDS, supported_fields_markdown};
 
-use yaml::{Node, NodeValue, Positions};
+use yaml::{Node, NodeValue, Positions, Seg};
 
 /// One problem in the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,12 +83,123 @@ impl fmt::Display for SpecErrors {
 
 impl std::error::Error for SpecErrors {}
 
-const KINDS: [&str; 3] = ["Pod", "ConfigMap", "Secret"];
+/// Everything one `run` starts: the workloads of its files (a bare Pod is a
+/// workload of its own), in file order, and warnings about the input as a
+/// whole.
+#[derive(Debug, Clone, Default)]
+pub struct Manifest {
+    pub workloads: Vec<WorkloadPlan>,
+    pub warnings: Vec<String>,
+    /// What `run` says besides: names made from `generateName`.
+    pub notes: Vec<String>,
+}
+
+/// The pods one workload (or one bare Pod) runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadPlan {
+    pub owner: Owner,
+    pub namespace: String,
+    /// The file it was read from, as given (`<stdin>` for `-`).
+    pub source: String,
+    pub order: workload::StartOrder,
+    pub pods: Vec<PodPlan>,
+    /// The line its document starts at.
+    pub line: usize,
+}
+
+impl Manifest {
+    pub fn pods(&self) -> impl Iterator<Item = &PodPlan> {
+        self.workloads.iter().flat_map(|w| &w.pods)
+    }
+
+    /// Adds another file's manifest; a workload or pod named twice is an
+    /// error of the later file.
+    pub fn merge(&mut self, other: Manifest) -> Result<(), String> {
+        for w in &other.workloads {
+            if let Some(first) = self
+                .workloads
+                .iter()
+                .find(|o| o.owner == w.owner && o.namespace == w.namespace)
+            {
+                return Err(format!(
+                    "{}: {} is also in {}: each workload may be given once",
+                    w.source, w.owner, first.source
+                ));
+            }
+            for p in &w.pods {
+                if self.pods().any(|q| q.name == p.name) {
+                    return Err(format!(
+                        "{}: pod {} of {} has the name of a pod in an earlier file; rename one",
+                        w.source, p.name, w.owner
+                    ));
+                }
+            }
+        }
+        self.workloads.extend(other.workloads);
+        self.warnings.extend(other.warnings);
+        self.notes.extend(other.notes);
+        Ok(())
+    }
+}
+
+/// What a document's `kind` makes of it.
+enum DocKind {
+    Pod,
+    ConfigMap,
+    Secret,
+    Workload(workload::WorkloadKind),
+    /// Read and named in one warning (Service, RBAC, …).
+    NotActedOn,
+}
+
+fn doc_kind(kind: &str) -> Option<DocKind> {
+    Some(match kind {
+        "Pod" => DocKind::Pod,
+        "ConfigMap" => DocKind::ConfigMap,
+        "Secret" => DocKind::Secret,
+        k if workload::NOT_ACTED_ON.contains(&k) => DocKind::NotActedOn,
+        k => DocKind::Workload(workload::WorkloadKind::parse(k)?),
+    })
+}
+
+/// A Pod to validate: a bare one, or one a workload's controller would
+/// create from its template.
+struct PodSource<'a> {
+    pod: Pod,
+    /// Positions of the Pod's fields: the document's, or its template's.
+    positions: Positions,
+    /// Where the Pod sits in the document (`spec.template`), for paths.
+    at: Option<workload::WorkloadKind>,
+    owner: &'a Owner,
+}
+
+/// A random number for generated names, from the process's random hasher
+/// keys (seeded by the OS) and the clock.
+pub fn os_random() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
+}
 
 /// Reads every document of `text` (the file's contents, or stdin's for `-`;
 /// `source_name` is what errors show as the file), validates all of it and
-/// returns the plan of its one Pod, or every error found.
+/// returns what it runs, or every error found.
+pub fn manifest_from_yaml(text: &str, source_name: &str) -> Result<Manifest, SpecErrors> {
+    manifest_with(text, source_name, &mut os_random)
+}
+
+/// The plan of the one Pod of `text`; for tests of single pods.
+#[cfg(test)]
 pub fn plan_from_yaml(text: &str, source_name: &str) -> Result<PodPlan, SpecErrors> {
+    let m = manifest_from_yaml(text, source_name)?;
+    Ok(m.pods().next().expect("a pod").clone())
+}
+
+/// `manifest_from_yaml` with the random numbers for generated names given.
+pub fn manifest_with(
+    text: &str,
+    source_name: &str,
+    random: &mut dyn FnMut() -> u64,
+) -> Result<Manifest, SpecErrors> {
     let fail = |mut errors: Vec<SpecError>| {
         errors.sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.column.unwrap_or(0)));
         Err(SpecErrors {
@@ -99,10 +213,11 @@ pub fn plan_from_yaml(text: &str, source_name: &str) -> Result<PodPlan, SpecErro
     };
     let mut typed_docs = serde_yaml_ng::Deserializer::from_str(text);
     let mut errors = Vec::new();
-    let mut pod: Option<(Pod, Positions)> = None;
-    let mut first_pod_line: Option<usize> = None;
+    let mut manifest = Manifest::default();
     let mut config_maps = BTreeMap::new();
     let mut secrets = BTreeMap::new();
+    let mut not_acted_on: Vec<String> = Vec::new();
+    let mut anything = false;
 
     for tree in &trees {
         let Some(de) = typed_docs.next() else {
@@ -137,61 +252,151 @@ pub fn plan_from_yaml(text: &str, source_name: &str) -> Result<PodPlan, SpecErro
                 message: "duplicate field; keep only one".into(),
             });
         }
-        let kind = match tree.get("kind").and_then(Node::scalar) {
-            Some(k) => k,
-            None => {
-                errors.push(at(
-                    "kind",
-                    "required; set kind: Pod (or ConfigMap, Secret)".into(),
-                ));
-                continue;
-            }
+        let Some(kind) = tree.get("kind").and_then(Node::scalar) else {
+            errors.push(at(
+                "kind",
+                "Required value: set kind: Pod, or a workload such as Deployment or Job".into(),
+            ));
+            continue;
         };
-        if !KINDS.contains(&kind) {
+        let Some(doc_kind) = doc_kind(kind) else {
+            let runs: Vec<&str> = workload::WorkloadKind::ALL
+                .iter()
+                .map(|k| k.name())
+                .collect();
             errors.push(at(
                 "kind",
                 format!(
-                    "kind {kind} is not supported; minipod runs Pods (with the ConfigMaps \
-                     and Secrets they use)"
+                    "kind {kind} is not known to minipod; it runs Pods and the workloads {} \
+                     (with the ConfigMaps and Secrets they use), and skips with a warning {}",
+                    runs.join(", "),
+                    workload::NOT_ACTED_ON.join(", ")
                 ),
             ));
             continue;
-        }
-        match tree.get("apiVersion").and_then(Node::scalar) {
-            Some("v1") => {}
-            Some(other) => {
+        };
+        let api_version = tree.get("apiVersion").and_then(Node::scalar);
+        let wanted = match &doc_kind {
+            DocKind::Workload(k) => Some(k.api_version()),
+            DocKind::NotActedOn => None,
+            _ => Some("v1"),
+        };
+        match (api_version, wanted) {
+            (None, _) => {
                 errors.push(at(
                     "apiVersion",
-                    format!("apiVersion \"{other}\" is not valid for kind {kind}; use v1"),
+                    format!(
+                        "Required value: set apiVersion: {}",
+                        wanted.unwrap_or("(the kind's API version)")
+                    ),
                 ));
                 continue;
             }
-            None => {
-                errors.push(at("apiVersion", "required; set apiVersion: v1".into()));
+            (Some(v), Some(want)) if v != want => {
+                let why = match &doc_kind {
+                    DocKind::Workload(k) => k.check_api_version(v).unwrap_or_default(),
+                    _ => format!(
+                        "Unsupported value: \"{v}\": use apiVersion: {want} for kind {kind}"
+                    ),
+                };
+                errors.push(at("apiVersion", why));
                 continue;
             }
+            _ => {}
         }
         let known = |parent: &str| schema::known_fields(kind, parent);
-        match kind {
-            "Pod" => {
+        match doc_kind {
+            DocKind::Pod => {
+                anything = true;
                 let typed = yaml::parse_typed::<Pod>(de, &pos, known);
                 errors.extend(typed.errors);
-                if let Some(first) = first_pod_line {
-                    errors.push(SpecError {
-                        line: Some(tree.line),
-                        column: None,
-                        path: String::new(),
-                        message: format!(
-                            "a second Pod (the first is at line {first}); minipod runs one \
-                             Pod per file: split them into several files"
-                        ),
-                    });
-                    continue;
+                let Some(mut pod) = typed.value else { continue };
+                if let Some(name) = generate_name(&pod.metadata, random) {
+                    manifest
+                        .notes
+                        .push(format!("{source_name}: a Pod is named {name}"));
+                    pod.metadata.name = Some(name);
                 }
-                first_pod_line = Some(tree.line);
-                pod = typed.value.map(|p| (p, pos));
+                let owner = Owner {
+                    kind: "Pod".into(),
+                    name: pod.metadata.name.clone().unwrap_or_default(),
+                };
+                let namespace = pod
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into());
+                let source = PodSource {
+                    pod,
+                    positions: pos.clone(),
+                    at: None,
+                    owner: &owner,
+                };
+                let (plan, mut errs) = pod_plan(&source, &pos);
+                errors.append(&mut errs);
+                manifest.workloads.push(WorkloadPlan {
+                    owner: owner.clone(),
+                    namespace,
+                    source: source_name.to_string(),
+                    order: workload::StartOrder::Parallel,
+                    pods: vec![plan],
+                    line: tree.line,
+                });
             }
-            "ConfigMap" => {
+            DocKind::Workload(wk) => {
+                anything = true;
+                let typed = match wk {
+                    workload::WorkloadKind::Deployment => {
+                        typed_json::<apps::Deployment>(de, &pos, known)
+                    }
+                    workload::WorkloadKind::ReplicaSet => {
+                        typed_json::<apps::ReplicaSet>(de, &pos, known)
+                    }
+                    workload::WorkloadKind::StatefulSet => {
+                        typed_json::<apps::StatefulSet>(de, &pos, known)
+                    }
+                    workload::WorkloadKind::DaemonSet => {
+                        typed_json::<apps::DaemonSet>(de, &pos, known)
+                    }
+                    workload::WorkloadKind::ReplicationController => {
+                        typed_json::<ReplicationController>(de, &pos, known)
+                    }
+                    workload::WorkloadKind::Job => typed_json::<batch::Job>(de, &pos, known),
+                    workload::WorkloadKind::CronJob => {
+                        typed_json::<batch::CronJob>(de, &pos, known)
+                    }
+                };
+                errors.extend(typed.errors);
+                if let Some(mut doc) = typed.value {
+                    let meta = serde_json::from_value(doc["metadata"].clone()).unwrap_or_default();
+                    if let Some(name) = generate_name(&meta, random) {
+                        manifest
+                            .notes
+                            .push(format!("{source_name}: a {kind} is named {name}"));
+                        doc["metadata"]["name"] = serde_json::json!(name);
+                    }
+                    match workload_plan(wk, &doc, tree, &pos, source_name, random) {
+                        Ok(w) => {
+                            if w.pods.is_empty() {
+                                manifest
+                                    .warnings
+                                    .push(format!("{}: replicas is 0: nothing to run", w.owner));
+                            }
+                            manifest.workloads.push(w);
+                        }
+                        Err(mut errs) => errors.append(&mut errs),
+                    }
+                }
+            }
+            DocKind::NotActedOn => {
+                let name = tree
+                    .get("metadata")
+                    .and_then(|m| m.get("name"))
+                    .and_then(Node::scalar)
+                    .unwrap_or("?");
+                not_acted_on.push(format!("{kind}/{name} (line {})", tree.line));
+            }
+            DocKind::ConfigMap => {
                 let typed = yaml::parse_typed::<ConfigMap>(de, &pos, known);
                 errors.extend(typed.errors);
                 if let Some(cm) = typed.value {
@@ -217,7 +422,7 @@ pub fn plan_from_yaml(text: &str, source_name: &str) -> Result<PodPlan, SpecErro
                     );
                 }
             }
-            _ => {
+            DocKind::Secret => {
                 let typed = yaml::parse_typed::<Secret>(de, &pos, known);
                 errors.extend(typed.errors);
                 if let Some(s) = typed.value {
@@ -241,52 +446,308 @@ pub fn plan_from_yaml(text: &str, source_name: &str) -> Result<PodPlan, SpecErro
         }
     }
 
-    if first_pod_line.is_none() {
+    if !anything && errors.is_empty() {
         errors.push(SpecError {
             line: None,
             column: None,
             path: String::new(),
-            message: "no Pod in the input; it must hold one document of kind: Pod".into(),
+            message: "nothing to run: the input holds no Pod and no workload (Deployment, \
+                      StatefulSet, Job, …)"
+                .into(),
         });
     }
-    let Some((pod, pos)) = pod else {
-        return fail(errors);
-    };
-
-    let mut ctx = validate::Ctx::new(&pos);
-    let mut plan = validate::build_pod_plan(&pod, &mut ctx);
-    errors.append(&mut ctx.errors);
-    let json = serde_json::to_value(&pod).unwrap_or_default();
-    let verdict = support::check_fields(&json);
-    if let Some(w) = warned_fields(&plan.name, &verdict.warned) {
-        plan.warnings.push(w);
-    }
-    for u in verdict.unsupported {
-        let path = yaml::render(&u.path);
-        let message = match u.only {
-            None => "not supported yet by minipod; remove the field to run this pod".to_string(),
-            Some(v) => {
-                format!("not supported yet by minipod with this value; only {v} is accepted")
+    // Workloads and pods named twice in one file.
+    let mut seen: Vec<(&Owner, &str)> = Vec::new();
+    let mut pod_names: Vec<&str> = Vec::new();
+    for w in &manifest.workloads {
+        if seen.contains(&(&w.owner, w.namespace.as_str())) {
+            errors.push(SpecError {
+                line: Some(w.line),
+                column: None,
+                path: String::new(),
+                message: format!("{} is given twice; keep one", w.owner),
+            });
+            continue;
+        }
+        seen.push((&w.owner, &w.namespace));
+        for p in &w.pods {
+            if pod_names.contains(&p.name.as_str()) {
+                errors.push(SpecError {
+                    line: Some(w.line),
+                    column: None,
+                    path: String::new(),
+                    message: format!(
+                        "two pods would be named {}: the second comes from {}; rename one",
+                        p.name, w.owner
+                    ),
+                });
             }
-        };
-        errors.push(SpecError {
-            line: pos.line(&path),
-            column: None,
-            path,
-            message,
-        });
+            pod_names.push(&p.name);
+        }
     }
     if !errors.is_empty() {
         return fail(errors);
     }
-    plan.config_maps = config_maps;
-    plan.secrets = secrets;
-    Ok(plan)
+    if !not_acted_on.is_empty() {
+        manifest.warnings.push(format!(
+            "{source_name}: not acted on (minipod runs Pods and their workloads): {}",
+            not_acted_on.join(", ")
+        ));
+    }
+    for w in &mut manifest.workloads {
+        for p in &mut w.pods {
+            p.config_maps = config_maps.clone();
+            p.secrets = secrets.clone();
+        }
+    }
+    Ok(manifest)
+}
+
+/// The name the API server makes from `generateName` when `name` is not
+/// set: the prefix (cut to 58 characters) and five random characters.
+fn generate_name(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    random: &mut dyn FnMut() -> u64,
+) -> Option<String> {
+    if meta.name.as_deref().is_some_and(|n| !n.is_empty()) {
+        return None;
+    }
+    let prefix = meta.generate_name.as_deref().filter(|p| !p.is_empty())?;
+    let cut: String = prefix.chars().take(58).collect();
+    Some(format!("{cut}{}", workload::random_suffix(random())))
+}
+
+/// Reads a workload document as its k8s-openapi type (for unknown fields
+/// and wrong types) and hands it on as JSON.
+fn typed_json<T: serde::de::DeserializeOwned + serde::Serialize>(
+    de: serde_yaml_ng::Deserializer<'_>,
+    pos: &Positions,
+    known: impl Fn(&str) -> Option<&'static [&'static str]>,
+) -> yaml::Typed<serde_json::Value> {
+    let typed = yaml::parse_typed::<T>(de, pos, known);
+    yaml::Typed {
+        value: typed.value.and_then(|v| serde_json::to_value(v).ok()),
+        errors: typed.errors,
+    }
+}
+
+/// The pods a workload runs, each validated as the Pod its controller
+/// would create, or every error found (paths in the workload's document).
+fn workload_plan(
+    kind: workload::WorkloadKind,
+    doc: &serde_json::Value,
+    tree: &Node,
+    pos: &Positions,
+    source_name: &str,
+    random: &mut dyn FnMut() -> u64,
+) -> Result<WorkloadPlan, Vec<SpecError>> {
+    let mut errors = Vec::new();
+    let err_at = |path: &str, message: String| SpecError {
+        line: pos.line(path),
+        column: None,
+        path: path.to_string(),
+        message,
+    };
+    let name = doc["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if name.is_empty() {
+        errors.push(err_at(
+            "metadata.name",
+            format!("Required value: give the {} a name", kind.name()),
+        ));
+    } else if let Some(why) = names::dns1123_subdomain(&name) {
+        errors.push(err_at("metadata.name", why));
+    }
+    let namespace = doc["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default")
+        .to_string();
+    let owner = Owner {
+        kind: kind.name().into(),
+        name: name.clone(),
+    };
+
+    // The workload's own fields, then its template as a Pod.
+    let own = support::check_fields_in(
+        &workload::own_fields(kind, doc),
+        &[kind.fields(), support::SUPPORTED_FIELDS],
+    );
+    errors.extend(refusals(&own.unsupported, pos));
+    let template_at = kind.template_path().trim_end_matches('.');
+    let template = workload::at(doc, template_at).cloned().unwrap_or_default();
+    let template_labels: BTreeMap<String, String> = template["metadata"]["labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let expansion = workload::expand(kind, doc, &name, &template_labels, random);
+    for (path, message) in &expansion.errors {
+        errors.push(err_at(path, message.clone()));
+    }
+    let template_node = template_at
+        .split('.')
+        .try_fold(tree, |n, k| n.get(k))
+        .cloned();
+    let template_pos = template_node.map(|n| n.positions()).unwrap_or_default();
+    let mut warned = own.warned;
+    let mut pods = Vec::new();
+    for (i, identity) in expansion.pods.iter().enumerate() {
+        let mut labels = template_labels.clone();
+        labels.extend(identity.labels.clone());
+        let mut pod_json = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": template.get("metadata").cloned().unwrap_or_else(|| serde_json::json!({})),
+            "spec": template.get("spec").cloned().unwrap_or_else(|| serde_json::json!({})),
+        });
+        pod_json["metadata"]["name"] = serde_json::json!(identity.name);
+        pod_json["metadata"]["namespace"] = serde_json::json!(namespace);
+        pod_json["metadata"]["labels"] = serde_json::json!(labels);
+        let pod: Pod = match serde_json::from_value(pod_json) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(err_at(template_at, format!("not a pod template: {e}")));
+                break;
+            }
+        };
+        let source = PodSource {
+            pod,
+            positions: template_pos.clone(),
+            at: Some(kind),
+            owner: &owner,
+        };
+        let (mut plan, errs) = pod_plan(&source, pos);
+        // Every replica is the same template: its errors and warned
+        // fields are said once.
+        if i == 0 {
+            errors.extend(errs);
+            let json = serde_json::to_value(&source.pod).unwrap_or_default();
+            for w in support::check_fields(&json).warned {
+                warned.push(support::Warned {
+                    path: workload::in_template(kind, &w.path),
+                    why: w.why,
+                });
+            }
+        }
+        if let Some(limit) = expansion.backoff_limit {
+            plan.job = Some(JobPlan {
+                backoff_limit: limit,
+            });
+        }
+        if let Some(s) = expansion.active_deadline_seconds {
+            let job = std::time::Duration::from_secs(s as u64);
+            plan.active_deadline = Some(plan.active_deadline.map_or(job, |d| d.min(job)));
+        }
+        pods.push(plan);
+    }
+    if pods.len() > 1 {
+        for (c, container) in pods[0].containers.iter().enumerate() {
+            for (p, port) in container.ports.iter().enumerate() {
+                if let Some(host_port) = port.host_port {
+                    let path = format!("{template_at}.spec.containers[{c}].ports[{p}].hostPort");
+                    errors.push(err_at(
+                        &path,
+                        format!(
+                            "Invalid value: {host_port}: {} pods would publish it, and a host \
+                             port can be published by one pod only; remove hostPort (each pod \
+                             has its own address), or run one replica",
+                            pods.len()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    if let (Some(w), Some(first)) = (
+        warned_fields(&format!("{} {name}", kind.name()), &warned),
+        pods.first_mut(),
+    ) {
+        first.warnings.push(w);
+    }
+    Ok(WorkloadPlan {
+        owner,
+        namespace,
+        source: source_name.to_string(),
+        order: expansion.order,
+        pods,
+        line: tree.line,
+    })
+}
+
+/// Validates one Pod (bare, or from a template) into its plan; errors carry
+/// the document's paths and lines (`doc_pos`).
+fn pod_plan(source: &PodSource<'_>, doc_pos: &Positions) -> (PodPlan, Vec<SpecError>) {
+    let mut ctx = validate::Ctx::new(&source.positions);
+    let mut plan = validate::build_pod_plan(&source.pod, &mut ctx);
+    let mut errors = std::mem::take(&mut ctx.errors);
+    let json = serde_json::to_value(&source.pod).unwrap_or_default();
+    let verdict = support::check_fields(&json);
+    let prefix = |path: &[Seg]| match source.at {
+        Some(kind) => workload::in_template(kind, path),
+        None => path.to_vec(),
+    };
+    if source.at.is_none()
+        && let Some(w) = warned_fields(&format!("pod {}", plan.name), &verdict.warned)
+    {
+        plan.warnings.push(w);
+    }
+    let unsupported: Vec<support::Unsupported> = verdict
+        .unsupported
+        .into_iter()
+        .map(|u| support::Unsupported {
+            path: prefix(&u.path),
+            ..u
+        })
+        .collect();
+    errors.extend(refusals(&unsupported, doc_pos));
+    if let Some(kind) = source.at {
+        let template = kind.template_path();
+        for e in &mut errors {
+            if !e.path.starts_with(template) {
+                e.path = format!("{template}{}", e.path);
+            }
+        }
+    }
+    plan.owner = source.owner.clone();
+    plan.manifest = serde_json::to_string(&source.pod).unwrap_or_default();
+    (plan, errors)
+}
+
+/// The errors for fields the tables do not cover.
+fn refusals(unsupported: &[support::Unsupported], pos: &Positions) -> Vec<SpecError> {
+    unsupported
+        .iter()
+        .map(|u| {
+            let path = yaml::render(&u.path);
+            let message = match u.only {
+                None => {
+                    "not supported yet by minipod; remove the field to run this pod".to_string()
+                }
+                Some(v) => {
+                    format!("not supported yet by minipod with this value; only {v} is accepted")
+                }
+            };
+            SpecError {
+                line: pos.line(&path),
+                column: None,
+                path,
+                message,
+            }
+        })
+        .collect()
 }
 
 /// The one warning for a pod's fields that have no meaning on one machine:
 /// each field by its path, grouped by why.
-fn warned_fields(pod: &str, warned: &[support::Warned]) -> Option<String> {
+fn warned_fields(what: &str, warned: &[support::Warned]) -> Option<String> {
     let mut groups: Vec<(&str, Vec<String>)> = Vec::new();
     for w in warned {
         let path = yaml::render(&w.path);
@@ -303,7 +764,7 @@ fn warned_fields(pod: &str, warned: &[support::Warned]) -> Option<String> {
         .map(|(why, paths)| format!("{} ({why})", paths.join(", ")))
         .collect();
     Some(format!(
-        "pod {pod}: accepted without effect on one machine: {}",
+        "{what}: accepted without effect on one machine: {}",
         clauses.join("; ")
     ))
 }
@@ -336,4 +797,23 @@ fn keep_named(
             "a second {kind} named \"{name}\"; names must be unique"
         )));
     }
+}
+
+/// The Pods and workloads a YAML text names, read leniently (kind and
+/// `metadata.name` only), for `down -` to find what a `run` of it started.
+pub fn named_owners(text: &str) -> Vec<Owner> {
+    let Ok(trees) = yaml::document_trees(text) else {
+        return Vec::new();
+    };
+    trees
+        .iter()
+        .filter_map(|t| {
+            let kind = t.get("kind").and_then(Node::scalar)?;
+            let name = t.get("metadata")?.get("name").and_then(Node::scalar)?;
+            matches!(doc_kind(kind), Some(DocKind::Pod | DocKind::Workload(_))).then(|| Owner {
+                kind: kind.to_string(),
+                name: name.to_string(),
+            })
+        })
+        .collect()
 }

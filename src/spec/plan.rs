@@ -33,6 +33,39 @@ pub struct PodPlan {
     /// Things accepted but not fully honoured, for the runtime to print
     /// (e.g. resource limits that are not enforced).
     pub warnings: Vec<String>,
+    /// The workload the pod comes from (a bare Pod is its own).
+    pub owner: Owner,
+    /// `activeDeadlineSeconds` of the pod, or of the Job it belongs to
+    /// (the nearer one): the pod fails with `DeadlineExceeded` once it has
+    /// been running this long.
+    pub active_deadline: Option<Duration>,
+    /// Set when the pod runs a Job: how failures count.
+    pub job: Option<JobPlan>,
+    /// The Pod as a controller would create it (name, labels set), as JSON,
+    /// kept for `inspect`.
+    pub manifest: String,
+}
+
+/// Where a pod comes from: `Deployment/web`, or `Pod/web` for a bare pod.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Owner {
+    pub kind: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+/// What the Job controller decides for a Job's pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobPlan {
+    /// `backoffLimit` (default 6): the Job fails at the failure after this
+    /// many. With `restartPolicy: OnFailure` each container restart after a
+    /// failure counts; with `Never` each failed attempt of the pod does.
+    pub backoff_limit: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

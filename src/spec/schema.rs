@@ -18,6 +18,9 @@ pub fn known_fields(kind: &str, parent: &str) -> Option<&'static [&'static str]>
     if parent == "metadata" {
         return Some(fields_of::<ObjectMeta>());
     }
+    if let Some(wk) = super::workload::WorkloadKind::parse(kind) {
+        return workload_fields(wk, parent);
+    }
     match kind {
         "ConfigMap" if parent.is_empty() => return Some(fields_of::<core::ConfigMap>()),
         "Secret" if parent.is_empty() => return Some(fields_of::<core::Secret>()),
@@ -59,6 +62,40 @@ pub fn known_fields(kind: &str, parent: &str) -> Option<&'static [&'static str]>
     })
 }
 
+/// A workload's fields: its pod template's are a Pod's.
+fn workload_fields(
+    kind: super::workload::WorkloadKind,
+    parent: &str,
+) -> Option<&'static [&'static str]> {
+    use super::workload::WorkloadKind::*;
+    use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch};
+    let template = kind.template_path().trim_end_matches('.');
+    if parent == template {
+        return Some(fields_of::<core::PodTemplateSpec>());
+    }
+    if let Some(rest) = parent.strip_prefix(kind.template_path()) {
+        return known_fields("Pod", rest);
+    }
+    Some(match (kind, parent) {
+        (Deployment, "") => fields_of::<apps::Deployment>(),
+        (Deployment, "spec") => fields_of::<apps::DeploymentSpec>(),
+        (ReplicaSet, "") => fields_of::<apps::ReplicaSet>(),
+        (ReplicaSet, "spec") => fields_of::<apps::ReplicaSetSpec>(),
+        (StatefulSet, "") => fields_of::<apps::StatefulSet>(),
+        (StatefulSet, "spec") => fields_of::<apps::StatefulSetSpec>(),
+        (DaemonSet, "") => fields_of::<apps::DaemonSet>(),
+        (DaemonSet, "spec") => fields_of::<apps::DaemonSetSpec>(),
+        (ReplicationController, "") => fields_of::<core::ReplicationController>(),
+        (ReplicationController, "spec") => fields_of::<core::ReplicationControllerSpec>(),
+        (Job, "") => fields_of::<batch::Job>(),
+        (Job, "spec") | (CronJob, "spec.jobTemplate.spec") => fields_of::<batch::JobSpec>(),
+        (CronJob, "") => fields_of::<batch::CronJob>(),
+        (CronJob, "spec") => fields_of::<batch::CronJobSpec>(),
+        (CronJob, "spec.jobTemplate") => fields_of::<batch::JobTemplateSpec>(),
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +120,20 @@ mod tests {
         assert!(known_fields("Pod", "").unwrap().contains(&"apiVersion"));
         assert!(known_fields("Secret", "").unwrap().contains(&"stringData"));
         assert!(known_fields("Pod", "spec.affinity.nodeAffinity").is_none());
+        assert!(
+            known_fields("Deployment", "spec.template.spec.containers[]")
+                .unwrap()
+                .contains(&"image")
+        );
+        assert!(
+            known_fields("CronJob", "spec")
+                .unwrap()
+                .contains(&"schedule")
+        );
+        assert!(
+            known_fields("CronJob", "spec.jobTemplate.spec")
+                .unwrap()
+                .contains(&"backoffLimit")
+        );
     }
 }

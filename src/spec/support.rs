@@ -57,6 +57,11 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     ),
     row("metadata.name", Yes, "required; a DNS-1123 subdomain"),
     row(
+        "metadata.generateName",
+        Yes,
+        "without `name`: the prefix and five random characters, as the API server makes it",
+    ),
+    row(
         "metadata.namespace",
         Yes,
         "default `default`; only a label for minipod",
@@ -200,6 +205,11 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         "Always (default), OnFailure or Never",
     ),
     row("spec.terminationGracePeriodSeconds", Yes, "default 30"),
+    row(
+        "spec.activeDeadlineSeconds",
+        Yes,
+        "the pod fails (`DeadlineExceeded`) once it has run this long",
+    ),
     row("spec.hostname", Yes, "default: the pod name"),
     row("spec.shareProcessNamespace", Yes, ""),
     row("spec.hostNetwork", Yes, ""),
@@ -248,13 +258,19 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     ),
 ];
 
-/// The row for a normalized path (indices written `[]`).
+/// The row for a normalized path (indices written `[]`) in the Pod table.
 pub fn lookup(norm: &str) -> Option<&'static FieldSupport> {
-    if let Some(r) = SUPPORTED_FIELDS.iter().find(|r| r.path == norm) {
-        return Some(r);
-    }
-    let generic = as_app_container(norm)?;
-    SUPPORTED_FIELDS.iter().find(|r| r.path == generic)
+    lookup_in(&[SUPPORTED_FIELDS], norm)
+}
+
+/// The row for a normalized path in the first of `tables` that has one.
+fn lookup_in(tables: Tables, norm: &str) -> Option<&'static FieldSupport> {
+    let generic = as_app_container(norm);
+    tables.iter().find_map(|rows| {
+        rows.iter()
+            .find(|r| r.path == norm)
+            .or_else(|| rows.iter().find(|r| Some(r.path) == generic.as_deref()))
+    })
 }
 
 fn as_app_container(norm: &str) -> Option<String> {
@@ -262,9 +278,9 @@ fn as_app_container(norm: &str) -> Option<String> {
         .map(|rest| format!("spec.containers[]{rest}"))
 }
 
-fn has_deeper_rows(norm: &str) -> bool {
+fn has_deeper_rows(tables: Tables, norm: &str) -> bool {
     let deeper = |p: &str| {
-        SUPPORTED_FIELDS.iter().any(|r| {
+        tables.iter().flat_map(|rows| rows.iter()).any(|r| {
             r.path.len() > p.len()
                 && r.path.starts_with(p)
                 && matches!(r.path.as_bytes()[p.len()], b'.' | b'[')
@@ -272,6 +288,10 @@ fn has_deeper_rows(norm: &str) -> bool {
     };
     norm.is_empty() || deeper(norm) || as_app_container(norm).is_some_and(|g| deeper(&g))
 }
+
+/// The tables a document is checked against, searched in order: a
+/// workload's own rows, then the Pod table (for `metadata` and the like).
+pub type Tables<'a> = &'a [&'static [FieldSupport]];
 
 /// A field set in the input that minipod does not honour.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,8 +321,13 @@ pub struct Verdict {
 /// shallowest level where it departs from the table, and every set field it
 /// accepts with a warning.
 pub fn check_fields(pod: &Value) -> Verdict {
+    check_fields_in(pod, &[SUPPORTED_FIELDS])
+}
+
+/// `check_fields` for any document, against `tables`.
+pub fn check_fields_in(doc: &Value, tables: Tables) -> Verdict {
     let mut out = Verdict::default();
-    walk(pod, &mut Vec::new(), "", &mut out);
+    walk(tables, doc, &mut Vec::new(), "", &mut out);
     out
 }
 
@@ -311,7 +336,7 @@ pub fn unsupported_fields(pod: &Value) -> Vec<Unsupported> {
     check_fields(pod).unsupported
 }
 
-fn walk(value: &Value, path: &mut Vec<Seg>, norm: &str, out: &mut Verdict) {
+fn walk(tables: Tables, value: &Value, path: &mut Vec<Seg>, norm: &str, out: &mut Verdict) {
     match value {
         Value::Object(map) => {
             for (k, v) in map {
@@ -321,7 +346,7 @@ fn walk(value: &Value, path: &mut Vec<Seg>, norm: &str, out: &mut Verdict) {
                     format!("{norm}.{k}")
                 };
                 path.push(Seg::Key(k.clone()));
-                check(v, path, &child, out);
+                check(tables, v, path, &child, out);
                 path.pop();
             }
         }
@@ -329,7 +354,7 @@ fn walk(value: &Value, path: &mut Vec<Seg>, norm: &str, out: &mut Verdict) {
             let child = format!("{norm}[]");
             for (i, v) in items.iter().enumerate() {
                 path.push(Seg::Index(i));
-                check(v, path, &child, out);
+                check(tables, v, path, &child, out);
                 path.pop();
             }
         }
@@ -337,11 +362,11 @@ fn walk(value: &Value, path: &mut Vec<Seg>, norm: &str, out: &mut Verdict) {
     }
 }
 
-fn check(value: &Value, path: &mut Vec<Seg>, norm: &str, out: &mut Verdict) {
+fn check(tables: Tables, value: &Value, path: &mut Vec<Seg>, norm: &str, out: &mut Verdict) {
     if value.is_null() {
         return;
     }
-    match lookup(norm).map(|r| r.support) {
+    match lookup_in(tables, norm).map(|r| r.support) {
         Some(Warned(why)) => out.warned.push(Warned {
             path: path.clone(),
             why,
@@ -354,8 +379,8 @@ fn check(value: &Value, path: &mut Vec<Seg>, norm: &str, out: &mut Verdict) {
                 });
             }
         }
-        Some(Yes | Ignored) if !has_deeper_rows(norm) => {}
-        _ if has_deeper_rows(norm) => walk(value, path, norm, out),
+        Some(Yes | Ignored) if !has_deeper_rows(tables, norm) => {}
+        _ if has_deeper_rows(tables, norm) => walk(tables, value, path, norm, out),
         _ => out.unsupported.push(Unsupported {
             path: path.clone(),
             only: None,

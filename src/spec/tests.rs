@@ -306,25 +306,35 @@ fn missing_required_field_is_named() {
 }
 
 #[test]
-fn unsupported_kind_is_refused_by_name() {
-    let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n";
+fn unknown_kind_is_refused_by_name() {
+    let text = "apiVersion: apps/v1\nkind: Deploymnet\nmetadata: {name: d}\n";
     let errs = errors(text);
     let e = errs.iter().find(|e| e.path == "kind").unwrap();
     assert_eq!(e.line, Some(2));
     assert!(
+        e.message.contains(
+            "kind Deploymnet is not known to minipod; it runs Pods and the workloads Deployment"
+        ),
+        "{}",
         e.message
-            .contains("kind Deployment is not supported; minipod runs Pods")
     );
-    assert!(errs.iter().any(|e| e.message.contains("no Pod")));
 }
 
 #[test]
 fn api_version_must_be_v1() {
     let text = "apiVersion: v2\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: i}]}\n";
-    let e = assert_error(text, "apiVersion", "use v1");
+    let e = assert_error(text, "apiVersion", "use apiVersion: v1");
     assert_eq!(e.line, Some(1));
-    assert_error("kind: Pod\nmetadata: {name: p}\n", "apiVersion", "required");
-    assert_error("apiVersion: v1\nmetadata: {name: p}\n", "kind", "required");
+    assert_error(
+        "kind: Pod\nmetadata: {name: p}\n",
+        "apiVersion",
+        "Required value",
+    );
+    assert_error(
+        "apiVersion: v1\nmetadata: {name: p}\n",
+        "kind",
+        "Required value",
+    );
 }
 
 #[test]
@@ -332,15 +342,23 @@ fn multi_document_input() {
     // empty documents and comments are skipped
     let text = format!("---\n# nothing here\n---\n{}\n---\n", pod("", ""));
     assert!(plan_from_yaml(&text, "pod.yaml").is_ok());
-    // two pods
+    // two pods of one name
     let text = format!("{}---\n{}", pod("", ""), pod("", ""));
     let errs = errors(&text);
     assert_eq!(errs.len(), 1, "{errs:#?}");
-    assert!(errs[0].message.contains("second Pod"));
+    assert!(
+        errs[0].message.contains("Pod/p is given twice"),
+        "{errs:#?}"
+    );
     assert_eq!(errs[0].line, Some(10));
-    // no pod
+    // two pods of two names: both run
+    let second = pod("", "").replace("name: p\n", "name: q\n");
+    let m = manifest_from_yaml(&format!("{}---\n{second}", pod("", "")), "f").unwrap();
+    let names: Vec<&str> = m.pods().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["p", "q"]);
+    // nothing to run
     let errs = errors("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n");
-    assert!(errs[0].message.contains("no Pod in the input"));
+    assert!(errs[0].message.contains("nothing to run"));
     // lines count from the start of the file across documents
     let text = format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\n---\n{}",
@@ -573,10 +591,6 @@ fn not_supported_yet_fields() {
         (s("  ephemeralContainers: [{name: e, image: i}]\n"), "spec.ephemeralContainers"),
         (s("  dnsConfig: {nameservers: [1.1.1.1]}\n  hostPID: true\n"), "spec.hostPID"),
         (
-            "apiVersion: v1\nkind: Pod\nmetadata: {name: p, generateName: p-}\nspec: {containers: [{name: c, image: i}]}\n".into(),
-            "metadata.generateName",
-        ),
-        (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, startupProbe: {tcpSocket: {port: 80}}}]\n  containers: [{name: c, image: i}]\n".into(),
             "spec.initContainers[0].startupProbe",
         ),
@@ -677,4 +691,26 @@ spec:
         w.contains("spec.readinessGates (no controller sets readiness gates"),
         "{w}"
     );
+}
+
+#[test]
+fn generate_name_makes_a_name_as_the_api_server_does() {
+    let text = "apiVersion: v1\nkind: Pod\nmetadata: {generateName: web-}\nspec: {containers: [{name: c, image: i}]}\n";
+    let m = manifest_with(text, "f", &mut || 0).unwrap();
+    let pod = m.pods().next().unwrap();
+    assert_eq!(pod.name, "web-bbbbb");
+    assert_eq!(pod.owner.name, "web-bbbbb");
+    assert!(
+        m.notes.iter().any(|n| n.contains("web-bbbbb")),
+        "{:?}",
+        m.notes
+    );
+    // A name wins over generateName, as in Kubernetes.
+    let text = text.replace("{generateName: web-}", "{name: p, generateName: web-}");
+    assert_eq!(plan_from_yaml(&text, "f").unwrap().name, "p");
+    // A Job named by generateName names its pods after that name.
+    let job = "apiVersion: batch/v1\nkind: Job\nmetadata: {generateName: pi-}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: i}]\n";
+    let m = manifest_with(job, "f", &mut || 0).unwrap();
+    assert_eq!(m.workloads[0].owner.name, "pi-bbbbb");
+    assert_eq!(m.pods().next().unwrap().name, "pi-bbbbb-bbbbb");
 }

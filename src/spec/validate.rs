@@ -136,6 +136,17 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
         }
     };
 
+    let active_deadline = match spec.active_deadline_seconds {
+        None => None,
+        Some(s) if s <= 0 => {
+            ctx.err(
+                "spec.activeDeadlineSeconds",
+                format!("Invalid value: {s}: must be greater than 0"),
+            );
+            None
+        }
+        Some(s) => Some(Duration::from_secs(s as u64)),
+    };
     let termination_grace = match spec.termination_grace_period_seconds {
         None => DEFAULT_TERMINATION_GRACE,
         Some(s) if s < 0 => {
@@ -278,6 +289,13 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
         config_maps: BTreeMap::new(),
         secrets: BTreeMap::new(),
         warnings: std::mem::take(&mut ctx.warnings),
+        owner: Owner {
+            kind: "Pod".into(),
+            name: meta.name.clone().unwrap_or_default(),
+        },
+        active_deadline,
+        job: None,
+        manifest: String::new(),
     }
 }
 

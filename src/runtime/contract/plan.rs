@@ -16,7 +16,7 @@ use crate::spec::RestartPolicy;
 
 /// Changes whenever `SupervisorPlan` does: `minipod` and
 /// `minipod-supervisor` must come from the same build.
-pub const PLAN_VERSION: u32 = 2;
+pub const PLAN_VERSION: u32 = 3;
 
 #[derive(Serialize, Deserialize)]
 pub struct SupervisorPlan {
@@ -33,6 +33,10 @@ pub struct SupervisorPlan {
     pub initial_backoff: Duration,
     pub termination_grace: Duration,
     pub restart_policy: RestartPolicy,
+    /// `activeDeadlineSeconds` of the pod or its Job.
+    pub active_deadline: Option<Duration>,
+    /// A Job's `backoffLimit`; None for other pods.
+    pub backoff_limit: Option<u32>,
     pub hostname: String,
     pub host_aliases: Vec<(String, Vec<String>)>,
     pub host_network: bool,

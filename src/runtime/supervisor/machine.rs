@@ -21,7 +21,15 @@
 //!   `--exit-code-from` container has); then app and init containers get
 //!   their stop signal, sidecars theirs once the others are gone, one at a
 //!   time in reverse order, and whatever still runs when the grace period
-//!   ends is killed.
+//!   ends is killed;
+//! - `activeDeadlineSeconds` (the pod's, or its Job's) fails the pod with
+//!   `DeadlineExceeded` once it has run that long;
+//! - a Job's pod follows the Job controller: with `restartPolicy:
+//!   OnFailure` each failed container counts toward `backoffLimit`, with
+//!   `Never` each failed attempt of the pod does, and a failed attempt is
+//!   run again in the same pod (Kubernetes would create a new one) after
+//!   the Job's backoff (the initial delay doubling up to 6 minutes); the
+//!   failure past the limit fails the pod (`BackoffLimitExceeded`).
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +41,8 @@ use crate::spec::RestartPolicy;
 /// and starts over once a container ran `BACKOFF_RESET`.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub const BACKOFF_RESET: Duration = Duration::from_secs(600);
+/// The Job controller's backoff between failed pods doubles up to this.
+pub const MAX_JOB_BACKOFF: Duration = Duration::from_secs(360);
 
 /// `run`'s code when the pod failed for minipod's own reasons.
 const MINIPOD_ERROR: i32 = crate::EXIT_MINIPOD_ERROR as i32;
@@ -47,6 +57,10 @@ pub struct Policy {
     pub termination_grace: Duration,
     /// The slot whose exit ends the pod and gives `run` its exit code.
     pub exit_code_from: Option<usize>,
+    /// `activeDeadlineSeconds`: the pod fails once it ran this long.
+    pub active_deadline: Option<Duration>,
+    /// Set for a Job's pod: its `backoffLimit`.
+    pub backoff_limit: Option<u32>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -105,6 +119,14 @@ pub enum Failure {
     /// Containers could not be set up; the message says why.
     Setup(String),
     PauseExited,
+    /// `activeDeadlineSeconds` passed.
+    DeadlineExceeded,
+    /// A Job's failures went past its `backoffLimit`; `code` is the last
+    /// failed container's.
+    BackoffLimitExceeded {
+        failures: u32,
+        code: i32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,6 +151,9 @@ pub enum Action {
     Abort(Failure),
     /// A readiness probe changed the slot's Ready condition.
     Ready { slot: usize, ready: bool },
+    /// A Job's attempt failed (its `failures`th failure): every container
+    /// starts again, from the first init container, at `until`.
+    RetryPod { failures: u32, until: Instant },
     /// Nothing of the pod runs any more: `run` exits with `code`.
     Exit { code: i32, phase: Phase },
 }
@@ -170,6 +195,8 @@ struct Slot {
 #[derive(Debug)]
 struct Stopping {
     deadline: Instant,
+    /// A Job's failed attempt is ending: retry once all is stopped.
+    then_retry: bool,
 }
 
 pub struct Machine {
@@ -186,6 +213,18 @@ pub struct Machine {
     anything_started: bool,
     reported_running: bool,
     done: bool,
+    /// When the pod began, for `activeDeadlineSeconds`.
+    began: Option<Instant>,
+    /// A Job's failures so far (containers for OnFailure, attempts for Never).
+    job_failures: u32,
+    /// The delay before a Job's next attempt.
+    job_backoff: Duration,
+    /// A Job's next attempt starts then.
+    retry_at: Option<Instant>,
+    /// An init container failed in this attempt of a Job's pod.
+    attempt_failed: bool,
+    /// Starts after the first attempt count as restarts.
+    retrying: bool,
 }
 
 impl Machine {
@@ -204,6 +243,7 @@ impl Machine {
                 ready: false,
             })
             .collect();
+        let policy_backoff = policy.initial_backoff;
         Machine {
             grace: policy.termination_grace,
             policy,
@@ -214,6 +254,12 @@ impl Machine {
             anything_started: false,
             reported_running: false,
             done: false,
+            began: None,
+            job_failures: 0,
+            job_backoff: policy_backoff,
+            retry_at: None,
+            attempt_failed: false,
+            retrying: false,
         }
     }
 
@@ -238,7 +284,17 @@ impl Machine {
                 Run::BackingOff { until, .. } => Some(until),
                 _ => None,
             })
+            .chain(self.retry_at)
+            .chain(self.deadline())
             .min()
+    }
+
+    /// When `activeDeadlineSeconds` runs out, while it still can.
+    fn deadline(&self) -> Option<Instant> {
+        match (self.began, self.policy.active_deadline) {
+            (Some(began), Some(d)) if self.failure.is_none() => Some(began + d),
+            _ => None,
+        }
     }
 
     pub fn handle(&mut self, event: Event) -> Vec<Action> {
@@ -247,7 +303,11 @@ impl Machine {
             return out;
         }
         let now = match event {
-            Event::Begin { now } | Event::Tick { now } => now,
+            Event::Begin { now } => {
+                self.began = Some(now);
+                now
+            }
+            Event::Tick { now } => now,
             Event::Started { slots, now } => {
                 self.started(slots, now, &mut out);
                 now
@@ -369,6 +429,25 @@ impl Machine {
                     RestartPolicy::Never => false,
                 },
             };
+        let failed_on_its_own = code != 0 && !by_us && !stopping && slot.role != Role::Sidecar;
+        if let Some(limit) = self.policy.backoff_limit
+            && failed_on_its_own
+        {
+            if restart {
+                // OnFailure: every failed container counts.
+                self.job_failures += 1;
+                if self.job_failures > limit {
+                    slot.run = Run::Exited { code };
+                    let failures = self.job_failures;
+                    self.fail(Failure::BackoffLimitExceeded { failures, code }, code, out);
+                    return;
+                }
+            } else if slot.role == Role::Init {
+                // Never: the attempt ends; `step` counts it.
+                self.attempt_failed = true;
+                return;
+            }
+        }
         if restart {
             if now.saturating_duration_since(since) >= BACKOFF_RESET {
                 slot.backoff = self.policy.initial_backoff;
@@ -422,9 +501,32 @@ impl Machine {
         }
     }
 
+    /// Whether this attempt of a Job's pod with `restartPolicy: Never`
+    /// ended failed (and the Job controller would try again).
+    fn attempt_failed_and_retries(&self) -> bool {
+        self.policy.backoff_limit.is_some()
+            && self.policy.restart_policy == RestartPolicy::Never
+            && self.failure.is_none()
+            && (self.attempt_failed
+                || self.slots.iter().any(|s| {
+                    s.role == Role::App && matches!(s.run, Run::Exited { code } if code != 0)
+                }))
+    }
+
+    /// The code of the container that failed last, for a failure that has
+    /// none of its own.
+    fn last_failed_code(&self) -> i32 {
+        self.exits
+            .iter()
+            .rev()
+            .copied()
+            .find(|&c| c != 0)
+            .unwrap_or(1)
+    }
+
     /// Whether the pod is done running and should be stopped.
     fn should_stop(&self) -> bool {
-        if self.failure.is_some() {
+        if self.failure.is_some() || self.attempt_failed {
             return true;
         }
         if let Some(i) = self.policy.exit_code_from
@@ -437,8 +539,10 @@ impl Machine {
     }
 
     fn begin_stop(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.retry_at = None;
         self.stopping = Some(Stopping {
             deadline: now + self.grace,
+            then_retry: false,
         });
         for (i, s) in self.slots.iter_mut().enumerate() {
             // A container waiting for its restart stays as it ended.
@@ -454,8 +558,50 @@ impl Machine {
         if self.done {
             return;
         }
+        if self.stopping.is_none()
+            && let Some(deadline) = self.deadline()
+            && now >= deadline
+        {
+            let code = self.last_failed_code();
+            self.fail(Failure::DeadlineExceeded, code, out);
+        }
+        if let Some(until) = self.retry_at
+            && self.stopping.is_none()
+            && self.failure.is_none()
+        {
+            if now < until {
+                return;
+            }
+            self.retry_at = None;
+            self.retrying = true;
+            self.attempt_failed = false;
+            // A new attempt: its exits alone decide `run`'s code.
+            self.exits.clear();
+            for s in &mut self.slots {
+                s.run = Run::NeverStarted;
+                s.stopped_by_us = false;
+                s.killed = false;
+                s.backoff = self.policy.initial_backoff;
+            }
+        }
         if self.stopping.is_none() && self.should_stop() {
-            self.begin_stop(now, out);
+            if self.attempt_failed_and_retries() {
+                self.job_failures += 1;
+                let limit = self.policy.backoff_limit.unwrap_or(0);
+                if self.job_failures > limit {
+                    let failures = self.job_failures;
+                    let code = self.last_failed_code();
+                    self.fail(Failure::BackoffLimitExceeded { failures, code }, code, out);
+                    self.begin_stop(now, out);
+                } else {
+                    self.begin_stop(now, out);
+                    if let Some(stop) = &mut self.stopping {
+                        stop.then_retry = true;
+                    }
+                }
+            } else {
+                self.begin_stop(now, out);
+            }
         }
         match &self.stopping {
             Some(stop) => {
@@ -503,6 +649,17 @@ impl Machine {
             }
         }
         if self.slots.iter().all(|s| !s.is_live()) {
+            if self.stopping.as_ref().is_some_and(|s| s.then_retry) {
+                self.stopping = None;
+                let until = now + self.job_backoff;
+                self.job_backoff = (self.job_backoff * 2).min(MAX_JOB_BACKOFF);
+                self.retry_at = Some(until);
+                out.push(Action::RetryPod {
+                    failures: self.job_failures,
+                    until,
+                });
+                return;
+            }
             self.done = true;
             let code = self.final_code();
             out.push(Action::Exit {
@@ -531,7 +688,7 @@ impl Machine {
                 (Role::Init, _) => false,
             };
             if next {
-                self.start(vec![i], false, out);
+                self.start(vec![i], self.retrying, out);
                 return;
             }
             init_done = false;
@@ -544,7 +701,7 @@ impl Machine {
                 })
                 .collect();
             if !fresh.is_empty() {
-                self.start(fresh, false, out);
+                self.start(fresh, self.retrying, out);
                 return;
             }
         }
@@ -575,16 +732,22 @@ impl Machine {
         if let Some((_, code)) = &self.failure {
             return *code;
         }
+        if self.policy.backoff_limit.is_some() && self.apps_succeeded() {
+            // A Job completes once its pod succeeds, whatever failed before.
+            return 0;
+        }
         self.exits.iter().copied().find(|&c| c != 0).unwrap_or(0)
     }
 
-    fn final_phase(&self, code: i32) -> Phase {
-        let apps_ok = self
-            .slots
+    fn apps_succeeded(&self) -> bool {
+        self.slots
             .iter()
             .filter(|s| s.role == Role::App)
-            .all(|s| s.run == Run::Exited { code: 0 });
-        if self.failure.is_none() && apps_ok && code == 0 {
+            .all(|s| s.run == Run::Exited { code: 0 })
+    }
+
+    fn final_phase(&self, code: i32) -> Phase {
+        if self.failure.is_none() && self.apps_succeeded() && code == 0 {
             Phase::Succeeded
         } else {
             Phase::Failed

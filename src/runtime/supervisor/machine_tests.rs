@@ -22,6 +22,8 @@ impl Pod {
                 initial_backoff: secs(10),
                 termination_grace: secs(30),
                 exit_code_from: None,
+                active_deadline: None,
+                backoff_limit: None,
             },
             roles,
         )
@@ -366,6 +368,8 @@ fn exit_code_from_ends_the_pod_with_that_containers_code() {
                 initial_backoff: secs(10),
                 termination_grace: secs(30),
                 exit_code_from: Some(1),
+                active_deadline: None,
+                backoff_limit: None,
             },
             &[App, App],
         );
@@ -569,5 +573,169 @@ fn one_start_at_a_time_so_a_failed_one_stops_the_rest() {
             Stop(0),
             Stop(2)
         ]
+    );
+}
+
+fn job(policy: RestartPolicy, backoff_limit: u32, roles: &[Role]) -> Pod {
+    let mut pod = Pod::with(
+        Policy {
+            restart_policy: policy,
+            initial_backoff: secs(10),
+            termination_grace: secs(30),
+            exit_code_from: None,
+            active_deadline: None,
+            backoff_limit: Some(backoff_limit),
+        },
+        roles,
+    );
+    pod.run_all();
+    pod
+}
+
+#[test]
+fn job_on_failure_counts_each_failed_container_toward_the_backoff_limit() {
+    let mut pod = job(RestartPolicy::OnFailure, 1, &[App]);
+    // The first failure is within the limit: restarted.
+    assert_eq!(
+        pod.exited(0, 3, 1),
+        vec![BackOff {
+            slot: 0,
+            until: pod.at(11)
+        }]
+    );
+    assert_eq!(pod.tick(11), vec![restart(0)]);
+    pod.started(&[0], 11);
+    // The second is past it: the Job fails, with that container's code.
+    assert_eq!(
+        pod.exited(0, 4, 12),
+        vec![
+            PodFailed {
+                failure: Failure::BackoffLimitExceeded {
+                    failures: 2,
+                    code: 4
+                },
+                code: 4
+            },
+            Exit {
+                code: 4,
+                phase: Phase::Failed
+            }
+        ]
+    );
+}
+
+#[test]
+fn job_that_succeeds_after_failures_exits_zero() {
+    let mut pod = job(RestartPolicy::OnFailure, 6, &[App]);
+    pod.exited(0, 1, 1);
+    pod.tick(11);
+    pod.started(&[0], 11);
+    assert_eq!(
+        pod.exited(0, 0, 12),
+        vec![Exit {
+            code: 0,
+            phase: Phase::Succeeded
+        }]
+    );
+}
+
+#[test]
+fn job_never_runs_a_failed_attempt_again_from_the_first_init_container() {
+    let mut pod = job(RestartPolicy::Never, 1, &[Init, App]);
+    assert_eq!(pod.exited(0, 0, 0), vec![start(&[1])]);
+    pod.started(&[1], 0);
+    // The app fails: the attempt ends, and a retry is due after the backoff.
+    assert_eq!(
+        pod.exited(1, 2, 1),
+        vec![RetryPod {
+            failures: 1,
+            until: pod.at(11)
+        }]
+    );
+    assert_eq!(pod.m.next_deadline(), Some(pod.at(11)));
+    assert!(pod.tick(5).is_empty());
+    // The retry starts over with the init container, counted as a restart.
+    assert_eq!(pod.tick(11), vec![restart(0)]);
+    pod.started(&[0], 11);
+    assert_eq!(pod.exited(0, 0, 12), vec![restart(1)]);
+    pod.started(&[1], 12);
+    // The second failure is past backoffLimit 1.
+    assert_eq!(
+        pod.exited(1, 5, 13),
+        vec![
+            PodFailed {
+                failure: Failure::BackoffLimitExceeded {
+                    failures: 2,
+                    code: 5
+                },
+                code: 5
+            },
+            Exit {
+                code: 5,
+                phase: Phase::Failed
+            }
+        ]
+    );
+}
+
+#[test]
+fn job_never_with_a_failed_init_container_retries_instead_of_failing() {
+    let mut pod = job(RestartPolicy::Never, 0, &[Init, App]);
+    let mut pod2 = job(RestartPolicy::Never, 3, &[Init, App]);
+    // Limit 0: the first failure fails the Job.
+    let actions = pod.exited(0, 7, 1);
+    assert!(
+        actions.contains(&PodFailed {
+            failure: Failure::BackoffLimitExceeded {
+                failures: 1,
+                code: 7
+            },
+            code: 7
+        }),
+        "{actions:?}"
+    );
+    // Limit 3: retried.
+    let actions = pod2.exited(0, 7, 1);
+    assert_eq!(
+        actions,
+        vec![RetryPod {
+            failures: 1,
+            until: pod2.at(11)
+        }]
+    );
+}
+
+#[test]
+fn active_deadline_fails_the_pod_and_stops_it() {
+    let mut pod = Pod::with(
+        Policy {
+            restart_policy: RestartPolicy::Always,
+            initial_backoff: secs(10),
+            termination_grace: secs(30),
+            exit_code_from: None,
+            active_deadline: Some(secs(20)),
+            backoff_limit: None,
+        },
+        &[App],
+    );
+    pod.run_all();
+    assert_eq!(pod.m.next_deadline(), Some(pod.at(20)));
+    assert!(pod.tick(19).is_empty());
+    assert_eq!(
+        pod.tick(20),
+        vec![
+            PodFailed {
+                failure: Failure::DeadlineExceeded,
+                code: 1
+            },
+            Stop(0)
+        ]
+    );
+    assert_eq!(
+        pod.exited(0, 143, 21),
+        vec![Exit {
+            code: 1,
+            phase: Phase::Failed
+        }]
     );
 }

@@ -111,6 +111,8 @@ impl Pod {
                 initial_backoff: plan.initial_backoff,
                 termination_grace: plan.termination_grace,
                 exit_code_from,
+                active_deadline: plan.active_deadline,
+                backoff_limit: plan.backoff_limit,
             },
             &roles,
         );
@@ -406,6 +408,13 @@ impl Pod {
                 Action::Abort(failure) => bail!("{}", self.describe(&failure)),
                 // No probes yet, so no Ready condition to record.
                 Action::Ready { .. } => {}
+                Action::RetryPod { failures, until } => {
+                    let wait = until.saturating_duration_since(Instant::now());
+                    log::note(format!(
+                        "pod {}: attempt {failures} of the Job failed; it runs again in {:.0?}",
+                        self.name, wait
+                    ));
+                }
                 Action::Exit { code, phase } => self.finished = Some((code, phase)),
             }
         }
@@ -424,6 +433,14 @@ impl Pod {
             }
             Failure::Setup(message) => format!("pod {}: {message}", self.name),
             Failure::PauseExited => format!("pod {}: its pause process exited", self.name),
+            Failure::DeadlineExceeded => format!(
+                "pod {}: DeadlineExceeded: it ran longer than its activeDeadlineSeconds",
+                self.name
+            ),
+            Failure::BackoffLimitExceeded { failures, code } => format!(
+                "pod {}: BackoffLimitExceeded: the Job failed {failures} times, more than its                  backoffLimit (the last exit code was {code}); `minipod logs {}` shows the output",
+                self.name, self.name
+            ),
         }
     }
 
@@ -639,9 +656,10 @@ impl Pod {
         }
     }
 
-    /// Tells a `run -d` parent how the start went (once).
+    /// Tells `run` how the start went (once): `run -d` and a `run` of
+    /// several pods wait for it; in the foreground it goes to /dev/null.
     fn report(&mut self, error: Option<&str>) {
-        if !self.detached || self.reported {
+        if self.reported {
             return;
         }
         self.reported = true;
