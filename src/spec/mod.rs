@@ -328,7 +328,7 @@ fn keep_named(
         return;
     }
     if let Some(why) = names::dns1123_subdomain(&name) {
-        errors.push(err(why));
+        errors.push(err(names::invalid(&name, &why)));
         return;
     }
     if into.insert(name.clone(), data).is_some() {

@@ -290,7 +290,7 @@ fn missing_required_field_is_named() {
     assert_eq!(errs.len(), 1, "{errs:#?}");
     assert_eq!(errs[0].path, "spec.containers[0].name");
     assert!(
-        errs[0].message.starts_with("required"),
+        errs[0].message.starts_with("Required value"),
         "{}",
         errs[0].message
     );
@@ -424,37 +424,37 @@ fn semantic_checks() {
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {}\nspec: {containers: [{name: c, image: i}]}\n".into(),
             "metadata.name",
-            "required",
+            "Required value; give the pod a name",
         ),
         (
             format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {}}}\nspec: {{containers: [{{name: c, image: i}}]}}\n", "a".repeat(254)),
             "metadata.name",
-            "no more than 253",
+            "must be no more than 253 characters",
         ),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: Dev}\nspec: {containers: [{name: c, image: i}]}\n".into(),
             "metadata.namespace",
-            "RFC 1123 label",
+            "Invalid value: \"Dev\": a lowercase RFC 1123 label",
         ),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: -x-}}\nspec: {containers: [{name: c, image: i}]}\n".into(),
             "metadata.labels.app",
-            "label value",
+            "Invalid value: \"-x-\": a valid label must be an empty string",
         ),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: []}\n".into(),
             "spec.containers",
-            "at least one container",
+            "Required value; a Pod needs at least one container",
         ),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n".into(),
             "spec",
-            "required",
+            "Required value",
         ),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: Web, image: i}]}\n".into(),
             "spec.containers[0].name",
-            "RFC 1123 label",
+            "Invalid value: \"Web\": a lowercase RFC 1123 label",
         ),
         (
             format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec: {{containers: [{{name: {}, image: i}}]}}\n", "a".repeat(64)),
@@ -464,79 +464,81 @@ fn semantic_checks() {
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: c, image: i}]\n  containers: [{name: c, image: i}]\n".into(),
             "spec.containers[0].name",
-            "duplicate name \"c\" (also spec.initContainers[0].name)",
+            "Duplicate value: \"c\" (also spec.initContainers[0].name)",
         ),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c}]}\n".into(),
             "spec.containers[0].image",
-            "required",
+            "Required value",
         ),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: ' i'}]}\n".into(),
             "spec.containers[0].image",
-            "whitespace",
+            "Invalid value: \" i\": must not have leading or trailing whitespace",
         ),
-        (c("    imagePullPolicy: Sometimes\n"), "spec.containers[0].imagePullPolicy", "\"Always\", \"IfNotPresent\", \"Never\""),
-        (c("    ports: [{containerPort: 0}]\n"), "spec.containers[0].ports[0].containerPort", "between 1 and 65535"),
+        (c("    imagePullPolicy: Sometimes\n"), "spec.containers[0].imagePullPolicy", "Unsupported value: \"Sometimes\": supported values: \"Always\", \"IfNotPresent\", \"Never\""),
+        (c("    ports: [{containerPort: 0}]\n"), "spec.containers[0].ports[0].containerPort", "Required value; give the port"),
+        (c("    ports: [{name: http}]\n"), "spec.containers[0].ports[0].containerPort", "Required value; give the port"),
+        (c("    ports: [{containerPort: -1}]\n"), "spec.containers[0].ports[0].containerPort", "Invalid value: -1: must be between 1 and 65535, inclusive"),
         (c("    ports: [{containerPort: 65536}]\n"), "spec.containers[0].ports[0].containerPort", "between 1 and 65535"),
-        (c("    ports: [{containerPort: 80, hostPort: 70000}]\n"), "spec.containers[0].ports[0].hostPort", "between 1 and 65535"),
-        (c("    ports: [{containerPort: 80, protocol: tcp}]\n"), "spec.containers[0].ports[0].protocol", "\"TCP\", \"UDP\", \"SCTP\""),
-        (c("    ports: [{containerPort: 80, name: HTTP}]\n"), "spec.containers[0].ports[0].name", "alpha-numeric"),
+        (c("    ports: [{containerPort: 80, hostPort: 70000}]\n"), "spec.containers[0].ports[0].hostPort", "Invalid value: 70000: must be between 1 and 65535, inclusive"),
+        (c("    ports: [{containerPort: 80, protocol: tcp}]\n"), "spec.containers[0].ports[0].protocol", "Unsupported value: \"tcp\": supported values: \"SCTP\", \"TCP\", \"UDP\""),
+        (c("    ports: [{containerPort: 80, name: HTTP}]\n"), "spec.containers[0].ports[0].name", "Invalid value: \"HTTP\": must contain only alpha-numeric"),
         (c("    ports: [{containerPort: 80, name: a--b}]\n"), "spec.containers[0].ports[0].name", "consecutive hyphens"),
-        (c("    ports: [{containerPort: 80, name: web}, {containerPort: 81, name: web}]\n"), "spec.containers[0].ports[1].name", "duplicate port name"),
-        (c("    ports: [{containerPort: 80, hostIP: localhost}]\n"), "spec.containers[0].ports[0].hostIP", "not a valid IP"),
-        (c("    ports: [{containerPort: 80, hostPort: 8080}, {containerPort: 81, hostPort: 8080}]\n"), "spec.containers[0].ports[1].hostPort", "duplicate host port 8080"),
+        (c("    ports: [{containerPort: 80, name: web}, {containerPort: 81, name: web}]\n"), "spec.containers[0].ports[1].name", "Duplicate value: \"web\""),
+        (c("    ports: [{containerPort: 80, hostIP: localhost}]\n"), "spec.containers[0].ports[0].hostIP", "Invalid value: \"localhost\": must be a valid IP address"),
+        (c("    ports: [{containerPort: 80, hostPort: 8080}, {containerPort: 81, hostPort: 8080}]\n"), "spec.containers[0].ports[1].hostPort", "Duplicate value: \"8080/TCP\" (also spec.containers[0].ports[0].hostPort)"),
         (c("    ports: [{containerPort: 80, hostPort: 8080, protocol: SCTP}]\n"), "spec.containers[0].ports[0].protocol", "SCTP with a hostPort is not supported yet"),
         (
             pod("    ports: [{containerPort: 80, hostPort: 8080}]\n", "  hostNetwork: true\n"),
             "spec.containers[0].ports[0].hostPort",
-            "must match containerPort",
+            "Invalid value: 8080: must match containerPort when hostNetwork is true",
         ),
-        (c("    env: [{name: 1ABC, value: x}]\n"), "spec.containers[0].env[0].name", "environment variable name"),
+        (c("    env: [{name: 1ABC, value: x}]\n"), "spec.containers[0].env[0].name", "Invalid value: \"1ABC\": a valid environment variable name"),
         (c("    env: [{name: 'A B'}]\n"), "spec.containers[0].env[0].name", "environment variable name"),
-        (c("    volumeMounts: [{name: nope, mountPath: /x}]\n"), "spec.containers[0].volumeMounts[0].name", "volume \"nope\" not found"),
+        (c("    volumeMounts: [{name: nope, mountPath: /x}]\n"), "spec.containers[0].volumeMounts[0].name", "Not found: \"nope\"; define it in spec.volumes"),
         (
             pod("    volumeMounts: [{name: v, mountPath: data}]\n", "  volumes: [{name: v, emptyDir: {}}]\n"),
             "spec.containers[0].volumeMounts[0].mountPath",
-            "absolute path",
+            "Invalid value: \"data\": must be an absolute path",
         ),
         (
             pod("    volumeMounts: [{name: v, mountPath: /d}, {name: v, mountPath: /d}]\n", "  volumes: [{name: v, emptyDir: {}}]\n"),
             "spec.containers[0].volumeMounts[1].mountPath",
-            "must be unique",
+            "Invalid value: \"/d\": must be unique",
         ),
         (
             pod("    volumeMounts: [{name: v, mountPath: /d, subPath: ../etc}]\n", "  volumes: [{name: v, emptyDir: {}}]\n"),
             "spec.containers[0].volumeMounts[0].subPath",
-            "'..'",
+            "Invalid value: \"../etc\": must not contain '..'",
         ),
-        (c("    securityContext: {runAsUser: -1}\n"), "spec.containers[0].securityContext.runAsUser", "between 0 and 2147483647"),
+        (c("    securityContext: {runAsUser: -1}\n"), "spec.containers[0].securityContext.runAsUser", "Invalid value: -1: must be between 0 and 2147483647, inclusive"),
         (c("    securityContext: {runAsGroup: -5}\n"), "spec.containers[0].securityContext.runAsGroup", "between 0 and 2147483647"),
         (s("  securityContext: {runAsUser: -1}\n"), "spec.securityContext.runAsUser", "between 0 and 2147483647"),
-        (s("  securityContext: {runAsGroup: 4294967296}\n"), "spec.securityContext.runAsGroup", "between 0 and 2147483647"),
-        (c("    resources: {limits: {memory: lots}}\n"), "spec.containers[0].resources.limits.memory", "not a valid quantity"),
-        (s("  restartPolicy: always\n"), "spec.restartPolicy", "\"Always\", \"OnFailure\", \"Never\""),
-        (s("  terminationGracePeriodSeconds: -1\n"), "spec.terminationGracePeriodSeconds", "greater than or equal to 0"),
-        (s("  hostname: My_Host\n"), "spec.hostname", "RFC 1123 label"),
-        (s("  hostAliases: [{ip: not-an-ip, hostnames: [a]}]\n"), "spec.hostAliases[0].ip", "not a valid IP"),
-        (s("  hostAliases: [{ip: 1.2.3.4, hostnames: [A_B]}]\n"), "spec.hostAliases[0].hostnames[0]", "subdomain"),
-        (s("  dnsPolicy: Cluster\n"), "spec.dnsPolicy", "\"ClusterFirst\""),
-        (s("  dnsPolicy: None\n"), "spec.dnsConfig.nameservers", "required when dnsPolicy is None"),
-        (s("  dnsConfig: {nameservers: [1.1.1.1, 2.2.2.2, 3.3.3.3, 4.4.4.4]}\n"), "spec.dnsConfig.nameservers", "more than 3"),
-        (s("  dnsConfig: {nameservers: [dns.google]}\n"), "spec.dnsConfig.nameservers[0]", "not a valid IP"),
-        (s("  dnsConfig: {options: [{value: '1'}]}\n"), "spec.dnsConfig.options[0].name", "required"),
-        (s("  volumes: [{name: Data, emptyDir: {}}]\n"), "spec.volumes[0].name", "RFC 1123 label"),
-        (s("  volumes: [{name: v, emptyDir: {}}, {name: v, emptyDir: {}}]\n"), "spec.volumes[1].name", "duplicate volume name"),
-        (s("  volumes: [{name: v}]\n"), "spec.volumes[0]", "must specify a volume type"),
-        (s("  volumes: [{name: v, emptyDir: {}, hostPath: {path: /x}}]\n"), "spec.volumes[0].hostPath", "more than 1 volume type"),
-        (s("  volumes: [{name: v, emptyDir: {medium: HugePages}}]\n"), "spec.volumes[0].emptyDir.medium", "\"Memory\""),
-        (s("  volumes: [{name: v, emptyDir: {sizeLimit: 1XB}}]\n"), "spec.volumes[0].emptyDir.sizeLimit", "not a valid quantity"),
-        (s("  volumes: [{name: v, hostPath: {path: ''}}]\n"), "spec.volumes[0].hostPath.path", "required"),
-        (s("  volumes: [{name: v, hostPath: {path: /x, type: Dir}}]\n"), "spec.volumes[0].hostPath.type", "\"DirectoryOrCreate\""),
+        (s("  securityContext: {runAsGroup: 4294967296}\n"), "spec.securityContext.runAsGroup", "Invalid value: 4294967296: must be between 0 and 2147483647, inclusive"),
+        (c("    resources: {limits: {memory: lots}}\n"), "spec.containers[0].resources.limits.memory", "Invalid value: \"lots\": not a valid quantity"),
+        (s("  restartPolicy: always\n"), "spec.restartPolicy", "Unsupported value: \"always\": supported values: \"Always\", \"Never\", \"OnFailure\""),
+        (s("  terminationGracePeriodSeconds: -1\n"), "spec.terminationGracePeriodSeconds", "Invalid value: -1: must be greater than or equal to 0"),
+        (s("  hostname: My_Host\n"), "spec.hostname", "Invalid value: \"My_Host\": a lowercase RFC 1123 label"),
+        (s("  hostAliases: [{ip: not-an-ip, hostnames: [a]}]\n"), "spec.hostAliases[0].ip", "Invalid value: \"not-an-ip\": must be a valid IP address"),
+        (s("  hostAliases: [{ip: 1.2.3.4, hostnames: [A_B]}]\n"), "spec.hostAliases[0].hostnames[0]", "Invalid value: \"A_B\": a lowercase RFC 1123 subdomain"),
+        (s("  dnsPolicy: Cluster\n"), "spec.dnsPolicy", "Unsupported value: \"Cluster\": supported values: \"ClusterFirst\", \"ClusterFirstWithHostNet\", \"Default\", \"None\""),
+        (s("  dnsPolicy: None\n"), "spec.dnsConfig.nameservers", "Required value: must provide at least one DNS nameserver when dnsPolicy is None"),
+        (s("  dnsConfig: {nameservers: [1.1.1.1, 2.2.2.2, 3.3.3.3, 4.4.4.4]}\n"), "spec.dnsConfig.nameservers", "Invalid value: [\"1.1.1.1\", \"2.2.2.2\", \"3.3.3.3\", \"4.4.4.4\"]: must not have more than 3 nameservers"),
+        (s("  dnsConfig: {nameservers: [dns.google]}\n"), "spec.dnsConfig.nameservers[0]", "Invalid value: \"dns.google\": must be a valid IP address"),
+        (s("  dnsConfig: {options: [{value: '1'}]}\n"), "spec.dnsConfig.options[0].name", "Required value"),
+        (s("  volumes: [{name: Data, emptyDir: {}}]\n"), "spec.volumes[0].name", "Invalid value: \"Data\": a lowercase RFC 1123 label"),
+        (s("  volumes: [{name: v, emptyDir: {}}, {name: v, emptyDir: {}}]\n"), "spec.volumes[1].name", "Duplicate value: \"v\" (also spec.volumes[0].name)"),
+        (s("  volumes: [{name: v}]\n"), "spec.volumes[0]", "Required value: must specify a volume type"),
+        (s("  volumes: [{name: v, emptyDir: {}, hostPath: {path: /x}}]\n"), "spec.volumes[0].hostPath", "Forbidden: may not specify more than 1 volume type"),
+        (s("  volumes: [{name: v, emptyDir: {medium: HugePages}}]\n"), "spec.volumes[0].emptyDir.medium", "Unsupported value: \"HugePages\": supported values: \"\", \"Memory\""),
+        (s("  volumes: [{name: v, emptyDir: {sizeLimit: 1XB}}]\n"), "spec.volumes[0].emptyDir.sizeLimit", "Invalid value: \"1XB\": not a valid quantity"),
+        (s("  volumes: [{name: v, hostPath: {path: ''}}]\n"), "spec.volumes[0].hostPath.path", "Required value"),
+        (s("  volumes: [{name: v, hostPath: {path: /x, type: Dir}}]\n"), "spec.volumes[0].hostPath.type", "Unsupported value: \"Dir\": supported values: \"\", \"BlockDevice\", \"CharDevice\", \"Directory\", \"DirectoryOrCreate\""),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, restartPolicy: Never}]\n  containers: [{name: c, image: i}]\n".into(),
             "spec.initContainers[0].restartPolicy",
-            "\"Always\"",
+            "Unsupported value: \"Never\": supported values: \"Always\"",
         ),
     ];
     for (text, path, needle) in &cases {
@@ -677,4 +679,127 @@ spec:
         w.contains("spec.readinessGates (no controller sets readiness gates"),
         "{w}"
     );
+}
+
+/// Issue 12, "Clearer refusals": each refusal once, in YAML's and the API
+/// server's words.
+mod messages {
+    use super::*;
+
+    /// The one error at `path`, with every error shown when there is not one.
+    #[track_caller]
+    fn only_at(text: &str, path: &str) -> String {
+        let errs = errors(text);
+        let found: Vec<_> = errs.iter().filter(|e| e.path == path).collect();
+        assert_eq!(found.len(), 1, "wanted one error at {path}, got {errs:#?}");
+        found[0].message.clone()
+    }
+
+    #[test]
+    fn semantic_errors_quote_the_value_as_the_api_server_does() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: Bad_Name}\nspec: {containers: [{name: c, image: i}]}\n";
+        assert_eq!(
+            only_at(text, "metadata.name"),
+            "Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower \
+             case alphanumeric characters, '-' or '.', and must start and end with an \
+             alphanumeric character (e.g. 'example.com', regex used for validation is \
+             '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        );
+        let shown = plan_from_yaml(text, "pod.yaml").unwrap_err().to_string();
+        assert!(
+            shown.starts_with("pod.yaml:3: metadata.name: Invalid value: \"Bad_Name\": "),
+            "{shown}"
+        );
+        // ConfigMaps and Secrets are named the same way.
+        let text = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: My.Secret}}\n---\n{}",
+            pod("", "")
+        );
+        assert!(only_at(&text, "metadata.name").starts_with(
+            "Invalid value: \"My.Secret\": a lowercase RFC 1123 subdomain must consist"
+        ));
+
+        let c = |extra: &str| pod(extra, "");
+        let s = |extra: &str| pod("", extra);
+        let cases: Vec<(String, &str, &str)> = vec![
+            (
+                s("  volumes: [{name: my.data, emptyDir: {}}]\n"),
+                "spec.volumes[0].name",
+                "Invalid value: \"my.data\": must not contain dots",
+            ),
+            (
+                c("    ports: [{containerPort: 80, name: http-}]\n"),
+                "spec.containers[0].ports[0].name",
+                "Invalid value: \"http-\": must not begin or end with a hyphen",
+            ),
+            (
+                c("    ports: [{containerPort: 70000}]\n"),
+                "spec.containers[0].ports[0].containerPort",
+                "Invalid value: 70000: must be between 1 and 65535, inclusive",
+            ),
+            (
+                c("    imagePullPolicy: always\n"),
+                "spec.containers[0].imagePullPolicy",
+                "Unsupported value: \"always\": supported values: \"Always\", \"IfNotPresent\", \
+                 \"Never\"",
+            ),
+            (
+                s("  restartPolicy: Sometimes\n"),
+                "spec.restartPolicy",
+                "Unsupported value: \"Sometimes\": supported values: \"Always\", \"Never\", \
+                 \"OnFailure\"",
+            ),
+            (
+                s("  volumes: [{name: v, hostPath: {path: /x, type: dir}}]\n"),
+                "spec.volumes[0].hostPath.type",
+                "Unsupported value: \"dir\": supported values: \"\", \"BlockDevice\", \
+                 \"CharDevice\", \"Directory\", \"DirectoryOrCreate\", \"File\", \
+                 \"FileOrCreate\", \"Socket\"",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: c, image: i}\n  - {name: c, image: i}\n".into(),
+                "spec.containers[1].name",
+                "Duplicate value: \"c\" (also spec.containers[0].name); container names must be \
+                 unique",
+            ),
+            (
+                c("    ports: [{containerPort: 80, hostPort: 80, hostIP: 127.0.0.1}, {containerPort: 81, hostPort: 80, hostIP: 127.0.0.1}]\n"),
+                "spec.containers[0].ports[1].hostPort",
+                "Duplicate value: \"127.0.0.1:80/TCP\"",
+            ),
+            (
+                c("    resources: {requests: {cpu: 1.5.0}}\n"),
+                "spec.containers[0].resources.requests.cpu",
+                "Invalid value: \"1.5.0\": not a valid quantity (more than one decimal point); \
+                 write e.g. 128Mi",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c}]}\n".into(),
+                "spec.containers[0].image",
+                "Required value; name the image to run, e.g. busybox:1.36",
+            ),
+            (
+                s("  hostAliases: [{hostnames: [db]}]\n"),
+                "spec.hostAliases[0].ip",
+                "Required value; give the IP address",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {example.com/a/b: x}}\nspec: {containers: [{name: c, image: i}]}\n".into(),
+                "metadata.labels.example.com/a/b",
+                "Invalid value: \"example.com/a/b\": a valid label key must consist of",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {Example.com/a: x}}\nspec: {containers: [{name: c, image: i}]}\n".into(),
+                "metadata.annotations.Example.com/a",
+                "Invalid value: \"Example.com/a\": prefix part a lowercase RFC 1123 subdomain",
+            ),
+        ];
+        for (text, path, want) in &cases {
+            let message = only_at(text, path);
+            assert!(
+                message.starts_with(want),
+                "at {path}:\n  got  {message}\n  want {want}"
+            );
+        }
+    }
 }
