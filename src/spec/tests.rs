@@ -696,6 +696,49 @@ mod messages {
     }
 
     #[test]
+    fn a_volume_of_an_unsupported_type_is_reported_once_not_also_as_not_found() {
+        let text = pod(
+            "    volumeMounts: [{name: data, mountPath: /d}]\n",
+            "  volumes: [{name: data, persistentVolumeClaim: {claimName: x}}]\n",
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].path, "spec.volumes[0].persistentVolumeClaim");
+        assert!(
+            errs[0].message.starts_with("not supported yet"),
+            "{}",
+            errs[0].message
+        );
+
+        // A volume refused for its definition is still defined.
+        let text = pod(
+            "    volumeMounts: [{name: both, mountPath: /b}, {name: none, mountPath: /n}]\n",
+            "  volumes: [{name: both, emptyDir: {}, hostPath: {path: /x}}, {name: none}]\n",
+        );
+        let errs = errors(&text);
+        assert!(
+            errs.iter().all(|e| !e.path.contains("volumeMounts")),
+            "{errs:#?}"
+        );
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+
+        // A name defined nowhere is still not found, beside a defined one.
+        let text = pod(
+            "    volumeMounts: [{name: data, mountPath: /d}, {name: nope, mountPath: /n}]\n",
+            "  volumes: [{name: data, emptyDir: {}}]\n",
+        );
+        assert_eq!(
+            only_at(&text, "spec.containers[0].volumeMounts[1].name"),
+            "Not found: \"nope\"; define it in spec.volumes or fix the name"
+        );
+        assert!(
+            errors(&text)
+                .iter()
+                .all(|e| e.path != "spec.containers[0].volumeMounts[0].name")
+        );
+    }
+
+    #[test]
     fn semantic_errors_quote_the_value_as_the_api_server_does() {
         let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: Bad_Name}\nspec: {containers: [{name: c, image: i}]}\n";
         assert_eq!(

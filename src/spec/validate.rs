@@ -267,8 +267,16 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
     );
     let pod_non_root = pod_sc.and_then(|s| s.run_as_non_root);
 
-    let volumes = volume_plans(spec.volumes.as_deref().unwrap_or_default(), ctx);
-    let volume_names: HashSet<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+    let spec_volumes = spec.volumes.as_deref().unwrap_or_default();
+    let volumes = volume_plans(spec_volumes, ctx);
+    // Every name spec.volumes defines, of any type: a mount of a volume whose
+    // type minipod does not support (reported once, as that) is not also a
+    // mount of a volume that is not found.
+    let volume_names: HashSet<&str> = spec_volumes
+        .iter()
+        .map(|v| v.name.as_str())
+        .filter(|n| !n.is_empty())
+        .collect();
     let host_network = spec.host_network.unwrap_or(false);
 
     if spec.containers.is_empty() {
@@ -679,6 +687,8 @@ fn container_plan(
         if m.name.is_empty() {
             ctx.required(format!("{mp}.name"), "; name a volume of spec.volumes");
         } else if !pod.volume_names.contains(m.name.as_str()) {
+            // Any volume defined in spec.volumes counts, whatever its type:
+            // one of a type minipod does not support is reported as that.
             ctx.err(
                 format!("{mp}.name"),
                 format!(
