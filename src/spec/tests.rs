@@ -268,15 +268,20 @@ fn wrong_type_has_path_line_and_column() {
     assert_eq!(e.path, "spec.containers[0].ports[0].containerPort");
     assert_eq!(e.line, Some(10));
     assert_eq!(e.column, Some(22));
-    assert!(e.message.contains("invalid type"), "{}", e.message);
+    assert_eq!(
+        e.message, "expected an integer, found the string \"http\"",
+        "{}",
+        e.message
+    );
     let shown = SpecErrors {
         source_name: "pod.yaml".into(),
         errors: errs.clone(),
     }
     .to_string();
     assert!(
-        shown
-            .starts_with("pod.yaml:10:22: spec.containers[0].ports[0].containerPort: invalid type"),
+        shown.starts_with(
+            "pod.yaml:10:22: spec.containers[0].ports[0].containerPort: expected an integer"
+        ),
         "{shown}"
     );
 }
@@ -736,6 +741,197 @@ mod messages {
                 .iter()
                 .all(|e| e.path != "spec.containers[0].volumeMounts[0].name")
         );
+    }
+
+    /// Words of Rust, serde or k8s-openapi that a Kubernetes user should not
+    /// have to read.
+    const RUST_WORDS: [&str; 14] = [
+        "struct ",
+        "i32",
+        "i64",
+        "u16",
+        "Option",
+        "IntOrString",
+        "BTreeMap",
+        "Vec",
+        "borrowed",
+        "sequence",
+        "invalid type",
+        "Quantity",
+        "a map,",
+        "boolean",
+    ];
+
+    /// `word` in `text` on its own, not inside a longer name (the Kubernetes
+    /// type PodDNSConfigOption is not Rust's Option).
+    fn contains_word(text: &str, word: &str) -> bool {
+        let is_name = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        text.match_indices(word).any(|(i, _)| {
+            !is_name(text[..i].chars().next_back())
+                && !is_name(text[i + word.len()..].chars().next())
+        })
+    }
+
+    #[test]
+    fn type_errors_say_what_was_expected_and_found_in_yaml_words() {
+        let c = |extra: &str| pod(extra, "");
+        let s = |extra: &str| pod("", extra);
+        let head = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n";
+        let cases: Vec<(String, &str, &str)> = vec![
+            (
+                format!("{head}  containers: abc\n"),
+                "spec.containers",
+                "expected a list, found the string \"abc\"",
+            ),
+            (
+                format!("{head}  containers: [abc]\n"),
+                "spec.containers[0]",
+                "expected a mapping (a Container, with fields such as name, image, command), \
+                 found the string \"abc\"",
+            ),
+            (
+                format!("{head}  containers: [5]\n"),
+                "spec.containers[0]",
+                "expected a mapping (a Container, with fields such as name, image, command), \
+                 found the number 5",
+            ),
+            (
+                c("    ports: [{containerPort: \"abc\"}]\n"),
+                "spec.containers[0].ports[0].containerPort",
+                "expected an integer, found the string \"abc\"",
+            ),
+            (
+                c("    ports: [{containerPort: 99999999999}]\n"),
+                "spec.containers[0].ports[0].containerPort",
+                "expected an integer between -2147483648 and 2147483647, found the number \
+                 99999999999",
+            ),
+            (
+                c("    env: {A: b}\n"),
+                "spec.containers[0].env",
+                "expected a list, found a mapping",
+            ),
+            (
+                s("  nodeSelector: [a, b]\n"),
+                "spec.nodeSelector",
+                "expected a mapping of keys to values, found a list",
+            ),
+            (
+                s(
+                    "  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: ssd}}\n",
+                ),
+                "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution",
+                "expected a mapping (a NodeSelector, with nodeSelectorTerms), found the string \
+                 \"ssd\"",
+            ),
+            (
+                c("    command: sleep 10\n"),
+                "spec.containers[0].command",
+                "expected a list, found the string \"sleep 10\"",
+            ),
+            (
+                c("    resources: {limits: {memory: {a: b}}}\n"),
+                "spec.containers[0].resources.limits.memory",
+                "expected a quantity such as 2, 500m or 128Mi, found a mapping",
+            ),
+            (
+                c("    livenessProbe: {httpGet: {port: true}}\n"),
+                "spec.containers[0].livenessProbe.httpGet.port",
+                "expected a number or a string such as \"8080\" or \"http\", found true",
+            ),
+            (
+                s("  hostNetwork: \"yes\"\n"),
+                "spec.hostNetwork",
+                "expected true or false, found the string \"yes\"",
+            ),
+            (
+                c("    stdin: 1\n"),
+                "spec.containers[0].stdin",
+                "expected true or false, found the number 1",
+            ),
+            (
+                c("    env: [{name: A, value: {x: y}}]\n"),
+                "spec.containers[0].env[0].value",
+                "expected a string, found a mapping",
+            ),
+            (
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: m}\ndata: {a: '!!!'}\n---\n"
+                    .to_string()
+                    + &pod("", ""),
+                "data.a",
+                "expected a base64-encoded string, found a string that is not valid base64 \
+                 (invalid symbol 33, offset 0)",
+            ),
+        ];
+        for (text, path, want) in &cases {
+            let message = only_at(text, path);
+            assert!(
+                message.starts_with(want),
+                "at {path}:\n  got  {message}\n  want {want}"
+            );
+        }
+        // Position and path are those of the value, as before.
+        let e = assert_error(
+            &c("    command: sleep 10\n"),
+            "spec.containers[0].command",
+            "expected a list",
+        );
+        assert_eq!((e.line, e.column), (Some(9), Some(14)));
+    }
+
+    #[test]
+    fn no_type_error_names_a_rust_type() {
+        let c = |extra: &str| pod(extra, "");
+        let s = |extra: &str| pod("", extra);
+        let head = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n";
+        let cases: Vec<String> = vec![
+            format!("{head}  containers: {{a: b}}\n"),
+            format!("{head}  containers: [~]\n"),
+            "apiVersion: v1\nkind: Pod\nmetadata: p\nspec: {containers: [{name: c, image: i}]}\n"
+                .into(),
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: [a]\n".into(),
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: {a: b}}\nspec: {containers: [{name: c, image: i}]}\n".into(),
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: [a]}\nspec: {containers: [{name: c, image: i}]}\n".into(),
+            c("    ports: [{containerPort: 80.5}]\n"),
+            c("    ports: [{containerPort: true}]\n"),
+            c("    ports: [{containerPort: 80, hostPort: abc}]\n"),
+            c("    ports: [{name: http}]\n"),
+            c("    command: [{a: b}]\n"),
+            c("    args: 5\n"),
+            c("    resources: {limits: [a]}\n"),
+            c("    resources: {requests: {cpu: [1]}}\n"),
+            c("    livenessProbe: {httpGet: {port: {a: b}}}\n"),
+            c("    livenessProbe: {httpGet: {port: [1]}}\n"),
+            c("    securityContext: {runAsNonRoot: yes}\n"),
+            c("    securityContext: {runAsUser: 1.5}\n"),
+            c("    securityContext: abc\n"),
+            c("    volumeMounts: [{name: v, mountPath: /x, readOnly: 1}]\n"),
+            s("  nodeSelector: {a: [b]}\n"),
+            s("  affinity: abc\n"),
+            s("  terminationGracePeriodSeconds: abc\n"),
+            s("  tolerations: {a: b}\n"),
+            s("  hostAliases: [{ip: 1.2.3.4, hostnames: a}]\n"),
+            s("  volumes: [{name: v, emptyDir: x}]\n"),
+            s("  volumes: [{name: v, emptyDir: {sizeLimit: true}}]\n"),
+            s("  volumes: [{name: v, hostPath: [a]}]\n"),
+            s("  dnsConfig: {options: [a]}\n"),
+            s("  securityContext: {sysctls: {a: b}}\n"),
+            s("  shareProcessNamespace: 0\n"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\ndata: [a]\n".into(),
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: m}\ndata: {a: [b]}\n".into(),
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: m}\ndata: {a: 5}\n".into(),
+        ];
+        for text in &cases {
+            let shown = plan_from_yaml(text, "pod.yaml")
+                .expect_err(text)
+                .to_string();
+            for word in RUST_WORDS {
+                assert!(
+                    !contains_word(&shown, word),
+                    "{word:?} in:\n{shown}\nfor:\n{text}"
+                );
+            }
+        }
     }
 
     #[test]
