@@ -957,6 +957,14 @@ mod messages {
         assert!(only_at(&text, "metadata.name").starts_with(
             "Invalid value: \"My.Secret\": a lowercase RFC 1123 subdomain must consist"
         ));
+        let text = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{}}\n---\n{}",
+            pod("", "")
+        );
+        assert_eq!(
+            only_at(&text, "metadata.name"),
+            "Required value; give the ConfigMap a name"
+        );
 
         let c = |extra: &str| pod(extra, "");
         let s = |extra: &str| pod("", extra);
