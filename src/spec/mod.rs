@@ -785,11 +785,11 @@ fn keep_named(
     };
     let name = name.clone().unwrap_or_default();
     if name.is_empty() {
-        errors.push(err(format!("required; give the {kind} a name")));
+        errors.push(err(format!("Required value; give the {kind} a name")));
         return;
     }
     if let Some(why) = names::dns1123_subdomain(&name) {
-        errors.push(err(why));
+        errors.push(err(names::invalid(&name, &why)));
         return;
     }
     if into.insert(name.clone(), data).is_some() {

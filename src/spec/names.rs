@@ -4,6 +4,37 @@
 const DNS1123_LABEL_MAX: usize = 63;
 const DNS1123_SUBDOMAIN_MAX: usize = 253;
 const IANA_SVC_NAME_MAX: usize = 15;
+const QUALIFIED_NAME_MAX: usize = 63;
+
+const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const ENV_VAR_NAME_FMT: &str = "[-._a-zA-Z][-._a-zA-Z0-9]*";
+const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
+const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
+
+/// The API server's field error for a value it refuses:
+/// `Invalid value: "Bad_Name": why` (the value quoted as Go's `%q` does).
+pub fn invalid(value: &str, why: &str) -> String {
+    format!("Invalid value: {value:?}: {why}")
+}
+
+/// apimachinery's `MaxLenError`.
+fn max_len_error(max: usize) -> String {
+    format!("must be no more than {max} characters")
+}
+
+/// apimachinery's `RegexError`: the rule, examples, and the regex itself.
+fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
+    if examples.is_empty() {
+        return format!("{msg} (regex used for validation is '{fmt}')");
+    }
+    let examples: Vec<String> = examples.iter().map(|e| format!("'{e}'")).collect();
+    format!(
+        "{msg} (e.g. {}, regex used for validation is '{fmt}')",
+        examples.join(", or ")
+    )
+}
 
 fn is_label_char(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit()
@@ -17,20 +48,26 @@ fn label_shape_ok(s: &str) -> bool {
         && b.iter().all(|&c| is_label_char(c) || c == b'-')
 }
 
+fn subdomain_shape_ok(s: &str) -> bool {
+    s.split('.').all(label_shape_ok)
+}
+
 /// RFC 1123 label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
 pub fn dns1123_label(s: &str) -> Option<String> {
     if s.len() > DNS1123_LABEL_MAX {
-        return Some(format!(
-            "must be no more than {DNS1123_LABEL_MAX} characters"
-        ));
+        return Some(max_len_error(DNS1123_LABEL_MAX));
     }
     if !label_shape_ok(s) {
-        return Some(
+        if subdomain_shape_ok(s) {
+            // A valid subdomain that is not a label: it has dots.
+            return Some("must not contain dots".into());
+        }
+        return Some(regex_error(
             "a lowercase RFC 1123 label must consist of lower case alphanumeric characters \
-             or '-', and must start and end with an alphanumeric character (e.g. 'my-name', \
-             or '123-abc')"
-                .to_string(),
-        );
+             or '-', and must start and end with an alphanumeric character",
+            DNS1123_LABEL_FMT,
+            &["my-name", "123-abc"],
+        ));
     }
     None
 }
@@ -38,17 +75,15 @@ pub fn dns1123_label(s: &str) -> Option<String> {
 /// RFC 1123 subdomain: dot-separated labels, at most 253 characters.
 pub fn dns1123_subdomain(s: &str) -> Option<String> {
     if s.len() > DNS1123_SUBDOMAIN_MAX {
-        return Some(format!(
-            "must be no more than {DNS1123_SUBDOMAIN_MAX} characters"
-        ));
+        return Some(max_len_error(DNS1123_SUBDOMAIN_MAX));
     }
-    if !s.split('.').all(label_shape_ok) {
-        return Some(
+    if !subdomain_shape_ok(s) {
+        return Some(regex_error(
             "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
-             characters, '-' or '.', and must start and end with an alphanumeric character \
-             (e.g. 'example.com')"
-                .to_string(),
-        );
+             characters, '-' or '.', and must start and end with an alphanumeric character",
+            DNS1123_SUBDOMAIN_FMT,
+            &["example.com"],
+        ));
     }
     None
 }
@@ -57,20 +92,18 @@ pub fn dns1123_subdomain(s: &str) -> Option<String> {
 /// letter, no leading, trailing or doubled '-'.
 pub fn iana_svc_name(s: &str) -> Option<String> {
     if s.len() > IANA_SVC_NAME_MAX {
-        return Some(format!(
-            "must be no more than {IANA_SVC_NAME_MAX} characters"
-        ));
+        return Some(max_len_error(IANA_SVC_NAME_MAX));
     }
     if s.is_empty() || !s.bytes().all(|c| is_label_char(c) || c == b'-') {
         return Some(
             "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into(),
         );
     }
-    if s.contains("--") {
-        return Some("must not contain consecutive hyphens".into());
-    }
     if !s.bytes().any(|c| c.is_ascii_lowercase()) {
         return Some("must contain at least one letter (a-z)".into());
+    }
+    if s.contains("--") {
+        return Some("must not contain consecutive hyphens".into());
     }
     if s.starts_with('-') || s.ends_with('-') {
         return Some("must not begin or end with a hyphen".into());
@@ -83,12 +116,12 @@ pub fn env_var_name(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let first_ok = |c: u8| c.is_ascii_alphabetic() || matches!(c, b'-' | b'.' | b'_');
     if b.is_empty() || !first_ok(b[0]) || !b.iter().all(|&c| first_ok(c) || c.is_ascii_digit()) {
-        return Some(
+        return Some(regex_error(
             "a valid environment variable name must consist of alphabetic characters, \
-             digits, '_', '-', or '.', and must not start with a digit (e.g. 'my.env-name', \
-             or 'MY_ENV.NAME', or 'MyEnvName1')"
-                .into(),
-        );
+             digits, '_', '-', or '.', and must not start with a digit",
+            ENV_VAR_NAME_FMT,
+            &["my.env-name", "MY_ENV.NAME", "MyEnvName1"],
+        ));
     }
     None
 }
@@ -96,50 +129,77 @@ pub fn env_var_name(s: &str) -> Option<String> {
 fn qualified_name_part_ok(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.len() <= 63
+        && b.len() <= QUALIFIED_NAME_MAX
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
         && b.iter()
             .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
+const QUALIFIED_NAME_RULE: &str = "must consist of alphanumeric characters, '-', '_' or '.', \
+                                   and must start and end with an alphanumeric character";
+const QUALIFIED_NAME_EXAMPLES: [&str; 3] = ["MyName", "my.name", "123-abc"];
+
 /// Label and annotation keys: `[prefix/]name`, the prefix a DNS subdomain, the
 /// name at most 63 characters of `[A-Za-z0-9_.-]` starting and ending alphanumeric.
 pub fn qualified_name(s: &str) -> Option<String> {
-    let (prefix, name) = match s.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, s),
+    let parts: Vec<&str> = s.split('/').collect();
+    let name = match parts[..] {
+        [name] => name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                return Some("prefix part must be non-empty".into());
+            }
+            if let Some(why) = dns1123_subdomain(prefix) {
+                return Some(format!("prefix part {why}"));
+            }
+            name
+        }
+        _ => {
+            return Some(format!(
+                "a valid label key {} with an optional DNS subdomain prefix and '/' (e.g. \
+                 'example.com/MyName')",
+                regex_error(
+                    QUALIFIED_NAME_RULE,
+                    QUALIFIED_NAME_FMT,
+                    &QUALIFIED_NAME_EXAMPLES
+                )
+            ));
+        }
     };
-    if let Some(p) = prefix {
-        if p.is_empty() {
-            return Some("prefix part must be non-empty".into());
-        }
-        if let Some(why) = dns1123_subdomain(p) {
-            return Some(format!("prefix part {why}"));
-        }
+    if name.is_empty() {
+        return Some("name part must be non-empty".into());
+    }
+    if name.len() > QUALIFIED_NAME_MAX {
+        return Some(format!("name part {}", max_len_error(QUALIFIED_NAME_MAX)));
     }
     if !qualified_name_part_ok(name) {
-        return Some(
-            "name part must consist of alphanumeric characters, '-', '_' or '.', must start \
-             and end with an alphanumeric character and be at most 63 characters, with an \
-             optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-                .into(),
-        );
+        return Some(format!(
+            "name part {}",
+            regex_error(
+                QUALIFIED_NAME_RULE,
+                QUALIFIED_NAME_FMT,
+                &QUALIFIED_NAME_EXAMPLES
+            )
+        ));
     }
     None
 }
 
 /// Label values: empty, or a qualified-name part (at most 63 characters).
 pub fn label_value(s: &str) -> Option<String> {
+    if s.len() > QUALIFIED_NAME_MAX {
+        return Some(max_len_error(QUALIFIED_NAME_MAX));
+    }
     if s.is_empty() || qualified_name_part_ok(s) {
         None
     } else {
-        Some(
-            "a valid label value must be an empty string or consist of alphanumeric \
-             characters, '-', '_' or '.', and must start and end with an alphanumeric \
-             character, at most 63 characters"
-                .into(),
-        )
+        Some(regex_error(
+            "a valid label must be an empty string or consist of alphanumeric characters, \
+             '-', '_' or '.', and must start and end with an alphanumeric character",
+            LABEL_VALUE_FMT,
+            &["MyValue", "my_value", "12345"],
+        ))
     }
 }
 

@@ -268,15 +268,20 @@ fn wrong_type_has_path_line_and_column() {
     assert_eq!(e.path, "spec.containers[0].ports[0].containerPort");
     assert_eq!(e.line, Some(10));
     assert_eq!(e.column, Some(22));
-    assert!(e.message.contains("invalid type"), "{}", e.message);
+    assert_eq!(
+        e.message, "expected an integer, found the string \"http\"",
+        "{}",
+        e.message
+    );
     let shown = SpecErrors {
         source_name: "pod.yaml".into(),
         errors: errs.clone(),
     }
     .to_string();
     assert!(
-        shown
-            .starts_with("pod.yaml:10:22: spec.containers[0].ports[0].containerPort: invalid type"),
+        shown.starts_with(
+            "pod.yaml:10:22: spec.containers[0].ports[0].containerPort: expected an integer"
+        ),
         "{shown}"
     );
 }
@@ -290,7 +295,7 @@ fn missing_required_field_is_named() {
     assert_eq!(errs.len(), 1, "{errs:#?}");
     assert_eq!(errs[0].path, "spec.containers[0].name");
     assert!(
-        errs[0].message.starts_with("required"),
+        errs[0].message.starts_with("Required value"),
         "{}",
         errs[0].message
     );
@@ -442,37 +447,37 @@ fn semantic_checks() {
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {}\nspec: {containers: [{name: c, image: i}]}\n".into(),
             "metadata.name",
-            "required",
+            "Required value; give the pod a name",
         ),
         (
             format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {}}}\nspec: {{containers: [{{name: c, image: i}}]}}\n", "a".repeat(254)),
             "metadata.name",
-            "no more than 253",
+            "must be no more than 253 characters",
         ),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: Dev}\nspec: {containers: [{name: c, image: i}]}\n".into(),
             "metadata.namespace",
-            "RFC 1123 label",
+            "Invalid value: \"Dev\": a lowercase RFC 1123 label",
         ),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: -x-}}\nspec: {containers: [{name: c, image: i}]}\n".into(),
             "metadata.labels.app",
-            "label value",
+            "Invalid value: \"-x-\": a valid label must be an empty string",
         ),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: []}\n".into(),
             "spec.containers",
-            "at least one container",
+            "Required value; a Pod needs at least one container",
         ),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n".into(),
             "spec",
-            "required",
+            "Required value",
         ),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: Web, image: i}]}\n".into(),
             "spec.containers[0].name",
-            "RFC 1123 label",
+            "Invalid value: \"Web\": a lowercase RFC 1123 label",
         ),
         (
             format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec: {{containers: [{{name: {}, image: i}}]}}\n", "a".repeat(64)),
@@ -482,79 +487,81 @@ fn semantic_checks() {
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: c, image: i}]\n  containers: [{name: c, image: i}]\n".into(),
             "spec.containers[0].name",
-            "duplicate name \"c\" (also spec.initContainers[0].name)",
+            "Duplicate value: \"c\" (also spec.initContainers[0].name)",
         ),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c}]}\n".into(),
             "spec.containers[0].image",
-            "required",
+            "Required value",
         ),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: ' i'}]}\n".into(),
             "spec.containers[0].image",
-            "whitespace",
+            "Invalid value: \" i\": must not have leading or trailing whitespace",
         ),
-        (c("    imagePullPolicy: Sometimes\n"), "spec.containers[0].imagePullPolicy", "\"Always\", \"IfNotPresent\", \"Never\""),
-        (c("    ports: [{containerPort: 0}]\n"), "spec.containers[0].ports[0].containerPort", "between 1 and 65535"),
+        (c("    imagePullPolicy: Sometimes\n"), "spec.containers[0].imagePullPolicy", "Unsupported value: \"Sometimes\": supported values: \"Always\", \"IfNotPresent\", \"Never\""),
+        (c("    ports: [{containerPort: 0}]\n"), "spec.containers[0].ports[0].containerPort", "Required value; give the port"),
+        (c("    ports: [{name: http}]\n"), "spec.containers[0].ports[0].containerPort", "Required value; give the port"),
+        (c("    ports: [{containerPort: -1}]\n"), "spec.containers[0].ports[0].containerPort", "Invalid value: -1: must be between 1 and 65535, inclusive"),
         (c("    ports: [{containerPort: 65536}]\n"), "spec.containers[0].ports[0].containerPort", "between 1 and 65535"),
-        (c("    ports: [{containerPort: 80, hostPort: 70000}]\n"), "spec.containers[0].ports[0].hostPort", "between 1 and 65535"),
-        (c("    ports: [{containerPort: 80, protocol: tcp}]\n"), "spec.containers[0].ports[0].protocol", "\"TCP\", \"UDP\", \"SCTP\""),
-        (c("    ports: [{containerPort: 80, name: HTTP}]\n"), "spec.containers[0].ports[0].name", "alpha-numeric"),
+        (c("    ports: [{containerPort: 80, hostPort: 70000}]\n"), "spec.containers[0].ports[0].hostPort", "Invalid value: 70000: must be between 1 and 65535, inclusive"),
+        (c("    ports: [{containerPort: 80, protocol: tcp}]\n"), "spec.containers[0].ports[0].protocol", "Unsupported value: \"tcp\": supported values: \"SCTP\", \"TCP\", \"UDP\""),
+        (c("    ports: [{containerPort: 80, name: HTTP}]\n"), "spec.containers[0].ports[0].name", "Invalid value: \"HTTP\": must contain only alpha-numeric"),
         (c("    ports: [{containerPort: 80, name: a--b}]\n"), "spec.containers[0].ports[0].name", "consecutive hyphens"),
-        (c("    ports: [{containerPort: 80, name: web}, {containerPort: 81, name: web}]\n"), "spec.containers[0].ports[1].name", "duplicate port name"),
-        (c("    ports: [{containerPort: 80, hostIP: localhost}]\n"), "spec.containers[0].ports[0].hostIP", "not a valid IP"),
-        (c("    ports: [{containerPort: 80, hostPort: 8080}, {containerPort: 81, hostPort: 8080}]\n"), "spec.containers[0].ports[1].hostPort", "duplicate host port 8080"),
+        (c("    ports: [{containerPort: 80, name: web}, {containerPort: 81, name: web}]\n"), "spec.containers[0].ports[1].name", "Duplicate value: \"web\""),
+        (c("    ports: [{containerPort: 80, hostIP: localhost}]\n"), "spec.containers[0].ports[0].hostIP", "Invalid value: \"localhost\": must be a valid IP address"),
+        (c("    ports: [{containerPort: 80, hostPort: 8080}, {containerPort: 81, hostPort: 8080}]\n"), "spec.containers[0].ports[1].hostPort", "Duplicate value: \"8080/TCP\" (also spec.containers[0].ports[0].hostPort)"),
         (c("    ports: [{containerPort: 80, hostPort: 8080, protocol: SCTP}]\n"), "spec.containers[0].ports[0].protocol", "SCTP with a hostPort is not supported yet"),
         (
             pod("    ports: [{containerPort: 80, hostPort: 8080}]\n", "  hostNetwork: true\n"),
             "spec.containers[0].ports[0].hostPort",
-            "must match containerPort",
+            "Invalid value: 8080: must match containerPort when hostNetwork is true",
         ),
-        (c("    env: [{name: 1ABC, value: x}]\n"), "spec.containers[0].env[0].name", "environment variable name"),
+        (c("    env: [{name: 1ABC, value: x}]\n"), "spec.containers[0].env[0].name", "Invalid value: \"1ABC\": a valid environment variable name"),
         (c("    env: [{name: 'A B'}]\n"), "spec.containers[0].env[0].name", "environment variable name"),
-        (c("    volumeMounts: [{name: nope, mountPath: /x}]\n"), "spec.containers[0].volumeMounts[0].name", "volume \"nope\" not found"),
+        (c("    volumeMounts: [{name: nope, mountPath: /x}]\n"), "spec.containers[0].volumeMounts[0].name", "Not found: \"nope\"; define it in spec.volumes"),
         (
             pod("    volumeMounts: [{name: v, mountPath: data}]\n", "  volumes: [{name: v, emptyDir: {}}]\n"),
             "spec.containers[0].volumeMounts[0].mountPath",
-            "absolute path",
+            "Invalid value: \"data\": must be an absolute path",
         ),
         (
             pod("    volumeMounts: [{name: v, mountPath: /d}, {name: v, mountPath: /d}]\n", "  volumes: [{name: v, emptyDir: {}}]\n"),
             "spec.containers[0].volumeMounts[1].mountPath",
-            "must be unique",
+            "Invalid value: \"/d\": must be unique",
         ),
         (
             pod("    volumeMounts: [{name: v, mountPath: /d, subPath: ../etc}]\n", "  volumes: [{name: v, emptyDir: {}}]\n"),
             "spec.containers[0].volumeMounts[0].subPath",
-            "'..'",
+            "Invalid value: \"../etc\": must not contain '..'",
         ),
-        (c("    securityContext: {runAsUser: -1}\n"), "spec.containers[0].securityContext.runAsUser", "between 0 and 2147483647"),
+        (c("    securityContext: {runAsUser: -1}\n"), "spec.containers[0].securityContext.runAsUser", "Invalid value: -1: must be between 0 and 2147483647, inclusive"),
         (c("    securityContext: {runAsGroup: -5}\n"), "spec.containers[0].securityContext.runAsGroup", "between 0 and 2147483647"),
         (s("  securityContext: {runAsUser: -1}\n"), "spec.securityContext.runAsUser", "between 0 and 2147483647"),
-        (s("  securityContext: {runAsGroup: 4294967296}\n"), "spec.securityContext.runAsGroup", "between 0 and 2147483647"),
-        (c("    resources: {limits: {memory: lots}}\n"), "spec.containers[0].resources.limits.memory", "not a valid quantity"),
-        (s("  restartPolicy: always\n"), "spec.restartPolicy", "\"Always\", \"OnFailure\", \"Never\""),
-        (s("  terminationGracePeriodSeconds: -1\n"), "spec.terminationGracePeriodSeconds", "greater than or equal to 0"),
-        (s("  hostname: My_Host\n"), "spec.hostname", "RFC 1123 label"),
-        (s("  hostAliases: [{ip: not-an-ip, hostnames: [a]}]\n"), "spec.hostAliases[0].ip", "not a valid IP"),
-        (s("  hostAliases: [{ip: 1.2.3.4, hostnames: [A_B]}]\n"), "spec.hostAliases[0].hostnames[0]", "subdomain"),
-        (s("  dnsPolicy: Cluster\n"), "spec.dnsPolicy", "\"ClusterFirst\""),
-        (s("  dnsPolicy: None\n"), "spec.dnsConfig.nameservers", "required when dnsPolicy is None"),
-        (s("  dnsConfig: {nameservers: [1.1.1.1, 2.2.2.2, 3.3.3.3, 4.4.4.4]}\n"), "spec.dnsConfig.nameservers", "more than 3"),
-        (s("  dnsConfig: {nameservers: [dns.google]}\n"), "spec.dnsConfig.nameservers[0]", "not a valid IP"),
-        (s("  dnsConfig: {options: [{value: '1'}]}\n"), "spec.dnsConfig.options[0].name", "required"),
-        (s("  volumes: [{name: Data, emptyDir: {}}]\n"), "spec.volumes[0].name", "RFC 1123 label"),
-        (s("  volumes: [{name: v, emptyDir: {}}, {name: v, emptyDir: {}}]\n"), "spec.volumes[1].name", "duplicate volume name"),
-        (s("  volumes: [{name: v}]\n"), "spec.volumes[0]", "must specify a volume type"),
-        (s("  volumes: [{name: v, emptyDir: {}, hostPath: {path: /x}}]\n"), "spec.volumes[0].hostPath", "more than 1 volume type"),
-        (s("  volumes: [{name: v, emptyDir: {medium: HugePages}}]\n"), "spec.volumes[0].emptyDir.medium", "\"Memory\""),
-        (s("  volumes: [{name: v, emptyDir: {sizeLimit: 1XB}}]\n"), "spec.volumes[0].emptyDir.sizeLimit", "not a valid quantity"),
-        (s("  volumes: [{name: v, hostPath: {path: ''}}]\n"), "spec.volumes[0].hostPath.path", "required"),
-        (s("  volumes: [{name: v, hostPath: {path: /x, type: Dir}}]\n"), "spec.volumes[0].hostPath.type", "\"DirectoryOrCreate\""),
+        (s("  securityContext: {runAsGroup: 4294967296}\n"), "spec.securityContext.runAsGroup", "Invalid value: 4294967296: must be between 0 and 2147483647, inclusive"),
+        (c("    resources: {limits: {memory: lots}}\n"), "spec.containers[0].resources.limits.memory", "Invalid value: \"lots\": not a valid quantity"),
+        (s("  restartPolicy: always\n"), "spec.restartPolicy", "Unsupported value: \"always\": supported values: \"Always\", \"Never\", \"OnFailure\""),
+        (s("  terminationGracePeriodSeconds: -1\n"), "spec.terminationGracePeriodSeconds", "Invalid value: -1: must be greater than or equal to 0"),
+        (s("  hostname: My_Host\n"), "spec.hostname", "Invalid value: \"My_Host\": a lowercase RFC 1123 label"),
+        (s("  hostAliases: [{ip: not-an-ip, hostnames: [a]}]\n"), "spec.hostAliases[0].ip", "Invalid value: \"not-an-ip\": must be a valid IP address"),
+        (s("  hostAliases: [{ip: 1.2.3.4, hostnames: [A_B]}]\n"), "spec.hostAliases[0].hostnames[0]", "Invalid value: \"A_B\": a lowercase RFC 1123 subdomain"),
+        (s("  dnsPolicy: Cluster\n"), "spec.dnsPolicy", "Unsupported value: \"Cluster\": supported values: \"ClusterFirst\", \"ClusterFirstWithHostNet\", \"Default\", \"None\""),
+        (s("  dnsPolicy: None\n"), "spec.dnsConfig.nameservers", "Required value: must provide at least one DNS nameserver when dnsPolicy is None"),
+        (s("  dnsConfig: {nameservers: [1.1.1.1, 2.2.2.2, 3.3.3.3, 4.4.4.4]}\n"), "spec.dnsConfig.nameservers", "Invalid value: [\"1.1.1.1\", \"2.2.2.2\", \"3.3.3.3\", \"4.4.4.4\"]: must not have more than 3 nameservers"),
+        (s("  dnsConfig: {nameservers: [dns.google]}\n"), "spec.dnsConfig.nameservers[0]", "Invalid value: \"dns.google\": must be a valid IP address"),
+        (s("  dnsConfig: {options: [{value: '1'}]}\n"), "spec.dnsConfig.options[0].name", "Required value"),
+        (s("  volumes: [{name: Data, emptyDir: {}}]\n"), "spec.volumes[0].name", "Invalid value: \"Data\": a lowercase RFC 1123 label"),
+        (s("  volumes: [{name: v, emptyDir: {}}, {name: v, emptyDir: {}}]\n"), "spec.volumes[1].name", "Duplicate value: \"v\" (also spec.volumes[0].name)"),
+        (s("  volumes: [{name: v}]\n"), "spec.volumes[0]", "Required value: must specify a volume type"),
+        (s("  volumes: [{name: v, emptyDir: {}, hostPath: {path: /x}}]\n"), "spec.volumes[0].hostPath", "Forbidden: may not specify more than 1 volume type"),
+        (s("  volumes: [{name: v, emptyDir: {medium: HugePages}}]\n"), "spec.volumes[0].emptyDir.medium", "Unsupported value: \"HugePages\": supported values: \"\", \"Memory\""),
+        (s("  volumes: [{name: v, emptyDir: {sizeLimit: 1XB}}]\n"), "spec.volumes[0].emptyDir.sizeLimit", "Invalid value: \"1XB\": not a valid quantity"),
+        (s("  volumes: [{name: v, hostPath: {path: ''}}]\n"), "spec.volumes[0].hostPath.path", "Required value"),
+        (s("  volumes: [{name: v, hostPath: {path: /x, type: Dir}}]\n"), "spec.volumes[0].hostPath.type", "Unsupported value: \"Dir\": supported values: \"\", \"BlockDevice\", \"CharDevice\", \"Directory\", \"DirectoryOrCreate\""),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, restartPolicy: Never}]\n  containers: [{name: c, image: i}]\n".into(),
             "spec.initContainers[0].restartPolicy",
-            "\"Always\"",
+            "Unsupported value: \"Never\": supported values: \"Always\"",
         ),
     ];
     for (text, path, needle) in &cases {
@@ -713,4 +720,369 @@ fn generate_name_makes_a_name_as_the_api_server_does() {
     let m = manifest_with(job, "f", &mut || 0).unwrap();
     assert_eq!(m.workloads[0].owner.name, "pi-bbbbb");
     assert_eq!(m.pods().next().unwrap().name, "pi-bbbbb-bbbbb");
+}
+
+/// Issue 12, "Clearer refusals": each refusal once, in YAML's and the API
+/// server's words.
+mod messages {
+    use super::*;
+
+    /// The one error at `path`, with every error shown when there is not one.
+    #[track_caller]
+    fn only_at(text: &str, path: &str) -> String {
+        let errs = errors(text);
+        let found: Vec<_> = errs.iter().filter(|e| e.path == path).collect();
+        assert_eq!(found.len(), 1, "wanted one error at {path}, got {errs:#?}");
+        found[0].message.clone()
+    }
+
+    #[test]
+    fn a_volume_of_an_unsupported_type_is_reported_once_not_also_as_not_found() {
+        let text = pod(
+            "    volumeMounts: [{name: data, mountPath: /d}]\n",
+            "  volumes: [{name: data, persistentVolumeClaim: {claimName: x}}]\n",
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].path, "spec.volumes[0].persistentVolumeClaim");
+        assert!(
+            errs[0].message.starts_with("not supported yet"),
+            "{}",
+            errs[0].message
+        );
+
+        // A volume refused for its definition is still defined.
+        let text = pod(
+            "    volumeMounts: [{name: both, mountPath: /b}, {name: none, mountPath: /n}]\n",
+            "  volumes: [{name: both, emptyDir: {}, hostPath: {path: /x}}, {name: none}]\n",
+        );
+        let errs = errors(&text);
+        assert!(
+            errs.iter().all(|e| !e.path.contains("volumeMounts")),
+            "{errs:#?}"
+        );
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+
+        // A name defined nowhere is still not found, beside a defined one.
+        let text = pod(
+            "    volumeMounts: [{name: data, mountPath: /d}, {name: nope, mountPath: /n}]\n",
+            "  volumes: [{name: data, emptyDir: {}}]\n",
+        );
+        assert_eq!(
+            only_at(&text, "spec.containers[0].volumeMounts[1].name"),
+            "Not found: \"nope\"; define it in spec.volumes or fix the name"
+        );
+        assert!(
+            errors(&text)
+                .iter()
+                .all(|e| e.path != "spec.containers[0].volumeMounts[0].name")
+        );
+    }
+
+    /// Words of Rust, serde or k8s-openapi that a Kubernetes user should not
+    /// have to read.
+    const RUST_WORDS: [&str; 14] = [
+        "struct ",
+        "i32",
+        "i64",
+        "u16",
+        "Option",
+        "IntOrString",
+        "BTreeMap",
+        "Vec",
+        "borrowed",
+        "sequence",
+        "invalid type",
+        "Quantity",
+        "a map,",
+        "boolean",
+    ];
+
+    /// `word` in `text` on its own, not inside a longer name (the Kubernetes
+    /// type PodDNSConfigOption is not Rust's Option).
+    fn contains_word(text: &str, word: &str) -> bool {
+        let is_name = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        text.match_indices(word).any(|(i, _)| {
+            !is_name(text[..i].chars().next_back())
+                && !is_name(text[i + word.len()..].chars().next())
+        })
+    }
+
+    #[test]
+    fn type_errors_say_what_was_expected_and_found_in_yaml_words() {
+        let c = |extra: &str| pod(extra, "");
+        let s = |extra: &str| pod("", extra);
+        let head = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n";
+        let cases: Vec<(String, &str, &str)> = vec![
+            (
+                format!("{head}  containers: abc\n"),
+                "spec.containers",
+                "expected a list, found the string \"abc\"",
+            ),
+            (
+                format!("{head}  containers: [abc]\n"),
+                "spec.containers[0]",
+                "expected a mapping (a Container, with fields such as name, image, command), \
+                 found the string \"abc\"",
+            ),
+            (
+                format!("{head}  containers: [5]\n"),
+                "spec.containers[0]",
+                "expected a mapping (a Container, with fields such as name, image, command), \
+                 found the number 5",
+            ),
+            (
+                c("    ports: [{containerPort: \"abc\"}]\n"),
+                "spec.containers[0].ports[0].containerPort",
+                "expected an integer, found the string \"abc\"",
+            ),
+            (
+                c("    ports: [{containerPort: 99999999999}]\n"),
+                "spec.containers[0].ports[0].containerPort",
+                "expected an integer between -2147483648 and 2147483647, found the number \
+                 99999999999",
+            ),
+            (
+                c("    env: {A: b}\n"),
+                "spec.containers[0].env",
+                "expected a list, found a mapping",
+            ),
+            (
+                s("  nodeSelector: [a, b]\n"),
+                "spec.nodeSelector",
+                "expected a mapping of keys to values, found a list",
+            ),
+            (
+                s(
+                    "  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: ssd}}\n",
+                ),
+                "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution",
+                "expected a mapping (a NodeSelector, with nodeSelectorTerms), found the string \
+                 \"ssd\"",
+            ),
+            (
+                c("    command: sleep 10\n"),
+                "spec.containers[0].command",
+                "expected a list, found the string \"sleep 10\"",
+            ),
+            (
+                c("    resources: {limits: {memory: {a: b}}}\n"),
+                "spec.containers[0].resources.limits.memory",
+                "expected a quantity such as 2, 500m or 128Mi, found a mapping",
+            ),
+            (
+                c("    livenessProbe: {httpGet: {port: true}}\n"),
+                "spec.containers[0].livenessProbe.httpGet.port",
+                "expected a number or a string such as \"8080\" or \"http\", found true",
+            ),
+            (
+                s("  hostNetwork: \"yes\"\n"),
+                "spec.hostNetwork",
+                "expected true or false, found the string \"yes\"",
+            ),
+            (
+                c("    stdin: 1\n"),
+                "spec.containers[0].stdin",
+                "expected true or false, found the number 1",
+            ),
+            (
+                c("    env: [{name: A, value: {x: y}}]\n"),
+                "spec.containers[0].env[0].value",
+                "expected a string, found a mapping",
+            ),
+            (
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: m}\ndata: {a: '!!!'}\n---\n"
+                    .to_string()
+                    + &pod("", ""),
+                "data.a",
+                "expected a base64-encoded string, found a string that is not valid base64 \
+                 (invalid symbol 33, offset 0)",
+            ),
+        ];
+        for (text, path, want) in &cases {
+            let message = only_at(text, path);
+            assert!(
+                message.starts_with(want),
+                "at {path}:\n  got  {message}\n  want {want}"
+            );
+        }
+        // Position and path are those of the value, as before.
+        let e = assert_error(
+            &c("    command: sleep 10\n"),
+            "spec.containers[0].command",
+            "expected a list",
+        );
+        assert_eq!((e.line, e.column), (Some(9), Some(14)));
+    }
+
+    #[test]
+    fn no_type_error_names_a_rust_type() {
+        let c = |extra: &str| pod(extra, "");
+        let s = |extra: &str| pod("", extra);
+        let head = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n";
+        let cases: Vec<String> = vec![
+            format!("{head}  containers: {{a: b}}\n"),
+            format!("{head}  containers: [~]\n"),
+            "apiVersion: v1\nkind: Pod\nmetadata: p\nspec: {containers: [{name: c, image: i}]}\n"
+                .into(),
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: [a]\n".into(),
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: {a: b}}\nspec: {containers: [{name: c, image: i}]}\n".into(),
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: [a]}\nspec: {containers: [{name: c, image: i}]}\n".into(),
+            c("    ports: [{containerPort: 80.5}]\n"),
+            c("    ports: [{containerPort: true}]\n"),
+            c("    ports: [{containerPort: 80, hostPort: abc}]\n"),
+            c("    ports: [{name: http}]\n"),
+            c("    command: [{a: b}]\n"),
+            c("    args: 5\n"),
+            c("    resources: {limits: [a]}\n"),
+            c("    resources: {requests: {cpu: [1]}}\n"),
+            c("    livenessProbe: {httpGet: {port: {a: b}}}\n"),
+            c("    livenessProbe: {httpGet: {port: [1]}}\n"),
+            c("    securityContext: {runAsNonRoot: yes}\n"),
+            c("    securityContext: {runAsUser: 1.5}\n"),
+            c("    securityContext: abc\n"),
+            c("    volumeMounts: [{name: v, mountPath: /x, readOnly: 1}]\n"),
+            s("  nodeSelector: {a: [b]}\n"),
+            s("  affinity: abc\n"),
+            s("  terminationGracePeriodSeconds: abc\n"),
+            s("  tolerations: {a: b}\n"),
+            s("  hostAliases: [{ip: 1.2.3.4, hostnames: a}]\n"),
+            s("  volumes: [{name: v, emptyDir: x}]\n"),
+            s("  volumes: [{name: v, emptyDir: {sizeLimit: true}}]\n"),
+            s("  volumes: [{name: v, hostPath: [a]}]\n"),
+            s("  dnsConfig: {options: [a]}\n"),
+            s("  securityContext: {sysctls: {a: b}}\n"),
+            s("  shareProcessNamespace: 0\n"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\ndata: [a]\n".into(),
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: m}\ndata: {a: [b]}\n".into(),
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: m}\ndata: {a: 5}\n".into(),
+        ];
+        for text in &cases {
+            let shown = plan_from_yaml(text, "pod.yaml")
+                .expect_err(text)
+                .to_string();
+            for word in RUST_WORDS {
+                assert!(
+                    !contains_word(&shown, word),
+                    "{word:?} in:\n{shown}\nfor:\n{text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn semantic_errors_quote_the_value_as_the_api_server_does() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: Bad_Name}\nspec: {containers: [{name: c, image: i}]}\n";
+        assert_eq!(
+            only_at(text, "metadata.name"),
+            "Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower \
+             case alphanumeric characters, '-' or '.', and must start and end with an \
+             alphanumeric character (e.g. 'example.com', regex used for validation is \
+             '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        );
+        let shown = plan_from_yaml(text, "pod.yaml").unwrap_err().to_string();
+        assert!(
+            shown.starts_with("pod.yaml:3: metadata.name: Invalid value: \"Bad_Name\": "),
+            "{shown}"
+        );
+        // ConfigMaps and Secrets are named the same way.
+        let text = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: My.Secret}}\n---\n{}",
+            pod("", "")
+        );
+        assert!(only_at(&text, "metadata.name").starts_with(
+            "Invalid value: \"My.Secret\": a lowercase RFC 1123 subdomain must consist"
+        ));
+        let text = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{}}\n---\n{}",
+            pod("", "")
+        );
+        assert_eq!(
+            only_at(&text, "metadata.name"),
+            "Required value; give the ConfigMap a name"
+        );
+
+        let c = |extra: &str| pod(extra, "");
+        let s = |extra: &str| pod("", extra);
+        let cases: Vec<(String, &str, &str)> = vec![
+            (
+                s("  volumes: [{name: my.data, emptyDir: {}}]\n"),
+                "spec.volumes[0].name",
+                "Invalid value: \"my.data\": must not contain dots",
+            ),
+            (
+                c("    ports: [{containerPort: 80, name: http-}]\n"),
+                "spec.containers[0].ports[0].name",
+                "Invalid value: \"http-\": must not begin or end with a hyphen",
+            ),
+            (
+                c("    ports: [{containerPort: 70000}]\n"),
+                "spec.containers[0].ports[0].containerPort",
+                "Invalid value: 70000: must be between 1 and 65535, inclusive",
+            ),
+            (
+                c("    imagePullPolicy: always\n"),
+                "spec.containers[0].imagePullPolicy",
+                "Unsupported value: \"always\": supported values: \"Always\", \"IfNotPresent\", \
+                 \"Never\"",
+            ),
+            (
+                s("  restartPolicy: Sometimes\n"),
+                "spec.restartPolicy",
+                "Unsupported value: \"Sometimes\": supported values: \"Always\", \"Never\", \
+                 \"OnFailure\"",
+            ),
+            (
+                s("  volumes: [{name: v, hostPath: {path: /x, type: dir}}]\n"),
+                "spec.volumes[0].hostPath.type",
+                "Unsupported value: \"dir\": supported values: \"\", \"BlockDevice\", \
+                 \"CharDevice\", \"Directory\", \"DirectoryOrCreate\", \"File\", \
+                 \"FileOrCreate\", \"Socket\"",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: c, image: i}\n  - {name: c, image: i}\n".into(),
+                "spec.containers[1].name",
+                "Duplicate value: \"c\" (also spec.containers[0].name); container names must be \
+                 unique",
+            ),
+            (
+                c("    ports: [{containerPort: 80, hostPort: 80, hostIP: 127.0.0.1}, {containerPort: 81, hostPort: 80, hostIP: 127.0.0.1}]\n"),
+                "spec.containers[0].ports[1].hostPort",
+                "Duplicate value: \"127.0.0.1:80/TCP\"",
+            ),
+            (
+                c("    resources: {requests: {cpu: 1.5.0}}\n"),
+                "spec.containers[0].resources.requests.cpu",
+                "Invalid value: \"1.5.0\": not a valid quantity (more than one decimal point); \
+                 write e.g. 128Mi",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c}]}\n".into(),
+                "spec.containers[0].image",
+                "Required value; name the image to run, e.g. busybox:1.36",
+            ),
+            (
+                s("  hostAliases: [{hostnames: [db]}]\n"),
+                "spec.hostAliases[0].ip",
+                "Required value; give the IP address",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {example.com/a/b: x}}\nspec: {containers: [{name: c, image: i}]}\n".into(),
+                "metadata.labels.example.com/a/b",
+                "Invalid value: \"example.com/a/b\": a valid label key must consist of",
+            ),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {Example.com/a: x}}\nspec: {containers: [{name: c, image: i}]}\n".into(),
+                "metadata.annotations.Example.com/a",
+                "Invalid value: \"Example.com/a\": prefix part a lowercase RFC 1123 subdomain",
+            ),
+        ];
+        for (text, path, want) in &cases {
+            let message = only_at(text, path);
+            assert!(
+                message.starts_with(want),
+                "at {path}:\n  got  {message}\n  want {want}"
+            );
+        }
+    }
 }

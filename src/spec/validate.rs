@@ -2,6 +2,7 @@
 //! reads, and the translation of a valid Pod into a `PodPlan`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -39,25 +40,62 @@ impl<'a> Ctx<'a> {
         });
     }
 
-    fn check(&mut self, path: impl Into<String>, why: Option<String>) {
+    /// `Invalid value: "VALUE": why`, as the API server says it.
+    fn invalid(&mut self, path: impl Into<String>, value: &str, why: &str) {
+        self.err(path, names::invalid(value, why));
+    }
+
+    /// `Invalid value: 70000: why`: a number is shown unquoted.
+    fn invalid_number(&mut self, path: impl Into<String>, value: impl fmt::Display, why: &str) {
+        self.err(path, format!("Invalid value: {value}: {why}"));
+    }
+
+    /// A name or other format check of `names`: `Invalid value` when it fails.
+    fn check(&mut self, path: impl Into<String>, value: &str, why: Option<String>) {
         if let Some(why) = why {
-            self.err(path, why);
+            self.invalid(path, value, &why);
         }
     }
 
+    /// `Required value`, then `rest`: `: what` and/or `; what to do`.
+    fn required(&mut self, path: impl Into<String>, rest: &str) {
+        self.err(path, format!("Required value{rest}"));
+    }
+
+    /// `Duplicate value: "VALUE"`, then `rest`.
+    fn duplicate(&mut self, path: impl Into<String>, value: &str, rest: &str) {
+        self.err(path, format!("Duplicate value: {value:?}{rest}"));
+    }
+
+    /// `Unsupported value: "X": supported values: "A", "B"`, sorted as the
+    /// API server lists them.
     fn one_of(&mut self, path: String, value: &str, allowed: &[&str]) {
         if !allowed.contains(&value) {
-            self.err(
-                path,
-                format!(
-                    "unsupported value \"{value}\"; use one of {}",
-                    allowed
-                        .iter()
-                        .map(|a| format!("\"{a}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
+            self.err(path, unsupported(value, allowed));
+        }
+    }
+
+    /// An IP address field: `Required value` when empty, else a valid IP.
+    fn ip(&mut self, path: String, value: &str, what_to_do: &str) {
+        if value.is_empty() {
+            self.required(path, &format!("; {what_to_do}"));
+        } else if !valid_ip(value) {
+            self.invalid(path, value, INVALID_IP);
+        }
+    }
+
+    /// A quantity that does not parse: `Invalid value: "1XB": not a valid quantity …`.
+    fn quantity(&mut self, path: String, text: &str) -> Option<u64> {
+        match parse_quantity(text) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let message = e.to_string();
+                let why = message
+                    .strip_prefix(&format!("{text:?} is "))
+                    .unwrap_or(&message);
+                self.invalid(path, text, why);
+                None
+            }
         }
     }
 
@@ -65,10 +103,7 @@ impl<'a> Ctx<'a> {
     fn id(&mut self, path: String, v: Option<i64>) -> Option<u32> {
         let v = v?;
         if !(0..=i64::from(i32::MAX)).contains(&v) {
-            self.err(
-                path,
-                format!("{v} is out of range; must be between 0 and 2147483647, inclusive"),
-            );
+            self.invalid_number(path, v, "must be between 0 and 2147483647, inclusive");
             return None;
         }
         Some(v as u32)
@@ -79,29 +114,65 @@ fn valid_ip(s: &str) -> bool {
     s.parse::<IpAddr>().is_ok()
 }
 
+/// The API server's explanation for an IP address it refuses.
+const INVALID_IP: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
+
+const PORT_RANGE: &str = "must be between 1 and 65535, inclusive";
+
+/// `Unsupported value: "X": supported values: "A", "B"`.
+fn unsupported(value: &str, allowed: &[&str]) -> String {
+    let mut allowed = allowed.to_vec();
+    allowed.sort_unstable();
+    let quoted: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+    format!(
+        "Unsupported value: {value:?}: supported values: {}",
+        quoted.join(", ")
+    )
+}
+
+/// A protocol as Kubernetes spells it.
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
+        Protocol::Sctp => "SCTP",
+    }
+}
+
+/// A list of strings as the API server shows one in `Invalid value`.
+fn quoted_list(values: &[String]) -> String {
+    let quoted: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
 /// Validates `pod` and builds its plan; errors go to `ctx`. The plan is only
 /// meaningful when `ctx.errors` stays empty.
 pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
     let meta = &pod.metadata;
     let name = meta.name.clone().unwrap_or_default();
     if name.is_empty() {
-        ctx.err("metadata.name", "required; give the pod a name");
+        ctx.required("metadata.name", "; give the pod a name");
     } else {
-        ctx.check("metadata.name", names::dns1123_subdomain(&name));
+        ctx.check("metadata.name", &name, names::dns1123_subdomain(&name));
     }
     let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
-    ctx.check("metadata.namespace", names::dns1123_label(&namespace));
+    ctx.check(
+        "metadata.namespace",
+        &namespace,
+        names::dns1123_label(&namespace),
+    );
     let labels = meta.labels.clone().unwrap_or_default();
     for (k, v) in &labels {
         let path = format!("metadata.labels.{k}");
-        ctx.check(path.clone(), names::qualified_name(k));
-        ctx.check(path, names::label_value(v));
+        ctx.check(path.clone(), k, names::qualified_name(k));
+        ctx.check(path, v, names::label_value(v));
     }
     let annotations = meta.annotations.clone().unwrap_or_default();
     let mut total = 0;
     for (k, v) in &annotations {
         ctx.check(
             format!("metadata.annotations.{k}"),
+            k,
             names::qualified_name(k),
         );
         total += k.len() + v.len();
@@ -109,7 +180,7 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
     if total > 256 * 1024 {
         ctx.err(
             "metadata.annotations",
-            "may not be more than 262144 bytes in total",
+            "Too long: must have at most 262144 bytes",
         );
     }
 
@@ -117,7 +188,7 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
     let spec = match &pod.spec {
         Some(s) => s,
         None => {
-            ctx.err("spec", "required; a Pod needs a spec with containers");
+            ctx.required("spec", "; a Pod needs a spec with containers");
             &default_spec
         }
     };
@@ -150,9 +221,10 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
     let termination_grace = match spec.termination_grace_period_seconds {
         None => DEFAULT_TERMINATION_GRACE,
         Some(s) if s < 0 => {
-            ctx.err(
+            ctx.invalid_number(
                 "spec.terminationGracePeriodSeconds",
-                format!("{s} is negative; must be greater than or equal to 0"),
+                s,
+                "must be greater than or equal to 0",
             );
             DEFAULT_TERMINATION_GRACE
         }
@@ -161,7 +233,7 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
 
     let hostname = match &spec.hostname {
         Some(h) => {
-            ctx.check("spec.hostname", names::dns1123_label(h));
+            ctx.check("spec.hostname", h, names::dns1123_label(h));
             h.clone()
         }
         None => {
@@ -177,15 +249,18 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
     let mut host_aliases = Vec::new();
     for (i, a) in spec.host_aliases.iter().flatten().enumerate() {
         let p = format!("spec.hostAliases[{i}]");
-        if !valid_ip(&a.ip) {
-            ctx.err(
-                format!("{p}.ip"),
-                format!("\"{}\" is not a valid IP address", a.ip),
-            );
-        }
+        ctx.ip(
+            format!("{p}.ip"),
+            &a.ip,
+            "give the IP address the hostnames resolve to",
+        );
         let hostnames = a.hostnames.clone().unwrap_or_default();
         for (j, h) in hostnames.iter().enumerate() {
-            ctx.check(format!("{p}.hostnames[{j}]"), names::dns1123_subdomain(h));
+            ctx.check(
+                format!("{p}.hostnames[{j}]"),
+                h,
+                names::dns1123_subdomain(h),
+            );
         }
         host_aliases.push((a.ip.clone(), hostnames));
     }
@@ -203,15 +278,20 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
     );
     let pod_non_root = pod_sc.and_then(|s| s.run_as_non_root);
 
-    let volumes = volume_plans(spec.volumes.as_deref().unwrap_or_default(), ctx);
-    let volume_names: HashSet<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+    let spec_volumes = spec.volumes.as_deref().unwrap_or_default();
+    let volumes = volume_plans(spec_volumes, ctx);
+    // Every name spec.volumes defines, of any type: a mount of a volume whose
+    // type minipod does not support (reported once, as that) is not also a
+    // mount of a volume that is not found.
+    let volume_names: HashSet<&str> = spec_volumes
+        .iter()
+        .map(|v| v.name.as_str())
+        .filter(|n| !n.is_empty())
+        .collect();
     let host_network = spec.host_network.unwrap_or(false);
 
     if spec.containers.is_empty() {
-        ctx.err(
-            "spec.containers",
-            "required; a Pod needs at least one container",
-        );
+        ctx.required("spec.containers", "; a Pod needs at least one container");
     }
     let mut seen_names: HashMap<String, String> = HashMap::new();
     let defaults = PodDefaults {
@@ -229,12 +309,12 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
                 let p = format!("spec.{field}[{i}]");
                 if !c.name.is_empty() {
                     if let Some(first) = seen_names.get(&c.name) {
-                        ctx.err(
+                        ctx.duplicate(
                             format!("{p}.name"),
-                            format!(
-                                "duplicate name \"{}\" (also {first}); container names must be \
-                                 unique across containers and initContainers",
-                                c.name
+                            &c.name,
+                            &format!(
+                                " (also {first}); container names must be unique across \
+                                 containers and initContainers"
                             ),
                         );
                     } else {
@@ -247,12 +327,17 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
                         let key = (hp, port.protocol, port.host_ip.clone().unwrap_or_default());
                         let here = format!("{p}.ports[{j}].hostPort");
                         if let Some(first) = host_ports.get(&key) {
-                            ctx.err(
+                            let ip = port
+                                .host_ip
+                                .as_deref()
+                                .map(|ip| format!("{ip}:"))
+                                .unwrap_or_default();
+                            ctx.duplicate(
                                 here,
-                                format!(
-                                    "duplicate host port {hp}/{:?} (also {first}); each host \
-                                     port, protocol and host IP may be used once",
-                                    port.protocol
+                                &format!("{ip}{hp}/{}", protocol_name(port.protocol)),
+                                &format!(
+                                    " (also {first}); each host port, protocol and host IP may \
+                                     be used once"
                                 ),
                             );
                         } else {
@@ -316,34 +401,31 @@ fn dns_plan(spec: &PodSpec, ctx: &mut Ctx<'_>) -> DnsPlan {
     let nameservers = cfg.and_then(|c| c.nameservers.clone()).unwrap_or_default();
     let searches = cfg.and_then(|c| c.searches.clone()).unwrap_or_default();
     if base == DnsBase::Empty && nameservers.is_empty() {
-        ctx.err(
+        ctx.required(
             "spec.dnsConfig.nameservers",
-            "required when dnsPolicy is None; give at least one nameserver",
+            ": must provide at least one DNS nameserver when dnsPolicy is None",
         );
     }
     if nameservers.len() > 3 {
         ctx.err(
             "spec.dnsConfig.nameservers",
             format!(
-                "{} nameservers; must not have more than 3",
-                nameservers.len()
+                "Invalid value: {}: must not have more than 3 nameservers",
+                quoted_list(&nameservers)
             ),
         );
     }
     for (i, ns) in nameservers.iter().enumerate() {
         if !valid_ip(ns) {
-            ctx.err(
-                format!("spec.dnsConfig.nameservers[{i}]"),
-                format!("\"{ns}\" is not a valid IP address"),
-            );
+            ctx.invalid(format!("spec.dnsConfig.nameservers[{i}]"), ns, INVALID_IP);
         }
     }
     if searches.len() > 32 {
         ctx.err(
             "spec.dnsConfig.searches",
             format!(
-                "{} search domains; must not have more than 32",
-                searches.len()
+                "Invalid value: {}: must not have more than 32 search paths",
+                quoted_list(&searches)
             ),
         );
     }
@@ -352,6 +434,7 @@ fn dns_plan(spec: &PodSpec, ctx: &mut Ctx<'_>) -> DnsPlan {
         if s != "." {
             ctx.check(
                 format!("spec.dnsConfig.searches[{i}]"),
+                s,
                 names::dns1123_subdomain(domain),
             );
         }
@@ -365,9 +448,9 @@ fn dns_plan(spec: &PodSpec, ctx: &mut Ctx<'_>) -> DnsPlan {
     {
         match o.name.as_deref() {
             Some(n) if !n.is_empty() => options.push((n.to_string(), o.value.clone())),
-            _ => ctx.err(
+            _ => ctx.required(
                 format!("spec.dnsConfig.options[{i}].name"),
-                "required; give the resolver option a name",
+                "; give the resolver option a name",
             ),
         }
     }
@@ -385,16 +468,14 @@ fn volume_plans(volumes: &[Volume], ctx: &mut Ctx<'_>) -> Vec<VolumePlan> {
     for (i, v) in volumes.iter().enumerate() {
         let p = format!("spec.volumes[{i}]");
         if v.name.is_empty() {
-            ctx.err(format!("{p}.name"), "required; give the volume a name");
+            ctx.required(format!("{p}.name"), "; give the volume a name");
         } else {
-            ctx.check(format!("{p}.name"), names::dns1123_label(&v.name));
+            ctx.check(format!("{p}.name"), &v.name, names::dns1123_label(&v.name));
             if let Some(first) = seen.insert(&v.name, i) {
-                ctx.err(
+                ctx.duplicate(
                     format!("{p}.name"),
-                    format!(
-                        "duplicate volume name \"{}\" (also spec.volumes[{first}].name)",
-                        v.name
-                    ),
+                    &v.name,
+                    &format!(" (also spec.volumes[{first}].name); give each volume its own name"),
                 );
             }
         }
@@ -402,7 +483,7 @@ fn volume_plans(volumes: &[Volume], ctx: &mut Ctx<'_>) -> Vec<VolumePlan> {
             (Some(_), Some(_)) => {
                 ctx.err(
                     format!("{p}.hostPath"),
-                    "may not specify more than 1 volume type; keep emptyDir or hostPath",
+                    "Forbidden: may not specify more than 1 volume type; keep emptyDir or hostPath",
                 );
                 continue;
             }
@@ -415,16 +496,10 @@ fn volume_plans(volumes: &[Volume], ctx: &mut Ctx<'_>) -> Vec<VolumePlan> {
                         false
                     }
                 };
-                let size_limit_bytes = match &e.size_limit {
-                    None => None,
-                    Some(q) => match parse_quantity(&q.0) {
-                        Ok(b) => Some(b),
-                        Err(err) => {
-                            ctx.err(format!("{p}.emptyDir.sizeLimit"), err.to_string());
-                            None
-                        }
-                    },
-                };
+                let size_limit_bytes = e
+                    .size_limit
+                    .as_ref()
+                    .and_then(|q| ctx.quantity(format!("{p}.emptyDir.sizeLimit"), &q.0));
                 VolumeKind::EmptyDir {
                     memory,
                     size_limit_bytes,
@@ -432,9 +507,13 @@ fn volume_plans(volumes: &[Volume], ctx: &mut Ctx<'_>) -> Vec<VolumePlan> {
             }
             (None, Some(h)) => {
                 if h.path.is_empty() {
-                    ctx.err(format!("{p}.hostPath.path"), "required; give the host path");
+                    ctx.required(format!("{p}.hostPath.path"), "; give the host path");
                 } else if h.path.split('/').any(|c| c == "..") {
-                    ctx.err(format!("{p}.hostPath.path"), "must not contain '..'");
+                    ctx.invalid(
+                        format!("{p}.hostPath.path"),
+                        &h.path,
+                        "must not contain '..'",
+                    );
                 }
                 let type_check = match HostPathType::parse(h.type_.as_deref().unwrap_or("")) {
                     Some(t) => t,
@@ -468,9 +547,9 @@ fn volume_plans(volumes: &[Volume], ctx: &mut Ctx<'_>) -> Vec<VolumePlan> {
                     .and_then(|j| j.as_object().map(|o| o.len() <= 1))
                     .unwrap_or(false);
                 if only_name {
-                    ctx.err(
+                    ctx.required(
                         p,
-                        "must specify a volume type; minipod supports emptyDir and hostPath",
+                        ": must specify a volume type; minipod supports emptyDir and hostPath",
                     );
                 }
                 continue;
@@ -500,19 +579,20 @@ fn container_plan(
     ctx: &mut Ctx<'_>,
 ) -> ContainerPlan {
     if c.name.is_empty() {
-        ctx.err(format!("{p}.name"), "required; give the container a name");
+        ctx.required(format!("{p}.name"), "; give the container a name");
     } else {
-        ctx.check(format!("{p}.name"), names::dns1123_label(&c.name));
+        ctx.check(format!("{p}.name"), &c.name, names::dns1123_label(&c.name));
     }
     let image = c.image.clone().unwrap_or_default();
     if image.trim().is_empty() {
-        ctx.err(
+        ctx.required(
             format!("{p}.image"),
-            "required; name the image to run, e.g. busybox:1.36",
+            "; name the image to run, e.g. busybox:1.36",
         );
     } else if image.trim() != image {
-        ctx.err(
+        ctx.invalid(
             format!("{p}.image"),
+            &image,
             "must not have leading or trailing whitespace",
         );
     }
@@ -533,7 +613,11 @@ fn container_plan(
 
     let mut env = Vec::new();
     for (i, e) in c.env.iter().flatten().enumerate() {
-        ctx.check(format!("{p}.env[{i}].name"), names::env_var_name(&e.name));
+        ctx.check(
+            format!("{p}.env[{i}].name"),
+            &e.name,
+            names::env_var_name(&e.name),
+        );
         env.push((e.name.clone(), e.value.clone().unwrap_or_default()));
     }
 
@@ -542,28 +626,30 @@ fn container_plan(
     for (i, port) in c.ports.iter().flatten().enumerate() {
         let pp = format!("{p}.ports[{i}]");
         let in_range = |v: i32| (1..=65535).contains(&v);
-        if !in_range(port.container_port) {
-            ctx.err(
+        if port.container_port == 0 {
+            // Absent (k8s-openapi reads it as 0): the API server's check.
+            ctx.required(
                 format!("{pp}.containerPort"),
-                format!(
-                    "{} is out of range; must be between 1 and 65535, inclusive",
-                    port.container_port
-                ),
+                "; give the port the container listens on",
+            );
+        } else if !in_range(port.container_port) {
+            ctx.invalid_number(
+                format!("{pp}.containerPort"),
+                port.container_port,
+                PORT_RANGE,
             );
         }
         let host_port = match port.host_port {
             None | Some(0) => None,
             Some(h) if !in_range(h) => {
-                ctx.err(
-                    format!("{pp}.hostPort"),
-                    format!("{h} is out of range; must be between 1 and 65535, inclusive"),
-                );
+                ctx.invalid_number(format!("{pp}.hostPort"), h, PORT_RANGE);
                 None
             }
             Some(h) => {
                 if pod.host_network && h != port.container_port {
-                    ctx.err(
+                    ctx.invalid_number(
                         format!("{pp}.hostPort"),
+                        h,
                         "must match containerPort when hostNetwork is true",
                     );
                 }
@@ -589,21 +675,19 @@ fn container_plan(
             );
         }
         if let Some(n) = port.name.as_deref().filter(|n| !n.is_empty()) {
-            ctx.check(format!("{pp}.name"), names::iana_svc_name(n));
+            ctx.check(format!("{pp}.name"), n, names::iana_svc_name(n));
             if let Some(first) = port_names.insert(n, i) {
-                ctx.err(
+                ctx.duplicate(
                     format!("{pp}.name"),
-                    format!("duplicate port name \"{n}\" (also {p}.ports[{first}].name)"),
+                    n,
+                    &format!(" (also {p}.ports[{first}].name); give each port its own name"),
                 );
             }
         }
         if let Some(ip) = port.host_ip.as_deref().filter(|ip| !ip.is_empty())
             && !valid_ip(ip)
         {
-            ctx.err(
-                format!("{pp}.hostIP"),
-                format!("\"{ip}\" is not a valid IP address"),
-            );
+            ctx.invalid(format!("{pp}.hostIP"), ip, INVALID_IP);
         }
         ports.push(PortPlan {
             name: port.name.clone().filter(|n| !n.is_empty()),
@@ -619,41 +703,39 @@ fn container_plan(
     for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
         let mp = format!("{p}.volumeMounts[{i}]");
         if m.name.is_empty() {
-            ctx.err(
-                format!("{mp}.name"),
-                "required; name a volume of spec.volumes",
-            );
+            ctx.required(format!("{mp}.name"), "; name a volume of spec.volumes");
         } else if !pod.volume_names.contains(m.name.as_str()) {
+            // Any volume defined in spec.volumes counts, whatever its type:
+            // one of a type minipod does not support is reported as that.
             ctx.err(
                 format!("{mp}.name"),
                 format!(
-                    "volume \"{}\" not found; define it in spec.volumes or fix the name",
+                    "Not found: {:?}; define it in spec.volumes or fix the name",
                     m.name
                 ),
             );
         }
         if m.mount_path.is_empty() {
-            ctx.err(format!("{mp}.mountPath"), "required; give an absolute path");
+            ctx.required(format!("{mp}.mountPath"), "; give an absolute path");
         } else if !m.mount_path.starts_with('/') {
-            ctx.err(
+            ctx.invalid(
                 format!("{mp}.mountPath"),
-                format!("\"{}\" must be an absolute path", m.mount_path),
+                &m.mount_path,
+                "must be an absolute path",
             );
         } else if let Some(first) = mount_paths.insert(&m.mount_path, i) {
-            ctx.err(
+            ctx.invalid(
                 format!("{mp}.mountPath"),
-                format!(
-                    "\"{}\" must be unique (also {p}.volumeMounts[{first}].mountPath)",
-                    m.mount_path
-                ),
+                &m.mount_path,
+                &format!("must be unique (also {p}.volumeMounts[{first}].mountPath)"),
             );
         }
         let sub_path = m.sub_path.clone().filter(|s| !s.is_empty());
         if let Some(s) = &sub_path {
             if s.starts_with('/') {
-                ctx.err(format!("{mp}.subPath"), "must be a relative path");
+                ctx.invalid(format!("{mp}.subPath"), s, "must be a relative path");
             } else if s.split('/').any(|c| c == "..") {
-                ctx.err(format!("{mp}.subPath"), "must not contain '..'");
+                ctx.invalid(format!("{mp}.subPath"), s, "must not contain '..'");
             }
         }
         mounts.push(MountPlan {
@@ -685,9 +767,7 @@ fn container_plan(
     if let Some(r) = &c.resources {
         for (field, list) in [("limits", &r.limits), ("requests", &r.requests)] {
             for (k, q) in list.iter().flatten() {
-                if let Err(e) = parse_quantity(&q.0) {
-                    ctx.err(format!("{p}.resources.{field}.{k}"), e.to_string());
-                }
+                ctx.quantity(format!("{p}.resources.{field}.{k}"), &q.0);
             }
         }
         if r.limits.as_ref().is_some_and(|l| !l.is_empty())

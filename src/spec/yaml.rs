@@ -305,14 +305,19 @@ pub fn parse_typed<T: DeserializeOwned>(
         Ok(v) => Some(v),
         Err(e) => {
             let path = render(&tracked_path(&track.path()));
-            errors.push(type_error(&path, &e, positions));
+            errors.push(type_error(&path, &e, positions, &known_fields));
             None
         }
     };
     Typed { value, errors }
 }
 
-fn type_error(path: &str, e: &serde_yaml_ng::Error, positions: &Positions) -> SpecError {
+fn type_error(
+    path: &str,
+    e: &serde_yaml_ng::Error,
+    positions: &Positions,
+    known_fields: &dyn Fn(&str) -> Option<&'static [&'static str]>,
+) -> SpecError {
     let mut message = e.to_string();
     let (line, column) = match e.location() {
         Some(loc) => {
@@ -327,13 +332,280 @@ fn type_error(path: &str, e: &serde_yaml_ng::Error, positions: &Positions) -> Sp
     if let Some(stripped) = message.strip_prefix(&format!("{path}: ")) {
         message = stripped.to_string();
     }
+    // The fields of the object expected at `path`, when the schema knows them.
+    let here = normalized_str(path);
+    let fields_here = || known_fields(&here);
     SpecError {
         line,
         column,
         path: path.to_string(),
-        message,
+        message: yaml_words(&message, &fields_here),
     }
 }
+
+/// `spec.containers[0].ports[1]` → `spec.containers[].ports[]`.
+fn normalized_str(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                out.push_str("[]");
+            }
+            ']' => in_index = false,
+            _ if in_index => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Rewrites serde's message about a value of the wrong type into YAML's and
+/// Kubernetes' words: what shape was expected and what was found, without
+/// the Rust type names serde speaks in (`struct NodeSelector`, `i32`, …).
+fn yaml_words(message: &str, fields_here: &dyn Fn() -> Option<&'static [&'static str]>) -> String {
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.strip_suffix('`'))
+    {
+        return format!("Required value: {field} is missing; add it here");
+    }
+    if is_base64_error(message) {
+        let why = message.trim_end_matches('.');
+        let mut why_lower = why[..1].to_ascii_lowercase();
+        why_lower.push_str(&why[1..]);
+        return format!(
+            "expected a base64-encoded string, found a string that is not valid base64 \
+             ({why_lower}); encode the value with base64, or put it as plain text under \
+             stringData (Secret) or data (ConfigMap)"
+        );
+    }
+    let (rest, out_of_range) = if let Some(r) = message.strip_prefix("invalid type: ") {
+        (r, false)
+    } else if let Some(r) = message.strip_prefix("invalid value: ") {
+        (r, true)
+    } else {
+        return message.to_string();
+    };
+    let Some(at) = rest.rfind(", expected ") else {
+        return message.to_string();
+    };
+    let (found, expected) = (&rest[..at], &rest[at + ", expected ".len()..]);
+    let found = found_words(found);
+    if out_of_range && let Some((lo, hi)) = integer_range(expected) {
+        return format!("expected an integer between {lo} and {hi}, found {found}");
+    }
+    format!(
+        "expected {}, found {found}",
+        expected_words(expected, fields_here)
+    )
+}
+
+/// Messages of the base64 decoder behind `data` of a Secret and `binaryData`.
+fn is_base64_error(message: &str) -> bool {
+    [
+        "Invalid symbol",
+        "Invalid input length",
+        "Invalid last symbol",
+        "Invalid padding",
+        "Encoded text cannot have",
+    ]
+    .iter()
+    .any(|p| message.starts_with(p))
+}
+
+/// serde's `Unexpected` in YAML's words.
+fn found_words(found: &str) -> String {
+    let quoted = |s: &str| {
+        s.strip_prefix('`')
+            .and_then(|s| s.strip_suffix('`'))
+            .map(str::to_string)
+    };
+    if let Some(s) = found.strip_prefix("string ") {
+        return format!("the string {s}");
+    }
+    if let Some(n) = found
+        .strip_prefix("integer ")
+        .or_else(|| found.strip_prefix("floating point "))
+        .and_then(quoted)
+    {
+        return format!("the number {n}");
+    }
+    if let Some(b) = found.strip_prefix("boolean ").and_then(quoted) {
+        return b;
+    }
+    if let Some(c) = found.strip_prefix("character ").and_then(quoted) {
+        return format!("the string {c:?}");
+    }
+    match found {
+        "map" => "a mapping".into(),
+        "sequence" => "a list".into(),
+        "unit value" | "unit" | "Option value" => "null (an empty value)".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The range of a Rust integer type, as serde names it.
+fn integer_range(expected: &str) -> Option<(i128, i128)> {
+    Some(match expected {
+        "i8" => (i8::MIN.into(), i8::MAX.into()),
+        "i16" => (i16::MIN.into(), i16::MAX.into()),
+        "i32" => (i32::MIN.into(), i32::MAX.into()),
+        "i64" => (i64::MIN.into(), i64::MAX.into()),
+        "u8" => (0, u8::MAX.into()),
+        "u16" => (0, u16::MAX.into()),
+        "u32" => (0, u32::MAX.into()),
+        "u64" => (0, u64::MAX.into()),
+        _ => return None,
+    })
+}
+
+const MAPPING: &str = "a mapping (an object with fields)";
+
+/// serde's `expected …` in YAML's words.
+fn expected_words(
+    expected: &str,
+    fields_here: &dyn Fn() -> Option<&'static [&'static str]>,
+) -> String {
+    let words = match expected {
+        "a sequence" | "a sequence of strings" | "a list" => "a list",
+        "a map" => "a mapping of keys to values",
+        "a YAML mapping" | "a mapping" => MAPPING,
+        "a string" | "a borrowed string" | "a character" | "a string or bytes" => "a string",
+        "a boolean" | "bool" => "true or false",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "u8" | "u16" | "u32" | "u64" | "u128" | "isize"
+        | "usize" | "an integer" => "an integer",
+        "f32" | "f64" | "a number" => "a number",
+        "IntOrString" => "a number or a string such as \"8080\" or \"http\"",
+        "Quantity" => "a quantity such as 2, 500m or 128Mi",
+        "a base64-encoded string" => "a base64-encoded string",
+        "a timestamp string" | "Time" | "MicroTime" => {
+            "a timestamp such as \"2024-01-02T15:04:05Z\""
+        }
+        "field identifier" => "a field name",
+        other => {
+            let name = other.strip_prefix("struct ").unwrap_or(other);
+            if let Some(fields) = FEW_FIELDS
+                .iter()
+                .find(|(t, _)| *t == name)
+                .map(|(_, f)| *f)
+                .or_else(|| fields_here().map(|f| &f[..f.len().min(3)]))
+                .filter(|f| !f.is_empty())
+            {
+                return match fields {
+                    [one] => format!("a mapping ({}, with {one})", article(name)),
+                    _ => format!(
+                        "a mapping ({}, with fields such as {})",
+                        article(name),
+                        fields.join(", ")
+                    ),
+                };
+            }
+            if is_type_name(name) {
+                return format!("a mapping ({})", article(name));
+            }
+            return other.to_string();
+        }
+    };
+    words.to_string()
+}
+
+/// `Container` → `a Container`, `EnvVar` → `an EnvVar`.
+fn article(name: &str) -> String {
+    let vowel = name.starts_with(['A', 'E', 'I', 'O', 'U']);
+    format!("{} {name}", if vowel { "an" } else { "a" })
+}
+
+/// A Kubernetes object type's name as serde prints it: `NodeSelector`.
+fn is_type_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_uppercase()) && s.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// The fields that tell best what an object of each type looks like (each one
+/// checked against the type's real fields by a unit test).
+const FEW_FIELDS: &[(&str, &[&str])] = &[
+    ("Pod", &["apiVersion", "kind", "metadata", "spec"]),
+    ("ConfigMap", &["data", "binaryData"]),
+    ("Secret", &["data", "stringData", "type"]),
+    ("ObjectMeta", &["name", "labels", "annotations"]),
+    ("PodSpec", &["containers", "volumes", "restartPolicy"]),
+    ("Container", &["name", "image", "command"]),
+    ("EphemeralContainer", &["name", "image", "command"]),
+    ("ContainerPort", &["containerPort", "protocol", "hostPort"]),
+    ("EnvVar", &["name", "value"]),
+    (
+        "EnvVarSource",
+        &["configMapKeyRef", "secretKeyRef", "fieldRef"],
+    ),
+    ("EnvFromSource", &["configMapRef", "secretRef", "prefix"]),
+    ("VolumeMount", &["name", "mountPath", "readOnly"]),
+    ("Volume", &["name", "emptyDir", "hostPath"]),
+    ("EmptyDirVolumeSource", &["medium", "sizeLimit"]),
+    ("HostPathVolumeSource", &["path", "type"]),
+    ("ConfigMapVolumeSource", &["name", "items"]),
+    ("SecretVolumeSource", &["secretName", "items"]),
+    ("KeyToPath", &["key", "path"]),
+    (
+        "SecurityContext",
+        &["runAsUser", "runAsGroup", "runAsNonRoot"],
+    ),
+    (
+        "PodSecurityContext",
+        &["runAsUser", "runAsGroup", "fsGroup"],
+    ),
+    ("Capabilities", &["add", "drop"]),
+    ("ResourceRequirements", &["limits", "requests"]),
+    ("Probe", &["httpGet", "exec", "periodSeconds"]),
+    ("Lifecycle", &["postStart", "preStop"]),
+    ("LifecycleHandler", &["exec", "httpGet"]),
+    ("ExecAction", &["command"]),
+    ("HTTPGetAction", &["path", "port"]),
+    ("TCPSocketAction", &["port"]),
+    (
+        "Affinity",
+        &["nodeAffinity", "podAffinity", "podAntiAffinity"],
+    ),
+    (
+        "NodeAffinity",
+        &[
+            "requiredDuringSchedulingIgnoredDuringExecution",
+            "preferredDuringSchedulingIgnoredDuringExecution",
+        ],
+    ),
+    ("NodeSelector", &["nodeSelectorTerms"]),
+    ("NodeSelectorTerm", &["matchExpressions", "matchFields"]),
+    ("NodeSelectorRequirement", &["key", "operator", "values"]),
+    ("PreferredSchedulingTerm", &["weight", "preference"]),
+    (
+        "PodAffinity",
+        &[
+            "requiredDuringSchedulingIgnoredDuringExecution",
+            "preferredDuringSchedulingIgnoredDuringExecution",
+        ],
+    ),
+    (
+        "PodAntiAffinity",
+        &[
+            "requiredDuringSchedulingIgnoredDuringExecution",
+            "preferredDuringSchedulingIgnoredDuringExecution",
+        ],
+    ),
+    ("PodAffinityTerm", &["labelSelector", "topologyKey"]),
+    ("WeightedPodAffinityTerm", &["weight", "podAffinityTerm"]),
+    ("LabelSelector", &["matchLabels", "matchExpressions"]),
+    ("Toleration", &["key", "operator", "effect"]),
+    ("HostAlias", &["ip", "hostnames"]),
+    ("PodDNSConfig", &["nameservers", "searches", "options"]),
+    ("PodDNSConfigOption", &["name", "value"]),
+    ("LocalObjectReference", &["name"]),
+    ("ConfigMapKeySelector", &["name", "key"]),
+    ("SecretKeySelector", &["name", "key"]),
+    (
+        "TopologySpreadConstraint",
+        &["maxSkew", "topologyKey", "whenUnsatisfiable"],
+    ),
+];
 
 fn ignored_path(path: &serde_ignored::Path<'_>) -> Vec<Seg> {
     use serde_ignored::Path as P;
@@ -494,6 +766,131 @@ mod tests {
         assert_eq!(did_you_mean("imgae", known), Some("image"));
         assert_eq!(did_you_mean("workdir", known), None);
         assert_eq!(did_you_mean("banana", known), None);
+    }
+
+    #[test]
+    fn few_fields_are_real_fields_of_their_types() {
+        use k8s_openapi::api::core::v1 as core;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+        macro_rules! fields {
+            ($($module:ident::$t:ident),* $(,)?) => {
+                [$((stringify!($t), fields_of::<$module::$t>())),*]
+            };
+        }
+        let real = fields![
+            core::Pod,
+            core::ConfigMap,
+            core::Secret,
+            meta::ObjectMeta,
+            core::PodSpec,
+            core::Container,
+            core::EphemeralContainer,
+            core::ContainerPort,
+            core::EnvVar,
+            core::EnvVarSource,
+            core::EnvFromSource,
+            core::VolumeMount,
+            core::Volume,
+            core::EmptyDirVolumeSource,
+            core::HostPathVolumeSource,
+            core::ConfigMapVolumeSource,
+            core::SecretVolumeSource,
+            core::KeyToPath,
+            core::SecurityContext,
+            core::PodSecurityContext,
+            core::Capabilities,
+            core::ResourceRequirements,
+            core::Probe,
+            core::Lifecycle,
+            core::LifecycleHandler,
+            core::ExecAction,
+            core::HTTPGetAction,
+            core::TCPSocketAction,
+            core::Affinity,
+            core::NodeAffinity,
+            core::NodeSelector,
+            core::NodeSelectorTerm,
+            core::NodeSelectorRequirement,
+            core::PreferredSchedulingTerm,
+            core::PodAffinity,
+            core::PodAntiAffinity,
+            core::PodAffinityTerm,
+            core::WeightedPodAffinityTerm,
+            meta::LabelSelector,
+            core::Toleration,
+            core::HostAlias,
+            core::PodDNSConfig,
+            core::PodDNSConfigOption,
+            core::LocalObjectReference,
+            core::ConfigMapKeySelector,
+            core::SecretKeySelector,
+            core::TopologySpreadConstraint,
+        ];
+        assert_eq!(real.len(), FEW_FIELDS.len());
+        for (name, few) in FEW_FIELDS {
+            let (_, all) = real
+                .iter()
+                .find(|(t, _)| t == name)
+                .unwrap_or_else(|| panic!("{name} is not checked"));
+            for f in *few {
+                assert!(all.contains(f), "{name} has no field {f}: {all:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn type_errors_in_yaml_words() {
+        let none = || None;
+        let cases = [
+            (
+                "invalid type: string \"x\", expected struct NodeSelector",
+                "expected a mapping (a NodeSelector, with nodeSelectorTerms), found the string \"x\"",
+            ),
+            (
+                "invalid type: map, expected a borrowed string",
+                "expected a string, found a mapping",
+            ),
+            (
+                "invalid type: integer `80`, expected a string",
+                "expected a string, found the number 80",
+            ),
+            (
+                "invalid type: boolean `true`, expected IntOrString",
+                "expected a number or a string such as \"8080\" or \"http\", found true",
+            ),
+            (
+                "invalid type: sequence, expected a YAML mapping",
+                "expected a mapping (an object with fields), found a list",
+            ),
+            (
+                "invalid type: string \"a\", expected u16",
+                "expected an integer, found the string \"a\"",
+            ),
+            (
+                "invalid value: integer `70000`, expected u16",
+                "expected an integer between 0 and 65535, found the number 70000",
+            ),
+            (
+                "invalid type: map, expected struct Unheard",
+                "expected a mapping (an Unheard), found a mapping",
+            ),
+            (
+                "missing field `ip`",
+                "Required value: ip is missing; add it here",
+            ),
+            ("something else entirely", "something else entirely"),
+        ];
+        for (serde, want) in cases {
+            assert_eq!(yaml_words(serde, &none), want);
+        }
+        // A type without a table entry gets the fields the schema knows at its path.
+        let some = || Some(&["alpha", "beta", "gamma", "delta"][..]);
+        assert_eq!(
+            yaml_words("invalid type: string \"x\", expected Unheard", &some),
+            "expected a mapping (an Unheard, with fields such as alpha, beta, gamma), found the \
+             string \"x\""
+        );
+        assert_eq!(normalized_str("a.b[0].c[12]"), "a.b[].c[]");
     }
 
     #[test]
