@@ -63,6 +63,51 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     ),
     row("metadata.labels", Yes, ""),
     row("metadata.annotations", Yes, ""),
+    row(
+        "metadata.creationTimestamp",
+        Ignored,
+        "written by the system; the API server ignores it on create too",
+    ),
+    row(
+        "metadata.uid",
+        Ignored,
+        "written by the system; the API server ignores it on create too",
+    ),
+    row(
+        "metadata.generation",
+        Ignored,
+        "written by the system, which counts changes to the spec; minipod keeps no versions",
+    ),
+    row(
+        "metadata.managedFields",
+        Ignored,
+        "server-side apply's record of field owners; minipod keeps none",
+    ),
+    row(
+        "metadata.deletionTimestamp",
+        Ignored,
+        "written by the system; the API server clears it on create too",
+    ),
+    row(
+        "metadata.deletionGracePeriodSeconds",
+        Ignored,
+        "written by the system; the API server clears it on create too",
+    ),
+    row(
+        "metadata.resourceVersion",
+        Warned("there is no API server to compare versions with"),
+        "",
+    ),
+    row(
+        "metadata.ownerReferences",
+        Warned("no garbage collector runs here: the pod is removed by `minipod down`/`rm`"),
+        "",
+    ),
+    row(
+        "metadata.finalizers",
+        Warned("no controller runs here to finish them: `rm` removes the pod at once"),
+        "",
+    ),
     row("spec.nodeSelector", Warned(ONE_NODE), ""),
     row("spec.affinity", Warned(ONE_NODE), ""),
     row("spec.tolerations", Warned(ONE_NODE), ""),
@@ -400,7 +445,7 @@ mod tests {
     fn supported_subtrees_pass_and_others_are_reported_at_their_top() {
         let pod = json!({
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "p", "labels": {"a": "b"}, "uid": "x"},
+            "metadata": {"name": "p", "labels": {"a": "b"}, "uid": "x", "selfLink": "/x"},
             "spec": {
                 "containers": [{
                     "name": "c", "image": "i", "resources": {"limits": {"cpu": "1"}},
@@ -418,7 +463,7 @@ mod tests {
             "status": {"phase": "Pending"}
         });
         let mut want = vec![
-            "metadata.uid",
+            "metadata.selfLink",
             "spec.containers[0].livenessProbe",
             "spec.containers[0].env[1].valueFrom",
             "spec.containers[0].securityContext.privileged",

@@ -678,3 +678,51 @@ spec:
         "{w}"
     );
 }
+
+#[test]
+fn metadata_written_by_the_system_is_accepted() {
+    // As `kubectl get pod -o yaml` prints it, fed back in.
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: copied
+  creationTimestamp: "2024-05-01T10:00:00Z"
+  uid: 0d7f3a36-8a55-4c1e-9b5e-2f4c1d2e3f40
+  generation: 1
+  resourceVersion: "4711"
+  deletionGracePeriodSeconds: 30
+  managedFields:
+  - manager: kubectl-run
+    operation: Update
+    apiVersion: v1
+    time: "2024-05-01T10:00:00Z"
+    fieldsType: FieldsV1
+    fieldsV1: {f:spec: {}}
+  ownerReferences:
+  - {apiVersion: apps/v1, kind: ReplicaSet, name: web-5d8f, uid: 1a2b, controller: true}
+  finalizers: [example.com/cleanup]
+spec:
+  containers:
+  - {name: c, image: busybox}
+"#;
+    let plan = plan_from_yaml(yaml, "pod.yaml").unwrap();
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    let w = &plan.warnings[0];
+    for clause in [
+        "metadata.resourceVersion (there is no API server to compare versions with)",
+        "metadata.ownerReferences (no garbage collector runs here: the pod is removed by `minipod down`/`rm`)",
+        "metadata.finalizers (no controller runs here to finish them: `rm` removes the pod at once)",
+    ] {
+        assert!(w.contains(clause), "{clause} in {w}");
+    }
+    for quiet in [
+        "creationTimestamp",
+        "uid",
+        "generation",
+        "managedFields",
+        "deletionGrace",
+    ] {
+        assert!(!w.contains(quiet), "{quiet} in {w}");
+    }
+}
