@@ -205,6 +205,41 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     row("spec.containers[].securityContext.runAsGroup", Yes, ""),
     row("spec.containers[].securityContext.runAsNonRoot", Yes, ""),
     row(
+        "spec.containers[].securityContext.privileged",
+        OnlyValue("false"),
+        "the containers run in a user namespace, without the host's privileges",
+    ),
+    row(
+        "spec.containers[].securityContext.allowPrivilegeEscalation",
+        OnlyValue("true"),
+        "Kubernetes' default: minipod sets no `no_new_privs`",
+    ),
+    row(
+        "spec.containers[].securityContext.readOnlyRootFilesystem",
+        OnlyValue("false"),
+        "Kubernetes' default: the root filesystem is writable",
+    ),
+    row(
+        "spec.containers[].securityContext.capabilities.add",
+        OnlyValue("[]"),
+        "the container gets the runtime's default capabilities (podman's set); `capabilities: {}` is accepted",
+    ),
+    row(
+        "spec.containers[].securityContext.capabilities.drop",
+        OnlyValue("[]"),
+        "the container gets the runtime's default capabilities (podman's set); `capabilities: {}` is accepted",
+    ),
+    row(
+        "spec.containers[].securityContext.seLinuxOptions",
+        OnlyValue("{}"),
+        "no SELinux labels are applied",
+    ),
+    row(
+        "spec.containers[].securityContext.procMount",
+        OnlyValue("\"Default\""),
+        "Kubernetes' default: /proc is masked as a runtime masks it",
+    ),
+    row(
         "spec.containers[].resources",
         Yes,
         "accepted; requests and limits are not enforced (a warning says so)",
@@ -248,6 +283,16 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     row("spec.hostname", Yes, "default: the pod name"),
     row("spec.shareProcessNamespace", Yes, ""),
     row("spec.hostNetwork", Yes, ""),
+    row(
+        "spec.hostPID",
+        OnlyValue("false"),
+        "the containers do not share the host's PID namespace",
+    ),
+    row(
+        "spec.hostIPC",
+        OnlyValue("false"),
+        "the pod has its own IPC namespace",
+    ),
     row("spec.hostAliases[].ip", Yes, "added to /etc/hosts"),
     row("spec.hostAliases[].hostnames", Yes, ""),
     row(
@@ -272,6 +317,11 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         "spec.securityContext.runAsNonRoot",
         Yes,
         "default for every container",
+    ),
+    row(
+        "spec.securityContext.seLinuxOptions",
+        OnlyValue("{}"),
+        "no SELinux labels are applied",
     ),
     row("spec.volumes[].name", Yes, ""),
     row(

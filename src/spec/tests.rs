@@ -559,7 +559,7 @@ fn not_supported_yet_fields() {
         (c("    env: [{name: A, valueFrom: {configMapKeyRef: {name: m, key: k}}}]\n"), "spec.containers[0].env[0].valueFrom"),
         (c("    envFrom: [{configMapRef: {name: m}}]\n"), "spec.containers[0].envFrom"),
         (c("    securityContext: {privileged: true}\n"), "spec.containers[0].securityContext.privileged"),
-        (c("    securityContext: {capabilities: {add: [NET_ADMIN]}}\n"), "spec.containers[0].securityContext.capabilities"),
+        (c("    securityContext: {capabilities: {add: [NET_ADMIN]}}\n"), "spec.containers[0].securityContext.capabilities.add"),
         (c("    stdin: true\n"), "spec.containers[0].stdin"),
         (c("    tty: true\n"), "spec.containers[0].tty"),
         (c("    lifecycle: {preStop: {exec: {command: [x]}}}\n"), "spec.containers[0].lifecycle"),
@@ -724,5 +724,70 @@ spec:
         "deletionGrace",
     ] {
         assert!(!w.contains(quiet), "{quiet} in {w}");
+    }
+}
+
+#[test]
+fn values_that_ask_for_what_minipod_does_are_accepted() {
+    let sc = "    stdin: false\n    tty: false\n    securityContext:\n      privileged: false\n      readOnlyRootFilesystem: false\n      allowPrivilegeEscalation: true\n      capabilities: {}\n      seLinuxOptions: {}\n      procMount: Default\n";
+    let spec = "  hostPID: false\n  hostIPC: false\n  securityContext: {seLinuxOptions: {}}\n";
+    let plan = plan_from_yaml(&pod(sc, spec), "pod.yaml").unwrap();
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    // Empty lists of capabilities ask for nothing either, in init containers too.
+    let empty = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, securityContext: {capabilities: {add: [], drop: []}}}]\n  containers: [{name: c, image: i, securityContext: {capabilities: {add: [], drop: []}}}]\n";
+    plan_from_yaml(empty, "pod.yaml").unwrap();
+}
+
+#[test]
+fn values_that_ask_for_more_are_refused_naming_the_path() {
+    let c = |extra: &str| pod(extra, "");
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            c("    securityContext: {privileged: true}\n"),
+            "spec.containers[0].securityContext.privileged",
+            "only false",
+        ),
+        (
+            c("    securityContext: {capabilities: {add: [NET_ADMIN]}}\n"),
+            "spec.containers[0].securityContext.capabilities.add",
+            "only []",
+        ),
+        (
+            c("    securityContext: {capabilities: {drop: [ALL]}}\n"),
+            "spec.containers[0].securityContext.capabilities.drop",
+            "only []",
+        ),
+        (
+            c("    securityContext: {procMount: Unmasked}\n"),
+            "spec.containers[0].securityContext.procMount",
+            "only \"Default\"",
+        ),
+        (
+            c("    securityContext: {readOnlyRootFilesystem: true}\n"),
+            "spec.containers[0].securityContext.readOnlyRootFilesystem",
+            "only false",
+        ),
+        (
+            c("    securityContext: {allowPrivilegeEscalation: false}\n"),
+            "spec.containers[0].securityContext.allowPrivilegeEscalation",
+            "only true",
+        ),
+        (
+            c("    securityContext: {seLinuxOptions: {level: \"s0:c123,c456\"}}\n"),
+            "spec.containers[0].securityContext.seLinuxOptions",
+            "only {}",
+        ),
+        (pod("", "  hostPID: true\n"), "spec.hostPID", "only false"),
+        (pod("", "  hostIPC: true\n"), "spec.hostIPC", "only false"),
+        (
+            pod("", "  securityContext: {seLinuxOptions: {type: spc_t}}\n"),
+            "spec.securityContext.seLinuxOptions",
+            "only {}",
+        ),
+    ];
+    for (text, path, only) in &cases {
+        let e = assert_error(text, path, "not supported yet by minipod with this value; ");
+        assert!(e.message.contains(&format!("{only} is accepted")), "{e:?}");
+        assert!(e.line.is_some(), "no line for {path}");
     }
 }
