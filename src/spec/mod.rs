@@ -263,12 +263,7 @@ pub fn plan_from_yaml(text: &str, source_name: &str) -> Result<PodPlan, SpecErro
     }
     for u in verdict.unsupported {
         let path = yaml::render(&u.path);
-        let message = match u.only {
-            None => "not supported yet by minipod; remove the field to run this pod".to_string(),
-            Some(v) => {
-                format!("not supported yet by minipod with this value; only {v} is accepted")
-            }
-        };
+        let message = support::refusal_message(&u);
         errors.push(SpecError {
             line: pos.line(&path),
             column: None,

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use super::yaml::Seg;
+use super::yaml::{Seg, normalized};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Support {
@@ -343,6 +343,68 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     ),
 ];
 
+/// What to do now instead of a refused field: the advice for a field under a
+/// prefix (normalized; one of `spec.containers[]` covers
+/// `spec.initContainers[]` too), the first that matches. A field under none
+/// gets [`REMOVE_IT`].
+pub const REFUSAL_ADVICE: &[(&str, &str)] = &[
+    ("spec.containers[].livenessProbe", PROBES),
+    ("spec.containers[].readinessProbe", PROBES),
+    ("spec.containers[].startupProbe", PROBES),
+    (
+        "spec.containers[].env[].valueFrom",
+        "set the value with env[].value for now",
+    ),
+    (
+        "spec.containers[].envFrom",
+        "set the values with env[].value for now",
+    ),
+    ("spec.volumes[].configMap", OTHER_VOLUMES),
+    ("spec.volumes[].secret", OTHER_VOLUMES),
+    ("spec.volumes[].persistentVolumeClaim", OTHER_VOLUMES),
+    ("spec.containers[].securityContext", SECURITY),
+    ("spec.securityContext", SECURITY),
+    (
+        "spec.containers[].lifecycle",
+        "remove it; hooks are planned",
+    ),
+];
+
+/// The advice for a refused field that has no better one.
+pub const REMOVE_IT: &str = "remove the field to run this pod";
+const PROBES: &str = "remove it to run the pod; probes are planned (issue 13), and \
+                      `minipod wait --condition ready` waits for the containers to start";
+const OTHER_VOLUMES: &str = "use an emptyDir or hostPath volume for now";
+const SECURITY: &str =
+    "remove it; minipod's containers run in a user namespace without the host's privileges";
+
+/// What to do now instead of the refused field at `norm` (a normalized path).
+pub fn refusal_advice(norm: &str) -> &'static str {
+    let under = |path: &str, prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    };
+    let generic = as_app_container(norm);
+    REFUSAL_ADVICE
+        .iter()
+        .find(|(prefix, _)| {
+            under(norm, prefix) || generic.as_deref().is_some_and(|g| under(g, prefix))
+        })
+        .map_or(REMOVE_IT, |(_, advice)| advice)
+}
+
+/// The message for a refused field: "not supported yet" (scripts classify
+/// refusals on these words), then what the user can do now.
+pub fn refusal_message(u: &Unsupported) -> String {
+    match u.only {
+        None => format!(
+            "not supported yet by minipod; {}",
+            refusal_advice(&normalized(&u.path))
+        ),
+        Some(v) => format!("not supported yet by minipod with this value; only {v} is accepted"),
+    }
+}
+
 /// The row for a normalized path (indices written `[]`).
 pub fn lookup(norm: &str) -> Option<&'static FieldSupport> {
     if let Some(r) = SUPPORTED_FIELDS.iter().find(|r| r.path == norm) {
@@ -473,9 +535,21 @@ pub fn supported_fields_markdown() -> String {
     }
     s.push_str(
         "\nAny other field that is set is refused as *not supported yet*, never silently \
-         ignored; probes, `env[].valueFrom`, `envFrom` and \
-         `configMap`/`secret` volumes among them, for now.\n",
+         ignored, and the refusal says what to do now. For these fields (and what they \
+         hold) it says:\n\n",
     );
+    let mut i = 0;
+    while i < REFUSAL_ADVICE.len() {
+        let advice = REFUSAL_ADVICE[i].1;
+        let same: Vec<String> = REFUSAL_ADVICE[i..]
+            .iter()
+            .take_while(|(_, a)| *a == advice)
+            .map(|(prefix, _)| format!("`{prefix}`"))
+            .collect();
+        i += same.len();
+        s.push_str(&format!("- {}: {advice}\n", same.join(", ")));
+    }
+    s.push_str(&format!("\nand for any other: {REMOVE_IT}.\n"));
     s
 }
 
@@ -554,6 +628,26 @@ mod tests {
         assert_eq!(
             only("spec.automountServiceAccountToken"),
             Some(Some("false"))
+        );
+    }
+
+    #[test]
+    fn advice_matches_whole_path_segments() {
+        assert_eq!(
+            refusal_advice("spec.containers[].livenessProbe.exec"),
+            PROBES
+        );
+        assert_eq!(refusal_advice("spec.initContainers[].startupProbe"), PROBES);
+        assert_eq!(refusal_advice("spec.volumes[].secret"), OTHER_VOLUMES);
+        assert_eq!(refusal_advice("spec.volumes[].secretive"), REMOVE_IT);
+        assert_eq!(refusal_advice("spec.hostUsers"), REMOVE_IT);
+        let md = supported_fields_markdown();
+        assert!(
+            md.contains(
+                "- `spec.volumes[].configMap`, `spec.volumes[].secret`, \
+                 `spec.volumes[].persistentVolumeClaim`: use an emptyDir or hostPath volume for now\n"
+            ),
+            "{md}"
         );
     }
 

@@ -412,7 +412,8 @@ fn all_errors_are_collected_in_file_order() {
     assert_eq!(shown.lines().count(), 4);
     assert!(shown.lines().all(|l| l.starts_with("p.yaml:")));
     assert!(shown.contains(
-        "p.yaml:10: spec.containers[0].livenessProbe: not supported yet by minipod; remove the field"
+        "p.yaml:10: spec.containers[0].livenessProbe: not supported yet by minipod; remove it to \
+         run the pod; probes are planned (issue 13)"
     ));
 }
 
@@ -790,4 +791,71 @@ fn values_that_ask_for_more_are_refused_naming_the_path() {
         assert!(e.message.contains(&format!("{only} is accepted")), "{e:?}");
         assert!(e.line.is_some(), "no line for {path}");
     }
+}
+
+#[test]
+fn a_refusal_says_what_to_do_now() {
+    let c = |extra: &str| pod(extra, "");
+    let s = |extra: &str| pod("", extra);
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            c("    readinessProbe: {httpGet: {path: /, port: 80}}\n"),
+            "spec.containers[0].readinessProbe",
+            "not supported yet by minipod; remove it to run the pod; probes are planned (issue 13), and `minipod wait --condition ready` waits for the containers to start",
+        ),
+        (
+            c("    env: [{name: A, valueFrom: {secretKeyRef: {name: s, key: k}}}]\n"),
+            "spec.containers[0].env[0].valueFrom",
+            "not supported yet by minipod; set the value with env[].value for now",
+        ),
+        (
+            c("    envFrom: [{configMapRef: {name: m}}]\n"),
+            "spec.containers[0].envFrom",
+            "not supported yet by minipod; set the values with env[].value for now",
+        ),
+        (
+            s("  volumes: [{name: v, persistentVolumeClaim: {claimName: data}}]\n"),
+            "spec.volumes[0].persistentVolumeClaim",
+            "not supported yet by minipod; use an emptyDir or hostPath volume for now",
+        ),
+        (
+            c("    securityContext: {seccompProfile: {type: RuntimeDefault}}\n"),
+            "spec.containers[0].securityContext.seccompProfile",
+            "not supported yet by minipod; remove it; minipod's containers run in a user namespace without the host's privileges",
+        ),
+        (
+            s("  securityContext: {fsGroup: 2000}\n"),
+            "spec.securityContext.fsGroup",
+            "without the host's privileges",
+        ),
+        (
+            c("    lifecycle: {preStop: {exec: {command: [x]}}}\n"),
+            "spec.containers[0].lifecycle",
+            "not supported yet by minipod; remove it; hooks are planned",
+        ),
+        (
+            s("  hostUsers: false\n"),
+            "spec.hostUsers",
+            "not supported yet by minipod; remove the field to run this pod",
+        ),
+    ];
+    for (text, path, message) in &cases {
+        let e = assert_error(text, path, message);
+        assert!(e.message.starts_with("not supported yet"), "{e:?}");
+    }
+    // Init containers get the advice of app containers.
+    let init = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, lifecycle: {postStart: {exec: {command: [x]}}}}]\n  containers: [{name: c, image: i}]\n";
+    assert_error(
+        init,
+        "spec.initContainers[0].lifecycle",
+        "hooks are planned",
+    );
+    // The shape a script classifies on: FILE:LINE: PATH: not supported yet...
+    let shown = plan_from_yaml(&c("    envFrom: [{configMapRef: {name: m}}]\n"), "p.yaml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        shown,
+        "p.yaml:9: spec.containers[0].envFrom: not supported yet by minipod; set the values with env[].value for now"
+    );
 }
