@@ -10,6 +10,7 @@
 //!   known (argv, env with `$(VAR)` expansion, working dir, user);
 //! - [`quantity`] parses resource quantities.
 
+mod annotations;
 pub mod expand;
 pub mod names;
 pub mod plan;
@@ -261,6 +262,7 @@ pub fn plan_from_yaml(text: &str, source_name: &str) -> Result<PodPlan, SpecErro
     if let Some(w) = warned_fields(&plan.name, &verdict.warned) {
         plan.warnings.push(w);
     }
+    annotations::check(&plan.name, &pod, &pos, &mut plan.warnings, &mut errors);
     for u in verdict.unsupported {
         let path = yaml::render(&u.path);
         let message = support::refusal_message(&u);

@@ -62,7 +62,13 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         "default `default`; only a label for minipod",
     ),
     row("metadata.labels", Yes, ""),
-    row("metadata.annotations", Yes, ""),
+    row(
+        "metadata.annotations",
+        Yes,
+        "kept; AppArmor and seccomp annotations are checked as the API server checks them, and \
+         one that would confine a container (`runtime/default`, `localhost/...`) warns: no profile \
+         or filter is applied yet",
+    ),
     row(
         "metadata.creationTimestamp",
         Ignored,

@@ -859,3 +859,44 @@ fn a_refusal_says_what_to_do_now() {
         "p.yaml:9: spec.containers[0].envFrom: not supported yet by minipod; set the values with env[].value for now"
     );
 }
+
+#[test]
+fn confinement_annotations_are_never_silently_ignored() {
+    let with = |annotations: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n{annotations}spec:\n  containers:\n  - {{name: web, image: i}}\n"
+        )
+    };
+    // What minipod does anyway passes silently.
+    let quiet = with(
+        "    container.apparmor.security.beta.kubernetes.io/web: unconfined\n    seccomp.security.alpha.kubernetes.io/pod: unconfined\n",
+    );
+    let plan = plan_from_yaml(&quiet, "pod.yaml").unwrap();
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    assert_eq!(plan.annotations.len(), 2, "kept as written");
+    // Confinement is warned of, naming the annotation.
+    let confined =
+        with("    container.apparmor.security.beta.kubernetes.io/web: runtime/default\n");
+    let plan = plan_from_yaml(&confined, "pod.yaml").unwrap();
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    assert!(
+        plan.warnings[0].starts_with(
+            "pod p: the annotation container.apparmor.security.beta.kubernetes.io/web=runtime/default asks for confinement"
+        ),
+        "{}",
+        plan.warnings[0]
+    );
+    // What the API server refuses is refused, at the annotation's line.
+    let ghost = with("    container.apparmor.security.beta.kubernetes.io/db: runtime/default\n");
+    let e = assert_error(
+        &ghost,
+        "metadata.annotations.container.apparmor.security.beta.kubernetes.io/db",
+        "container \"db\" not found in the pod",
+    );
+    assert_eq!(e.line, Some(6));
+    assert_error(
+        &with("    seccomp.security.alpha.kubernetes.io/pod: strict\n"),
+        "metadata.annotations.seccomp.security.alpha.kubernetes.io/pod",
+        "invalid seccomp profile \"strict\"",
+    );
+}
