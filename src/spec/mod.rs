@@ -10,6 +10,7 @@
 //!   known (argv, env with `$(VAR)` expansion, working dir, user);
 //! - [`quantity`] parses resource quantities.
 
+mod annotations;
 pub mod expand;
 pub mod names;
 pub mod plan;
@@ -688,33 +689,39 @@ fn pod_plan(source: &PodSource<'_>, doc_pos: &Positions) -> (PodPlan, Vec<SpecEr
     let mut ctx = validate::Ctx::new(&source.positions);
     let mut plan = validate::build_pod_plan(&source.pod, &mut ctx);
     let mut errors = std::mem::take(&mut ctx.errors);
+    annotations::check(
+        &plan.name,
+        &source.pod,
+        &source.positions,
+        &mut plan.warnings,
+        &mut errors,
+    );
+    // Paths in a template are the document's.
+    if let Some(kind) = source.at {
+        for e in &mut errors {
+            e.path = format!("{}{}", kind.template_path(), e.path);
+        }
+    }
     let json = serde_json::to_value(&source.pod).unwrap_or_default();
     let verdict = support::check_fields(&json);
-    let prefix = |path: &[Seg]| match source.at {
-        Some(kind) => workload::in_template(kind, path),
-        None => path.to_vec(),
-    };
     if source.at.is_none()
         && let Some(w) = warned_fields(&format!("pod {}", plan.name), &verdict.warned)
     {
         plan.warnings.push(w);
     }
-    let unsupported: Vec<support::Unsupported> = verdict
-        .unsupported
-        .into_iter()
-        .map(|u| support::Unsupported {
-            path: prefix(&u.path),
-            ..u
-        })
-        .collect();
-    errors.extend(refusals(&unsupported, doc_pos));
-    if let Some(kind) = source.at {
-        let template = kind.template_path();
-        for e in &mut errors {
-            if !e.path.starts_with(template) {
-                e.path = format!("{template}{}", e.path);
-            }
-        }
+    // The advice is the Pod field's; the path is where it is in the document.
+    for u in &verdict.unsupported {
+        let path = match source.at {
+            Some(kind) => workload::in_template(kind, &u.path),
+            None => u.path.clone(),
+        };
+        let path = yaml::render(&path);
+        errors.push(SpecError {
+            line: doc_pos.line(&path),
+            column: None,
+            path,
+            message: support::refusal_message(u),
+        });
     }
     plan.owner = source.owner.clone();
     plan.manifest = serde_json::to_string(&source.pod).unwrap_or_default();
@@ -727,14 +734,7 @@ fn refusals(unsupported: &[support::Unsupported], pos: &Positions) -> Vec<SpecEr
         .iter()
         .map(|u| {
             let path = yaml::render(&u.path);
-            let message = match u.only {
-                None => {
-                    "not supported yet by minipod; remove the field to run this pod".to_string()
-                }
-                Some(v) => {
-                    format!("not supported yet by minipod with this value; only {v} is accepted")
-                }
-            };
+            let message = support::refusal_message(u);
             SpecError {
                 line: pos.line(&path),
                 column: None,

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use super::yaml::Seg;
+use super::yaml::{Seg, normalized};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Support {
@@ -67,7 +67,58 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         "default `default`; only a label for minipod",
     ),
     row("metadata.labels", Yes, ""),
-    row("metadata.annotations", Yes, ""),
+    row(
+        "metadata.annotations",
+        Yes,
+        "kept; AppArmor and seccomp annotations are checked as the API server checks them, and \
+         one that would confine a container (`runtime/default`, `localhost/...`) warns: no profile \
+         or filter is applied yet",
+    ),
+    row(
+        "metadata.creationTimestamp",
+        Ignored,
+        "written by the system; the API server ignores it on create too",
+    ),
+    row(
+        "metadata.uid",
+        Ignored,
+        "written by the system; the API server ignores it on create too",
+    ),
+    row(
+        "metadata.generation",
+        Ignored,
+        "written by the system, which counts changes to the spec; minipod keeps no versions",
+    ),
+    row(
+        "metadata.managedFields",
+        Ignored,
+        "server-side apply's record of field owners; minipod keeps none",
+    ),
+    row(
+        "metadata.deletionTimestamp",
+        Ignored,
+        "written by the system; the API server clears it on create too",
+    ),
+    row(
+        "metadata.deletionGracePeriodSeconds",
+        Ignored,
+        "written by the system; the API server clears it on create too",
+    ),
+    row(
+        "metadata.resourceVersion",
+        Warned("there is no API server to compare versions with"),
+        "",
+    ),
+    row(
+        "metadata.ownerReferences",
+        Warned("no garbage collector runs here: the pod is removed by `minipod down`/`rm`"),
+        "",
+    ),
+    row(
+        "metadata.finalizers",
+        Warned("no controller runs here to finish them: `rm` removes the pod at once"),
+        "",
+    ),
     row("spec.nodeSelector", Warned(ONE_NODE), ""),
     row("spec.affinity", Warned(ONE_NODE), ""),
     row("spec.tolerations", Warned(ONE_NODE), ""),
@@ -165,6 +216,41 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     row("spec.containers[].securityContext.runAsGroup", Yes, ""),
     row("spec.containers[].securityContext.runAsNonRoot", Yes, ""),
     row(
+        "spec.containers[].securityContext.privileged",
+        OnlyValue("false"),
+        "the containers run in a user namespace, without the host's privileges",
+    ),
+    row(
+        "spec.containers[].securityContext.allowPrivilegeEscalation",
+        OnlyValue("true"),
+        "Kubernetes' default: minipod sets no `no_new_privs`",
+    ),
+    row(
+        "spec.containers[].securityContext.readOnlyRootFilesystem",
+        OnlyValue("false"),
+        "Kubernetes' default: the root filesystem is writable",
+    ),
+    row(
+        "spec.containers[].securityContext.capabilities.add",
+        OnlyValue("[]"),
+        "the container gets the runtime's default capabilities (podman's set); `capabilities: {}` is accepted",
+    ),
+    row(
+        "spec.containers[].securityContext.capabilities.drop",
+        OnlyValue("[]"),
+        "the container gets the runtime's default capabilities (podman's set); `capabilities: {}` is accepted",
+    ),
+    row(
+        "spec.containers[].securityContext.seLinuxOptions",
+        OnlyValue("{}"),
+        "no SELinux labels are applied",
+    ),
+    row(
+        "spec.containers[].securityContext.procMount",
+        OnlyValue("\"Default\""),
+        "Kubernetes' default: /proc is masked as a runtime masks it",
+    ),
+    row(
         "spec.containers[].resources",
         Yes,
         "accepted; requests and limits are not enforced (a warning says so)",
@@ -213,6 +299,16 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     row("spec.hostname", Yes, "default: the pod name"),
     row("spec.shareProcessNamespace", Yes, ""),
     row("spec.hostNetwork", Yes, ""),
+    row(
+        "spec.hostPID",
+        OnlyValue("false"),
+        "the containers do not share the host's PID namespace",
+    ),
+    row(
+        "spec.hostIPC",
+        OnlyValue("false"),
+        "the pod has its own IPC namespace",
+    ),
     row("spec.hostAliases[].ip", Yes, "added to /etc/hosts"),
     row("spec.hostAliases[].hostnames", Yes, ""),
     row(
@@ -238,6 +334,11 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         Yes,
         "default for every container",
     ),
+    row(
+        "spec.securityContext.seLinuxOptions",
+        OnlyValue("{}"),
+        "no SELinux labels are applied",
+    ),
     row("spec.volumes[].name", Yes, ""),
     row(
         "spec.volumes[].emptyDir.medium",
@@ -257,6 +358,73 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         "there is no service account: minipod never mounts a token, which is what `false` asks for",
     ),
 ];
+
+/// What to do now instead of a refused field: the advice for a field under a
+/// prefix (normalized; one of `spec.containers[]` covers
+/// `spec.initContainers[]` too), the first that matches. A field under none
+/// gets [`REMOVE_IT`].
+pub const REFUSAL_ADVICE: &[(&str, &str)] = &[
+    ("spec.containers[].livenessProbe", PROBES),
+    ("spec.containers[].readinessProbe", PROBES),
+    ("spec.containers[].startupProbe", PROBES),
+    (
+        "spec.containers[].env[].valueFrom",
+        "set the value with env[].value for now",
+    ),
+    (
+        "spec.containers[].envFrom",
+        "set the values with env[].value for now",
+    ),
+    ("spec.volumes[].configMap", OTHER_VOLUMES),
+    ("spec.volumes[].secret", OTHER_VOLUMES),
+    ("spec.volumes[].persistentVolumeClaim", OTHER_VOLUMES),
+    ("spec.containers[].securityContext", SECURITY),
+    ("spec.securityContext", SECURITY),
+    (
+        "spec.containers[].lifecycle",
+        "remove it; hooks are planned",
+    ),
+    (
+        "spec.volumeClaimTemplates",
+        "persistent volumes are planned (issue 14); for now give the template an emptyDir \
+         or hostPath volume of the same name",
+    ),
+];
+
+/// The advice for a refused field that has no better one.
+pub const REMOVE_IT: &str = "remove the field to run this pod";
+const PROBES: &str = "remove it to run the pod; probes are planned (issue 13), and \
+                      `minipod wait --condition ready` waits for the containers to start";
+const OTHER_VOLUMES: &str = "use an emptyDir or hostPath volume for now";
+const SECURITY: &str =
+    "remove it; minipod's containers run in a user namespace without the host's privileges";
+
+/// What to do now instead of the refused field at `norm` (a normalized path).
+pub fn refusal_advice(norm: &str) -> &'static str {
+    let under = |path: &str, prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    };
+    let generic = as_app_container(norm);
+    REFUSAL_ADVICE
+        .iter()
+        .find(|(prefix, _)| {
+            under(norm, prefix) || generic.as_deref().is_some_and(|g| under(g, prefix))
+        })
+        .map_or(REMOVE_IT, |(_, advice)| advice)
+}
+
+/// The message for a refused field: "not supported yet" (scripts classify
+/// refusals on these words), then what the user can do now.
+pub fn refusal_message(u: &Unsupported) -> String {
+    match u.only {
+        None => format!(
+            "not supported yet by minipod; {}",
+            refusal_advice(&normalized(&u.path))
+        ),
+        Some(v) => format!("not supported yet by minipod with this value; only {v} is accepted"),
+    }
+}
 
 /// The row for a normalized path (indices written `[]`) in the Pod table.
 pub fn lookup(norm: &str) -> Option<&'static FieldSupport> {
@@ -403,9 +571,21 @@ pub fn supported_fields_markdown() -> String {
     }
     s.push_str(
         "\nAny other field that is set is refused as *not supported yet*, never silently \
-         ignored; probes, `env[].valueFrom`, `envFrom` and \
-         `configMap`/`secret` volumes among them, for now.\n",
+         ignored, and the refusal says what to do now. For these fields (and what they \
+         hold) it says:\n\n",
     );
+    let mut i = 0;
+    while i < REFUSAL_ADVICE.len() {
+        let advice = REFUSAL_ADVICE[i].1;
+        let same: Vec<String> = REFUSAL_ADVICE[i..]
+            .iter()
+            .take_while(|(_, a)| *a == advice)
+            .map(|(prefix, _)| format!("`{prefix}`"))
+            .collect();
+        i += same.len();
+        s.push_str(&format!("- {}: {advice}\n", same.join(", ")));
+    }
+    s.push_str(&format!("\nand for any other: {REMOVE_IT}.\n"));
     s
 }
 
@@ -425,7 +605,7 @@ mod tests {
     fn supported_subtrees_pass_and_others_are_reported_at_their_top() {
         let pod = json!({
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "p", "labels": {"a": "b"}, "uid": "x"},
+            "metadata": {"name": "p", "labels": {"a": "b"}, "uid": "x", "selfLink": "/x"},
             "spec": {
                 "containers": [{
                     "name": "c", "image": "i", "resources": {"limits": {"cpu": "1"}},
@@ -443,7 +623,7 @@ mod tests {
             "status": {"phase": "Pending"}
         });
         let mut want = vec![
-            "metadata.uid",
+            "metadata.selfLink",
             "spec.containers[0].livenessProbe",
             "spec.containers[0].env[1].valueFrom",
             "spec.containers[0].securityContext.privileged",
@@ -484,6 +664,26 @@ mod tests {
         assert_eq!(
             only("spec.automountServiceAccountToken"),
             Some(Some("false"))
+        );
+    }
+
+    #[test]
+    fn advice_matches_whole_path_segments() {
+        assert_eq!(
+            refusal_advice("spec.containers[].livenessProbe.exec"),
+            PROBES
+        );
+        assert_eq!(refusal_advice("spec.initContainers[].startupProbe"), PROBES);
+        assert_eq!(refusal_advice("spec.volumes[].secret"), OTHER_VOLUMES);
+        assert_eq!(refusal_advice("spec.volumes[].secretive"), REMOVE_IT);
+        assert_eq!(refusal_advice("spec.hostUsers"), REMOVE_IT);
+        let md = supported_fields_markdown();
+        assert!(
+            md.contains(
+                "- `spec.volumes[].configMap`, `spec.volumes[].secret`, \
+                 `spec.volumes[].persistentVolumeClaim`: use an emptyDir or hostPath volume for now\n"
+            ),
+            "{md}"
         );
     }
 

@@ -435,7 +435,8 @@ fn all_errors_are_collected_in_file_order() {
     assert_eq!(shown.lines().count(), 4);
     assert!(shown.lines().all(|l| l.starts_with("p.yaml:")));
     assert!(shown.contains(
-        "p.yaml:10: spec.containers[0].livenessProbe: not supported yet by minipod; remove the field"
+        "p.yaml:10: spec.containers[0].livenessProbe: not supported yet by minipod; remove it to \
+         run the pod; probes are planned (issue 13)"
     ));
 }
 
@@ -584,7 +585,7 @@ fn not_supported_yet_fields() {
         (c("    env: [{name: A, valueFrom: {configMapKeyRef: {name: m, key: k}}}]\n"), "spec.containers[0].env[0].valueFrom"),
         (c("    envFrom: [{configMapRef: {name: m}}]\n"), "spec.containers[0].envFrom"),
         (c("    securityContext: {privileged: true}\n"), "spec.containers[0].securityContext.privileged"),
-        (c("    securityContext: {capabilities: {add: [NET_ADMIN]}}\n"), "spec.containers[0].securityContext.capabilities"),
+        (c("    securityContext: {capabilities: {add: [NET_ADMIN]}}\n"), "spec.containers[0].securityContext.capabilities.add"),
         (c("    stdin: true\n"), "spec.containers[0].stdin"),
         (c("    tty: true\n"), "spec.containers[0].tty"),
         (c("    lifecycle: {preStop: {exec: {command: [x]}}}\n"), "spec.containers[0].lifecycle"),
@@ -1085,4 +1086,225 @@ mod messages {
             );
         }
     }
+}
+
+#[test]
+fn metadata_written_by_the_system_is_accepted() {
+    // As `kubectl get pod -o yaml` prints it, fed back in.
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: copied
+  creationTimestamp: "2024-05-01T10:00:00Z"
+  uid: 0d7f3a36-8a55-4c1e-9b5e-2f4c1d2e3f40
+  generation: 1
+  resourceVersion: "4711"
+  deletionGracePeriodSeconds: 30
+  managedFields:
+  - manager: kubectl-run
+    operation: Update
+    apiVersion: v1
+    time: "2024-05-01T10:00:00Z"
+    fieldsType: FieldsV1
+    fieldsV1: {f:spec: {}}
+  ownerReferences:
+  - {apiVersion: apps/v1, kind: ReplicaSet, name: web-5d8f, uid: 1a2b, controller: true}
+  finalizers: [example.com/cleanup]
+spec:
+  containers:
+  - {name: c, image: busybox}
+"#;
+    let plan = plan_from_yaml(yaml, "pod.yaml").unwrap();
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    let w = &plan.warnings[0];
+    for clause in [
+        "metadata.resourceVersion (there is no API server to compare versions with)",
+        "metadata.ownerReferences (no garbage collector runs here: the pod is removed by `minipod down`/`rm`)",
+        "metadata.finalizers (no controller runs here to finish them: `rm` removes the pod at once)",
+    ] {
+        assert!(w.contains(clause), "{clause} in {w}");
+    }
+    for quiet in [
+        "creationTimestamp",
+        "uid",
+        "generation",
+        "managedFields",
+        "deletionGrace",
+    ] {
+        assert!(!w.contains(quiet), "{quiet} in {w}");
+    }
+}
+
+#[test]
+fn values_that_ask_for_what_minipod_does_are_accepted() {
+    let sc = "    stdin: false\n    tty: false\n    securityContext:\n      privileged: false\n      readOnlyRootFilesystem: false\n      allowPrivilegeEscalation: true\n      capabilities: {}\n      seLinuxOptions: {}\n      procMount: Default\n";
+    let spec = "  hostPID: false\n  hostIPC: false\n  securityContext: {seLinuxOptions: {}}\n";
+    let plan = plan_from_yaml(&pod(sc, spec), "pod.yaml").unwrap();
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    // Empty lists of capabilities ask for nothing either, in init containers too.
+    let empty = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, securityContext: {capabilities: {add: [], drop: []}}}]\n  containers: [{name: c, image: i, securityContext: {capabilities: {add: [], drop: []}}}]\n";
+    plan_from_yaml(empty, "pod.yaml").unwrap();
+}
+
+#[test]
+fn values_that_ask_for_more_are_refused_naming_the_path() {
+    let c = |extra: &str| pod(extra, "");
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            c("    securityContext: {privileged: true}\n"),
+            "spec.containers[0].securityContext.privileged",
+            "only false",
+        ),
+        (
+            c("    securityContext: {capabilities: {add: [NET_ADMIN]}}\n"),
+            "spec.containers[0].securityContext.capabilities.add",
+            "only []",
+        ),
+        (
+            c("    securityContext: {capabilities: {drop: [ALL]}}\n"),
+            "spec.containers[0].securityContext.capabilities.drop",
+            "only []",
+        ),
+        (
+            c("    securityContext: {procMount: Unmasked}\n"),
+            "spec.containers[0].securityContext.procMount",
+            "only \"Default\"",
+        ),
+        (
+            c("    securityContext: {readOnlyRootFilesystem: true}\n"),
+            "spec.containers[0].securityContext.readOnlyRootFilesystem",
+            "only false",
+        ),
+        (
+            c("    securityContext: {allowPrivilegeEscalation: false}\n"),
+            "spec.containers[0].securityContext.allowPrivilegeEscalation",
+            "only true",
+        ),
+        (
+            c("    securityContext: {seLinuxOptions: {level: \"s0:c123,c456\"}}\n"),
+            "spec.containers[0].securityContext.seLinuxOptions",
+            "only {}",
+        ),
+        (pod("", "  hostPID: true\n"), "spec.hostPID", "only false"),
+        (pod("", "  hostIPC: true\n"), "spec.hostIPC", "only false"),
+        (
+            pod("", "  securityContext: {seLinuxOptions: {type: spc_t}}\n"),
+            "spec.securityContext.seLinuxOptions",
+            "only {}",
+        ),
+    ];
+    for (text, path, only) in &cases {
+        let e = assert_error(text, path, "not supported yet by minipod with this value; ");
+        assert!(e.message.contains(&format!("{only} is accepted")), "{e:?}");
+        assert!(e.line.is_some(), "no line for {path}");
+    }
+}
+
+#[test]
+fn a_refusal_says_what_to_do_now() {
+    let c = |extra: &str| pod(extra, "");
+    let s = |extra: &str| pod("", extra);
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            c("    readinessProbe: {httpGet: {path: /, port: 80}}\n"),
+            "spec.containers[0].readinessProbe",
+            "not supported yet by minipod; remove it to run the pod; probes are planned (issue 13), and `minipod wait --condition ready` waits for the containers to start",
+        ),
+        (
+            c("    env: [{name: A, valueFrom: {secretKeyRef: {name: s, key: k}}}]\n"),
+            "spec.containers[0].env[0].valueFrom",
+            "not supported yet by minipod; set the value with env[].value for now",
+        ),
+        (
+            c("    envFrom: [{configMapRef: {name: m}}]\n"),
+            "spec.containers[0].envFrom",
+            "not supported yet by minipod; set the values with env[].value for now",
+        ),
+        (
+            s("  volumes: [{name: v, persistentVolumeClaim: {claimName: data}}]\n"),
+            "spec.volumes[0].persistentVolumeClaim",
+            "not supported yet by minipod; use an emptyDir or hostPath volume for now",
+        ),
+        (
+            c("    securityContext: {seccompProfile: {type: RuntimeDefault}}\n"),
+            "spec.containers[0].securityContext.seccompProfile",
+            "not supported yet by minipod; remove it; minipod's containers run in a user namespace without the host's privileges",
+        ),
+        (
+            s("  securityContext: {fsGroup: 2000}\n"),
+            "spec.securityContext.fsGroup",
+            "without the host's privileges",
+        ),
+        (
+            c("    lifecycle: {preStop: {exec: {command: [x]}}}\n"),
+            "spec.containers[0].lifecycle",
+            "not supported yet by minipod; remove it; hooks are planned",
+        ),
+        (
+            s("  hostUsers: false\n"),
+            "spec.hostUsers",
+            "not supported yet by minipod; remove the field to run this pod",
+        ),
+    ];
+    for (text, path, message) in &cases {
+        let e = assert_error(text, path, message);
+        assert!(e.message.starts_with("not supported yet"), "{e:?}");
+    }
+    // Init containers get the advice of app containers.
+    let init = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, lifecycle: {postStart: {exec: {command: [x]}}}}]\n  containers: [{name: c, image: i}]\n";
+    assert_error(
+        init,
+        "spec.initContainers[0].lifecycle",
+        "hooks are planned",
+    );
+    // The shape a script classifies on: FILE:LINE: PATH: not supported yet...
+    let shown = plan_from_yaml(&c("    envFrom: [{configMapRef: {name: m}}]\n"), "p.yaml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        shown,
+        "p.yaml:9: spec.containers[0].envFrom: not supported yet by minipod; set the values with env[].value for now"
+    );
+}
+
+#[test]
+fn confinement_annotations_are_never_silently_ignored() {
+    let with = |annotations: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n{annotations}spec:\n  containers:\n  - {{name: web, image: i}}\n"
+        )
+    };
+    // What minipod does anyway passes silently.
+    let quiet = with(
+        "    container.apparmor.security.beta.kubernetes.io/web: unconfined\n    seccomp.security.alpha.kubernetes.io/pod: unconfined\n",
+    );
+    let plan = plan_from_yaml(&quiet, "pod.yaml").unwrap();
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    assert_eq!(plan.annotations.len(), 2, "kept as written");
+    // Confinement is warned of, naming the annotation.
+    let confined =
+        with("    container.apparmor.security.beta.kubernetes.io/web: runtime/default\n");
+    let plan = plan_from_yaml(&confined, "pod.yaml").unwrap();
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    assert!(
+        plan.warnings[0].starts_with(
+            "pod p: the annotation container.apparmor.security.beta.kubernetes.io/web=runtime/default asks for confinement"
+        ),
+        "{}",
+        plan.warnings[0]
+    );
+    // What the API server refuses is refused, at the annotation's line.
+    let ghost = with("    container.apparmor.security.beta.kubernetes.io/db: runtime/default\n");
+    let e = assert_error(
+        &ghost,
+        "metadata.annotations.container.apparmor.security.beta.kubernetes.io/db",
+        "container \"db\" not found in the pod",
+    );
+    assert_eq!(e.line, Some(6));
+    assert_error(
+        &with("    seccomp.security.alpha.kubernetes.io/pod: strict\n"),
+        "metadata.annotations.seccomp.security.alpha.kubernetes.io/pod",
+        "invalid seccomp profile \"strict\"",
+    );
 }
