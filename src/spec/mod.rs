@@ -37,7 +37,7 @@ pub use process::{ImageDefaults, resolve_process, resolve_user};
 #[cfg(test)]
 pub use support::{SUPPORTED_FIELDS, supported_fields_markdown};
 
-use yaml::{Node, NodeValue, Positions, Seg};
+use yaml::{Node, NodeValue, Positions};
 
 /// One problem in the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
