@@ -131,7 +131,7 @@ fn a_file_of_workloads_runs_replicas_with_their_names_and_down_file_removes_them
     // A second run of the same workloads is refused; --replace replaces them.
     let err = env.fails(["run", "-d", file.to_str().unwrap()]);
     assert!(
-        err.contains("runs already") && err.contains("--replace"),
+        err.contains("is already running") && err.contains("--replace"),
         "{err}"
     );
     let out = env.ok(["run", "-d", "--replace", file.to_str().unwrap()]);
@@ -399,15 +399,28 @@ kind: Pod
 metadata:
   generateName: lint-
   resourceVersion: "12345"
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: rs, uid: 0d7f3a36-8a55-4c1e-9b5e-2f4c1d2e3f40}]
+  finalizers: [example.com/cleanup]
+  uid: 0d7f3a36-8a55-4c1e-9b5e-2f4c1d2e3f41
+  creationTimestamp: "2024-05-01T10:00:00Z"
   annotations:
     container.apparmor.security.beta.kubernetes.io/c: runtime/default
+    seccomp.security.alpha.kubernetes.io/pod: runtime/default
 spec:
   nodeSelector: {disk: ssd}
+  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: disk, operator: In, values: [ssd]}]}]}}}
+  priorityClassName: high
+  readinessGates: [{conditionType: example.com/ready}]
   serviceAccountName: builder
+  enableServiceLinks: false
+  imagePullSecrets: [{name: regcred}]
+  hostPID: false
   containers:
   - name: c
     image: docker.io/library/busybox:1.36
-    securityContext: {privileged: false, allowPrivilegeEscalation: true}
+    stdin: false
+    tty: false
+    securityContext: {privileged: false, allowPrivilegeEscalation: true, readOnlyRootFilesystem: false, capabilities: {}, procMount: Default}
 ---
 apiVersion: apps/v1
 kind: DaemonSet
@@ -435,9 +448,17 @@ spec:
     // Each warning, on the pod it concerns.
     for needle in [
         "spec.nodeSelector",
+        "spec.affinity",
+        "spec.priorityClassName",
+        "spec.readinessGates",
         "spec.serviceAccountName",
+        "spec.enableServiceLinks",
+        "spec.imagePullSecrets",
         "metadata.resourceVersion",
+        "metadata.ownerReferences",
+        "metadata.finalizers",
         "container.apparmor.security.beta.kubernetes.io/c=runtime/default",
+        "seccomp.security.alpha.kubernetes.io/pod=runtime/default",
         "spec.template.spec.tolerations",
     ] {
         assert!(stdout.contains(needle), "{needle}: {stdout}");
@@ -465,4 +486,47 @@ spec:
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     assert!(stdout_of(&out).contains("DaemonSet/agent"));
+}
+
+#[test]
+fn refusals_speak_kubernetes_and_say_each_problem_once() {
+    let env = TestEnv::new();
+    let yaml = r#"apiVersion: v1
+kind: Pod
+metadata: {name: Bad_Name}
+spec:
+  nodeSelector: [disk]
+  containers:
+  - name: c
+    image: docker.io/library/busybox:1.36
+    ports: [{containerPort: abc}]
+    volumeMounts: [{name: data, mountPath: /d}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+"#;
+    let file = env.pod_file("bad", yaml);
+    let err = env.fails(["run", "--dry-run", file.to_str().unwrap()]);
+    // Type errors in YAML's words, without Rust's.
+    assert!(err.contains(":5:"), "{err}");
+    assert!(err.contains("found a list"), "{err}");
+    for rust in ["struct ", "BTreeMap", "invalid type", "i32"] {
+        assert!(!err.contains(rust), "{rust}: {err}");
+    }
+    let fixed = yaml
+        .replace("nodeSelector: [disk]", "nodeSelector: {disk: ssd}")
+        .replace("containerPort: abc", "containerPort: 80");
+    let file = env.pod_file("bad", &fixed);
+    let err = env.fails(["run", "--dry-run", file.to_str().unwrap()]);
+    // The API server's shape, with the value quoted.
+    assert!(
+        err.contains(":3: metadata.name: Invalid value: \"Bad_Name\""),
+        "{err}"
+    );
+    // The unsupported volume once, with what to do; never also "not found".
+    assert!(
+        err.contains("spec.volumes[0].persistentVolumeClaim: not supported yet")
+            && err.contains("emptyDir"),
+        "{err}"
+    );
+    assert!(!err.contains("volumeMounts"), "{err}");
+    assert!(env.holder_pid().is_none());
 }

@@ -175,15 +175,9 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
     }
     let existing = existing_pods(roots, &manifest);
     if !args.replace
-        && let Some((pod, owner)) = existing.first()
+        && let Some(pod) = existing.first()
     {
-        let what = match owner {
-            Some(o) if o.kind != "Pod" => format!("{o} runs already (pod {pod})"),
-            _ => format!("pod {pod:?} exists"),
-        };
-        bail!(
-            "{what}; stop it with `minipod down FILE` (or `minipod down {pod}`), or use `run --replace`"
-        );
+        bail!("{}", pod.refusal());
     }
     let store = if args.detach || pods.len() > 1 {
         // Single-threaded until it joined the user namespace: the pulls
@@ -204,8 +198,8 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         store
     };
     if args.replace {
-        for (pod, _) in &existing {
-            remove_pod(roots, pod, true, true)?;
+        for pod in &existing {
+            remove_pod(roots, &pod.name, true, true)?;
         }
     }
     let options = |source: &str, attached: bool| launch::RunOptions {
@@ -245,10 +239,42 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
     run_attached(roots, &store, &manifest, |source| options(source, true))
 }
 
+/// A pod already there that a `run` would start again.
+struct Existing {
+    name: String,
+    owner: Option<Owner>,
+    running: bool,
+}
+
+impl Existing {
+    /// Why `run` refuses to start it again, and what to do.
+    fn refusal(&self) -> String {
+        let name = &self.name;
+        match (&self.owner, self.running) {
+            (Some(o), true) if o.kind != "Pod" => format!(
+                "{o} is already running (pod {name}); stop it with `minipod down FILE`, or use \
+                 `run --replace`"
+            ),
+            (Some(o), false) if o.kind != "Pod" => format!(
+                "{o} has a pod that exited, {name}; remove it with `minipod down FILE`, or use \
+                 `run --replace`"
+            ),
+            (_, true) => format!(
+                "pod {name:?} is already running; stop it with `minipod down {name}`, or use \
+                 `run --replace`"
+            ),
+            (_, false) => format!(
+                "pod {name:?} exists (exited); remove it with `minipod rm {name}`, or use \
+                 `run --replace`"
+            ),
+        }
+    }
+}
+
 /// The pods already there (running, or kept after `run -d`) that this
 /// input would run again: those of its workloads, found by the workload
 /// each pod records, and those with the name of one of its pods.
-fn existing_pods(roots: &Roots, manifest: &Manifest) -> Vec<(String, Option<Owner>)> {
+fn existing_pods(roots: &Roots, manifest: &Manifest) -> Vec<Existing> {
     let names: Vec<&str> = manifest.pods().map(|p| p.name.as_str()).collect();
     let mut out = Vec::new();
     for name in state::list_pods(roots) {
@@ -261,9 +287,14 @@ fn existing_pods(roots: &Roots, manifest: &Manifest) -> Vec<(String, Option<Owne
                 .iter()
                 .any(|w| &w.owner == o && st.as_ref().is_some_and(|s| s.namespace == w.namespace))
         });
-        let kept = st.as_ref().is_none_or(|s| s.detached) || paths.supervisor_alive();
+        let running = paths.supervisor_alive();
+        let kept = st.as_ref().is_none_or(|s| s.detached) || running;
         if (ours || names.contains(&name.as_str())) && kept {
-            out.push((name, owner));
+            out.push(Existing {
+                name,
+                owner,
+                running,
+            });
         }
     }
     out
@@ -302,9 +333,8 @@ fn dry_run(roots: &Roots, manifest: &Manifest, to_pull: &[prepare::ToPull]) -> R
         };
         println!("would pull {} ({why})", p.reference);
     }
-    let existing = existing_pods(roots, manifest);
-    for (pod, _) in &existing {
-        println!("pod {pod} exists: `run` would refuse, `run --replace` would replace it");
+    for pod in existing_pods(roots, manifest) {
+        println!("{} (`run --replace` would replace it)", pod.refusal());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -379,14 +409,21 @@ fn run_attached(
 
 /// Asks a running pod's supervisor to stop it, and waits until it has.
 fn stop_running(paths: &PodPaths, grace: Duration) -> Result<()> {
+    let pending = ask_to_stop(paths, grace)?;
+    wait_stopped(paths, pending)
+}
+
+/// Asks a running pod's supervisor to stop it; the answer (the socket, or
+/// nothing when it was signalled) is for `wait_stopped`. Several pods stop
+/// at once by asking each first and waiting after.
+fn ask_to_stop(paths: &PodPaths, grace: Duration) -> Result<Option<UnixStream>> {
     if !paths.supervisor_alive() {
-        return Ok(());
+        return Ok(None);
     }
     match UnixStream::connect(paths.control_socket()) {
         Ok(mut stream) => {
             stream.write_all(format!("stop {}\n", grace.as_secs_f64()).as_bytes())?;
-            let mut reply = String::new();
-            let _ = stream.read_to_string(&mut reply);
+            Ok(Some(stream))
         }
         Err(e) => {
             // Still starting (no socket yet), or shutting down.
@@ -397,7 +434,16 @@ fn stop_running(paths: &PodPaths, grace: Duration) -> Result<()> {
                     nix::sys::signal::Signal::SIGTERM,
                 );
             }
+            Ok(None)
         }
+    }
+}
+
+/// Waits until a pod asked to stop has.
+fn wait_stopped(paths: &PodPaths, pending: Option<UnixStream>) -> Result<()> {
+    if let Some(mut stream) = pending {
+        let mut reply = String::new();
+        let _ = stream.read_to_string(&mut reply);
     }
     FileLock::wait_released(&paths.lock)
 }
@@ -466,19 +512,22 @@ pub fn down(roots: &Roots, target: &str) -> Result<ExitCode> {
     } else {
         vec![target.to_string()]
     };
-    // Every pod gets its stop at once; each has its own grace period.
-    std::thread::scope(|s| {
-        for name in &names {
-            s.spawn(move || {
-                let paths = PodPaths::new(roots, name);
-                let grace = paths
-                    .read_state()
-                    .map(|s| Duration::from_secs(s.grace_seconds))
-                    .unwrap_or(Duration::from_secs(30));
-                stop_running(&paths, grace)
-            });
-        }
-    });
+    // Every pod is asked to stop before any is waited for: they stop
+    // together, each with its own grace period. (No threads: removing
+    // joins the user namespace, which needs a single-threaded process.)
+    let mut pending = Vec::new();
+    for name in &names {
+        let paths = PodPaths::new(roots, name);
+        let grace = paths
+            .read_state()
+            .map(|s| Duration::from_secs(s.grace_seconds))
+            .unwrap_or(Duration::from_secs(30));
+        let answer = ask_to_stop(&paths, grace)?;
+        pending.push((paths, answer));
+    }
+    for (paths, answer) in pending {
+        wait_stopped(&paths, answer)?;
+    }
     for name in &names {
         remove_pod(roots, name, true, names.len() > 1)?;
         println!("{name}");

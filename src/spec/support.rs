@@ -49,11 +49,15 @@ const fn row(path: &'static str, support: Support, note: &'static str) -> FieldS
 use Support::*;
 
 pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
-    row("apiVersion", Yes, "must be `v1`"),
+    row(
+        "apiVersion",
+        Yes,
+        "`v1` for a Pod; a workload's own (see *Kinds*)",
+    ),
     row(
         "kind",
         Yes,
-        "`Pod`; `ConfigMap` and `Secret` documents are read and kept",
+        "`Pod`, a workload kind, `ConfigMap` or `Secret` (see *Kinds*)",
     ),
     row("metadata.name", Yes, "required; a DNS-1123 subdomain"),
     row(
@@ -556,11 +560,11 @@ fn check(tables: Tables, value: &Value, path: &mut Vec<Seg>, norm: &str, out: &m
     }
 }
 
-/// The table as Markdown, for the README (`UPDATE_README=1 cargo test readme`).
+/// Rows as a Markdown table.
 #[cfg(test)]
-pub fn supported_fields_markdown() -> String {
+pub fn rows_markdown(rows: &[FieldSupport]) -> String {
     let mut s = String::from("| field | minipod | note |\n| --- | --- | --- |\n");
-    for r in SUPPORTED_FIELDS {
+    for r in rows {
         let support = match r.support {
             Yes => "supported".to_string(),
             Ignored => "accepted, ignored".to_string(),
@@ -569,6 +573,13 @@ pub fn supported_fields_markdown() -> String {
         };
         s.push_str(&format!("| `{}` | {} | {} |\n", r.path, support, r.note));
     }
+    s
+}
+
+/// The table as Markdown, for the README (`UPDATE_README=1 cargo test readme`).
+#[cfg(test)]
+pub fn supported_fields_markdown() -> String {
+    let mut s = rows_markdown(SUPPORTED_FIELDS);
     s.push_str(
         "\nAny other field that is set is refused as *not supported yet*, never silently \
          ignored, and the refusal says what to do now. For these fields (and what they \
@@ -700,28 +711,38 @@ mod tests {
 
 #[cfg(test)]
 mod readme {
-    /// The README's table of supported fields is this module's table: run
-    /// `UPDATE_README=1 cargo test readme` after changing it.
+    /// The README's tables of supported fields are this module's and the
+    /// workload kinds': run `UPDATE_README=1 cargo test readme` after
+    /// changing them.
     #[test]
     fn readme_lists_the_supported_fields() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
-        let readme = std::fs::read_to_string(path).expect("README.md");
-        let (begin, end) = (
-            "<!-- supported-fields:begin -->\n",
-            "<!-- supported-fields:end -->",
-        );
-        let start = readme.find(begin).expect("README has the begin marker") + begin.len();
-        let stop = readme.find(end).expect("README has the end marker");
-        let table = super::supported_fields_markdown();
-        if std::env::var_os("UPDATE_README").is_some() {
-            let updated = format!("{}{table}{}", &readme[..start], &readme[stop..]);
-            std::fs::write(path, updated).unwrap();
-            return;
+        let mut readme = std::fs::read_to_string(path).expect("README.md");
+        let blocks = [
+            ("supported-fields", super::supported_fields_markdown()),
+            (
+                "workload-fields",
+                crate::spec::workload::workload_fields_markdown(),
+            ),
+        ];
+        let update = std::env::var_os("UPDATE_README").is_some();
+        for (name, table) in blocks {
+            let begin = format!("<!-- {name}:begin -->\n");
+            let end = format!("<!-- {name}:end -->");
+            let start = readme.find(&begin).expect("README has the begin marker") + begin.len();
+            let stop = readme.find(&end).expect("README has the end marker");
+            if update {
+                readme = format!("{}{table}{}", &readme[..start], &readme[stop..]);
+                continue;
+            }
+            assert_eq!(
+                readme[start..stop],
+                table,
+                "README's {name} table is stale: UPDATE_README=1 cargo test readme"
+            );
         }
-        assert_eq!(
-            readme[start..stop],
-            table,
-            "README's supported-field table is stale: UPDATE_README=1 cargo test readme"
-        );
+        if update {
+            std::fs::write(path, readme).unwrap();
+        }
     }
 }

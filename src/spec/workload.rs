@@ -340,6 +340,22 @@ const CRON_JOB_FIELDS: &[FieldSupport] = &[
     row("spec.jobTemplate.spec.manualSelector", Yes, ""),
 ];
 
+/// Each kind's own fields as Markdown, for the README.
+#[cfg(test)]
+pub fn workload_fields_markdown() -> String {
+    let mut s = String::new();
+    for kind in WorkloadKind::ALL {
+        s.push_str(&format!(
+            "#### {} (`{}`)\n\nIts pod template (`{}`) is checked as a Pod.\n\n{}\n",
+            kind.name(),
+            kind.api_version(),
+            kind.template_path().trim_end_matches('.'),
+            super::support::rows_markdown(kind.fields())
+        ));
+    }
+    s
+}
+
 /// The document's own fields, for the field check: everything but the pod
 /// template (checked as a Pod) and `status`.
 pub fn own_fields(kind: WorkloadKind, doc: &Value) -> Value {
