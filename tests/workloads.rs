@@ -326,7 +326,7 @@ spec:
 fn replicas_zero_runs_nothing_and_a_host_port_cannot_be_shared() {
     let env = TestEnv::new();
     let zero = APP.replace("replicas: 2", "replicas: 0");
-    let file = env.pod_file("zero", &zero.split("---").next().unwrap().to_string());
+    let file = env.pod_file("zero", zero.split("---").next().unwrap());
     let out = env.run(["run", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     assert!(
