@@ -530,3 +530,52 @@ spec:
     assert!(!err.contains("volumeMounts"), "{err}");
     assert!(env.holder_pid().is_none());
 }
+
+#[test]
+fn a_pod_still_starting_neither_holds_back_the_others_nor_ctrl_c() {
+    let env = env_with_busybox();
+    // `slow` never gets past its init container; `quick` runs meanwhile.
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: slow}
+spec:
+  terminationGracePeriodSeconds: 2
+  initContainers:
+  - {name: wait, image: localhost/busybox, command: [sleep, "31250"]}
+  containers:
+  - {name: c, image: localhost/busybox, command: [sleep, "31251"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: quick}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - {name: c, image: localhost/busybox, command: [sh, -c, 'echo quick is up; exec sleep 31252']}
+"#;
+    let file = env.pod_file("two", yaml);
+    let mut cmd = env.command(["run", file.to_str().unwrap()]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    wait_until("quick runs", Duration::from_secs(30), || {
+        ps_json(&env)
+            .iter()
+            .any(|p| p["name"] == "quick" && p["phase"] == "Running")
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = common::wait_output(child, Duration::from_secs(30));
+    assert!(
+        stdout_of(&out).contains("quick/c | quick is up"),
+        "{}",
+        stdout_of(&out)
+    );
+    assert!(ps_json(&env).is_empty(), "{:?}", ps_json(&env));
+    assert!(common::live_processes("sleep 3125").is_empty());
+}

@@ -4,8 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
+
+use nix::sys::signal::{SigSet, Signal};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
@@ -119,6 +122,11 @@ fn read_manifest(files: &[String]) -> Result<(Manifest, BTreeMap<String, Option<
         }
         paths.insert(input.source_name, input.path);
     }
+    if errors.is_empty()
+        && let Err(e) = manifest.check_runnable()
+    {
+        errors.push(format!("{}: {e}", files.join(", ")));
+    }
     if !errors.is_empty() {
         bail!("{}", errors.join("\n"));
     }
@@ -150,13 +158,21 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         eprintln!("minipod: {n}");
     }
     let pods: Vec<&PodPlan> = manifest.pods().collect();
-    if let Some(name) = &args.exit_code_from
-        && pods.len() != 1
-    {
-        bail!(
-            "--exit-code-from {name}: it needs exactly one pod, and this input runs {}",
-            pods.len()
-        );
+    if let Some(name) = &args.exit_code_from {
+        let [pod] = pods.as_slice() else {
+            bail!(
+                "--exit-code-from {name}: it needs exactly one pod, and this input runs {}",
+                pods.len()
+            );
+        };
+        if !pod.containers.iter().any(|c| &c.name == name) {
+            let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+            bail!(
+                "--exit-code-from {name}: pod {} has no container {name:?} (containers: {})",
+                pod.name,
+                names.join(", ")
+            );
+        }
     }
     // Images are resolved before anything of the pods is created (and
     // before `--replace` removes the pods they replace): a bad image name
@@ -167,7 +183,7 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         pull,
     )?;
     if args.dry_run {
-        return dry_run(roots, &manifest, &to_pull);
+        return dry_run(roots, &manifest, &to_pull, args.replace);
     }
     if pods.is_empty() {
         eprintln!("minipod: nothing to run");
@@ -220,23 +236,107 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         return launch::run(roots, &store, plan, opts);
     }
     if args.detach {
-        let mut started: Vec<String> = Vec::new();
-        for w in &manifest.workloads {
-            for plan in &w.pods {
-                let opts = options(&w.source, false);
-                if let Err(e) = launch::run(roots, &store, plan.clone(), opts) {
-                    // All or nothing: what this run started goes again.
-                    for name in started.iter().rev() {
-                        let _ = remove_pod(roots, name, true, true);
-                    }
-                    return Err(e);
-                }
-                started.push(plan.name.clone());
+        let started = start_all(roots, &store, &manifest, |s| options(s, false), None);
+        if let Some(e) = started.error {
+            // All or nothing: what this run started goes again.
+            for (name, _) in started.pods.iter().rev() {
+                let _ = remove_pod(roots, name, true, true);
             }
+            return Err(e);
         }
         return Ok(ExitCode::SUCCESS);
     }
     run_attached(roots, &store, &manifest, |source| options(source, true))
+}
+
+/// What `start_all` started, and why it stopped early.
+struct Started {
+    /// Each pod's name, and its supervisor when it is attached.
+    pods: Vec<(String, Option<std::process::Child>)>,
+    error: Option<anyhow::Error>,
+    /// A signal came (attached): it was passed on, and nothing more starts.
+    interrupted: bool,
+}
+
+/// Starts the pods wave after wave (`Manifest::start_waves`): every pod
+/// of a wave at once, the next wave once each of them reported its start.
+/// Stops at the first failure, or at a signal on `signals`, which is passed
+/// on to every supervisor started so far.
+fn start_all(
+    roots: &Roots,
+    store: &crate::image::Store,
+    manifest: &Manifest,
+    options: impl Fn(&str) -> launch::RunOptions,
+    signals: Option<&nix::sys::signalfd::SignalFd>,
+) -> Started {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut started = Started {
+        pods: Vec::new(),
+        error: None,
+        interrupted: false,
+    };
+    for wave in manifest.start_waves() {
+        let mut starting = Vec::new();
+        for (plan, workload) in wave {
+            match launch::spawn(roots, store, plan.clone(), options(&workload.source)) {
+                Ok(s) => starting.push(s),
+                Err(e) => {
+                    started.error = Some(e);
+                    break;
+                }
+            }
+        }
+        while !starting.is_empty() {
+            let mut fds: Vec<PollFd> = starting
+                .iter()
+                .map(|s| PollFd::new(s.report_fd(), PollFlags::POLLIN))
+                .collect();
+            if let Some(sigfd) = signals {
+                fds.push(PollFd::new(sigfd.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    started.error = Some(anyhow!("waiting for pods to start: {e}"));
+                    break;
+                }
+            }
+            let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+            drop(fds);
+            if let Some(sigfd) = signals
+                && ready.last() == Some(&true)
+                && let Ok(Some(info)) = sigfd.read_signal()
+                && let Ok(signal) = Signal::try_from(info.ssi_signo as i32)
+                && signal != Signal::SIGCHLD
+            {
+                started.interrupted = true;
+                let pids = started
+                    .pods
+                    .iter()
+                    .filter_map(|(_, c)| c.as_ref().map(|c| c.id() as i32))
+                    .chain(starting.iter().map(|s| s.pid()));
+                for pid in pids {
+                    crate::sys::proc::signal_pid(pid, signal);
+                }
+            }
+            for i in (0..starting.len()).rev() {
+                if ready[i] {
+                    let s = starting.remove(i);
+                    let name = s.name().to_string();
+                    match s.finish() {
+                        Ok(child) => started.pods.push((name, child)),
+                        Err(e) => {
+                            started.error.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+        }
+        if started.error.is_some() || started.interrupted {
+            break;
+        }
+    }
+    started
 }
 
 /// A pod already there that a `run` would start again.
@@ -302,7 +402,12 @@ fn existing_pods(roots: &Roots, manifest: &Manifest) -> Vec<Existing> {
 
 /// `run --dry-run`: what would run, from what, with which images; nothing
 /// is created.
-fn dry_run(roots: &Roots, manifest: &Manifest, to_pull: &[prepare::ToPull]) -> Result<ExitCode> {
+fn dry_run(
+    roots: &Roots,
+    manifest: &Manifest,
+    to_pull: &[prepare::ToPull],
+    replace: bool,
+) -> Result<ExitCode> {
     for w in &manifest.workloads {
         let n = w.pods.len();
         println!(
@@ -333,8 +438,13 @@ fn dry_run(roots: &Roots, manifest: &Manifest, to_pull: &[prepare::ToPull]) -> R
         };
         println!("would pull {} ({why})", p.reference);
     }
-    for pod in existing_pods(roots, manifest) {
-        println!("{} (`run --replace` would replace it)", pod.refusal());
+    let existing = existing_pods(roots, manifest);
+    if !replace && let Some(pod) = existing.first() {
+        // `run` would refuse.
+        bail!("{}", pod.refusal());
+    }
+    for pod in &existing {
+        println!("pod {} would be replaced", pod.name);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -349,7 +459,7 @@ fn run_attached(
     manifest: &Manifest,
     options: impl Fn(&str) -> launch::RunOptions,
 ) -> Result<ExitCode> {
-    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
     let mut set = SigSet::empty();
     for s in [
         Signal::SIGINT,
@@ -360,48 +470,50 @@ fn run_attached(
         set.add(s);
     }
     // Blocked before the first child starts: none is lost, and each is
-    // taken with sigwait below (children unblock them for themselves).
+    // read from the signalfd (children unblock them for themselves).
     set.thread_block()?;
-    let mut children: Vec<(String, std::process::Child)> = Vec::new();
-    for w in &manifest.workloads {
-        for plan in &w.pods {
-            match launch::start_attached(roots, store, plan.clone(), options(&w.source)) {
-                Ok(child) => children.push((plan.name.clone(), child)),
-                Err(e) => {
-                    // What started stops again.
-                    for (_, c) in &mut children {
-                        crate::sys::proc::signal_pid(c.id() as i32, Signal::SIGTERM);
-                    }
-                    for (_, c) in &mut children {
-                        let _ = c.wait();
-                    }
-                    return Err(e);
-                }
-            }
+    let sigfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)?;
+    let started = start_all(roots, store, manifest, options, Some(&sigfd));
+    let mut children: Vec<std::process::Child> =
+        started.pods.into_iter().filter_map(|(_, c)| c).collect();
+    if started.error.is_some() {
+        // What started stops again.
+        for c in &children {
+            crate::sys::proc::signal_pid(c.id() as i32, Signal::SIGTERM);
         }
     }
     let mut codes: Vec<i32> = Vec::new();
-    while !children.is_empty() {
-        let signal = set.wait()?;
-        if signal != Signal::SIGCHLD {
-            for (_, c) in &children {
+    loop {
+        // Every wake-up looks at every child: one SIGCHLD may stand for
+        // several exits, or have been read while the pods started.
+        let mut running = Vec::new();
+        for mut child in children {
+            match child.try_wait()? {
+                Some(status) => codes.push(
+                    status
+                        .code()
+                        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+                ),
+                None => running.push(child),
+            }
+        }
+        children = running;
+        if children.is_empty() {
+            break;
+        }
+        let Some(info) = sigfd.read_signal()? else {
+            continue;
+        };
+        if let Ok(signal) = Signal::try_from(info.ssi_signo as i32)
+            && signal != Signal::SIGCHLD
+        {
+            for c in &children {
                 crate::sys::proc::signal_pid(c.id() as i32, signal);
             }
-            continue;
         }
-        let mut i = 0;
-        while i < children.len() {
-            match children[i].1.try_wait()? {
-                Some(status) => {
-                    let code = status
-                        .code()
-                        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-                    codes.push(code);
-                    children.remove(i);
-                }
-                None => i += 1,
-            }
-        }
+    }
+    if let Some(e) = started.error {
+        return Err(e);
     }
     let code = codes.into_iter().find(|&c| c != 0).unwrap_or(0);
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
@@ -548,7 +660,10 @@ fn pods_from(roots: &Roots, input: &Input) -> Vec<String> {
             };
             match (&input.path, &st.source) {
                 (Some(file), Some(source)) => file == source,
-                _ => st.owner.as_ref().is_some_and(|o| owners.contains(o)),
+                _ => st
+                    .owner
+                    .as_ref()
+                    .is_some_and(|o| owners.iter().any(|(w, ns)| w == o && *ns == st.namespace)),
             }
         })
         .collect()

@@ -96,7 +96,11 @@ impl Launcher {
             }),
             ForkResult::Child => {
                 drop(go_write);
-                let alive = crate::sys::proc::die_with_parent(parent.as_raw()).is_ok();
+                let alive = crate::sys::proc::die_with_parent(
+                    parent.as_raw(),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .is_ok();
                 // Let go of the holder's pipes at once: its parent reads
                 // them to EOF.
                 let _ = crate::sys::fs::stdio_to_null();

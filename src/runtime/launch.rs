@@ -11,7 +11,7 @@
 //! ~9 MB of its pages resident. `minipod-supervisor` links only what it runs.
 
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -22,7 +22,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::contract::container::{ContainerConfig, Mount};
 use super::contract::fds::{FD_MINIPOD, FD_POD_LOCK, FD_REPORT};
 use super::contract::pause::{PauseConfig, Tmpfs};
-use super::contract::plan::{PLAN_VERSION, Role, SlotPlan, SupervisorPlan};
+use super::contract::plan::{JobLimits, PLAN_VERSION, Role, SlotPlan, SupervisorPlan};
 use super::contract::report::{self, Report};
 use super::etc_files;
 use super::logs;
@@ -55,68 +55,50 @@ pub struct RunOptions {
     pub source: Option<String>,
 }
 
-/// How `hand_over` gives the pod to its supervisor.
+/// How a child supervisor is started.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Handover {
-    /// Become the supervisor (foreground, one pod).
-    Exec,
-    /// A child in its own session; return once it reports the start.
+    /// In its own session, without a terminal (`-d`).
     Detached,
-    /// A child in its own process group that writes to the terminal and
-    /// dies with `run`; return it once it reports the start.
+    /// In its own process group, writing to the terminal, dying with `run`
+    /// (one of several pods in the foreground).
     Attached,
-}
-
-/// What `hand_over` leaves to its caller.
-enum Handed {
-    /// `run -d`: the pod started.
-    Started,
-    /// The supervisor of an attached pod, running it.
-    Child(Child),
 }
 
 /// Runs a pod: in the foreground to its end (this process becomes its
 /// supervisor), or with `-d` until every container started. The caller has
 /// joined the user namespace.
 pub fn run(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> Result<ExitCode> {
+    if opts.detached {
+        spawn(roots, store, plan, opts)?.finish()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (supervisor, files, plan_file, name) = set_up(roots, store, plan, &opts)?;
+    Err(exec_supervisor(&supervisor, &name, &plan_file, files))
+}
+
+/// Starts a pod's supervisor as a child (`-d`: in its own session;
+/// `attached`: in its own process group, writing to the terminal) and
+/// returns at once: its report of the start is for `Starting::finish`, so
+/// that several pods start together.
+pub fn spawn(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> Result<Starting> {
     let how = if opts.detached {
         Handover::Detached
     } else {
-        Handover::Exec
+        Handover::Attached
     };
-    launch(roots, store, plan, opts, how).map(|_| ExitCode::SUCCESS)
+    let (supervisor, files, plan_file, name) = set_up(roots, store, plan, &opts)?;
+    spawn_supervisor(&supervisor, name, &plan_file, files, how)
 }
 
-/// Starts one of several pods run in the foreground and returns its
-/// supervisor once every container started (`RunOptions::attached`).
-pub fn start_attached(
+/// Works the pod out and writes its files and the supervisor's plan,
+/// holding the pod's lock.
+fn set_up(
     roots: &Roots,
     store: &Store,
     plan: PodPlan,
-    opts: RunOptions,
-) -> Result<Child> {
-    match launch(roots, store, plan, opts, Handover::Attached)? {
-        Handed::Child(child) => Ok(child),
-        Handed::Started => unreachable!("an attached pod hands back its supervisor"),
-    }
-}
-
-fn launch(
-    roots: &Roots,
-    store: &Store,
-    plan: PodPlan,
-    opts: RunOptions,
-    how: Handover,
-) -> Result<Handed> {
-    if let Some(name) = &opts.exit_code_from
-        && !plan.containers.iter().any(|c| &c.name == name)
-    {
-        let names: Vec<&str> = plan.containers.iter().map(|c| c.name.as_str()).collect();
-        bail!(
-            "--exit-code-from {name}: the pod has no container {name:?} (containers: {})",
-            names.join(", ")
-        );
-    }
+    opts: &RunOptions,
+) -> Result<(PathBuf, PodFiles, PathBuf, String)> {
     for w in &plan.warnings {
         tracing::warn!("{w}");
     }
@@ -126,12 +108,12 @@ fn launch(
     let ports = portfwd::published(&host_ports(&plan)?)?;
 
     let mut files = PodFiles::create(roots, &plan)?;
-    let handoff = files.write(roots, &plan, prepared, ports, &opts)?;
+    let handoff = files.write(roots, &plan, prepared, ports, opts)?;
     let plan_file = files.paths.plan();
     // Read once by the supervisor, which only starts after this: no need
     // for atomic_write's rename and fsync on every pod's start.
     handoff.write(&plan_file)?;
-    hand_over(&supervisor, &plan.name, &plan_file, files, how)
+    Ok((supervisor, files, plan_file, plan.name))
 }
 
 /// The hostPorts the pod's containers ask for, in the network's terms.
@@ -264,7 +246,10 @@ impl PodFiles {
             termination_grace: plan.termination_grace,
             restart_policy: plan.restart_policy,
             active_deadline: plan.active_deadline,
-            backoff_limit: plan.job.map(|j| j.backoff_limit),
+            job: plan.job.map(|j| JobLimits {
+                backoff_limit: j.backoff_limit,
+                active_deadline: j.active_deadline,
+            }),
             hostname: plan.hostname.clone(),
             host_aliases: plan.host_aliases.clone(),
             host_network: plan.host_network,
@@ -472,41 +457,124 @@ impl Drop for PodFiles {
     }
 }
 
-/// Starts the pod's supervisor with the plan and the pod's lock: in the
-/// foreground by becoming it, with `-d` as a child in its own session,
-/// attached as a child in its own process group; the last two once it
-/// reported the start.
-fn hand_over(
+/// The supervisor's command line and the descriptors it inherits: the
+/// pod's lock, minipod's own binary (through which it starts `minipod
+/// __pause` and `minipod __container`: the same binary as this one, even if
+/// the file is replaced meanwhile) and the report pipe's write end.
+fn supervisor_command(
     supervisor: &Path,
     name: &str,
     plan_file: &Path,
-    mut files: PodFiles,
-    how: Handover,
-) -> Result<Handed> {
-    // The supervisor starts `minipod __pause` and `minipod __container`
-    // through this descriptor: the same binary as this one, even if the
-    // file is replaced meanwhile.
+    files: &PodFiles,
+    report: BorrowedFd<'_>,
+) -> Result<(Command, std::fs::File)> {
     let minipod = std::fs::File::open("/proc/self/exe").context("opening minipod's binary")?;
     let lock_fd = files.lock.as_ref().expect("held").as_raw_fd();
     let mut cmd = Command::new(supervisor);
     // `ps` shows which pod a supervisor serves.
     cmd.arg0("minipod-supervisor").arg(name).arg(plan_file);
-    let mut fds = vec![(lock_fd, FD_POD_LOCK), (minipod.as_raw_fd(), FD_MINIPOD)];
-    if how == Handover::Exec {
-        // Nobody reads the supervisor's report in the foreground; fd 3 is
-        // /dev/null rather than whatever this process had there.
-        let null = std::fs::File::options()
-            .write(true)
-            .open("/dev/null")
-            .context("opening /dev/null")?;
-        fds.push((null.as_raw_fd(), FD_REPORT));
-        pass_fds(&mut cmd, &fds);
-        let err = cmd.exec();
-        return Err(err).with_context(|| format!("starting {}", supervisor.display()));
-    }
-    let (mut report_r, report_w) = std::io::pipe()?;
-    fds.push((report_w.as_raw_fd(), FD_REPORT));
+    let fds = [
+        (lock_fd, FD_POD_LOCK),
+        (minipod.as_raw_fd(), FD_MINIPOD),
+        (report.as_raw_fd(), FD_REPORT),
+    ];
     pass_fds(&mut cmd, &fds);
+    Ok((cmd, minipod))
+}
+
+/// Becomes the pod's supervisor (foreground, one pod); returns only the
+/// error if that failed.
+fn exec_supervisor(
+    supervisor: &Path,
+    name: &str,
+    plan_file: &Path,
+    files: PodFiles,
+) -> anyhow::Error {
+    // Nobody reads the supervisor's report in the foreground; fd 3 is
+    // /dev/null rather than whatever this process had there.
+    let null = match std::fs::File::options().write(true).open("/dev/null") {
+        Ok(f) => f,
+        Err(e) => return anyhow::Error::new(e).context("opening /dev/null"),
+    };
+    let (mut cmd, _minipod) =
+        match supervisor_command(supervisor, name, plan_file, &files, null.as_fd()) {
+            Ok(c) => c,
+            Err(e) => return e,
+        };
+    let err = cmd.exec();
+    anyhow::Error::new(err).context(format!("starting {}", supervisor.display()))
+}
+
+/// A pod whose supervisor runs and has not yet reported its start.
+pub struct Starting {
+    name: String,
+    child: Child,
+    report: std::io::PipeReader,
+    files: PodFiles,
+    how: Handover,
+}
+
+impl Starting {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The supervisor's pid, to pass signals on while it starts.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Readable (or hung up) once the supervisor reported.
+    pub fn report_fd(&self) -> BorrowedFd<'_> {
+        self.report.as_fd()
+    }
+
+    /// Reads the report: `-d` prints the pod's name; an attached pod's
+    /// supervisor is handed back, to be waited for.
+    pub fn finish(mut self) -> Result<Option<Child>> {
+        let mut text = String::new();
+        let _ = self.report.read_to_string(&mut text);
+        let name = &self.name;
+        match report::parse(&text) {
+            Report {
+                error: Some(msg), ..
+            } => {
+                // The supervisor removed the pod, or kept it for `logs` (a
+                // failed init container, with its state); one that failed
+                // before writing any state (its plan) leaves the files to us.
+                let _ = self.child.wait();
+                if !self.files.paths.state().exists() {
+                    self.files.take_back();
+                }
+                bail!("{msg}")
+            }
+            Report { ok: true, .. } if self.how == Handover::Attached => Ok(Some(self.child)),
+            Report { ok: true, .. } => {
+                println!("{name}");
+                Ok(None)
+            }
+            _ => {
+                let status = self.child.wait()?;
+                self.files.take_back();
+                bail!("the supervisor of pod {name} exited during start-up ({status})")
+            }
+        }
+    }
+}
+
+/// Starts the pod's supervisor with the plan and the pod's lock: with `-d`
+/// as a child in its own session, attached as a child in its own process
+/// group that dies with `run`.
+fn spawn_supervisor(
+    supervisor: &Path,
+    name: String,
+    plan_file: &Path,
+    mut files: PodFiles,
+    how: Handover,
+) -> Result<Starting> {
+    let (report_r, report_w) = std::io::pipe()?;
+    let (mut cmd, _minipod) =
+        supervisor_command(supervisor, &name, plan_file, &files, report_w.as_fd())?;
     cmd.stdin(Stdio::null());
     if how == Handover::Detached {
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
@@ -528,13 +596,10 @@ fn hand_over(
         // waits for, which the supervisor must not inherit.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::setpgid(0, 0) < 0 || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) < 0
-                {
+                if libc::setpgid(0, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                if libc::getppid() != parent {
-                    return Err(std::io::Error::other("minipod run exited"));
-                }
+                crate::sys::proc::die_with_parent(parent, nix::sys::signal::Signal::SIGTERM)?;
                 let mut none: libc::sigset_t = std::mem::zeroed();
                 libc::sigemptyset(&mut none);
                 libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
@@ -542,7 +607,7 @@ fn hand_over(
             });
         }
     }
-    let mut child = cmd
+    let child = cmd
         .spawn()
         .with_context(|| format!("starting {}", supervisor.display()))?;
     drop(report_w);
@@ -550,32 +615,13 @@ fn hand_over(
     // The supervisor holds the lock now, and removes the pod's files when
     // it ends.
     drop(files.lock.take());
-    let mut text = String::new();
-    let _ = report_r.read_to_string(&mut text);
-    match report::parse(&text) {
-        Report {
-            error: Some(msg), ..
-        } => {
-            // The supervisor removed the pod, or kept it for `logs` (a
-            // failed init container, with its state); one that failed
-            // before writing any state (its plan) leaves the files to us.
-            let _ = child.wait();
-            if !files.paths.state().exists() {
-                files.take_back();
-            }
-            bail!("{msg}")
-        }
-        Report { ok: true, .. } if how == Handover::Attached => Ok(Handed::Child(child)),
-        Report { ok: true, .. } => {
-            println!("{name}");
-            Ok(Handed::Started)
-        }
-        _ => {
-            let status = child.wait()?;
-            files.take_back();
-            bail!("the supervisor of pod {name} exited during start-up ({status})")
-        }
-    }
+    Ok(Starting {
+        name,
+        child,
+        report: report_r,
+        files,
+        how,
+    })
 }
 
 fn log_max_bytes() -> u64 {

@@ -62,7 +62,8 @@ pub fn pause_main(args: PauseConfig) -> Result<()> {
 /// Sets up the namespaces. Returns the PID-1 child's host pid when the PID
 /// namespace is shared (we are then its link to the supervisor), else None.
 fn setup(args: &PauseConfig, program: &OwnedFd) -> Result<Option<i32>> {
-    crate::sys::proc::die_with_parent(args.parent).context("the supervisor exited")?;
+    crate::sys::proc::die_with_parent(args.parent, nix::sys::signal::Signal::SIGKILL)
+        .context("the supervisor exited")?;
     // The pause runs the minipod binary and is visible to containers in a
     // shared PID namespace: keep its /proc/PID/exe out of their reach
     // (CVE-2019-5736).

@@ -109,6 +109,40 @@ pub struct WorkloadPlan {
 }
 
 impl Manifest {
+    /// Why the input (all of `run`'s files) has nothing `run` could start.
+    pub fn check_runnable(&self) -> Result<(), String> {
+        if self.workloads.is_empty() {
+            return Err(
+                "nothing to run: the input holds no Pod and no workload (Deployment, \
+                        StatefulSet, Job, …)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The pods in the order they start: the pods of one wave start
+    /// together, each wave once the one before runs. Every pod goes in the
+    /// first wave but a StatefulSet's with OrderedReady, which start one per
+    /// wave, each after the one before it.
+    pub fn start_waves(&self) -> Vec<Vec<(&PodPlan, &WorkloadPlan)>> {
+        let mut waves: Vec<Vec<(&PodPlan, &WorkloadPlan)>> = vec![Vec::new()];
+        for w in &self.workloads {
+            for (i, p) in w.pods.iter().enumerate() {
+                if w.order == workload::StartOrder::Ordered {
+                    if waves.len() <= i {
+                        waves.push(Vec::new());
+                    }
+                    waves[i].push((p, w));
+                } else {
+                    waves[0].push((p, w));
+                }
+            }
+        }
+        waves.retain(|w| !w.is_empty());
+        waves
+    }
+
     pub fn pods(&self) -> impl Iterator<Item = &PodPlan> {
         self.workloads.iter().flat_map(|w| &w.pods)
     }
@@ -218,7 +252,6 @@ pub fn manifest_with(
     let mut config_maps = BTreeMap::new();
     let mut secrets = BTreeMap::new();
     let mut not_acted_on: Vec<String> = Vec::new();
-    let mut anything = false;
 
     for tree in &trees {
         let Some(de) = typed_docs.next() else {
@@ -308,7 +341,6 @@ pub fn manifest_with(
         let known = |parent: &str| schema::known_fields(kind, parent);
         match doc_kind {
             DocKind::Pod => {
-                anything = true;
                 let typed = yaml::parse_typed::<Pod>(de, &pos, known);
                 errors.extend(typed.errors);
                 let Some(mut pod) = typed.value else { continue };
@@ -345,7 +377,6 @@ pub fn manifest_with(
                 });
             }
             DocKind::Workload(wk) => {
-                anything = true;
                 let typed = match wk {
                     workload::WorkloadKind::Deployment => {
                         typed_json::<apps::Deployment>(de, &pos, known)
@@ -447,16 +478,6 @@ pub fn manifest_with(
         }
     }
 
-    if !anything && errors.is_empty() {
-        errors.push(SpecError {
-            line: None,
-            column: None,
-            path: String::new(),
-            message: "nothing to run: the input holds no Pod and no workload (Deployment, \
-                      StatefulSet, Job, …)"
-                .into(),
-        });
-    }
     // Workloads and pods named twice in one file.
     let mut seen: Vec<(&Owner, &str)> = Vec::new();
     let mut pod_names: Vec<&str> = Vec::new();
@@ -559,7 +580,7 @@ fn workload_plan(
             format!("Required value: give the {} a name", kind.name()),
         ));
     } else if let Some(why) = names::dns1123_subdomain(&name) {
-        errors.push(err_at("metadata.name", why));
+        errors.push(err_at("metadata.name", names::invalid(&name, &why)));
     }
     let namespace = doc["metadata"]["namespace"]
         .as_str()
@@ -575,7 +596,7 @@ fn workload_plan(
         &workload::own_fields(kind, doc),
         &[kind.fields(), support::SUPPORTED_FIELDS],
     );
-    errors.extend(refusals(&own.unsupported, pos));
+    errors.extend(refusals(&own.unsupported, pos, <[yaml::Seg]>::to_vec));
     let template_at = kind.template_path().trim_end_matches('.');
     let template = workload::at(doc, template_at).cloned().unwrap_or_default();
     let template_labels: BTreeMap<String, String> = template["metadata"]["labels"]
@@ -609,6 +630,9 @@ fn workload_plan(
         pod_json["metadata"]["name"] = serde_json::json!(identity.name);
         pod_json["metadata"]["namespace"] = serde_json::json!(namespace);
         pod_json["metadata"]["labels"] = serde_json::json!(labels);
+        if let Some(hostname) = &identity.hostname {
+            pod_json["spec"]["hostname"] = serde_json::json!(hostname);
+        }
         let pod: Pod = match serde_json::from_value(pod_json) {
             Ok(p) => p,
             Err(e) => {
@@ -622,11 +646,15 @@ fn workload_plan(
             at: Some(kind),
             owner: &owner,
         };
-        let (mut plan, errs) = pod_plan(&source, pos);
-        // Every replica is the same template: its errors and warned
-        // fields are said once.
+        let (plan, errs) = pod_plan(&source, pos);
+        // Every replica is the same template: its errors (but those of its
+        // own name) and warned fields are said once.
+        for e in errs {
+            if !errors.contains(&e) {
+                errors.push(e);
+            }
+        }
         if i == 0 {
-            errors.extend(errs);
             let json = serde_json::to_value(&source.pod).unwrap_or_default();
             for w in support::check_fields(&json).warned {
                 warned.push(support::Warned {
@@ -635,14 +663,14 @@ fn workload_plan(
                 });
             }
         }
+        let mut plan = plan;
         if let Some(limit) = expansion.backoff_limit {
             plan.job = Some(JobPlan {
                 backoff_limit: limit,
+                active_deadline: expansion
+                    .active_deadline_seconds
+                    .map(|s| std::time::Duration::from_secs(s as u64)),
             });
-        }
-        if let Some(s) = expansion.active_deadline_seconds {
-            let job = std::time::Duration::from_secs(s as u64);
-            plan.active_deadline = Some(plan.active_deadline.map_or(job, |d| d.min(job)));
         }
         pods.push(plan);
     }
@@ -710,30 +738,30 @@ fn pod_plan(source: &PodSource<'_>, doc_pos: &Positions) -> (PodPlan, Vec<SpecEr
         plan.warnings.push(w);
     }
     // The advice is the Pod field's; the path is where it is in the document.
-    for u in &verdict.unsupported {
-        let path = match source.at {
-            Some(kind) => workload::in_template(kind, &u.path),
-            None => u.path.clone(),
-        };
-        let path = yaml::render(&path);
-        errors.push(SpecError {
-            line: doc_pos.line(&path),
-            column: None,
-            path,
-            message: support::refusal_message(u),
-        });
-    }
+    errors.extend(refusals(
+        &verdict.unsupported,
+        doc_pos,
+        |path| match source.at {
+            Some(kind) => workload::in_template(kind, path),
+            None => path.to_vec(),
+        },
+    ));
     plan.owner = source.owner.clone();
     plan.manifest = serde_json::to_string(&source.pod).unwrap_or_default();
     (plan, errors)
 }
 
-/// The errors for fields the tables do not cover.
-fn refusals(unsupported: &[support::Unsupported], pos: &Positions) -> Vec<SpecError> {
+/// The errors for fields the tables do not cover, each at `place(path)`
+/// in the document.
+fn refusals(
+    unsupported: &[support::Unsupported],
+    pos: &Positions,
+    place: impl Fn(&[yaml::Seg]) -> Vec<yaml::Seg>,
+) -> Vec<SpecError> {
     unsupported
         .iter()
         .map(|u| {
-            let path = yaml::render(&u.path);
+            let path = yaml::render(&place(&u.path));
             let message = support::refusal_message(u);
             SpecError {
                 line: pos.line(&path),
@@ -801,7 +829,7 @@ fn keep_named(
 
 /// The Pods and workloads a YAML text names, read leniently (kind and
 /// `metadata.name` only), for `down -` to find what a `run` of it started.
-pub fn named_owners(text: &str) -> Vec<Owner> {
+pub fn named_owners(text: &str) -> Vec<(Owner, String)> {
     let Ok(trees) = yaml::document_trees(text) else {
         return Vec::new();
     };
@@ -809,11 +837,18 @@ pub fn named_owners(text: &str) -> Vec<Owner> {
         .iter()
         .filter_map(|t| {
             let kind = t.get("kind").and_then(Node::scalar)?;
-            let name = t.get("metadata")?.get("name").and_then(Node::scalar)?;
-            matches!(doc_kind(kind), Some(DocKind::Pod | DocKind::Workload(_))).then(|| Owner {
+            let meta = t.get("metadata")?;
+            let name = meta.get("name").and_then(Node::scalar)?;
+            let namespace = meta
+                .get("namespace")
+                .and_then(Node::scalar)
+                .unwrap_or("default");
+            let owner = Owner {
                 kind: kind.to_string(),
                 name: name.to_string(),
-            })
+            };
+            matches!(doc_kind(kind), Some(DocKind::Pod | DocKind::Workload(_)))
+                .then(|| (owner, namespace.to_string()))
         })
         .collect()
 }

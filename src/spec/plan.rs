@@ -35,9 +35,8 @@ pub struct PodPlan {
     pub warnings: Vec<String>,
     /// The workload the pod comes from (a bare Pod is its own).
     pub owner: Owner,
-    /// `activeDeadlineSeconds` of the pod, or of the Job it belongs to
-    /// (the nearer one): the pod fails with `DeadlineExceeded` once it has
-    /// been running this long.
+    /// The pod's `activeDeadlineSeconds`: it fails with `DeadlineExceeded`
+    /// once it has been running this long.
     pub active_deadline: Option<Duration>,
     /// Set when the pod runs a Job: how failures count.
     pub job: Option<JobPlan>,
@@ -62,10 +61,13 @@ impl std::fmt::Display for Owner {
 /// What the Job controller decides for a Job's pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobPlan {
-    /// `backoffLimit` (default 6): the Job fails at the failure after this
-    /// many. With `restartPolicy: OnFailure` each container restart after a
-    /// failure counts; with `Never` each failed attempt of the pod does.
+    /// `backoffLimit` (default 6). With `restartPolicy: OnFailure` the
+    /// Job fails once its pod's containers restarted this many times (once
+    /// at all for 0); a failed attempt of the pod (Never, or a deadline)
+    /// counts too, and the Job fails at the one past the limit.
     pub backoff_limit: u32,
+    /// The Job's `activeDeadlineSeconds`, counted from its start.
+    pub active_deadline: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

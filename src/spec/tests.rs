@@ -361,9 +361,13 @@ fn multi_document_input() {
     let m = manifest_from_yaml(&format!("{}---\n{second}", pod("", "")), "f").unwrap();
     let names: Vec<&str> = m.pods().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["p", "q"]);
-    // nothing to run
-    let errs = errors("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n");
-    assert!(errs[0].message.contains("nothing to run"));
+    // nothing to run (checked over all of run's files)
+    let m = manifest_from_yaml(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+        "f",
+    )
+    .unwrap();
+    assert!(m.check_runnable().unwrap_err().contains("nothing to run"));
     // lines count from the start of the file across documents
     let text = format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\n---\n{}",
@@ -1307,4 +1311,32 @@ fn confinement_annotations_are_never_silently_ignored() {
         "metadata.annotations.seccomp.security.alpha.kubernetes.io/pod",
         "invalid seccomp profile \"strict\"",
     );
+}
+
+#[test]
+fn pods_start_in_waves_with_a_stateful_sets_one_after_another() {
+    let text = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  replicas: 3\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: c, image: i}]}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {a: w}}\n  template:\n    metadata: {labels: {a: w}}\n    spec: {containers: [{name: c, image: i}]}\n";
+    let mut n = 0;
+    let mut counter = || {
+        n += 1;
+        n
+    };
+    let m = manifest_with(text, "f", &mut counter).unwrap();
+    let waves: Vec<Vec<&str>> = m
+        .start_waves()
+        .iter()
+        .map(|w| w.iter().map(|(p, _)| p.name.as_str()).collect())
+        .collect();
+    assert_eq!(waves.len(), 3, "{waves:?}");
+    assert_eq!(waves[0].len(), 3, "{waves:?}");
+    assert_eq!(waves[0][0], "db-0");
+    assert_eq!(waves[1], ["db-1"]);
+    assert_eq!(waves[2], ["db-2"]);
+    // Parallel: all at once.
+    let parallel = text.replace(
+        "replicas: 3\n",
+        "replicas: 3\n  podManagementPolicy: Parallel\n",
+    );
+    let m = manifest_with(&parallel, "f", &mut counter).unwrap();
+    assert_eq!(m.start_waves().len(), 1);
 }

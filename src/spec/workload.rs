@@ -65,9 +65,8 @@ impl WorkloadKind {
     /// 1.16 for apps and extensions, 1.25 for batch/v1beta1).
     fn removed_versions(self) -> &'static [&'static str] {
         match self {
-            Deployment | DaemonSet | ReplicaSet => {
-                &["extensions/v1beta1", "apps/v1beta1", "apps/v1beta2"]
-            }
+            Deployment => &["extensions/v1beta1", "apps/v1beta1", "apps/v1beta2"],
+            DaemonSet | ReplicaSet => &["extensions/v1beta1", "apps/v1beta2"],
             StatefulSet => &["apps/v1beta1", "apps/v1beta2"],
             ReplicationController | Job => &[],
             CronJob => &["batch/v1beta1", "batch/v2alpha1"],
@@ -216,7 +215,11 @@ const STATEFUL_SET_FIELDS: &[FieldSupport] = &[
     row("spec.serviceName", Warned(SERVICES_LATER), ""),
     row("spec.updateStrategy", Ignored, "rollouts only"),
     row("spec.revisionHistoryLimit", Ignored, "rollouts only"),
-    row("spec.minReadySeconds", Ignored, "availability only"),
+    row(
+        "spec.minReadySeconds",
+        Warned("the next pod starts once this one runs, without waiting minReadySeconds"),
+        "",
+    ),
     row(
         "spec.persistentVolumeClaimRetentionPolicy",
         Ignored,
@@ -400,6 +403,8 @@ pub struct PodIdentity {
     pub name: String,
     /// Labels the controller adds to the template's.
     pub labels: BTreeMap<String, String>,
+    /// `spec.hostname` the controller sets (a StatefulSet: the pod's name).
+    pub hostname: Option<String>,
 }
 
 /// What a workload's controller would create on one node.
@@ -414,6 +419,10 @@ pub struct Expansion {
     /// Errors in the workload's own fields: (path, message).
     pub errors: Vec<(String, String)>,
 }
+
+/// More pods than one machine should run for one workload (each has its
+/// own supervisor, pause and address).
+const MAX_REPLICAS: i64 = 1000;
 
 /// The characters of Kubernetes' generated names (no vowels, no look-alikes).
 const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -473,10 +482,20 @@ pub fn selects(selector: &Value, labels: &BTreeMap<String, String>) -> Result<bo
             .and_then(Value::as_str)
             .unwrap_or_default();
         let have = labels.get(key).map(String::as_str);
+        if key.is_empty() {
+            return Err("matchExpressions.key: Required value".into());
+        }
         ok &= match op {
             "In" | "NotIn" if values.is_empty() => {
                 return Err(format!(
-                    "matchExpressions: Required value: operator {op} needs values"
+                    "matchExpressions.values: Required value: must be specified when \
+                     `operator` is '{op}'"
+                ));
+            }
+            "Exists" | "DoesNotExist" if !values.is_empty() => {
+                return Err(format!(
+                    "matchExpressions.values: Forbidden: may not be specified when \
+                     `operator` is '{op}'"
                 ));
             }
             "In" => have.is_some_and(|h| values.contains(&h)),
@@ -620,6 +639,18 @@ pub fn expand(
         }
         _ => 1,
     };
+    let replicas = if replicas > MAX_REPLICAS {
+        errors.push((
+            "spec.replicas".into(),
+            format!(
+                "Invalid value: {replicas}: minipod runs at most {MAX_REPLICAS} pods of a \
+                 workload on one machine"
+            ),
+        ));
+        0
+    } else {
+        replicas
+    };
     let backoff_limit = match kind {
         Job | CronJob => {
             Some(non_negative(&format!("{job_spec}.backoffLimit"), &mut errors).unwrap_or(6) as u32)
@@ -662,17 +693,28 @@ pub fn expand(
                 pods.push(PodIdentity {
                     name: format!("{name}-{hash}-{}", random_suffix(random())),
                     labels: [label("pod-template-hash", &hash)].into(),
+                    hostname: None,
                 });
             }
         }
-        ReplicaSet | ReplicationController | DaemonSet => {
+        ReplicaSet | ReplicationController => {
             for _ in 0..replicas {
                 pods.push(PodIdentity {
                     name: format!("{name}-{}", random_suffix(random())),
                     labels: BTreeMap::new(),
+                    hostname: None,
                 });
             }
         }
+        DaemonSet => pods.push(PodIdentity {
+            name: format!("{name}-{}", random_suffix(random())),
+            labels: [
+                label("controller-revision-hash", &template_hash(&template)),
+                label("pod-template-generation", "1"),
+            ]
+            .into(),
+            hostname: None,
+        }),
         StatefulSet => {
             let start = non_negative("spec.ordinals.start", &mut errors).unwrap_or(0);
             let revision = format!("{name}-{}", template_hash(&template));
@@ -685,6 +727,7 @@ pub fn expand(
                         label("controller-revision-hash", &revision),
                     ]
                     .into(),
+                    hostname: Some(pod.clone()),
                     name: pod,
                 });
             }
@@ -700,13 +743,22 @@ pub fn expand(
             } else {
                 name.to_string()
             };
-            pods.push(PodIdentity {
-                name: format!("{job}-{}", random_suffix(random())),
-                labels: [
+            // The Job's generated selector comes with these labels; with
+            // `manualSelector: true` the template's own labels are all.
+            let manual = at(doc, &format!("{job_spec}.manualSelector")) == Some(&Value::Bool(true));
+            let labels = if manual {
+                BTreeMap::new()
+            } else {
+                [
                     label("batch.kubernetes.io/job-name", &job),
                     label("job-name", &job),
                 ]
-                .into(),
+                .into()
+            };
+            pods.push(PodIdentity {
+                name: format!("{job}-{}", random_suffix(random())),
+                labels,
+                hostname: None,
             });
         }
     }
@@ -778,6 +830,7 @@ mod tests {
         assert_eq!(selects(&expr("Exists", &[]), &l), Ok(true));
         assert_eq!(selects(&expr("DoesNotExist", &[]), &l), Ok(false));
         assert!(selects(&expr("In", &[]), &l).is_err());
+        assert!(selects(&expr("Exists", &["x"]), &l).is_err());
         assert!(selects(&expr("Like", &["x"]), &l).is_err());
     }
 

@@ -15,11 +15,11 @@ pub fn live_start_time(pid: i32) -> Option<u64> {
     fields.nth(18)?.parse().ok()
 }
 
-/// SIGKILL when `parent` dies (PR_SET_PDEATHSIG), then a check that it
+/// `signal` when `parent` dies (PR_SET_PDEATHSIG), then a check that it
 /// did not die before that was set (we would have been reparented).
 /// PDEATHSIG is cleared by a change of uid or gid: set it after one.
-pub fn die_with_parent(parent: i32) -> std::io::Result<()> {
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+pub fn die_with_parent(parent: i32, signal: nix::sys::signal::Signal) -> std::io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(signal)?;
     if nix::unistd::getppid().as_raw() != parent {
         return Err(std::io::Error::other(format!(
             "parent process {parent} exited"

@@ -124,7 +124,9 @@ pub fn container_main(config_path: &Path) -> ExitCode {
             return ExitCode::from(crate::EXIT_MINIPOD_ERROR);
         }
     };
-    if let Err(err) = crate::sys::proc::die_with_parent(config.supervisor_pid) {
+    if let Err(err) =
+        crate::sys::proc::die_with_parent(config.supervisor_pid, nix::sys::signal::Signal::SIGKILL)
+    {
         report_error(&format!(
             "container {}: the supervisor exited ({err})",
             config.name
@@ -343,7 +345,7 @@ fn child_setup_and_exec(config: &ContainerConfig) -> Result<Infallible> {
     switch_user(&config.process, last_cap)?;
     // Die with the link (and so with the supervisor). Set after the uid
     // change, which clears it; if the link is already gone, stop here.
-    crate::sys::proc::die_with_parent(config_link_pid())
+    crate::sys::proc::die_with_parent(config_link_pid(), nix::sys::signal::Signal::SIGKILL)
         .context("the container's link process exited during setup")?;
     prepare_exec()?;
     exec(&config.process)

@@ -33,10 +33,10 @@ pub struct SupervisorPlan {
     pub initial_backoff: Duration,
     pub termination_grace: Duration,
     pub restart_policy: RestartPolicy,
-    /// `activeDeadlineSeconds` of the pod or its Job.
+    /// The pod's `activeDeadlineSeconds`.
     pub active_deadline: Option<Duration>,
-    /// A Job's `backoffLimit`; None for other pods.
-    pub backoff_limit: Option<u32>,
+    /// Set for a Job's pod: its `backoffLimit` and `activeDeadlineSeconds`.
+    pub job: Option<JobLimits>,
     pub hostname: String,
     pub host_aliases: Vec<(String, Vec<String>)>,
     pub host_network: bool,
@@ -48,6 +48,14 @@ pub struct SupervisorPlan {
     pub state: PodState,
     /// Init containers (and sidecars) in order, then app containers.
     pub slots: Vec<SlotPlan>,
+}
+
+/// What the Job controller holds a Job's pod to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct JobLimits {
+    pub backoff_limit: u32,
+    /// The Job's `activeDeadlineSeconds`, from the first attempt on.
+    pub active_deadline: Option<Duration>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]

@@ -33,7 +33,7 @@
 
 use std::time::{Duration, Instant};
 
-pub use crate::runtime::contract::plan::Role;
+pub use crate::runtime::contract::plan::{JobLimits, Role};
 use crate::runtime::state::Phase;
 use crate::spec::RestartPolicy;
 
@@ -57,10 +57,11 @@ pub struct Policy {
     pub termination_grace: Duration,
     /// The slot whose exit ends the pod and gives `run` its exit code.
     pub exit_code_from: Option<usize>,
-    /// `activeDeadlineSeconds`: the pod fails once it ran this long.
+    /// The pod's `activeDeadlineSeconds`: the pod fails once it ran this
+    /// long (a Job's pod: the attempt fails, and counts as one).
     pub active_deadline: Option<Duration>,
-    /// Set for a Job's pod: its `backoffLimit`.
-    pub backoff_limit: Option<u32>,
+    /// Set for a Job's pod.
+    pub job: Option<JobLimits>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -213,10 +214,14 @@ pub struct Machine {
     anything_started: bool,
     reported_running: bool,
     done: bool,
-    /// When the pod began, for `activeDeadlineSeconds`.
+    /// When the pod began, for a Job's `activeDeadlineSeconds`.
     began: Option<Instant>,
-    /// A Job's failures so far (containers for OnFailure, attempts for Never).
-    job_failures: u32,
+    /// When this attempt began, for the pod's `activeDeadlineSeconds`.
+    attempt_began: Option<Instant>,
+    /// A Job's container restarts in this attempt (OnFailure counts them).
+    attempt_restarts: u32,
+    /// A Job's failed attempts so far.
+    failed_attempts: u32,
     /// The delay before a Job's next attempt.
     job_backoff: Duration,
     /// A Job's next attempt starts then.
@@ -255,7 +260,9 @@ impl Machine {
             reported_running: false,
             done: false,
             began: None,
-            job_failures: 0,
+            attempt_began: None,
+            attempt_restarts: 0,
+            failed_attempts: 0,
             job_backoff: policy_backoff,
             retry_at: None,
             attempt_failed: false,
@@ -285,16 +292,30 @@ impl Machine {
                 _ => None,
             })
             .chain(self.retry_at)
-            .chain(self.deadline())
+            .chain(self.job_deadline())
+            .chain(self.pod_deadline())
             .min()
     }
 
-    /// When `activeDeadlineSeconds` runs out, while it still can.
-    fn deadline(&self) -> Option<Instant> {
-        match (self.began, self.policy.active_deadline) {
-            (Some(began), Some(d)) if self.failure.is_none() => Some(began + d),
-            _ => None,
-        }
+    /// When the Job's `activeDeadlineSeconds` runs out, while it still can.
+    fn job_deadline(&self) -> Option<Instant> {
+        let d = self.policy.job?.active_deadline?;
+        (self.failure.is_none() && self.stopping.is_none())
+            .then(|| self.began?.checked_add(d))
+            .flatten()
+    }
+
+    /// When the pod's `activeDeadlineSeconds` runs out, while this attempt
+    /// runs.
+    fn pod_deadline(&self) -> Option<Instant> {
+        let d = self.policy.active_deadline?;
+        let running = self.failure.is_none()
+            && self.stopping.is_none()
+            && self.retry_at.is_none()
+            && !self.attempt_failed;
+        running
+            .then(|| self.attempt_began?.checked_add(d))
+            .flatten()
     }
 
     pub fn handle(&mut self, event: Event) -> Vec<Action> {
@@ -305,6 +326,7 @@ impl Machine {
         let now = match event {
             Event::Begin { now } => {
                 self.began = Some(now);
+                self.attempt_began = Some(now);
                 now
             }
             Event::Tick { now } => now,
@@ -334,7 +356,11 @@ impl Machine {
             Event::Interrupted { now } => {
                 match &mut self.stopping {
                     None => self.begin_stop(now, &mut out),
-                    Some(stop) => stop.deadline = now,
+                    Some(stop) => {
+                        stop.deadline = now;
+                        // Asked to stop: a failed Job attempt ends the pod.
+                        stop.then_retry = false;
+                    }
                 }
                 now
             }
@@ -342,7 +368,10 @@ impl Machine {
                 self.grace = grace;
                 match &mut self.stopping {
                     None => self.begin_stop(now, &mut out),
-                    Some(stop) => stop.deadline = stop.deadline.min(now + grace),
+                    Some(stop) => {
+                        stop.deadline = stop.deadline.min(now + grace);
+                        stop.then_retry = false;
+                    }
                 }
                 now
             }
@@ -429,21 +458,20 @@ impl Machine {
                     RestartPolicy::Never => false,
                 },
             };
-        let failed_on_its_own = code != 0 && !by_us && !stopping && slot.role != Role::Sidecar;
-        if let Some(limit) = self.policy.backoff_limit
-            && failed_on_its_own
-        {
-            if restart {
-                // OnFailure: every failed container counts.
-                self.job_failures += 1;
-                if self.job_failures > limit {
-                    slot.run = Run::Exited { code };
-                    let failures = self.job_failures;
+        if let Some(job) = self.policy.job {
+            if restart && policy == RestartPolicy::OnFailure {
+                // The Job controller counts the restarts of the pod's
+                // containers (sidecars too): a limit of N allows N - 1.
+                self.attempt_restarts += 1;
+                let limit = job.backoff_limit;
+                if self.attempt_restarts >= limit.max(1) {
+                    let failures = self.attempt_restarts;
+                    let code = if code != 0 { code } else { 1 };
                     self.fail(Failure::BackoffLimitExceeded { failures, code }, code, out);
                     return;
                 }
-            } else if slot.role == Role::Init {
-                // Never: the attempt ends; `step` counts it.
+            } else if slot.role == Role::Init && code != 0 && !by_us && !stopping {
+                // Never: the attempt failed; `step` counts it.
                 self.attempt_failed = true;
                 return;
             }
@@ -495,22 +523,25 @@ impl Machine {
     }
 
     fn fail(&mut self, failure: Failure, code: i32, out: &mut Vec<Action>) {
+        if let Some(stop) = &mut self.stopping {
+            stop.then_retry = false;
+        }
         if self.failure.is_none() {
             self.failure = Some((failure.clone(), code));
             out.push(Action::PodFailed { failure, code });
         }
     }
 
-    /// Whether this attempt of a Job's pod with `restartPolicy: Never`
-    /// ended failed (and the Job controller would try again).
-    fn attempt_failed_and_retries(&self) -> bool {
-        self.policy.backoff_limit.is_some()
-            && self.policy.restart_policy == RestartPolicy::Never
+    /// Whether this attempt of a Job's pod ended failed: an init container
+    /// or the pod's deadline failed it, or (Never) an app container failed.
+    fn job_attempt_failed(&self) -> bool {
+        self.policy.job.is_some()
             && self.failure.is_none()
             && (self.attempt_failed
-                || self.slots.iter().any(|s| {
-                    s.role == Role::App && matches!(s.run, Run::Exited { code } if code != 0)
-                }))
+                || (self.policy.restart_policy == RestartPolicy::Never
+                    && self.slots.iter().any(|s| {
+                        s.role == Role::App && matches!(s.run, Run::Exited { code } if code != 0)
+                    })))
     }
 
     /// The code of the container that failed last, for a failure that has
@@ -558,12 +589,18 @@ impl Machine {
         if self.done {
             return;
         }
-        if self.stopping.is_none()
-            && let Some(deadline) = self.deadline()
-            && now >= deadline
-        {
+        if self.job_deadline().is_some_and(|d| now >= d) {
             let code = self.last_failed_code();
             self.fail(Failure::DeadlineExceeded, code, out);
+        }
+        if self.pod_deadline().is_some_and(|d| now >= d) {
+            if self.policy.job.is_some() {
+                // The Job controller counts the failed pod and tries again.
+                self.attempt_failed = true;
+            } else {
+                let code = self.last_failed_code();
+                self.fail(Failure::DeadlineExceeded, code, out);
+            }
         }
         if let Some(until) = self.retry_at
             && self.stopping.is_none()
@@ -575,6 +612,8 @@ impl Machine {
             self.retry_at = None;
             self.retrying = true;
             self.attempt_failed = false;
+            self.attempt_restarts = 0;
+            self.attempt_began = Some(now);
             // A new attempt: its exits alone decide `run`'s code.
             self.exits.clear();
             for s in &mut self.slots {
@@ -585,11 +624,11 @@ impl Machine {
             }
         }
         if self.stopping.is_none() && self.should_stop() {
-            if self.attempt_failed_and_retries() {
-                self.job_failures += 1;
-                let limit = self.policy.backoff_limit.unwrap_or(0);
-                if self.job_failures > limit {
-                    let failures = self.job_failures;
+            if self.job_attempt_failed() {
+                self.failed_attempts += 1;
+                let limit = self.policy.job.map_or(0, |j| j.backoff_limit);
+                if self.failed_attempts > limit {
+                    let failures = self.failed_attempts;
                     let code = self.last_failed_code();
                     self.fail(Failure::BackoffLimitExceeded { failures, code }, code, out);
                     self.begin_stop(now, out);
@@ -655,7 +694,7 @@ impl Machine {
                 self.job_backoff = (self.job_backoff * 2).min(MAX_JOB_BACKOFF);
                 self.retry_at = Some(until);
                 out.push(Action::RetryPod {
-                    failures: self.job_failures,
+                    failures: self.failed_attempts,
                     until,
                 });
                 return;
@@ -732,7 +771,7 @@ impl Machine {
         if let Some((_, code)) = &self.failure {
             return *code;
         }
-        if self.policy.backoff_limit.is_some() && self.apps_succeeded() {
+        if self.policy.job.is_some() && self.apps_succeeded() {
             // A Job completes once its pod succeeds, whatever failed before.
             return 0;
         }

@@ -23,7 +23,7 @@ impl Pod {
                 termination_grace: secs(30),
                 exit_code_from: None,
                 active_deadline: None,
-                backoff_limit: None,
+                job: None,
             },
             roles,
         )
@@ -369,7 +369,7 @@ fn exit_code_from_ends_the_pod_with_that_containers_code() {
                 termination_grace: secs(30),
                 exit_code_from: Some(1),
                 active_deadline: None,
-                backoff_limit: None,
+                job: None,
             },
             &[App, App],
         );
@@ -584,7 +584,10 @@ fn job(policy: RestartPolicy, backoff_limit: u32, roles: &[Role]) -> Pod {
             termination_grace: secs(30),
             exit_code_from: None,
             active_deadline: None,
-            backoff_limit: Some(backoff_limit),
+            job: Some(JobLimits {
+                backoff_limit,
+                active_deadline: None,
+            }),
         },
         roles,
     );
@@ -593,9 +596,10 @@ fn job(policy: RestartPolicy, backoff_limit: u32, roles: &[Role]) -> Pod {
 }
 
 #[test]
-fn job_on_failure_counts_each_failed_container_toward_the_backoff_limit() {
-    let mut pod = job(RestartPolicy::OnFailure, 1, &[App]);
-    // The first failure is within the limit: restarted.
+fn job_on_failure_fails_once_the_restarts_reach_the_backoff_limit() {
+    // As the Job controller's pastBackoffLimitOnFailure: restarts >= limit.
+    let mut pod = job(RestartPolicy::OnFailure, 2, &[App]);
+    // The first failure restarts (1 restart < 2).
     assert_eq!(
         pod.exited(0, 3, 1),
         vec![BackOff {
@@ -605,7 +609,8 @@ fn job_on_failure_counts_each_failed_container_toward_the_backoff_limit() {
     );
     assert_eq!(pod.tick(11), vec![restart(0)]);
     pod.started(&[0], 11);
-    // The second is past it: the Job fails, with that container's code.
+    // The second would be the second restart: the Job fails, with that
+    // container's code.
     assert_eq!(
         pod.exited(0, 4, 12),
         vec![
@@ -620,6 +625,88 @@ fn job_on_failure_counts_each_failed_container_toward_the_backoff_limit() {
                 code: 4,
                 phase: Phase::Failed
             }
+        ]
+    );
+    // A limit of 0 allows no restart at all.
+    let mut pod = job(RestartPolicy::OnFailure, 0, &[App]);
+    let actions = pod.exited(0, 3, 1);
+    assert!(matches!(actions[0], PodFailed { .. }), "{actions:?}");
+}
+
+#[test]
+fn a_stop_while_a_failed_job_attempt_ends_ends_the_pod() {
+    // Never, with a sidecar that outlives the failed app.
+    let mut pod = job(RestartPolicy::Never, 3, &[Sidecar, App]);
+    assert_eq!(pod.exited(1, 2, 1), vec![Stop(0)]);
+    // Ctrl-C (a second signal while stopping kills): no retry follows.
+    assert_eq!(
+        pod.m.handle(Event::Interrupted { now: pod.at(2) }),
+        vec![Kill(0)]
+    );
+    let actions = pod.exited(0, 137, 2);
+    assert!(matches!(actions.as_slice(), [Exit { .. }]), "{actions:?}");
+}
+
+#[test]
+fn a_job_pods_deadline_fails_the_attempt_and_the_job_tries_again() {
+    let mut pod = Pod::with(
+        Policy {
+            restart_policy: RestartPolicy::Never,
+            initial_backoff: secs(10),
+            termination_grace: secs(30),
+            exit_code_from: None,
+            active_deadline: Some(secs(5)),
+            job: Some(JobLimits {
+                backoff_limit: 1,
+                active_deadline: None,
+            }),
+        },
+        &[App],
+    );
+    pod.run_all();
+    assert_eq!(pod.tick(5), vec![Stop(0)]);
+    assert_eq!(
+        pod.exited(0, 143, 6),
+        vec![RetryPod {
+            failures: 1,
+            until: pod.at(16)
+        }]
+    );
+    assert_eq!(pod.tick(16), vec![restart(0)]);
+    pod.started(&[0], 16);
+    // The new attempt has a deadline of its own.
+    assert_eq!(pod.m.next_deadline(), Some(pod.at(21)));
+}
+
+#[test]
+fn a_jobs_deadline_counts_from_its_start_and_fails_it() {
+    let mut pod = Pod::with(
+        Policy {
+            restart_policy: RestartPolicy::OnFailure,
+            initial_backoff: secs(10),
+            termination_grace: secs(30),
+            exit_code_from: None,
+            active_deadline: None,
+            job: Some(JobLimits {
+                backoff_limit: 6,
+                active_deadline: Some(secs(20)),
+            }),
+        },
+        &[App],
+    );
+    pod.run_all();
+    pod.exited(0, 1, 5);
+    pod.tick(15);
+    pod.started(&[0], 15);
+    let actions = pod.tick(20);
+    assert_eq!(
+        actions,
+        vec![
+            PodFailed {
+                failure: Failure::DeadlineExceeded,
+                code: 1
+            },
+            Stop(0)
         ]
     );
 }
@@ -714,7 +801,7 @@ fn active_deadline_fails_the_pod_and_stops_it() {
             termination_grace: secs(30),
             exit_code_from: None,
             active_deadline: Some(secs(20)),
-            backoff_limit: None,
+            job: None,
         },
         &[App],
     );

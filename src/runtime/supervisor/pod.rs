@@ -112,7 +112,7 @@ impl Pod {
                 termination_grace: plan.termination_grace,
                 exit_code_from,
                 active_deadline: plan.active_deadline,
-                backoff_limit: plan.backoff_limit,
+                job: plan.job,
             },
             &roles,
         );
@@ -438,7 +438,9 @@ impl Pod {
                 self.name
             ),
             Failure::BackoffLimitExceeded { failures, code } => format!(
-                "pod {}: BackoffLimitExceeded: the Job failed {failures} times, more than its                  backoffLimit (the last exit code was {code}); `minipod logs {}` shows the output",
+                "pod {}: BackoffLimitExceeded: the Job's pod failed {failures} times, as many as \
+                 its backoffLimit allows (the last exit code was {code}); `minipod logs {}` \
+                 shows the output",
                 self.name, self.name
             ),
         }
