@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
@@ -460,15 +460,7 @@ fn run_attached(
     options: impl Fn(&str) -> launch::RunOptions,
 ) -> Result<ExitCode> {
     use nix::sys::signalfd::{SfdFlags, SignalFd};
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGCHLD,
-    ] {
-        set.add(s);
-    }
+    let set = crate::sys::proc::stop_signals_and_sigchld();
     // Blocked before the first child starts: none is lost, and each is
     // read from the signalfd (children unblock them for themselves).
     set.thread_block()?;

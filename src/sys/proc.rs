@@ -57,6 +57,23 @@ pub fn catches(pid: i32, sig: nix::sys::signal::Signal) -> bool {
         .is_some_and(|mask| mask & (1 << (sig as i32 - 1)) != 0)
 }
 
+/// The signals that stop a pod (SIGINT, SIGTERM, SIGHUP) and SIGCHLD: what
+/// a supervisor, and `run` waiting for several, handle themselves, blocked
+/// and read from a signalfd.
+pub fn stop_signals_and_sigchld() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::Signal;
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -14,19 +14,29 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
+/// A policy with kubelet's defaults (10 s backoff, 30 s grace).
+fn policy(restart_policy: RestartPolicy) -> Policy {
+    Policy {
+        restart_policy,
+        initial_backoff: secs(10),
+        termination_grace: secs(30),
+        exit_code_from: None,
+        active_deadline: None,
+        job: None,
+    }
+}
+
+/// A Job's limits.
+fn limits(backoff_limit: u32, active_deadline: Option<Duration>) -> Option<JobLimits> {
+    Some(JobLimits {
+        backoff_limit,
+        active_deadline,
+    })
+}
+
 impl Pod {
-    fn new(policy: RestartPolicy, roles: &[Role]) -> Pod {
-        Pod::with(
-            Policy {
-                restart_policy: policy,
-                initial_backoff: secs(10),
-                termination_grace: secs(30),
-                exit_code_from: None,
-                active_deadline: None,
-                job: None,
-            },
-            roles,
-        )
+    fn new(restart_policy: RestartPolicy, roles: &[Role]) -> Pod {
+        Pod::with(policy(restart_policy), roles)
     }
 
     fn with(policy: Policy, roles: &[Role]) -> Pod {
@@ -579,15 +589,8 @@ fn one_start_at_a_time_so_a_failed_one_stops_the_rest() {
 fn job(policy: RestartPolicy, backoff_limit: u32, roles: &[Role]) -> Pod {
     let mut pod = Pod::with(
         Policy {
-            restart_policy: policy,
-            initial_backoff: secs(10),
-            termination_grace: secs(30),
-            exit_code_from: None,
-            active_deadline: None,
-            job: Some(JobLimits {
-                backoff_limit,
-                active_deadline: None,
-            }),
+            job: limits(backoff_limit, None),
+            ..self::policy(policy)
         },
         roles,
     );
@@ -651,15 +654,9 @@ fn a_stop_while_a_failed_job_attempt_ends_ends_the_pod() {
 fn a_job_pods_deadline_fails_the_attempt_and_the_job_tries_again() {
     let mut pod = Pod::with(
         Policy {
-            restart_policy: RestartPolicy::Never,
-            initial_backoff: secs(10),
-            termination_grace: secs(30),
-            exit_code_from: None,
             active_deadline: Some(secs(5)),
-            job: Some(JobLimits {
-                backoff_limit: 1,
-                active_deadline: None,
-            }),
+            job: limits(1, None),
+            ..policy(RestartPolicy::Never)
         },
         &[App],
     );
@@ -682,15 +679,8 @@ fn a_job_pods_deadline_fails_the_attempt_and_the_job_tries_again() {
 fn a_jobs_deadline_counts_from_its_start_and_fails_it() {
     let mut pod = Pod::with(
         Policy {
-            restart_policy: RestartPolicy::OnFailure,
-            initial_backoff: secs(10),
-            termination_grace: secs(30),
-            exit_code_from: None,
-            active_deadline: None,
-            job: Some(JobLimits {
-                backoff_limit: 6,
-                active_deadline: Some(secs(20)),
-            }),
+            job: limits(6, Some(secs(20))),
+            ..policy(RestartPolicy::OnFailure)
         },
         &[App],
     );
@@ -796,12 +786,8 @@ fn job_never_with_a_failed_init_container_retries_instead_of_failing() {
 fn active_deadline_fails_the_pod_and_stops_it() {
     let mut pod = Pod::with(
         Policy {
-            restart_policy: RestartPolicy::Always,
-            initial_backoff: secs(10),
-            termination_grace: secs(30),
-            exit_code_from: None,
             active_deadline: Some(secs(20)),
-            job: None,
+            ..policy(RestartPolicy::Always)
         },
         &[App],
     );

@@ -24,7 +24,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
-use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::contract::fds::{FD_POD_LOCK, FD_REPORT};
@@ -63,21 +62,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The signals the supervisor handles itself; blocked in every thread and
-/// read from a signalfd.
-fn handled_signals() -> SigSet {
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGCHLD,
-    ] {
-        set.add(s);
-    }
-    set
-}
-
 /// Runs the pod to its end and returns `run`'s exit code. Runs on the main
 /// thread before any other thread exists (threads inherit the signal mask).
 fn supervise(plan: SupervisorPlan) -> Result<i32> {
@@ -89,7 +73,7 @@ fn supervise(plan: SupervisorPlan) -> Result<i32> {
     let lock = unsafe { FileLock::from_inherited(FD_POD_LOCK) };
     // From here on the pod's files are ours to remove (Pod's Drop).
     let mut pod = pod::Pod::new(plan, lock)?;
-    let signals = handled_signals();
+    let signals = crate::sys::proc::stop_signals_and_sigchld();
     signals.thread_block().context("blocking signals")?;
     let sigfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("creating a signalfd")?;
