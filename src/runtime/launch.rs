@@ -240,6 +240,7 @@ impl PodFiles {
             roots: roots.clone(),
             name: plan.name.clone(),
             detached: opts.detached,
+            attached: opts.attached,
             verbose: tracing::enabled!(tracing::Level::INFO),
             exit_code_from: opts.exit_code_from.clone(),
             initial_backoff: opts.initial_backoff,

@@ -25,6 +25,9 @@ pub struct SupervisorPlan {
     pub name: String,
     /// Started by `run -d`: no terminal output; report the start on fd 3.
     pub detached: bool,
+    /// One of several pods in the foreground: `run` reads the report and
+    /// says a failed start itself.
+    pub attached: bool,
     /// `--log-level info` or finer: say when containers exit and restart.
     pub verbose: bool,
     /// End the pod when this container exits, with its exit code.

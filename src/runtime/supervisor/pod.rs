@@ -69,6 +69,9 @@ pub struct Pod {
     /// Held for the pod's whole life: a second `run` of the same name fails.
     lock: Option<FileLock>,
     detached: bool,
+    /// One of several foreground pods: `run` reads the report and says a
+    /// start's failure itself.
+    attached: bool,
     /// `--log-level info` in the foreground: container exits and restarts
     /// are told on the terminal.
     tell_exits: bool,
@@ -136,6 +139,7 @@ impl Pod {
             paths: paths.clone(),
             lock: Some(lock),
             detached: plan.detached,
+            attached: plan.attached,
             tell_exits: plan.verbose && !plan.detached,
             machine,
             hostname: plan.hostname,
@@ -306,8 +310,9 @@ impl Pod {
         self.state.phase = phase;
         self.save_state();
         if let Some(msg) = self.failure.clone() {
-            self.report(Some(&msg));
-            if !self.detached {
+            // A `run` that reads the report says it; else the terminal.
+            let read = self.report(Some(&msg)) && self.attached;
+            if !self.detached && !read {
                 log::tell(&msg);
             }
         }
@@ -660,9 +665,10 @@ impl Pod {
 
     /// Tells `run` how the start went (once): `run -d` and a `run` of
     /// several pods wait for it; in the foreground it goes to /dev/null.
-    fn report(&mut self, error: Option<&str>) {
+    /// Returns whether this call sent it.
+    fn report(&mut self, error: Option<&str>) -> bool {
         if self.reported {
-            return;
+            return false;
         }
         self.reported = true;
         let line = match error {
@@ -679,6 +685,7 @@ impl Pod {
             // started later must not get it.
             unsafe { libc::fcntl(FD_REPORT, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
+        true
     }
 
     /// Kills every container and its link.
