@@ -376,8 +376,15 @@ impl Existing {
 /// each pod records, and those with the name of one of its pods.
 fn existing_pods(roots: &Roots, manifest: &Manifest) -> Vec<Existing> {
     let names: Vec<&str> = manifest.pods().map(|p| p.name.as_str()).collect();
+    // Bare pods are found by their names; only workloads (whose pods have
+    // generated names) need every pod's record read.
+    let candidates = if manifest.workloads.iter().all(|w| w.owner.kind == "Pod") {
+        names.iter().map(|n| n.to_string()).collect()
+    } else {
+        state::list_pods(roots)
+    };
     let mut out = Vec::new();
-    for name in state::list_pods(roots) {
+    for name in candidates {
         let paths = PodPaths::new(roots, &name);
         let st = paths.read_state().ok();
         let owner = st.as_ref().and_then(|s| s.owner.clone());
@@ -388,7 +395,8 @@ fn existing_pods(roots: &Roots, manifest: &Manifest) -> Vec<Existing> {
                 .any(|w| &w.owner == o && st.as_ref().is_some_and(|s| s.namespace == w.namespace))
         });
         let running = paths.supervisor_alive();
-        let kept = st.as_ref().is_none_or(|s| s.detached) || running;
+        // Left by a foreground run that was killed: not a pod any more.
+        let kept = running || st.as_ref().is_some_and(|s| s.detached);
         if (ours || names.contains(&name.as_str())) && kept {
             out.push(Existing {
                 name,
