@@ -178,6 +178,62 @@ pub struct ContainerPlan {
     pub mounts: Vec<MountPlan>,
     /// An init container with `restartPolicy: Always` (a native sidecar).
     pub sidecar: bool,
+    /// `startupProbe`, `livenessProbe`, `readinessProbe` (app containers
+    /// and sidecars only).
+    pub probes: Probes,
+}
+
+/// A container's probes, as kubelet runs them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Probes {
+    pub startup: Option<ProbePlan>,
+    pub liveness: Option<ProbePlan>,
+    pub readiness: Option<ProbePlan>,
+}
+
+/// One probe, with the API server's defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProbePlan {
+    pub handler: ProbeHandler,
+    /// `initialDelaySeconds` (default 0).
+    pub initial_delay: Duration,
+    /// `periodSeconds` (default 10, at least 1).
+    pub period: Duration,
+    /// `timeoutSeconds` (default 1, at least 1).
+    pub timeout: Duration,
+    /// `successThreshold` (default 1; 1 for liveness and startup probes).
+    pub success_threshold: u32,
+    /// `failureThreshold` (default 3, at least 1).
+    pub failure_threshold: u32,
+    /// The probe's `terminationGracePeriodSeconds` (liveness and startup):
+    /// the grace period when this probe's failure stops the container.
+    pub termination_grace: Option<Duration>,
+}
+
+/// How a probe asks.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ProbeHandler {
+    /// `tcpSocket`: a TCP connection to the port succeeds.
+    Tcp { host: Option<String>, port: ProbePort },
+    /// `httpGet` (plain HTTP): a GET whose status is 2xx or 3xx.
+    Http {
+        host: Option<String>,
+        port: ProbePort,
+        /// The path with its query, starting with `/`.
+        path: String,
+        /// `httpHeaders`, in order.
+        headers: Vec<(String, String)>,
+    },
+    /// `exec`: the command, in the container, exits 0.
+    Exec { command: Vec<String> },
+}
+
+/// A probe's port: a number, or a name of the container's ports that no
+/// port has (kubelet's probe then fails, saying so).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ProbePort {
+    Number(u16),
+    Unknown(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

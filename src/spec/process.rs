@@ -391,6 +391,7 @@ mod tests {
             ports: vec![],
             mounts: vec![],
             sidecar: false,
+            probes: crate::spec::Probes::default(),
         }
     }
 

@@ -805,5 +805,6 @@ fn container_plan(
         ports,
         mounts,
         sidecar,
+        probes: Probes::default(),
     }
 }
