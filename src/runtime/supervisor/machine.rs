@@ -105,6 +105,9 @@ pub enum Event {
         slot: usize,
         kind: ProbeKind,
         success: bool,
+        /// A failed liveness or startup probe's own
+        /// `terminationGracePeriodSeconds`, else the pod's is used.
+        grace: Option<Duration>,
         now: Instant,
     },
 }
@@ -190,7 +193,14 @@ struct Slot {
     /// Stopped by a failed liveness or startup probe: restarts as the
     /// restart policy says, although we stopped it.
     probe_failed: bool,
+    /// Stopped by a probe: killed then if it still runs.
+    kill_at: Option<Instant>,
     ready: bool,
+    /// Has a startup probe: a sidecar holds the next init container back
+    /// until the probe first succeeds.
+    startup_probed: bool,
+    /// Its startup probe succeeded once.
+    startup_passed: bool,
 }
 
 #[derive(Debug)]
@@ -245,7 +255,10 @@ impl Machine {
                 stopped_by_us: false,
                 killed: false,
                 probe_failed: false,
+                kill_at: None,
                 ready: false,
+                startup_probed: false,
+                startup_passed: false,
             })
             .collect();
         let policy_backoff = policy.initial_backoff;
@@ -270,6 +283,14 @@ impl Machine {
         }
     }
 
+    /// Marks the slots that have a startup probe.
+    pub fn with_startup_probes(mut self, slots: &[usize]) -> Machine {
+        for &i in slots {
+            self.slots[i].startup_probed = true;
+        }
+        self
+    }
+
     /// Whether a stop has begun (a second interrupt then kills).
     pub fn is_stopping(&self) -> bool {
         self.stopping.is_some()
@@ -292,6 +313,12 @@ impl Machine {
                 _ => None,
             })
             .chain(self.retry_at)
+            .chain(
+                self.slots
+                    .iter()
+                    .filter(|s| s.is_live() && !s.killed)
+                    .filter_map(|s| s.kill_at),
+            )
             .chain(self.job_deadline())
             .chain(self.pod_deadline())
             .min()
@@ -379,9 +406,11 @@ impl Machine {
                 slot,
                 kind,
                 success,
+                grace,
                 now,
             } => {
-                self.probed(slot, kind, success, &mut out);
+                let grace = grace.unwrap_or(self.grace);
+                self.probed(slot, kind, success, now + grace, &mut out);
                 now
             }
         };
@@ -403,6 +432,7 @@ impl Machine {
             slot.stopped_by_us = false;
             slot.killed = false;
             slot.probe_failed = false;
+            slot.kill_at = None;
             slot.ready = false;
             apps |= slot.role == Role::App;
             if let Err(message) = result {
@@ -489,7 +519,14 @@ impl Machine {
         }
     }
 
-    fn probed(&mut self, i: usize, kind: ProbeKind, success: bool, out: &mut Vec<Action>) {
+    fn probed(
+        &mut self,
+        i: usize,
+        kind: ProbeKind,
+        success: bool,
+        kill_at: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let stopping = self.stopping.is_some();
         let slot = &mut self.slots[i];
         if !matches!(slot.run, Run::Running { .. }) {
@@ -505,10 +542,12 @@ impl Machine {
                     });
                 }
             }
+            ProbeKind::Startup if success => slot.startup_passed = true,
             ProbeKind::Liveness | ProbeKind::Startup => {
                 if !success && !slot.stopped_by_us && !stopping {
                     slot.stopped_by_us = true;
                     slot.probe_failed = true;
+                    slot.kill_at = Some(kill_at);
                     if slot.ready {
                         slot.ready = false;
                         out.push(Action::Ready {
@@ -588,6 +627,15 @@ impl Machine {
     fn step(&mut self, now: Instant, out: &mut Vec<Action>) {
         if self.done {
             return;
+        }
+        // A container a probe stopped that outlived its grace period.
+        if self.stopping.is_none() {
+            for (i, s) in self.slots.iter_mut().enumerate() {
+                if s.is_live() && !s.killed && s.kill_at.is_some_and(|t| now >= t) {
+                    s.killed = true;
+                    out.push(Action::Kill(i));
+                }
+            }
         }
         if self.job_deadline().is_some_and(|d| now >= d) {
             let code = self.last_failed_code();
@@ -721,8 +769,10 @@ impl Machine {
             let next = match (slot.role, slot.run) {
                 (Role::App, _) => continue,
                 (_, Run::NeverStarted) => true,
-                // A sidecar that started once is in place: go on.
-                (Role::Sidecar, _) => continue,
+                // A sidecar that started once (and passed its startup
+                // probe once, when it has one) is in place: go on.
+                (Role::Sidecar, _) if !slot.startup_probed || slot.startup_passed => continue,
+                (Role::Sidecar, _) => false,
                 (Role::Init, Run::Exited { code: 0 }) => continue,
                 (Role::Init, _) => false,
             };

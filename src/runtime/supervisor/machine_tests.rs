@@ -491,6 +491,7 @@ fn readiness_moves_both_ways_and_a_failed_liveness_probe_restarts() {
         slot: 0,
         kind,
         success,
+        grace: None,
         now: pod.at(s),
     };
     let (ready, unready) = (
@@ -526,6 +527,7 @@ fn readiness_moves_both_ways_and_a_failed_liveness_probe_restarts() {
         slot: 0,
         kind: ProbeKind::Startup,
         success: false,
+        grace: None,
         now,
     };
     assert_eq!(pod.m.handle(failed), vec![Stop(0)]);
@@ -811,4 +813,48 @@ fn active_deadline_fails_the_pod_and_stops_it() {
             phase: Phase::Failed
         }]
     );
+}
+
+#[test]
+fn a_container_a_probe_stopped_is_killed_after_the_probes_grace_period() {
+    let mut pod = Pod::running(RestartPolicy::Always, &[App, App]);
+    let failed = Event::Probe {
+        slot: 0,
+        kind: ProbeKind::Liveness,
+        success: false,
+        grace: Some(secs(2)),
+        now: pod.at(1),
+    };
+    assert_eq!(pod.m.handle(failed), vec![Stop(0)]);
+    assert_eq!(pod.m.next_deadline(), Some(pod.at(3)));
+    assert!(pod.tick(2).is_empty());
+    assert_eq!(pod.tick(3), vec![Kill(0)]);
+    // Its exit restarts it, as the policy says.
+    let actions = pod.exited(0, 137, 3);
+    assert!(
+        matches!(actions.as_slice(), [BackOff { slot: 0, .. }]),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_sidecar_with_a_startup_probe_holds_the_next_init_container_until_it_passes() {
+    let mut pod = Pod::with(policy(RestartPolicy::Always), &[Sidecar, Init, App]);
+    pod.m = Machine::new(policy(RestartPolicy::Always), &[Sidecar, Init, App])
+        .with_startup_probes(&[0]);
+    assert_eq!(pod.begin(), vec![start(&[0])]);
+    // Started, but its startup probe has not passed: the init container waits.
+    assert!(pod.started(&[0], 0).is_empty());
+    let passed = Event::Probe {
+        slot: 0,
+        kind: ProbeKind::Startup,
+        success: true,
+        grace: None,
+        now: pod.at(2),
+    };
+    assert_eq!(pod.m.handle(passed), vec![start(&[1])]);
+    // Without a startup probe, started is enough.
+    let mut pod = Pod::new(RestartPolicy::Always, &[Sidecar, Init, App]);
+    pod.begin();
+    assert_eq!(pod.started(&[0], 0), vec![start(&[1])]);
 }
