@@ -186,6 +186,16 @@ enum Command {
     /// The container init, started by the pod supervisor (runtime::container).
     #[command(name = "__container", hide = true)]
     Container { config: PathBuf },
+    /// An exec probe's command in a container, started by its supervisor
+    /// (already in the user namespace): the container's config, its main
+    /// process, the command.
+    #[command(name = "__probe-exec", hide = true)]
+    ProbeExec {
+        config: PathBuf,
+        pid: i32,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -263,6 +273,11 @@ pub fn run() -> Result<ExitCode> {
         Command::Wait { condition, pod } => commands::pod::wait(&roots, &pod, &condition),
         Command::Down { target } => commands::pod::down(&roots, &target),
         Command::Container { config } => Ok(crate::runtime::container::container_main(&config)),
+        Command::ProbeExec {
+            config,
+            pid,
+            command,
+        } => commands::pod::probe_exec(&config, pid, command),
         Command::Load { name, source } => commands::image::load(&roots, name.as_deref(), &source),
         Command::Import { rootfs, name } => commands::image::import(&roots, &rootfs, &name),
         Command::Pull {

@@ -715,6 +715,7 @@ pub fn ps(roots: &Roots, all: bool, format: &str) -> Result<ExitCode> {
                         "podIP": st.pod_ip,
                         "created": st.created,
                         "exitCode": st.exit_code,
+                        "ready": state::is_ready(st, *phase),
                         "initContainers": st.init_containers.iter().map(container_json).collect::<Vec<_>>(),
                         "containers": st.containers.iter().map(container_json).collect::<Vec<_>>(),
                     })
@@ -724,8 +725,8 @@ pub fn ps(roots: &Roots, all: bool, format: &str) -> Result<ExitCode> {
         }
         "table" => {
             println!(
-                "{:<24} {:<24} {:<10} {:<9} {:<16} {:<21} CONTAINERS",
-                "POD", "WORKLOAD", "STATUS", "RESTARTS", "IP", "CREATED"
+                "{:<24} {:<24} {:<10} {:<6} {:<9} {:<16} {:<21} CONTAINERS",
+                "POD", "WORKLOAD", "STATUS", "READY", "RESTARTS", "IP", "CREATED"
             );
             for (st, phase, message) in &rows {
                 let restarts: u32 = st
@@ -746,11 +747,17 @@ pub fn ps(roots: &Roots, all: bool, format: &str) -> Result<ExitCode> {
                     .as_ref()
                     .filter(|o| o.kind != "Pod")
                     .map_or("-".to_string(), ToString::to_string);
+                let ready = format!(
+                    "{}/{}",
+                    st.containers.iter().filter(|c| c.ready).count(),
+                    st.containers.len()
+                );
                 println!(
-                    "{:<24} {:<24} {:<10} {:<9} {:<16} {:<21} {}{}",
+                    "{:<24} {:<24} {:<10} {:<6} {:<9} {:<16} {:<21} {}{}",
                     st.name,
                     workload,
                     status,
+                    ready,
                     restarts,
                     st.pod_ip.as_deref().unwrap_or("-"),
                     st.created.replace('T', " ").trim_end_matches('Z'),
@@ -786,8 +793,8 @@ fn container_json(c: &state::ContainerStatus) -> serde_json::Value {
         "imageID": c.image_id,
         "state": state_json(&c.state),
         "lastState": c.last_state.as_ref().map(state_json).unwrap_or(serde_json::json!({})),
-        "ready": c.state.is_running(),
-        "started": c.state.is_running(),
+        "ready": c.ready,
+        "started": c.started,
         "restartCount": c.restart_count,
     })
 }
@@ -821,8 +828,15 @@ pub fn inspect(roots: &Roots, name: &str) -> Result<ExitCode> {
         .unwrap_or_else(|| serde_json::json!({"apiVersion": "v1", "kind": "Pod"}));
     pod["metadata"]["namespace"] = serde_json::json!(st.namespace);
     pod["metadata"]["creationTimestamp"] = serde_json::json!(st.created);
+    let conditions: Vec<serde_json::Value> = state::conditions(&st, phase)
+        .into_iter()
+        .map(|(kind, ok)| {
+            serde_json::json!({"type": kind, "status": if ok { "True" } else { "False" }})
+        })
+        .collect();
     pod["status"] = serde_json::json!({
         "phase": phase,
+        "conditions": conditions,
         "message": message,
         "podIP": st.pod_ip,
         "podIPs": st.pod_ip.iter().map(|ip| serde_json::json!({"ip": ip})).collect::<Vec<_>>(),
@@ -841,7 +855,8 @@ pub fn wait(roots: &Roots, name: &str, condition: &str) -> Result<ExitCode> {
     loop {
         let (paths, st) = state::find_pod(roots, name)?;
         let alive = paths.supervisor_alive();
-        let all_running = st.containers.iter().all(|c| c.state.is_running());
+        let (phase, _) = state::effective_phase(&paths, &st);
+        let ready = state::is_ready(&st, phase);
         match condition {
             "stopped" if !alive => {
                 println!(
@@ -851,7 +866,7 @@ pub fn wait(roots: &Roots, name: &str, condition: &str) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             "running" if alive && st.phase == Phase::Running => return Ok(ExitCode::SUCCESS),
-            "ready" if alive && st.phase == Phase::Running && all_running => {
+            "ready" if alive && ready => {
                 return Ok(ExitCode::SUCCESS);
             }
             "running" | "ready" if !alive => {
@@ -970,5 +985,22 @@ pub fn exec(roots: &Roots, name: &str, opts: ExecOptions) -> Result<ExitCode> {
     userns::enter(roots)?;
     let code =
         crate::runtime::container::exec_in(status.pid, &process, opts.interactive, opts.tty)?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// `__probe-exec`: an exec probe's command in a running container, as
+/// `exec` runs one, from its supervisor (already in the user namespace).
+pub fn probe_exec(
+    config_path: &std::path::Path,
+    pid: i32,
+    command: Vec<String>,
+) -> Result<ExitCode> {
+    let config: ContainerConfig = serde_json::from_slice(
+        &std::fs::read(config_path)
+            .with_context(|| format!("reading {}", config_path.display()))?,
+    )?;
+    let mut process = config.process;
+    process.argv = command;
+    let code = crate::runtime::container::exec_in(pid, &process, false, false)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

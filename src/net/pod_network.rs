@@ -68,10 +68,13 @@ impl PodNetwork {
     }
 
     /// Starts forwarding the hostPorts to the pod, through the pause's
-    /// socket service on `sockets`.
-    pub fn serve_host_ports(&mut self, sockets: UnixStream) {
+    /// socket service on `sockets`; returns that service for the pod's
+    /// probes.
+    pub fn serve_sockets(&mut self, sockets: UnixStream) -> Arc<PodSockets> {
         let listeners = std::mem::take(&mut self.listeners);
-        portfwd::serve(listeners, Arc::new(PodSockets::new(sockets)), self.ip);
+        let sockets = Arc::new(PodSockets::new(sockets));
+        portfwd::serve(listeners, sockets.clone(), self.ip);
+        sockets
     }
 }
 

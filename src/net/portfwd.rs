@@ -60,6 +60,12 @@ impl PodSockets {
         ))
     }
 
+    /// A new TCP socket in the pod's netns, not yet connected (probes
+    /// connect it themselves, without blocking).
+    pub fn open_tcp(&self) -> std::io::Result<OwnedFd> {
+        self.open(true)
+    }
+
     fn connect(&self, tcp: bool, to: SocketAddr) -> std::io::Result<OwnedFd> {
         let fd = self.open(tcp)?;
         let SocketAddr::V4(v4) = to else {

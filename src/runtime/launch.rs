@@ -378,6 +378,8 @@ impl PodFiles {
             last_state: None,
             restart_count: 0,
             pid: 0,
+            ready: false,
+            started: false,
         };
         Ok(SlotPlan {
             role,
@@ -386,6 +388,7 @@ impl PodFiles {
             stop_signal,
             log: self.paths.log(&name),
             prefix,
+            probes: p.plan.probes.clone(),
             status,
         })
     }

@@ -71,6 +71,14 @@ pub struct ContainerStatus {
     pub restart_count: u32,
     /// Host pid of the container's main process while it runs.
     pub pid: i32,
+    /// Running and its readiness probe (if any) passing, as kubelet's
+    /// `ready`.
+    #[serde(default)]
+    pub ready: bool,
+    /// Running and its startup probe (if any) passed, as kubelet's
+    /// `started`.
+    #[serde(default)]
+    pub started: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -283,9 +291,109 @@ pub fn effective_phase(paths: &PodPaths, state: &PodState) -> (Phase, Option<Str
     (state.phase, state.message.clone())
 }
 
+/// The pod's conditions as kubelet sets them, in its order, from the
+/// recorded state and whether the pod still runs (`phase` is the
+/// effective one).
+pub fn conditions(state: &PodState, phase: Phase) -> Vec<(&'static str, bool)> {
+    let running = phase == Phase::Running;
+    let sandbox = running || (phase == Phase::Pending && state.pause_pid > 0);
+    // Init containers succeeded, and sidecars started.
+    let initialized = state.init_containers.iter().all(|c| {
+        if c.sidecar {
+            c.started
+        } else {
+            matches!(c.state, ContainerState::Terminated { exit_code: 0, .. })
+        }
+    });
+    let containers_ready = running
+        && state
+            .containers
+            .iter()
+            .chain(state.init_containers.iter().filter(|c| c.sidecar))
+            .all(|c| c.ready);
+    vec![
+        ("PodReadyToStartContainers", sandbox),
+        (
+            "Initialized",
+            initialized || matches!(phase, Phase::Running | Phase::Succeeded),
+        ),
+        // readinessGates count as met: no controller sets them here.
+        ("Ready", containers_ready),
+        ("ContainersReady", containers_ready),
+        ("PodScheduled", true),
+    ]
+}
+
+/// The pod's Ready condition.
+pub fn is_ready(state: &PodState, phase: Phase) -> bool {
+    conditions(state, phase)
+        .iter()
+        .any(|&(t, ok)| t == "Ready" && ok)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status(name: &str, sidecar: bool, state: ContainerState, ready: bool) -> ContainerStatus {
+        ContainerStatus {
+            name: name.into(),
+            image: String::new(),
+            image_id: String::new(),
+            sidecar,
+            state,
+            last_state: None,
+            restart_count: 0,
+            pid: 0,
+            ready,
+            started: ready,
+        }
+    }
+
+    #[test]
+    fn conditions_follow_readiness() {
+        let running = || ContainerState::Running {
+            started_at: String::new(),
+        };
+        let done = ContainerState::Terminated {
+            exit_code: 0,
+            reason: "Completed".into(),
+            started_at: String::new(),
+            finished_at: String::new(),
+        };
+        let mut st: PodState = serde_json::from_value(serde_json::json!({
+            "name": "p", "namespace": "default", "phase": "Running", "message": null,
+            "supervisor_pid": 1, "pause_pid": 2, "pod_ip": null, "created": "x",
+            "started": null, "finished": null, "exit_code": null, "detached": true,
+            "grace_seconds": 30, "init_containers": [], "containers": []
+        }))
+        .unwrap();
+        st.init_containers = vec![
+            status("init", false, done, false),
+            status("side", true, running(), true),
+        ];
+        st.containers = vec![
+            status("a", false, running(), true),
+            status("b", false, running(), false),
+        ];
+        let get = |st: &PodState, t: &str| {
+            conditions(st, Phase::Running)
+                .into_iter()
+                .find(|c| c.0 == t)
+                .unwrap()
+                .1
+        };
+        assert!(get(&st, "Initialized"));
+        assert!(!get(&st, "Ready") && !get(&st, "ContainersReady"));
+        st.containers[1].ready = true;
+        assert!(is_ready(&st, Phase::Running));
+        // A sidecar that is not ready keeps the pod not ready.
+        st.init_containers[1].ready = false;
+        assert!(!is_ready(&st, Phase::Running));
+        // An ended pod is not ready.
+        st.init_containers[1].ready = true;
+        assert!(!is_ready(&st, Phase::Succeeded));
+    }
 
     fn paths_in(dir: &Path) -> PodPaths {
         PodPaths {

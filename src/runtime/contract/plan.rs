@@ -16,7 +16,7 @@ use crate::spec::RestartPolicy;
 
 /// Changes whenever `SupervisorPlan` does: `minipod` and
 /// `minipod-supervisor` must come from the same build.
-pub const PLAN_VERSION: u32 = 3;
+pub const PLAN_VERSION: u32 = 4;
 
 #[derive(Serialize, Deserialize)]
 pub struct SupervisorPlan {
@@ -79,6 +79,8 @@ pub struct SlotPlan {
     pub log: PathBuf,
     /// The container's name column on the terminal.
     pub prefix: String,
+    /// Its startup, liveness and readiness probes.
+    pub probes: crate::spec::Probes,
     pub status: ContainerStatus,
 }
 

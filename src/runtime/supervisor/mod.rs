@@ -19,6 +19,7 @@ mod log;
 pub mod machine;
 mod output;
 mod pod;
+mod prober;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -21,8 +21,9 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::log;
-use super::machine::{Action, Event, Failure, Machine, Policy, Role};
+use super::machine::{Action, Event, Failure, Machine, Policy, ProbeKind, Role};
 use super::output::pump;
+use super::prober::{ExecTarget, Prober, Target, Verdict};
 use crate::net::ipam::Subnet;
 use crate::net::pod_network::{PodNetwork, Uplink};
 use crate::net::portfwd;
@@ -35,6 +36,7 @@ use crate::runtime::contract::report::{self, Line, Report};
 use crate::runtime::etc_files;
 use crate::runtime::logs::LogWriter;
 use crate::runtime::state::{ContainerState, ContainerStatus, Phase, PodPaths, PodState};
+use crate::spec::Probes;
 use crate::sys::fs::atomic_write;
 use crate::sys::lock::FileLock;
 use crate::sys::proc::{catches, is_pid1, signal_pid};
@@ -96,6 +98,12 @@ pub struct Pod {
     reported: bool,
     /// The pod's address and hostPorts, released with the pod.
     network: Option<PodNetwork>,
+    /// The containers' probes.
+    prober: Prober,
+    /// Which slots have a readiness probe (the others are ready once
+    /// running) and a startup probe (the others are started once running).
+    readiness_probed: Vec<bool>,
+    startup_probed: Vec<bool>,
 }
 
 impl Pod {
@@ -108,6 +116,18 @@ impl Pod {
             .exit_code_from
             .as_ref()
             .and_then(|name| plan.slots.iter().position(|s| &s.status.name == name));
+        let probes: Vec<(usize, Probes)> = plan
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, s.probes.clone()))
+            .collect();
+        let startup_probed: Vec<bool> = probes.iter().map(|(_, p)| p.startup.is_some()).collect();
+        let readiness_probed: Vec<bool> =
+            probes.iter().map(|(_, p)| p.readiness.is_some()).collect();
+        let with_startup: Vec<usize> = (0..startup_probed.len())
+            .filter(|&i| startup_probed[i])
+            .collect();
         let machine = Machine::new(
             Policy {
                 restart_policy: plan.restart_policy,
@@ -118,7 +138,8 @@ impl Pod {
                 job: plan.job,
             },
             &roles,
-        );
+        )
+        .with_startup_probes(&with_startup);
         let mut slots = Vec::new();
         for s in plan.slots {
             let log = LogWriter::create(&s.log, plan.log_max_bytes)?;
@@ -156,6 +177,9 @@ impl Pod {
             finished: None,
             reported: false,
             network: None,
+            prober: Prober::new(&probes, None),
+            readiness_probed,
+            startup_probed,
         };
         if let Some(dir) = paths.control_socket().parent() {
             crate::userns::holder::create_private_dir(dir)?;
@@ -185,7 +209,11 @@ impl Pod {
             ifname: n.host_ifname.clone(),
         });
         // hostPorts: the pause hands out sockets of the pod's netns on fd 3.
-        config.serve_sockets = self.network.as_ref().is_some_and(|n| n.has_host_ports());
+        // and tcpSocket/httpGet probes connect through them.
+        config.serve_sockets = self
+            .network
+            .as_ref()
+            .is_some_and(|n| n.has_host_ports() || self.prober.needs_network());
         let mut cmd = minipod_command();
         cmd.arg("__pause").arg(config.to_arg());
         let mut ours = None;
@@ -215,7 +243,13 @@ impl Pod {
                 self.pause_pid = pid;
                 self.state.pause_pid = pid;
                 if let (Some(network), Some(stream)) = (&mut self.network, ours) {
-                    network.serve_host_ports(stream);
+                    let sockets = network.serve_sockets(stream);
+                    self.prober.set_target(Target::Pod {
+                        ip: network.ip,
+                        sockets,
+                    });
+                } else if self.network.is_none() {
+                    self.prober.set_target(Target::Host);
                 }
                 // Each container's config names the pause: written now, once.
                 for slot in &mut self.slots {
@@ -288,7 +322,11 @@ impl Pod {
             now: Instant::now(),
         })?;
         while self.finished.is_none() {
-            let timeout = match self.machine.next_deadline() {
+            let deadline = [self.machine.next_deadline(), self.prober.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
+            let timeout = match deadline {
                 None => PollTimeout::NONE,
                 Some(t) => PollTimeout::try_from(t.saturating_duration_since(Instant::now()))
                     .unwrap_or(PollTimeout::MAX),
@@ -296,6 +334,10 @@ impl Pod {
             let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
             if let Some(control) = &self.control {
                 fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
+            }
+            // Probes' connections under way.
+            for (fd, flags) in self.prober.poll_fds() {
+                fds.push(PollFd::new(fd, flags));
             }
             match nix::poll::poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -359,11 +401,86 @@ impl Pod {
             let now = Instant::now();
             self.dispatch(Event::StopRequested { grace, now })?;
         }
+        self.run_probes()?;
         let now = Instant::now();
         if self.machine.next_deadline().is_some_and(|t| t <= now) {
             self.dispatch(Event::Tick { now })?;
         }
         Ok(())
+    }
+
+    /// Moves the probes on and hands the machine their verdicts.
+    fn run_probes(&mut self) -> Result<()> {
+        let mut verdicts = Vec::new();
+        let targets: Vec<Option<ExecTarget>> = self
+            .slots
+            .iter()
+            .map(|s| {
+                s.running.as_ref().map(|r| ExecTarget {
+                    config_path: s.config_path.clone(),
+                    pid: r.pid,
+                })
+            })
+            .collect();
+        let exec_target = |i: usize| {
+            targets[i].as_ref().map(|t| ExecTarget {
+                config_path: t.config_path.clone(),
+                pid: t.pid,
+            })
+        };
+        self.prober
+            .work(Instant::now(), &exec_target, &mut verdicts);
+        for event in self.probe_events(verdicts) {
+            self.dispatch(event)?;
+        }
+        Ok(())
+    }
+
+    /// Records what probes found (a startup probe that passed marks its
+    /// container started) and says their failures; the events for the
+    /// machine.
+    fn probe_events(&mut self, verdicts: Vec<Verdict>) -> Vec<Event> {
+        let now = Instant::now();
+        let mut events = Vec::new();
+        for v in verdicts {
+            let name = self.slots[v.slot].status.name.clone();
+            let kind = match v.kind {
+                ProbeKind::Startup => "Startup",
+                ProbeKind::Liveness => "Liveness",
+                ProbeKind::Readiness => "Readiness",
+            };
+            match (v.kind, v.success) {
+                (ProbeKind::Startup, true) => {
+                    self.slots[v.slot].status.started = true;
+                    self.save_state();
+                }
+                (_, false) => {
+                    let why = v.message.as_deref().unwrap_or("failed");
+                    let what = match v.kind {
+                        ProbeKind::Readiness => "not ready",
+                        _ => "it will be restarted",
+                    };
+                    let line = format!(
+                        "pod {}: {kind} probe of container {name} failed: {why}; {what}",
+                        self.name
+                    );
+                    if self.detached {
+                        log::note(line);
+                    } else {
+                        log::tell(line);
+                    }
+                }
+                _ => {}
+            }
+            events.push(Event::Probe {
+                slot: v.slot,
+                kind: v.kind,
+                success: v.success,
+                grace: v.grace,
+                now,
+            });
+        }
+        events
     }
 
     /// Hands the machine one event and carries out what it decides,
@@ -411,8 +528,10 @@ impl Pod {
                     self.save_state();
                 }
                 Action::Abort(failure) => bail!("{}", self.describe(&failure)),
-                // No probes yet, so no Ready condition to record.
-                Action::Ready { .. } => {}
+                Action::Ready { slot, ready } => {
+                    self.slots[slot].status.ready = ready;
+                    self.save_state();
+                }
                 Action::RetryPod { failures, until } => {
                     let wait = until.saturating_duration_since(Instant::now());
                     log::note(format!(
@@ -541,6 +660,12 @@ impl Pod {
                 )),
                 _ => Ok(()),
             };
+            if result.is_ok() {
+                // Ready and started once running, unless a probe says when.
+                slot.status.ready = !self.readiness_probed[i];
+                slot.status.started = !self.startup_probed[i];
+                self.prober.started(i, Instant::now());
+            }
             results.push((i, result));
         }
         self.save_state();
@@ -583,6 +708,11 @@ impl Pod {
                 _ => continue,
             };
             let now = Instant::now();
+            let mut verdicts = Vec::new();
+            if self.prober.exited(pid.as_raw(), code, now, &mut verdicts) {
+                events.extend(self.probe_events(verdicts));
+                continue;
+            }
             let Some(i) = self.slots.iter().position(|s| {
                 s.running
                     .as_ref()
@@ -605,7 +735,10 @@ impl Pod {
     /// Records a container's end in its status (saved by the caller, once
     /// for every exit of a wake-up and what the machine made of them).
     fn container_exited(&mut self, i: usize, code: i32) {
+        self.prober.stopped(i);
         let slot = &mut self.slots[i];
+        slot.status.ready = false;
+        slot.status.started = false;
         let run = slot.running.take().expect("a running slot");
         let reason = if code == 0 { "Completed" } else { "Error" };
         slot.status.last_state = Some(slot.status.state.clone());

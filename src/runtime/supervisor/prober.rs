@@ -1,0 +1,665 @@
+//! Probes, run by the supervisor in its own loop: no thread per probe, and
+//! no process per tcpSocket or httpGet probe. Each probe is scheduled every
+//! `periodSeconds` from its container's start plus `initialDelaySeconds`;
+//! an attempt is a non-blocking connection (and, for httpGet, a request
+//! and the response's status line) polled with the supervisor's other
+//! descriptors, or (exec) a `minipod __probe-exec` process in the
+//! container, killed at `timeoutSeconds`. Results are counted against the
+//! thresholds as kubelet counts them, and crossing one is a `Verdict` for
+//! the machine.
+//!
+//! Like kubelet, which probes from the node, tcpSocket and httpGet connect
+//! to the pod's IP from outside the pod's loopback: with a socket the pause
+//! opens in the pod's netns (the supervisor cannot join it), connected to
+//! the pod's address, so a server bound only to 127.0.0.1 fails its probe
+//! as on a cluster. A probe's `host` is connected to from the supervisor's
+//! own netns, as kubelet connects from the node's.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{
+    AddressFamily, SockFlag, SockType, SockaddrIn, connect, getsockopt, socket, sockopt,
+};
+
+use super::machine::ProbeKind;
+use crate::net::portfwd::PodSockets;
+use crate::spec::{ProbeHandler, ProbePlan, ProbePort, Probes};
+
+/// What a probe's attempts came to, for the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub slot: usize,
+    pub kind: ProbeKind,
+    pub success: bool,
+    /// The probe's own `terminationGracePeriodSeconds`.
+    pub grace: Option<Duration>,
+    /// Why the last attempt failed, when it did.
+    pub message: Option<String>,
+}
+
+/// Where tcpSocket and httpGet probes connect without a `host`.
+pub enum Target {
+    /// The pod's address, through sockets of the pod's netns.
+    Pod {
+        ip: Ipv4Addr,
+        sockets: Arc<PodSockets>,
+    },
+    /// A `hostNetwork` pod: this netns's loopback.
+    Host,
+}
+
+/// How an exec probe is started: the container's config file and its main
+/// process, for `minipod __probe-exec`.
+pub struct ExecTarget {
+    pub config_path: std::path::PathBuf,
+    pub pid: i32,
+}
+
+pub struct Prober {
+    probes: Vec<Probe>,
+    target: Option<Target>,
+}
+
+struct Probe {
+    slot: usize,
+    kind: ProbeKind,
+    plan: ProbePlan,
+    /// When the next attempt is due; None while the probe is off.
+    next: Option<Instant>,
+    successes: u32,
+    failures: u32,
+    /// The last readiness verdict given (readiness starts false).
+    ready: bool,
+    attempt: Option<Attempt>,
+}
+
+struct Attempt {
+    deadline: Instant,
+    io: Io,
+}
+
+enum Io {
+    /// A connection under way; then the request to send, if any.
+    Connecting {
+        sock: TcpStream,
+        request: Option<Vec<u8>>,
+    },
+    /// The request sent: reading the status line.
+    Reading { sock: TcpStream, buf: Vec<u8> },
+    /// `minipod __probe-exec`, in its own process group.
+    Exec { pid: i32 },
+}
+
+/// What an attempt came to.
+enum Outcome {
+    Pending,
+    Done(Result<(), String>),
+}
+
+impl Prober {
+    /// `slots`: each slot's probes. `target` is None when no probe needs
+    /// the network.
+    pub fn new(slots: &[(usize, Probes)], target: Option<Target>) -> Prober {
+        let mut probes = Vec::new();
+        for (slot, p) in slots {
+            for (kind, plan) in [
+                (ProbeKind::Startup, &p.startup),
+                (ProbeKind::Liveness, &p.liveness),
+                (ProbeKind::Readiness, &p.readiness),
+            ] {
+                if let Some(plan) = plan {
+                    probes.push(Probe {
+                        slot: *slot,
+                        kind,
+                        plan: plan.clone(),
+                        next: None,
+                        successes: 0,
+                        failures: 0,
+                        ready: false,
+                        attempt: None,
+                    });
+                }
+            }
+        }
+        Prober { probes, target }
+    }
+
+    /// Whether any probe connects to the pod over the network (the pause
+    /// must then hand out sockets of the pod's netns).
+    pub fn needs_network(&self) -> bool {
+        self.probes
+            .iter()
+            .any(|p| !matches!(p.plan.handler, ProbeHandler::Exec { .. }))
+    }
+
+    /// Where tcpSocket and httpGet probes connect, once the pod's network
+    /// is up.
+    pub fn set_target(&mut self, target: Target) {
+        self.target = Some(target);
+    }
+
+    /// The slot's container started: its startup probe begins, or (without
+    /// one) its liveness and readiness probes, each after its initial delay.
+    pub fn started(&mut self, slot: usize, now: Instant) {
+        let has_startup = self
+            .probes
+            .iter()
+            .any(|p| p.slot == slot && p.kind == ProbeKind::Startup);
+        for p in self.probes.iter_mut().filter(|p| p.slot == slot) {
+            p.reset();
+            if p.kind == ProbeKind::Startup || !has_startup {
+                p.next = Some(now + p.plan.initial_delay);
+            }
+        }
+    }
+
+    /// The slot's container ended: its probes stop until it starts again.
+    pub fn stopped(&mut self, slot: usize) {
+        for p in self.probes.iter_mut().filter(|p| p.slot == slot) {
+            p.reset();
+        }
+    }
+
+    /// The next moment an attempt is due or times out.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.probes
+            .iter()
+            .filter_map(|p| match &p.attempt {
+                Some(a) => Some(a.deadline),
+                None => p.next,
+            })
+            .min()
+    }
+
+    /// The descriptors of attempts under way, with what they wait for.
+    pub fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, nix::poll::PollFlags)> {
+        use nix::poll::PollFlags;
+        self.probes
+            .iter()
+            .filter_map(|p| match &p.attempt.as_ref()?.io {
+                Io::Connecting { sock, .. } => Some((sock.as_fd(), PollFlags::POLLOUT)),
+                Io::Reading { sock, .. } => Some((sock.as_fd(), PollFlags::POLLIN)),
+                Io::Exec { .. } => None,
+            })
+            .collect()
+    }
+
+    /// An exec probe's process ended: its attempt's result. Returns true
+    /// when `pid` was one.
+    pub fn exited(&mut self, pid: i32, code: i32, now: Instant, out: &mut Vec<Verdict>) -> bool {
+        let Some(i) = self.probes.iter().position(
+            |p| matches!(p.attempt, Some(Attempt { io: Io::Exec { pid: q }, .. }) if q == pid),
+        ) else {
+            return false;
+        };
+        let result = if code == 0 {
+            Ok(())
+        } else {
+            Err(format!("the command exited with {code}"))
+        };
+        self.probes[i].attempt = None;
+        self.finish(i, result, now, out);
+        true
+    }
+
+    /// Moves every probe on: attempts whose descriptors are ready (or whose
+    /// time is up) end; due probes start an attempt. `exec_target` gives an
+    /// exec probe's container.
+    pub fn work(
+        &mut self,
+        now: Instant,
+        exec_target: &dyn Fn(usize) -> Option<ExecTarget>,
+        out: &mut Vec<Verdict>,
+    ) {
+        for i in 0..self.probes.len() {
+            if let Some(attempt) = &mut self.probes[i].attempt {
+                let outcome = match progress(&mut attempt.io) {
+                    Outcome::Pending if now >= attempt.deadline => {
+                        if let Io::Exec { pid } = attempt.io {
+                            // The probe's process and what it started.
+                            let _ = nix::sys::signal::killpg(
+                                nix::unistd::Pid::from_raw(pid),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                        }
+                        Outcome::Done(Err(format!(
+                            "timed out after {}s",
+                            self.probes[i].plan.timeout.as_secs()
+                        )))
+                    }
+                    other => other,
+                };
+                if let Outcome::Done(result) = outcome {
+                    self.probes[i].attempt = None;
+                    self.finish(i, result, now, out);
+                }
+            }
+            let p = &mut self.probes[i];
+            if p.attempt.is_none() && p.next.is_some_and(|t| now >= t) {
+                p.next = Some(now + p.plan.period);
+                let deadline = now + p.plan.timeout;
+                match begin(&p.plan.handler, self.target.as_ref(), exec_target(p.slot)) {
+                    Ok(io) => p.attempt = Some(Attempt { deadline, io }),
+                    Err(e) => self.finish(i, Err(e), now, out),
+                }
+            }
+        }
+    }
+
+    /// Counts an attempt's result and gives the verdict a crossed
+    /// threshold makes.
+    fn finish(
+        &mut self,
+        i: usize,
+        result: Result<(), String>,
+        now: Instant,
+        out: &mut Vec<Verdict>,
+    ) {
+        let p = &mut self.probes[i];
+        if p.next.is_none() {
+            // Stopped meanwhile.
+            return;
+        }
+        let message = result.as_ref().err().cloned();
+        match result {
+            Ok(()) => {
+                p.successes += 1;
+                p.failures = 0;
+            }
+            Err(_) => {
+                p.failures += 1;
+                p.successes = 0;
+            }
+        }
+        let (slot, kind, grace) = (p.slot, p.kind, p.plan.termination_grace);
+        let verdict = |success: bool| Verdict {
+            slot,
+            kind,
+            success,
+            grace,
+            message: message.clone(),
+        };
+        match kind {
+            ProbeKind::Startup if p.successes >= 1 => {
+                p.next = None;
+                out.push(verdict(true));
+                // Liveness and readiness begin now (or after their delay).
+                let started = now;
+                for q in self.probes.iter_mut().filter(|q| q.slot == slot) {
+                    if q.kind != ProbeKind::Startup {
+                        q.next = Some(started + q.plan.initial_delay);
+                    }
+                }
+            }
+            ProbeKind::Startup | ProbeKind::Liveness if p.failures >= p.plan.failure_threshold => {
+                // The container is stopped; its probes start over with it.
+                p.next = None;
+                out.push(verdict(false));
+            }
+            ProbeKind::Readiness if !p.ready && p.successes >= p.plan.success_threshold => {
+                p.ready = true;
+                out.push(verdict(true));
+            }
+            ProbeKind::Readiness if p.ready && p.failures >= p.plan.failure_threshold => {
+                p.ready = false;
+                out.push(verdict(false));
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Probe {
+    fn reset(&mut self) {
+        if let Some(Attempt {
+            io: Io::Exec { pid },
+            ..
+        }) = self.attempt
+        {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        self.attempt = None;
+        self.next = None;
+        self.successes = 0;
+        self.failures = 0;
+        self.ready = false;
+    }
+}
+
+/// Starts an attempt.
+fn begin(
+    handler: &ProbeHandler,
+    target: Option<&Target>,
+    exec: Option<ExecTarget>,
+) -> Result<Io, String> {
+    match handler {
+        ProbeHandler::Tcp { host, port } => {
+            let sock = connect_to(host.as_deref(), port, target)?;
+            Ok(Io::Connecting {
+                sock,
+                request: None,
+            })
+        }
+        ProbeHandler::Http {
+            host,
+            port,
+            path,
+            headers,
+        } => {
+            let sock = connect_to(host.as_deref(), port, target)?;
+            let request = http_request(host.as_deref(), port, path, headers, target);
+            Ok(Io::Connecting {
+                sock,
+                request: Some(request),
+            })
+        }
+        ProbeHandler::Exec { command } => {
+            let exec = exec.ok_or("the container is not running")?;
+            let mut cmd = std::process::Command::new(format!(
+                "/proc/self/fd/{}",
+                crate::runtime::contract::fds::FD_MINIPOD
+            ));
+            std::os::unix::process::CommandExt::arg0(&mut cmd, "minipod");
+            cmd.arg("__probe-exec")
+                .arg(&exec.config_path)
+                .arg(exec.pid.to_string())
+                .arg("--")
+                .args(command)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+            let child = cmd
+                .spawn()
+                .map_err(|e| format!("starting the probe's command: {e}"))?;
+            // Reaped by the supervisor's loop, which hands the exit to
+            // `Prober::exited`.
+            let pid = child.id() as i32;
+            std::mem::forget(child);
+            Ok(Io::Exec { pid })
+        }
+    }
+}
+
+fn port_number(port: &ProbePort) -> Result<u16, String> {
+    match port {
+        ProbePort::Number(n) => Ok(*n),
+        ProbePort::Unknown(name) => Err(format!("the container has no port named {name:?}")),
+    }
+}
+
+/// A non-blocking TCP connection under way to the probe's address.
+fn connect_to(
+    host: Option<&str>,
+    port: &ProbePort,
+    target: Option<&Target>,
+) -> Result<TcpStream, String> {
+    let port = port_number(port)?;
+    let fresh = || {
+        socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| format!("socket: {e}"))
+    };
+    let (sock, to) = match (host, target) {
+        (Some(host), _) => {
+            let to = (host, port)
+                .to_socket_addrs()
+                .map_err(|e| format!("resolving {host}: {e}"))?
+                .find_map(|a| match a {
+                    SocketAddr::V4(v4) => Some(v4),
+                    SocketAddr::V6(_) => None,
+                })
+                .ok_or_else(|| format!("{host} has no IPv4 address"))?;
+            (fresh()?, to)
+        }
+        (None, Some(Target::Pod { ip, sockets })) => {
+            let sock = sockets
+                .open_tcp()
+                .map_err(|e| format!("a socket in the pod: {e}"))?;
+            nix::fcntl::fcntl(
+                &sock,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )
+            .map_err(|e| format!("fcntl: {e}"))?;
+            (sock, SocketAddrV4::new(*ip, port))
+        }
+        (None, _) => (fresh()?, SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
+    };
+    match connect(sock.as_raw_fd(), &SockaddrIn::from(to)) {
+        Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => Ok(TcpStream::from(sock)),
+        Err(e) => Err(format!("dial tcp {to}: {e}")),
+    }
+}
+
+/// The GET request kubelet sends.
+fn http_request(
+    host: Option<&str>,
+    port: &ProbePort,
+    path: &str,
+    headers: &[(String, String)],
+    target: Option<&Target>,
+) -> Vec<u8> {
+    let port = port_number(port).unwrap_or(0);
+    let host = match (host, target) {
+        (Some(h), _) => h.to_string(),
+        (None, Some(Target::Pod { ip, .. })) => ip.to_string(),
+        (None, _) => Ipv4Addr::LOCALHOST.to_string(),
+    };
+    let mut req = format!("GET {path} HTTP/1.1\r\n");
+    let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    if !has("Host") {
+        req.push_str(&format!("Host: {host}:{port}\r\n"));
+    }
+    if !has("User-Agent") {
+        req.push_str("User-Agent: kube-probe/1.34\r\n");
+    }
+    if !has("Accept") {
+        req.push_str("Accept: */*\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    req.into_bytes()
+}
+
+/// Moves an attempt on as far as its descriptor allows without blocking.
+fn progress(io: &mut Io) -> Outcome {
+    loop {
+        match io {
+            Io::Exec { .. } => return Outcome::Pending,
+            Io::Connecting { sock, request } => {
+                let mut fds = [nix::poll::PollFd::new(
+                    sock.as_fd(),
+                    nix::poll::PollFlags::POLLOUT,
+                )];
+                let connected =
+                    nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0);
+                if !connected {
+                    return Outcome::Pending;
+                }
+                match getsockopt(&*sock, sockopt::SocketError) {
+                    Ok(0) => {}
+                    Ok(errno) => {
+                        let e = nix::errno::Errno::from_raw(errno);
+                        return Outcome::Done(Err(format!("connect: {}", e.desc())));
+                    }
+                    Err(e) => return Outcome::Done(Err(format!("connect: {e}"))),
+                }
+                let Some(request) = request.take() else {
+                    // tcpSocket: connected is success.
+                    return Outcome::Done(Ok(()));
+                };
+                // A few hundred bytes into an empty send buffer.
+                if let Err(e) = sock.write_all(&request) {
+                    return Outcome::Done(Err(format!("sending the request: {e}")));
+                }
+                let Io::Connecting { sock, .. } = std::mem::replace(io, Io::Exec { pid: 0 }) else {
+                    unreachable!("matched above");
+                };
+                *io = Io::Reading {
+                    sock,
+                    buf: Vec::new(),
+                };
+            }
+            Io::Reading { sock, buf } => {
+                let mut chunk = [0u8; 1024];
+                loop {
+                    match sock.read(&mut chunk) {
+                        Ok(0) => return Outcome::Done(status_of(buf, true)),
+                        Ok(n) => {
+                            buf.extend_from_slice(&chunk[..n]);
+                            if buf.contains(&b'\n') || buf.len() > 8192 {
+                                return Outcome::Done(status_of(buf, false));
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            return Outcome::Pending;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            return Outcome::Done(Err(format!("reading the response: {e}")));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// kubelet's rule: a status from 200 to 399 succeeds.
+fn status_of(response: &[u8], ended: bool) -> Result<(), String> {
+    let line = response.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let code = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok());
+    match code {
+        Some(c) if (200..400).contains(&c) => Ok(()),
+        Some(c) => Err(format!("HTTP probe failed with statuscode: {c}")),
+        None if ended && response.is_empty() => Err("the server closed the connection".into()),
+        None => Err(format!("not an HTTP response: {:?}", line.trim_end())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert!(status_of(b"HTTP/1.1 200 OK\r\n", false).is_ok());
+        assert!(status_of(b"HTTP/1.0 302 Found\r\n", false).is_ok());
+        assert_eq!(
+            status_of(b"HTTP/1.1 500 Oops\r\n", false),
+            Err("HTTP probe failed with statuscode: 500".into())
+        );
+        assert!(status_of(b"", true).is_err());
+        assert!(status_of(b"SSH-2.0\r\n", false).is_err());
+    }
+
+    #[test]
+    fn request_as_kubelet_sends_it() {
+        let req = http_request(
+            Some("example.com"),
+            &ProbePort::Number(8080),
+            "/healthz?x=1",
+            &[("X-Custom".into(), "yes".into())],
+            None,
+        );
+        let req = String::from_utf8(req).unwrap();
+        assert!(req.starts_with("GET /healthz?x=1 HTTP/1.1\r\n"), "{req}");
+        assert!(req.contains("Host: example.com:8080\r\n"), "{req}");
+        assert!(req.contains("User-Agent: kube-probe/"), "{req}");
+        assert!(req.contains("X-Custom: yes\r\n"), "{req}");
+        assert!(req.ends_with("\r\n\r\n"));
+        let own_host = http_request(
+            None,
+            &ProbePort::Number(1),
+            "/",
+            &[("host".into(), "h".into())],
+            None,
+        );
+        assert_eq!(
+            String::from_utf8(own_host).unwrap().matches("ost:").count(),
+            1
+        );
+    }
+
+    fn plan(kind_threshold: (u32, u32)) -> ProbePlan {
+        ProbePlan {
+            handler: ProbeHandler::Tcp {
+                host: None,
+                port: ProbePort::Number(1),
+            },
+            initial_delay: Duration::from_secs(2),
+            period: Duration::from_secs(10),
+            timeout: Duration::from_secs(1),
+            success_threshold: kind_threshold.0,
+            failure_threshold: kind_threshold.1,
+            termination_grace: None,
+        }
+    }
+
+    #[test]
+    fn thresholds_and_startup_gating() {
+        let probes = Probes {
+            startup: Some(plan((1, 2))),
+            liveness: Some(plan((1, 3))),
+            readiness: Some(plan((2, 2))),
+        };
+        let mut p = Prober::new(&[(0, probes)], None);
+        let t0 = Instant::now();
+        p.started(0, t0);
+        // Only the startup probe is scheduled, after its delay.
+        assert_eq!(p.next_deadline(), Some(t0 + Duration::from_secs(2)));
+        let mut out = Vec::new();
+        p.finish(0, Ok(()), t0 + Duration::from_secs(2), &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].success && out[0].kind == ProbeKind::Startup);
+        // Liveness and readiness begin after their own delay from then.
+        assert_eq!(p.probes[1].next, Some(t0 + Duration::from_secs(4)));
+        assert_eq!(p.probes[0].next, None);
+        out.clear();
+        // Readiness needs two successes in a row.
+        p.finish(2, Ok(()), t0, &mut out);
+        assert!(out.is_empty());
+        p.finish(2, Ok(()), t0, &mut out);
+        assert_eq!(
+            out.pop().map(|v| (v.kind, v.success)),
+            Some((ProbeKind::Readiness, true))
+        );
+        p.finish(2, Err("x".into()), t0, &mut out);
+        assert!(out.is_empty());
+        p.finish(2, Err("x".into()), t0, &mut out);
+        assert_eq!(
+            out.pop().map(|v| (v.kind, v.success)),
+            Some((ProbeKind::Readiness, false))
+        );
+        // Liveness fails at its third failure in a row; a success between resets.
+        p.finish(1, Err("x".into()), t0, &mut out);
+        p.finish(1, Ok(()), t0, &mut out);
+        p.finish(1, Err("x".into()), t0, &mut out);
+        p.finish(1, Err("x".into()), t0, &mut out);
+        assert!(out.is_empty());
+        p.finish(1, Err("down".into()), t0, &mut out);
+        let v = out.pop().unwrap();
+        assert_eq!((v.kind, v.success), (ProbeKind::Liveness, false));
+        assert_eq!(v.message.as_deref(), Some("down"));
+        // A stopped container's probes are off.
+        p.stopped(0);
+        assert_eq!(p.next_deadline(), None);
+    }
+}
