@@ -214,7 +214,10 @@ pub struct ProbePlan {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ProbeHandler {
     /// `tcpSocket`: a TCP connection to the port succeeds.
-    Tcp { host: Option<String>, port: ProbePort },
+    Tcp {
+        host: Option<String>,
+        port: ProbePort,
+    },
     /// `httpGet` (plain HTTP): a GET whose status is 2xx or 3xx.
     Http {
         host: Option<String>,
