@@ -419,7 +419,7 @@ fn duplicate_keys_are_refused() {
 
 #[test]
 fn all_errors_are_collected_in_file_order() {
-    let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: Bad_Name\nspec:\n  restartPolicy: Sometimes\n  containers:\n  - name: c\n    image: ''\n    livenessProbe: {exec: {command: [true]}}\n";
+    let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: Bad_Name\nspec:\n  restartPolicy: Sometimes\n  containers:\n  - name: c\n    image: ''\n    livenessProbe: {grpc: {port: 9000}}\n";
     let err = plan_from_yaml(text, "p.yaml").unwrap_err();
     let lines: Vec<_> = err
         .errors
@@ -432,15 +432,15 @@ fn all_errors_are_collected_in_file_order() {
             (Some(4), "metadata.name"),
             (Some(6), "spec.restartPolicy"),
             (Some(9), "spec.containers[0].image"),
-            (Some(10), "spec.containers[0].livenessProbe"),
+            (Some(10), "spec.containers[0].livenessProbe.grpc"),
         ]
     );
     let shown = err.to_string();
     assert_eq!(shown.lines().count(), 4);
     assert!(shown.lines().all(|l| l.starts_with("p.yaml:")));
     assert!(shown.contains(
-        "p.yaml:10: spec.containers[0].livenessProbe: not supported yet by minipod; remove it to \
-         run the pod; probes are planned (issue 13)"
+        "p.yaml:10: spec.containers[0].livenessProbe.grpc: not supported yet by minipod; use a \
+         tcpSocket probe on the same port for now"
     ));
 }
 
@@ -585,7 +585,8 @@ fn not_supported_yet_fields() {
     let c = |extra: &str| pod(extra, "");
     let s = |extra: &str| pod("", extra);
     let cases: Vec<(String, &str)> = vec![
-        (c("    livenessProbe: {exec: {command: [true]}}\n"), "spec.containers[0].livenessProbe"),
+        (c("    livenessProbe: {grpc: {port: 9000}}\n"), "spec.containers[0].livenessProbe.grpc"),
+        (c("    readinessProbe: {httpGet: {port: 80, scheme: HTTPS}}\n"), "spec.containers[0].readinessProbe.httpGet.scheme"),
         (c("    env: [{name: A, valueFrom: {configMapKeyRef: {name: m, key: k}}}]\n"), "spec.containers[0].env[0].valueFrom"),
         (c("    envFrom: [{configMapRef: {name: m}}]\n"), "spec.containers[0].envFrom"),
         (c("    securityContext: {privileged: true}\n"), "spec.containers[0].securityContext.privileged"),
@@ -603,8 +604,8 @@ fn not_supported_yet_fields() {
         (s("  ephemeralContainers: [{name: e, image: i}]\n"), "spec.ephemeralContainers"),
         (s("  dnsConfig: {nameservers: [1.1.1.1]}\n  hostPID: true\n"), "spec.hostPID"),
         (
-            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, startupProbe: {tcpSocket: {port: 80}}}]\n  containers: [{name: c, image: i}]\n".into(),
-            "spec.initContainers[0].startupProbe",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, restartPolicy: Always, startupProbe: {grpc: {port: 80}}}]\n  containers: [{name: c, image: i}]\n".into(),
+            "spec.initContainers[0].startupProbe.grpc",
         ),
     ];
     for (text, path) in &cases {
@@ -1211,9 +1212,9 @@ fn a_refusal_says_what_to_do_now() {
     let s = |extra: &str| pod("", extra);
     let cases: Vec<(String, &str, &str)> = vec![
         (
-            c("    readinessProbe: {httpGet: {path: /, port: 80}}\n"),
-            "spec.containers[0].readinessProbe",
-            "not supported yet by minipod; remove it to run the pod; probes are planned (issue 13), and `minipod wait --condition ready` waits for the containers to start",
+            c("    readinessProbe: {grpc: {port: 9000}}\n"),
+            "spec.containers[0].readinessProbe.grpc",
+            "not supported yet by minipod; use a tcpSocket probe on the same port for now",
         ),
         (
             c("    env: [{name: A, valueFrom: {secretKeyRef: {name: s, key: k}}}]\n"),
