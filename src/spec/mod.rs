@@ -14,6 +14,7 @@ mod annotations;
 pub mod expand;
 pub mod names;
 pub mod plan;
+mod probes;
 pub mod process;
 pub mod quantity;
 mod schema;

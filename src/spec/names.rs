@@ -12,6 +12,7 @@ const DNS1123_SUBDOMAIN_FMT: &str =
 const ENV_VAR_NAME_FMT: &str = "[-._a-zA-Z][-._a-zA-Z0-9]*";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
+const HTTP_HEADER_NAME_FMT: &str = "[-A-Za-z0-9]+";
 
 /// The API server's field error for a value it refuses:
 /// `Invalid value: "Bad_Name": why` (the value quoted as Go's `%q` does).
@@ -107,6 +108,19 @@ pub fn iana_svc_name(s: &str) -> Option<String> {
     }
     if s.starts_with('-') || s.ends_with('-') {
         return Some("must not begin or end with a hyphen".into());
+    }
+    None
+}
+
+/// HTTP header names (a probe's `httpHeaders[].name`): `[-A-Za-z0-9]+`, the
+/// API server's subset of RFC 7230 tokens.
+pub fn http_header_name(s: &str) -> Option<String> {
+    if s.is_empty() || !s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
+        return Some(regex_error(
+            "a valid HTTP header must consist of alphanumeric characters or '-'",
+            HTTP_HEADER_NAME_FMT,
+            &["X-Header-Name"],
+        ));
     }
     None
 }
@@ -248,6 +262,21 @@ mod tests {
         ] {
             assert!(iana_svc_name(bad).is_some(), "{bad}");
         }
+    }
+
+    #[test]
+    fn http_header_names() {
+        for ok in ["X-Header-Name", "Accept", "x-1", "-"] {
+            assert_eq!(http_header_name(ok), None, "{ok}");
+        }
+        for bad in ["", "X Header", "X_Header", "X:Y", "é"] {
+            assert!(http_header_name(bad).is_some(), "{bad}");
+        }
+        assert_eq!(
+            http_header_name("a b").unwrap(),
+            "a valid HTTP header must consist of alphanumeric characters or '-' (e.g. \
+             'X-Header-Name', regex used for validation is '[-A-Za-z0-9]+')"
+        );
     }
 
     #[test]

@@ -285,6 +285,216 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         "a terminal is not supported yet",
     ),
     row(
+        "spec.containers[].livenessProbe.initialDelaySeconds",
+        Yes,
+        "default 0",
+    ),
+    row(
+        "spec.containers[].livenessProbe.periodSeconds",
+        Yes,
+        "default 10",
+    ),
+    row(
+        "spec.containers[].livenessProbe.timeoutSeconds",
+        Yes,
+        "default 1",
+    ),
+    row(
+        "spec.containers[].livenessProbe.successThreshold",
+        Yes,
+        "must be 1 (the default)",
+    ),
+    row(
+        "spec.containers[].livenessProbe.failureThreshold",
+        Yes,
+        "default 3",
+    ),
+    row(
+        "spec.containers[].livenessProbe.terminationGracePeriodSeconds",
+        Yes,
+        "the grace period when this probe's failure stops the container; default the pod's",
+    ),
+    row(
+        "spec.containers[].livenessProbe.exec.command",
+        Yes,
+        "run in the container; exit 0 is success",
+    ),
+    row(
+        "spec.containers[].livenessProbe.tcpSocket.port",
+        Yes,
+        "a number, or the name of one of the container's ports",
+    ),
+    row(
+        "spec.containers[].livenessProbe.tcpSocket.host",
+        Yes,
+        "default: the pod's IP",
+    ),
+    row(
+        "spec.containers[].livenessProbe.httpGet.path",
+        Yes,
+        "default `/`; a query is kept",
+    ),
+    row(
+        "spec.containers[].livenessProbe.httpGet.port",
+        Yes,
+        "a number, or the name of one of the container's ports",
+    ),
+    row(
+        "spec.containers[].livenessProbe.httpGet.host",
+        Yes,
+        "default: the pod's IP",
+    ),
+    row(
+        "spec.containers[].livenessProbe.httpGet.httpHeaders",
+        Yes,
+        "",
+    ),
+    row(
+        "spec.containers[].livenessProbe.httpGet.scheme",
+        OnlyValue("\"HTTP\""),
+        "HTTPS probes are not supported yet",
+    ),
+    row(
+        "spec.containers[].readinessProbe.initialDelaySeconds",
+        Yes,
+        "default 0",
+    ),
+    row(
+        "spec.containers[].readinessProbe.periodSeconds",
+        Yes,
+        "default 10",
+    ),
+    row(
+        "spec.containers[].readinessProbe.timeoutSeconds",
+        Yes,
+        "default 1",
+    ),
+    row(
+        "spec.containers[].readinessProbe.successThreshold",
+        Yes,
+        "default 1",
+    ),
+    row(
+        "spec.containers[].readinessProbe.failureThreshold",
+        Yes,
+        "default 3",
+    ),
+    row(
+        "spec.containers[].readinessProbe.terminationGracePeriodSeconds",
+        Yes,
+        "refused as the API server refuses it: not for readiness probes",
+    ),
+    row(
+        "spec.containers[].readinessProbe.exec.command",
+        Yes,
+        "run in the container; exit 0 is success",
+    ),
+    row(
+        "spec.containers[].readinessProbe.tcpSocket.port",
+        Yes,
+        "a number, or the name of one of the container's ports",
+    ),
+    row(
+        "spec.containers[].readinessProbe.tcpSocket.host",
+        Yes,
+        "default: the pod's IP",
+    ),
+    row(
+        "spec.containers[].readinessProbe.httpGet.path",
+        Yes,
+        "default `/`; a query is kept",
+    ),
+    row(
+        "spec.containers[].readinessProbe.httpGet.port",
+        Yes,
+        "a number, or the name of one of the container's ports",
+    ),
+    row(
+        "spec.containers[].readinessProbe.httpGet.host",
+        Yes,
+        "default: the pod's IP",
+    ),
+    row(
+        "spec.containers[].readinessProbe.httpGet.httpHeaders",
+        Yes,
+        "",
+    ),
+    row(
+        "spec.containers[].readinessProbe.httpGet.scheme",
+        OnlyValue("\"HTTP\""),
+        "HTTPS probes are not supported yet",
+    ),
+    row(
+        "spec.containers[].startupProbe.initialDelaySeconds",
+        Yes,
+        "default 0",
+    ),
+    row(
+        "spec.containers[].startupProbe.periodSeconds",
+        Yes,
+        "default 10",
+    ),
+    row(
+        "spec.containers[].startupProbe.timeoutSeconds",
+        Yes,
+        "default 1",
+    ),
+    row(
+        "spec.containers[].startupProbe.successThreshold",
+        Yes,
+        "must be 1 (the default)",
+    ),
+    row(
+        "spec.containers[].startupProbe.failureThreshold",
+        Yes,
+        "default 3",
+    ),
+    row(
+        "spec.containers[].startupProbe.terminationGracePeriodSeconds",
+        Yes,
+        "the grace period when this probe's failure stops the container; default the pod's",
+    ),
+    row(
+        "spec.containers[].startupProbe.exec.command",
+        Yes,
+        "run in the container; exit 0 is success",
+    ),
+    row(
+        "spec.containers[].startupProbe.tcpSocket.port",
+        Yes,
+        "a number, or the name of one of the container's ports",
+    ),
+    row(
+        "spec.containers[].startupProbe.tcpSocket.host",
+        Yes,
+        "default: the pod's IP",
+    ),
+    row(
+        "spec.containers[].startupProbe.httpGet.path",
+        Yes,
+        "default `/`; a query is kept",
+    ),
+    row(
+        "spec.containers[].startupProbe.httpGet.port",
+        Yes,
+        "a number, or the name of one of the container's ports",
+    ),
+    row(
+        "spec.containers[].startupProbe.httpGet.host",
+        Yes,
+        "default: the pod's IP",
+    ),
+    row(
+        "spec.containers[].startupProbe.httpGet.httpHeaders",
+        Yes,
+        "",
+    ),
+    row(
+        "spec.containers[].startupProbe.httpGet.scheme",
+        OnlyValue("\"HTTP\""),
+        "HTTPS probes are not supported yet",
+    ),
+    row(
         "spec.initContainers[].restartPolicy",
         Yes,
         "`Always` makes a native sidecar",
@@ -368,6 +578,9 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
 /// `spec.initContainers[]` too), the first that matches. A field under none
 /// gets [`REMOVE_IT`].
 pub const REFUSAL_ADVICE: &[(&str, &str)] = &[
+    ("spec.containers[].livenessProbe.grpc", GRPC_PROBES),
+    ("spec.containers[].readinessProbe.grpc", GRPC_PROBES),
+    ("spec.containers[].startupProbe.grpc", GRPC_PROBES),
     ("spec.containers[].livenessProbe", PROBES),
     ("spec.containers[].readinessProbe", PROBES),
     ("spec.containers[].startupProbe", PROBES),
@@ -397,8 +610,9 @@ pub const REFUSAL_ADVICE: &[(&str, &str)] = &[
 
 /// The advice for a refused field that has no better one.
 pub const REMOVE_IT: &str = "remove the field to run this pod";
-const PROBES: &str = "remove it to run the pod; probes are planned (issue 13), and \
-                      `minipod wait --condition ready` waits for the containers to start";
+const PROBES: &str = "remove it to run the pod; exec, tcpSocket and httpGet (HTTP) probes are \
+                      supported, grpc probes and HTTPS are not yet";
+const GRPC_PROBES: &str = "use a tcpSocket probe on the same port for now";
 const OTHER_VOLUMES: &str = "use an emptyDir or hostPath volume for now";
 const SECURITY: &str =
     "remove it; minipod's containers run in a user namespace without the host's privileges";
@@ -620,7 +834,9 @@ mod tests {
             "spec": {
                 "containers": [{
                     "name": "c", "image": "i", "resources": {"limits": {"cpu": "1"}},
-                    "livenessProbe": {"exec": {"command": ["true"]}},
+                    "livenessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 5},
+                    "readinessProbe": {"grpc": {"port": 9000}},
+                    "startupProbe": {"httpGet": {"port": 80, "scheme": "HTTPS"}},
                     "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}],
                     "securityContext": {"runAsUser": 1, "privileged": true},
                     "stdin": false, "tty": true
@@ -635,7 +851,8 @@ mod tests {
         });
         let mut want = vec![
             "metadata.selfLink",
-            "spec.containers[0].livenessProbe",
+            "spec.containers[0].readinessProbe.grpc",
+            "spec.containers[0].startupProbe.httpGet.scheme",
             "spec.containers[0].env[1].valueFrom",
             "spec.containers[0].securityContext.privileged",
             "spec.containers[0].tty",
@@ -685,6 +902,14 @@ mod tests {
             PROBES
         );
         assert_eq!(refusal_advice("spec.initContainers[].startupProbe"), PROBES);
+        assert_eq!(
+            refusal_advice("spec.containers[].readinessProbe.grpc.port"),
+            GRPC_PROBES
+        );
+        assert_eq!(
+            refusal_advice("spec.initContainers[].livenessProbe.grpc"),
+            GRPC_PROBES
+        );
         assert_eq!(refusal_advice("spec.volumes[].secret"), OTHER_VOLUMES);
         assert_eq!(refusal_advice("spec.volumes[].secretive"), REMOVE_IT);
         assert_eq!(refusal_advice("spec.hostUsers"), REMOVE_IT);

@@ -419,7 +419,7 @@ fn duplicate_keys_are_refused() {
 
 #[test]
 fn all_errors_are_collected_in_file_order() {
-    let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: Bad_Name\nspec:\n  restartPolicy: Sometimes\n  containers:\n  - name: c\n    image: ''\n    livenessProbe: {exec: {command: [true]}}\n";
+    let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: Bad_Name\nspec:\n  restartPolicy: Sometimes\n  containers:\n  - name: c\n    image: ''\n    livenessProbe: {grpc: {port: 9000}}\n";
     let err = plan_from_yaml(text, "p.yaml").unwrap_err();
     let lines: Vec<_> = err
         .errors
@@ -432,15 +432,15 @@ fn all_errors_are_collected_in_file_order() {
             (Some(4), "metadata.name"),
             (Some(6), "spec.restartPolicy"),
             (Some(9), "spec.containers[0].image"),
-            (Some(10), "spec.containers[0].livenessProbe"),
+            (Some(10), "spec.containers[0].livenessProbe.grpc"),
         ]
     );
     let shown = err.to_string();
     assert_eq!(shown.lines().count(), 4);
     assert!(shown.lines().all(|l| l.starts_with("p.yaml:")));
     assert!(shown.contains(
-        "p.yaml:10: spec.containers[0].livenessProbe: not supported yet by minipod; remove it to \
-         run the pod; probes are planned (issue 13)"
+        "p.yaml:10: spec.containers[0].livenessProbe.grpc: not supported yet by minipod; use a \
+         tcpSocket probe on the same port for now"
     ));
 }
 
@@ -585,7 +585,8 @@ fn not_supported_yet_fields() {
     let c = |extra: &str| pod(extra, "");
     let s = |extra: &str| pod("", extra);
     let cases: Vec<(String, &str)> = vec![
-        (c("    livenessProbe: {exec: {command: [true]}}\n"), "spec.containers[0].livenessProbe"),
+        (c("    livenessProbe: {grpc: {port: 9000}}\n"), "spec.containers[0].livenessProbe.grpc"),
+        (c("    readinessProbe: {httpGet: {port: 80, scheme: HTTPS}}\n"), "spec.containers[0].readinessProbe.httpGet.scheme"),
         (c("    env: [{name: A, valueFrom: {configMapKeyRef: {name: m, key: k}}}]\n"), "spec.containers[0].env[0].valueFrom"),
         (c("    envFrom: [{configMapRef: {name: m}}]\n"), "spec.containers[0].envFrom"),
         (c("    securityContext: {privileged: true}\n"), "spec.containers[0].securityContext.privileged"),
@@ -603,8 +604,8 @@ fn not_supported_yet_fields() {
         (s("  ephemeralContainers: [{name: e, image: i}]\n"), "spec.ephemeralContainers"),
         (s("  dnsConfig: {nameservers: [1.1.1.1]}\n  hostPID: true\n"), "spec.hostPID"),
         (
-            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, startupProbe: {tcpSocket: {port: 80}}}]\n  containers: [{name: c, image: i}]\n".into(),
-            "spec.initContainers[0].startupProbe",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, restartPolicy: Always, startupProbe: {grpc: {port: 80}}}]\n  containers: [{name: c, image: i}]\n".into(),
+            "spec.initContainers[0].startupProbe.grpc",
         ),
     ];
     for (text, path) in &cases {
@@ -1211,9 +1212,9 @@ fn a_refusal_says_what_to_do_now() {
     let s = |extra: &str| pod("", extra);
     let cases: Vec<(String, &str, &str)> = vec![
         (
-            c("    readinessProbe: {httpGet: {path: /, port: 80}}\n"),
-            "spec.containers[0].readinessProbe",
-            "not supported yet by minipod; remove it to run the pod; probes are planned (issue 13), and `minipod wait --condition ready` waits for the containers to start",
+            c("    readinessProbe: {grpc: {port: 9000}}\n"),
+            "spec.containers[0].readinessProbe.grpc",
+            "not supported yet by minipod; use a tcpSocket probe on the same port for now",
         ),
         (
             c("    env: [{name: A, valueFrom: {secretKeyRef: {name: s, key: k}}}]\n"),
@@ -1339,4 +1340,476 @@ fn pods_start_in_waves_with_a_stateful_sets_one_after_another() {
     );
     let m = manifest_with(&parallel, "f", &mut counter).unwrap();
     assert_eq!(m.start_waves().len(), 1);
+}
+
+mod probes_spec {
+    use super::*;
+
+    /// The first container's probes of a pod whose first container gets
+    /// `container_extra`.
+    fn probes(container_extra: &str) -> Probes {
+        let plan = plan_from_yaml(&pod(container_extra, ""), "pod.yaml").unwrap();
+        plan.containers[0].probes.clone()
+    }
+
+    /// Asserts that some error has `path` and exactly `message`, with a line.
+    #[track_caller]
+    fn assert_message(text: &str, path: &str, message: &str) {
+        let errs = errors(text);
+        let hit = errs.iter().find(|e| e.path == path && e.message == message);
+        let hit = hit.unwrap_or_else(|| panic!("wanted {path}: {message:?} in {errs:#?}"));
+        assert!(hit.line.is_some(), "no line for {path}");
+    }
+
+    fn tcp(port: u16) -> ProbeHandler {
+        ProbeHandler::Tcp {
+            host: None,
+            port: ProbePort::Number(port),
+        }
+    }
+
+    #[test]
+    fn absent_and_zero_fields_get_the_api_servers_defaults() {
+        let want = ProbePlan {
+            handler: tcp(8080),
+            initial_delay: Duration::ZERO,
+            period: Duration::from_secs(10),
+            timeout: Duration::from_secs(1),
+            success_threshold: 1,
+            failure_threshold: 3,
+            termination_grace: None,
+        };
+        let p = probes("    livenessProbe: {tcpSocket: {port: 8080}}\n");
+        assert_eq!(p.liveness, Some(want.clone()));
+        assert_eq!((p.readiness, p.startup), (None, None));
+        let zeros = probes(
+            "    readinessProbe:\n      tcpSocket: {port: 8080}\n      initialDelaySeconds: 0\n      \
+             periodSeconds: 0\n      timeoutSeconds: 0\n      successThreshold: 0\n      \
+             failureThreshold: 0\n",
+        );
+        assert_eq!(zeros.readiness, Some(want));
+        // No probe at all: none planned.
+        assert_eq!(probes(""), Probes::default());
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let p = probes(
+            "    ports: [{name: http, containerPort: 8080}, {name: admin, containerPort: 9090, protocol: UDP}]\n    \
+             livenessProbe:\n      httpGet:\n        path: healthz?full=1\n        port: http\n        \
+             host: 127.0.0.1\n        scheme: HTTP\n        httpHeaders: [{name: X-Probe, value: a b}, {name: Accept, value: '*/*'}]\n      \
+             initialDelaySeconds: 3\n      periodSeconds: 4\n      timeoutSeconds: 5\n      \
+             successThreshold: 1\n      failureThreshold: 6\n      terminationGracePeriodSeconds: 7\n    \
+             readinessProbe:\n      exec: {command: [cat, /tmp/ready]}\n      successThreshold: 2\n    \
+             startupProbe:\n      tcpSocket: {port: admin, host: localhost}\n      failureThreshold: 30\n",
+        );
+        assert_eq!(
+            p.liveness,
+            Some(ProbePlan {
+                handler: ProbeHandler::Http {
+                    host: Some("127.0.0.1".into()),
+                    port: ProbePort::Number(8080),
+                    path: "/healthz?full=1".into(),
+                    headers: vec![
+                        ("X-Probe".into(), "a b".into()),
+                        ("Accept".into(), "*/*".into())
+                    ],
+                },
+                initial_delay: Duration::from_secs(3),
+                period: Duration::from_secs(4),
+                timeout: Duration::from_secs(5),
+                success_threshold: 1,
+                failure_threshold: 6,
+                termination_grace: Some(Duration::from_secs(7)),
+            })
+        );
+        let readiness = p.readiness.unwrap();
+        assert_eq!(
+            readiness.handler,
+            ProbeHandler::Exec {
+                command: vec!["cat".into(), "/tmp/ready".into()]
+            }
+        );
+        assert_eq!(readiness.success_threshold, 2, "readiness may ask for more");
+        let startup = p.startup.unwrap();
+        assert_eq!(
+            startup.handler,
+            ProbeHandler::Tcp {
+                host: Some("localhost".into()),
+                port: ProbePort::Number(9090),
+            },
+            "a name is looked up whatever the port's protocol"
+        );
+        assert_eq!(startup.failure_threshold, 30);
+    }
+
+    #[test]
+    fn http_path_defaults_to_the_root() {
+        let path = |extra: &str| match probes(extra).liveness.unwrap().handler {
+            ProbeHandler::Http { path, .. } => path,
+            h => panic!("{h:?}"),
+        };
+        assert_eq!(path("    livenessProbe: {httpGet: {port: 80}}\n"), "/");
+        assert_eq!(
+            path("    livenessProbe: {httpGet: {port: 80, path: ''}}\n"),
+            "/"
+        );
+        assert_eq!(
+            path("    livenessProbe: {httpGet: {port: 80, path: /a/b?c=d&e}}\n"),
+            "/a/b?c=d&e"
+        );
+    }
+
+    #[test]
+    fn a_port_name_no_port_has_is_accepted_and_left_unknown() {
+        let p = probes(
+            "    ports: [{name: http, containerPort: 80}]\n    \
+             readinessProbe: {tcpSocket: {port: metrics}}\n",
+        );
+        assert_eq!(
+            p.readiness.unwrap().handler,
+            ProbeHandler::Tcp {
+                host: None,
+                port: ProbePort::Unknown("metrics".into()),
+            }
+        );
+        // Another container's port name does not count.
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  \
+                    - {name: a, image: i, ports: [{name: web, containerPort: 80}]}\n  \
+                    - {name: b, image: i, livenessProbe: {httpGet: {port: web}}}\n";
+        let plan = plan_from_yaml(text, "pod.yaml").unwrap();
+        assert!(matches!(
+            plan.containers[1].probes.liveness.as_ref().unwrap().handler,
+            ProbeHandler::Http { port: ProbePort::Unknown(ref n), .. } if n == "web"
+        ));
+    }
+
+    #[test]
+    fn each_check_of_the_api_server_with_its_path_and_message() {
+        let c = |extra: &str| pod(extra, "");
+        let l = "spec.containers[0].livenessProbe";
+        let r = "spec.containers[0].readinessProbe";
+        let s = "spec.containers[0].startupProbe";
+        let cases: Vec<(String, String, &str)> = vec![
+            (
+                c("    livenessProbe: {tcpSocket: {port: 80}, initialDelaySeconds: -1}\n"),
+                format!("{l}.initialDelaySeconds"),
+                "Invalid value: -1: must be greater than or equal to 0",
+            ),
+            (
+                c("    livenessProbe: {tcpSocket: {port: 80}, timeoutSeconds: -2}\n"),
+                format!("{l}.timeoutSeconds"),
+                "Invalid value: -2: must be greater than or equal to 0",
+            ),
+            (
+                c("    readinessProbe: {tcpSocket: {port: 80}, periodSeconds: -3}\n"),
+                format!("{r}.periodSeconds"),
+                "Invalid value: -3: must be greater than or equal to 0",
+            ),
+            (
+                c("    readinessProbe: {tcpSocket: {port: 80}, successThreshold: -4}\n"),
+                format!("{r}.successThreshold"),
+                "Invalid value: -4: must be greater than or equal to 0",
+            ),
+            (
+                c("    startupProbe: {tcpSocket: {port: 80}, failureThreshold: -5}\n"),
+                format!("{s}.failureThreshold"),
+                "Invalid value: -5: must be greater than or equal to 0",
+            ),
+            (
+                c("    livenessProbe: {tcpSocket: {port: 80}, successThreshold: 2}\n"),
+                format!("{l}.successThreshold"),
+                "Invalid value: 2: must be 1",
+            ),
+            (
+                c("    startupProbe: {tcpSocket: {port: 80}, successThreshold: 3}\n"),
+                format!("{s}.successThreshold"),
+                "Invalid value: 3: must be 1",
+            ),
+            (
+                c("    livenessProbe: {tcpSocket: {port: 80}, terminationGracePeriodSeconds: 0}\n"),
+                format!("{l}.terminationGracePeriodSeconds"),
+                "Invalid value: 0: must be greater than 0",
+            ),
+            (
+                c("    startupProbe: {tcpSocket: {port: 80}, terminationGracePeriodSeconds: -1}\n"),
+                format!("{s}.terminationGracePeriodSeconds"),
+                "Invalid value: -1: must be greater than 0",
+            ),
+            (
+                c(
+                    "    readinessProbe: {tcpSocket: {port: 80}, terminationGracePeriodSeconds: 5}\n",
+                ),
+                format!("{r}.terminationGracePeriodSeconds"),
+                "Invalid value: 5: must not be set for readinessProbes",
+            ),
+            (
+                c("    livenessProbe: {exec: {command: [x]}, tcpSocket: {port: 80}}\n"),
+                format!("{l}.tcpSocket"),
+                "Forbidden: may not specify more than 1 handler type",
+            ),
+            (
+                c("    livenessProbe: {httpGet: {port: 80}, tcpSocket: {port: 80}}\n"),
+                format!("{l}.tcpSocket"),
+                "Forbidden: may not specify more than 1 handler type",
+            ),
+            (
+                c("    readinessProbe: {periodSeconds: 5}\n"),
+                r.to_string(),
+                "Required value: must specify a handler type",
+            ),
+            (
+                c("    livenessProbe: {exec: {}}\n"),
+                format!("{l}.exec.command"),
+                "Required value; give the command to run in the container, e.g. [cat, /tmp/healthy]",
+            ),
+            (
+                c("    livenessProbe: {exec: {command: []}}\n"),
+                format!("{l}.exec.command"),
+                "Required value; give the command to run in the container, e.g. [cat, /tmp/healthy]",
+            ),
+            (
+                c("    livenessProbe: {tcpSocket: {host: localhost}}\n"),
+                format!("{l}.tcpSocket.port"),
+                "Required value; give the port to probe: a number, or the name of one of the \
+                 container's ports",
+            ),
+            (
+                c("    livenessProbe: {httpGet: {path: /}}\n"),
+                format!("{l}.httpGet.port"),
+                "Required value; give the port to probe: a number, or the name of one of the \
+                 container's ports",
+            ),
+            (
+                c("    livenessProbe: {tcpSocket: {port: 0}}\n"),
+                format!("{l}.tcpSocket.port"),
+                "Invalid value: 0: must be between 1 and 65535, inclusive",
+            ),
+            (
+                c("    readinessProbe: {httpGet: {port: 70000}}\n"),
+                format!("{r}.httpGet.port"),
+                "Invalid value: 70000: must be between 1 and 65535, inclusive",
+            ),
+            (
+                c("    readinessProbe: {httpGet: {port: Web_Port}}\n"),
+                format!("{r}.httpGet.port"),
+                "Invalid value: \"Web_Port\": must contain only alpha-numeric characters (a-z, \
+                 0-9), and hyphens (-)",
+            ),
+            (
+                c("    readinessProbe: {tcpSocket: {port: \"8080\"}}\n"),
+                format!("{r}.tcpSocket.port"),
+                "Invalid value: \"8080\": must contain at least one letter (a-z)",
+            ),
+            (
+                c("    readinessProbe: {tcpSocket: {port: a-very-long-port-name}}\n"),
+                format!("{r}.tcpSocket.port"),
+                "Invalid value: \"a-very-long-port-name\": must be no more than 15 characters",
+            ),
+            (
+                c(
+                    "    livenessProbe: {httpGet: {port: 80, httpHeaders: [{name: X-Ok, value: a}, {name: 'X Bad', value: b}]}}\n",
+                ),
+                format!("{l}.httpGet.httpHeaders"),
+                "Invalid value: \"X Bad\": a valid HTTP header must consist of alphanumeric \
+                 characters or '-' (e.g. 'X-Header-Name', regex used for validation is \
+                 '[-A-Za-z0-9]+')",
+            ),
+            (
+                c("    livenessProbe: {httpGet: {port: 80, scheme: ftp}}\n"),
+                format!("{l}.httpGet.scheme"),
+                "Unsupported value: \"ftp\": supported values: \"HTTP\", \"HTTPS\"",
+            ),
+        ];
+        for (text, path, message) in &cases {
+            assert_message(text, path, message);
+        }
+        // Only the listed error: nothing else is said of these probes.
+        for (text, path, _) in &cases[..cases.len() - 1] {
+            let errs = errors(text);
+            assert_eq!(errs.len(), 1, "{path}: {errs:#?}");
+        }
+    }
+
+    #[test]
+    fn a_negative_success_threshold_of_a_liveness_probe_is_said_twice() {
+        let text = pod(
+            "    livenessProbe: {tcpSocket: {port: 80}, successThreshold: -1}\n",
+            "",
+        );
+        let errs = errors(&text);
+        let messages: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "Invalid value: -1: must be greater than or equal to 0",
+                "Invalid value: -1: must be 1"
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_in_a_template_have_the_documents_paths_and_lines() {
+        let deploy = |probe: &str| {
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  \
+                 selector: {{matchLabels: {{a: b}}}}\n  template:\n    metadata: {{labels: {{a: b}}}}\n    \
+                 spec:\n      containers:\n      - name: c\n        image: i\n        {probe}\n"
+            )
+        };
+        let at = "spec.template.spec.containers[0].livenessProbe";
+        let e = assert_error(
+            &deploy("livenessProbe: {tcpSocket: {port: 80}, periodSeconds: -1}"),
+            &format!("{at}.periodSeconds"),
+            "Invalid value: -1: must be greater than or equal to 0",
+        );
+        assert_eq!(e.line, Some(12));
+        assert_error(
+            &deploy("livenessProbe: {tcpSocket: {}}"),
+            &format!("{at}.tcpSocket.port"),
+            "Required value",
+        );
+        assert_error(
+            &deploy("livenessProbe: {tcpSocket: {port: 0}}"),
+            &format!("{at}.tcpSocket.port"),
+            "Invalid value: 0: must be between 1 and 65535, inclusive",
+        );
+        let m = manifest_from_yaml(&deploy("livenessProbe: {httpGet: {port: 8080}}"), "d.yaml")
+            .unwrap();
+        assert!(
+            m.pods().next().unwrap().containers[0]
+                .probes
+                .liveness
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_plain_init_container_may_have_no_probe() {
+        let text = |init: &str| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  initContainers:\n  \
+                 - name: i\n    image: i\n{init}  containers: [{{name: c, image: i}}]\n"
+            )
+        };
+        let forbidden =
+            "Forbidden: may not be set for init containers without restartPolicy=Always";
+        for field in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            let e = assert_error(
+                &text(&format!("    {field}: {{tcpSocket: {{port: 80}}}}\n")),
+                &format!("spec.initContainers[0].{field}"),
+                forbidden,
+            );
+            assert_eq!(e.message, forbidden);
+            assert_eq!(e.line, Some(8));
+        }
+        // Only that is said: the probe itself is not checked further.
+        let errs = errors(&text(
+            "    livenessProbe: {periodSeconds: -1}\n    readinessProbe: {exec: {}}\n",
+        ));
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.initContainers[0].livenessProbe",
+                "spec.initContainers[0].readinessProbe"
+            ]
+        );
+        // A restartPolicy other than Always does not make a sidecar.
+        let errs = errors(&text(
+            "    restartPolicy: Never\n    startupProbe: {tcpSocket: {port: 80}}\n",
+        ));
+        assert!(
+            errs.iter()
+                .any(|e| e.path == "spec.initContainers[0].startupProbe" && e.message == forbidden),
+            "{errs:#?}"
+        );
+    }
+
+    #[test]
+    fn a_sidecar_may_have_all_three_probes() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers:\n  \
+                    - name: proxy\n    image: i\n    restartPolicy: Always\n    \
+                    ports: [{name: admin, containerPort: 15000}]\n    \
+                    startupProbe: {tcpSocket: {port: admin}, failureThreshold: 30}\n    \
+                    livenessProbe: {httpGet: {port: admin, path: /live}}\n    \
+                    readinessProbe: {exec: {command: [ready]}, successThreshold: 2}\n  \
+                    containers: [{name: c, image: i}]\n";
+        let plan = plan_from_yaml(text, "pod.yaml").unwrap();
+        let sidecar = &plan.init_containers[0];
+        assert!(sidecar.sidecar);
+        let p = &sidecar.probes;
+        assert_eq!(p.startup.as_ref().unwrap().handler, tcp(15000));
+        assert_eq!(p.startup.as_ref().unwrap().failure_threshold, 30);
+        assert!(matches!(
+            p.liveness.as_ref().unwrap().handler,
+            ProbeHandler::Http { port: ProbePort::Number(15000), ref path, .. } if path == "/live"
+        ));
+        assert_eq!(p.readiness.as_ref().unwrap().success_threshold, 2);
+        // A sidecar's probes are checked as an app container's.
+        let bad = text.replace("failureThreshold: 30", "successThreshold: 2");
+        assert_error(
+            &bad,
+            "spec.initContainers[0].startupProbe.successThreshold",
+            "Invalid value: 2: must be 1",
+        );
+    }
+
+    #[test]
+    fn https_and_grpc_are_not_supported_yet() {
+        let c = |extra: &str| pod(extra, "");
+        let e = assert_error(
+            &c("    readinessProbe: {httpGet: {port: 443, scheme: HTTPS}}\n"),
+            "spec.containers[0].readinessProbe.httpGet.scheme",
+            "not supported yet by minipod with this value; only \"HTTP\" is accepted",
+        );
+        assert_eq!(
+            errors(&c(
+                "    readinessProbe: {httpGet: {port: 443, scheme: HTTPS}}\n"
+            ))
+            .len(),
+            1
+        );
+        assert!(e.line.is_some());
+        // Written out, the default is accepted.
+        let p = probes("    readinessProbe: {httpGet: {port: 80, scheme: HTTP}}\n");
+        assert!(p.readiness.is_some());
+        // A scheme Kubernetes does not know is its error, and minipod's.
+        let errs = errors(&c(
+            "    livenessProbe: {httpGet: {port: 80, scheme: ftp}}\n",
+        ));
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+
+        for field in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            let text = c(&format!("    {field}: {{grpc: {{port: 9000}}}}\n"));
+            let e = assert_error(
+                &text,
+                &format!("spec.containers[0].{field}.grpc"),
+                "not supported yet by minipod; use a tcpSocket probe on the same port for now",
+            );
+            assert!(e.line.is_some());
+            assert_eq!(errors(&text).len(), 1, "a grpc probe has a handler");
+        }
+        // A grpc handler counts as one: a second handler is forbidden.
+        let errs = errors(&c(
+            "    livenessProbe: {exec: {command: [x]}, grpc: {port: 9000}}\n",
+        ));
+        let at = "spec.containers[0].livenessProbe.grpc";
+        assert!(
+            errs.iter().any(|e| e.path == at
+                && e.message == "Forbidden: may not specify more than 1 handler type"),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.path == at && e.message.starts_with("not supported yet")),
+            "{errs:#?}"
+        );
+        // Its port is checked as the API server checks it.
+        assert_message(
+            &c("    livenessProbe: {grpc: {port: 0}}\n"),
+            "spec.containers[0].livenessProbe.grpc.port",
+            "Invalid value: 0: must be between 1 and 65535, inclusive",
+        );
+    }
 }

@@ -41,24 +41,29 @@ impl<'a> Ctx<'a> {
     }
 
     /// `Invalid value: "VALUE": why`, as the API server says it.
-    fn invalid(&mut self, path: impl Into<String>, value: &str, why: &str) {
+    pub(super) fn invalid(&mut self, path: impl Into<String>, value: &str, why: &str) {
         self.err(path, names::invalid(value, why));
     }
 
     /// `Invalid value: 70000: why`: a number is shown unquoted.
-    fn invalid_number(&mut self, path: impl Into<String>, value: impl fmt::Display, why: &str) {
+    pub(super) fn invalid_number(
+        &mut self,
+        path: impl Into<String>,
+        value: impl fmt::Display,
+        why: &str,
+    ) {
         self.err(path, format!("Invalid value: {value}: {why}"));
     }
 
     /// A name or other format check of `names`: `Invalid value` when it fails.
-    fn check(&mut self, path: impl Into<String>, value: &str, why: Option<String>) {
+    pub(super) fn check(&mut self, path: impl Into<String>, value: &str, why: Option<String>) {
         if let Some(why) = why {
             self.invalid(path, value, &why);
         }
     }
 
     /// `Required value`, then `rest`: `: what` and/or `; what to do`.
-    fn required(&mut self, path: impl Into<String>, rest: &str) {
+    pub(super) fn required(&mut self, path: impl Into<String>, rest: &str) {
         self.err(path, format!("Required value{rest}"));
     }
 
@@ -69,7 +74,7 @@ impl<'a> Ctx<'a> {
 
     /// `Unsupported value: "X": supported values: "A", "B"`, sorted as the
     /// API server lists them.
-    fn one_of(&mut self, path: String, value: &str, allowed: &[&str]) {
+    pub(super) fn one_of(&mut self, path: String, value: &str, allowed: &[&str]) {
         if !allowed.contains(&value) {
             self.err(path, unsupported(value, allowed));
         }
@@ -117,7 +122,7 @@ fn valid_ip(s: &str) -> bool {
 /// The API server's explanation for an IP address it refuses.
 const INVALID_IP: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
 
-const PORT_RANGE: &str = "must be between 1 and 65535, inclusive";
+pub(super) const PORT_RANGE: &str = "must be between 1 and 65535, inclusive";
 
 /// `Unsupported value: "X": supported values: "A", "B"`.
 fn unsupported(value: &str, allowed: &[&str]) -> String {
@@ -790,6 +795,8 @@ fn container_plan(
         Some(_) => false,
     };
 
+    let probes = super::probes::probes_plan(c, &ports, init, sidecar, p, ctx);
+
     let non_empty = |v: &Option<Vec<String>>| v.clone().filter(|v| !v.is_empty());
     ContainerPlan {
         name: c.name.clone(),
@@ -805,6 +812,6 @@ fn container_plan(
         ports,
         mounts,
         sidecar,
-        probes: Probes::default(),
+        probes,
     }
 }

@@ -159,6 +159,11 @@ impl Positions {
             p = &p[..p.rfind(['.', '[']).unwrap_or(0)];
         }
     }
+
+    /// Whether `path` itself is written in the text (not only an ancestor).
+    pub fn has(&self, path: &str) -> bool {
+        self.0.contains_key(path)
+    }
 }
 
 fn scan_error(e: &ScanError) -> SpecError {
