@@ -313,6 +313,15 @@ impl Prober {
     }
 }
 
+impl Drop for Prober {
+    /// An exec probe under way dies with the pod.
+    fn drop(&mut self) {
+        for p in &mut self.probes {
+            p.reset();
+        }
+    }
+}
+
 impl Probe {
     fn reset(&mut self) {
         if let Some(Attempt {

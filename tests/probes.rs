@@ -1,0 +1,317 @@
+//! Probes with kubelet's semantics, run by the supervisor: httpGet and
+//! tcpSocket from outside the pod's loopback, exec in the container,
+//! thresholds, restarts, readiness both ways, startup gating — as the
+//! unprivileged user, against the real kernel.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestEnv, env_with_busybox, stderr_of, wait_until};
+
+fn inspect(env: &TestEnv, pod: &str) -> serde_json::Value {
+    serde_json::from_str(&env.ok(["inspect", pod])).unwrap()
+}
+
+fn container<'a>(pod: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(pod["status"]["initContainerStatuses"].as_array().unwrap())
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no status for {name}: {pod}"))
+}
+
+fn condition(pod: &serde_json::Value, kind: &str) -> String {
+    pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == kind)
+        .unwrap_or_else(|| panic!("no condition {kind}: {pod}"))["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn run_detached(env: &TestEnv, name: &str, yaml: &str) {
+    let file = env.pod_file(name, yaml);
+    let out = env.run([
+        "run",
+        "-d",
+        "--restart-backoff",
+        "0.2",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+#[test]
+fn readiness_by_http_moves_both_ways_and_wait_ready_waits_for_it() {
+    let env = env_with_busybox();
+    // The server answers after 2 s; /www/ok decides the answer.
+    run_detached(
+        &env,
+        "web",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: srv
+    image: localhost/busybox
+    command: [sh, -c, 'mkdir -p /www; echo ok > /www/ok; sleep 2; exec httpd -f -p 8080 -h /www']
+    ports: [{name: http, containerPort: 8080}]
+    readinessProbe:
+      httpGet: {path: /ok, port: http}
+      periodSeconds: 1
+      failureThreshold: 1
+"#,
+    );
+    let pod = inspect(&env, "web");
+    assert_eq!(container(&pod, "srv")["ready"], false, "{pod}");
+    assert_eq!(condition(&pod, "Ready"), "False");
+    assert!(env.ok(["ps"]).contains(" 0/1 "), "{}", env.ok(["ps"]));
+    let t = Instant::now();
+    env.ok(["wait", "--condition", "ready", "web"]);
+    assert!(
+        t.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        t.elapsed()
+    );
+    let pod = inspect(&env, "web");
+    assert_eq!(container(&pod, "srv")["ready"], true, "{pod}");
+    assert_eq!(condition(&pod, "Ready"), "True");
+    assert_eq!(condition(&pod, "ContainersReady"), "True");
+    assert!(env.ok(["ps"]).contains(" 1/1 "), "{}", env.ok(["ps"]));
+
+    // A 404 makes it not ready; the page back makes it ready again.
+    env.ok(["exec", "web", "srv", "--", "rm", "/www/ok"]);
+    wait_until("not ready", Duration::from_secs(10), || {
+        container(&inspect(&env, "web"), "srv")["ready"] == false
+    });
+    // Not ready is not a restart.
+    assert_eq!(container(&inspect(&env, "web"), "srv")["restartCount"], 0);
+    env.ok(["exec", "web", "srv", "--", "sh", "-c", "echo ok > /www/ok"]);
+    wait_until("ready again", Duration::from_secs(10), || {
+        container(&inspect(&env, "web"), "srv")["ready"] == true
+    });
+    env.ok(["rm", "-f", "web"]);
+}
+
+#[test]
+fn a_server_bound_to_the_pods_loopback_fails_its_probe_as_on_a_cluster() {
+    let env = env_with_busybox();
+    run_detached(
+        &env,
+        "local",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: local}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: srv
+    image: localhost/busybox
+    command: [sh, -c, 'mkdir -p /www; echo ok > /www/index.html; exec httpd -f -p 127.0.0.1:8080 -h /www']
+    readinessProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 1
+"#,
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let pod = inspect(&env, "local");
+    assert!(container(&pod, "srv")["state"]["running"].is_object());
+    assert_eq!(container(&pod, "srv")["ready"], false, "{pod}");
+    env.ok(["rm", "-f", "local"]);
+}
+
+#[test]
+fn a_failed_liveness_probe_restarts_the_container_and_counts_it() {
+    let env = env_with_busybox();
+    // Listens on 9000 for about 2 s, then only sleeps.
+    run_detached(
+        &env,
+        "live",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: live}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: localhost/busybox
+    command: [sh, -c, 'echo started; timeout 2 nc -lk -p 9000; exec sleep 31401']
+    livenessProbe:
+      tcpSocket: {port: 9000}
+      periodSeconds: 1
+      failureThreshold: 2
+      terminationGracePeriodSeconds: 1
+"#,
+    );
+    wait_until("a restart", Duration::from_secs(20), || {
+        container(&inspect(&env, "live"), "app")["restartCount"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    });
+    let pod = inspect(&env, "live");
+    let app = container(&pod, "app");
+    // The probe stopped it; `sleep` as PID 1 ignores SIGTERM, so the
+    // probe's grace period of 1 s ended with SIGKILL.
+    assert!(app["lastState"]["terminated"].is_object(), "{app}");
+    assert!(env.ok(["logs", "live"]).matches("started").count() >= 2);
+    env.ok(["rm", "-f", "live"]);
+}
+
+#[test]
+fn exec_probes_run_in_the_container_and_time_out() {
+    let env = env_with_busybox();
+    run_detached(
+        &env,
+        "ex",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: ex}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: good
+    image: localhost/busybox
+    env: [{name: MARK, value: here}]
+    command: [sh, -c, 'touch /tmp/alive; exec sleep 31402']
+    readinessProbe:
+      exec: {command: [sh, -c, 'test -e /tmp/alive && test "$MARK" = here']}
+      periodSeconds: 1
+  - name: slow
+    image: localhost/busybox
+    command: [sleep, "31403"]
+    readinessProbe:
+      exec: {command: [sleep, "31404"]}
+      timeoutSeconds: 1
+      periodSeconds: 1
+"#,
+    );
+    wait_until("good is ready", Duration::from_secs(15), || {
+        container(&inspect(&env, "ex"), "good")["ready"] == true
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let pod = inspect(&env, "ex");
+    assert_eq!(container(&pod, "slow")["ready"], false, "{pod}");
+    assert_eq!(condition(&pod, "Ready"), "False");
+    // The timed-out probe's command was killed, not left running.
+    wait_until(
+        "the timed-out probe is gone",
+        Duration::from_secs(5),
+        || common::live_processes("sleep 31404").len() <= 1,
+    );
+    env.ok(["rm", "-f", "ex"]);
+    for marker in ["sleep 31402", "sleep 31403", "sleep 31404"] {
+        let left = common::live_processes(marker);
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
+
+#[test]
+fn a_startup_probe_holds_back_liveness_and_a_sidecars_holds_back_the_next_init_container() {
+    let env = env_with_busybox();
+    run_detached(
+        &env,
+        "slowstart",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: slowstart}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: shared, emptyDir: {}}]
+  initContainers:
+  - name: side
+    image: localhost/busybox
+    restartPolicy: Always
+    volumeMounts: [{name: shared, mountPath: /s}]
+    command: [sh, -c, 'sleep 2; touch /s/side-up; exec sleep 31405']
+    startupProbe:
+      exec: {command: [test, -e, /s/side-up]}
+      periodSeconds: 1
+      failureThreshold: 30
+  - name: after
+    image: localhost/busybox
+    volumeMounts: [{name: shared, mountPath: /s}]
+    command: [sh, -c, 'test -e /s/side-up && echo side was up']
+  containers:
+  - name: app
+    image: localhost/busybox
+    command: [sh, -c, 'sleep 3; touch /tmp/up; exec sleep 31406']
+    startupProbe:
+      exec: {command: [test, -e, /tmp/up]}
+      periodSeconds: 1
+      failureThreshold: 30
+    livenessProbe:
+      exec: {command: [test, -e, /tmp/up]}
+      periodSeconds: 1
+      failureThreshold: 1
+"#,
+    );
+    wait_until("app started", Duration::from_secs(30), || {
+        container(&inspect(&env, "slowstart"), "app")["started"] == true
+    });
+    let pod = inspect(&env, "slowstart");
+    // The next init container ran once the sidecar's startup probe passed.
+    assert!(
+        env.ok(["logs", "slowstart", "after"])
+            .contains("side was up"),
+        "{pod}"
+    );
+    // Liveness (which fails until /tmp/up exists) never ran before the
+    // startup probe passed: no restart.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        container(&inspect(&env, "slowstart"), "app")["restartCount"],
+        0
+    );
+    env.ok(["rm", "-f", "slowstart"]);
+}
+
+#[test]
+fn an_http_probe_needs_nothing_in_the_image() {
+    let env = TestEnv::new();
+    // An image of one static server binary: no shell, no curl, no nc.
+    let rootfs = env.work().join("noshell");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::create_dir_all(rootfs.join("www")).unwrap();
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap();
+    std::fs::copy(busybox, rootfs.join("bin/httpd")).unwrap();
+    std::fs::write(rootfs.join("www/index.html"), "hi\n").unwrap();
+    env.give_to_user(&rootfs);
+    env.ok(["import", rootfs.to_str().unwrap(), "localhost/noshell:1"]);
+    run_detached(
+        &env,
+        "bare",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: bare}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: srv
+    image: localhost/noshell:1
+    command: [/bin/httpd, -f, -p, "8080", -h, /www]
+    readinessProbe:
+      httpGet: {path: /index.html, port: 8080, httpHeaders: [{name: X-Probe, value: "1"}]}
+      periodSeconds: 1
+"#,
+    );
+    env.ok(["wait", "--condition", "ready", "bare"]);
+    env.ok(["rm", "-f", "bare"]);
+}
