@@ -51,6 +51,13 @@ struct RunArgs {
     /// when it would run, 125 when not)
     #[arg(long)]
     dry_run: bool,
+    /// With -d: `ready` returns once every pod is Ready (exit 125 with the
+    /// last probe failure when it will not be, leaving the pods running)
+    #[arg(long, value_name = "CONDITION", value_parser = ["ready"])]
+    wait: Option<String>,
+    /// How long --wait waits: 30s, 5m, 2h [default: 5m]
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
     /// The first restart delay of a crashing container, doubling up to 5
     /// minutes (kubelet: 10)
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
@@ -132,6 +139,9 @@ enum Command {
         /// Only lines since a time (RFC 3339) or a duration ago (10s, 5m, 2h)
         #[arg(long, value_name = "WHEN")]
         since: Option<String>,
+        /// The pod's events (probe failures), not its containers' output
+        #[arg(long)]
+        events: bool,
         pod: String,
         container: Option<String>,
     },
@@ -166,9 +176,12 @@ enum Command {
     Inspect { pod: String },
     /// Wait until a pod reaches a condition (default: stopped, printing its exit code)
     Wait {
-        /// running, stopped or ready
+        /// running, stopped or ready (the pod's Ready condition)
         #[arg(long, default_value = "stopped")]
         condition: String,
+        /// Give up (exit 125) after this long: 30s, 5m, 2h
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
         pod: String,
     },
     /// Stop and remove the pods a YAML file started, or a pod by name
@@ -229,6 +242,8 @@ pub fn run() -> Result<ExitCode> {
                 replace: args.replace,
                 restart_backoff: args.restart_backoff,
                 dry_run: args.dry_run,
+                wait_ready: args.wait.is_some(),
+                timeout: args.timeout,
                 files: args.files,
             },
         ),
@@ -238,6 +253,7 @@ pub fn run() -> Result<ExitCode> {
             tail,
             timestamps,
             since,
+            events,
             pod,
             container,
         } => commands::pod::logs(
@@ -249,6 +265,7 @@ pub fn run() -> Result<ExitCode> {
                 tail,
                 timestamps,
                 since,
+                events,
             },
         ),
         Command::Exec {
@@ -270,7 +287,11 @@ pub fn run() -> Result<ExitCode> {
         Command::Stop { time, pod } => commands::pod::stop(&roots, &pod, time),
         Command::Rm { force, pods } => commands::pod::rm(&roots, &pods, force),
         Command::Inspect { pod } => commands::pod::inspect(&roots, &pod),
-        Command::Wait { condition, pod } => commands::pod::wait(&roots, &pod, &condition),
+        Command::Wait {
+            condition,
+            timeout,
+            pod,
+        } => commands::pod::wait(&roots, &pod, &condition, timeout.as_deref()),
         Command::Down { target } => commands::pod::down(&roots, &target),
         Command::Container { config } => Ok(crate::runtime::container::container_main(&config)),
         Command::ProbeExec {

@@ -133,7 +133,8 @@ spec:
 #[test]
 fn a_failed_liveness_probe_restarts_the_container_and_counts_it() {
     let env = env_with_busybox();
-    // Listens on 9000 for about 2 s, then only sleeps.
+    // Listens on 9000 for about 2 s (busybox's nc cannot keep listening),
+    // then only sleeps.
     run_detached(
         &env,
         "live",
@@ -146,7 +147,7 @@ spec:
   containers:
   - name: app
     image: localhost/busybox
-    command: [sh, -c, 'echo started; timeout 2 nc -lk -p 9000; exec sleep 31401']
+    command: [sh, -c, 'echo started; timeout 2 httpd -f -p 9000; exec sleep 31401']
     livenessProbe:
       tcpSocket: {port: 9000}
       periodSeconds: 1
@@ -206,10 +207,18 @@ spec:
     assert_eq!(container(&pod, "slow")["ready"], false, "{pod}");
     assert_eq!(condition(&pod, "Ready"), "False");
     // The timed-out probe's command was killed, not left running.
+    // (At most the attempt under way runs: `minipod __probe-exec … sleep
+    // 31404` and its `sleep 31404`.)
     wait_until(
         "the timed-out probe is gone",
         Duration::from_secs(5),
-        || common::live_processes("sleep 31404").len() <= 1,
+        || {
+            common::live_processes("sleep 31404")
+                .iter()
+                .filter(|c| c.starts_with("sleep 31404"))
+                .count()
+                <= 1
+        },
     );
     env.ok(["rm", "-f", "ex"]);
     for marker in ["sleep 31402", "sleep 31403", "sleep 31404"] {
@@ -314,4 +323,55 @@ spec:
     );
     env.ok(["wait", "--condition", "ready", "bare"]);
     env.ok(["rm", "-f", "bare"]);
+}
+
+#[test]
+fn run_wait_ready_returns_once_ready_or_fails_with_the_probes_last_word() {
+    let env = env_with_busybox();
+    let ready_later = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: later}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: srv
+    image: localhost/busybox
+    command: [sh, -c, 'sleep 1; exec httpd -f -p 7000']
+    readinessProbe: {tcpSocket: {port: 7000}, periodSeconds: 1}
+"#;
+    let file = env.pod_file("later", ready_later);
+    env.ok(["run", "-d", "--wait", "ready", file.to_str().unwrap()]);
+    let pod = inspect(&env, "later");
+    assert_eq!(condition(&pod, "Ready"), "True", "{pod}");
+
+    let never = ready_later
+        .replace("name: later", "name: never")
+        .replace("exec httpd -f -p 7000", "exec sleep 31407");
+    let file = env.pod_file("never", &never);
+    let t = Instant::now();
+    let err = env.fails([
+        "run",
+        "-d",
+        "--wait",
+        "ready",
+        "--timeout",
+        "3s",
+        file.to_str().unwrap(),
+    ]);
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(
+        err.contains("not ready yet: timed out") && err.contains("Readiness probe failed"),
+        "{err}"
+    );
+    // The pod stays for a look.
+    assert_eq!(inspect(&env, "never")["status"]["phase"], "Running");
+    let events = env.ok(["logs", "--events", "never"]);
+    assert!(
+        events.contains("srv Unhealthy: Readiness probe failed"),
+        "{events}"
+    );
+    let err = env.fails(["wait", "--condition", "ready", "--timeout", "1s", "never"]);
+    assert!(err.contains("timed out"), "{err}");
+    env.ok(["rm", "-f", "never", "later"]);
 }

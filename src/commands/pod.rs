@@ -40,6 +40,10 @@ pub struct RunOptions {
     pub restart_backoff: f64,
     /// Check and tell, create nothing.
     pub dry_run: bool,
+    /// `-d --wait ready`: return once every pod is Ready.
+    pub wait_ready: bool,
+    /// How long `--wait` waits (`5m` by default).
+    pub timeout: Option<String>,
     /// YAML files, or `-` for stdin.
     pub files: Vec<String>,
 }
@@ -56,6 +60,8 @@ pub struct LogsOptions {
     pub timestamps: bool,
     /// Only lines since a time (RFC 3339) or a duration ago (10s, 5m, 2h).
     pub since: Option<String>,
+    /// The pod's events (probe failures) instead of its containers' output.
+    pub events: bool,
 }
 
 /// What `exec` runs, and how.
@@ -149,6 +155,15 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         Some(other) => bail!("--pull {other:?}: use always, missing or never"),
     };
     let initial_backoff = backoff(args.restart_backoff)?;
+    if args.wait_ready && !args.detach {
+        bail!("--wait ready is for run -d: in the foreground, run lasts as long as the pods");
+    }
+    let wait_deadline = match (&args.timeout, args.wait_ready) {
+        (Some(t), true) => Some(std::time::Instant::now() + duration("--timeout", t)?),
+        (Some(_), false) => bail!("--timeout goes with --wait ready"),
+        (None, true) => Some(std::time::Instant::now() + Duration::from_secs(300)),
+        (None, false) => None,
+    };
     // The whole input is checked before anything is created.
     let (manifest, sources) = read_manifest(&args.files)?;
     for w in &manifest.warnings {
@@ -243,6 +258,12 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
                 let _ = remove_pod(roots, name, true, true);
             }
             return Err(e);
+        }
+        if args.wait_ready {
+            // The pods stay for a look when they do not get ready.
+            for (name, _) in &started.pods {
+                wait_for(roots, name, "ready", wait_deadline)?;
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -834,6 +855,7 @@ pub fn inspect(roots: &Roots, name: &str) -> Result<ExitCode> {
             serde_json::json!({"type": kind, "status": if ok { "True" } else { "False" }})
         })
         .collect();
+    pod["events"] = serde_json::to_value(&st.events)?;
     pod["status"] = serde_json::json!({
         "phase": phase,
         "conditions": conditions,
@@ -848,33 +870,73 @@ pub fn inspect(roots: &Roots, name: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn wait(roots: &Roots, name: &str, condition: &str) -> Result<ExitCode> {
+pub fn wait(roots: &Roots, name: &str, condition: &str, timeout: Option<&str>) -> Result<ExitCode> {
     if !matches!(condition, "running" | "stopped" | "ready") {
         bail!("--condition {condition:?}: use running, stopped or ready");
     }
+    let deadline = timeout
+        .map(|t| duration("--timeout", t))
+        .transpose()?
+        .map(|d| std::time::Instant::now() + d);
+    if let Some(code) = wait_for(roots, name, condition, deadline)? {
+        println!("{}", code.map_or("-".to_string(), |c| c.to_string()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits until the pod reaches `condition`; for `stopped`, returns its
+/// exit code. Fails when the pod can no longer get there, or at
+/// `deadline`, with the last event that explains why (a failing probe).
+fn wait_for(
+    roots: &Roots,
+    name: &str,
+    condition: &str,
+    deadline: Option<std::time::Instant>,
+) -> Result<Option<Option<i32>>> {
     loop {
         let (paths, st) = state::find_pod(roots, name)?;
         let alive = paths.supervisor_alive();
         let (phase, _) = state::effective_phase(&paths, &st);
-        let ready = state::is_ready(&st, phase);
+        let why = || {
+            st.events
+                .last()
+                .map(|e| format!("; last: {}: {}", e.reason, e.message))
+                .unwrap_or_default()
+        };
         match condition {
-            "stopped" if !alive => {
-                println!(
-                    "{}",
-                    st.exit_code.map_or("-".to_string(), |c| c.to_string())
-                );
-                return Ok(ExitCode::SUCCESS);
+            "stopped" if !alive => return Ok(Some(st.exit_code)),
+            "running" if alive && st.phase == Phase::Running => return Ok(None),
+            "ready" if alive && state::is_ready(&st, phase) => return Ok(None),
+            "running" | "ready" if !alive || matches!(phase, Phase::Succeeded | Phase::Failed) => {
+                bail!("pod {name} ended before it was {condition}{}", why())
             }
-            "running" if alive && st.phase == Phase::Running => return Ok(ExitCode::SUCCESS),
-            "ready" if alive && ready => {
-                return Ok(ExitCode::SUCCESS);
-            }
-            "running" | "ready" if !alive => {
-                bail!("pod {name} stopped before it was {condition}")
+            _ if deadline.is_some_and(|d| std::time::Instant::now() >= d) => {
+                bail!("pod {name} is not {condition} yet: timed out{}", why())
             }
             _ => std::thread::sleep(Duration::from_millis(50)),
         }
     }
+}
+
+/// A duration as `wait --timeout` and `run --timeout` take it: `90s`,
+/// `5m`, `2h`, or seconds.
+fn duration(option: &str, text: &str) -> Result<Duration> {
+    let (num, unit) = text.split_at(
+        text.trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .len(),
+    );
+    let n: f64 = num
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+        .ok_or_else(|| anyhow!("{option} {text:?}: give a duration like 30s, 5m or 2h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => bail!("{option} {text:?}: the unit is s, m or h"),
+    };
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// `--since`: an RFC 3339 time, or a duration ago like `90s`, `5m`, `2h`.
@@ -882,26 +944,28 @@ fn since_time(since: &str) -> Result<String> {
     if since.contains('T') {
         return Ok(since.to_string());
     }
-    let (num, unit) = since.split_at(
-        since
-            .trim_end_matches(|c: char| c.is_ascii_alphabetic())
-            .len(),
-    );
-    let n: f64 = num.parse().map_err(|_| {
-        anyhow!("--since {since:?}: give a time (RFC 3339) or a duration like 10s, 5m, 2h")
-    })?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => bail!("--since {since:?}: the unit is s, m or h"),
-    };
-    let t = SystemTime::now() - Duration::from_secs_f64(secs.max(0.0));
+    let t = SystemTime::now() - duration("--since", since)?;
     Ok(crate::sys::time::rfc3339_nanos(t))
 }
 
 pub fn logs(roots: &Roots, name: &str, opts: LogsOptions) -> Result<ExitCode> {
     let (paths, st) = state::find_pod(roots, name)?;
+    if opts.events {
+        for e in &st.events {
+            if opts.container.as_ref().is_none_or(|c| *c == e.container) {
+                let times = if e.count > 1 {
+                    format!(" (x{})", e.count)
+                } else {
+                    String::new()
+                };
+                println!(
+                    "{} {} {}: {}{times}",
+                    e.time, e.container, e.reason, e.message
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let all: Vec<String> = st
         .init_containers
         .iter()

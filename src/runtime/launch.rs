@@ -276,6 +276,7 @@ impl PodFiles {
                 containers: Vec::new(),
                 owner: Some(plan.owner.clone()),
                 source: opts.source.clone(),
+                events: Vec::new(),
             },
             slots,
         })

@@ -57,6 +57,50 @@ pub struct PodState {
     /// the pod by it); none for stdin.
     #[serde(default)]
     pub source: Option<String>,
+    /// What happened to the pod besides its containers' output (probe
+    /// failures), the last `MAX_EVENTS`.
+    #[serde(default)]
+    pub events: Vec<PodEvent>,
+}
+
+/// How many events a pod keeps.
+pub const MAX_EVENTS: usize = 50;
+
+/// An event, as `kubectl get events` shows one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodEvent {
+    pub time: String,
+    pub container: String,
+    /// `Unhealthy` (a failed probe), as kubelet says it.
+    pub reason: String,
+    pub message: String,
+    /// How many times in a row it happened (`time` is the last).
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl PodState {
+    /// Keeps an event, forgetting the oldest past `MAX_EVENTS`; the same
+    /// event again only counts.
+    pub fn record(&mut self, event: PodEvent) {
+        if let Some(last) = self.events.last_mut()
+            && last.container == event.container
+            && last.reason == event.reason
+            && last.message == event.message
+        {
+            last.count += 1;
+            last.time = event.time;
+            return;
+        }
+        if self.events.len() >= MAX_EVENTS {
+            self.events.remove(0);
+        }
+        self.events.push(event);
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -348,6 +392,34 @@ mod tests {
             ready,
             started: ready,
         }
+    }
+
+    #[test]
+    fn the_same_event_again_only_counts() {
+        let mut st: PodState = serde_json::from_value(serde_json::json!({
+            "name": "p", "namespace": "default", "phase": "Running", "message": null,
+            "supervisor_pid": 1, "pause_pid": 2, "pod_ip": null, "created": "x",
+            "started": null, "finished": null, "exit_code": null, "detached": true,
+            "grace_seconds": 30, "init_containers": [], "containers": []
+        }))
+        .unwrap();
+        let event = |message: &str, time: &str| PodEvent {
+            time: time.into(),
+            container: "c".into(),
+            reason: "Unhealthy".into(),
+            message: message.into(),
+            count: 1,
+        };
+        st.record(event("a", "1"));
+        st.record(event("a", "2"));
+        st.record(event("b", "3"));
+        assert_eq!(st.events.len(), 2);
+        assert_eq!((st.events[0].count, st.events[0].time.as_str()), (2, "2"));
+        for i in 0..MAX_EVENTS {
+            st.record(event(&i.to_string(), "t"));
+        }
+        assert_eq!(st.events.len(), MAX_EVENTS);
+        assert_eq!(st.events[0].message, "0");
     }
 
     #[test]

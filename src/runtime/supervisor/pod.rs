@@ -35,7 +35,7 @@ use crate::runtime::contract::plan::SupervisorPlan;
 use crate::runtime::contract::report::{self, Line, Report};
 use crate::runtime::etc_files;
 use crate::runtime::logs::LogWriter;
-use crate::runtime::state::{ContainerState, ContainerStatus, Phase, PodPaths, PodState};
+use crate::runtime::state::{ContainerState, ContainerStatus, Phase, PodEvent, PodPaths, PodState};
 use crate::spec::Probes;
 use crate::sys::fs::atomic_write;
 use crate::sys::lock::FileLock;
@@ -430,10 +430,34 @@ impl Pod {
         };
         self.prober
             .work(Instant::now(), &exec_target, &mut verdicts);
+        self.record_probe_failures();
         for event in self.probe_events(verdicts) {
             self.dispatch(event)?;
         }
         Ok(())
+    }
+
+    /// Each failed probe attempt is an `Unhealthy` event, as kubelet's.
+    fn record_probe_failures(&mut self) {
+        let failures = self.prober.take_failures();
+        if failures.is_empty() {
+            return;
+        }
+        for (slot, kind, why) in failures {
+            let kind = match kind {
+                ProbeKind::Startup => "Startup",
+                ProbeKind::Liveness => "Liveness",
+                ProbeKind::Readiness => "Readiness",
+            };
+            self.state.record(PodEvent {
+                time: now_rfc3339(),
+                container: self.slots[slot].status.name.clone(),
+                reason: "Unhealthy".into(),
+                message: format!("{kind} probe failed: {why}"),
+                count: 1,
+            });
+        }
+        self.save_state();
     }
 
     /// Records what probes found (a startup probe that passed marks its
@@ -464,6 +488,7 @@ impl Pod {
                         "pod {}: {kind} probe of container {name} failed: {why}; {what}",
                         self.name
                     );
+
                     if self.detached {
                         log::note(line);
                     } else {
@@ -710,6 +735,7 @@ impl Pod {
             let now = Instant::now();
             let mut verdicts = Vec::new();
             if self.prober.exited(pid.as_raw(), code, now, &mut verdicts) {
+                self.record_probe_failures();
                 events.extend(self.probe_events(verdicts));
                 continue;
             }

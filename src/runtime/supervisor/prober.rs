@@ -62,6 +62,9 @@ pub struct ExecTarget {
 pub struct Prober {
     probes: Vec<Probe>,
     target: Option<Target>,
+    /// Every failed attempt since the last `take_failures`: (slot, kind,
+    /// why), for the pod's events.
+    failures: Vec<(usize, ProbeKind, String)>,
 }
 
 struct Probe {
@@ -125,7 +128,17 @@ impl Prober {
                 }
             }
         }
-        Prober { probes, target }
+        Prober {
+            probes,
+            target,
+            failures: Vec::new(),
+        }
+    }
+
+    /// The failed attempts since the last call, as kubelet's `Unhealthy`
+    /// events: (slot, kind, why).
+    pub fn take_failures(&mut self) -> Vec<(usize, ProbeKind, String)> {
+        std::mem::take(&mut self.failures)
     }
 
     /// Whether any probe connects to the pod over the network (the pause
@@ -265,6 +278,9 @@ impl Prober {
             return;
         }
         let message = result.as_ref().err().cloned();
+        if let Some(why) = &message {
+            self.failures.push((p.slot, p.kind, why.clone()));
+        }
         match result {
             Ok(()) => {
                 p.successes += 1;
