@@ -768,10 +768,17 @@ pub fn ps(roots: &Roots, all: bool, format: &str) -> Result<ExitCode> {
                     .as_ref()
                     .filter(|o| o.kind != "Pod")
                     .map_or("-".to_string(), ToString::to_string);
+                // As kubectl counts: app containers and sidecars.
+                let counted: Vec<&state::ContainerStatus> = st
+                    .init_containers
+                    .iter()
+                    .filter(|c| c.sidecar)
+                    .chain(&st.containers)
+                    .collect();
                 let ready = format!(
                     "{}/{}",
-                    st.containers.iter().filter(|c| c.ready).count(),
-                    st.containers.len()
+                    counted.iter().filter(|c| c.ready).count(),
+                    counted.len()
                 );
                 println!(
                     "{:<24} {:<24} {:<10} {:<6} {:<9} {:<16} {:<21} {}{}",

@@ -303,8 +303,13 @@ impl Machine {
             return None;
         }
         if let Some(stop) = &self.stopping {
-            let unkilled = self.slots.iter().any(|s| s.is_live() && !s.killed);
-            return unkilled.then_some(stop.deadline);
+            // The pod's deadline, or a probe-stopped container's, if nearer.
+            return self
+                .slots
+                .iter()
+                .filter(|s| s.is_live() && !s.killed)
+                .map(|s| s.kill_at.map_or(stop.deadline, |k| k.min(stop.deadline)))
+                .min();
         }
         self.slots
             .iter()
@@ -410,7 +415,7 @@ impl Machine {
                 now,
             } => {
                 let grace = grace.unwrap_or(self.grace);
-                self.probed(slot, kind, success, now + grace, &mut out);
+                self.probed(slot, kind, success, later(now, grace), &mut out);
                 now
             }
         };
@@ -471,20 +476,29 @@ impl Machine {
             _ => now,
         };
         slot.run = Run::Exited { code };
-        slot.ready = false;
+        if slot.ready {
+            slot.ready = false;
+            out.push(Action::Ready {
+                slot: i,
+                ready: false,
+            });
+        }
         let by_us = slot.stopped_by_us && !slot.probe_failed;
         if !(slot.stopped_by_us && slot.role == Role::Sidecar) {
             self.exits.push(code);
         }
+        // A container a liveness or startup probe stopped failed, whatever
+        // its exit code (kubelet restarts it unless the policy is Never).
+        let failed = code != 0 || slot.probe_failed;
         let restart = !stopping
             && !by_us
             && !chosen
             && match slot.role {
                 Role::Sidecar => true,
-                Role::Init => policy != RestartPolicy::Never && code != 0,
+                Role::Init => policy != RestartPolicy::Never && failed,
                 Role::App => match policy {
                     RestartPolicy::Always => true,
-                    RestartPolicy::OnFailure => code != 0,
+                    RestartPolicy::OnFailure => failed,
                     RestartPolicy::Never => false,
                 },
             };
@@ -611,7 +625,7 @@ impl Machine {
     fn begin_stop(&mut self, now: Instant, out: &mut Vec<Action>) {
         self.retry_at = None;
         self.stopping = Some(Stopping {
-            deadline: now + self.grace,
+            deadline: later(now, self.grace),
             then_retry: false,
         });
         for (i, s) in self.slots.iter_mut().enumerate() {
@@ -669,6 +683,8 @@ impl Machine {
                 s.stopped_by_us = false;
                 s.killed = false;
                 s.backoff = self.policy.initial_backoff;
+                // A new attempt's sidecars hold the init containers back again.
+                s.startup_passed = false;
             }
         }
         if self.stopping.is_none() && self.should_stop() {
@@ -702,15 +718,15 @@ impl Machine {
     /// Stopping: app and init containers get their stop signal, then the
     /// sidecars one at a time from the last; at the deadline, all is killed.
     fn step_stop(&mut self, now: Instant, deadline: Instant, out: &mut Vec<Action>) {
-        if now >= deadline {
-            for (i, s) in self.slots.iter_mut().enumerate() {
-                if s.is_live() && !s.killed {
-                    s.killed = true;
-                    s.stopped_by_us = true;
-                    out.push(Action::Kill(i));
-                }
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            let due = now >= deadline || s.kill_at.is_some_and(|k| now >= k);
+            if due && s.is_live() && !s.killed {
+                s.killed = true;
+                s.stopped_by_us = true;
+                out.push(Action::Kill(i));
             }
-        } else {
+        }
+        if now < deadline {
             for (i, s) in self.slots.iter_mut().enumerate() {
                 if s.role != Role::Sidecar && s.is_running() && !s.stopped_by_us {
                     s.stopped_by_us = true;
@@ -842,6 +858,13 @@ impl Machine {
             Phase::Failed
         }
     }
+}
+
+/// `now + d`, or far in the future when that does not fit in an Instant
+/// (a grace period of i64::MAX seconds is valid YAML).
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(u64::from(u32::MAX)))
 }
 
 impl Slot {

@@ -858,3 +858,22 @@ fn a_sidecar_with_a_startup_probe_holds_the_next_init_container_until_it_passes(
     pod.begin();
     assert_eq!(pod.started(&[0], 0), vec![start(&[1])]);
 }
+
+#[test]
+fn a_container_its_liveness_probe_stopped_restarts_under_on_failure_even_after_exit_0() {
+    let mut pod = Pod::running(RestartPolicy::OnFailure, &[App]);
+    let failed = Event::Probe {
+        slot: 0,
+        kind: ProbeKind::Liveness,
+        success: false,
+        grace: None,
+        now: pod.at(1),
+    };
+    assert_eq!(pod.m.handle(failed), vec![Stop(0)]);
+    // It handled SIGTERM and exited 0: still a failure, so it restarts.
+    let actions = pod.exited(0, 0, 2);
+    assert!(
+        matches!(actions.as_slice(), [BackOff { slot: 0, .. }]),
+        "{actions:?}"
+    );
+}

@@ -475,14 +475,16 @@ impl Pod {
             };
             match (v.kind, v.success) {
                 (ProbeKind::Startup, true) => {
-                    self.slots[v.slot].status.started = true;
+                    let status = &mut self.slots[v.slot].status;
+                    status.started = true;
+                    status.ready |= !self.readiness_probed[v.slot];
                     self.save_state();
                 }
                 (_, false) => {
                     let why = v.message.as_deref().unwrap_or("failed");
                     let what = match v.kind {
                         ProbeKind::Readiness => "not ready",
-                        _ => "it will be restarted",
+                        _ => "stopping it (restartPolicy decides whether it restarts)",
                     };
                     let line = format!(
                         "pod {}: {kind} probe of container {name} failed: {why}; {what}",
@@ -554,7 +556,9 @@ impl Pod {
                 }
                 Action::Abort(failure) => bail!("{}", self.describe(&failure)),
                 Action::Ready { slot, ready } => {
-                    self.slots[slot].status.ready = ready;
+                    // Ready only while it runs (a verdict may come late).
+                    let running = self.slots[slot].running.is_some();
+                    self.slots[slot].status.ready = ready && running;
                     self.save_state();
                 }
                 Action::RetryPod { failures, until } => {
@@ -686,9 +690,10 @@ impl Pod {
                 _ => Ok(()),
             };
             if result.is_ok() {
-                // Ready and started once running, unless a probe says when.
-                slot.status.ready = !self.readiness_probed[i];
+                // Started once running, unless a startup probe says when;
+                // ready once started, unless a readiness probe says when.
                 slot.status.started = !self.startup_probed[i];
+                slot.status.ready = !self.readiness_probed[i] && !self.startup_probed[i];
                 self.prober.started(i, Instant::now());
             }
             results.push((i, result));
@@ -860,6 +865,8 @@ impl Pod {
 
 impl Drop for Pod {
     fn drop(&mut self) {
+        // Exec probes under way first: their pids are ours until reaped.
+        self.prober.stop_all();
         // Kill whatever still runs, pause last, and wait for all of it.
         self.kill_all();
         for s in &mut self.slots {

@@ -78,6 +78,11 @@ struct Probe {
     /// The last readiness verdict given (readiness starts false).
     ready: bool,
     attempt: Option<Attempt>,
+    /// When its container started: initial delays count from then.
+    container_start: Option<Instant>,
+    /// A `host` resolved once (a name resolves in the loop, blocking it:
+    /// once is the cost).
+    resolved: Option<SocketAddrV4>,
 }
 
 struct Attempt {
@@ -95,6 +100,8 @@ enum Io {
     Reading { sock: TcpStream, buf: Vec<u8> },
     /// `minipod __probe-exec`, in its own process group.
     Exec { pid: i32 },
+    /// Between two states (never polled, never kept).
+    Moved,
 }
 
 /// What an attempt came to.
@@ -124,6 +131,8 @@ impl Prober {
                         failures: 0,
                         ready: false,
                         attempt: None,
+                        container_start: None,
+                        resolved: None,
                     });
                 }
             }
@@ -164,9 +173,17 @@ impl Prober {
             .any(|p| p.slot == slot && p.kind == ProbeKind::Startup);
         for p in self.probes.iter_mut().filter(|p| p.slot == slot) {
             p.reset();
+            p.container_start = Some(now);
             if p.kind == ProbeKind::Startup || !has_startup {
                 p.next = Some(now + p.plan.initial_delay);
             }
+        }
+    }
+
+    /// The pod ends: every probe stops (an exec probe's process is killed).
+    pub fn stop_all(&mut self) {
+        for p in &mut self.probes {
+            p.reset();
         }
     }
 
@@ -196,7 +213,7 @@ impl Prober {
             .filter_map(|p| match &p.attempt.as_ref()?.io {
                 Io::Connecting { sock, .. } => Some((sock.as_fd(), PollFlags::POLLOUT)),
                 Io::Reading { sock, .. } => Some((sock.as_fd(), PollFlags::POLLIN)),
-                Io::Exec { .. } => None,
+                Io::Exec { .. } | Io::Moved => None,
             })
             .collect()
     }
@@ -255,7 +272,12 @@ impl Prober {
             if p.attempt.is_none() && p.next.is_some_and(|t| now >= t) {
                 p.next = Some(now + p.plan.period);
                 let deadline = now + p.plan.timeout;
-                match begin(&p.plan.handler, self.target.as_ref(), exec_target(p.slot)) {
+                match begin(
+                    &p.plan.handler,
+                    self.target.as_ref(),
+                    exec_target(p.slot),
+                    &mut p.resolved,
+                ) {
                     Ok(io) => p.attempt = Some(Attempt { deadline, io }),
                     Err(e) => self.finish(i, Err(e), now, out),
                 }
@@ -303,11 +325,12 @@ impl Prober {
             ProbeKind::Startup if p.successes >= 1 => {
                 p.next = None;
                 out.push(verdict(true));
-                // Liveness and readiness begin now (or after their delay).
-                let started = now;
+                // Liveness and readiness begin now, or once their delay
+                // from the container's start has passed (kubelet's rule).
                 for q in self.probes.iter_mut().filter(|q| q.slot == slot) {
                     if q.kind != ProbeKind::Startup {
-                        q.next = Some(started + q.plan.initial_delay);
+                        let from_start = q.container_start.unwrap_or(now) + q.plan.initial_delay;
+                        q.next = Some(from_start.max(now));
                     }
                 }
             }
@@ -332,9 +355,7 @@ impl Prober {
 impl Drop for Prober {
     /// An exec probe under way dies with the pod.
     fn drop(&mut self) {
-        for p in &mut self.probes {
-            p.reset();
-        }
+        self.stop_all();
     }
 }
 
@@ -352,6 +373,7 @@ impl Probe {
         }
         self.attempt = None;
         self.next = None;
+        self.container_start = None;
         self.successes = 0;
         self.failures = 0;
         self.ready = false;
@@ -363,10 +385,11 @@ fn begin(
     handler: &ProbeHandler,
     target: Option<&Target>,
     exec: Option<ExecTarget>,
+    resolved: &mut Option<SocketAddrV4>,
 ) -> Result<Io, String> {
     match handler {
         ProbeHandler::Tcp { host, port } => {
-            let sock = connect_to(host.as_deref(), port, target)?;
+            let sock = connect_to(host.as_deref(), port, target, resolved)?;
             Ok(Io::Connecting {
                 sock,
                 request: None,
@@ -378,7 +401,7 @@ fn begin(
             path,
             headers,
         } => {
-            let sock = connect_to(host.as_deref(), port, target)?;
+            let sock = connect_to(host.as_deref(), port, target, resolved)?;
             let request = http_request(host.as_deref(), port, path, headers, target);
             Ok(Io::Connecting {
                 sock,
@@ -425,6 +448,7 @@ fn connect_to(
     host: Option<&str>,
     port: &ProbePort,
     target: Option<&Target>,
+    resolved: &mut Option<SocketAddrV4>,
 ) -> Result<TcpStream, String> {
     let port = port_number(port)?;
     let fresh = || {
@@ -438,14 +462,21 @@ fn connect_to(
     };
     let (sock, to) = match (host, target) {
         (Some(host), _) => {
-            let to = (host, port)
-                .to_socket_addrs()
-                .map_err(|e| format!("resolving {host}: {e}"))?
-                .find_map(|a| match a {
-                    SocketAddr::V4(v4) => Some(v4),
-                    SocketAddr::V6(_) => None,
-                })
-                .ok_or_else(|| format!("{host} has no IPv4 address"))?;
+            let to = match *resolved {
+                Some(to) => to,
+                None => {
+                    let to = (host, port)
+                        .to_socket_addrs()
+                        .map_err(|e| format!("resolving {host}: {e}"))?
+                        .find_map(|a| match a {
+                            SocketAddr::V4(v4) => Some(v4),
+                            SocketAddr::V6(_) => None,
+                        })
+                        .ok_or_else(|| format!("{host} has no IPv4 address"))?;
+                    *resolved = Some(to);
+                    to
+                }
+            };
             (fresh()?, to)
         }
         (None, Some(Target::Pod { ip, sockets })) => {
@@ -504,6 +535,7 @@ fn progress(io: &mut Io) -> Outcome {
     loop {
         match io {
             Io::Exec { .. } => return Outcome::Pending,
+            Io::Moved => return Outcome::Done(Err("internal: an attempt lost its socket".into())),
             Io::Connecting { sock, request } => {
                 let mut fds = [nix::poll::PollFd::new(
                     sock.as_fd(),
@@ -530,7 +562,7 @@ fn progress(io: &mut Io) -> Outcome {
                 if let Err(e) = sock.write_all(&request) {
                     return Outcome::Done(Err(format!("sending the request: {e}")));
                 }
-                let Io::Connecting { sock, .. } = std::mem::replace(io, Io::Exec { pid: 0 }) else {
+                let Io::Connecting { sock, .. } = std::mem::replace(io, Io::Moved) else {
                     unreachable!("matched above");
                 };
                 *io = Io::Reading {
@@ -654,8 +686,9 @@ mod tests {
         p.finish(0, Ok(()), t0 + Duration::from_secs(2), &mut out);
         assert_eq!(out.len(), 1);
         assert!(out[0].success && out[0].kind == ProbeKind::Startup);
-        // Liveness and readiness begin after their own delay from then.
-        assert_eq!(p.probes[1].next, Some(t0 + Duration::from_secs(4)));
+        // Liveness and readiness begin once their own delay from the
+        // container's start has passed: here at once.
+        assert_eq!(p.probes[1].next, Some(t0 + Duration::from_secs(2)));
         assert_eq!(p.probes[0].next, None);
         out.clear();
         // Readiness needs two successes in a row.
