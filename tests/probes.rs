@@ -144,10 +144,15 @@ kind: Pod
 metadata: {name: live}
 spec:
   terminationGracePeriodSeconds: 1
+  volumes: [{name: s, emptyDir: {}}]
   containers:
   - name: app
     image: localhost/busybox
-    command: [sh, -c, 'echo started; timeout 2 httpd -f -p 9000; exec sleep 31401']
+    volumeMounts: [{name: s, mountPath: /s}]
+    command: [sh, -c, 'echo started; cat /s/log 2>/dev/null; timeout 2 httpd -f -p 9000; exec sleep 31401']
+    lifecycle:
+      preStop:
+        exec: {command: [sh, -c, 'echo prestop-before-restart >> /s/log']}
     livenessProbe:
       tcpSocket: {port: 9000}
       periodSeconds: 1
@@ -166,7 +171,13 @@ spec:
     // The probe stopped it; `sleep` as PID 1 ignores SIGTERM, so the
     // probe's grace period of 1 s ended with SIGKILL.
     assert!(app["lastState"]["terminated"].is_object(), "{app}");
-    assert!(env.ok(["logs", "live"]).matches("started").count() >= 2);
+    let logs = env.ok(["logs", "live"]);
+    assert!(logs.matches("started").count() >= 2, "{logs}");
+    // Its preStop hook ran before the probe's kill: the next incarnation
+    // reads what it wrote.
+    wait_until("the hook's mark", Duration::from_secs(10), || {
+        env.ok(["logs", "live"]).contains("prestop-before-restart")
+    });
     env.ok(["rm", "-f", "live"]);
 }
 
@@ -374,4 +385,57 @@ spec:
     let err = env.fails(["wait", "--condition", "ready", "--timeout", "1s", "never"]);
     assert!(err.contains("timed out"), "{err}");
     env.ok(["rm", "-f", "never", "later"]);
+}
+
+#[test]
+fn a_pre_stop_hook_runs_before_the_stop_signal_and_its_failure_is_an_event() {
+    let env = env_with_busybox();
+    run_detached(
+        &env,
+        "hooks",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hooks}
+spec:
+  terminationGracePeriodSeconds: 10
+  containers:
+  - name: polite
+    image: localhost/busybox
+    command: [sh, -c, 'trap "echo term; cat /tmp/hook; exit 0" TERM; echo up; while true; do sleep 0.1; done']
+    lifecycle:
+      preStop:
+        exec: {command: [sh, -c, 'echo hook-ran > /tmp/hook']}
+  - name: sleepy
+    image: localhost/busybox
+    command: [sh, -c, 'trap "exit 0" TERM; while true; do sleep 0.1; done']
+    lifecycle:
+      preStop: {sleep: {seconds: 2}}
+  - name: broken
+    image: localhost/busybox
+    command: [sh, -c, 'trap "exit 0" TERM; while true; do sleep 0.1; done']
+    lifecycle:
+      preStop:
+        exec: {command: [sh, -c, 'exit 3']}
+"#,
+    );
+    env.ok(["wait", "--condition", "ready", "hooks"]);
+    let t = Instant::now();
+    env.ok(["stop", "hooks"]);
+    let took = t.elapsed();
+    // The sleep hook held its container for 2 s; nothing waited for the
+    // 10 s grace period.
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    let logs = env.ok(["logs", "hooks", "polite"]);
+    let (term, hook) = (logs.find("term"), logs.find("hook-ran"));
+    assert!(term.is_some() && hook.is_some() && term < hook, "{logs}");
+    let events = env.ok(["logs", "--events", "hooks"]);
+    assert!(
+        events.contains("broken FailedPreStopHook: PreStopHook failed: the command exited with 3"),
+        "{events}"
+    );
+    env.ok(["rm", "hooks"]);
 }

@@ -390,6 +390,7 @@ impl PodFiles {
             log: self.paths.log(&name),
             prefix,
             probes: p.plan.probes.clone(),
+            pre_stop: p.plan.pre_stop.clone(),
             status,
         })
     }

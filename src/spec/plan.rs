@@ -181,6 +181,20 @@ pub struct ContainerPlan {
     /// `startupProbe`, `livenessProbe`, `readinessProbe` (app containers
     /// and sidecars only).
     pub probes: Probes,
+    /// `lifecycle.preStop`: run before the stop signal.
+    pub pre_stop: Option<Hook>,
+}
+
+/// A lifecycle hook's handler.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Hook {
+    /// `exec` or `httpGet`, as a probe runs them.
+    Run(ProbeHandler),
+    /// `sleep.seconds`.
+    Sleep(Duration),
+    /// `tcpSocket`: the API server accepts it for old manifests, and the
+    /// hook fails when it runs (as kubelet's does).
+    TcpSocket,
 }
 
 /// A container's probes, as kubelet runs them.

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::names;
-use super::plan::{PortPlan, ProbeHandler, ProbePlan, ProbePort, Probes};
+use super::plan::{Hook, PortPlan, ProbeHandler, ProbePlan, ProbePort, Probes};
 use super::validate::{Ctx, PORT_RANGE};
 
 /// The API server's `IsNegativeErrorMsg`.
@@ -138,6 +138,77 @@ fn probe_plan(
 
 /// The probe's one handler (`validateHandler`: exec, httpGet, tcpSocket,
 /// grpc in this order; each after the first is forbidden).
+/// Container `c`'s `lifecycle.preStop` (at `path`), with the API server's
+/// checks (`validateLifecycle`): one handler of exec, httpGet, tcpSocket and
+/// sleep; not on init containers but sidecars.
+pub fn pre_stop_plan(
+    c: &Container,
+    ports: &[PortPlan],
+    init: bool,
+    sidecar: bool,
+    path: &str,
+    ctx: &mut Ctx<'_>,
+) -> Option<Hook> {
+    let lifecycle = c.lifecycle.as_ref()?;
+    if init && !sidecar {
+        ctx.err(
+            format!("{path}.lifecycle"),
+            "Forbidden: may not be set for init containers without restartPolicy=Always",
+        );
+        return None;
+    }
+    let h = lifecycle.pre_stop.as_ref()?;
+    let at = format!("{path}.lifecycle.preStop");
+    let mut count = 0;
+    let mut first = |name: &str, ctx: &mut Ctx<'_>| {
+        count += 1;
+        if count > 1 {
+            ctx.err(
+                format!("{at}.{name}"),
+                "Forbidden: may not specify more than 1 handler type",
+            );
+        }
+        count == 1
+    };
+    let mut chosen = None;
+    if let Some(exec) = &h.exec
+        && first("exec", ctx)
+    {
+        let command = exec.command.clone().unwrap_or_default();
+        if command.is_empty() {
+            ctx.required(format!("{at}.exec.command"), "");
+        }
+        chosen = Some(Hook::Run(ProbeHandler::Exec { command }));
+    }
+    if let Some(http) = &h.http_get
+        && first("httpGet", ctx)
+    {
+        chosen = Some(Hook::Run(http_get(
+            http,
+            ports,
+            &format!("{at}.httpGet"),
+            ctx,
+        )));
+    }
+    if h.tcp_socket.is_some() && first("tcpSocket", ctx) {
+        chosen = Some(Hook::TcpSocket);
+    }
+    if let Some(sleep) = &h.sleep
+        && first("sleep", ctx)
+    {
+        if sleep.seconds < 0 {
+            ctx.invalid_number(format!("{at}.sleep.seconds"), sleep.seconds, NEGATIVE);
+        }
+        chosen = Some(Hook::Sleep(
+            Duration::from_secs(sleep.seconds.max(0) as u64),
+        ));
+    }
+    if count == 0 {
+        ctx.required(at, ": must specify a handler type");
+    }
+    chosen
+}
+
 fn handler(p: &Probe, ports: &[PortPlan], at: &str, ctx: &mut Ctx<'_>) -> Option<ProbeHandler> {
     let mut count = 0;
     let mut first = |name: &str, ctx: &mut Ctx<'_>| {

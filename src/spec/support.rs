@@ -260,6 +260,11 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         "accepted; requests and limits are not enforced (a warning says so)",
     ),
     row(
+        "spec.containers[].lifecycle.preStop",
+        Yes,
+        "exec, httpGet or sleep, run before the stop signal within the grace period (also before a probe's restart); tcpSocket fails as kubelet's does",
+    ),
+    row(
         "spec.containers[].terminationMessagePath",
         Ignored,
         "kubectl adds it; minipod writes no termination message",
@@ -599,7 +604,7 @@ pub const REFUSAL_ADVICE: &[(&str, &str)] = &[
     ("spec.securityContext", SECURITY),
     (
         "spec.containers[].lifecycle",
-        "remove it; hooks are planned",
+        "remove it; preStop hooks are supported, postStart hooks are planned (issue 13)",
     ),
     (
         "spec.volumeClaimTemplates",
@@ -856,7 +861,6 @@ mod tests {
             "spec.containers[0].env[1].valueFrom",
             "spec.containers[0].securityContext.privileged",
             "spec.containers[0].tty",
-            "spec.initContainers[0].lifecycle",
             "spec.volumes[1].nfs",
             "spec.hostUsers",
         ];

@@ -16,7 +16,7 @@ use crate::spec::RestartPolicy;
 
 /// Changes whenever `SupervisorPlan` does: `minipod` and
 /// `minipod-supervisor` must come from the same build.
-pub const PLAN_VERSION: u32 = 4;
+pub const PLAN_VERSION: u32 = 5;
 
 #[derive(Serialize, Deserialize)]
 pub struct SupervisorPlan {
@@ -81,6 +81,8 @@ pub struct SlotPlan {
     pub prefix: String,
     /// Its startup, liveness and readiness probes.
     pub probes: crate::spec::Probes,
+    /// Its `lifecycle.preStop` hook.
+    pub pre_stop: Option<crate::spec::Hook>,
     pub status: ContainerStatus,
 }
 

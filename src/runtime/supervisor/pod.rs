@@ -36,7 +36,7 @@ use crate::runtime::contract::report::{self, Line, Report};
 use crate::runtime::etc_files;
 use crate::runtime::logs::LogWriter;
 use crate::runtime::state::{ContainerState, ContainerStatus, Phase, PodEvent, PodPaths, PodState};
-use crate::spec::Probes;
+use crate::spec::{Hook, Probes};
 use crate::sys::fs::atomic_write;
 use crate::sys::lock::FileLock;
 use crate::sys::proc::{catches, is_pid1, signal_pid};
@@ -53,6 +53,11 @@ struct Slot {
     /// The current incarnation, while its link runs.
     running: Option<Running>,
     status: ContainerStatus,
+    /// `lifecycle.preStop`, run before the stop signal.
+    pre_stop: Option<Hook>,
+    /// This incarnation's preStop hook has begun: the stop signal follows
+    /// its end.
+    pre_stop_begun: bool,
 }
 
 struct Running {
@@ -152,6 +157,8 @@ impl Pod {
                 prefix: s.prefix,
                 running: None,
                 status: s.status,
+                pre_stop: s.pre_stop,
+                pre_stop_begun: false,
             });
         }
         let mut pod = Pod {
@@ -210,10 +217,16 @@ impl Pod {
         });
         // hostPorts: the pause hands out sockets of the pod's netns on fd 3.
         // and tcpSocket/httpGet probes connect through them.
+        let http_hooks = self.slots.iter().any(|s| {
+            matches!(
+                s.pre_stop,
+                Some(Hook::Run(crate::spec::ProbeHandler::Http { .. }))
+            )
+        });
         config.serve_sockets = self
             .network
             .as_ref()
-            .is_some_and(|n| n.has_host_ports() || self.prober.needs_network());
+            .is_some_and(|n| n.has_host_ports() || self.prober.needs_network() || http_hooks);
         let mut cmd = minipod_command();
         cmd.arg("__pause").arg(config.to_arg());
         let mut ours = None;
@@ -431,6 +444,7 @@ impl Pod {
         self.prober
             .work(Instant::now(), &exec_target, &mut verdicts);
         self.record_probe_failures();
+        self.finish_hooks();
         for event in self.probe_events(verdicts) {
             self.dispatch(event)?;
         }
@@ -521,7 +535,7 @@ impl Pod {
                     let result = self.start(&slots, restart);
                     actions.extend(self.machine.handle(result));
                 }
-                Action::Stop(i) => self.signal_slot(i),
+                Action::Stop(i) => self.stop_slot(i),
                 Action::Kill(i) => {
                     if let Some(run) = &self.slots[i].running {
                         signal_pid(run.pid, Signal::SIGKILL);
@@ -689,6 +703,7 @@ impl Pod {
                 )),
                 _ => Ok(()),
             };
+            slot.pre_stop_begun = false;
             if result.is_ok() {
                 // Started once running, unless a startup probe says when;
                 // ready once started, unless a readiness probe says when.
@@ -789,6 +804,53 @@ impl Pod {
     }
 
     /// Sends a container its stop signal.
+    /// Stops a container: its preStop hook first, when it has one (the
+    /// stop signal follows the hook's end, `finish_hooks`), else the
+    /// signal. The machine kills it at the grace period's end either way.
+    fn stop_slot(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        if let (Some(hook), Some(run)) = (&slot.pre_stop, &slot.running)
+            && !slot.pre_stop_begun
+        {
+            slot.pre_stop_begun = true;
+            let exec = ExecTarget {
+                config_path: slot.config_path.clone(),
+                pid: run.pid,
+            };
+            let hook = hook.clone();
+            let now = Instant::now();
+            // The machine's kill ends the container, and the hook with it.
+            let far = now + Duration::from_secs(24 * 3600);
+            self.prober.start_hook(i, &hook, Some(exec), now, far);
+            self.finish_hooks();
+            return;
+        }
+        self.signal_slot(i);
+    }
+
+    /// Sends the stop signal of each container whose preStop hook ended;
+    /// a failed hook is an event.
+    fn finish_hooks(&mut self) {
+        let done = self.prober.take_hooks_done();
+        if done.is_empty() {
+            return;
+        }
+        for (i, result) in done {
+            if let Err(why) = result {
+                let container = self.slots[i].status.name.clone();
+                self.state.record(PodEvent {
+                    time: now_rfc3339(),
+                    container,
+                    reason: "FailedPreStopHook".into(),
+                    message: format!("PreStopHook failed: {why}"),
+                    count: 1,
+                });
+            }
+            self.signal_slot(i);
+        }
+        self.save_state();
+    }
+
     fn signal_slot(&mut self, i: usize) {
         let slot = &self.slots[i];
         let Some(run) = &slot.running else { return };

@@ -27,7 +27,7 @@ use nix::sys::socket::{
 
 use super::machine::ProbeKind;
 use crate::net::portfwd::PodSockets;
-use crate::spec::{ProbeHandler, ProbePlan, ProbePort, Probes};
+use crate::spec::{Hook, ProbeHandler, ProbePlan, ProbePort, Probes};
 
 /// What a probe's attempts came to, for the machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +65,20 @@ pub struct Prober {
     /// Every failed attempt since the last `take_failures`: (slot, kind,
     /// why), for the pod's events.
     failures: Vec<(usize, ProbeKind, String)>,
+    /// preStop hooks under way, run with the probes' means.
+    hooks: Vec<HookRun>,
+    /// Hooks that ended since the last `take_hooks_done`.
+    hooks_done: Vec<(usize, Result<(), String>)>,
+}
+
+/// A preStop hook under way for a slot's container.
+struct HookRun {
+    slot: usize,
+    deadline: Instant,
+    /// exec or httpGet; None for a sleep.
+    io: Option<Io>,
+    /// A sleep's end.
+    sleep_until: Option<Instant>,
 }
 
 struct Probe {
@@ -141,7 +155,49 @@ impl Prober {
             probes,
             target,
             failures: Vec::new(),
+            hooks: Vec::new(),
+            hooks_done: Vec::new(),
         }
+    }
+
+    /// Starts the slot's preStop hook; its end comes from `take_hooks_done`.
+    pub fn start_hook(
+        &mut self,
+        slot: usize,
+        hook: &Hook,
+        exec: Option<ExecTarget>,
+        now: Instant,
+        deadline: Instant,
+    ) {
+        let mut run = HookRun {
+            slot,
+            deadline,
+            io: None,
+            sleep_until: None,
+        };
+        match hook {
+            Hook::Sleep(d) => run.sleep_until = Some(now + *d),
+            Hook::TcpSocket => {
+                self.hooks_done.push((
+                    slot,
+                    Err("tcpSocket is not supported as a lifecycle handler".into()),
+                ));
+                return;
+            }
+            Hook::Run(handler) => match begin(handler, self.target.as_ref(), exec, &mut None) {
+                Ok(io) => run.io = Some(io),
+                Err(e) => {
+                    self.hooks_done.push((slot, Err(e)));
+                    return;
+                }
+            },
+        }
+        self.hooks.push(run);
+    }
+
+    /// The hooks that ended: (slot, how).
+    pub fn take_hooks_done(&mut self) -> Vec<(usize, Result<(), String>)> {
+        std::mem::take(&mut self.hooks_done)
     }
 
     /// The failed attempts since the last call, as kubelet's `Unhealthy`
@@ -180,10 +236,14 @@ impl Prober {
         }
     }
 
-    /// The pod ends: every probe stops (an exec probe's process is killed).
+    /// The pod ends: every probe and hook stops (an exec probe's process
+    /// is killed).
     pub fn stop_all(&mut self) {
         for p in &mut self.probes {
             p.reset();
+        }
+        for h in self.hooks.drain(..) {
+            h.cancel();
         }
     }
 
@@ -191,6 +251,13 @@ impl Prober {
     pub fn stopped(&mut self, slot: usize) {
         for p in self.probes.iter_mut().filter(|p| p.slot == slot) {
             p.reset();
+        }
+        // Its hook ends with it.
+        let (ended, left): (Vec<HookRun>, Vec<HookRun>) =
+            self.hooks.drain(..).partition(|h| h.slot == slot);
+        self.hooks = left;
+        for h in ended {
+            h.cancel();
         }
     }
 
@@ -202,6 +269,11 @@ impl Prober {
                 Some(a) => Some(a.deadline),
                 None => p.next,
             })
+            .chain(
+                self.hooks
+                    .iter()
+                    .map(|h| h.sleep_until.map_or(h.deadline, |s| s.min(h.deadline))),
+            )
             .min()
     }
 
@@ -210,7 +282,9 @@ impl Prober {
         use nix::poll::PollFlags;
         self.probes
             .iter()
-            .filter_map(|p| match &p.attempt.as_ref()?.io {
+            .filter_map(|p| Some(&p.attempt.as_ref()?.io))
+            .chain(self.hooks.iter().filter_map(|h| h.io.as_ref()))
+            .filter_map(|io| match io {
                 Io::Connecting { sock, .. } => Some((sock.as_fd(), PollFlags::POLLOUT)),
                 Io::Reading { sock, .. } => Some((sock.as_fd(), PollFlags::POLLIN)),
                 Io::Exec { .. } | Io::Moved => None,
@@ -221,6 +295,20 @@ impl Prober {
     /// An exec probe's process ended: its attempt's result. Returns true
     /// when `pid` was one.
     pub fn exited(&mut self, pid: i32, code: i32, now: Instant, out: &mut Vec<Verdict>) -> bool {
+        if let Some(h) = self
+            .hooks
+            .iter()
+            .position(|h| matches!(h.io, Some(Io::Exec { pid: q }) if q == pid))
+        {
+            let hook = self.hooks.remove(h);
+            let result = if code == 0 {
+                Ok(())
+            } else {
+                Err(format!("the command exited with {code}"))
+            };
+            self.hooks_done.push((hook.slot, result));
+            return true;
+        }
         let Some(i) = self.probes.iter().position(
             |p| matches!(p.attempt, Some(Attempt { io: Io::Exec { pid: q }, .. }) if q == pid),
         ) else {
@@ -245,6 +333,7 @@ impl Prober {
         exec_target: &dyn Fn(usize) -> Option<ExecTarget>,
         out: &mut Vec<Verdict>,
     ) {
+        self.work_hooks(now);
         for i in 0..self.probes.len() {
             if let Some(attempt) = &mut self.probes[i].attempt {
                 let outcome = match progress(&mut attempt.io) {
@@ -280,6 +369,33 @@ impl Prober {
                 ) {
                     Ok(io) => p.attempt = Some(Attempt { deadline, io }),
                     Err(e) => self.finish(i, Err(e), now, out),
+                }
+            }
+        }
+    }
+
+    /// Moves the hooks on: a sleep that is over, an httpGet answered, one
+    /// whose time is up.
+    fn work_hooks(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.hooks.len() {
+            let h = &mut self.hooks[i];
+            let outcome = match (&mut h.io, h.sleep_until) {
+                (_, Some(until)) if now >= until => Outcome::Done(Ok(())),
+                (Some(io), _) => progress(io),
+                (None, _) => Outcome::Pending,
+            };
+            let outcome = match outcome {
+                Outcome::Pending if now >= h.deadline => Outcome::Done(Err("timed out".into())),
+                other => other,
+            };
+            match outcome {
+                Outcome::Pending => i += 1,
+                Outcome::Done(result) => {
+                    let hook = self.hooks.remove(i);
+                    let slot = hook.slot;
+                    hook.cancel();
+                    self.hooks_done.push((slot, result));
                 }
             }
         }
@@ -356,6 +472,18 @@ impl Drop for Prober {
     /// An exec probe under way dies with the pod.
     fn drop(&mut self) {
         self.stop_all();
+    }
+}
+
+impl HookRun {
+    /// Ends it: an exec hook's process group is killed.
+    fn cancel(self) {
+        if let Some(Io::Exec { pid }) = self.io {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 
