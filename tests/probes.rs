@@ -201,6 +201,12 @@ spec:
     readinessProbe:
       exec: {command: [sh, -c, 'test -e /tmp/alive && test "$MARK" = here']}
       periodSeconds: 1
+  - name: sad
+    image: localhost/busybox
+    command: [sleep, "31408"]
+    readinessProbe:
+      exec: {command: [sh, -c, 'echo not ready yet >&2; exit 1']}
+      periodSeconds: 1
   - name: slow
     image: localhost/busybox
     command: [sleep, "31403"]
@@ -216,6 +222,14 @@ spec:
     std::thread::sleep(Duration::from_secs(2));
     let pod = inspect(&env, "ex");
     assert_eq!(container(&pod, "slow")["ready"], false, "{pod}");
+    // The event quotes the command's output, as kubelet's does.
+    let events = env.ok(["logs", "--events", "ex", "sad"]);
+    assert!(
+        events.contains("Readiness probe failed: the command exited with 1: not ready yet"),
+        "{events}"
+    );
+    let events = env.ok(["logs", "--events", "ex", "slow"]);
+    assert!(events.contains("timed out after 1s"), "{events}");
     assert_eq!(condition(&pod, "Ready"), "False");
     // The timed-out probe's command was killed, not left running.
     // (At most the attempt under way runs: `minipod __probe-exec … sleep
@@ -232,7 +246,7 @@ spec:
         },
     );
     env.ok(["rm", "-f", "ex"]);
-    for marker in ["sleep 31402", "sleep 31403", "sleep 31404"] {
+    for marker in ["sleep 31402", "sleep 31403", "sleep 31404", "sleep 31408"] {
         let left = common::live_processes(marker);
         assert!(left.is_empty(), "{left:?}");
     }

@@ -432,6 +432,7 @@ impl Pod {
                 s.running.as_ref().map(|r| ExecTarget {
                     config_path: s.config_path.clone(),
                     pid: r.pid,
+                    output: self.paths.probe_output(&s.status.name),
                 })
             })
             .collect();
@@ -439,6 +440,7 @@ impl Pod {
             targets[i].as_ref().map(|t| ExecTarget {
                 config_path: t.config_path.clone(),
                 pid: t.pid,
+                output: t.output.clone(),
             })
         };
         self.prober
@@ -816,6 +818,7 @@ impl Pod {
             let exec = ExecTarget {
                 config_path: slot.config_path.clone(),
                 pid: run.pid,
+                output: self.paths.probe_output(&slot.status.name),
             };
             let hook = hook.clone();
             let now = Instant::now();

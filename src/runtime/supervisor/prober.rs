@@ -57,6 +57,8 @@ pub enum Target {
 pub struct ExecTarget {
     pub config_path: std::path::PathBuf,
     pub pid: i32,
+    /// Where the command's output goes (kubelet's event quotes it).
+    pub output: std::path::PathBuf,
 }
 
 pub struct Prober {
@@ -112,8 +114,11 @@ enum Io {
     },
     /// The request sent: reading the status line.
     Reading { sock: TcpStream, buf: Vec<u8> },
-    /// `minipod __probe-exec`, in its own process group.
-    Exec { pid: i32 },
+    /// `minipod __probe-exec`, in its own process group; its output file.
+    Exec {
+        pid: i32,
+        output: std::path::PathBuf,
+    },
     /// Between two states (never polled, never kept).
     Moved,
 }
@@ -298,27 +303,19 @@ impl Prober {
         if let Some(h) = self
             .hooks
             .iter()
-            .position(|h| matches!(h.io, Some(Io::Exec { pid: q }) if q == pid))
+            .position(|h| matches!(h.io, Some(Io::Exec { pid: q, .. }) if q == pid))
         {
             let hook = self.hooks.remove(h);
-            let result = if code == 0 {
-                Ok(())
-            } else {
-                Err(format!("the command exited with {code}"))
-            };
+            let result = exec_result(code, hook.io.as_ref());
             self.hooks_done.push((hook.slot, result));
             return true;
         }
         let Some(i) = self.probes.iter().position(
-            |p| matches!(p.attempt, Some(Attempt { io: Io::Exec { pid: q }, .. }) if q == pid),
+            |p| matches!(p.attempt, Some(Attempt { io: Io::Exec { pid: q, .. }, .. }) if q == pid),
         ) else {
             return false;
         };
-        let result = if code == 0 {
-            Ok(())
-        } else {
-            Err(format!("the command exited with {code}"))
-        };
+        let result = exec_result(code, self.probes[i].attempt.as_ref().map(|a| &a.io));
         self.probes[i].attempt = None;
         self.finish(i, result, now, out);
         true
@@ -338,7 +335,7 @@ impl Prober {
             if let Some(attempt) = &mut self.probes[i].attempt {
                 let outcome = match progress(&mut attempt.io) {
                     Outcome::Pending if now >= attempt.deadline => {
-                        if let Io::Exec { pid } = attempt.io {
+                        if let Io::Exec { pid, .. } = attempt.io {
                             // The probe's process and what it started.
                             let _ = nix::sys::signal::killpg(
                                 nix::unistd::Pid::from_raw(pid),
@@ -478,7 +475,7 @@ impl Drop for Prober {
 impl HookRun {
     /// Ends it: an exec hook's process group is killed.
     fn cancel(self) {
-        if let Some(Io::Exec { pid }) = self.io {
+        if let Some(Io::Exec { pid, .. }) = self.io {
             let _ = nix::sys::signal::killpg(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -490,7 +487,7 @@ impl HookRun {
 impl Probe {
     fn reset(&mut self) {
         if let Some(Attempt {
-            io: Io::Exec { pid },
+            io: Io::Exec { pid, .. },
             ..
         }) = self.attempt
         {
@@ -543,14 +540,18 @@ fn begin(
                 crate::runtime::contract::fds::FD_MINIPOD
             ));
             std::os::unix::process::CommandExt::arg0(&mut cmd, "minipod");
+            // Its output, stdout and stderr together as kubelet reads it.
+            let out = std::fs::File::create(&exec.output)
+                .map_err(|e| format!("{}: {e}", exec.output.display()))?;
+            let err = out.try_clone().map_err(|e| e.to_string())?;
             cmd.arg("__probe-exec")
                 .arg(&exec.config_path)
                 .arg(exec.pid.to_string())
                 .arg("--")
                 .args(command)
                 .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null());
+                .stdout(out)
+                .stderr(err);
             std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
             let child = cmd
                 .spawn()
@@ -559,8 +560,30 @@ fn begin(
             // `Prober::exited`.
             let pid = child.id() as i32;
             std::mem::forget(child);
-            Ok(Io::Exec { pid })
+            Ok(Io::Exec {
+                pid,
+                output: exec.output,
+            })
         }
+    }
+}
+
+/// An exec probe's or hook's result: exit 0 succeeds; a failure says the
+/// command's output (its end, on one line), as kubelet's event does.
+fn exec_result(code: i32, io: Option<&Io>) -> Result<(), String> {
+    if code == 0 {
+        return Ok(());
+    }
+    let output = match io {
+        Some(Io::Exec { output, .. }) => std::fs::read(output).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let text = String::from_utf8_lossy(&output[output.len().saturating_sub(512)..]);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        Err(format!("the command exited with {code}"))
+    } else {
+        Err(format!("the command exited with {code}: {text}"))
     }
 }
 
