@@ -440,10 +440,11 @@ spec:
     wait_until("the containers to die", Duration::from_secs(10), || {
         live_processes("sleep 3120").is_empty()
     });
-    assert!(
-        live_processes(&env.runroot.display().to_string()).is_empty(),
-        "no pause or link either"
-    );
+    // The pause and the links follow by PDEATHSIG chains, a moment later
+    // on a loaded machine (issue 16 tracks making it immediate).
+    wait_until("no pause or link either", Duration::from_secs(10), || {
+        live_processes(&env.runroot.display().to_string()).is_empty()
+    });
     let ps = env.ok(["ps", "-a"]);
     assert!(
         ps.contains("victim") && ps.contains("Failed") && ps.contains("supervisor died"),

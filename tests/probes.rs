@@ -453,3 +453,58 @@ spec:
     );
     env.ok(["rm", "hooks"]);
 }
+
+#[test]
+fn a_post_start_hook_runs_before_the_container_counts_as_started() {
+    let env = env_with_busybox();
+    run_detached(
+        &env,
+        "poststart",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: poststart}
+spec:
+  terminationGracePeriodSeconds: 1
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: localhost/busybox
+    command: [sh, -c, 'echo up; exec sleep 31409']
+    lifecycle:
+      postStart:
+        exec: {command: [sh, -c, 'sleep 2; echo hooked > /tmp/hooked']}
+    readinessProbe:
+      exec: {command: [test, -e, /tmp/hooked]}
+      periodSeconds: 1
+      failureThreshold: 1
+  - name: broken
+    image: localhost/busybox
+    command: [sh, -c, 'trap "exit 0" TERM; while true; do sleep 0.1; done']
+    lifecycle:
+      postStart:
+        exec: {command: [sh, -c, 'exit 4']}
+"#,
+    );
+    // `run -d` returned once the hooks did: the file is there, and the
+    // readiness probe (which only began then) never failed.
+    env.ok(["wait", "--condition", "running", "poststart"]);
+    let out = env.ok(["exec", "poststart", "app", "--", "cat", "/tmp/hooked"]);
+    assert_eq!(out.trim(), "hooked");
+    wait_until("app ready", Duration::from_secs(10), || {
+        container(&inspect(&env, "poststart"), "app")["ready"] == true
+    });
+    let events = env.ok(["logs", "--events", "poststart"]);
+    assert!(!events.contains("app Unhealthy"), "{events}");
+    // The failed hook stopped its container, which Never does not restart.
+    assert!(
+        events.contains(
+            "broken FailedPostStartHook: PostStartHook failed: the command exited with 4"
+        ),
+        "{events}"
+    );
+    wait_until("broken stopped", Duration::from_secs(10), || {
+        container(&inspect(&env, "poststart"), "broken")["state"]["terminated"].is_object()
+    });
+    env.ok(["rm", "-f", "poststart"]);
+}

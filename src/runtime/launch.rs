@@ -390,6 +390,7 @@ impl PodFiles {
             log: self.paths.log(&name),
             prefix,
             probes: p.plan.probes.clone(),
+            post_start: p.plan.post_start.clone(),
             pre_stop: p.plan.pre_stop.clone(),
             status,
         })

@@ -181,6 +181,9 @@ pub struct ContainerPlan {
     /// `startupProbe`, `livenessProbe`, `readinessProbe` (app containers
     /// and sidecars only).
     pub probes: Probes,
+    /// `lifecycle.postStart`: run once the container started; it counts as
+    /// running once the hook returned.
+    pub post_start: Option<Hook>,
     /// `lifecycle.preStop`: run before the stop signal.
     pub pre_stop: Option<Hook>,
 }

@@ -138,27 +138,45 @@ fn probe_plan(
 
 /// The probe's one handler (`validateHandler`: exec, httpGet, tcpSocket,
 /// grpc in this order; each after the first is forbidden).
-/// Container `c`'s `lifecycle.preStop` (at `path`), with the API server's
-/// checks (`validateLifecycle`): one handler of exec, httpGet, tcpSocket and
-/// sleep; not on init containers but sidecars.
-pub fn pre_stop_plan(
+/// Container `c`'s `lifecycle.postStart` and `lifecycle.preStop` (at
+/// `path`), with the API server's checks (`validateLifecycle`): one handler
+/// of exec, httpGet, tcpSocket and sleep each; not on init containers but
+/// sidecars.
+pub fn hooks_plan(
     c: &Container,
     ports: &[PortPlan],
     init: bool,
     sidecar: bool,
     path: &str,
     ctx: &mut Ctx<'_>,
-) -> Option<Hook> {
-    let lifecycle = c.lifecycle.as_ref()?;
+) -> (Option<Hook>, Option<Hook>) {
+    let Some(lifecycle) = c.lifecycle.as_ref() else {
+        return (None, None);
+    };
     if init && !sidecar {
         ctx.err(
             format!("{path}.lifecycle"),
             "Forbidden: may not be set for init containers without restartPolicy=Always",
         );
-        return None;
+        return (None, None);
     }
-    let h = lifecycle.pre_stop.as_ref()?;
-    let at = format!("{path}.lifecycle.preStop");
+    let mut one = |h: &Option<k8s_openapi::api::core::v1::LifecycleHandler>, name: &str| {
+        h.as_ref()
+            .and_then(|h| hook_plan(h, ports, &format!("{path}.lifecycle.{name}"), ctx))
+    };
+    let post_start = one(&lifecycle.post_start, "postStart");
+    let pre_stop = one(&lifecycle.pre_stop, "preStop");
+    (post_start, pre_stop)
+}
+
+/// One lifecycle handler (at `at`).
+fn hook_plan(
+    h: &k8s_openapi::api::core::v1::LifecycleHandler,
+    ports: &[PortPlan],
+    at: &str,
+    ctx: &mut Ctx<'_>,
+) -> Option<Hook> {
+    let at = at.to_string();
     let mut count = 0;
     let mut first = |name: &str, ctx: &mut Ctx<'_>| {
         count += 1;

@@ -392,6 +392,7 @@ mod tests {
             mounts: vec![],
             sidecar: false,
             probes: crate::spec::Probes::default(),
+            post_start: None,
             pre_stop: None,
         }
     }

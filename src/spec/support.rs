@@ -260,6 +260,11 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         "accepted; requests and limits are not enforced (a warning says so)",
     ),
     row(
+        "spec.containers[].lifecycle.postStart",
+        Yes,
+        "exec, httpGet or sleep, run once the container started; it counts as started (and its probes begin) when the hook returns; a failed hook stops the container, and the restart policy decides",
+    ),
+    row(
         "spec.containers[].lifecycle.preStop",
         Yes,
         "exec, httpGet or sleep, run before the stop signal within the grace period (also before a probe's restart); tcpSocket fails as kubelet's does",
@@ -604,7 +609,7 @@ pub const REFUSAL_ADVICE: &[(&str, &str)] = &[
     ("spec.securityContext", SECURITY),
     (
         "spec.containers[].lifecycle",
-        "remove it; preStop hooks are supported, postStart hooks are planned (issue 13)",
+        "remove it; the image's STOPSIGNAL (else SIGTERM) stops the container",
     ),
     (
         "spec.volumeClaimTemplates",

@@ -593,7 +593,7 @@ fn not_supported_yet_fields() {
         (c("    securityContext: {capabilities: {add: [NET_ADMIN]}}\n"), "spec.containers[0].securityContext.capabilities.add"),
         (c("    stdin: true\n"), "spec.containers[0].stdin"),
         (c("    tty: true\n"), "spec.containers[0].tty"),
-        (c("    lifecycle: {postStart: {exec: {command: [x]}}}\n"), "spec.containers[0].lifecycle.postStart"),
+        (c("    lifecycle: {stopSignal: SIGUSR1}\n"), "spec.containers[0].lifecycle.stopSignal"),
         (c("    restartPolicy: Always\n"), "spec.containers[0].restartPolicy"),
         (c("    volumeMounts: [{name: v, mountPath: /x, mountPropagation: None}]\n"), "spec.containers[0].volumeMounts[0].mountPropagation"),
         (s("  hostUsers: false\n"), "spec.hostUsers"),
@@ -1242,9 +1242,9 @@ fn a_refusal_says_what_to_do_now() {
             "without the host's privileges",
         ),
         (
-            c("    lifecycle: {postStart: {exec: {command: [x]}}}\n"),
-            "spec.containers[0].lifecycle.postStart",
-            "not supported yet by minipod; remove it; preStop hooks are supported, postStart hooks are planned",
+            c("    lifecycle: {stopSignal: SIGUSR1}\n"),
+            "spec.containers[0].lifecycle.stopSignal",
+            "not supported yet by minipod; remove it; the image's STOPSIGNAL",
         ),
         (
             s("  hostUsers: false\n"),
@@ -1257,11 +1257,11 @@ fn a_refusal_says_what_to_do_now() {
         assert!(e.message.starts_with("not supported yet"), "{e:?}");
     }
     // Init containers get the advice of app containers.
-    let init = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, restartPolicy: Always, lifecycle: {postStart: {exec: {command: [x]}}}}]\n  containers: [{name: c, image: i}]\n";
+    let init = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, restartPolicy: Always, lifecycle: {stopSignal: SIGUSR1}}]\n  containers: [{name: c, image: i}]\n";
     assert_error(
         init,
-        "spec.initContainers[0].lifecycle.postStart",
-        "postStart hooks are planned",
+        "spec.initContainers[0].lifecycle.stopSignal",
+        "the image's STOPSIGNAL",
     );
     // A plain init container may have no hooks at all (the API server's rule).
     let plain = init

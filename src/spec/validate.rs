@@ -796,7 +796,7 @@ fn container_plan(
     };
 
     let probes = super::probes::probes_plan(c, &ports, init, sidecar, p, ctx);
-    let pre_stop = super::probes::pre_stop_plan(c, &ports, init, sidecar, p, ctx);
+    let (post_start, pre_stop) = super::probes::hooks_plan(c, &ports, init, sidecar, p, ctx);
 
     let non_empty = |v: &Option<Vec<String>>| v.clone().filter(|v| !v.is_empty());
     ContainerPlan {
@@ -814,6 +814,7 @@ fn container_plan(
         mounts,
         sidecar,
         probes,
+        post_start,
         pre_stop,
     }
 }

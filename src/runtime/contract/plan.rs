@@ -81,6 +81,8 @@ pub struct SlotPlan {
     pub prefix: String,
     /// Its startup, liveness and readiness probes.
     pub probes: crate::spec::Probes,
+    /// Its `lifecycle.postStart` hook.
+    pub post_start: Option<crate::spec::Hook>,
     /// Its `lifecycle.preStop` hook.
     pub pre_stop: Option<crate::spec::Hook>,
     pub status: ContainerStatus,

@@ -23,7 +23,7 @@ use nix::unistd::Pid;
 use super::log;
 use super::machine::{Action, Event, Failure, Machine, Policy, ProbeKind, Role};
 use super::output::pump;
-use super::prober::{ExecTarget, Prober, Target, Verdict};
+use super::prober::{ExecTarget, HookKind, Prober, Target, Verdict};
 use crate::net::ipam::Subnet;
 use crate::net::pod_network::{PodNetwork, Uplink};
 use crate::net::portfwd;
@@ -53,11 +53,22 @@ struct Slot {
     /// The current incarnation, while its link runs.
     running: Option<Running>,
     status: ContainerStatus,
+    /// `lifecycle.postStart`, run once it started.
+    post_start: Option<Hook>,
     /// `lifecycle.preStop`, run before the stop signal.
     pre_stop: Option<Hook>,
     /// This incarnation's preStop hook has begun: the stop signal follows
     /// its end.
     pre_stop_begun: bool,
+}
+
+/// A start waiting for its containers' postStart hooks.
+struct PendingStart {
+    results: Vec<(usize, Result<(), String>)>,
+    /// Slots whose hook still runs.
+    waiting: Vec<usize>,
+    /// Slots whose hook failed.
+    failed: Vec<usize>,
 }
 
 struct Running {
@@ -105,6 +116,9 @@ pub struct Pod {
     network: Option<PodNetwork>,
     /// The containers' probes.
     prober: Prober,
+    /// A start whose postStart hooks are running: the machine's answer
+    /// waits for them.
+    pending_start: Option<PendingStart>,
     /// Which slots have a readiness probe (the others are ready once
     /// running) and a startup probe (the others are started once running).
     readiness_probed: Vec<bool>,
@@ -157,6 +171,7 @@ impl Pod {
                 prefix: s.prefix,
                 running: None,
                 status: s.status,
+                post_start: s.post_start,
                 pre_stop: s.pre_stop,
                 pre_stop_begun: false,
             });
@@ -185,6 +200,7 @@ impl Pod {
             reported: false,
             network: None,
             prober: Prober::new(&probes, None),
+            pending_start: None,
             readiness_probed,
             startup_probed,
         };
@@ -218,10 +234,9 @@ impl Pod {
         // hostPorts: the pause hands out sockets of the pod's netns on fd 3.
         // and tcpSocket/httpGet probes connect through them.
         let http_hooks = self.slots.iter().any(|s| {
-            matches!(
-                s.pre_stop,
-                Some(Hook::Run(crate::spec::ProbeHandler::Http { .. }))
-            )
+            [&s.pre_stop, &s.post_start]
+                .into_iter()
+                .any(|h| matches!(h, Some(Hook::Run(crate::spec::ProbeHandler::Http { .. }))))
         });
         config.serve_sockets = self
             .network
@@ -447,6 +462,7 @@ impl Pod {
             .work(Instant::now(), &exec_target, &mut verdicts);
         self.record_probe_failures();
         self.finish_hooks();
+        self.deliver_started()?;
         for event in self.probe_events(verdicts) {
             self.dispatch(event)?;
         }
@@ -534,8 +550,11 @@ impl Pod {
         while let Some(action) = actions.pop_front() {
             match action {
                 Action::Start { slots, restart } => {
-                    let result = self.start(&slots, restart);
-                    actions.extend(self.machine.handle(result));
+                    // None while postStart hooks run: `deliver_started`
+                    // answers then.
+                    if let Some(result) = self.start(&slots, restart) {
+                        actions.extend(self.machine.handle(result));
+                    }
                 }
                 Action::Stop(i) => self.stop_slot(i),
                 Action::Kill(i) => {
@@ -652,7 +671,7 @@ impl Pod {
     /// Starts the given slots: spawns each `__container` first, then
     /// collects their set-up results, so they set themselves up in parallel.
     /// Returns the event that tells the machine how it went.
-    fn start(&mut self, which: &[usize], restart: bool) -> Event {
+    fn start(&mut self, which: &[usize], restart: bool) -> Option<Event> {
         let mut pending = Vec::new();
         for &i in which {
             if restart {
@@ -675,11 +694,11 @@ impl Pod {
                         let _ = link.kill();
                         let _ = link.wait();
                     }
-                    return Event::StartFailed {
+                    return Some(Event::StartFailed {
                         slots: which.to_vec(),
                         message: format!("{e:#}"),
                         now: Instant::now(),
-                    };
+                    });
                 }
             }
         }
@@ -706,20 +725,92 @@ impl Pod {
                 _ => Ok(()),
             };
             slot.pre_stop_begun = false;
+            results.push((i, result));
+        }
+        // postStart hooks: the containers count as started once theirs
+        // returned (`deliver_started`).
+        let mut waiting = Vec::new();
+        for (i, result) in &results {
+            if result.is_ok()
+                && let (Some(hook), Some(run)) =
+                    (&self.slots[*i].post_start, &self.slots[*i].running)
+            {
+                let exec = ExecTarget {
+                    config_path: self.slots[*i].config_path.clone(),
+                    pid: run.pid,
+                    output: self.paths.probe_output(&self.slots[*i].status.name),
+                };
+                let (hook, now) = (hook.clone(), Instant::now());
+                let far = now + Duration::from_secs(365 * 24 * 3600);
+                self.prober
+                    .start_hook(*i, HookKind::PostStart, &hook, Some(exec), now, far);
+                waiting.push(*i);
+            }
+        }
+        self.save_state();
+        if !waiting.is_empty() {
+            self.pending_start = Some(PendingStart {
+                results,
+                waiting,
+                failed: Vec::new(),
+            });
+            return None;
+        }
+        Some(self.started_event(results))
+    }
+
+    /// The answer to a `Start`: the containers that run are started (their
+    /// probes begin) and ready unless a probe says when.
+    fn started_event(&mut self, results: Vec<(usize, Result<(), String>)>) -> Event {
+        for (i, result) in &results {
             if result.is_ok() {
+                let slot = &mut self.slots[*i];
                 // Started once running, unless a startup probe says when;
                 // ready once started, unless a readiness probe says when.
-                slot.status.started = !self.startup_probed[i];
-                slot.status.ready = !self.readiness_probed[i] && !self.startup_probed[i];
-                self.prober.started(i, Instant::now());
+                slot.status.started = !self.startup_probed[*i];
+                slot.status.ready = !self.readiness_probed[*i] && !self.startup_probed[*i];
+                self.prober.started(*i, Instant::now());
             }
-            results.push((i, result));
         }
         self.save_state();
         Event::Started {
             slots: results,
             now: Instant::now(),
         }
+    }
+
+    /// Once every postStart hook of a start returned: the machine hears of
+    /// the start (without the containers that ended meanwhile, which it
+    /// heard of), and a container whose hook failed is stopped and restarted
+    /// as the policy says (kubelet's FailedPostStartHook).
+    fn deliver_started(&mut self) -> Result<()> {
+        if !self
+            .pending_start
+            .as_ref()
+            .is_some_and(|p| p.waiting.is_empty())
+        {
+            return Ok(());
+        }
+        let pending = self.pending_start.take().expect("checked");
+        let results: Vec<(usize, Result<(), String>)> = pending
+            .results
+            .into_iter()
+            .filter(|(i, r)| r.is_err() || self.slots[*i].running.is_some())
+            .collect();
+        let event = self.started_event(results);
+        self.dispatch(event)?;
+        for i in pending.failed {
+            if self.slots[i].running.is_some() {
+                self.dispatch(Event::Probe {
+                    slot: i,
+                    kind: ProbeKind::Liveness,
+                    success: false,
+                    grace: None,
+                    now: Instant::now(),
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Records the pod's state for `ps`, `inspect` and `wait`.
@@ -784,6 +875,10 @@ impl Pod {
     /// for every exit of a wake-up and what the machine made of them).
     fn container_exited(&mut self, i: usize, code: i32) {
         self.prober.stopped(i);
+        // Its postStart hook ended with it.
+        if let Some(p) = &mut self.pending_start {
+            p.waiting.retain(|&w| w != i);
+        }
         let slot = &mut self.slots[i];
         slot.status.ready = false;
         slot.status.started = false;
@@ -824,7 +919,8 @@ impl Pod {
             let now = Instant::now();
             // The machine's kill ends the container, and the hook with it.
             let far = now + Duration::from_secs(24 * 3600);
-            self.prober.start_hook(i, &hook, Some(exec), now, far);
+            self.prober
+                .start_hook(i, HookKind::PreStop, &hook, Some(exec), now, far);
             self.finish_hooks();
             return;
         }
@@ -838,18 +934,32 @@ impl Pod {
         if done.is_empty() {
             return;
         }
-        for (i, result) in done {
-            if let Err(why) = result {
+        for (i, kind, result) in done {
+            if let Err(why) = &result {
+                let (reason, hook) = match kind {
+                    HookKind::PreStop => ("FailedPreStopHook", "PreStopHook"),
+                    HookKind::PostStart => ("FailedPostStartHook", "PostStartHook"),
+                };
                 let container = self.slots[i].status.name.clone();
                 self.state.record(PodEvent {
                     time: now_rfc3339(),
                     container,
-                    reason: "FailedPreStopHook".into(),
-                    message: format!("PreStopHook failed: {why}"),
+                    reason: reason.into(),
+                    message: format!("{hook} failed: {why}"),
                     count: 1,
                 });
             }
-            self.signal_slot(i);
+            match kind {
+                HookKind::PreStop => self.signal_slot(i),
+                HookKind::PostStart => {
+                    if let Some(p) = &mut self.pending_start {
+                        p.waiting.retain(|&w| w != i);
+                        if result.is_err() {
+                            p.failed.push(i);
+                        }
+                    }
+                }
+            }
         }
         self.save_state();
     }

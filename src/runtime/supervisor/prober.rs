@@ -70,12 +70,20 @@ pub struct Prober {
     /// preStop hooks under way, run with the probes' means.
     hooks: Vec<HookRun>,
     /// Hooks that ended since the last `take_hooks_done`.
-    hooks_done: Vec<(usize, Result<(), String>)>,
+    hooks_done: Vec<(usize, HookKind, Result<(), String>)>,
 }
 
-/// A preStop hook under way for a slot's container.
+/// Which of a container's lifecycle hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookKind {
+    PostStart,
+    PreStop,
+}
+
+/// A lifecycle hook under way for a slot's container.
 struct HookRun {
     slot: usize,
+    kind: HookKind,
     deadline: Instant,
     /// exec or httpGet; None for a sleep.
     io: Option<Io>,
@@ -165,10 +173,11 @@ impl Prober {
         }
     }
 
-    /// Starts the slot's preStop hook; its end comes from `take_hooks_done`.
+    /// Starts one of the slot's hooks; its end comes from `take_hooks_done`.
     pub fn start_hook(
         &mut self,
         slot: usize,
+        kind: HookKind,
         hook: &Hook,
         exec: Option<ExecTarget>,
         now: Instant,
@@ -176,6 +185,7 @@ impl Prober {
     ) {
         let mut run = HookRun {
             slot,
+            kind,
             deadline,
             io: None,
             sleep_until: None,
@@ -185,6 +195,7 @@ impl Prober {
             Hook::TcpSocket => {
                 self.hooks_done.push((
                     slot,
+                    kind,
                     Err("tcpSocket is not supported as a lifecycle handler".into()),
                 ));
                 return;
@@ -192,7 +203,7 @@ impl Prober {
             Hook::Run(handler) => match begin(handler, self.target.as_ref(), exec, &mut None) {
                 Ok(io) => run.io = Some(io),
                 Err(e) => {
-                    self.hooks_done.push((slot, Err(e)));
+                    self.hooks_done.push((slot, kind, Err(e)));
                     return;
                 }
             },
@@ -200,8 +211,8 @@ impl Prober {
         self.hooks.push(run);
     }
 
-    /// The hooks that ended: (slot, how).
-    pub fn take_hooks_done(&mut self) -> Vec<(usize, Result<(), String>)> {
+    /// The hooks that ended: (slot, which, how).
+    pub fn take_hooks_done(&mut self) -> Vec<(usize, HookKind, Result<(), String>)> {
         std::mem::take(&mut self.hooks_done)
     }
 
@@ -307,7 +318,7 @@ impl Prober {
         {
             let hook = self.hooks.remove(h);
             let result = exec_result(code, hook.io.as_ref());
-            self.hooks_done.push((hook.slot, result));
+            self.hooks_done.push((hook.slot, hook.kind, result));
             return true;
         }
         let Some(i) = self.probes.iter().position(
@@ -390,9 +401,9 @@ impl Prober {
                 Outcome::Pending => i += 1,
                 Outcome::Done(result) => {
                     let hook = self.hooks.remove(i);
-                    let slot = hook.slot;
+                    let (slot, kind) = (hook.slot, hook.kind);
                     hook.cancel();
-                    self.hooks_done.push((slot, result));
+                    self.hooks_done.push((slot, kind, result));
                 }
             }
         }
