@@ -5,21 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, env_with_busybox, live_processes, stderr_of, stdout_of, wait_until};
-
-fn inspect(env: &TestEnv, pod: &str) -> serde_json::Value {
-    serde_json::from_str(&env.ok(["inspect", pod])).unwrap()
-}
-
-fn status_of<'a>(pod: &'a serde_json::Value, container: &str) -> &'a serde_json::Value {
-    pod["status"]["containerStatuses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain(pod["status"]["initContainerStatuses"].as_array().unwrap())
-        .find(|c| c["name"] == container)
-        .unwrap_or_else(|| panic!("no status for {container}: {pod}"))
-}
+use common::{
+    TestEnv, env_with_busybox, inspect, live_processes, status_of, stderr_of, stdout_of, wait_until,
+};
 
 const TICKER: &str = r#"
 apiVersion: v1

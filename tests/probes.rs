@@ -7,21 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, env_with_busybox, stderr_of, wait_until};
-
-fn inspect(env: &TestEnv, pod: &str) -> serde_json::Value {
-    serde_json::from_str(&env.ok(["inspect", pod])).unwrap()
-}
-
-fn container<'a>(pod: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    pod["status"]["containerStatuses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain(pod["status"]["initContainerStatuses"].as_array().unwrap())
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no status for {name}: {pod}"))
-}
+use common::status_of as container;
+use common::{TestEnv, env_with_busybox, inspect, stderr_of, wait_until};
 
 fn condition(pod: &serde_json::Value, kind: &str) -> String {
     pod["status"]["conditions"]

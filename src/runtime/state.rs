@@ -383,6 +383,17 @@ pub fn is_ready(state: &PodState, phase: Phase) -> bool {
 mod tests {
     use super::*;
 
+    /// A running pod's state with no containers.
+    fn running_state() -> PodState {
+        serde_json::from_value(serde_json::json!({
+            "name": "p", "namespace": "default", "phase": "Running", "message": null,
+            "supervisor_pid": 1, "pause_pid": 2, "pod_ip": null, "created": "x",
+            "started": null, "finished": null, "exit_code": null, "detached": true,
+            "grace_seconds": 30, "init_containers": [], "containers": []
+        }))
+        .unwrap()
+    }
+
     fn status(name: &str, sidecar: bool, state: ContainerState, ready: bool) -> ContainerStatus {
         ContainerStatus {
             name: name.into(),
@@ -400,13 +411,7 @@ mod tests {
 
     #[test]
     fn the_same_event_again_only_counts() {
-        let mut st: PodState = serde_json::from_value(serde_json::json!({
-            "name": "p", "namespace": "default", "phase": "Running", "message": null,
-            "supervisor_pid": 1, "pause_pid": 2, "pod_ip": null, "created": "x",
-            "started": null, "finished": null, "exit_code": null, "detached": true,
-            "grace_seconds": 30, "init_containers": [], "containers": []
-        }))
-        .unwrap();
+        let mut st = running_state();
         let event = |message: &str, time: &str| PodEvent {
             time: time.into(),
             container: "c".into(),
@@ -437,13 +442,7 @@ mod tests {
             started_at: String::new(),
             finished_at: String::new(),
         };
-        let mut st: PodState = serde_json::from_value(serde_json::json!({
-            "name": "p", "namespace": "default", "phase": "Running", "message": null,
-            "supervisor_pid": 1, "pause_pid": 2, "pod_ip": null, "created": "x",
-            "started": null, "finished": null, "exit_code": null, "detached": true,
-            "grace_seconds": 30, "init_containers": [], "containers": []
-        }))
-        .unwrap();
+        let mut st = running_state();
         st.init_containers = vec![
             status("init", false, done, false),
             status("side", true, running(), true),

@@ -176,30 +176,15 @@ fn hook_plan(
     at: &str,
     ctx: &mut Ctx<'_>,
 ) -> Option<Hook> {
-    let at = at.to_string();
-    let mut count = 0;
-    let mut first = |name: &str, ctx: &mut Ctx<'_>| {
-        count += 1;
-        if count > 1 {
-            ctx.err(
-                format!("{at}.{name}"),
-                "Forbidden: may not specify more than 1 handler type",
-            );
-        }
-        count == 1
-    };
+    let mut one = OneHandler { at, count: 0 };
     let mut chosen = None;
     if let Some(exec) = &h.exec
-        && first("exec", ctx)
+        && one.take("exec", ctx)
     {
-        let command = exec.command.clone().unwrap_or_default();
-        if command.is_empty() {
-            ctx.required(format!("{at}.exec.command"), "");
-        }
-        chosen = Some(Hook::Run(ProbeHandler::Exec { command }));
+        chosen = Some(Hook::Run(exec_handler(exec, at, ctx)));
     }
     if let Some(http) = &h.http_get
-        && first("httpGet", ctx)
+        && one.take("httpGet", ctx)
     {
         chosen = Some(Hook::Run(http_get(
             http,
@@ -208,11 +193,11 @@ fn hook_plan(
             ctx,
         )));
     }
-    if h.tcp_socket.is_some() && first("tcpSocket", ctx) {
+    if h.tcp_socket.is_some() && one.take("tcpSocket", ctx) {
         chosen = Some(Hook::TcpSocket);
     }
     if let Some(sleep) = &h.sleep
-        && first("sleep", ctx)
+        && one.take("sleep", ctx)
     {
         if sleep.seconds < 0 {
             ctx.invalid_number(format!("{at}.sleep.seconds"), sleep.seconds, NEGATIVE);
@@ -221,44 +206,68 @@ fn hook_plan(
             Duration::from_secs(sleep.seconds.max(0) as u64),
         ));
     }
-    if count == 0 {
-        ctx.required(at, ": must specify a handler type");
-    }
+    one.finish(ctx);
     chosen
 }
 
-fn handler(p: &Probe, ports: &[PortPlan], at: &str, ctx: &mut Ctx<'_>) -> Option<ProbeHandler> {
-    let mut count = 0;
-    let mut first = |name: &str, ctx: &mut Ctx<'_>| {
-        count += 1;
-        if count > 1 {
+/// The API server's rule for a probe's or hook's handlers: exactly one.
+struct OneHandler<'a> {
+    at: &'a str,
+    count: usize,
+}
+
+impl OneHandler<'_> {
+    /// Whether handler `name` is the first one; a later one is an error.
+    fn take(&mut self, name: &str, ctx: &mut Ctx<'_>) -> bool {
+        self.count += 1;
+        if self.count > 1 {
             ctx.err(
-                format!("{at}.{name}"),
+                format!("{}.{name}", self.at),
                 "Forbidden: may not specify more than 1 handler type",
             );
         }
-        count == 1
-    };
+        self.count == 1
+    }
+
+    /// None at all is an error too.
+    fn finish(self, ctx: &mut Ctx<'_>) {
+        if self.count == 0 {
+            ctx.required(self.at, ": must specify a handler type");
+        }
+    }
+}
+
+/// An `exec` handler: its command is required.
+fn exec_handler(
+    exec: &k8s_openapi::api::core::v1::ExecAction,
+    at: &str,
+    ctx: &mut Ctx<'_>,
+) -> ProbeHandler {
+    let command = exec.command.clone().unwrap_or_default();
+    if command.is_empty() {
+        ctx.required(
+            format!("{at}.exec.command"),
+            "; give the command to run in the container, e.g. [cat, /tmp/healthy]",
+        );
+    }
+    ProbeHandler::Exec { command }
+}
+
+fn handler(p: &Probe, ports: &[PortPlan], at: &str, ctx: &mut Ctx<'_>) -> Option<ProbeHandler> {
+    let mut one = OneHandler { at, count: 0 };
     let mut chosen = None;
     if let Some(exec) = &p.exec
-        && first("exec", ctx)
+        && one.take("exec", ctx)
     {
-        let command = exec.command.clone().unwrap_or_default();
-        if command.is_empty() {
-            ctx.required(
-                format!("{at}.exec.command"),
-                "; give the command to run in the container, e.g. [cat, /tmp/healthy]",
-            );
-        }
-        chosen = Some(ProbeHandler::Exec { command });
+        chosen = Some(exec_handler(exec, at, ctx));
     }
     if let Some(http) = &p.http_get
-        && first("httpGet", ctx)
+        && one.take("httpGet", ctx)
     {
         chosen = Some(http_get(http, ports, &format!("{at}.httpGet"), ctx));
     }
     if let Some(tcp) = &p.tcp_socket
-        && first("tcpSocket", ctx)
+        && one.take("tcpSocket", ctx)
     {
         chosen = Some(ProbeHandler::Tcp {
             host: tcp.host.clone().filter(|h| !h.is_empty()),
@@ -266,16 +275,14 @@ fn handler(p: &Probe, ports: &[PortPlan], at: &str, ctx: &mut Ctx<'_>) -> Option
         });
     }
     if let Some(grpc) = &p.grpc
-        && first("grpc", ctx)
+        && one.take("grpc", ctx)
         && !(1..=65535).contains(&grpc.port)
     {
         // Refused by the support table; its port is still checked as the
         // API server checks it.
         ctx.invalid_number(format!("{at}.grpc.port"), grpc.port, PORT_RANGE);
     }
-    if count == 0 {
-        ctx.required(at, ": must specify a handler type");
-    }
+    one.finish(ctx);
     chosen
 }
 

@@ -581,3 +581,19 @@ pub fn stderr_of(out: &Output) -> String {
 pub fn stdout_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
+
+/// `minipod inspect POD`, parsed.
+pub fn inspect(env: &TestEnv, pod: &str) -> serde_json::Value {
+    serde_json::from_str(&env.ok(["inspect", pod])).unwrap()
+}
+
+/// One container's status (app or init) in `inspect`'s output.
+pub fn status_of<'a>(pod: &'a serde_json::Value, container: &str) -> &'a serde_json::Value {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(pod["status"]["initContainerStatuses"].as_array().unwrap())
+        .find(|c| c["name"] == container)
+        .unwrap_or_else(|| panic!("no status for {container}: {pod}"))
+}
