@@ -366,7 +366,7 @@ pub fn manifest_with(
                     at: None,
                     owner: &owner,
                 };
-                let (plan, mut errs) = pod_plan(&source, &pos);
+                let (plan, mut errs, _) = pod_plan(&source, &pos);
                 errors.append(&mut errs);
                 manifest.workloads.push(WorkloadPlan {
                     owner: owner.clone(),
@@ -647,7 +647,7 @@ fn workload_plan(
             at: Some(kind),
             owner: &owner,
         };
-        let (plan, errs) = pod_plan(&source, pos);
+        let (mut plan, errs, template_warned) = pod_plan(&source, pos);
         // Every replica is the same template: its errors (but those of its
         // own name) and warned fields are said once.
         for e in errs {
@@ -656,15 +656,11 @@ fn workload_plan(
             }
         }
         if i == 0 {
-            let json = serde_json::to_value(&source.pod).unwrap_or_default();
-            for w in support::check_fields(&json).warned {
-                warned.push(support::Warned {
-                    path: workload::in_template(kind, &w.path),
-                    why: w.why,
-                });
-            }
+            warned.extend(template_warned.into_iter().map(|w| support::Warned {
+                path: workload::in_template(kind, &w.path),
+                why: w.why,
+            }));
         }
-        let mut plan = plan;
         if let Some(limit) = expansion.backoff_limit {
             plan.job = Some(JobPlan {
                 backoff_limit: limit,
@@ -713,8 +709,14 @@ fn workload_plan(
 }
 
 /// Validates one Pod (bare, or from a template) into its plan; errors carry
-/// the document's paths and lines (`doc_pos`).
-fn pod_plan(source: &PodSource<'_>, doc_pos: &Positions) -> (PodPlan, Vec<SpecError>) {
+/// the document's paths and lines (`doc_pos`). Also returns the fields the
+/// support table warns of, at their paths in the Pod (a bare pod's warning
+/// is already in its plan). The Pod is serialized once, for the field check
+/// and the plan's manifest.
+fn pod_plan(
+    source: &PodSource<'_>,
+    doc_pos: &Positions,
+) -> (PodPlan, Vec<SpecError>, Vec<support::Warned>) {
     let mut ctx = validate::Ctx::new(&source.positions);
     let mut plan = validate::build_pod_plan(&source.pod, &mut ctx);
     let mut errors = std::mem::take(&mut ctx.errors);
@@ -748,8 +750,8 @@ fn pod_plan(source: &PodSource<'_>, doc_pos: &Positions) -> (PodPlan, Vec<SpecEr
         },
     ));
     plan.owner = source.owner.clone();
-    plan.manifest = serde_json::to_string(&source.pod).unwrap_or_default();
-    (plan, errors)
+    plan.manifest = json.to_string();
+    (plan, errors, verdict.warned)
 }
 
 /// The errors for fields the tables do not cover, each at `place(path)`
