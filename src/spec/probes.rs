@@ -136,8 +136,6 @@ fn probe_plan(
     })
 }
 
-/// The probe's one handler (`validateHandler`: exec, httpGet, tcpSocket,
-/// grpc in this order; each after the first is forbidden).
 /// Container `c`'s `lifecycle.postStart` and `lifecycle.preStop` (at
 /// `path`), with the API server's checks (`validateLifecycle`): one handler
 /// of exec, httpGet, tcpSocket and sleep each; not on init containers but
@@ -253,6 +251,8 @@ fn exec_handler(
     ProbeHandler::Exec { command }
 }
 
+/// The probe's one handler (`validateHandler`: exec, httpGet, tcpSocket,
+/// grpc in this order; each after the first is forbidden).
 fn handler(p: &Probe, ports: &[PortPlan], at: &str, ctx: &mut Ctx<'_>) -> Option<ProbeHandler> {
     let mut one = OneHandler { at, count: 0 };
     let mut chosen = None;
