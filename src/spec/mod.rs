@@ -593,10 +593,7 @@ fn workload_plan(
     };
 
     // The workload's own fields, then its template as a Pod.
-    let own = support::check_fields_in(
-        &workload::own_fields(kind, doc),
-        &[kind.fields(), support::SUPPORTED_FIELDS],
-    );
+    let own = workload::check_own_fields(kind, doc);
     errors.extend(refusals(&own.unsupported, pos, <[yaml::Seg]>::to_vec));
     let template_at = kind.template_path().trim_end_matches('.');
     let template = workload::at(doc, template_at).cloned().unwrap_or_default();

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::support::{FieldSupport, Support};
+use super::support::{FieldSupport, Support, Unsupported, Verdict, Warned, check_fields_in};
 use super::yaml::Seg;
 
 /// A kind minipod runs pods for.
@@ -313,34 +313,11 @@ const CRON_JOB_FIELDS: &[FieldSupport] = &[
     ),
     row("spec.jobTemplate.metadata.labels", Yes, "the Job's labels"),
     row("spec.jobTemplate.metadata.annotations", Yes, ""),
-    row("spec.jobTemplate.spec.backoffLimit", Yes, "as in a Job"),
     row(
-        "spec.jobTemplate.spec.activeDeadlineSeconds",
+        "spec.jobTemplate.spec",
         Yes,
-        "as in a Job",
+        "checked against the Job's table above",
     ),
-    row(
-        "spec.jobTemplate.spec.completions",
-        OnlyValue("1"),
-        "one pod per Job for now",
-    ),
-    row(
-        "spec.jobTemplate.spec.parallelism",
-        OnlyValue("1"),
-        "one pod per Job for now",
-    ),
-    row(
-        "spec.jobTemplate.spec.completionMode",
-        OnlyValue("\"NonIndexed\""),
-        "",
-    ),
-    row(
-        "spec.jobTemplate.spec.ttlSecondsAfterFinished",
-        Warned("a finished Job's pod stays until `minipod rm` or `down`"),
-        "",
-    ),
-    row("spec.jobTemplate.spec.selector", Yes, "as in a Job"),
-    row("spec.jobTemplate.spec.manualSelector", Yes, ""),
 ];
 
 /// Each kind's own fields as Markdown, for the README.
@@ -359,9 +336,50 @@ pub fn workload_fields_markdown() -> String {
     s
 }
 
+/// What the tables say of the document's own fields (its pod template is
+/// checked as a Pod): a CronJob's job template is judged by the Job's rows,
+/// at its own paths.
+pub fn check_own_fields(kind: WorkloadKind, doc: &Value) -> Verdict {
+    let tables = [kind.fields(), super::support::SUPPORTED_FIELDS];
+    let mut own = own_fields(kind, doc);
+    let job_spec = match kind {
+        CronJob => own
+            .pointer_mut("/spec/jobTemplate")
+            .and_then(Value::as_object_mut)
+            .and_then(|t| t.remove("spec")),
+        _ => None,
+    };
+    let mut verdict = check_fields_in(&own, &tables);
+    if let Some(spec) = job_spec {
+        let job = check_fields_in(&serde_json::json!({ "spec": spec }), &[JOB_FIELDS]);
+        // `spec.X` of the Job is `spec.jobTemplate.spec.X` here.
+        let place = |path: Vec<Seg>| {
+            let mut p: Vec<Seg> = ["spec", "jobTemplate"]
+                .iter()
+                .map(|k| Seg::Key(k.to_string()))
+                .collect();
+            p.extend(path);
+            p
+        };
+        for u in job.unsupported {
+            verdict.unsupported.push(Unsupported {
+                path: place(u.path),
+                ..u
+            });
+        }
+        for w in job.warned {
+            verdict.warned.push(Warned {
+                path: place(w.path),
+                ..w
+            });
+        }
+    }
+    verdict
+}
+
 /// The document's own fields, for the field check: everything but the pod
 /// template (checked as a Pod) and `status`.
-pub fn own_fields(kind: WorkloadKind, doc: &Value) -> Value {
+fn own_fields(kind: WorkloadKind, doc: &Value) -> Value {
     let mut doc = doc.clone();
     let template = kind.template_path().trim_end_matches('.');
     let (parent, last) = template.rsplit_once('.').expect("a dotted path");
@@ -984,6 +1002,23 @@ mod tests {
                 .contains("batch/v1")
         );
         assert!(Job.check_api_version("v1").unwrap().contains("batch/v1"));
+    }
+
+    #[test]
+    fn a_cron_jobs_job_template_is_judged_as_a_job() {
+        let cron = json!({"spec": {"schedule": "x", "jobTemplate": {"spec": {
+            "backoffLimit": 1, "suspend": false, "podFailurePolicy": {"rules": []},
+            "ttlSecondsAfterFinished": 5, "template": {}}}}});
+        let v = check_own_fields(CronJob, &cron);
+        let render = |p: &[Seg]| super::super::yaml::render(p);
+        let refused: Vec<String> = v.unsupported.iter().map(|u| render(&u.path)).collect();
+        assert_eq!(refused, ["spec.jobTemplate.spec.podFailurePolicy"]);
+        let warned: Vec<String> = v.warned.iter().map(|w| render(&w.path)).collect();
+        assert!(warned.contains(&"spec.schedule".to_string()), "{warned:?}");
+        assert!(
+            warned.contains(&"spec.jobTemplate.spec.ttlSecondsAfterFinished".to_string()),
+            "{warned:?}"
+        );
     }
 
     #[test]
