@@ -13,6 +13,7 @@
 mod annotations;
 pub mod expand;
 pub mod names;
+pub mod objects;
 pub mod plan;
 mod probes;
 pub mod process;
@@ -94,6 +95,8 @@ pub struct Manifest {
     pub warnings: Vec<String>,
     /// What `run` says besides: names made from `generateName`.
     pub notes: Vec<String>,
+    /// The ConfigMap and Secret documents, in file order.
+    pub objects: objects::ConfigObjects,
 }
 
 /// The pods one workload (or one bare Pod) runs.
@@ -174,6 +177,7 @@ impl Manifest {
         self.workloads.extend(other.workloads);
         self.warnings.extend(other.warnings);
         self.notes.extend(other.notes);
+        self.objects.extend(other.objects.iter().cloned());
         Ok(())
     }
 }
@@ -250,8 +254,6 @@ pub fn manifest_with(
     let mut typed_docs = serde_yaml_ng::Deserializer::from_str(text);
     let mut errors = Vec::new();
     let mut manifest = Manifest::default();
-    let mut config_maps = BTreeMap::new();
-    let mut secrets = BTreeMap::new();
     let mut not_acted_on: Vec<String> = Vec::new();
 
     for tree in &trees {
@@ -446,10 +448,16 @@ pub fn manifest_with(
                         }
                     }
                     keep_named(
-                        &cm.metadata.name,
-                        data,
-                        &mut config_maps,
-                        "ConfigMap",
+                        objects::ConfigObject {
+                            kind: objects::ObjectKind::ConfigMap,
+                            name: cm.metadata.name.clone().unwrap_or_default(),
+                            namespace: Some(doc_namespace(&cm.metadata)),
+                            data,
+                            secret_type: None,
+                            immutable: cm.immutable.unwrap_or(false),
+                            origin: format!("{source_name}:{}", tree.line),
+                        },
+                        &mut manifest.objects,
                         &pos,
                         &mut errors,
                     );
@@ -467,10 +475,16 @@ pub fn manifest_with(
                         data.insert(k, v.into_bytes());
                     }
                     keep_named(
-                        &s.metadata.name,
-                        data,
-                        &mut secrets,
-                        "Secret",
+                        objects::ConfigObject {
+                            kind: objects::ObjectKind::Secret,
+                            name: s.metadata.name.clone().unwrap_or_default(),
+                            namespace: Some(doc_namespace(&s.metadata)),
+                            data,
+                            secret_type: Some(s.type_.clone().unwrap_or_else(|| "Opaque".into())),
+                            immutable: s.immutable.unwrap_or(false),
+                            origin: format!("{source_name}:{}", tree.line),
+                        },
+                        &mut manifest.objects,
                         &pos,
                         &mut errors,
                     );
@@ -516,12 +530,6 @@ pub fn manifest_with(
             "{source_name}: not acted on (minipod runs Pods and their workloads): {}",
             not_acted_on.join(", ")
         ));
-    }
-    for w in &mut manifest.workloads {
-        for p in &mut w.pods {
-            p.config_maps = config_maps.clone();
-            p.secrets = secrets.clone();
-        }
     }
     Ok(manifest)
 }
@@ -798,10 +806,8 @@ fn warned_fields(what: &str, warned: &[support::Warned]) -> Option<String> {
 }
 
 fn keep_named(
-    name: &Option<String>,
-    data: BTreeMap<String, Vec<u8>>,
-    into: &mut BTreeMap<String, BTreeMap<String, Vec<u8>>>,
-    kind: &str,
+    object: objects::ConfigObject,
+    into: &mut objects::ConfigObjects,
     pos: &Positions,
     errors: &mut Vec<SpecError>,
 ) {
@@ -811,20 +817,29 @@ fn keep_named(
         path: "metadata.name".into(),
         message,
     };
-    let name = name.clone().unwrap_or_default();
+    let (kind, name) = (object.kind, &object.name);
     if name.is_empty() {
         errors.push(err(format!("Required value; give the {kind} a name")));
         return;
     }
-    if let Some(why) = names::dns1123_subdomain(&name) {
-        errors.push(err(names::invalid(&name, &why)));
+    if let Some(why) = names::dns1123_subdomain(name) {
+        errors.push(err(names::invalid(name, &why)));
         return;
     }
-    if into.insert(name.clone(), data).is_some() {
+    let namespace = object.namespace.as_deref().unwrap_or_default();
+    if let Some(first) = into.find(kind, namespace, name) {
         errors.push(err(format!(
-            "a second {kind} named \"{name}\"; names must be unique"
+            "a second {kind} named \"{name}\" (the first is at {}); names must be unique",
+            first.origin
         )));
+        return;
     }
+    into.add(object);
+}
+
+/// A document's namespace: `metadata.namespace`, else `default`.
+fn doc_namespace(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    meta.namespace.clone().unwrap_or_else(|| "default".into())
 }
 
 /// The Pods and workloads a YAML text names, read leniently (kind and

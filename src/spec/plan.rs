@@ -26,10 +26,6 @@ pub struct PodPlan {
     pub volumes: Vec<VolumePlan>,
     pub init_containers: Vec<ContainerPlan>,
     pub containers: Vec<ContainerPlan>,
-    /// ConfigMap documents of the input, by name (kept for later; nothing refers to them yet).
-    pub config_maps: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
-    /// Secret documents of the input, by name: `data` decoded, `stringData` merged over it.
-    pub secrets: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
     /// Things accepted but not fully honoured, for the runtime to print
     /// (e.g. resource limits that are not enforced).
     pub warnings: Vec<String>,

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::objects::ObjectKind;
 use super::*;
 
 const FULL: &str = include_str!("testdata/full.yaml");
@@ -156,9 +157,19 @@ fn full_example_plans_everything() {
     assert_eq!(sidecar.pull_policy, PullPolicy::Always);
     assert_eq!(sidecar.command, None);
 
-    assert_eq!(plan.config_maps["settings"]["greeting"], b"hello");
-    assert_eq!(plan.secrets["creds"]["password"], b"pass");
-    assert_eq!(plan.secrets["creds"]["user"], b"admin");
+    let objects = manifest_from_yaml(FULL, "full.yaml").unwrap().objects;
+    let settings = objects
+        .find(ObjectKind::ConfigMap, "default", "settings")
+        .unwrap();
+    assert_eq!(settings.data["greeting"], b"hello");
+    assert_eq!(settings.secret_type, None);
+    let creds = objects
+        .find(ObjectKind::Secret, "default", "creds")
+        .unwrap();
+    assert_eq!(creds.data["password"], b"pass");
+    assert_eq!(creds.data["user"], b"admin");
+    assert_eq!(creds.secret_type.as_deref(), Some("Opaque"));
+    assert!(creds.origin.starts_with("full.yaml:"), "{}", creds.origin);
     assert_eq!(plan.warnings.len(), 1);
     assert!(plan.warnings[0].contains("spec.containers[0].resources"));
 

@@ -1,7 +1,7 @@
 //! Semantic checks as the API server makes them, for every field minipod
 //! reads, and the translation of a valid Pod into a `PodPlan`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -376,8 +376,6 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
         volumes,
         init_containers,
         containers,
-        config_maps: BTreeMap::new(),
-        secrets: BTreeMap::new(),
         warnings: std::mem::take(&mut ctx.warnings),
         owner: Owner {
             kind: "Pod".into(),
