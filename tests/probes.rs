@@ -22,6 +22,37 @@ fn condition(pod: &serde_json::Value, kind: &str) -> String {
         .to_string()
 }
 
+/// An environment with `localhost/servers:1`: busybox and the
+/// probe-servers fixture (tests/fixtures/probe_servers.rs: tonic's gRPC
+/// health service, HTTP and HTTPS with rustls), a static example cargo
+/// builds beside this test.
+fn env_with_probe_servers() -> TestEnv {
+    let env = TestEnv::new();
+    let rootfs = common::oci::busybox_rootfs(&env.work().join("servers"));
+    // target/<triple>/debug/deps/probes-HASH → target/<triple>/debug/examples/.
+    let exe = std::env::current_exe().unwrap();
+    let fixture = exe
+        .parent()
+        .unwrap()
+        .with_file_name("examples")
+        .join("probe-servers");
+    assert!(
+        fixture.exists(),
+        "{} is missing: `cargo test` builds it; for one test file, run \
+         `cargo build --example probe-servers` first",
+        fixture.display()
+    );
+    std::fs::copy(&fixture, rootfs.join("bin/probe-servers")).unwrap();
+    env.give_to_user(&rootfs);
+    env.ok(["import", rootfs.to_str().unwrap(), "localhost/servers:1"]);
+    env
+}
+
+/// A container's events, as `logs --events` prints them.
+fn events(env: &TestEnv, pod: &str, c: &str) -> String {
+    env.ok(["logs", "--events", pod, c])
+}
+
 fn run_detached(env: &TestEnv, name: &str, yaml: &str) {
     let file = env.pod_file(name, yaml);
     let out = env.run([
@@ -494,4 +525,347 @@ spec:
         container(&inspect(&env, "poststart"), "broken")["state"]["terminated"].is_object()
     });
     env.ok(["rm", "-f", "poststart"]);
+}
+
+#[test]
+fn grpc_probes_ask_the_health_service_on_the_pods_ip() {
+    let env = env_with_probe_servers();
+    // One tonic health server (port 9000) asked about several services by
+    // several containers; a server that never answers (9001), one whose
+    // accept queue is full (9002), and a port nobody listens on.
+    run_detached(
+        &env,
+        "grpc",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: grpc}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: srv
+    image: localhost/servers:1
+    command: [probe-servers, grpc, "9000"]
+    readinessProbe: {grpc: {port: 9000}, periodSeconds: 1}
+  - name: named
+    image: localhost/servers:1
+    command: [sleep, "31420"]
+    readinessProbe: {grpc: {port: 9000, service: ready}, periodSeconds: 1}
+  - name: down
+    image: localhost/servers:1
+    command: [sleep, "31421"]
+    readinessProbe: {grpc: {port: 9000, service: down}, periodSeconds: 1}
+  - name: unknown
+    image: localhost/servers:1
+    command: [sleep, "31422"]
+    readinessProbe: {grpc: {port: 9000, service: nosuch}, periodSeconds: 1}
+  - name: silent
+    image: localhost/servers:1
+    command: [probe-servers, silent, "9001"]
+    readinessProbe: {grpc: {port: 9001}, periodSeconds: 1, timeoutSeconds: 1}
+  - name: full
+    image: localhost/servers:1
+    command: [probe-servers, full, "9002"]
+    readinessProbe: {grpc: {port: 9002}, periodSeconds: 1, timeoutSeconds: 1}
+  - name: closed
+    image: localhost/servers:1
+    command: [sleep, "31423"]
+    readinessProbe: {grpc: {port: 9009}, periodSeconds: 1}
+"#,
+    );
+    wait_until("SERVING makes ready", Duration::from_secs(20), || {
+        let pod = inspect(&env, "grpc");
+        container(&pod, "srv")["ready"] == true && container(&pod, "named")["ready"] == true
+    });
+    wait_until("every failure said", Duration::from_secs(20), || {
+        ["down", "unknown", "silent", "full", "closed"]
+            .iter()
+            .all(|c| events(&env, "grpc", c).contains("Readiness probe failed"))
+    });
+    let pod = inspect(&env, "grpc");
+    for c in ["down", "unknown", "silent", "full", "closed"] {
+        assert_eq!(container(&pod, c)["ready"], false, "{c}: {pod}");
+    }
+    assert_eq!(condition(&pod, "Ready"), "False");
+    // kubelet's words.
+    let said = |c: &str, what: &str| {
+        let e = events(&env, "grpc", c);
+        assert!(e.contains(what), "{c}: wanted {what:?} in {e}");
+    };
+    said("down", "service unhealthy (responded with \"NOT_SERVING\")");
+    said(
+        "unknown",
+        "error: health rpc probe failed: rpc error: code = NotFound desc = unknown service",
+    );
+    said("silent", "timeout: health rpc did not complete within 1s");
+    said("full", "timeout: failed to connect service");
+    said("full", "within 1s: context deadline exceeded");
+    said("closed", "error: failed to connect service at");
+    said("closed", "Connection refused");
+    env.ok(["rm", "-f", "grpc"]);
+}
+
+#[test]
+fn https_probes_do_not_check_the_certificate() {
+    let env = env_with_probe_servers();
+    run_detached(
+        &env,
+        "tls",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: tls}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: srv
+    image: localhost/servers:1
+    command: [probe-servers, https, "8443"]
+    ports: [{name: tls, containerPort: 8443}]
+    readinessProbe:
+      httpGet: {scheme: HTTPS, port: tls, path: /ok}
+      periodSeconds: 1
+  - name: plain
+    image: localhost/servers:1
+    command: [probe-servers, http, "8080"]
+    readinessProbe:
+      httpGet: {scheme: HTTP, port: 8080, path: /ok}
+      periodSeconds: 1
+  - name: fails
+    image: localhost/servers:1
+    command: [sleep, "31430"]
+    readinessProbe:
+      httpGet: {scheme: HTTPS, port: 8443, path: /fail}
+      periodSeconds: 1
+  - name: notls
+    image: localhost/servers:1
+    command: [sleep, "31431"]
+    readinessProbe:
+      httpGet: {scheme: HTTPS, port: 8080, path: /ok}
+      periodSeconds: 1
+  - name: silent
+    image: localhost/servers:1
+    command: [probe-servers, silent, "8081"]
+    readinessProbe:
+      httpGet: {scheme: HTTPS, port: 8081, path: /ok}
+      periodSeconds: 1
+      timeoutSeconds: 1
+"#,
+    );
+    env.ok(["wait", "--condition", "running", "tls"]);
+    wait_until("TLS makes ready", Duration::from_secs(20), || {
+        let pod = inspect(&env, "tls");
+        container(&pod, "srv")["ready"] == true && container(&pod, "plain")["ready"] == true
+    });
+    wait_until("every failure said", Duration::from_secs(20), || {
+        ["fails", "notls", "silent"]
+            .iter()
+            .all(|c| events(&env, "tls", c).contains("Readiness probe failed"))
+    });
+    let pod = inspect(&env, "tls");
+    for c in ["fails", "notls", "silent"] {
+        assert_eq!(container(&pod, c)["ready"], false, "{c}: {pod}");
+    }
+    let e = events(&env, "tls", "fails");
+    assert!(e.contains("HTTP probe failed with statuscode: 500"), "{e}");
+    // A TLS handshake with a server that speaks plain HTTP fails.
+    let e = events(&env, "tls", "notls");
+    assert!(e.contains("Get \"https://") && e.contains("tls"), "{e}");
+    let e = events(&env, "tls", "silent");
+    assert!(
+        e.contains("context deadline exceeded (Client.Timeout exceeded while awaiting headers)"),
+        "{e}"
+    );
+    env.ok(["rm", "-f", "tls"]);
+}
+
+#[test]
+fn redirects_are_followed_to_the_same_host_only() {
+    let env = env_with_probe_servers();
+    run_detached(
+        &env,
+        "redir",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: redir}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: srv
+    image: localhost/servers:1
+    command: [probe-servers, http, "8080"]
+    readinessProbe:
+      httpGet: {port: 8080, path: /ok}
+      periodSeconds: 1
+  - name: tofail
+    image: localhost/servers:1
+    command: [sleep, "31440"]
+    readinessProbe:
+      httpGet: {port: 8080, path: /to-fail}
+      periodSeconds: 1
+  - name: elsewhere
+    image: localhost/servers:1
+    command: [sleep, "31441"]
+    readinessProbe:
+      httpGet: {port: 8080, path: /elsewhere}
+      periodSeconds: 1
+  - name: loop
+    image: localhost/servers:1
+    command: [sleep, "31442"]
+    readinessProbe:
+      httpGet: {port: 8080, path: /loop}
+      periodSeconds: 1
+"#,
+    );
+    // A redirect to another host is not followed: success, with a warning.
+    wait_until(
+        "ready despite the redirect",
+        Duration::from_secs(20),
+        || container(&inspect(&env, "redir"), "elsewhere")["ready"] == true,
+    );
+    let e = events(&env, "redir", "elsewhere");
+    assert!(
+        e.contains("ProbeWarning: Readiness probe warning: Probe terminated redirects"),
+        "{e}"
+    );
+    assert!(!e.contains("Unhealthy"), "{e}");
+    wait_until("the failures said", Duration::from_secs(20), || {
+        ["tofail", "loop"]
+            .iter()
+            .all(|c| events(&env, "redir", c).contains("Readiness probe failed"))
+    });
+    let pod = inspect(&env, "redir");
+    assert_eq!(container(&pod, "tofail")["ready"], false, "{pod}");
+    assert_eq!(container(&pod, "loop")["ready"], false, "{pod}");
+    // Followed to /fail, whose 500 fails the probe.
+    let e = events(&env, "redir", "tofail");
+    assert!(e.contains("HTTP probe failed with statuscode: 500"), "{e}");
+    let e = events(&env, "redir", "loop");
+    assert!(e.contains("stopped after 10 redirects"), "{e}");
+    env.ok(["rm", "-f", "redir"]);
+}
+
+#[test]
+fn each_handler_times_out_at_timeout_seconds() {
+    let env = env_with_probe_servers();
+    // tcpSocket to a listener whose accept queue is full; httpGet to one
+    // that never answers (exec's timeout has its own test above, grpc's
+    // the grpc test).
+    run_detached(
+        &env,
+        "slow",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: slow}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: tcp
+    image: localhost/servers:1
+    command: [probe-servers, full, "7000"]
+    readinessProbe: {tcpSocket: {port: 7000}, periodSeconds: 1, timeoutSeconds: 2}
+  - name: http
+    image: localhost/servers:1
+    command: [probe-servers, silent, "7001"]
+    readinessProbe: {httpGet: {port: 7001}, periodSeconds: 1, timeoutSeconds: 2}
+"#,
+    );
+    wait_until("both time out", Duration::from_secs(20), || {
+        ["tcp", "http"]
+            .iter()
+            .all(|c| events(&env, "slow", c).contains("Readiness probe failed"))
+    });
+    let e = events(&env, "slow", "tcp");
+    assert!(e.contains("timed out after 2s"), "{e}");
+    let e = events(&env, "slow", "http");
+    assert!(
+        e.contains("Get \"http://") && e.contains("context deadline exceeded"),
+        "{e}"
+    );
+    let pod = inspect(&env, "slow");
+    assert_eq!(container(&pod, "tcp")["ready"], false, "{pod}");
+    assert_eq!(container(&pod, "http")["ready"], false, "{pod}");
+    env.ok(["rm", "-f", "slow"]);
+}
+
+#[test]
+fn thresholds_and_initial_delay_count_as_kubelet_counts_them() {
+    let env = env_with_busybox();
+    // `late` is ready after its initial delay, `thrice` after three
+    // successes in a row; `flaky` stays ready through two failures and
+    // not through three.
+    run_detached(
+        &env,
+        "counts",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: counts}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: late
+    image: localhost/busybox
+    command: [sleep, "31450"]
+    readinessProbe: {exec: {command: ["true"]}, initialDelaySeconds: 4, periodSeconds: 1}
+  - name: thrice
+    image: localhost/busybox
+    command: [sleep, "31451"]
+    readinessProbe: {exec: {command: ["true"]}, successThreshold: 3, periodSeconds: 1}
+  - name: flaky
+    image: localhost/busybox
+    command: [sh, -c, 'touch /tmp/ok; exec sleep 31452']
+    readinessProbe:
+      exec: {command: [test, -e, /tmp/ok]}
+      periodSeconds: 1
+      failureThreshold: 3
+"#,
+    );
+    let ready = |c: &str| container(&inspect(&env, "counts"), c)["ready"] == true;
+    // When each became ready: all three are probed from their start, at
+    // the same moments.
+    let t0 = Instant::now();
+    let mut at: [Option<Duration>; 3] = [None; 3];
+    while at.iter().any(Option::is_none) && t0.elapsed() < Duration::from_secs(20) {
+        let pod = inspect(&env, "counts");
+        for (i, c) in ["flaky", "thrice", "late"].iter().enumerate() {
+            if at[i].is_none() && container(&pod, c)["ready"] == true {
+                at[i] = Some(t0.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let [Some(first), Some(thrice), Some(late)] = at else {
+        panic!("not all ready: {at:?}");
+    };
+    assert!(
+        thrice >= first + Duration::from_millis(1500),
+        "three successes one second apart: first {first:?}, thrice {thrice:?}"
+    );
+    assert!(
+        late >= first + Duration::from_millis(3500),
+        "a delay of 4 s: first {first:?}, late {late:?}"
+    );
+
+    env.ok(["exec", "counts", "flaky", "--", "rm", "/tmp/ok"]);
+    let removed = Instant::now();
+    // Three failures take at least two periods.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(ready("flaky"), "not ready after {:?}", removed.elapsed());
+    wait_until("flaky is not ready", Duration::from_secs(10), || {
+        !ready("flaky")
+    });
+    assert!(
+        removed.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        removed.elapsed()
+    );
+    let e = events(&env, "counts", "flaky");
+    assert!(
+        e.contains("Readiness probe failed") && e.contains("(x"),
+        "{e}"
+    );
+    env.ok(["rm", "-f", "counts"]);
 }

@@ -71,7 +71,7 @@ pub const MAX_EVENTS: usize = 50;
 pub struct PodEvent {
     pub time: String,
     pub container: String,
-    /// `Unhealthy` (a failed probe), as kubelet says it.
+    /// `Unhealthy` (a failed probe), `ProbeWarning`, as kubelet says them.
     pub reason: String,
     pub message: String,
     /// How many times in a row it happened (`time` is the last).

@@ -231,9 +231,12 @@ pub enum ProbeHandler {
         host: Option<String>,
         port: ProbePort,
     },
-    /// `httpGet` (plain HTTP): a GET whose status is 2xx or 3xx.
+    /// `httpGet`: a GET whose status is 2xx or 3xx, redirects followed as
+    /// kubelet follows them.
     Http {
         host: Option<String>,
+        /// `scheme: HTTPS`: TLS, the certificate not checked (kubelet's).
+        https: bool,
         port: ProbePort,
         /// The path with its query, starting with `/`.
         path: String,
@@ -242,6 +245,9 @@ pub enum ProbeHandler {
     },
     /// `exec`: the command, in the container, exits 0.
     Exec { command: Vec<String> },
+    /// `grpc`: the gRPC health service (`grpc.health.v1.Health/Check`)
+    /// answers SERVING for `service` ("" for the server as a whole).
+    Grpc { port: u16, service: String },
 }
 
 /// A probe's port: a number, or a name of the container's ports that no

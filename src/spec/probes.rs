@@ -74,8 +74,7 @@ pub fn probes_plan(
     probes
 }
 
-/// One probe at `at`: `None` when it has no handler minipod runs (errors,
-/// or a `grpc` probe, which the support table refuses).
+/// One probe at `at`: `None` when it has no handler (an error).
 fn probe_plan(
     p: &Probe,
     kind: Kind,
@@ -276,11 +275,15 @@ fn handler(p: &Probe, ports: &[PortPlan], at: &str, ctx: &mut Ctx<'_>) -> Option
     }
     if let Some(grpc) = &p.grpc
         && one.take("grpc", ctx)
-        && !(1..=65535).contains(&grpc.port)
     {
-        // Refused by the support table; its port is still checked as the
-        // API server checks it.
-        ctx.invalid_number(format!("{at}.grpc.port"), grpc.port, PORT_RANGE);
+        // A number only (the API's type): no named port.
+        if !(1..=65535).contains(&grpc.port) {
+            ctx.invalid_number(format!("{at}.grpc.port"), grpc.port, PORT_RANGE);
+        }
+        chosen = Some(ProbeHandler::Grpc {
+            port: grpc.port.clamp(0, 65535) as u16,
+            service: grpc.service.clone().unwrap_or_default(),
+        });
     }
     one.finish(ctx);
     chosen
@@ -295,9 +298,9 @@ fn http_get(http: &HTTPGetAction, ports: &[PortPlan], at: &str, ctx: &mut Ctx<'_
         p => format!("/{p}"),
     };
     let port = probe_port(&http.port, format!("{at}.port"), ports, ctx);
-    // Defaulted to HTTP; HTTPS passes here and is refused (not supported
-    // yet) by the support table.
-    if let Some(scheme) = http.scheme.as_deref().filter(|s| !s.is_empty()) {
+    // Defaulted to HTTP.
+    let scheme = http.scheme.as_deref().filter(|s| !s.is_empty());
+    if let Some(scheme) = scheme {
         ctx.one_of(format!("{at}.scheme"), scheme, &["HTTP", "HTTPS"]);
     }
     let mut headers = Vec::new();
@@ -311,6 +314,7 @@ fn http_get(http: &HTTPGetAction, ports: &[PortPlan], at: &str, ctx: &mut Ctx<'_
     }
     ProbeHandler::Http {
         host: http.host.clone().filter(|h| !h.is_empty()),
+        https: scheme == Some("HTTPS"),
         port,
         path,
         headers,

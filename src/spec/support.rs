@@ -361,8 +361,18 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     ),
     row(
         "spec.containers[].livenessProbe.httpGet.scheme",
-        OnlyValue("\"HTTP\""),
-        "HTTPS probes are not supported yet",
+        Yes,
+        "default `HTTP`; `HTTPS` without checking the certificate, as kubelet does",
+    ),
+    row(
+        "spec.containers[].livenessProbe.grpc.port",
+        Yes,
+        "gRPC's health service (`grpc.health.v1.Health/Check`) over HTTP/2 without TLS, on the pod's IP; SERVING is success",
+    ),
+    row(
+        "spec.containers[].livenessProbe.grpc.service",
+        Yes,
+        "the service to ask about; default \"\", the server as a whole",
     ),
     row(
         "spec.containers[].readinessProbe.initialDelaySeconds",
@@ -431,8 +441,18 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     ),
     row(
         "spec.containers[].readinessProbe.httpGet.scheme",
-        OnlyValue("\"HTTP\""),
-        "HTTPS probes are not supported yet",
+        Yes,
+        "default `HTTP`; `HTTPS` without checking the certificate, as kubelet does",
+    ),
+    row(
+        "spec.containers[].readinessProbe.grpc.port",
+        Yes,
+        "gRPC's health service (`grpc.health.v1.Health/Check`) over HTTP/2 without TLS, on the pod's IP; SERVING is success",
+    ),
+    row(
+        "spec.containers[].readinessProbe.grpc.service",
+        Yes,
+        "the service to ask about; default \"\", the server as a whole",
     ),
     row(
         "spec.containers[].startupProbe.initialDelaySeconds",
@@ -501,8 +521,18 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     ),
     row(
         "spec.containers[].startupProbe.httpGet.scheme",
-        OnlyValue("\"HTTP\""),
-        "HTTPS probes are not supported yet",
+        Yes,
+        "default `HTTP`; `HTTPS` without checking the certificate, as kubelet does",
+    ),
+    row(
+        "spec.containers[].startupProbe.grpc.port",
+        Yes,
+        "gRPC's health service (`grpc.health.v1.Health/Check`) over HTTP/2 without TLS, on the pod's IP; SERVING is success",
+    ),
+    row(
+        "spec.containers[].startupProbe.grpc.service",
+        Yes,
+        "the service to ask about; default \"\", the server as a whole",
     ),
     row(
         "spec.initContainers[].restartPolicy",
@@ -588,12 +618,6 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
 /// `spec.initContainers[]` too), the first that matches. A field under none
 /// gets [`REMOVE_IT`].
 pub const REFUSAL_ADVICE: &[(&str, &str)] = &[
-    ("spec.containers[].livenessProbe.grpc", GRPC_PROBES),
-    ("spec.containers[].readinessProbe.grpc", GRPC_PROBES),
-    ("spec.containers[].startupProbe.grpc", GRPC_PROBES),
-    ("spec.containers[].livenessProbe", PROBES),
-    ("spec.containers[].readinessProbe", PROBES),
-    ("spec.containers[].startupProbe", PROBES),
     (
         "spec.containers[].env[].valueFrom",
         "set the value with env[].value for now",
@@ -620,9 +644,6 @@ pub const REFUSAL_ADVICE: &[(&str, &str)] = &[
 
 /// The advice for a refused field that has no better one.
 pub const REMOVE_IT: &str = "remove the field to run this pod";
-const PROBES: &str = "remove it to run the pod; exec, tcpSocket and httpGet (HTTP) probes are \
-                      supported, grpc probes and HTTPS are not yet";
-const GRPC_PROBES: &str = "use a tcpSocket probe on the same port for now";
 const OTHER_VOLUMES: &str = "use an emptyDir or hostPath volume for now";
 const SECURITY: &str =
     "remove it; minipod's containers run in a user namespace without the host's privileges";
@@ -861,8 +882,6 @@ mod tests {
         });
         let mut want = vec![
             "metadata.selfLink",
-            "spec.containers[0].readinessProbe.grpc",
-            "spec.containers[0].startupProbe.httpGet.scheme",
             "spec.containers[0].env[1].valueFrom",
             "spec.containers[0].securityContext.privileged",
             "spec.containers[0].tty",
@@ -907,17 +926,16 @@ mod tests {
     #[test]
     fn advice_matches_whole_path_segments() {
         assert_eq!(
-            refusal_advice("spec.containers[].livenessProbe.exec"),
-            PROBES
-        );
-        assert_eq!(refusal_advice("spec.initContainers[].startupProbe"), PROBES);
-        assert_eq!(
-            refusal_advice("spec.containers[].readinessProbe.grpc.port"),
-            GRPC_PROBES
+            refusal_advice("spec.containers[].securityContext.privileged"),
+            SECURITY
         );
         assert_eq!(
-            refusal_advice("spec.initContainers[].livenessProbe.grpc"),
-            GRPC_PROBES
+            refusal_advice("spec.initContainers[].securityContext"),
+            SECURITY
+        );
+        assert_eq!(
+            refusal_advice("spec.containers[].securityContextual"),
+            REMOVE_IT
         );
         assert_eq!(refusal_advice("spec.volumes[].secret"), OTHER_VOLUMES);
         assert_eq!(refusal_advice("spec.volumes[].secretive"), REMOVE_IT);

@@ -430,7 +430,7 @@ fn duplicate_keys_are_refused() {
 
 #[test]
 fn all_errors_are_collected_in_file_order() {
-    let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: Bad_Name\nspec:\n  restartPolicy: Sometimes\n  containers:\n  - name: c\n    image: ''\n    livenessProbe: {grpc: {port: 9000}}\n";
+    let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: Bad_Name\nspec:\n  restartPolicy: Sometimes\n  containers:\n  - name: c\n    image: ''\n    lifecycle: {stopSignal: SIGUSR1}\n";
     let err = plan_from_yaml(text, "p.yaml").unwrap_err();
     let lines: Vec<_> = err
         .errors
@@ -443,15 +443,15 @@ fn all_errors_are_collected_in_file_order() {
             (Some(4), "metadata.name"),
             (Some(6), "spec.restartPolicy"),
             (Some(9), "spec.containers[0].image"),
-            (Some(10), "spec.containers[0].livenessProbe.grpc"),
+            (Some(10), "spec.containers[0].lifecycle.stopSignal"),
         ]
     );
     let shown = err.to_string();
     assert_eq!(shown.lines().count(), 4);
     assert!(shown.lines().all(|l| l.starts_with("p.yaml:")));
     assert!(shown.contains(
-        "p.yaml:10: spec.containers[0].livenessProbe.grpc: not supported yet by minipod; use a \
-         tcpSocket probe on the same port for now"
+        "p.yaml:10: spec.containers[0].lifecycle.stopSignal: not supported yet by minipod; \
+         remove it; the image's STOPSIGNAL (else SIGTERM) stops the container"
     ));
 }
 
@@ -596,8 +596,6 @@ fn not_supported_yet_fields() {
     let c = |extra: &str| pod(extra, "");
     let s = |extra: &str| pod("", extra);
     let cases: Vec<(String, &str)> = vec![
-        (c("    livenessProbe: {grpc: {port: 9000}}\n"), "spec.containers[0].livenessProbe.grpc"),
-        (c("    readinessProbe: {httpGet: {port: 80, scheme: HTTPS}}\n"), "spec.containers[0].readinessProbe.httpGet.scheme"),
         (c("    env: [{name: A, valueFrom: {configMapKeyRef: {name: m, key: k}}}]\n"), "spec.containers[0].env[0].valueFrom"),
         (c("    envFrom: [{configMapRef: {name: m}}]\n"), "spec.containers[0].envFrom"),
         (c("    securityContext: {privileged: true}\n"), "spec.containers[0].securityContext.privileged"),
@@ -615,8 +613,8 @@ fn not_supported_yet_fields() {
         (s("  ephemeralContainers: [{name: e, image: i}]\n"), "spec.ephemeralContainers"),
         (s("  dnsConfig: {nameservers: [1.1.1.1]}\n  hostPID: true\n"), "spec.hostPID"),
         (
-            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, restartPolicy: Always, startupProbe: {grpc: {port: 80}}}]\n  containers: [{name: c, image: i}]\n".into(),
-            "spec.initContainers[0].startupProbe.grpc",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, restartPolicy: Always, lifecycle: {stopSignal: SIGUSR1}}]\n  containers: [{name: c, image: i}]\n".into(),
+            "spec.initContainers[0].lifecycle.stopSignal",
         ),
     ];
     for (text, path) in &cases {
@@ -1223,11 +1221,6 @@ fn a_refusal_says_what_to_do_now() {
     let s = |extra: &str| pod("", extra);
     let cases: Vec<(String, &str, &str)> = vec![
         (
-            c("    readinessProbe: {grpc: {port: 9000}}\n"),
-            "spec.containers[0].readinessProbe.grpc",
-            "not supported yet by minipod; use a tcpSocket probe on the same port for now",
-        ),
-        (
             c("    env: [{name: A, valueFrom: {secretKeyRef: {name: s, key: k}}}]\n"),
             "spec.containers[0].env[0].valueFrom",
             "not supported yet by minipod; set the value with env[].value for now",
@@ -1428,6 +1421,7 @@ mod probes_spec {
             Some(ProbePlan {
                 handler: ProbeHandler::Http {
                     host: Some("127.0.0.1".into()),
+                    https: false,
                     port: ProbePort::Number(8080),
                     path: "/healthz?full=1".into(),
                     headers: vec![
@@ -1776,40 +1770,50 @@ mod probes_spec {
     }
 
     #[test]
-    fn https_and_grpc_are_not_supported_yet() {
+    fn https_and_grpc_probes_are_read() {
         let c = |extra: &str| pod(extra, "");
-        let e = assert_error(
-            &c("    readinessProbe: {httpGet: {port: 443, scheme: HTTPS}}\n"),
-            "spec.containers[0].readinessProbe.httpGet.scheme",
-            "not supported yet by minipod with this value; only \"HTTP\" is accepted",
-        );
-        assert_eq!(
-            errors(&c(
-                "    readinessProbe: {httpGet: {port: 443, scheme: HTTPS}}\n"
-            ))
-            .len(),
-            1
-        );
-        assert!(e.line.is_some());
-        // Written out, the default is accepted.
+        let p = probes("    readinessProbe: {httpGet: {port: 443, scheme: HTTPS}}\n");
+        assert!(matches!(
+            p.readiness.unwrap().handler,
+            ProbeHandler::Http { https: true, .. }
+        ));
         let p = probes("    readinessProbe: {httpGet: {port: 80, scheme: HTTP}}\n");
-        assert!(p.readiness.is_some());
-        // A scheme Kubernetes does not know is its error, and minipod's.
+        assert!(matches!(
+            p.readiness.unwrap().handler,
+            ProbeHandler::Http { https: false, .. }
+        ));
+        // A scheme Kubernetes does not know is refused as it refuses it.
         let errs = errors(&c(
             "    livenessProbe: {httpGet: {port: 80, scheme: ftp}}\n",
         ));
-        assert_eq!(errs.len(), 2, "{errs:#?}");
+        assert_eq!(errs.len(), 1, "{errs:#?}");
 
         for field in ["livenessProbe", "readinessProbe", "startupProbe"] {
-            let text = c(&format!("    {field}: {{grpc: {{port: 9000}}}}\n"));
-            let e = assert_error(
-                &text,
-                &format!("spec.containers[0].{field}.grpc"),
-                "not supported yet by minipod; use a tcpSocket probe on the same port for now",
+            let p = probes(&format!(
+                "    {field}: {{grpc: {{port: 9000, service: ready}}}}\n"
+            ));
+            let plan = [p.liveness, p.readiness, p.startup]
+                .into_iter()
+                .flatten()
+                .next()
+                .unwrap();
+            assert_eq!(
+                plan.handler,
+                ProbeHandler::Grpc {
+                    port: 9000,
+                    service: "ready".into()
+                }
             );
-            assert!(e.line.is_some());
-            assert_eq!(errors(&text).len(), 1, "a grpc probe has a handler");
         }
+        let p = probes("    livenessProbe: {grpc: {port: 9000}}\n");
+        assert_eq!(
+            p.liveness.unwrap().handler,
+            ProbeHandler::Grpc {
+                port: 9000,
+                service: String::new()
+            },
+            "no service: the server as a whole"
+        );
         // A grpc handler counts as one: a second handler is forbidden.
         let errs = errors(&c(
             "    livenessProbe: {exec: {command: [x]}, grpc: {port: 9000}}\n",
@@ -1818,11 +1822,6 @@ mod probes_spec {
         assert!(
             errs.iter().any(|e| e.path == at
                 && e.message == "Forbidden: may not specify more than 1 handler type"),
-            "{errs:#?}"
-        );
-        assert!(
-            errs.iter()
-                .any(|e| e.path == at && e.message.starts_with("not supported yet")),
             "{errs:#?}"
         );
         // Its port is checked as the API server checks it.

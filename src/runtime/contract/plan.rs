@@ -16,7 +16,7 @@ use crate::spec::RestartPolicy;
 
 /// Changes whenever `SupervisorPlan` does: `minipod` and
 /// `minipod-supervisor` must come from the same build.
-pub const PLAN_VERSION: u32 = 5;
+pub const PLAN_VERSION: u32 = 6;
 
 #[derive(Serialize, Deserialize)]
 pub struct SupervisorPlan {

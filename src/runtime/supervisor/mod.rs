@@ -19,6 +19,8 @@ mod log;
 pub mod machine;
 mod output;
 mod pod;
+mod probe_net;
+mod probe_wire;
 mod prober;
 
 use std::path::PathBuf;

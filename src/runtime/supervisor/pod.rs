@@ -469,13 +469,17 @@ impl Pod {
         Ok(())
     }
 
-    /// Each failed probe attempt is an `Unhealthy` event, as kubelet's.
+    /// Each failed probe attempt is an `Unhealthy` event, and one that
+    /// succeeded with a warning a `ProbeWarning`, as kubelet's.
     fn record_probe_failures(&mut self) {
         let failures = self.prober.take_failures();
-        if failures.is_empty() {
+        let warnings = self.prober.take_warnings();
+        if failures.is_empty() && warnings.is_empty() {
             return;
         }
-        for (slot, kind, why) in failures {
+        let failures = failures.into_iter().map(|f| (f, "Unhealthy", "failed"));
+        let warnings = warnings.into_iter().map(|w| (w, "ProbeWarning", "warning"));
+        for ((slot, kind, why), reason, what) in failures.chain(warnings) {
             let kind = match kind {
                 ProbeKind::Startup => "Startup",
                 ProbeKind::Liveness => "Liveness",
@@ -484,8 +488,8 @@ impl Pod {
             self.state.record(PodEvent {
                 time: now_rfc3339(),
                 container: self.slots[slot].status.name.clone(),
-                reason: "Unhealthy".into(),
-                message: format!("{kind} probe failed: {why}"),
+                reason: reason.into(),
+                message: format!("{kind} probe {what}: {why}"),
                 count: 1,
             });
         }

@@ -1,31 +1,28 @@
 //! Probes, run by the supervisor in its own loop: no thread per probe, and
-//! no process per tcpSocket or httpGet probe. Each probe is scheduled every
-//! `periodSeconds` from its container's start plus `initialDelaySeconds`;
-//! an attempt is a non-blocking connection (and, for httpGet, a request
-//! and the response's status line) polled with the supervisor's other
-//! descriptors, or (exec) a `minipod __probe-exec` process in the
-//! container, killed at `timeoutSeconds`. Results are counted against the
+//! no process per tcpSocket, httpGet or grpc probe. Each probe is scheduled
+//! every `periodSeconds` from its container's start plus
+//! `initialDelaySeconds`; an attempt is a non-blocking connection (and, for
+//! httpGet and grpc, a conversation on it: `probe_net`) polled with the
+//! supervisor's other descriptors, or (exec) a `minipod __probe-exec`
+//! process in the container, killed at `timeoutSeconds`. Results are counted against the
 //! thresholds as kubelet counts them, and crossing one is a `Verdict` for
 //! the machine.
 //!
-//! Like kubelet, which probes from the node, tcpSocket and httpGet connect
+//! Like kubelet, which probes from the node, tcpSocket, httpGet and grpc connect
 //! to the pod's IP from outside the pod's loopback: with a socket the pause
 //! opens in the pod's netns (the supervisor cannot join it), connected to
 //! the pod's address, so a server bound only to 127.0.0.1 fails its probe
 //! as on a cluster. A probe's `host` is connected to from the supervisor's
 //! own netns, as kubelet connects from the node's.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{
-    AddressFamily, SockFlag, SockType, SockaddrIn, connect, getsockopt, socket, sockopt,
-};
-
 use super::machine::ProbeKind;
+use super::probe_net::{self, Net, Route, Step};
+use super::probe_wire::Url;
 use crate::net::portfwd::PodSockets;
 use crate::spec::{Hook, ProbeHandler, ProbePlan, ProbePort, Probes};
 
@@ -41,7 +38,7 @@ pub struct Verdict {
     pub message: Option<String>,
 }
 
-/// Where tcpSocket and httpGet probes connect without a `host`.
+/// Where tcpSocket, httpGet and grpc probes connect without a `host`.
 pub enum Target {
     /// The pod's address, through sockets of the pod's netns.
     Pod {
@@ -67,6 +64,9 @@ pub struct Prober {
     /// Every failed attempt since the last `take_failures`: (slot, kind,
     /// why), for the pod's events.
     failures: Vec<(usize, ProbeKind, String)>,
+    /// Attempts that succeeded with a warning (a redirect not followed),
+    /// likewise.
+    warnings: Vec<(usize, ProbeKind, String)>,
     /// preStop hooks under way, run with the probes' means.
     hooks: Vec<HookRun>,
     /// Hooks that ended since the last `take_hooks_done`.
@@ -106,7 +106,7 @@ struct Probe {
     container_start: Option<Instant>,
     /// A `host` resolved once (a name resolves in the loop, blocking it:
     /// once is the cost).
-    resolved: Option<SocketAddrV4>,
+    resolved: Option<Ipv4Addr>,
 }
 
 struct Attempt {
@@ -115,26 +115,13 @@ struct Attempt {
 }
 
 enum Io {
-    /// A connection under way; then the request to send, if any.
-    Connecting {
-        sock: TcpStream,
-        request: Option<Vec<u8>>,
-    },
-    /// The request sent: reading the status line.
-    Reading { sock: TcpStream, buf: Vec<u8> },
+    /// tcpSocket, httpGet, grpc.
+    Net(Net),
     /// `minipod __probe-exec`, in its own process group; its output file.
     Exec {
         pid: i32,
         output: std::path::PathBuf,
     },
-    /// Between two states (never polled, never kept).
-    Moved,
-}
-
-/// What an attempt came to.
-enum Outcome {
-    Pending,
-    Done(Result<(), String>),
 }
 
 impl Prober {
@@ -168,6 +155,7 @@ impl Prober {
             probes,
             target,
             failures: Vec::new(),
+            warnings: Vec::new(),
             hooks: Vec::new(),
             hooks_done: Vec::new(),
         }
@@ -222,6 +210,12 @@ impl Prober {
         std::mem::take(&mut self.failures)
     }
 
+    /// The attempts that succeeded with a warning since the last call, as
+    /// kubelet's `ProbeWarning` events: (slot, kind, what).
+    pub fn take_warnings(&mut self) -> Vec<(usize, ProbeKind, String)> {
+        std::mem::take(&mut self.warnings)
+    }
+
     /// Whether any probe connects to the pod over the network (the pause
     /// must then hand out sockets of the pod's netns).
     pub fn needs_network(&self) -> bool {
@@ -230,7 +224,7 @@ impl Prober {
             .any(|p| !matches!(p.plan.handler, ProbeHandler::Exec { .. }))
     }
 
-    /// Where tcpSocket and httpGet probes connect, once the pod's network
+    /// Where tcpSocket, httpGet and grpc probes connect, once the pod's network
     /// is up.
     pub fn set_target(&mut self, target: Target) {
         self.target = Some(target);
@@ -295,15 +289,13 @@ impl Prober {
 
     /// The descriptors of attempts under way, with what they wait for.
     pub fn poll_fds(&self) -> Vec<(BorrowedFd<'_>, nix::poll::PollFlags)> {
-        use nix::poll::PollFlags;
         self.probes
             .iter()
             .filter_map(|p| Some(&p.attempt.as_ref()?.io))
             .chain(self.hooks.iter().filter_map(|h| h.io.as_ref()))
             .filter_map(|io| match io {
-                Io::Connecting { sock, .. } => Some((sock.as_fd(), PollFlags::POLLOUT)),
-                Io::Reading { sock, .. } => Some((sock.as_fd(), PollFlags::POLLIN)),
-                Io::Exec { .. } | Io::Moved => None,
+                Io::Net(net) => net.poll(),
+                Io::Exec { .. } => None,
             })
             .collect()
     }
@@ -343,24 +335,34 @@ impl Prober {
     ) {
         self.work_hooks(now);
         for i in 0..self.probes.len() {
+            let secs = self.probes[i].plan.timeout.as_secs();
             if let Some(attempt) = &mut self.probes[i].attempt {
-                let outcome = match progress(&mut attempt.io) {
-                    Outcome::Pending if now >= attempt.deadline => {
-                        if let Io::Exec { pid, .. } = attempt.io {
-                            // The probe's process and what it started.
-                            let _ = nix::sys::signal::killpg(
-                                nix::unistd::Pid::from_raw(pid),
-                                nix::sys::signal::Signal::SIGKILL,
-                            );
-                        }
-                        Outcome::Done(Err(format!(
-                            "timed out after {}s",
-                            self.probes[i].plan.timeout.as_secs()
-                        )))
+                let step = match progress(&mut attempt.io) {
+                    Step::Pending if now >= attempt.deadline => {
+                        Step::Done(Err(match &attempt.io {
+                            Io::Exec { pid, .. } => {
+                                // The probe's process and what it started.
+                                let _ = nix::sys::signal::killpg(
+                                    nix::unistd::Pid::from_raw(*pid),
+                                    nix::sys::signal::Signal::SIGKILL,
+                                );
+                                format!("timed out after {secs}s")
+                            }
+                            Io::Net(net) => net.timeout_message(secs),
+                        }))
                     }
                     other => other,
                 };
-                if let Outcome::Done(result) = outcome {
+                let result = match step {
+                    Step::Pending => None,
+                    Step::Done(result) => Some(result),
+                    Step::Warned(why) => {
+                        let p = &self.probes[i];
+                        self.warnings.push((p.slot, p.kind, why));
+                        Some(Ok(()))
+                    }
+                };
+                if let Some(result) = result {
                     self.probes[i].attempt = None;
                     self.finish(i, result, now, out);
                 }
@@ -388,18 +390,21 @@ impl Prober {
         let mut i = 0;
         while i < self.hooks.len() {
             let h = &mut self.hooks[i];
-            let outcome = match (&mut h.io, h.sleep_until) {
-                (_, Some(until)) if now >= until => Outcome::Done(Ok(())),
+            let step = match (&mut h.io, h.sleep_until) {
+                (_, Some(until)) if now >= until => Step::Done(Ok(())),
                 (Some(io), _) => progress(io),
-                (None, _) => Outcome::Pending,
+                (None, _) => Step::Pending,
             };
-            let outcome = match outcome {
-                Outcome::Pending if now >= h.deadline => Outcome::Done(Err("timed out".into())),
-                other => other,
+            let result = match step {
+                Step::Pending if now >= h.deadline => Some(Err("timed out".into())),
+                Step::Pending => None,
+                Step::Done(result) => Some(result),
+                // A hook's redirect elsewhere is no failure.
+                Step::Warned(_) => Some(Ok(())),
             };
-            match outcome {
-                Outcome::Pending => i += 1,
-                Outcome::Done(result) => {
+            match result {
+                None => i += 1,
+                Some(result) => {
                     let hook = self.hooks.remove(i);
                     let (slot, kind) = (hook.slot, hook.kind);
                     hook.cancel();
@@ -521,28 +526,32 @@ fn begin(
     handler: &ProbeHandler,
     target: Option<&Target>,
     exec: Option<ExecTarget>,
-    resolved: &mut Option<SocketAddrV4>,
+    resolved: &mut Option<Ipv4Addr>,
 ) -> Result<Io, String> {
     match handler {
         ProbeHandler::Tcp { host, port } => {
-            let sock = connect_to(host.as_deref(), port, target, resolved)?;
-            Ok(Io::Connecting {
-                sock,
-                request: None,
-            })
+            let route = route_to(host.as_deref(), target, resolved)?;
+            Ok(Io::Net(probe_net::tcp(&route, port_number(port)?)?))
         }
         ProbeHandler::Http {
             host,
+            https,
             port,
             path,
             headers,
         } => {
-            let sock = connect_to(host.as_deref(), port, target, resolved)?;
-            let request = http_request(host.as_deref(), port, path, headers, target);
-            Ok(Io::Connecting {
-                sock,
-                request: Some(request),
-            })
+            let route = route_to(host.as_deref(), target, resolved)?;
+            let url = Url {
+                https: *https,
+                host: host.clone().unwrap_or_else(|| route.ip().to_string()),
+                port: port_number(port)?,
+                path: path.clone(),
+            };
+            Ok(Io::Net(probe_net::http(&route, url, headers)?))
+        }
+        ProbeHandler::Grpc { port, service } => {
+            let route = route_to(None, target, resolved)?;
+            Ok(Io::Net(probe_net::grpc(&route, *port, service)?))
         }
         ProbeHandler::Exec { command } => {
             let exec = exec.ok_or("the container is not running")?;
@@ -605,217 +614,48 @@ fn port_number(port: &ProbePort) -> Result<u16, String> {
     }
 }
 
-/// A non-blocking TCP connection under way to the probe's address.
-fn connect_to(
+/// How to reach a probe's `host` (resolved once: a name resolves in the
+/// loop, blocking it, so once is the cost), or without one the pod.
+fn route_to(
     host: Option<&str>,
-    port: &ProbePort,
     target: Option<&Target>,
-    resolved: &mut Option<SocketAddrV4>,
-) -> Result<TcpStream, String> {
-    let port = port_number(port)?;
-    let fresh = || {
-        socket(
-            AddressFamily::Inet,
-            SockType::Stream,
-            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .map_err(|e| format!("socket: {e}"))
-    };
-    let (sock, to) = match (host, target) {
+    resolved: &mut Option<Ipv4Addr>,
+) -> Result<Route, String> {
+    match (host, target) {
         (Some(host), _) => {
-            let to = match *resolved {
-                Some(to) => to,
-                None => {
-                    let to = (host, port)
-                        .to_socket_addrs()
-                        .map_err(|e| format!("resolving {host}: {e}"))?
-                        .find_map(|a| match a {
-                            SocketAddr::V4(v4) => Some(v4),
-                            SocketAddr::V6(_) => None,
-                        })
-                        .ok_or_else(|| format!("{host} has no IPv4 address"))?;
-                    *resolved = Some(to);
-                    to
-                }
-            };
-            (fresh()?, to)
+            if let Some(ip) = *resolved {
+                return Ok(Route::Direct(ip));
+            }
+            let ip = (host, 0)
+                .to_socket_addrs()
+                .map_err(|e| format!("resolving {host}: {e}"))?
+                .find_map(|a| match a {
+                    SocketAddr::V4(v4) => Some(*v4.ip()),
+                    SocketAddr::V6(_) => None,
+                })
+                .ok_or_else(|| format!("{host} has no IPv4 address"))?;
+            *resolved = Some(ip);
+            Ok(Route::Direct(ip))
         }
-        (None, Some(Target::Pod { ip, sockets })) => {
-            let sock = sockets
-                .open_tcp()
-                .map_err(|e| format!("a socket in the pod: {e}"))?;
-            nix::fcntl::fcntl(
-                &sock,
-                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-            )
-            .map_err(|e| format!("fcntl: {e}"))?;
-            (sock, SocketAddrV4::new(*ip, port))
-        }
-        (None, _) => (fresh()?, SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
-    };
-    match connect(sock.as_raw_fd(), &SockaddrIn::from(to)) {
-        Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => Ok(TcpStream::from(sock)),
-        Err(e) => Err(format!("dial tcp {to}: {e}")),
+        (None, Some(Target::Pod { ip, sockets })) => Ok(Route::Pod {
+            ip: *ip,
+            sockets: sockets.clone(),
+        }),
+        (None, _) => Ok(Route::Direct(Ipv4Addr::LOCALHOST)),
     }
-}
-
-/// The GET request kubelet sends.
-fn http_request(
-    host: Option<&str>,
-    port: &ProbePort,
-    path: &str,
-    headers: &[(String, String)],
-    target: Option<&Target>,
-) -> Vec<u8> {
-    let port = port_number(port).unwrap_or(0);
-    let host = match (host, target) {
-        (Some(h), _) => h.to_string(),
-        (None, Some(Target::Pod { ip, .. })) => ip.to_string(),
-        (None, _) => Ipv4Addr::LOCALHOST.to_string(),
-    };
-    let mut req = format!("GET {path} HTTP/1.1\r\n");
-    let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
-    if !has("Host") {
-        req.push_str(&format!("Host: {host}:{port}\r\n"));
-    }
-    if !has("User-Agent") {
-        req.push_str("User-Agent: kube-probe/1.34\r\n");
-    }
-    if !has("Accept") {
-        req.push_str("Accept: */*\r\n");
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("Connection: close\r\n\r\n");
-    req.into_bytes()
 }
 
 /// Moves an attempt on as far as its descriptor allows without blocking.
-fn progress(io: &mut Io) -> Outcome {
-    loop {
-        match io {
-            Io::Exec { .. } => return Outcome::Pending,
-            Io::Moved => return Outcome::Done(Err("internal: an attempt lost its socket".into())),
-            Io::Connecting { sock, request } => {
-                let mut fds = [nix::poll::PollFd::new(
-                    sock.as_fd(),
-                    nix::poll::PollFlags::POLLOUT,
-                )];
-                let connected =
-                    nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0);
-                if !connected {
-                    return Outcome::Pending;
-                }
-                match getsockopt(&*sock, sockopt::SocketError) {
-                    Ok(0) => {}
-                    Ok(errno) => {
-                        let e = nix::errno::Errno::from_raw(errno);
-                        return Outcome::Done(Err(format!("connect: {}", e.desc())));
-                    }
-                    Err(e) => return Outcome::Done(Err(format!("connect: {e}"))),
-                }
-                let Some(request) = request.take() else {
-                    // tcpSocket: connected is success.
-                    return Outcome::Done(Ok(()));
-                };
-                // A few hundred bytes into an empty send buffer.
-                if let Err(e) = sock.write_all(&request) {
-                    return Outcome::Done(Err(format!("sending the request: {e}")));
-                }
-                let Io::Connecting { sock, .. } = std::mem::replace(io, Io::Moved) else {
-                    unreachable!("matched above");
-                };
-                *io = Io::Reading {
-                    sock,
-                    buf: Vec::new(),
-                };
-            }
-            Io::Reading { sock, buf } => {
-                let mut chunk = [0u8; 1024];
-                loop {
-                    match sock.read(&mut chunk) {
-                        Ok(0) => return Outcome::Done(status_of(buf, true)),
-                        Ok(n) => {
-                            buf.extend_from_slice(&chunk[..n]);
-                            if buf.contains(&b'\n') || buf.len() > 8192 {
-                                return Outcome::Done(status_of(buf, false));
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            return Outcome::Pending;
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            return Outcome::Done(Err(format!("reading the response: {e}")));
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// kubelet's rule: a status from 200 to 399 succeeds.
-fn status_of(response: &[u8], ended: bool) -> Result<(), String> {
-    let line = response.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let code = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse::<u16>().ok());
-    match code {
-        Some(c) if (200..400).contains(&c) => Ok(()),
-        Some(c) => Err(format!("HTTP probe failed with statuscode: {c}")),
-        None if ended && response.is_empty() => Err("the server closed the connection".into()),
-        None => Err(format!("not an HTTP response: {:?}", line.trim_end())),
+fn progress(io: &mut Io) -> Step {
+    match io {
+        Io::Exec { .. } => Step::Pending,
+        Io::Net(net) => net.progress(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_lines() {
-        assert!(status_of(b"HTTP/1.1 200 OK\r\n", false).is_ok());
-        assert!(status_of(b"HTTP/1.0 302 Found\r\n", false).is_ok());
-        assert_eq!(
-            status_of(b"HTTP/1.1 500 Oops\r\n", false),
-            Err("HTTP probe failed with statuscode: 500".into())
-        );
-        assert!(status_of(b"", true).is_err());
-        assert!(status_of(b"SSH-2.0\r\n", false).is_err());
-    }
-
-    #[test]
-    fn request_as_kubelet_sends_it() {
-        let req = http_request(
-            Some("example.com"),
-            &ProbePort::Number(8080),
-            "/healthz?x=1",
-            &[("X-Custom".into(), "yes".into())],
-            None,
-        );
-        let req = String::from_utf8(req).unwrap();
-        assert!(req.starts_with("GET /healthz?x=1 HTTP/1.1\r\n"), "{req}");
-        assert!(req.contains("Host: example.com:8080\r\n"), "{req}");
-        assert!(req.contains("User-Agent: kube-probe/"), "{req}");
-        assert!(req.contains("X-Custom: yes\r\n"), "{req}");
-        assert!(req.ends_with("\r\n\r\n"));
-        let own_host = http_request(
-            None,
-            &ProbePort::Number(1),
-            "/",
-            &[("host".into(), "h".into())],
-            None,
-        );
-        assert_eq!(
-            String::from_utf8(own_host).unwrap().matches("ost:").count(),
-            1
-        );
-    }
 
     fn plan(kind_threshold: (u32, u32)) -> ProbePlan {
         ProbePlan {
