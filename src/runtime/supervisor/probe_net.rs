@@ -409,8 +409,7 @@ impl Conn {
                         input.extend_from_slice(&chunk[..n]);
                         continue;
                     };
-                    tls.process_new_packets()
-                        .map_err(|e| format!("remote error: tls: {e}"))?;
+                    tls.process_new_packets().map_err(|e| format!("tls: {e}"))?;
                     loop {
                         match tls.reader().read(&mut chunk) {
                             Ok(0) => return Ok(true),
