@@ -282,17 +282,17 @@ impl Net {
                             let Some(answer) = probe_wire::http_answer(input, ended) else {
                                 return Step::Pending;
                             };
-                            let location = match answer {
+                            let (location, terminated) = match answer {
                                 Answer::Success => return Step::Done(Ok(())),
                                 Answer::Failure(m) => return Step::Done(Err(m)),
                                 Answer::Warning(m) => return Step::Warned(m),
-                                Answer::Redirect(location) => location,
+                                Answer::Redirect(location, terminated) => (location, terminated),
                             };
                             let (url, relative) = match probe_wire::redirect(
                                 &h.url, &location, &h.origin, h.followed,
                             ) {
                                 Redirect::Follow(url, relative) => (url, relative),
-                                Redirect::OtherHost(m) => return Step::Warned(m),
+                                Redirect::OtherHost => return Step::Warned(terminated),
                                 Redirect::Invalid(m) | Redirect::TooMany(m) => {
                                     return Step::Done(Err(m));
                                 }
