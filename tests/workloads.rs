@@ -369,12 +369,12 @@ fn old_api_versions_and_template_errors_name_their_place() {
     );
     let probe = APP.replace(
         "command: [sh, -c, 'echo up; exec sleep 31201']",
-        "livenessProbe: {grpc: {port: 80}}",
+        "stdin: true",
     );
     let file = env.pod_file("probe", &probe);
     let err = env.fails(["run", file.to_str().unwrap()]);
     assert!(
-        err.contains(":16: spec.template.spec.containers[0].livenessProbe.grpc: not supported yet"),
+        err.contains(":16: spec.template.spec.containers[0].stdin: not supported yet"),
         "{err}"
     );
     let claims = format!(
