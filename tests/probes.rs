@@ -532,7 +532,8 @@ fn grpc_probes_ask_the_health_service_on_the_pods_ip() {
     let env = env_with_probe_servers();
     // One tonic health server (port 9000) asked about several services by
     // several containers; a server that never answers (9001), one whose
-    // accept queue is full (9002), and a port nobody listens on.
+    // accept queue is full (9002), a port nobody listens on, and a server
+    // bound to the pod's loopback only (9003), which fails as on a cluster.
     run_detached(
         &env,
         "grpc",
@@ -571,6 +572,10 @@ spec:
     image: localhost/servers:1
     command: [sleep, "31423"]
     readinessProbe: {grpc: {port: 9009}, periodSeconds: 1}
+  - name: local
+    image: localhost/servers:1
+    command: [probe-servers, grpc, "9003", 127.0.0.1]
+    readinessProbe: {grpc: {port: 9003}, periodSeconds: 1}
 "#,
     );
     wait_until("SERVING makes ready", Duration::from_secs(20), || {
@@ -578,12 +583,12 @@ spec:
         container(&pod, "srv")["ready"] == true && container(&pod, "named")["ready"] == true
     });
     wait_until("every failure said", Duration::from_secs(20), || {
-        ["down", "unknown", "silent", "full", "closed"]
+        ["down", "unknown", "silent", "full", "closed", "local"]
             .iter()
             .all(|c| events(&env, "grpc", c).contains("Readiness probe failed"))
     });
     let pod = inspect(&env, "grpc");
-    for c in ["down", "unknown", "silent", "full", "closed"] {
+    for c in ["down", "unknown", "silent", "full", "closed", "local"] {
         assert_eq!(container(&pod, c)["ready"], false, "{c}: {pod}");
     }
     assert_eq!(condition(&pod, "Ready"), "False");
@@ -603,6 +608,12 @@ spec:
     said("full", "within 1s: context deadline exceeded");
     said("closed", "error: failed to connect service at");
     said("closed", "Connection refused");
+    said("local", "Connection refused");
+    // The server itself answers inside the pod: it runs.
+    assert!(
+        container(&pod, "local")["state"]["running"].is_object(),
+        "{pod}"
+    );
     env.ok(["rm", "-f", "grpc"]);
 }
 
