@@ -4,16 +4,16 @@
 //! `initialDelaySeconds`; an attempt is a non-blocking connection (and, for
 //! httpGet and grpc, a conversation on it: `probe_net`) polled with the
 //! supervisor's other descriptors, or (exec) a `minipod __probe-exec`
-//! process in the container, killed at `timeoutSeconds`. Results are counted against the
-//! thresholds as kubelet counts them, and crossing one is a `Verdict` for
-//! the machine.
+//! process in the container, killed at `timeoutSeconds`. Results are
+//! counted against the thresholds as kubelet counts them, and crossing one
+//! is a `Verdict` for the machine.
 //!
-//! Like kubelet, which probes from the node, tcpSocket, httpGet and grpc connect
-//! to the pod's IP from outside the pod's loopback: with a socket the pause
-//! opens in the pod's netns (the supervisor cannot join it), connected to
-//! the pod's address, so a server bound only to 127.0.0.1 fails its probe
-//! as on a cluster. A probe's `host` is connected to from the supervisor's
-//! own netns, as kubelet connects from the node's.
+//! Like kubelet, which probes from the node, tcpSocket, httpGet and grpc
+//! connect to the pod's IP from outside the pod's loopback: with a socket
+//! the pause opens in the pod's netns (the supervisor cannot join it),
+//! connected to the pod's address, so a server bound only to 127.0.0.1
+//! fails its probe as on a cluster. A probe's `host` is connected to from
+//! the supervisor's own netns, as kubelet connects from the node's.
 
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::BorrowedFd;
@@ -224,8 +224,8 @@ impl Prober {
             .any(|p| !matches!(p.plan.handler, ProbeHandler::Exec { .. }))
     }
 
-    /// Where tcpSocket, httpGet and grpc probes connect, once the pod's network
-    /// is up.
+    /// Where tcpSocket, httpGet and grpc probes connect, once the pod's
+    /// network is up.
     pub fn set_target(&mut self, target: Target) {
         self.target = Some(target);
     }
