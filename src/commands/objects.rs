@@ -246,3 +246,68 @@ pub fn config_objects(
     all.extend(objects::all(roots)?);
     Ok(all)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_come_before_configmap_files_before_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = Roots {
+            data: dir.path().join("data"),
+            run: dir.path().join("run"),
+        };
+        let stored = |name: &str| ConfigObject {
+            kind: ObjectKind::ConfigMap,
+            name: name.into(),
+            namespace: None,
+            data: Default::default(),
+            secret_type: None,
+            immutable: false,
+            origin: objects::STORE_ORIGIN.into(),
+        };
+        // An empty store costs nothing and gives nothing.
+        let none = config_objects(&roots, ConfigObjects::default(), &[]).unwrap();
+        assert_eq!(none.iter().count(), 0);
+        objects::create(&roots, &stored("app")).unwrap();
+        objects::create(&roots, &stored("only-stored")).unwrap();
+        let file = dir.path().join("cm.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n---\n\
+             apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-file, namespace: team}\n",
+        )
+        .unwrap();
+        let file = file.display().to_string();
+        let documents = crate::spec::objects_from_yaml(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n",
+            "pod.yaml",
+        )
+        .unwrap();
+        let all = config_objects(&roots, documents, std::slice::from_ref(&file)).unwrap();
+        let origin = |ns: &str, name: &str| {
+            all.find(ObjectKind::ConfigMap, ns, name)
+                .map(|o| o.origin.clone())
+        };
+        assert_eq!(origin("default", "app").unwrap(), "pod.yaml:1");
+        assert_eq!(
+            all.shadow_warning(ObjectKind::ConfigMap, "default", "app")
+                .unwrap(),
+            format!(
+                "ConfigMap app is given in pod.yaml:1 and in {file}:1, the store; the first is used"
+            )
+        );
+        assert_eq!(origin("team", "from-file").unwrap(), format!("{file}:5"));
+        assert_eq!(origin("default", "from-file"), None);
+        assert_eq!(origin("any", "only-stored").unwrap(), "the store");
+        // Without the documents, the file's comes first.
+        let all = config_objects(&roots, ConfigObjects::default(), &[file.clone()]).unwrap();
+        assert_eq!(
+            all.find(ObjectKind::ConfigMap, "default", "app")
+                .unwrap()
+                .origin,
+            format!("{file}:1")
+        );
+    }
+}
