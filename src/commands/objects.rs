@@ -302,7 +302,12 @@ mod tests {
         assert_eq!(origin("default", "from-file"), None);
         assert_eq!(origin("any", "only-stored").unwrap(), "the store");
         // Without the documents, the file's comes first.
-        let all = config_objects(&roots, ConfigObjects::default(), &[file.clone()]).unwrap();
+        let all = config_objects(
+            &roots,
+            ConfigObjects::default(),
+            std::slice::from_ref(&file),
+        )
+        .unwrap();
         assert_eq!(
             all.find(ObjectKind::ConfigMap, "default", "app")
                 .unwrap()
