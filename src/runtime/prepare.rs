@@ -466,3 +466,60 @@ pub fn mount_source(volume_dir: &Path, sub_path: Option<&str>) -> Result<PathBuf
     }
     Ok(p)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_secrets_reach_the_images_of_their_pod_and_missing_ones_warn() {
+        let yaml = r#"apiVersion: v1
+kind: Secret
+metadata: {name: reg}
+type: kubernetes.io/dockerconfigjson
+stringData:
+  .dockerconfigjson: '{"auths": {"reg.example:5000": {"username": "alice", "password": "pw"}}}'
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: plain}
+stringData: {k: v}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  imagePullSecrets: [{name: gone}, {name: plain}, {name: reg}]
+  containers:
+  - {name: c, image: "reg.example:5000/app:1"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: q}
+spec:
+  containers:
+  - {name: c, image: "reg.example:5000/other:1"}
+"#;
+        let m = spec::manifest_from_yaml(yaml, "pods.yaml").unwrap();
+        let reference = |s: &str| ToPull {
+            reference: Reference::parse(s).unwrap(),
+            present: false,
+            credentials: PodCredentials::default(),
+        };
+        let mut list = vec![
+            reference("reg.example:5000/app:1"),
+            reference("reg.example:5000/other:1"),
+        ];
+        let warnings = add_pull_secrets(&mut list, m.pods(), &m.objects).unwrap();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("Secret gone") && warnings[0].contains("not found"));
+        assert!(
+            warnings[1].contains("Secret plain (pods.yaml:8)") && warnings[1].contains("Opaque")
+        );
+        let creds = list[0].credentials.lookup("reg.example:5000/app").unwrap();
+        assert_eq!(creds.username, "alice");
+        assert_eq!(creds.origin, Path::new("Secret reg (pods.yaml:1)"));
+        // The other pod named no Secret: its image gets none.
+        assert!(list[1].credentials.is_empty());
+    }
+}
