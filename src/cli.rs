@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::commands::pod::{ExecOptions, LogsOptions, RunOptions};
 use crate::commands::{self, image::PullOptions};
 use crate::paths::Roots;
+use crate::spec::objects::ObjectKind;
 use crate::userns;
 
 #[derive(Parser)]
@@ -62,10 +63,62 @@ struct RunArgs {
     /// minutes (kubelet: 10)
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     restart_backoff: f64,
+    /// A YAML file of ConfigMaps and Secrets the pods may use (after the
+    /// files' own, before the store's); repeatable
+    #[arg(long = "configmap", value_name = "FILE")]
+    configmaps: Vec<String>,
     /// Kubernetes YAML: Pods and workloads (Deployment, StatefulSet, Job,
     /// …) with their ConfigMaps and Secrets; - for stdin
     #[arg(value_name = "FILE", required = true)]
     files: Vec<String>,
+}
+
+/// Where `secret create` and `configmap create` read the values (kubectl's flags).
+#[derive(clap::Args)]
+struct SourceArgs {
+    /// KEY=VALUE; repeatable
+    #[arg(long, value_name = "KEY=VALUE")]
+    from_literal: Vec<String>,
+    /// A file under its base name or KEY, or each regular file of a
+    /// directory under its own name; repeatable
+    #[arg(long, value_name = "[KEY=]PATH")]
+    from_file: Vec<String>,
+    /// KEY=VALUE lines (# comments; a KEY alone takes minipod's environment
+    /// variable); repeatable
+    #[arg(long, value_name = "PATH")]
+    from_env_file: Vec<String>,
+}
+
+/// The store's commands, the same for Secrets and ConfigMaps.
+#[derive(Subcommand)]
+enum ObjectCommand {
+    /// Add one to the store (a name in use is refused)
+    Create {
+        name: String,
+        /// A Secret's type [default: Opaque]
+        #[arg(long = "type", value_name = "TYPE")]
+        type_: Option<String>,
+        #[command(flatten)]
+        sources: SourceArgs,
+    },
+    /// List the store's (keys, never values)
+    #[command(alias = "list")]
+    Ls {
+        /// table or json
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Show them as JSON: keys and sizes, never values
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove them from the store
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -99,6 +152,10 @@ enum Command {
         /// No progress bars
         #[arg(short, long)]
         quiet: bool,
+        /// A pod's registry credentials (its imagePullSecrets) as JSON on
+        /// stdin, from `run -d`: never written to a file
+        #[arg(long, hide = true)]
+        credentials_stdin: bool,
         image: String,
     },
     /// List images
@@ -117,6 +174,16 @@ enum Command {
     },
     /// Run the pods of Kubernetes YAML files (Pods and workloads; - for stdin)
     Run(RunArgs),
+    /// The local store's Secrets, which pods read when no file gives the name
+    Secret {
+        #[command(subcommand)]
+        command: ObjectCommand,
+    },
+    /// The local store's ConfigMaps, which pods read when no file gives the name
+    Configmap {
+        #[command(subcommand)]
+        command: ObjectCommand,
+    },
     /// List pods (running ones; -a for all)
     Ps {
         #[arg(short, long)]
@@ -244,9 +311,12 @@ pub fn run() -> Result<ExitCode> {
                 dry_run: args.dry_run,
                 wait_ready: args.wait.is_some(),
                 timeout: args.timeout,
+                configmaps: args.configmaps,
                 files: args.files,
             },
         ),
+        Command::Secret { command } => object_command(&roots, ObjectKind::Secret, command),
+        Command::Configmap { command } => object_command(&roots, ObjectKind::ConfigMap, command),
         Command::Ps { all, format } => commands::pod::ps(&roots, all, &format),
         Command::Logs {
             follow,
@@ -306,6 +376,7 @@ pub fn run() -> Result<ExitCode> {
             tls_verify,
             authfile,
             quiet,
+            credentials_stdin,
             image,
         } => commands::image::pull(
             &roots,
@@ -316,9 +387,39 @@ pub fn run() -> Result<ExitCode> {
                 authfile,
                 progress: !quiet,
             },
+            credentials_stdin,
         ),
         Command::Images { format } => commands::image::images(&roots, &format),
         Command::Rmi { force, images } => commands::image::rmi(&roots, force, &images),
+    }
+}
+
+fn object_command(roots: &Roots, kind: ObjectKind, command: ObjectCommand) -> Result<ExitCode> {
+    use commands::objects;
+    match command {
+        ObjectCommand::Create {
+            name,
+            type_,
+            sources,
+        } => {
+            if type_.is_some() && kind == ObjectKind::ConfigMap {
+                anyhow::bail!("--type is for secrets; a ConfigMap has no type");
+            }
+            objects::create(
+                roots,
+                kind,
+                &name,
+                objects::CreateOptions {
+                    type_,
+                    literals: sources.from_literal,
+                    files: sources.from_file,
+                    env_files: sources.from_env_file,
+                },
+            )
+        }
+        ObjectCommand::Ls { format } => objects::ls(roots, kind, &format),
+        ObjectCommand::Inspect { names } => objects::inspect(roots, kind, &names),
+        ObjectCommand::Rm { names } => objects::rm(roots, kind, &names),
     }
 }
 

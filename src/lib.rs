@@ -14,6 +14,7 @@ pub mod cli;
 pub mod commands;
 pub mod image;
 pub mod net;
+pub mod objects;
 pub mod paths;
 pub mod runtime;
 pub mod spec;

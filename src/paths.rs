@@ -48,6 +48,14 @@ impl Roots {
     pub fn data_locks(&self) -> PathBuf {
         self.data.join("locks")
     }
+    /// The local store of Secrets, one file per Secret (0600).
+    pub fn secrets(&self) -> PathBuf {
+        self.data.join("secrets")
+    }
+    /// The local store of ConfigMaps, one file per ConfigMap.
+    pub fn configmaps(&self) -> PathBuf {
+        self.data.join("configmaps")
+    }
     pub fn holder_pid(&self) -> PathBuf {
         self.run.join("holder.pid")
     }

@@ -453,7 +453,6 @@ spec:
         "spec.readinessGates",
         "spec.serviceAccountName",
         "spec.enableServiceLinks",
-        "spec.imagePullSecrets",
         "metadata.resourceVersion",
         "metadata.ownerReferences",
         "metadata.finalizers",
@@ -463,6 +462,11 @@ spec:
     ] {
         assert!(stdout.contains(needle), "{needle}: {stdout}");
     }
+    // An imagePullSecret that exists nowhere: kubelet's warning, naming it.
+    assert!(
+        stderr.contains("Secret regcred") && stderr.contains("not found"),
+        "{stderr}"
+    );
     assert!(
         stdout.contains("would pull docker.io/library/busybox:1.36 (not in the store)"),
         "{stdout}"

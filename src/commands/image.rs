@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 
 use super::store_in_userns;
+use crate::image::auth::PodCredentials;
 pub use crate::image::registry::PullOptions;
 use crate::image::registry::Puller;
 use crate::image::{Store, reference, source};
@@ -78,12 +79,28 @@ fn tar_of_dir(dir: &Path) -> Result<Box<dyn Read + Send>> {
     Ok(Box::new(reader))
 }
 
-pub fn pull(roots: &Roots, image: &str, opts: PullOptions) -> Result<ExitCode> {
+/// `credentials_stdin`: a pod's credentials come as JSON on stdin (`run -d`
+/// passes its imagePullSecrets' so that they never touch a file).
+pub fn pull(
+    roots: &Roots,
+    image: &str,
+    opts: PullOptions,
+    credentials_stdin: bool,
+) -> Result<ExitCode> {
     let reference = reference::Reference::parse(image)?;
+    let credentials: PodCredentials = if credentials_stdin {
+        let mut json = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut json)
+            .context("reading credentials from stdin")?;
+        serde_json::from_slice(&json).context("the credentials on stdin are not valid")?
+    } else {
+        PodCredentials::default()
+    };
     // The user namespace first: joining it needs a single thread.
     let store = store_in_userns(roots)?;
     let puller = Puller::new(opts)?;
-    let pulled = puller.pull(&store, &reference)?;
+    let pulled = puller.pull_with(&store, &reference, &credentials)?;
     if pulled.up_to_date {
         eprintln!("Image is up to date: {}", pulled.name);
     }

@@ -2,7 +2,8 @@
 //! options (no clap) and returning the exit code: `image` holds the image
 //! commands (`load`, `import`, `pull`, `images`, `rmi`), `pod` the pod
 //! commands (`run`, `ps`, `logs`, `exec`, `stop`, `rm`, `inspect`, `wait`,
-//! `down`). `cli` parses the command line and calls them; they call the
+//! `down`), `objects` the local store of ConfigMaps and Secrets (`secret` and
+//! `configmap` `create`, `ls`, `inspect`, `rm`). `cli` parses the command line and calls them; they call the
 //! mechanisms below (`runtime`, `image`, `userns`, `spec`), none of which
 //! calls back up here.
 
@@ -13,6 +14,7 @@ use crate::paths::Roots;
 use crate::userns;
 
 pub mod image;
+pub mod objects;
 pub mod pod;
 
 /// Joins the user namespace and opens the store; only call while the process

@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub wait_ready: bool,
     /// How long `--wait` waits (`5m` by default).
     pub timeout: Option<String>,
+    /// `--configmap` files: ConfigMaps and Secrets only.
+    pub configmaps: Vec<String>,
     /// YAML files, or `-` for stdin.
     pub files: Vec<String>,
 }
@@ -165,7 +167,13 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         (None, false) => None,
     };
     // The whole input is checked before anything is created.
-    let (manifest, sources) = read_manifest(&args.files)?;
+    let (mut manifest, sources) = read_manifest(&args.files)?;
+    // Every ConfigMap and Secret the pods may read, in source order.
+    manifest.objects = super::objects::config_objects(
+        roots,
+        std::mem::take(&mut manifest.objects),
+        &args.configmaps,
+    )?;
     for w in &manifest.warnings {
         tracing::warn!("{w}");
     }
@@ -192,11 +200,14 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
     // Images are resolved before anything of the pods is created (and
     // before `--replace` removes the pods they replace): a bad image name
     // or a failed pull leaves the old pods running.
-    let to_pull = prepare::images_to_pull_for(
+    let mut to_pull = prepare::images_to_pull_for(
         &crate::image::Store::new(roots, true),
         pods.iter().copied(),
         pull,
     )?;
+    for w in prepare::add_pull_secrets(&mut to_pull, pods.iter().copied(), &manifest.objects)? {
+        tracing::warn!("{w}");
+    }
     if args.dry_run {
         return dry_run(roots, &manifest, &to_pull, args.replace);
     }

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use base64::Engine as _;
 use serde::Deserialize;
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
@@ -40,6 +40,88 @@ struct AuthFile {
 struct AuthEntry {
     #[serde(default)]
     auth: Option<String>,
+    /// A Secret's entries may give these instead of `auth`.
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// Credentials given with a pod (its `imagePullSecrets`), each under the
+/// registry key its Secret names, in the pod's order: they come before the
+/// auth files for the registries they name.
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct PodCredentials(Vec<(String, Credentials)>);
+
+impl std::fmt::Debug for PodCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, c)| (k, c)))
+            .finish()
+    }
+}
+
+impl PodCredentials {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Adds the entries of a Secret's docker config (`.dockerconfigjson`,
+    /// `{"auths": {...}}`; or `.dockercfg`, the bare map), as kubelet reads
+    /// them: `auth` (base64 of USER:PASSWORD) wins over `username` and
+    /// `password`. `origin` names the Secret in messages.
+    pub fn add_docker_config(&mut self, bytes: &[u8], dockercfg: bool, origin: &str) -> Result<()> {
+        let entries: BTreeMap<String, AuthEntry> = if dockercfg {
+            serde_json::from_slice(bytes)
+        } else {
+            serde_json::from_slice::<AuthFile>(bytes).map(|f| f.auths)
+        }
+        .map_err(|e| anyhow::anyhow!("{origin}: not a docker config ({e})"))?;
+        let origin_path = PathBuf::from(origin);
+        for (key, entry) in entries {
+            let creds = match entry.auth.as_deref().filter(|a| !a.is_empty()) {
+                Some(auth) => decode(auth, &origin_path)?,
+                None => match (entry.username, entry.password) {
+                    (None, None) => continue,
+                    (u, p) => Credentials {
+                        username: u.unwrap_or_default(),
+                        password: p.unwrap_or_default(),
+                        origin: origin_path.clone(),
+                    },
+                },
+            };
+            self.0.push((normalize_key(&key), creds));
+        }
+        Ok(())
+    }
+
+    /// Adds another pod's credentials after these.
+    pub fn append(&mut self, other: &PodCredentials) {
+        self.0.extend(other.0.iter().cloned());
+    }
+
+    /// The credentials for `repo`: the most specific key, the first
+    /// Secret's among equals.
+    pub fn lookup(&self, repo: &str) -> Option<Credentials> {
+        most_specific(repo, |key| {
+            self.0
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, c)| c.clone())
+        })
+    }
+}
+
+/// The first answer of `find` for `repo`'s keys, most specific first:
+/// `host/path/to/repo`, then `host/path/to`, …, then `host`.
+fn most_specific<T>(repo: &str, mut find: impl FnMut(&str) -> Option<T>) -> Option<T> {
+    let mut key = repo;
+    loop {
+        if let Some(found) = find(key) {
+            return Some(found);
+        }
+        key = key.rsplit_once('/')?.0;
+    }
 }
 
 /// The auth files to read, most important first. `explicit` (`--authfile`)
@@ -92,17 +174,13 @@ pub fn lookup(files: &[PathBuf], repo: &str) -> Result<Option<Credentials>> {
             .iter()
             .map(|(k, v)| (normalize_key(k), v))
             .collect();
-        let mut key = repo.to_string();
-        loop {
-            if let Some(entry) = entries.get(&key)
-                && let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty())
-            {
-                return decode(auth, file).map(Some);
-            }
-            match key.rsplit_once('/') {
-                Some((shorter, _)) => key = shorter.to_string(),
-                None => break,
-            }
+        let found = most_specific(repo, |key| {
+            entries
+                .get(key)
+                .and_then(|e| e.auth.as_deref().filter(|a| !a.is_empty()))
+        });
+        if let Some(auth) = found {
+            return decode(auth, file).map(Some);
         }
     }
     Ok(None)
@@ -149,6 +227,40 @@ fn decode(auth: &str, file: &Path) -> Result<Credentials> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secrets_docker_config_gives_credentials() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let mut creds = PodCredentials::default();
+        let json = serde_json::json!({"auths": {
+            "https://reg.example:5000/v1/": {"auth": b64("alice:s3cret")},
+            "reg.example:5000/team": {"username": "bob", "password": "pw"},
+        }});
+        creds
+            .add_docker_config(json.to_string().as_bytes(), false, "Secret a (pod.yaml:1)")
+            .unwrap();
+        // The older format: the map alone; later Secrets come after.
+        let cfg = serde_json::json!({"reg.example:5000": {"auth": b64("carol:x")}});
+        creds
+            .add_docker_config(cfg.to_string().as_bytes(), true, "Secret b")
+            .unwrap();
+        let got = |r: &str| creds.lookup(r).map(|c| (c.username, c.origin));
+        assert_eq!(
+            got("reg.example:5000/app"),
+            Some(("alice".into(), PathBuf::from("Secret a (pod.yaml:1)")))
+        );
+        assert_eq!(
+            got("reg.example:5000/team/app"),
+            Some(("bob".into(), PathBuf::from("Secret a (pod.yaml:1)")))
+        );
+        assert_eq!(got("other.example/app"), None);
+        let shown = format!("{creds:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("pw\""),
+            "{shown}"
+        );
+        assert!(creds.add_docker_config(b"[1]", false, "Secret c").is_err());
+    }
 
     #[test]
     fn most_specific_key_wins() {

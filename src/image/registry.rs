@@ -99,6 +99,17 @@ impl Puller {
 
     /// Pulls `reference` into `store` under its normalised name.
     pub fn pull(&self, store: &Store, reference: &Reference) -> Result<Pulled> {
+        self.pull_with(store, reference, &auth::PodCredentials::default())
+    }
+
+    /// `pull`, with a pod's credentials (its imagePullSecrets) before the
+    /// auth files.
+    pub fn pull_with(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        pod_creds: &auth::PodCredentials,
+    ) -> Result<Pulled> {
         let name = reference.to_string();
         let endpoints = self
             .conf
@@ -107,7 +118,7 @@ impl Puller {
         // Mirrors first, then the registry itself: each failure moves on to
         // the next, and the last one's error is the answer.
         for (i, endpoint) in endpoints.iter().enumerate() {
-            match self.pull_from(store, reference, &name, endpoint) {
+            match self.pull_from(store, reference, &name, endpoint, pod_creds) {
                 Ok(p) => return Ok(p),
                 Err(e) if i + 1 < endpoints.len() => {
                     tracing::warn!(
@@ -128,8 +139,9 @@ impl Puller {
         reference: &Reference,
         name: &str,
         endpoint: &Endpoint,
+        pod_creds: &auth::PodCredentials,
     ) -> Result<Pulled> {
-        let client = Arc::new(Client::connect(self, endpoint, name)?);
+        let client = Arc::new(Client::connect(self, endpoint, name, pod_creds)?);
         let want = reference
             .digest
             .clone()
@@ -400,7 +412,12 @@ fn is_loopback(host: &str) -> bool {
 }
 
 impl Client {
-    fn connect(puller: &Puller, endpoint: &Endpoint, image: &str) -> Result<Client> {
+    fn connect(
+        puller: &Puller,
+        endpoint: &Endpoint,
+        image: &str,
+        pod_creds: &auth::PodCredentials,
+    ) -> Result<Client> {
         let host = endpoint.host.clone();
         // Docker Hub's API lives on its own host.
         let api_host = if host == "docker.io" {
@@ -421,7 +438,10 @@ impl Client {
             .max_idle_connections_per_host(16)
             .build()
             .new_agent();
-        let creds = auth::lookup(&puller.auth_files, &endpoint.display())?;
+        let creds = match pod_creds.lookup(&endpoint.display()) {
+            Some(c) => Some(c),
+            None => auth::lookup(&puller.auth_files, &endpoint.display())?,
+        };
         let mut client = Client {
             agent,
             base: format!("https://{api_host}"),

@@ -11,8 +11,10 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use super::contract::container::Process;
 use crate::image::Store;
+use crate::image::auth::PodCredentials;
 use crate::image::reference::Reference;
 use crate::image::registry::{PullOptions, Puller};
+use crate::spec::objects::{self, ConfigObjects, ObjectKind};
 use crate::spec::{self, ContainerPlan, HostPathType, ImageDefaults, PodPlan, VolumeKind};
 use crate::sys::openat2::{Confine, open_confined};
 
@@ -33,6 +35,8 @@ pub struct PreparedContainer {
 pub struct ToPull {
     pub reference: Reference,
     pub present: bool,
+    /// The imagePullSecrets' credentials of the pods that use it.
+    pub credentials: PodCredentials,
 }
 
 /// Step 2 of `run` (docs/ARCHITECTURE.md, "The processes"): which images the pull policies ask for.
@@ -73,8 +77,16 @@ pub fn images_to_pull_for<'a>(
             continue;
         }
         match p {
-            Always => out.push(ToPull { reference, present }),
-            IfNotPresent if !present => out.push(ToPull { reference, present }),
+            Always => out.push(ToPull {
+                reference,
+                present,
+                credentials: PodCredentials::default(),
+            }),
+            IfNotPresent if !present => out.push(ToPull {
+                reference,
+                present,
+                credentials: PodCredentials::default(),
+            }),
             Never if !present => errors.push(format!(
                 "container {container:?}: image {name} is not in the store and the pull policy \
                  is Never; pull it with `minipod pull {name}`, load it with `minipod load`, or \
@@ -87,6 +99,77 @@ pub fn images_to_pull_for<'a>(
         bail!("{}", errors.join("\n"));
     }
     Ok(out)
+}
+
+/// Gives each image of `list` the registry credentials of the
+/// `imagePullSecrets` of the pods that use it (in pod order, so the first
+/// pod's Secret wins for a registry two of them name). Returns kubelet's
+/// warnings: a named Secret that is missing, or of a type without
+/// credentials; the pull goes on without it.
+pub fn add_pull_secrets<'a>(
+    list: &mut [ToPull],
+    pods: impl IntoIterator<Item = &'a PodPlan>,
+    objects: &ConfigObjects,
+) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    for pod in pods {
+        if pod.image_pull_secrets.is_empty() {
+            continue;
+        }
+        let mut creds = PodCredentials::default();
+        for name in &pod.image_pull_secrets {
+            let Some(secret) = objects.find(ObjectKind::Secret, &pod.namespace, name) else {
+                let warning = format!(
+                    "Secret {name} (imagePullSecrets of pod {}) is not found in the files, the \
+                     --configmap files or the store (`minipod secret ls`); its pulls go without \
+                     it, as kubelet's do",
+                    pod.name
+                );
+                if !warnings.contains(&warning) {
+                    warnings.push(warning);
+                }
+                continue;
+            };
+            if let Some(w) = objects.shadow_warning(ObjectKind::Secret, &pod.namespace, name)
+                && !warnings.contains(&w)
+            {
+                warnings.push(w);
+            }
+            let origin = format!("Secret {name} ({})", secret.origin);
+            let type_ = secret.secret_type.as_deref().unwrap_or_default();
+            let key = match type_ {
+                objects::DOCKER_CONFIG_JSON => ".dockerconfigjson",
+                objects::DOCKER_CFG => ".dockercfg",
+                _ => {
+                    warnings.push(format!(
+                        "{origin} is named in imagePullSecrets of pod {} but is of type {type_}, \
+                         which holds no registry credentials; give a Secret of type {}",
+                        pod.name,
+                        objects::DOCKER_CONFIG_JSON
+                    ));
+                    continue;
+                }
+            };
+            let bytes = secret.data.get(key).map(Vec::as_slice).unwrap_or(b"{}");
+            creds.add_docker_config(bytes, type_ == objects::DOCKER_CFG, &origin)?;
+        }
+        if creds.is_empty() {
+            continue;
+        }
+        let images: Vec<String> = pod
+            .init_containers
+            .iter()
+            .chain(&pod.containers)
+            .filter_map(|c| Reference::parse(&c.image).ok())
+            .map(|r| r.to_string())
+            .collect();
+        for p in list.iter_mut() {
+            if images.contains(&p.reference.to_string()) {
+                p.credentials.append(&creds);
+            }
+        }
+    }
+    Ok(warnings)
 }
 
 /// Pulls every image of `list` at once, in this process (which has joined
@@ -103,7 +186,7 @@ pub fn pull_images(store: &Store, list: &[ToPull], opts: PullOptions) -> Result<
                 let puller = &puller;
                 s.spawn(move || {
                     puller
-                        .pull(store, &p.reference)
+                        .pull_with(store, &p.reference, &p.credentials)
                         .map(|_| ())
                         .map_err(|e| explain_always(e, p))
                 })
@@ -155,8 +238,19 @@ pub fn pull_images_in_helpers(roots: &crate::paths::Roots, list: &[ToPull]) -> R
         if list.len() > 1 {
             cmd.arg("--quiet");
         }
+        // A pod's credentials go through a pipe, never a file.
+        if !p.credentials.is_empty() {
+            cmd.arg("--credentials-stdin")
+                .stdin(std::process::Stdio::piped());
+        }
         cmd.arg(p.reference.to_string());
-        children.push((p, cmd.spawn().context("starting `minipod pull`")?));
+        let mut child = cmd.spawn().context("starting `minipod pull`")?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let json = serde_json::to_vec(&p.credentials)?;
+            // A helper that died early is reported by its exit below.
+            let _ = std::io::Write::write_all(&mut stdin, &json);
+        }
+        children.push((p, child));
     }
     let mut failed = Vec::new();
     for (p, mut child) in children {
@@ -371,4 +465,61 @@ pub fn mount_source(volume_dir: &Path, sub_path: Option<&str>) -> Result<PathBuf
         std::fs::create_dir_all(&p).with_context(|| format!("creating subPath {}", p.display()))?;
     }
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_secrets_reach_the_images_of_their_pod_and_missing_ones_warn() {
+        let yaml = r#"apiVersion: v1
+kind: Secret
+metadata: {name: reg}
+type: kubernetes.io/dockerconfigjson
+stringData:
+  .dockerconfigjson: '{"auths": {"reg.example:5000": {"username": "alice", "password": "pw"}}}'
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: plain}
+stringData: {k: v}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  imagePullSecrets: [{name: gone}, {name: plain}, {name: reg}]
+  containers:
+  - {name: c, image: "reg.example:5000/app:1"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: q}
+spec:
+  containers:
+  - {name: c, image: "reg.example:5000/other:1"}
+"#;
+        let m = spec::manifest_from_yaml(yaml, "pods.yaml").unwrap();
+        let reference = |s: &str| ToPull {
+            reference: Reference::parse(s).unwrap(),
+            present: false,
+            credentials: PodCredentials::default(),
+        };
+        let mut list = vec![
+            reference("reg.example:5000/app:1"),
+            reference("reg.example:5000/other:1"),
+        ];
+        let warnings = add_pull_secrets(&mut list, m.pods(), &m.objects).unwrap();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("Secret gone") && warnings[0].contains("not found"));
+        assert!(
+            warnings[1].contains("Secret plain (pods.yaml:8)") && warnings[1].contains("Opaque")
+        );
+        let creds = list[0].credentials.lookup("reg.example:5000/app").unwrap();
+        assert_eq!(creds.username, "alice");
+        assert_eq!(creds.origin, Path::new("Secret reg (pods.yaml:1)"));
+        // The other pod named no Secret: its image gets none.
+        assert!(list[1].credentials.is_empty());
+    }
 }

@@ -227,6 +227,45 @@ pub fn manifest_from_yaml(text: &str, source_name: &str) -> Result<Manifest, Spe
     manifest_with(text, source_name, &mut os_random)
 }
 
+/// The ConfigMaps and Secrets of a `run --configmap` file, checked as
+/// documents of `run`'s files are; any other kind of document is an error.
+pub fn objects_from_yaml(
+    text: &str,
+    source_name: &str,
+) -> Result<objects::ConfigObjects, SpecErrors> {
+    let trees = yaml::document_trees(text).map_err(|e| SpecErrors {
+        source_name: source_name.to_string(),
+        errors: vec![e],
+    })?;
+    let errors: Vec<SpecError> = trees
+        .iter()
+        .filter(|t| !t.is_null())
+        .filter_map(|t| {
+            let kind = t.get("kind").and_then(Node::scalar);
+            if matches!(kind, Some("ConfigMap" | "Secret")) {
+                return None;
+            }
+            Some(SpecError {
+                line: Some(t.get("kind").map_or(t.line, |k| k.line)),
+                column: None,
+                path: "kind".into(),
+                message: format!(
+                    "{}: a --configmap file holds only ConfigMap and Secret documents; give \
+                     the others to run as FILE",
+                    kind.map_or("no kind".to_string(), |k| format!("kind {k}"))
+                ),
+            })
+        })
+        .collect();
+    if !errors.is_empty() {
+        return Err(SpecErrors {
+            source_name: source_name.to_string(),
+            errors,
+        });
+    }
+    Ok(manifest_from_yaml(text, source_name)?.objects)
+}
+
 /// The plan of the one Pod of `text`; for tests of single pods.
 #[cfg(test)]
 pub fn plan_from_yaml(text: &str, source_name: &str) -> Result<PodPlan, SpecErrors> {
@@ -437,15 +476,20 @@ pub fn manifest_with(
                 if let Some(cm) = typed.value {
                     let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
                     for (k, v) in cm.data.into_iter().flatten() {
+                        check_key("data", &k, &pos, &mut errors);
                         data.insert(k, v.into_bytes());
                     }
                     for (k, v) in cm.binary_data.into_iter().flatten() {
+                        check_key("binaryData", &k, &pos, &mut errors);
                         if data.insert(k.clone(), v.0).is_some() {
                             errors.push(at(
                                 &format!("binaryData.{k}"),
                                 format!("key \"{k}\" is also in data; keep it in one of them"),
                             ));
                         }
+                    }
+                    if let Some(why) = objects::too_large(data.values().map(Vec::len).sum()) {
+                        errors.push(at("data", why));
                     }
                     keep_named(
                         objects::ConfigObject {
@@ -469,10 +513,40 @@ pub fn manifest_with(
                 if let Some(s) = typed.value {
                     let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
                     for (k, v) in s.data.into_iter().flatten() {
+                        check_key("data", &k, &pos, &mut errors);
                         data.insert(k, v.0);
                     }
+                    // The API server merges stringData over data, then checks.
                     for (k, v) in s.string_data.into_iter().flatten() {
+                        check_key("stringData", &k, &pos, &mut errors);
                         data.insert(k, v.into_bytes());
+                    }
+                    if let Some(why) = objects::too_large(data.values().map(Vec::len).sum()) {
+                        errors.push(at("data", why));
+                    }
+                    let secret_type = s.type_.clone().unwrap_or_else(|| "Opaque".into());
+                    let annotations = s.metadata.annotations.clone().unwrap_or_default();
+                    for (field, why) in
+                        objects::secret_type_problems(&secret_type, &data, &annotations)
+                    {
+                        // A key may be given in stringData.
+                        let field = match field.strip_prefix("data.") {
+                            Some(k) if !pos.has(&field) && pos.has(&format!("stringData.{k}")) => {
+                                format!("stringData.{k}")
+                            }
+                            _ => field,
+                        };
+                        // A missing key: the map it belongs in, else the type.
+                        let line = [field.as_str(), "data", "stringData", "type"]
+                            .into_iter()
+                            .find(|p| pos.has(p))
+                            .and_then(|p| pos.line(p));
+                        errors.push(SpecError {
+                            line: line.or(pos.line(&field)),
+                            column: None,
+                            path: field,
+                            message: why,
+                        });
                     }
                     keep_named(
                         objects::ConfigObject {
@@ -480,7 +554,7 @@ pub fn manifest_with(
                             name: s.metadata.name.clone().unwrap_or_default(),
                             namespace: Some(doc_namespace(&s.metadata)),
                             data,
-                            secret_type: Some(s.type_.clone().unwrap_or_else(|| "Opaque".into())),
+                            secret_type: Some(secret_type),
                             immutable: s.immutable.unwrap_or(false),
                             origin: format!("{source_name}:{}", tree.line),
                         },
@@ -835,6 +909,20 @@ fn keep_named(
         return;
     }
     into.add(object);
+}
+
+/// An error for a key of `data`, `binaryData` or `stringData` the API
+/// server would refuse.
+fn check_key(map: &str, key: &str, pos: &Positions, errors: &mut Vec<SpecError>) {
+    if let Some(why) = objects::key_problem(key) {
+        let path = format!("{map}.{key}");
+        errors.push(SpecError {
+            line: pos.line(&path),
+            column: None,
+            path,
+            message: format!("Invalid value: {key:?}: {why}"),
+        });
+    }
 }
 
 /// A document's namespace: `metadata.namespace`, else `default`.

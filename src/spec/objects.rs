@@ -114,6 +114,150 @@ impl ConfigObjects {
     }
 }
 
+/// The API server's limit on a ConfigMap's or Secret's values together
+/// (`MaxSecretSize`, also used for ConfigMaps).
+pub const MAX_TOTAL_SIZE: usize = 1024 * 1024;
+
+/// Why `key` cannot name a value of a ConfigMap or Secret, as
+/// apimachinery's `IsConfigMapKey` says it.
+pub fn key_problem(key: &str) -> Option<String> {
+    let mut why = Vec::new();
+    if key.len() > 253 {
+        why.push("must be no more than 253 characters".to_string());
+    }
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        why.push(
+            "a valid config key must consist of alphanumeric characters, '-', '_' or '.' \
+             (e.g. 'key.name', or 'KEY_NAME', or 'key-name', regex used for validation is \
+             '[-._a-zA-Z0-9]+')"
+                .to_string(),
+        );
+    }
+    if key == "." {
+        why.push("must not be '.'".into());
+    } else if key == ".." {
+        why.push("must not be '..'".into());
+    } else if key.starts_with("..") {
+        why.push("must not start with '..'".into());
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
+/// The message for values too large together.
+pub fn too_large(total: usize) -> Option<String> {
+    (total > MAX_TOTAL_SIZE).then(|| {
+        format!(
+            "Too long: the values add up to {total} bytes, more than the {MAX_TOTAL_SIZE} \
+             (1 MiB) allowed; keep large files in a hostPath or image volume instead"
+        )
+    })
+}
+
+/// What a Secret's `type` asks of its data, as the API server's
+/// `ValidateSecret` checks it: (field, message) for each problem, the
+/// field being `data.KEY` or `metadata.annotations`. `annotations` are the
+/// document's (none for the store). Values are never quoted.
+pub fn secret_type_problems(
+    secret_type: &str,
+    data: &BTreeMap<String, Vec<u8>>,
+    annotations: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let required = |key: &str| {
+        (
+            format!("data.{key}"),
+            format!("Required value: a Secret of type {secret_type} needs the key {key}"),
+        )
+    };
+    let json_object = |key: &str| -> Vec<(String, String)> {
+        match data.get(key) {
+            None => vec![required(key)],
+            Some(v) => {
+                match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(v) {
+                    Ok(_) => Vec::new(),
+                    Err(e) => vec![(
+                        format!("data.{key}"),
+                        format!(
+                            "Invalid value: <secret contents redacted>: not a JSON object ({e}); \
+                         give the content of a docker config file"
+                        ),
+                    )],
+                }
+            }
+        }
+    };
+    match secret_type {
+        "" | "Opaque" => Vec::new(),
+        DOCKER_CONFIG_JSON => json_object(".dockerconfigjson"),
+        DOCKER_CFG => json_object(".dockercfg"),
+        "kubernetes.io/basic-auth" => {
+            if data.contains_key("username") || data.contains_key("password") {
+                Vec::new()
+            } else {
+                vec![required("username"), required("password")]
+            }
+        }
+        "kubernetes.io/ssh-auth" => {
+            if data.get("ssh-privatekey").is_some_and(|v| !v.is_empty()) {
+                Vec::new()
+            } else {
+                vec![required("ssh-privatekey")]
+            }
+        }
+        "kubernetes.io/tls" => ["tls.crt", "tls.key"]
+            .into_iter()
+            .filter(|k| !data.contains_key(*k))
+            .map(required)
+            .collect(),
+        "kubernetes.io/service-account-token" => {
+            if annotations
+                .get("kubernetes.io/service-account.name")
+                .is_some_and(|v| !v.is_empty())
+            {
+                Vec::new()
+            } else {
+                vec![(
+                    "metadata.annotations".into(),
+                    "Required value: a Secret of type kubernetes.io/service-account-token needs \
+                     the annotation kubernetes.io/service-account.name"
+                        .into(),
+                )]
+            }
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The Secret type whose `.dockerconfigjson` holds registry credentials.
+pub const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
+/// The older one, whose `.dockercfg` holds them.
+pub const DOCKER_CFG: &str = "kubernetes.io/dockercfg";
+
+impl ConfigObject {
+    /// Every problem the API server would find in it (keys, size, type),
+    /// as (field, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .data
+            .keys()
+            .filter_map(|k| {
+                key_problem(k)
+                    .map(|why| (format!("data.{k}"), format!("Invalid value: {k:?}: {why}")))
+            })
+            .collect();
+        if let Some(why) = too_large(self.data.values().map(Vec::len).sum()) {
+            out.push(("data".into(), why));
+        }
+        if let Some(t) = &self.secret_type {
+            out.extend(secret_type_problems(t, &self.data, &BTreeMap::new()));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +326,97 @@ mod tests {
             "a.yaml:1"
         );
         assert!(all.find(ObjectKind::Secret, "team", "app").is_none());
+    }
+
+    #[test]
+    fn keys_follow_is_config_map_key() {
+        for ok in ["a", "A_b-c.d", ".env", "x..y", &"k".repeat(253)] {
+            assert_eq!(key_problem(ok), None, "{ok}");
+        }
+        assert!(key_problem("a b").unwrap().contains("[-._a-zA-Z0-9]+"));
+        assert!(key_problem("").is_some());
+        assert_eq!(key_problem(".").unwrap(), "must not be '.'");
+        assert_eq!(key_problem("..").unwrap(), "must not be '..'");
+        assert_eq!(key_problem("..a").unwrap(), "must not start with '..'");
+        assert!(key_problem(&"k".repeat(254)).unwrap().contains("253"));
+    }
+
+    #[test]
+    fn secret_types_ask_for_their_keys() {
+        let data = |pairs: &[(&str, &str)]| -> BTreeMap<String, Vec<u8>> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect()
+        };
+        let none = BTreeMap::new();
+        let fields = |t: &str, d: &BTreeMap<String, Vec<u8>>| -> Vec<String> {
+            secret_type_problems(t, d, &none)
+                .into_iter()
+                .map(|(f, _)| f)
+                .collect()
+        };
+        assert!(fields("Opaque", &data(&[])).is_empty());
+        assert!(fields("example.com/own", &data(&[])).is_empty());
+        assert_eq!(
+            fields(DOCKER_CONFIG_JSON, &data(&[])),
+            ["data..dockerconfigjson"]
+        );
+        assert!(
+            fields(
+                DOCKER_CONFIG_JSON,
+                &data(&[(".dockerconfigjson", "{\"auths\":{}}")])
+            )
+            .is_empty()
+        );
+        let bad = secret_type_problems(
+            DOCKER_CONFIG_JSON,
+            &data(&[(".dockerconfigjson", "[\"s3cr3t\"]")]),
+            &none,
+        );
+        assert!(
+            bad[0].1.contains("not a JSON object") && !bad[0].1.contains("s3cr3t"),
+            "{bad:?}"
+        );
+        assert_eq!(fields(DOCKER_CFG, &data(&[])), ["data..dockercfg"]);
+        assert_eq!(
+            fields("kubernetes.io/tls", &data(&[("tls.crt", "c")])),
+            ["data.tls.key"]
+        );
+        assert_eq!(
+            fields("kubernetes.io/basic-auth", &data(&[])),
+            ["data.username", "data.password"]
+        );
+        assert!(fields("kubernetes.io/basic-auth", &data(&[("password", "")])).is_empty());
+        assert_eq!(
+            fields("kubernetes.io/ssh-auth", &data(&[("ssh-privatekey", "")])),
+            ["data.ssh-privatekey"]
+        );
+        assert_eq!(
+            fields("kubernetes.io/service-account-token", &data(&[])),
+            ["metadata.annotations"]
+        );
+        let annotated = BTreeMap::from([(
+            "kubernetes.io/service-account.name".to_string(),
+            "builder".to_string(),
+        )]);
+        assert!(
+            secret_type_problems(
+                "kubernetes.io/service-account-token",
+                &data(&[]),
+                &annotated
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_object_over_one_mebibyte_is_refused() {
+        let mut o = object(ObjectKind::ConfigMap, "big", None, "the store");
+        o.data.insert("a".into(), vec![b'x'; MAX_TOTAL_SIZE]);
+        let p = o.problems();
+        assert_eq!(p.len(), 1);
+        assert!(p[0].1.starts_with("Too long"), "{p:?}");
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct PodPlan {
     /// The Pod as a controller would create it (name, labels set), as JSON,
     /// kept for `inspect`.
     pub manifest: String,
+    /// `spec.imagePullSecrets`: the Secrets whose registry credentials
+    /// this pod's pulls use, in order.
+    pub image_pull_secrets: Vec<String>,
 }
 
 /// Where a pod comes from: `Deployment/web`, or `Pod/web` for a bare pod.

@@ -152,11 +152,10 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     ),
     row(
         "spec.imagePullSecrets",
-        Warned(
-            "registry credentials come from the auth files podman reads (containers/auth.json, \
-             ~/.docker/config.json), not from Secrets, for now",
-        ),
-        "",
+        Yes,
+        "each a Secret of type `kubernetes.io/dockerconfigjson` or `kubernetes.io/dockercfg` \
+         (from the files, `--configmap` files or the store); its credentials come before the \
+         auth files for the registries it names; a missing one warns, as kubelet does",
     ),
     row(
         "status",

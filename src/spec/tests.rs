@@ -412,6 +412,77 @@ fn config_maps_and_secrets_are_checked() {
 }
 
 #[test]
+fn config_map_and_secret_documents_are_checked_as_the_api_server_does() {
+    let text = r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: a}
+data:
+  "bad key": v
+  ok.key: v
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: tls}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: c
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: reg}
+type: kubernetes.io/dockerconfigjson
+stringData:
+  .dockerconfigjson: "not json s3cr3t"
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: fine}
+type: kubernetes.io/basic-auth
+stringData: {username: u}
+"#;
+    let text = format!(
+        "{text}---
+{}",
+        pod("", "")
+    );
+    let errs = errors(&text);
+    let at = |path: &str| errs.iter().find(|e| e.path == path);
+    let key = at("data.bad key").expect("the bad key");
+    assert_eq!(key.line, Some(5));
+    assert!(key.message.contains("valid config key"), "{errs:#?}");
+    assert!(at("data.ok.key").is_none());
+    let tls = at("data.tls.key").expect("tls.key missing");
+    assert_eq!(tls.line, Some(12), "{errs:#?}");
+    let reg = at("stringData..dockerconfigjson").expect("bad docker config");
+    assert_eq!(reg.line, Some(20));
+    assert!(!reg.message.contains("s3cr3t"), "{}", reg.message);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+}
+
+#[test]
+fn a_configmap_file_holds_only_configmaps_and_secrets() {
+    let objects = crate::spec::objects_from_yaml(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: v}\n",
+        "cm.yaml",
+    )
+    .unwrap();
+    assert_eq!(objects.iter().next().unwrap().origin, "cm.yaml:1");
+    let e = crate::spec::objects_from_yaml(
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\n---\n{}",
+            pod("", "")
+        ),
+        "cm.yaml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("cm.yaml:6: kind: kind Pod: a --configmap file holds only"),
+        "{e}"
+    );
+}
+
+#[test]
 fn syntax_errors_are_reported_with_position() {
     let errs = errors("apiVersion: v1\nkind: Pod\nspec: [\n");
     assert_eq!(errs.len(), 1);
@@ -679,7 +750,6 @@ spec:
   priorityClassName: high
   serviceAccountName: builder
   enableServiceLinks: false
-  imagePullSecrets: [{name: regcred}]
   readinessGates: [{conditionType: example.com/ready}]
   containers:
   - {name: c, image: busybox}
@@ -705,10 +775,7 @@ spec:
         w.contains("spec.enableServiceLinks (Services are not run yet"),
         "{w}"
     );
-    assert!(
-        w.contains("spec.imagePullSecrets (registry credentials"),
-        "{w}"
-    );
+    assert!(!w.contains("imagePullSecrets"), "{w}");
     assert!(
         w.contains("spec.readinessGates (no controller sets readiness gates"),
         "{w}"

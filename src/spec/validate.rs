@@ -384,6 +384,14 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
         active_deadline,
         job: None,
         manifest: String::new(),
+        // An empty name names nothing (the API server only warns of it).
+        image_pull_secrets: spec
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|r| r.name.clone())
+            .filter(|n| !n.is_empty())
+            .collect(),
     }
 }
 
