@@ -74,6 +74,21 @@ busybox_rootfs() {
   tar -C "$rootfs" -cf "$tarball" .
 }
 
+# The set-up the pod benchmarks share: a fresh $work with a busybox root
+# filesystem ($rootfs, and its tar for podman), podman's configs ($conf,
+# $storage_conf), minipod's roots ($data, $run), where the pod's YAML goes
+# ($pod), and `minipod` running the built binary as the bench user on them.
+busybox_pod_bench() {
+  work=$bench_work/pod
+  run=$bench_xdg/minipod data=$work/data rootfs=$work/rootfs pod=$work/pod.yaml
+  conf=$work/containers.conf storage_conf=$work/storage.conf
+  rm -rf "$work"
+  mkdir -p "$work"
+  busybox_rootfs "$rootfs" "$work/rootfs.tar"
+  podman_bench_config "$conf" "$storage_conf"
+  minipod() { as_user "$MINIPOD" --root "$data" --runroot "$run" "$@"; }
+}
+
 # Rootless podman as it works on this machine: runc (crun refuses hybrid
 # cgroups), cgroupfs, file events; overlay explicitly (a fresh rootless store
 # may otherwise settle on vfs, which copies the image for every container).

@@ -36,17 +36,10 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 build_minipod
 
-work=$bench_work/pod
-run=$bench_xdg/minipod data=$work/data rootfs=$work/rootfs pod=$work/pod.yaml
-conf=$work/containers.conf storage_conf=$work/storage.conf
 name=bench-life
-rm -rf "$work" "$bench_work"/mem-* "$bench_work"/lifecycle.{md,json}
-mkdir -p "$work"
+rm -rf "$bench_work"/mem-* "$bench_work"/lifecycle.{md,json}
+busybox_pod_bench
 cp "$repo/bench/lifecycle.yaml" "$pod"
-busybox_rootfs "$rootfs" "$work/rootfs.tar"
-podman_bench_config "$conf" "$storage_conf"
-
-minipod() { as_user "$MINIPOD" --root "$data" --runroot "$run" "$@"; }
 cleanup() {
   set +e
   minipod down "$name" >/dev/null 2>&1

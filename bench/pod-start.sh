@@ -22,16 +22,8 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 build_minipod
 
-work=$bench_work/pod
-run=$bench_xdg/minipod data=$work/data rootfs=$work/rootfs pod=$work/pod.yaml
-conf=$work/containers.conf storage_conf=$work/storage.conf
-rm -rf "$work"
-mkdir -p "$work"
+busybox_pod_bench
 cp "$repo/bench/pod-start.yaml" "$pod"
-busybox_rootfs "$rootfs" "$work/rootfs.tar"
-podman_bench_config "$conf" "$storage_conf"
-
-minipod() { as_user "$MINIPOD" --root "$data" --runroot "$run" "$@"; }
 trap compare_cleanup EXIT
 compare_setup
 

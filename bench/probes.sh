@@ -29,15 +29,7 @@ source "$(dirname "$0")/lib.sh"
 build_minipod
 
 MEASURE=${MEASURE:-30} COUNT=${COUNT:-30} RUNS=${RUNS:-5}
-work=$bench_work/pod
-run=$bench_xdg/minipod data=$work/data rootfs=$work/rootfs pod=$work/pod.yaml
-conf=$work/containers.conf storage_conf=$work/storage.conf
-rm -rf "$work"
-mkdir -p "$work"
-busybox_rootfs "$rootfs" "$work/rootfs.tar"
-podman_bench_config "$conf" "$storage_conf"
-
-minipod() { as_user "$MINIPOD" --root "$data" --runroot "$run" "$@"; }
+busybox_pod_bench
 cleanup() {
   set +e
   minipod rm -f bench-probes bench-ready >/dev/null 2>&1
