@@ -36,6 +36,15 @@ impl Roots {
         }
     }
 
+    /// Both roots in one folder (`data/`, `run/`), for unit tests.
+    #[cfg(test)]
+    pub fn under(dir: &Path) -> Roots {
+        Roots {
+            data: dir.join("data"),
+            run: dir.join("run"),
+        }
+    }
+
     pub fn blobs(&self) -> PathBuf {
         self.data.join("blobs/sha256")
     }

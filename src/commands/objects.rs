@@ -254,10 +254,7 @@ mod tests {
     #[test]
     fn documents_come_before_configmap_files_before_the_store() {
         let dir = tempfile::tempdir().unwrap();
-        let roots = Roots {
-            data: dir.path().join("data"),
-            run: dir.path().join("run"),
-        };
+        let roots = Roots::under(dir.path());
         let stored = |name: &str| ConfigObject {
             kind: ObjectKind::ConfigMap,
             name: name.into(),

@@ -714,10 +714,7 @@ mod tests {
     #[test]
     fn a_layer_unpacked_with_a_single_mapping_is_known_to_have_lost_its_owners() {
         let dir = tempfile::tempdir().unwrap();
-        let roots = Roots {
-            data: dir.path().join("data"),
-            run: dir.path().join("run"),
-        };
+        let roots = Roots::under(dir.path());
         let single = Store::new(&roots, false);
         let record = single
             .import("localhost/owners:1", one_file_tar(), "test")
