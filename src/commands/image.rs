@@ -100,7 +100,7 @@ pub fn pull(
     // The user namespace first: joining it needs a single thread.
     let store = store_in_userns(roots)?;
     let puller = Puller::new(opts)?;
-    let pulled = puller.pull_with(&store, &reference, &credentials)?;
+    let pulled = puller.pull(&store, &reference, &credentials)?;
     if pulled.up_to_date {
         eprintln!("Image is up to date: {}", pulled.name);
     }

@@ -97,14 +97,9 @@ impl Puller {
         })
     }
 
-    /// Pulls `reference` into `store` under its normalised name.
-    pub fn pull(&self, store: &Store, reference: &Reference) -> Result<Pulled> {
-        self.pull_with(store, reference, &auth::PodCredentials::default())
-    }
-
-    /// `pull`, with a pod's credentials (its imagePullSecrets) before the
-    /// auth files.
-    pub fn pull_with(
+    /// Pulls `reference` into the store, trying a pod's credentials (its
+    /// imagePullSecrets) before the auth files.
+    pub fn pull(
         &self,
         store: &Store,
         reference: &Reference,

@@ -9,7 +9,6 @@
 pub mod sources;
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -155,11 +154,7 @@ pub fn create(roots: &Roots, object: &ConfigObject) -> Result<()> {
     let name = &object.name;
     let _lock = lock(roots)?;
     let dir = dir(roots, object.kind);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
+    crate::sys::fs::create_private_dir(&dir)?;
     let path = dir.join(name);
     if path.exists() {
         bail!("{noun}s {name:?} already exists; remove it first with `minipod {noun} rm {name}`");

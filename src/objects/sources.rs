@@ -69,7 +69,7 @@ pub fn env_file(
             Some((k, v)) => (k, v.to_string()),
             None => (line, env(line).unwrap_or_default()),
         };
-        if let Some(why) = env_var_name_problem(key) {
+        if let Some(why) = crate::spec::names::env_var_name(key) {
             return Err(format!(
                 "--from-env-file {path}:{}: {key:?} is not a valid key name: {why}",
                 i + 1
@@ -78,20 +78,6 @@ pub fn env_file(
         out.push((key.to_string(), value));
     }
     Ok(out)
-}
-
-/// apimachinery's `IsEnvVarName`.
-fn env_var_name_problem(key: &str) -> Option<String> {
-    let ok = !key.is_empty()
-        && !key.starts_with(|c: char| c.is_ascii_digit())
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    (!ok).then(|| {
-        "a valid environment variable name must consist of alphabetic characters, digits, '_', \
-         '-', or '.', and must not start with a digit"
-            .to_string()
-    })
 }
 
 /// The keys and values gathered from every source, each key once.

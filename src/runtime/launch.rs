@@ -170,7 +170,7 @@ struct PodFiles {
 impl PodFiles {
     fn create(roots: &Roots, plan: &PodPlan) -> Result<PodFiles> {
         let paths = PodPaths::new(roots, &plan.name);
-        crate::userns::holder::create_private_dir(&roots.pods())?;
+        crate::sys::fs::create_private_dir(&roots.pods())?;
         let lock = FileLock::try_acquire_removable(&paths.lock)?.ok_or_else(|| {
             anyhow!(
                 "pod {:?} is already running; stop it first (`minipod down {}`), use `run --replace`, \

@@ -186,7 +186,7 @@ pub fn pull_images(store: &Store, list: &[ToPull], opts: PullOptions) -> Result<
                 let puller = &puller;
                 s.spawn(move || {
                     puller
-                        .pull_with(store, &p.reference, &p.credentials)
+                        .pull(store, &p.reference, &p.credentials)
                         .map(|_| ())
                         .map_err(|e| explain_always(e, p))
                 })

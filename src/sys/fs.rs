@@ -104,6 +104,16 @@ pub fn stdio_to_null() -> std::io::Result<()> {
     Ok(())
 }
 
+/// A directory (and its missing parents) only its owner may enter: 0700.
+pub fn create_private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("creating {}", path.display()))
+}
+
 /// Makes `fd` the child's fd 3 (the sync or service channel of minipod's
 /// helper processes), whatever number it has here.
 pub fn pass_as_fd3(cmd: &mut std::process::Command, fd: std::os::fd::RawFd) {

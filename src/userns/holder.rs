@@ -53,7 +53,8 @@ const READY: u8 = b'r';
 
 /// Finds the live holder of this run root, or starts one.
 pub fn ensure(roots: &Roots) -> Result<HolderRecord> {
-    create_private_dir(&roots.run)?;
+    // It holds sockets and state of the user's pods.
+    crate::sys::fs::create_private_dir(&roots.run)?;
     check_owned(&roots.run)?;
     let _lock = FileLock::acquire(&roots.holder_lock(), Mode::Exclusive)?;
     if let Some(record) = read_live(roots) {
@@ -276,12 +277,3 @@ fn check_owned(run: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The run root holds sockets and state of the user's pods: 0700.
-pub fn create_private_dir(path: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .with_context(|| format!("creating {}", path.display()))
-}

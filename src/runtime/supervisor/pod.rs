@@ -205,7 +205,7 @@ impl Pod {
             startup_probed,
         };
         if let Some(dir) = paths.control_socket().parent() {
-            crate::userns::holder::create_private_dir(dir)?;
+            crate::sys::fs::create_private_dir(dir)?;
         }
         let _ = std::fs::remove_file(paths.control_socket());
         let listener = UnixListener::bind(paths.control_socket())
