@@ -76,7 +76,15 @@ impl PodCredentials {
         } else {
             serde_json::from_slice::<AuthFile>(bytes).map(|f| f.auths)
         }
-        .map_err(|e| anyhow::anyhow!("{origin}: not a docker config ({e})"))?;
+        // Not `{e}`: serde_json's messages quote the value, a password here.
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{origin}: not a docker config (at line {}, column {}); give the content of a \
+                 ~/.docker/config.json",
+                e.line(),
+                e.column()
+            )
+        })?;
         let origin_path = PathBuf::from(origin);
         for (key, entry) in entries {
             let creds = match entry.auth.as_deref().filter(|a| !a.is_empty()) {
@@ -292,5 +300,19 @@ mod tests {
             Some(("hub".into(), "x:y".into()))
         );
         assert_eq!(got("quay.io/a/b"), None);
+    }
+
+    #[test]
+    fn a_docker_config_that_does_not_parse_is_not_quoted() {
+        let mut creds = PodCredentials::default();
+        let err = creds
+            .add_docker_config(br#"{"auths": "hunter2"}"#, false, "Secret regcred")
+            .unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.starts_with("Secret regcred: not a docker config"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
     }
 }

@@ -175,11 +175,22 @@ pub fn get(roots: &Roots, kind: ObjectKind, name: &str) -> Result<Option<Stored>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(anyhow!("reading {}: {e}", path.display())),
     };
-    let doc: Document = serde_json::from_slice(&bytes)
-        .map_err(|e| anyhow!("{}: not a {kind} document ({e})", path.display()))?;
-    decode(kind, doc)
-        .map(Some)
-        .map_err(|why| anyhow!("{}: {why}", path.display()))
+    // Not `{e}`: serde_json's messages quote the value, a Secret's here.
+    let damaged = |why: String| {
+        anyhow!(
+            "{}: {why}; remove it with `minipod {} rm {name}` and create it again",
+            path.display(),
+            noun(kind)
+        )
+    };
+    let doc: Document = serde_json::from_slice(&bytes).map_err(|e| {
+        damaged(format!(
+            "not a {kind} document (at line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    decode(kind, doc).map(Some).map_err(damaged)
 }
 
 /// Every stored object of `kind`, by name.

@@ -181,8 +181,11 @@ pub fn secret_type_problems(
                     Err(e) => vec![(
                         format!("data.{key}"),
                         format!(
-                            "Invalid value: <secret contents redacted>: not a JSON object ({e}); \
-                         give the content of a docker config file"
+                            // Not `{e}`: serde_json's messages quote the value.
+                            "Invalid value: <secret contents redacted>: not a JSON object (at \
+                             line {}, column {}); give the content of a docker config file",
+                            e.line(),
+                            e.column()
                         ),
                     )],
                 }
@@ -378,6 +381,13 @@ mod tests {
             bad[0].1.contains("not a JSON object") && !bad[0].1.contains("s3cr3t"),
             "{bad:?}"
         );
+        // serde_json's own message would quote a string given instead.
+        let bad = secret_type_problems(
+            DOCKER_CONFIG_JSON,
+            &data(&[(".dockerconfigjson", "\"hunter2\"")]),
+            &none,
+        );
+        assert!(!bad[0].1.contains("hunter2"), "{bad:?}");
         assert_eq!(fields(DOCKER_CFG, &data(&[])), ["data..dockercfg"]);
         assert_eq!(
             fields("kubernetes.io/tls", &data(&[("tls.crt", "c")])),

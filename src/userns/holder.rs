@@ -276,4 +276,3 @@ fn check_owned(run: &Path) -> Result<()> {
     }
     Ok(())
 }
-
