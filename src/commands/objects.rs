@@ -224,11 +224,15 @@ pub fn rm(roots: &Roots, kind: ObjectKind, names: &[String]) -> Result<ExitCode>
 
 /// Every ConfigMap and Secret a `run` sees, in the order their sources are
 /// looked in: the documents of its files (`documents`), then each
-/// `--configmap` file in the order given, then the store.
+/// `--configmap` file in the order given, then the store. Of the store,
+/// only what the pods refer to (`wanted`) is read: a `run` that names
+/// nothing pays nothing for it, and one damaged object fails only the
+/// pods that read it.
 pub fn config_objects(
     roots: &Roots,
     documents: ConfigObjects,
     configmap_files: &[String],
+    wanted: &[(ObjectKind, &str)],
 ) -> Result<ConfigObjects> {
     let mut all = documents;
     let mut errors = Vec::new();
@@ -243,7 +247,16 @@ pub fn config_objects(
     if !errors.is_empty() {
         bail!("{}", errors.join("\n"));
     }
-    all.extend(objects::all(roots)?);
+    let mut read: Vec<&(ObjectKind, &str)> = Vec::new();
+    for w in wanted {
+        if read.contains(&w) {
+            continue;
+        }
+        read.push(w);
+        if let Some(stored) = objects::get(roots, w.0, w.1)? {
+            all.add(stored.object);
+        }
+    }
     Ok(all)
 }
 
@@ -265,7 +278,11 @@ mod tests {
             origin: objects::STORE_ORIGIN.into(),
         };
         // An empty store costs nothing and gives nothing.
-        let none = config_objects(&roots, ConfigObjects::default(), &[]).unwrap();
+        let wanted = [
+            (ObjectKind::ConfigMap, "app"),
+            (ObjectKind::ConfigMap, "only-stored"),
+        ];
+        let none = config_objects(&roots, ConfigObjects::default(), &[], &wanted).unwrap();
         assert_eq!(none.iter().count(), 0);
         objects::create(&roots, &stored("app")).unwrap();
         objects::create(&roots, &stored("only-stored")).unwrap();
@@ -282,7 +299,7 @@ mod tests {
             "pod.yaml",
         )
         .unwrap();
-        let all = config_objects(&roots, documents, std::slice::from_ref(&file)).unwrap();
+        let all = config_objects(&roots, documents, std::slice::from_ref(&file), &wanted).unwrap();
         let origin = |ns: &str, name: &str| {
             all.find(ObjectKind::ConfigMap, ns, name)
                 .map(|o| o.origin.clone())
@@ -298,11 +315,15 @@ mod tests {
         assert_eq!(origin("team", "from-file").unwrap(), format!("{file}:5"));
         assert_eq!(origin("default", "from-file"), None);
         assert_eq!(origin("any", "only-stored").unwrap(), "the store");
+        // What no pod refers to is not read from the store.
+        let unread = config_objects(&roots, ConfigObjects::default(), &[], &[]).unwrap();
+        assert_eq!(unread.iter().count(), 0);
         // Without the documents, the file's comes first.
         let all = config_objects(
             &roots,
             ConfigObjects::default(),
             std::slice::from_ref(&file),
+            &wanted,
         )
         .unwrap();
         assert_eq!(

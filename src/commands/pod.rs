@@ -169,11 +169,12 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
     // The whole input is checked before anything is created.
     let (mut manifest, sources) = read_manifest(&args.files)?;
     // Every ConfigMap and Secret the pods may read, in source order.
-    manifest.objects = super::objects::config_objects(
-        roots,
-        std::mem::take(&mut manifest.objects),
-        &args.configmaps,
-    )?;
+    let documents = std::mem::take(&mut manifest.objects);
+    let wanted: Vec<_> = manifest
+        .pods()
+        .flat_map(PodPlan::referenced_objects)
+        .collect();
+    manifest.objects = super::objects::config_objects(roots, documents, &args.configmaps, &wanted)?;
     for w in &manifest.warnings {
         tracing::warn!("{w}");
     }
@@ -205,7 +206,7 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         pods.iter().copied(),
         pull,
     )?;
-    for w in prepare::add_pull_secrets(&mut to_pull, pods.iter().copied(), &manifest.objects)? {
+    for w in prepare::add_pull_secrets(&mut to_pull, pods.iter().copied(), &manifest.objects) {
         tracing::warn!("{w}");
     }
     if args.dry_run {

@@ -217,21 +217,6 @@ pub fn list(roots: &Roots, kind: ObjectKind) -> Result<Vec<Stored>> {
     Ok(out)
 }
 
-/// Every stored ConfigMap and Secret, for `run`: nothing to read (two
-/// failed `read_dir`s) when the store is empty.
-pub fn all(roots: &Roots) -> Result<Vec<ConfigObject>> {
-    let mut out = Vec::new();
-    for kind in [ObjectKind::ConfigMap, ObjectKind::Secret] {
-        out.extend(
-            list(roots, kind)
-                .with_context(|| format!("reading the store's {}s", noun(kind)))?
-                .into_iter()
-                .map(|s| s.object),
-        );
-    }
-    Ok(out)
-}
-
 /// Removes one object; false when there was none.
 pub fn remove(roots: &Roots, kind: ObjectKind, name: &str) -> Result<bool> {
     if name.is_empty() || name.contains('/') || name.starts_with('.') {

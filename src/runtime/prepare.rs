@@ -104,14 +104,20 @@ pub fn images_to_pull_for<'a>(
 /// Gives each image of `list` the registry credentials of the
 /// `imagePullSecrets` of the pods that use it (in pod order, so the first
 /// pod's Secret wins for a registry two of them name). Returns kubelet's
-/// warnings: a named Secret that is missing, or of a type without
-/// credentials; the pull goes on without it.
+/// warnings, once each for all replicas of a workload: a named Secret that
+/// is missing, of a type without credentials, or not a docker config; the
+/// pull goes on without it.
 pub fn add_pull_secrets<'a>(
     list: &mut [ToPull],
     pods: impl IntoIterator<Item = &'a PodPlan>,
     objects: &ConfigObjects,
-) -> Result<Vec<String>> {
-    let mut warnings = Vec::new();
+) -> Vec<String> {
+    let mut warnings: Vec<String> = Vec::new();
+    let mut warn = |w: String| {
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
+    };
     for pod in pods {
         if pod.image_pull_secrets.is_empty() {
             continue;
@@ -119,21 +125,16 @@ pub fn add_pull_secrets<'a>(
         let mut creds = PodCredentials::default();
         for name in &pod.image_pull_secrets {
             let Some(secret) = objects.find(ObjectKind::Secret, &pod.namespace, name) else {
-                let warning = format!(
-                    "Secret {name} (imagePullSecrets of pod {}) is not found in the files, the \
+                warn(format!(
+                    "Secret {name} (imagePullSecrets of {}) is not found in the files, the \
                      --configmap files or the store (`minipod secret ls`); its pulls go without \
                      it, as kubelet's do",
-                    pod.name
-                );
-                if !warnings.contains(&warning) {
-                    warnings.push(warning);
-                }
+                    pod.owner
+                ));
                 continue;
             };
-            if let Some(w) = objects.shadow_warning(ObjectKind::Secret, &pod.namespace, name)
-                && !warnings.contains(&w)
-            {
-                warnings.push(w);
+            if let Some(w) = objects.shadow_warning(ObjectKind::Secret, &pod.namespace, name) {
+                warn(w);
             }
             let origin = format!("Secret {name} ({})", secret.origin);
             let type_ = secret.secret_type.as_deref().unwrap_or_default();
@@ -141,17 +142,19 @@ pub fn add_pull_secrets<'a>(
                 objects::DOCKER_CONFIG_JSON => ".dockerconfigjson",
                 objects::DOCKER_CFG => ".dockercfg",
                 _ => {
-                    warnings.push(format!(
-                        "{origin} is named in imagePullSecrets of pod {} but is of type {type_}, \
+                    warn(format!(
+                        "{origin} is named in imagePullSecrets of {} but is of type {type_}, \
                          which holds no registry credentials; give a Secret of type {}",
-                        pod.name,
+                        pod.owner,
                         objects::DOCKER_CONFIG_JSON
                     ));
                     continue;
                 }
             };
             let bytes = secret.data.get(key).map(Vec::as_slice).unwrap_or(b"{}");
-            creds.add_docker_config(bytes, type_ == objects::DOCKER_CFG, &origin)?;
+            if let Err(e) = creds.add_docker_config(bytes, type_ == objects::DOCKER_CFG, &origin) {
+                warn(format!("{e:#}; its pulls go without it"));
+            }
         }
         if creds.is_empty() {
             continue;
@@ -169,7 +172,7 @@ pub fn add_pull_secrets<'a>(
             }
         }
     }
-    Ok(warnings)
+    warnings
 }
 
 /// Pulls every image of `list` at once, in this process (which has joined
@@ -510,7 +513,7 @@ spec:
             reference("reg.example:5000/app:1"),
             reference("reg.example:5000/other:1"),
         ];
-        let warnings = add_pull_secrets(&mut list, m.pods(), &m.objects).unwrap();
+        let warnings = add_pull_secrets(&mut list, m.pods(), &m.objects);
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].contains("Secret gone") && warnings[0].contains("not found"));
         assert!(

@@ -44,6 +44,17 @@ pub struct PodPlan {
     pub image_pull_secrets: Vec<String>,
 }
 
+impl PodPlan {
+    /// The ConfigMaps and Secrets the pod reads, by kind and name (its
+    /// namespace's), for `run` to look up before anything starts.
+    pub fn referenced_objects(&self) -> Vec<(super::objects::ObjectKind, &str)> {
+        self.image_pull_secrets
+            .iter()
+            .map(|name| (super::objects::ObjectKind::Secret, name.as_str()))
+            .collect()
+    }
+}
+
 /// Where a pod comes from: `Deployment/web`, or `Pod/web` for a bare pod.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Owner {
