@@ -224,9 +224,11 @@ impl PodPaths {
     pub fn container_config(&self, container: &str) -> PathBuf {
         self.container_dir(container).join("config.json")
     }
-    /// The output of a container's last exec probe or hook.
-    pub fn probe_output(&self, container: &str) -> PathBuf {
-        self.container_dir(container).join("probe.out")
+    /// The output of a container's last exec probe or hook of one kind
+    /// (`what`: `Liveness`, `PostStart`, …).
+    pub fn probe_output(&self, container: &str, what: &str) -> PathBuf {
+        self.container_dir(container)
+            .join(format!("probe-{what}.out"))
     }
     /// A container's writable layer: overlayfs's upper and work dirs.
     pub fn writable_layer(&self, container: &str) -> [PathBuf; 2] {

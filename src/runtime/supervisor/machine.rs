@@ -71,6 +71,17 @@ pub enum ProbeKind {
     Readiness,
 }
 
+impl ProbeKind {
+    /// As kubelet's events spell it: `Liveness probe failed: …`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeKind::Startup => "Startup",
+            ProbeKind::Liveness => "Liveness",
+            ProbeKind::Readiness => "Readiness",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum Event {
     /// The pod's namespaces are up: start what comes first.

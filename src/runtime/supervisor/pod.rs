@@ -62,6 +62,19 @@ struct Slot {
     pre_stop_begun: bool,
 }
 
+impl Slot {
+    /// How an exec probe or hook (`what`: `Liveness`, `PreStop`, …) runs
+    /// in this slot's container, while it runs. Each has its own output
+    /// file: two due at once must not write over each other's.
+    fn exec_target(&self, paths: &PodPaths, what: &str) -> Option<ExecTarget> {
+        self.running.as_ref().map(|r| ExecTarget {
+            config_path: self.config_path.clone(),
+            pid: r.pid,
+            output: paths.probe_output(&self.status.name, what),
+        })
+    }
+}
+
 /// A start waiting for its containers' postStart hooks.
 struct PendingStart {
     results: Vec<(usize, Result<(), String>)>,
@@ -440,24 +453,8 @@ impl Pod {
     /// Moves the probes on and hands the machine their verdicts.
     fn run_probes(&mut self) -> Result<()> {
         let mut verdicts = Vec::new();
-        let targets: Vec<Option<ExecTarget>> = self
-            .slots
-            .iter()
-            .map(|s| {
-                s.running.as_ref().map(|r| ExecTarget {
-                    config_path: s.config_path.clone(),
-                    pid: r.pid,
-                    output: self.paths.probe_output(&s.status.name),
-                })
-            })
-            .collect();
-        let exec_target = |i: usize| {
-            targets[i].as_ref().map(|t| ExecTarget {
-                config_path: t.config_path.clone(),
-                pid: t.pid,
-                output: t.output.clone(),
-            })
-        };
+        let (slots, paths) = (&self.slots, &self.paths);
+        let exec_target = |i: usize, kind: ProbeKind| slots[i].exec_target(paths, kind.name());
         self.prober
             .work(Instant::now(), &exec_target, &mut verdicts);
         self.record_probe_failures();
@@ -480,11 +477,7 @@ impl Pod {
         let failures = failures.into_iter().map(|f| (f, "Unhealthy", "failed"));
         let warnings = warnings.into_iter().map(|w| (w, "ProbeWarning", "warning"));
         for ((slot, kind, why), reason, what) in failures.chain(warnings) {
-            let kind = match kind {
-                ProbeKind::Startup => "Startup",
-                ProbeKind::Liveness => "Liveness",
-                ProbeKind::Readiness => "Readiness",
-            };
+            let kind = kind.name();
             self.state.record(PodEvent {
                 time: now_rfc3339(),
                 container: self.slots[slot].status.name.clone(),
@@ -504,11 +497,7 @@ impl Pod {
         let mut events = Vec::new();
         for v in verdicts {
             let name = self.slots[v.slot].status.name.clone();
-            let kind = match v.kind {
-                ProbeKind::Startup => "Startup",
-                ProbeKind::Liveness => "Liveness",
-                ProbeKind::Readiness => "Readiness",
-            };
+            let kind = v.kind.name();
             match (v.kind, v.success) {
                 (ProbeKind::Startup, true) => {
                     let status = &mut self.slots[v.slot].status;
@@ -736,14 +725,11 @@ impl Pod {
         let mut waiting = Vec::new();
         for (i, result) in &results {
             if result.is_ok()
-                && let (Some(hook), Some(run)) =
-                    (&self.slots[*i].post_start, &self.slots[*i].running)
+                && let (Some(hook), Some(exec)) = (
+                    &self.slots[*i].post_start,
+                    self.slots[*i].exec_target(&self.paths, "PostStart"),
+                )
             {
-                let exec = ExecTarget {
-                    config_path: self.slots[*i].config_path.clone(),
-                    pid: run.pid,
-                    output: self.paths.probe_output(&self.slots[*i].status.name),
-                };
                 let (hook, now) = (hook.clone(), Instant::now());
                 let far = now + Duration::from_secs(365 * 24 * 3600);
                 self.prober
@@ -910,15 +896,10 @@ impl Pod {
     /// signal. The machine kills it at the grace period's end either way.
     fn stop_slot(&mut self, i: usize) {
         let slot = &mut self.slots[i];
-        if let (Some(hook), Some(run)) = (&slot.pre_stop, &slot.running)
+        if let (Some(hook), Some(exec)) = (&slot.pre_stop, slot.exec_target(&self.paths, "PreStop"))
             && !slot.pre_stop_begun
         {
             slot.pre_stop_begun = true;
-            let exec = ExecTarget {
-                config_path: slot.config_path.clone(),
-                pid: run.pid,
-                output: self.paths.probe_output(&slot.status.name),
-            };
             let hook = hook.clone();
             let now = Instant::now();
             // The machine's kill ends the container, and the hook with it.

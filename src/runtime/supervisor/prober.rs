@@ -330,7 +330,7 @@ impl Prober {
     pub fn work(
         &mut self,
         now: Instant,
-        exec_target: &dyn Fn(usize) -> Option<ExecTarget>,
+        exec_target: &dyn Fn(usize, ProbeKind) -> Option<ExecTarget>,
         out: &mut Vec<Verdict>,
     ) {
         self.work_hooks(now);
@@ -374,7 +374,7 @@ impl Prober {
                 match begin(
                     &p.plan.handler,
                     self.target.as_ref(),
-                    exec_target(p.slot),
+                    exec_target(p.slot, p.kind),
                     &mut p.resolved,
                 ) {
                     Ok(io) => p.attempt = Some(Attempt { deadline, io }),
@@ -595,16 +595,31 @@ fn exec_result(code: i32, io: Option<&Io>) -> Result<(), String> {
         return Ok(());
     }
     let output = match io {
-        Some(Io::Exec { output, .. }) => std::fs::read(output).unwrap_or_default(),
+        Some(Io::Exec { output, .. }) => last_bytes(output, 512),
         _ => Vec::new(),
     };
-    let text = String::from_utf8_lossy(&output[output.len().saturating_sub(512)..]);
+    let text = String::from_utf8_lossy(&output);
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.is_empty() {
         Err(format!("the command exited with {code}"))
     } else {
         Err(format!("the command exited with {code}: {text}"))
     }
+}
+
+/// The last `n` bytes of a file (a chatty probe's output may be large: only
+/// its end is quoted, so only its end is read).
+fn last_bytes(path: &std::path::Path, n: u64) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut out = Vec::new();
+    if file.seek(SeekFrom::Start(len.saturating_sub(n))).is_ok() {
+        let _ = file.take(n).read_to_end(&mut out);
+    }
+    out
 }
 
 fn port_number(port: &ProbePort) -> Result<u16, String> {
@@ -656,6 +671,17 @@ fn progress(io: &mut Io) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_end_of_a_probes_output_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("probe-Liveness.out");
+        std::fs::write(&path, format!("{}tail", "x".repeat(10_000))).unwrap();
+        assert_eq!(last_bytes(&path, 6), b"xxtail");
+        assert_eq!(last_bytes(&dir.path().join("none"), 6), b"");
+        std::fs::write(&path, "ab").unwrap();
+        assert_eq!(last_bytes(&path, 6), b"ab");
+    }
 
     fn plan(kind_threshold: (u32, u32)) -> ProbePlan {
         ProbePlan {
