@@ -125,13 +125,16 @@ pub fn tcp(route: &Route, port: u16) -> Result<Net, String> {
 
 /// An httpGet attempt to `url` (its host the probe's `host` or the route's
 /// address).
-pub fn http(route: &Route, url: Url, headers: &[(String, String)]) -> Result<Net, String> {
+pub fn http(route: &Route, mut url: Url, headers: &[(String, String)]) -> Result<Net, String> {
+    // Host names are compared with the redirects' (which keep this host
+    // when relative): one spelling for both.
+    url.host.make_ascii_lowercase();
     let host_header = headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("Host"))
         .map(|(_, v)| v.clone());
     let talk = HttpTalk {
-        origin: url.host.to_ascii_lowercase(),
+        origin: url.host.clone(),
         url,
         followed: 0,
         host_header,
@@ -204,6 +207,9 @@ impl Net {
                 "Get \"{}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
                 h.url
             ),
+            (Net::Connecting { to, .. }, None) => {
+                format!("dial tcp {to}: i/o timeout (timed out after {secs}s)")
+            }
             (_, None) => format!("timed out after {secs}s"),
         }
     }
@@ -285,6 +291,9 @@ impl Net {
                             let (location, terminated) = match answer {
                                 Answer::Success => return Step::Done(Ok(())),
                                 Answer::Failure(m) => return Step::Done(Err(m)),
+                                Answer::Unreadable(m) => {
+                                    return Step::Done(Err(format!("Get \"{}\": {m}", h.url)));
+                                }
                                 Answer::Warning(m) => return Step::Warned(m),
                                 Answer::Redirect(location, terminated) => (location, terminated),
                             };

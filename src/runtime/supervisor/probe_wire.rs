@@ -68,7 +68,10 @@ pub enum Answer {
     /// A 3xx that ends the probe: success with a warning, as kubelet's
     /// `probe.Warning`.
     Warning(String),
+    /// A status that fails the probe, as kubelet words it.
     Failure(String),
+    /// No HTTP answer at all: why (the caller says which URL).
+    Unreadable(String),
 }
 
 /// The answer in `response` once its head is complete (or the server
@@ -94,10 +97,12 @@ pub fn http_answer(response: &[u8], ended: bool) -> Option<Answer> {
     let code = match code {
         Some(c) => c,
         None if response.is_empty() => {
-            return Some(Answer::Failure("the server closed the connection".into()));
+            return Some(Answer::Unreadable(
+                "the server closed the connection".into(),
+            ));
         }
         None => {
-            return Some(Answer::Failure(format!(
+            return Some(Answer::Unreadable(format!(
                 "not an HTTP response: {:?}",
                 line.trim_end()
             )));
@@ -658,11 +663,11 @@ mod tests {
         ));
         assert!(matches!(
             http_answer(b"", true),
-            Some(Answer::Failure(m)) if m.contains("closed")
+            Some(Answer::Unreadable(m)) if m.contains("closed")
         ));
         assert!(matches!(
             http_answer(b"SSH-2.0\r\n\r\n", false),
-            Some(Answer::Failure(_))
+            Some(Answer::Unreadable(_))
         ));
     }
 
