@@ -151,28 +151,45 @@ pub fn pass_fds(cmd: &mut std::process::Command, fds: &[(std::os::fd::RawFd, std
 /// Marks every descriptor from `first` up close-on-exec: what a process
 /// inherited must not reach the processes it starts.
 pub fn close_on_exec_from(first: RawFd) -> Result<()> {
-    // SAFETY: close_range only changes our own fd flags.
+    every_fd_from(first, libc::CLOSE_RANGE_CLOEXEC, |fd| {
+        // SAFETY: only sets FD_CLOEXEC; a stale fd gives EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    })
+}
+
+/// Closes every descriptor from `first` up: a process that lives long
+/// (the holder, a supervisor) must not keep what it inherited and does not
+/// use, such as a flock its starter held (the lock would be held as long).
+pub fn close_from(first: RawFd) -> Result<()> {
+    every_fd_from(first, 0, |fd| {
+        // SAFETY: the caller owns every descriptor from `first` up.
+        unsafe { libc::close(fd) };
+    })
+}
+
+/// `close_range(first, ~0, flags)`, or `one` on each open descriptor from
+/// `first` up on kernels before 5.11.
+fn every_fd_from(first: RawFd, flags: u32, one: impl Fn(RawFd)) -> Result<()> {
+    // SAFETY: close_range only closes or flags our own descriptors, as the
+    // callers ask.
     let r = unsafe {
         libc::close_range(
             first as libc::c_uint,
             libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
+            flags as libc::c_int,
         )
     };
     if r == 0 {
         return Ok(());
     }
-    // Kernels before 5.11: one by one.
-    for entry in std::fs::read_dir("/proc/self/fd").context("listing /proc/self/fd")? {
-        if let Some(fd) = entry?
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<RawFd>().ok())
-            .filter(|fd| *fd >= first)
-        {
-            // SAFETY: only sets FD_CLOEXEC; a stale fd gives EBADF.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        }
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .context("listing /proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
+        .filter(|fd| *fd >= first)
+        .collect();
+    // Collected first: the listing's own descriptor is among them.
+    for fd in fds {
+        one(fd);
     }
     Ok(())
 }

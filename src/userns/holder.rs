@@ -171,8 +171,7 @@ pub fn holder_main(subnet: &str) -> Result<()> {
     // It lives until killed: a descriptor it inherited (the flock a test
     // runner holds while running `minipod`, a jobserver's pipe) would be
     // held as long, and it needs none but stdio.
-    // SAFETY: closes only descriptors this fresh process never uses.
-    unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+    crate::sys::fs::close_from(3)?;
     nix::unistd::setsid().context("setsid")?;
     nix::sched::unshare(CloneFlags::CLONE_NEWUSER).context(
         "unshare(CLONE_NEWUSER) failed: unprivileged user namespaces must be enabled \

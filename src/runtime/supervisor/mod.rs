@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use super::contract::fds::{FD_POD_LOCK, FD_REPORT};
+use super::contract::fds::{FD_MINIPOD, FD_POD_LOCK, FD_REPORT};
 use super::contract::plan::SupervisorPlan;
 use super::contract::report::Line;
 use crate::sys::lock::FileLock;
@@ -46,10 +46,14 @@ pub fn main() -> ExitCode {
             "minipod-supervisor is started by `minipod run`, not by hand"
         )),
     };
-    // The report pipe, the pod's lock, the binary and whatever `run` was
-    // started with are ours alone: the pause and the links must not inherit
-    // them (`run -d` would wait for them, the lock would outlive us).
-    if let Err(e) = crate::sys::fs::close_on_exec_from(FD_REPORT) {
+    // Whatever `run` inherited beyond what it passed (a test runner's
+    // flock, a jobserver's pipe) would be held for the pod's life: closed.
+    // The report pipe, the pod's lock and the binary are ours alone: the
+    // pause and the links must not inherit them (`run -d` would wait for
+    // them, the lock would outlive us).
+    if let Err(e) = crate::sys::fs::close_from(FD_MINIPOD + 1)
+        .and_then(|()| crate::sys::fs::close_on_exec_from(FD_REPORT))
+    {
         log::error(format!("minipod-supervisor: {e:#}"));
         return ExitCode::from(crate::EXIT_MINIPOD_ERROR);
     }
