@@ -17,7 +17,6 @@
 //! `error <message>`.
 
 use std::ffi::{CStr, CString};
-use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -163,27 +162,7 @@ const PAUSE_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/minipod-p
 /// The pause program in a sealed memfd: what /proc/<pause>/exe shows
 /// cannot be written by anything in the pod (CVE-2019-5736).
 pub fn pause_program() -> Result<OwnedFd> {
-    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
-    use nix::sys::memfd::{MFdFlags, memfd_create};
-    let fd = memfd_create(
-        c"minipod-pause",
-        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
-    )
-    .context("memfd_create for the pause program")?;
-    std::fs::File::from(fd.try_clone()?)
-        .write_all(PAUSE_PROGRAM)
-        .context("writing the pause program")?;
-    fcntl(
-        &fd,
-        FcntlArg::F_ADD_SEALS(
-            SealFlag::F_SEAL_SEAL
-                | SealFlag::F_SEAL_SHRINK
-                | SealFlag::F_SEAL_GROW
-                | SealFlag::F_SEAL_WRITE,
-        ),
-    )
-    .context("sealing the pause program")?;
-    Ok(fd)
+    crate::sys::fs::sealed_memfd(c"minipod-pause", PAUSE_PROGRAM).context("the pause program")
 }
 
 /// Replaces this process with the pause program, with no environment.

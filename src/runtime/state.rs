@@ -154,15 +154,14 @@ impl ContainerState {
 /// ```text
 /// pods/NAME/            dir
 ///   state.json          what `ps` and `inspect` read (the supervisor's)
-///   supervisor.json     the supervisor's plan
 ///   pod.yaml            the YAML as given
 ///   etc/                hosts, hostname, resolv.conf
 ///   logs/C.log          each container's output
-///   containers/C/       config.json; upper, work (its writable layer); rootfs
+///   containers/C/       upper, work (its writable layer); rootfs
 ///   volumes/V/          emptyDirs
 ///   shm/                the pod's /dev/shm (a tmpfs the pause mounts)
 /// pod-locks/NAME        lock: held by the supervisor for the pod's life
-/// ctl/HASH.sock         control socket (`minipod stop`)
+/// ctl/HASH.sock         control socket (`minipod stop`, `exec`)
 /// ```
 #[derive(Debug, Clone)]
 pub struct PodPaths {
@@ -195,9 +194,6 @@ impl PodPaths {
     pub fn state(&self) -> PathBuf {
         self.dir.join("state.json")
     }
-    pub fn plan(&self) -> PathBuf {
-        self.dir.join("supervisor.json")
-    }
     pub fn control_socket(&self) -> &Path {
         &self.control_socket
     }
@@ -221,9 +217,6 @@ impl PodPaths {
         self.dir.join("containers").join(container)
     }
     /// What `minipod __container` reads.
-    pub fn container_config(&self, container: &str) -> PathBuf {
-        self.container_dir(container).join("config.json")
-    }
     /// The output of a container's last exec probe or hook of one kind
     /// (`what`: `Liveness`, `PostStart`, …).
     pub fn probe_output(&self, container: &str, what: &str) -> PathBuf {

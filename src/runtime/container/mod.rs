@@ -76,7 +76,6 @@ use std::fs::File;
 use std::io::{Read, Write};
 
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
@@ -101,8 +100,9 @@ use rootfs::{
 
 /// The sync pipe's fd number, fixed by the protocol.
 pub const SYNC_FD: RawFd = 3;
-/// `minipod __container CONFIG.json`. Never returns in the forked child.
-pub fn container_main(config_path: &Path) -> ExitCode {
+/// `minipod __container`, its config on `FD_CONFIG`. Never returns in the
+/// forked child.
+pub fn container_main() -> ExitCode {
     if !sync_fd_is_pipe() {
         eprintln!(
             "Error: minipod __container is started by the pod supervisor, with a sync pipe on fd 3"
@@ -114,13 +114,11 @@ pub fn container_main(config_path: &Path) -> ExitCode {
         report_error(&format!("container set-up refused: {err:#}"));
         return ExitCode::from(crate::EXIT_MINIPOD_ERROR);
     }
-    let config = match read_config(config_path) {
+    let config: ContainerConfig = match crate::runtime::contract::read_passed_config("__container")
+    {
         Ok(c) => c,
         Err(err) => {
-            report_error(&format!(
-                "container config {}: {err:#}",
-                config_path.display()
-            ));
+            report_error(&format!("{err:#}"));
             return ExitCode::from(crate::EXIT_MINIPOD_ERROR);
         }
     };
@@ -152,11 +150,6 @@ pub(super) fn make_undumpable() -> Result<()> {
         "making this process non-dumpable (prctl PR_SET_DUMPABLE), without which a process in \
          the pod could open the minipod binary through /proc (CVE-2019-5736)",
     )
-}
-
-fn read_config(path: &Path) -> Result<ContainerConfig> {
-    let bytes = std::fs::read(path).context("reading it")?;
-    serde_json::from_slice(&bytes).context("parsing it")
 }
 
 fn sync_fd_is_pipe() -> bool {

@@ -1,7 +1,6 @@
 //! What the supervisor hands to `minipod __container`: everything resolved,
 //! so the process that sets up a container's namespaces and mounts needs no
-//! YAML, no store and no image config. Written as JSON into the pod's state
-//! directory.
+//! YAML, no store and no image config. Passed as JSON on `fds::FD_CONFIG`.
 
 use std::path::PathBuf;
 
