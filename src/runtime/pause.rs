@@ -58,6 +58,23 @@ pub fn pause_main(args: PauseConfig) -> Result<()> {
     }
 }
 
+/// ICMP datagram sockets for every group of the pod, as containerd and
+/// podman allow them: a non-root user's `ping` needs no capability then.
+/// (The kernel's default, `1 0`, allows nobody; only ids mapped in our
+/// user namespace may be named.)
+fn allow_ping_sockets() -> Result<()> {
+    let map =
+        std::fs::read_to_string("/proc/self/gid_map").context("reading /proc/self/gid_map")?;
+    let Some((low, high)) = crate::userns::idmap::mapped_span(&map) else {
+        return Ok(());
+    };
+    std::fs::write(
+        "/proc/sys/net/ipv4/ping_group_range",
+        format!("{low} {high}"),
+    )
+    .context("setting net.ipv4.ping_group_range in the pod's network namespace")
+}
+
 /// Sets up the namespaces. Returns the PID-1 child's host pid when the PID
 /// namespace is shared (we are then its link to the supervisor), else None.
 fn setup(args: &PauseConfig, program: &OwnedFd) -> Result<Option<i32>> {
@@ -91,6 +108,9 @@ fn setup(args: &PauseConfig, program: &OwnedFd) -> Result<Option<i32>> {
     } else if !args.host_network {
         let mut nl = crate::net::netlink::Netlink::open()?;
         crate::net::setup::loopback_up(&mut nl).context("bringing up lo")?;
+    }
+    if !args.host_network {
+        allow_ping_sockets()?;
     }
     for Tmpfs { dir, size_bytes } in &args.tmpfs {
         let mut data = String::from("mode=1777");

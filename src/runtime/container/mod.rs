@@ -76,6 +76,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
@@ -85,7 +86,7 @@ use nix::sys::stat::SFlag;
 use nix::unistd::ForkResult;
 
 pub use exec::{DEFAULT_PATH, container_path, exec_candidates, exec_in};
-pub use identity::{CapData, DEFAULT_CAPS, cap_data, cap_mask, caps_to_drop};
+pub use identity::{CapData, cap_data, cap_mask, caps_to_drop};
 pub use rootfs::{MASKED_PATHS, READ_ONLY_PATHS, overlay_options};
 
 use super::contract::container::ContainerConfig;
@@ -95,7 +96,7 @@ use exec::{exec, prepare_exec};
 use identity::{last_capability, switch_user};
 use rootfs::{
     bind_into, enter_cwd, make_mounts_private, mask_paths, mount_dev, mount_overlay,
-    mount_proc_sys, open_path, pivot_into,
+    mount_proc_sys, open_path, pivot_into, remount_read_only,
 };
 
 /// The sync pipe's fd number, fixed by the protocol.
@@ -311,7 +312,8 @@ fn child_setup_and_exec(config: &ContainerConfig) -> Result<Infallible> {
     let root = open_path(&config.rootfs, OFlag::O_DIRECTORY)
         .with_context(|| format!("opening the container root {}", config.rootfs.display()))?;
 
-    mount_proc_sys(&root)?;
+    let privileged = config.process.security.privileged;
+    mount_proc_sys(&root, privileged)?;
     mount_dev(&root, config)?;
     for (source, dest) in [
         (&config.hosts, "/etc/hosts"),
@@ -333,7 +335,15 @@ fn child_setup_and_exec(config: &ContainerConfig) -> Result<Infallible> {
     let last_cap = last_capability();
     pivot_into(&root)?;
     drop(root);
-    mask_paths()?;
+    // A privileged container sees /proc and /sys whole, as podman's does.
+    if !privileged {
+        mask_paths()?;
+    }
+    if config.process.security.read_only_root {
+        // Only the root's own mount: volumes, /dev, /dev/shm, /proc stay
+        // as they are, as in Kubernetes.
+        remount_read_only(Path::new("/")).context("making the root filesystem read-only")?;
+    }
     enter_cwd(&config.process.cwd)?;
     switch_user(&config.process, last_cap)?;
     // Die with the link (and so with the supervisor). Set after the uid

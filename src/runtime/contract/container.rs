@@ -44,6 +44,9 @@ pub struct Process {
     pub uid: u32,
     pub gid: u32,
     pub additional_gids: Vec<u32>,
+    /// Capabilities, no_new_privs, read-only root, privileged: `exec`
+    /// gives its commands the same capabilities and no_new_privs.
+    pub security: crate::spec::security::SecurityPlan,
 }
 
 /// A volume mount, resolved to a source path. Sources are looked up in the
