@@ -502,3 +502,163 @@ spec:
         let _ = env.run(["rm", "-f", &format!("cwd{fd}")]);
     }
 }
+
+/// Runs a one-container busybox pod whose spec gets `spec_extra` (YAML
+/// lines at the spec's indentation) and container `security`.
+fn run_pod_with(
+    env: &TestEnv,
+    name: &str,
+    spec_extra: &str,
+    security: &str,
+    script: &str,
+) -> (bool, String) {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n{spec_extra}  volumes: [{{name: scratch, emptyDir: {{}}}}, {{name: mem, emptyDir: {{medium: Memory}}}}]\n  containers:\n  - name: c\n    image: localhost/busybox\n    securityContext: {security}\n    volumeMounts: [{{name: scratch, mountPath: /scratch}}, {{name: mem, mountPath: /mem}}]\n    command: [sh, -c, {script:?}]\n"
+    );
+    let out = env.run_pod(&yaml, &[]);
+    let text = format!("{}\n{}", stdout_of(&out), stderr_of(&out));
+    (out.status.success(), text)
+}
+
+#[test]
+fn fs_group_and_supplemental_groups_reach_processes_and_volumes() {
+    let env = env_with_busybox();
+    let (ok, out) = run_pod_with(
+        &env,
+        "fsgroup",
+        "  securityContext: {runAsUser: 1000, runAsGroup: 3000, fsGroup: 2000, supplementalGroups: [4000]}\n",
+        "{}",
+        "id; stat -c 'scratch %g %a' /scratch; stat -c 'mem %g %a' /mem; \
+         touch /scratch/f && stat -c 'file %g' /scratch/f",
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("gid=3000 groups=2000,4000"), "{out}");
+    assert!(out.contains("scratch 2000 2777"), "{out}");
+    assert!(out.contains("mem 2000 3777"), "{out}");
+    // setgid: new files take the fsGroup.
+    assert!(out.contains("file 2000"), "{out}");
+
+    // Strict: not the image's /etc/group groups of the user.
+    let (ok, out) = run_pod_with(
+        &env,
+        "strict",
+        "  securityContext: {supplementalGroups: [5000], supplementalGroupsPolicy: Strict}\n",
+        "{}",
+        "id",
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("groups=5000") || out.contains("groups=0,5000"),
+        "{out}"
+    );
+}
+
+#[test]
+fn sysctls_are_set_in_the_pods_namespaces_and_host_wide_ones_refused() {
+    let env = env_with_busybox();
+    let (ok, out) = run_pod_with(
+        &env,
+        "sysctls",
+        "  securityContext:\n    sysctls:\n    - {name: net.ipv4.tcp_syncookies, value: \"0\"}\n    - {name: net/core/somaxconn, value: \"1234\"}\n    - {name: kernel.shm_rmid_forced, value: \"1\"}\n    - {name: kernel.msgmax, value: \"9000\"}\n",
+        "{}",
+        "for s in net/ipv4/tcp_syncookies net/core/somaxconn kernel/shm_rmid_forced kernel/msgmax; do echo \"$s=$(cat /proc/sys/$s)\"; done",
+    );
+    assert!(ok, "{out}");
+    for want in [
+        "net/ipv4/tcp_syncookies=0",
+        "net/core/somaxconn=1234",
+        "kernel/shm_rmid_forced=1",
+        "kernel/msgmax=9000",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    // Not in the safe set: allowed here, with a warning.
+    assert!(out.contains("not in Kubernetes' safe set"), "{out}");
+    // The host's own value is untouched.
+    let host = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+    assert_ne!(host.trim(), "1234");
+
+    let (ok, out) = run_pod_with(
+        &env,
+        "sysctl-host",
+        "  securityContext:\n    sysctls: [{name: vm.swappiness, value: \"1\"}]\n",
+        "{}",
+        "true",
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("vm.swappiness") && out.contains("not a namespaced sysctl"),
+        "{out}"
+    );
+}
+
+#[test]
+fn host_ipc_and_host_pid_share_the_hosts_namespaces() {
+    let env = env_with_busybox();
+    let (ok, out) = run_pod_with(
+        &env,
+        "hostns",
+        "  hostIPC: true\n  hostPID: true\n",
+        "{}",
+        "echo ipc=$(readlink /proc/self/ns/ipc); echo pid=$(readlink /proc/self/ns/pid); \
+         [ -e /proc/1/comm ] && echo pid1=$(cat /proc/1/comm)",
+    );
+    assert!(ok, "{out}");
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    let host_pid = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    assert!(
+        out.contains(&format!("ipc={}", host_ipc.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("pid={}", host_pid.display())),
+        "{out}"
+    );
+    let init = std::fs::read_to_string("/proc/1/comm").unwrap();
+    assert!(out.contains(&format!("pid1={}", init.trim())), "{out}");
+    assert!(out.contains("hostPID"), "the warning: {out}");
+
+    // By default each pod has its own.
+    let (ok, out) = run_pod_with(
+        &env,
+        "ownns",
+        "",
+        "{}",
+        "echo ipc=$(readlink /proc/self/ns/ipc)",
+    );
+    assert!(
+        ok && !out.contains(&format!("ipc={}", host_ipc.display())),
+        "{out}"
+    );
+}
+
+#[test]
+fn proc_mount_unmasked_needs_host_users_false() {
+    let env = env_with_busybox();
+    let (ok, out) = run_pod_with(
+        &env,
+        "unmasked",
+        "  hostUsers: false\n",
+        "{procMount: Unmasked}",
+        "[ -c /proc/keys ] && echo keys-masked || echo keys-visible",
+    );
+    assert!(ok && out.contains("keys-visible"), "{out}");
+    let (ok, out) = run_pod_with(&env, "unmasked-no", "", "{procMount: Unmasked}", "true");
+    assert!(
+        !ok && out.contains("`hostUsers` must be false to use `Unmasked`"),
+        "{out}"
+    );
+    // AppArmor and SELinux fields are accepted with a warning naming them.
+    let (ok, out) = run_pod_with(
+        &env,
+        "mac",
+        "",
+        "{appArmorProfile: {type: RuntimeDefault}, seLinuxOptions: {level: \"s0:c1,c2\"}}",
+        "true",
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("appArmorProfile") && out.contains("seLinuxOptions"),
+        "{out}"
+    );
+}

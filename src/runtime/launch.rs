@@ -312,10 +312,14 @@ impl PodFiles {
                 let dir = self.paths.volume(&v.name);
                 std::fs::create_dir_all(&dir)?;
                 // Kubernetes' emptyDir is world-writable, so any user of the pod can use it.
-                std::fs::set_permissions(
-                    &dir,
-                    std::os::unix::fs::PermissionsExt::from_mode(0o777),
-                )?;
+                let mut mode = 0o777;
+                if let Some(group) = plan.security.fs_group {
+                    std::os::unix::fs::chown(&dir, None, Some(group)).with_context(|| {
+                        format!("giving emptyDir {} to fsGroup {group}", v.name)
+                    })?;
+                    mode = crate::spec::security::fs_group_mode(mode, true, false);
+                }
+                std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
             }
         }
         Ok(())
@@ -327,6 +331,7 @@ impl PodFiles {
         let mut tmpfs = vec![Tmpfs {
             dir: self.paths.shm(),
             size_bytes: Some(SHM_SIZE),
+            fs_group: None,
         }];
         for v in &plan.volumes {
             if let VolumeKind::EmptyDir {
@@ -337,6 +342,7 @@ impl PodFiles {
                 tmpfs.push(Tmpfs {
                     dir: self.paths.volume(&v.name),
                     size_bytes: size_limit_bytes,
+                    fs_group: plan.security.fs_group,
                 });
             }
         }
@@ -344,11 +350,13 @@ impl PodFiles {
             hostname: plan.hostname.clone(),
             share_pid: plan.share_process_namespace,
             host_network: plan.host_network,
+            host_ipc: plan.host_ipc,
             parent: 0,
             tmpfs,
             pod_dir: self.paths.dir.clone(),
             network: None,
             serve_sockets: false,
+            sysctls: plan.security.sysctls.clone(),
         }
     }
 
@@ -427,6 +435,8 @@ impl PodFiles {
             supervisor_pid: 0,
             pause_pid: 0,
             share_pid: plan.share_process_namespace,
+            host_pid: plan.host_pid,
+            host_ipc: plan.host_ipc,
             layers: p.layers.clone(),
             upper,
             work,

@@ -84,7 +84,10 @@ fn setup(args: &PauseConfig, program: &OwnedFd) -> Result<Option<i32>> {
     // shared PID namespace: keep its /proc/PID/exe out of their reach
     // (CVE-2019-5736).
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
-    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS;
+    if !args.host_ipc {
+        flags |= CloneFlags::CLONE_NEWIPC;
+    }
     if !args.host_network {
         flags |= CloneFlags::CLONE_NEWNET;
     }
@@ -112,8 +115,25 @@ fn setup(args: &PauseConfig, program: &OwnedFd) -> Result<Option<i32>> {
     if !args.host_network {
         allow_ping_sockets()?;
     }
-    for Tmpfs { dir, size_bytes } in &args.tmpfs {
-        let mut data = String::from("mode=1777");
+    // After ping_group_range: the pod's own value wins.
+    for (path, value) in &args.sysctls {
+        std::fs::write(Path::new("/proc/sys").join(path), value).with_context(|| {
+            format!(
+                "setting sysctl {} = {value:?} in the pod's namespaces",
+                path.replace('/', ".")
+            )
+        })?;
+    }
+    for Tmpfs {
+        dir,
+        size_bytes,
+        fs_group,
+    } in &args.tmpfs
+    {
+        let mut data = match fs_group {
+            Some(group) => format!("mode=3777,gid={group}"),
+            None => String::from("mode=1777"),
+        };
         if let Some(size) = size_bytes {
             data.push_str(&format!(",size={size}"));
         }

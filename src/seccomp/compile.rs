@@ -111,7 +111,7 @@ fn x32_guard() -> Vec<u64> {
     let errno_eperm = u64::from(libc::SECCOMP_RET_ERRNO | libc::EPERM as u32);
     let allow = u64::from(libc::SECCOMP_RET_ALLOW);
     vec![
-        LD_W_ABS, // k = 0: seccomp_data.nr
+        LD_W_ABS,                               // k = 0: seccomp_data.nr
         JGE_K | 1 << 24 | 0x4000_0000u64 << 32, // jt 0, jf 1
         RET_K | errno_eperm << 32,
         RET_K | allow << 32,

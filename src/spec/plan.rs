@@ -16,6 +16,10 @@ pub struct PodPlan {
     /// `spec.hostname`, else the pod name cut to 63 characters (as the kubelet does).
     pub hostname: String,
     pub share_process_namespace: bool,
+    /// `hostPID`: no PID namespace of the pod's own.
+    pub host_pid: bool,
+    /// `hostIPC`: no IPC namespace of the pod's own.
+    pub host_ipc: bool,
     pub host_network: bool,
     pub restart_policy: RestartPolicy,
     /// `terminationGracePeriodSeconds`, default 30 s.
@@ -42,6 +46,8 @@ pub struct PodPlan {
     /// `spec.imagePullSecrets`: the Secrets whose registry credentials
     /// this pod's pulls use, in order.
     pub image_pull_secrets: Vec<String>,
+    /// fsGroup and its policy, sysctls.
+    pub security: super::security::PodSecurityPlan,
 }
 
 impl PodPlan {
@@ -184,6 +190,12 @@ pub struct ContainerPlan {
     pub run_as_user: Option<u32>,
     pub run_as_group: Option<u32>,
     pub run_as_non_root: bool,
+    /// The pod's fsGroup, then its supplementalGroups: every process's
+    /// supplementary groups.
+    pub supplemental_groups: Vec<u32>,
+    /// `supplementalGroupsPolicy: Merge` (the default): also the groups the
+    /// image's /etc/group gives the user; `Strict`: not.
+    pub merge_image_groups: bool,
     /// Capabilities, no_new_privs, read-only root, privileged.
     pub security: super::security::SecurityPlan,
     pub ports: Vec<PortPlan>,

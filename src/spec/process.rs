@@ -342,7 +342,7 @@ pub fn resolve_user(
         gid = g;
     }
     let mut additional_gids = Vec::new();
-    if let Some(name) = &user_name {
+    if let Some(name) = user_name.as_ref().filter(|_| container.merge_image_groups) {
         for e in group_entries(group) {
             if e.members.contains(&name.as_str())
                 && e.gid != gid
@@ -350,6 +350,12 @@ pub fn resolve_user(
             {
                 additional_gids.push(e.gid);
             }
+        }
+    }
+    // fsGroup and supplementalGroups, as containerd adds them.
+    for g in &container.supplemental_groups {
+        if !additional_gids.contains(g) {
+            additional_gids.push(*g);
         }
     }
     Ok(UserIds {
@@ -388,6 +394,8 @@ mod tests {
             run_as_user: None,
             run_as_group: None,
             run_as_non_root: false,
+            supplemental_groups: Vec::new(),
+            merge_image_groups: true,
             security: Default::default(),
             ports: vec![],
             mounts: vec![],

@@ -102,6 +102,8 @@ pub struct SecurityPlan {
     pub privileged: bool,
     /// Unconfined for a privileged container.
     pub seccomp: Seccomp,
+    /// `procMount: Unmasked`: /proc as privileged sees it.
+    pub proc_unmasked: bool,
 }
 
 impl Default for SecurityPlan {
@@ -112,6 +114,7 @@ impl Default for SecurityPlan {
             read_only_root: false,
             privileged: false,
             seccomp: Seccomp::RuntimeDefault,
+            proc_unmasked: false,
         }
     }
 }
@@ -165,6 +168,121 @@ pub fn no_new_privs(allow_escalation: Option<bool>, privileged: bool, capabiliti
     allow_escalation == Some(false) && !privileged && !sys_admin
 }
 
+/// `fsGroupChangePolicy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FsGroupChangePolicy {
+    /// Kubernetes' default: every file, every time.
+    #[default]
+    Always,
+    /// Only when the volume's root does not already have the group and
+    /// permissions.
+    OnRootMismatch,
+}
+
+/// The pod-level parts of a securityContext that the runtime applies to
+/// the pod rather than to one container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodSecurityPlan {
+    /// `fsGroup`: owns the pod's volumes (with the setgid bit on folders)
+    /// and is every container's supplementary group.
+    pub fs_group: Option<u32>,
+    pub fs_group_change_policy: FsGroupChangePolicy,
+    /// `sysctls`, in order, set in the pod's namespaces: (name as
+    /// /proc/sys path, value).
+    pub sysctls: Vec<(String, String)>,
+}
+
+/// Where a sysctl lives, as kubelet sorts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SysctlClass {
+    /// Kubernetes' safe set: allowed on every node.
+    Safe,
+    /// Namespaced in the pod's network namespace (`net.*`).
+    Net,
+    /// Namespaced in the pod's IPC namespace.
+    Ipc,
+    /// Not namespaced: it would change the whole machine.
+    Host,
+}
+
+/// Kubernetes' safe sysctls (as of 1.32).
+pub const SAFE_SYSCTLS: [&str; 12] = [
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
+];
+
+/// A sysctl's name in dotted form: Kubernetes also takes `/` as the
+/// separator (then a `.` is part of a component, as in an interface name).
+pub fn sysctl_dotted(name: &str) -> String {
+    if name.contains('/') {
+        name.replace('.', "\u{0}")
+            .replace('/', ".")
+            .replace('\u{0}', "/")
+    } else {
+        name.to_string()
+    }
+}
+
+/// Its path under /proc/sys.
+pub fn sysctl_path(name: &str) -> String {
+    if name.contains('/') {
+        name.to_string()
+    } else {
+        name.replace('.', "/")
+    }
+}
+
+pub fn sysctl_class(name: &str) -> SysctlClass {
+    let dotted = sysctl_dotted(name);
+    if SAFE_SYSCTLS.contains(&dotted.as_str()) {
+        return SysctlClass::Safe;
+    }
+    if dotted.starts_with("net.") {
+        return SysctlClass::Net;
+    }
+    if ["kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue."]
+        .iter()
+        .any(|p| dotted.starts_with(p))
+    {
+        return SysctlClass::Ipc;
+    }
+    SysctlClass::Host
+}
+
+/// kubelet's `SetVolumeOwnership`: the mode a file or folder of a volume
+/// gets with an fsGroup: the group may read (and write, unless read-only);
+/// folders get the setgid bit, so new files take the group, and the
+/// group's search bit.
+pub fn fs_group_mode(mode: u32, is_dir: bool, read_only: bool) -> u32 {
+    let mut mask = if read_only { 0o440 } else { 0o660 };
+    if is_dir {
+        mask |= 0o2000 | 0o110;
+    }
+    mode | mask
+}
+
+/// `OnRootMismatch`: whether the volume's root already has the group and
+/// the permissions, so nothing below is changed.
+pub fn fs_group_root_matches(
+    root_gid: u32,
+    root_mode: u32,
+    fs_group: u32,
+    read_only: bool,
+) -> bool {
+    let wanted = fs_group_mode(0, true, read_only);
+    root_gid == fs_group && root_mode & wanted == wanted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +323,43 @@ mod tests {
             ALL_CAPABILITIES & !1
         );
         assert_eq!(capability_set(&names(&["ALL"]), &names(&["ALL"])), 0);
+    }
+
+    #[test]
+    fn sysctls_are_sorted_as_kubelet_sorts_them() {
+        assert_eq!(sysctl_class("net.ipv4.tcp_syncookies"), SysctlClass::Safe);
+        assert_eq!(sysctl_class("kernel.shm_rmid_forced"), SysctlClass::Safe);
+        assert_eq!(sysctl_class("net.core.somaxconn"), SysctlClass::Net);
+        assert_eq!(
+            sysctl_class("net/ipv4/conf/eno2.100/rp_filter"),
+            SysctlClass::Net
+        );
+        assert_eq!(sysctl_class("kernel.shmmax"), SysctlClass::Ipc);
+        assert_eq!(sysctl_class("fs.mqueue.msg_max"), SysctlClass::Ipc);
+        assert_eq!(sysctl_class("kernel.sem"), SysctlClass::Ipc);
+        assert_eq!(sysctl_class("vm.swappiness"), SysctlClass::Host);
+        assert_eq!(sysctl_class("kernel.hostname"), SysctlClass::Host);
+        assert_eq!(
+            sysctl_dotted("net/ipv4/conf/eno2.100/rp_filter"),
+            "net.ipv4.conf.eno2/100.rp_filter"
+        );
+        assert_eq!(sysctl_path("net.core.somaxconn"), "net/core/somaxconn");
+        assert_eq!(
+            sysctl_path("net/ipv4/conf/eno2.100/rp_filter"),
+            "net/ipv4/conf/eno2.100/rp_filter"
+        );
+    }
+
+    #[test]
+    fn fs_group_modes_as_kubelet_sets_them() {
+        assert_eq!(fs_group_mode(0o600, false, false), 0o660);
+        assert_eq!(fs_group_mode(0o644, false, true), 0o644);
+        assert_eq!(fs_group_mode(0o400, false, true), 0o440);
+        assert_eq!(fs_group_mode(0o777, true, false), 0o2777);
+        assert_eq!(fs_group_mode(0o700, true, false), 0o2770);
+        assert!(fs_group_root_matches(2000, 0o2775, 2000, false));
+        assert!(!fs_group_root_matches(2000, 0o775, 2000, false));
+        assert!(!fs_group_root_matches(0, 0o2777, 2000, false));
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub enum Support {
 const ONE_NODE: &str = "scheduling: there is one node, this one";
 /// Why service-account fields do nothing here.
 const NO_API_SERVER: &str = "there is no API server, so no service-account token is mounted";
+/// Why AppArmor and SELinux fields do nothing here.
+const NO_MAC: &str = "minipod applies no AppArmor profile and no SELinux label (a rootless \
+     runtime cannot load either); the containers are confined by their user namespace, \
+     capabilities and seccomp";
 
 #[derive(Debug, Clone, Copy)]
 pub struct FieldSupport {
@@ -255,13 +259,18 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     ),
     row(
         "spec.containers[].securityContext.seLinuxOptions",
-        OnlyValue("{}"),
-        "no SELinux labels are applied",
+        Warned(NO_MAC),
+        "",
+    ),
+    row(
+        "spec.containers[].securityContext.appArmorProfile",
+        Warned(NO_MAC),
+        "",
     ),
     row(
         "spec.containers[].securityContext.procMount",
-        OnlyValue("\"Default\""),
-        "Kubernetes' default: /proc is masked as a runtime masks it",
+        Yes,
+        "Default masks /proc as runtimes do; Unmasked (with hostUsers: false) does not",
     ),
     row(
         "spec.containers[].resources",
@@ -564,13 +573,18 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     row("spec.hostNetwork", Yes, ""),
     row(
         "spec.hostPID",
-        OnlyValue("false"),
-        "the containers do not share the host's PID namespace",
+        Yes,
+        "no PID namespace of the pod's own: the containers see the host's processes, and the host's /proc is bound in",
     ),
     row(
         "spec.hostIPC",
-        OnlyValue("false"),
-        "the pod has its own IPC namespace",
+        Yes,
+        "no IPC namespace of the pod's own: the host's System V IPC and POSIX message queues",
+    ),
+    row(
+        "spec.hostUsers",
+        Yes,
+        "false is what minipod always does (every pod runs in its user namespace); true warns",
     ),
     row("spec.hostAliases[].ip", Yes, "added to /etc/hosts"),
     row("spec.hostAliases[].hostnames", Yes, ""),
@@ -598,6 +612,32 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         "default for every container",
     ),
     row(
+        "spec.securityContext.fsGroup",
+        Yes,
+        "every container's supplementary group; owns emptyDirs (setgid, group-writable) as kubelet sets them",
+    ),
+    row(
+        "spec.securityContext.fsGroupChangePolicy",
+        Yes,
+        "Always (default) or OnRootMismatch",
+    ),
+    row(
+        "spec.securityContext.supplementalGroups",
+        Yes,
+        "added to every container's supplementary groups, after fsGroup",
+    ),
+    row(
+        "spec.securityContext.supplementalGroupsPolicy",
+        Yes,
+        "Merge (default: also the image's /etc/group groups of the user) or Strict",
+    ),
+    row(
+        "spec.securityContext.sysctls[].name",
+        Yes,
+        "Kubernetes' safe set; other net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.* with a warning (set in the pod's own namespaces); others are refused",
+    ),
+    row("spec.securityContext.sysctls[].value", Yes, ""),
+    row(
         "spec.securityContext.seccompProfile.type",
         Yes,
         "default for every container",
@@ -607,11 +647,8 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         Yes,
         "default for every container",
     ),
-    row(
-        "spec.securityContext.seLinuxOptions",
-        OnlyValue("{}"),
-        "no SELinux labels are applied",
-    ),
+    row("spec.securityContext.seLinuxOptions", Warned(NO_MAC), ""),
+    row("spec.securityContext.appArmorProfile", Warned(NO_MAC), ""),
     row("spec.volumes[].name", Yes, ""),
     row(
         "spec.volumes[].emptyDir.medium",
@@ -803,6 +840,10 @@ fn check(tables: Tables, value: &Value, path: &mut Vec<Seg>, norm: &str, out: &m
         return;
     }
     match lookup_in(tables, norm).map(|r| r.support) {
+        // `{}` or `[]` asks for nothing: nothing to warn of.
+        Some(Warned(_))
+            if value.as_object().is_some_and(|o| o.is_empty())
+                || value.as_array().is_some_and(|a| a.is_empty()) => {}
         Some(Warned(why)) => out.warned.push(Warned {
             path: path.clone(),
             why,
@@ -888,7 +929,7 @@ mod tests {
                     "readinessProbe": {"grpc": {"port": 9000}},
                     "startupProbe": {"httpGet": {"port": 80, "scheme": "HTTPS"}},
                     "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}],
-                    "securityContext": {"runAsUser": 1, "appArmorProfile": {"type": "RuntimeDefault"}},
+                    "securityContext": {"runAsUser": 1, "windowsOptions": {"runAsUserName": "x"}},
                     "stdin": false, "tty": true
                 }],
                 "initContainers": [{"name": "s", "image": "i", "restartPolicy": "Always", "lifecycle": {}}],
@@ -902,10 +943,9 @@ mod tests {
         let mut want = vec![
             "metadata.selfLink",
             "spec.containers[0].env[1].valueFrom",
-            "spec.containers[0].securityContext.appArmorProfile",
+            "spec.containers[0].securityContext.windowsOptions",
             "spec.containers[0].tty",
             "spec.volumes[1].nfs",
-            "spec.hostUsers",
         ];
         let mut got = paths(&pod);
         got.sort();
@@ -958,7 +998,7 @@ mod tests {
         );
         assert_eq!(refusal_advice("spec.volumes[].secret"), OTHER_VOLUMES);
         assert_eq!(refusal_advice("spec.volumes[].secretive"), REMOVE_IT);
-        assert_eq!(refusal_advice("spec.hostUsers"), REMOVE_IT);
+        assert_eq!(refusal_advice("spec.os"), REMOVE_IT);
         let md = supported_fields_markdown();
         assert!(
             md.contains(

@@ -669,19 +669,18 @@ fn not_supported_yet_fields() {
     let cases: Vec<(String, &str)> = vec![
         (c("    env: [{name: A, valueFrom: {configMapKeyRef: {name: m, key: k}}}]\n"), "spec.containers[0].env[0].valueFrom"),
         (c("    envFrom: [{configMapRef: {name: m}}]\n"), "spec.containers[0].envFrom"),
-        (c("    securityContext: {appArmorProfile: {type: Unconfined}}\n"), "spec.containers[0].securityContext.appArmorProfile"),
+        (c("    securityContext: {windowsOptions: {runAsUserName: x}}\n"), "spec.containers[0].securityContext.windowsOptions"),
         (c("    stdin: true\n"), "spec.containers[0].stdin"),
         (c("    tty: true\n"), "spec.containers[0].tty"),
         (c("    lifecycle: {stopSignal: SIGUSR1}\n"), "spec.containers[0].lifecycle.stopSignal"),
         (c("    restartPolicy: Always\n"), "spec.containers[0].restartPolicy"),
         (c("    volumeMounts: [{name: v, mountPath: /x, mountPropagation: None}]\n"), "spec.containers[0].volumeMounts[0].mountPropagation"),
-        (s("  hostUsers: false\n"), "spec.hostUsers"),
-        (s("  securityContext: {fsGroup: 2000}\n"), "spec.securityContext.fsGroup"),
+        (s("  securityContext: {seLinuxChangePolicy: Recursive}\n"), "spec.securityContext.seLinuxChangePolicy"),
         (s("  automountServiceAccountToken: true\n"), "spec.automountServiceAccountToken"),
         (s("  volumes: [{name: v, configMap: {name: m}}]\n"), "spec.volumes[0].configMap"),
         (s("  volumes: [{name: v, secret: {secretName: m}}]\n"), "spec.volumes[0].secret"),
         (s("  ephemeralContainers: [{name: e, image: i}]\n"), "spec.ephemeralContainers"),
-        (s("  dnsConfig: {nameservers: [1.1.1.1]}\n  hostPID: true\n"), "spec.hostPID"),
+        (s("  dnsConfig: {nameservers: [1.1.1.1]}\n  os: {name: linux}\n"), "spec.os"),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers: [{name: i, image: i, restartPolicy: Always, lifecycle: {stopSignal: SIGUSR1}}]\n  containers: [{name: c, image: i}]\n".into(),
             "spec.initContainers[0].lifecycle.stopSignal",
@@ -1231,22 +1230,16 @@ fn values_that_ask_for_what_minipod_does_are_accepted() {
 fn values_that_ask_for_more_are_refused_naming_the_path() {
     let c = |extra: &str| pod(extra, "");
     let cases: Vec<(String, &str, &str)> = vec![
+        (c("    tty: true\n"), "spec.containers[0].tty", "only false"),
         (
-            c("    securityContext: {procMount: Unmasked}\n"),
-            "spec.containers[0].securityContext.procMount",
-            "only \"Default\"",
+            c("    stdin: true\n"),
+            "spec.containers[0].stdin",
+            "only false",
         ),
         (
-            c("    securityContext: {seLinuxOptions: {level: \"s0:c123,c456\"}}\n"),
-            "spec.containers[0].securityContext.seLinuxOptions",
-            "only {}",
-        ),
-        (pod("", "  hostPID: true\n"), "spec.hostPID", "only false"),
-        (pod("", "  hostIPC: true\n"), "spec.hostIPC", "only false"),
-        (
-            pod("", "  securityContext: {seLinuxOptions: {type: spc_t}}\n"),
-            "spec.securityContext.seLinuxOptions",
-            "only {}",
+            pod("", "  automountServiceAccountToken: true\n"),
+            "spec.automountServiceAccountToken",
+            "only false",
         ),
     ];
     for (text, path, only) in &cases {
@@ -1277,13 +1270,13 @@ fn a_refusal_says_what_to_do_now() {
             "not supported yet by minipod; use an emptyDir or hostPath volume for now",
         ),
         (
-            c("    securityContext: {appArmorProfile: {type: RuntimeDefault}}\n"),
-            "spec.containers[0].securityContext.appArmorProfile",
+            c("    securityContext: {windowsOptions: {runAsUserName: x}}\n"),
+            "spec.containers[0].securityContext.windowsOptions",
             "not supported yet by minipod; remove it; minipod's containers run in a user namespace without the host's privileges",
         ),
         (
-            s("  securityContext: {fsGroup: 2000}\n"),
-            "spec.securityContext.fsGroup",
+            s("  securityContext: {seLinuxChangePolicy: Recursive}\n"),
+            "spec.securityContext.seLinuxChangePolicy",
             "without the host's privileges",
         ),
         (
@@ -1292,8 +1285,8 @@ fn a_refusal_says_what_to_do_now() {
             "not supported yet by minipod; remove it; the image's STOPSIGNAL",
         ),
         (
-            s("  hostUsers: false\n"),
-            "spec.hostUsers",
+            s("  os: {name: linux}\n"),
+            "spec.os",
             "not supported yet by minipod; remove the field to run this pod",
         ),
     ];

@@ -282,6 +282,9 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
         pod_sc.and_then(|s| s.run_as_group),
     );
     let pod_non_root = pod_sc.and_then(|s| s.run_as_non_root);
+    let pod_security = pod_security_plan(pod_sc, spec, ctx);
+    host_namespaces(spec, ctx);
+    let (supplemental_groups, merge_image_groups) = supplemental_groups(pod_sc, ctx);
     let pod_seccomp = seccomp_choice(
         pod_sc.and_then(|s| s.seccomp_profile.as_ref()),
         "spec.securityContext.seccompProfile",
@@ -309,6 +312,9 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
         group: pod_group,
         non_root: pod_non_root,
         seccomp: pod_seccomp,
+        supplemental_groups,
+        merge_image_groups,
+        host_users: spec.host_users,
         host_network,
         volume_names: &volume_names,
     };
@@ -374,6 +380,8 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
         annotations,
         hostname,
         share_process_namespace: spec.share_process_namespace.unwrap_or(false),
+        host_pid: spec.host_pid.unwrap_or(false),
+        host_ipc: spec.host_ipc.unwrap_or(false),
         host_network,
         restart_policy,
         termination_grace,
@@ -398,6 +406,7 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
             .map(|r| r.name.clone())
             .filter(|n| !n.is_empty())
             .collect(),
+        security: pod_security,
     }
 }
 
@@ -586,6 +595,13 @@ struct PodDefaults<'a> {
     non_root: Option<bool>,
     /// `spec.securityContext.seccompProfile`, when given.
     seccomp: Option<super::security::Seccomp>,
+    /// fsGroup, then supplementalGroups.
+    supplemental_groups: Vec<u32>,
+    /// `supplementalGroupsPolicy: Merge` (the default): also the groups
+    /// the image's /etc/group gives the user.
+    merge_image_groups: bool,
+    /// `spec.hostUsers`.
+    host_users: Option<bool>,
     host_network: bool,
     volume_names: &'a HashSet<&'a str>,
 }
@@ -783,6 +799,8 @@ fn container_plan(
         .or(pod.non_root)
         .unwrap_or(false);
     let mut security = security_plan(sc, &format!("{p}.securityContext"), run_as_user, ctx);
+    security.proc_unmasked =
+        proc_unmasked(sc, pod.host_users, &format!("{p}.securityContext"), ctx);
     let own_seccomp = seccomp_choice(
         sc.and_then(|s| s.seccomp_profile.as_ref()),
         &format!("{p}.securityContext.seccompProfile"),
@@ -836,6 +854,8 @@ fn container_plan(
         run_as_user,
         run_as_group,
         run_as_non_root,
+        supplemental_groups: pod.supplemental_groups.clone(),
+        merge_image_groups: pod.merge_image_groups,
         security,
         ports,
         mounts,
@@ -914,6 +934,7 @@ fn security_plan(
             true => unconfined,
             false => Default::default(),
         },
+        proc_unmasked: false,
     }
 }
 
@@ -972,4 +993,207 @@ fn seccomp_choice(
         );
     }
     Some(choice)
+}
+
+/// fsGroup and supplementalGroups (every container's supplementary
+/// groups, in that order) and whether the image's groups are merged in.
+fn supplemental_groups(
+    sc: Option<&k8s_openapi::api::core::v1::PodSecurityContext>,
+    ctx: &mut Ctx,
+) -> (Vec<u32>, bool) {
+    let Some(sc) = sc else {
+        return (Vec::new(), true);
+    };
+    let mut groups = Vec::new();
+    if let Some(g) = ctx.id("spec.securityContext.fsGroup".into(), sc.fs_group) {
+        groups.push(g);
+    }
+    for (i, g) in sc.supplemental_groups.iter().flatten().enumerate() {
+        if let Some(g) = ctx.id(
+            format!("spec.securityContext.supplementalGroups[{i}]"),
+            Some(*g),
+        ) && !groups.contains(&g)
+        {
+            groups.push(g);
+        }
+    }
+    let merge = match sc.supplemental_groups_policy.as_deref() {
+        None | Some("Merge") => true,
+        Some("Strict") => false,
+        Some(other) => {
+            ctx.one_of(
+                "spec.securityContext.supplementalGroupsPolicy".into(),
+                other,
+                &["Merge", "Strict"],
+            );
+            true
+        }
+    };
+    (groups, merge)
+}
+
+/// fsGroup's volume ownership and the sysctls, checked as the API server
+/// and kubelet check them.
+fn pod_security_plan(
+    sc: Option<&k8s_openapi::api::core::v1::PodSecurityContext>,
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    ctx: &mut Ctx,
+) -> super::security::PodSecurityPlan {
+    use super::security::{
+        FsGroupChangePolicy, PodSecurityPlan, SysctlClass, sysctl_class, sysctl_path,
+    };
+    let Some(sc) = sc else {
+        return PodSecurityPlan::default();
+    };
+    let fs_group = ctx.id("spec.securityContext.fsGroup".into(), sc.fs_group);
+    let fs_group_change_policy = match sc.fs_group_change_policy.as_deref() {
+        None | Some("Always") => FsGroupChangePolicy::Always,
+        Some("OnRootMismatch") => FsGroupChangePolicy::OnRootMismatch,
+        Some(other) => {
+            ctx.one_of(
+                "spec.securityContext.fsGroupChangePolicy".into(),
+                other,
+                &["Always", "OnRootMismatch"],
+            );
+            FsGroupChangePolicy::Always
+        }
+    };
+    let mut sysctls: Vec<(String, String)> = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, s) in sc.sysctls.iter().flatten().enumerate() {
+        let path = format!("spec.securityContext.sysctls[{i}]");
+        if s.name.is_empty() {
+            ctx.required(format!("{path}.name"), "");
+            continue;
+        }
+        if !valid_sysctl_name(&s.name) {
+            ctx.invalid(
+                format!("{path}.name"),
+                &s.name,
+                "must have at most 253 characters and match regex \
+                 ^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$",
+            );
+            continue;
+        }
+        let key = super::security::sysctl_dotted(&s.name);
+        if let Some(first) = seen.insert(key, i) {
+            ctx.duplicate(
+                format!("{path}.name"),
+                &s.name,
+                &format!(" (also spec.securityContext.sysctls[{first}])"),
+            );
+            continue;
+        }
+        match sysctl_class(&s.name) {
+            SysctlClass::Safe => {}
+            SysctlClass::Host => {
+                ctx.err(
+                    format!("{path}.name"),
+                    format!(
+                        "Forbidden: {:?} is not a namespaced sysctl: setting it would change \
+                         the whole machine, which a pod may not; set it on the host with \
+                         `sysctl -w` if you must",
+                        s.name
+                    ),
+                );
+                continue;
+            }
+            class => {
+                let (host_ns, field) = match class {
+                    SysctlClass::Net => (spec.host_network.unwrap_or(false), "hostNetwork"),
+                    _ => (spec.host_ipc.unwrap_or(false), "hostIPC"),
+                };
+                if host_ns {
+                    ctx.err(
+                        format!("{path}.name"),
+                        format!(
+                            "Forbidden: sysctl {:?} is not allowed with {field}: true (it \
+                             would change the host's namespace, as kubelet refuses)",
+                            s.name
+                        ),
+                    );
+                    continue;
+                }
+                ctx.warnings.push(format!(
+                    "{path}: {:?} is not in Kubernetes' safe set: a cluster allows it only when \
+                     kubelet runs with --allowed-unsafe-sysctls; minipod sets it in the pod's \
+                     own namespace",
+                    s.name
+                ));
+            }
+        }
+        sysctls.push((sysctl_path(&s.name), s.value.clone()));
+    }
+    PodSecurityPlan {
+        fs_group,
+        fs_group_change_policy,
+        sysctls,
+    }
+}
+
+/// The API server's sysctl name format.
+fn valid_sysctl_name(name: &str) -> bool {
+    let segment = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            && s.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && s.bytes()
+                .last()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    name.len() <= 253 && name.split(['.', '/']).all(segment)
+}
+
+/// hostPID, hostIPC and hostUsers, checked as the API server checks them.
+fn host_namespaces(spec: &k8s_openapi::api::core::v1::PodSpec, ctx: &mut Ctx) {
+    if spec.host_pid == Some(true) && spec.share_process_namespace == Some(true) {
+        ctx.err(
+            "spec.shareProcessNamespace",
+            "Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled",
+        );
+    }
+    if spec.host_pid == Some(true) {
+        ctx.warnings.push(
+            "spec.hostPID: the containers share the host's PID namespace: a process a container \
+             leaves running in the background is no longer ended with the pod by its PID \
+             namespace (minipod still kills each container's process group)"
+                .into(),
+        );
+    }
+    if spec.host_users == Some(true) {
+        ctx.warnings.push(
+            "spec.hostUsers: true: minipod is rootless and always runs a pod in its user \
+             namespace, as hostUsers: false does"
+                .into(),
+        );
+    }
+}
+
+/// `procMount`: Default, or Unmasked, which the API server allows only
+/// with `hostUsers: false`.
+fn proc_unmasked(
+    sc: Option<&k8s_openapi::api::core::v1::SecurityContext>,
+    host_users: Option<bool>,
+    path: &str,
+    ctx: &mut Ctx,
+) -> bool {
+    match sc.and_then(|s| s.proc_mount.as_deref()) {
+        None | Some("Default") => false,
+        Some("Unmasked") => {
+            if host_users != Some(false) {
+                ctx.err(
+                    format!("{path}.procMount"),
+                    "Forbidden: `hostUsers` must be false to use `Unmasked`",
+                );
+            }
+            true
+        }
+        Some(other) => {
+            ctx.one_of(format!("{path}.procMount"), other, &["Default", "Unmasked"]);
+            false
+        }
+    }
 }

@@ -216,7 +216,7 @@ fn join_and_fork(config: &ContainerConfig) -> Result<()> {
             .with_context(|| format!("joining the PID namespace of pause process {pause}"))?;
     }
     let mut flags = CloneFlags::CLONE_NEWNS;
-    if !config.share_pid {
+    if !config.share_pid && !config.host_pid {
         flags |= CloneFlags::CLONE_NEWPID;
     }
     nix::sched::unshare(flags).context("creating the container's mount and PID namespaces")?;
@@ -313,7 +313,7 @@ fn child_setup_and_exec(config: &ContainerConfig) -> Result<Infallible> {
         .with_context(|| format!("opening the container root {}", config.rootfs.display()))?;
 
     let privileged = config.process.security.privileged;
-    mount_proc_sys(&root, privileged)?;
+    mount_proc_sys(&root, privileged, config.host_pid)?;
     mount_dev(&root, config)?;
     for (source, dest) in [
         (&config.hosts, "/etc/hosts"),
@@ -336,7 +336,7 @@ fn child_setup_and_exec(config: &ContainerConfig) -> Result<Infallible> {
     pivot_into(&root)?;
     drop(root);
     // A privileged container sees /proc and /sys whole, as podman's does.
-    if !privileged {
+    if !privileged && !config.process.security.proc_unmasked {
         mask_paths()?;
     }
     if config.process.security.read_only_root {

@@ -143,20 +143,33 @@ pub(super) fn mount_overlay(config: &ContainerConfig) -> Result<()> {
     Ok(())
 }
 
-/// A fresh /proc, and /sys: read-only unless `privileged`.
-pub(super) fn mount_proc_sys(root: &OwnedFd, privileged: bool) -> Result<()> {
+/// A fresh /proc (with `host_pid`, the host's, bound: only the user
+/// namespace that owns a PID namespace may mount its proc), and /sys:
+/// read-only unless `privileged`.
+pub(super) fn mount_proc_sys(root: &OwnedFd, privileged: bool, host_pid: bool) -> Result<()> {
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let proc = resolve_in_root(root, "/proc", Kind::Dir)?;
-    mount(
-        Some(Path::new("proc")),
-        &fd_path(&proc),
-        Some("proc"),
-        nosuid_nodev_noexec,
-        None,
-    )
-    .context(
-        "mounting a fresh /proc (a fully visible /proc must exist in the pause's mount namespace)",
-    )?;
+    if host_pid {
+        mount(
+            Some(Path::new("/proc")),
+            &fd_path(&proc),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
+        .context("binding the host's /proc (hostPID)")?;
+    } else {
+        mount(
+            Some(Path::new("proc")),
+            &fd_path(&proc),
+            Some("proc"),
+            nosuid_nodev_noexec,
+            None,
+        )
+        .context(
+            "mounting a fresh /proc (a fully visible /proc must exist in the pause's mount namespace)",
+        )?;
+    }
 
     let sys = resolve_in_root(root, "/sys", Kind::Dir)?;
     let read_only = match privileged {
@@ -302,6 +315,21 @@ pub(super) fn mount_dev(root: &OwnedFd, config: &ContainerConfig) -> Result<()> 
     })?;
 
     let mqueue = resolve_in_root(root, "/dev/mqueue", Kind::Dir)?;
+    if config.host_ipc {
+        // Only the owner of an IPC namespace may mount its mqueue: the
+        // host's, if the host has one mounted (the queues work without).
+        if Path::new("/dev/mqueue").is_dir() {
+            mount(
+                Some(Path::new("/dev/mqueue")),
+                &fd_path(&mqueue),
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .context("binding the host's /dev/mqueue (hostIPC)")?;
+        }
+        return Ok(());
+    }
     mount(
         Some(Path::new("mqueue")),
         &fd_path(&mqueue),

@@ -18,6 +18,10 @@ pub struct ContainerConfig {
     /// (`shm`, memory volumes) made by the pause are visible.
     pub pause_pid: i32,
     pub share_pid: bool,
+    /// `hostPID`: no PID namespace of its own; the host's /proc is bound.
+    pub host_pid: bool,
+    /// `hostIPC`: the host's IPC namespace; its /dev/mqueue is bound.
+    pub host_ipc: bool,
     /// Image layers, bottom first (overlayfs lowerdirs are top first).
     pub layers: Vec<PathBuf>,
     /// Per-container overlayfs upper and work dirs, and the mount point.

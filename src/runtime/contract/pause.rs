@@ -13,6 +13,8 @@ pub struct PauseConfig {
     pub share_pid: bool,
     /// `hostNetwork`: no NET namespace of the pod's own.
     pub host_network: bool,
+    /// `hostIPC`: no IPC namespace of the pod's own.
+    pub host_ipc: bool,
     /// The supervisor's pid: the pause dies with it.
     pub parent: i32,
     /// tmpfs mounts for the pod (/dev/shm, `medium: Memory` emptyDirs).
@@ -26,12 +28,17 @@ pub struct PauseConfig {
     /// fd 3 is a unix socket on which to hand out sockets of the pod's
     /// netns (hostPort forwarding).
     pub serve_sockets: bool,
+    /// `spec.securityContext.sysctls`: (path under /proc/sys, value), set
+    /// once the namespaces exist.
+    pub sysctls: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tmpfs {
     pub dir: PathBuf,
     pub size_bytes: Option<u64>,
+    /// The pod's fsGroup owns it (setgid), as kubelet gives it a volume.
+    pub fs_group: Option<u32>,
 }
 
 /// The pod's veth on the holder's bridge.
