@@ -11,6 +11,8 @@
 //! ~9 MB of its pages resident. `minipod-supervisor` links only what it runs.
 
 use std::io::Read;
+
+use base64::Engine as _;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -19,9 +21,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::contract::container::{ContainerConfig, Mount};
+use super::contract::container::{ContainerConfig, Mount, POD_IP};
 use super::contract::fds::{FD_MINIPOD, FD_POD_LOCK, FD_REPORT};
-use super::contract::pause::{PauseConfig, Tmpfs};
+use super::contract::pause::{self, ConfigVolumeFiles, PauseConfig, Tmpfs};
 use super::contract::plan::{JobLimits, PLAN_VERSION, Role, SlotPlan, SupervisorPlan};
 use super::contract::report::{self, Report};
 use super::etc_files;
@@ -32,6 +34,8 @@ use super::state::{ContainerState, ContainerStatus, Phase, PodPaths, PodState, S
 use crate::image::Store;
 use crate::net::portfwd;
 use crate::paths::Roots;
+use crate::spec::config::{self, PodFacts, VolumeFile};
+use crate::spec::objects::ConfigObjects;
 use crate::spec::{DnsBase, PodPlan, Protocol, VolumeKind};
 use crate::sys::fs::pass_fds;
 use crate::sys::lock::FileLock;
@@ -53,6 +57,8 @@ pub struct RunOptions {
     pub initial_backoff: Duration,
     /// The file the pod comes from (absolute), recorded for `down FILE`.
     pub source: Option<String>,
+    /// The ConfigMaps and Secrets the pod may read.
+    pub objects: ConfigObjects,
 }
 
 /// How a child supervisor is started.
@@ -103,17 +109,150 @@ fn set_up(
         tracing::warn!("{w}");
     }
     let supervisor = supervisor_binary()?;
-    let prepared = prepare::containers(store, &plan)?;
+    let uid = new_uid()?;
+    let facts = pod_facts(roots, &plan, &uid);
+    let resolved = resolve_config(&plan, &opts.objects, &facts)?;
+    let prepared = prepare::containers(store, &plan, &resolved.env)?;
     prepare::check_host_paths(&plan)?;
     let ports = portfwd::published(&host_ports(&plan)?)?;
 
     let mut files = PodFiles::create(roots, &plan)?;
-    let handoff = files.write(roots, &plan, prepared, ports, opts)?;
+    let handoff = files.write(roots, &plan, prepared, ports, opts, resolved)?;
     let plan_file = files.paths.plan();
     // Read once by the supervisor, which only starts after this: no need
     // for atomic_write's rename and fsync on every pod's start.
     handoff.write(&plan_file)?;
     Ok((supervisor, files, plan_file, plan.name))
+}
+
+/// A pod's ConfigMap, Secret and downward API data, resolved.
+struct Resolved {
+    uid: String,
+    /// Each container's environment, by name.
+    env: std::collections::HashMap<String, Vec<(String, String)>>,
+    /// Each config volume's files, by name.
+    volumes: Vec<(String, Vec<VolumeFile>)>,
+}
+
+/// Resolves every container's environment and every config volume's
+/// files, and checks each subPath into such a volume: all problems at
+/// once, before anything is created.
+fn resolve_config(plan: &PodPlan, objects: &ConfigObjects, facts: &PodFacts) -> Result<Resolved> {
+    let mut errors = Vec::new();
+    let mut env = std::collections::HashMap::new();
+    for c in plan.init_containers.iter().chain(&plan.containers) {
+        match config::resolve_env(&c.env, &c.env_from, &c.name, objects, facts) {
+            Ok(e) => {
+                env.insert(c.name.clone(), e);
+            }
+            Err(e) => errors.extend(e),
+        }
+    }
+    let mut volumes = Vec::new();
+    for (name, v) in plan.config_volumes() {
+        match config::volume_files(name, v, objects, facts) {
+            Ok(files) => volumes.push((name.to_string(), files)),
+            Err(e) => errors.extend(e),
+        }
+    }
+    for c in plan.init_containers.iter().chain(&plan.containers) {
+        for m in &c.mounts {
+            let (Some(sub), Some((_, files))) =
+                (&m.sub_path, volumes.iter().find(|(n, _)| *n == m.volume))
+            else {
+                continue;
+            };
+            if let Some(why) = config::sub_path_problem(&m.volume, files, sub) {
+                errors.push(format!("container {:?}: {why}", c.name));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok(Resolved {
+        uid: facts.uid.clone(),
+        env,
+        volumes,
+    })
+}
+
+/// A pod's `metadata.uid`: a random UUID.
+fn new_uid() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    let mut f = std::fs::File::open("/dev/urandom").context("opening /dev/urandom")?;
+    f.read_exact(&mut bytes).context("reading /dev/urandom")?;
+    Ok(super::state::uuid_v4(bytes))
+}
+
+/// What the downward API says of the pod and this machine (its node).
+fn pod_facts(roots: &Roots, plan: &PodPlan, uid: &str) -> PodFacts {
+    let host_ip = if plan.host_network {
+        primary_address()
+    } else {
+        // The address at which pods reach the host (host.containers.internal),
+        // else the bridge's gateway.
+        crate::userns::holder::read_live(roots)
+            .and_then(|h| {
+                h.host_gateway.map(|g| g.to_string()).or_else(|| {
+                    crate::net::ipam::Subnet::parse(&h.subnet)
+                        .ok()
+                        .map(|s| s.gateway().to_string())
+                })
+            })
+            .unwrap_or_else(primary_address)
+    };
+    let pod_ip = match plan.host_network {
+        true => host_ip.clone(),
+        // The supervisor puts the leased address in its place.
+        false => POD_IP.to_string(),
+    };
+    let cpus = nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
+        .ok()
+        .flatten()
+        .unwrap_or(1)
+        .max(1) as u128;
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u128>().ok())
+        })
+        .unwrap_or(0)
+        * 1024;
+    let storage = nix::sys::statvfs::statvfs(&roots.data)
+        .map(|s| s.blocks() as u128 * s.fragment_size() as u128)
+        .unwrap_or(0);
+    PodFacts {
+        name: plan.name.clone(),
+        namespace: plan.namespace.clone(),
+        uid: uid.to_string(),
+        labels: plan.labels.clone(),
+        annotations: plan.annotations.clone(),
+        node_name: nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default(),
+        service_account: plan.service_account.clone(),
+        host_ip,
+        pod_ip,
+        cpu_millis: cpus * 1000,
+        memory_bytes: memory,
+        ephemeral_storage_bytes: storage,
+    }
+}
+
+/// This machine's address on its default route (no packet is sent), else
+/// 127.0.0.1: a hostNetwork pod's address, as a node's InternalIP.
+fn primary_address() -> String {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|_| "127.0.0.1".into())
 }
 
 /// The hostPorts the pod's containers ask for, in the network's terms.
@@ -210,6 +349,7 @@ impl PodFiles {
         prepared: Vec<PreparedContainer>,
         ports: Vec<portfwd::Published>,
         opts: &RunOptions,
+        resolved: Resolved,
     ) -> Result<SupervisorPlan> {
         self.write_files(plan)?;
         let colour =
@@ -254,7 +394,7 @@ impl PodFiles {
             hostname: plan.hostname.clone(),
             host_aliases: plan.host_aliases.clone(),
             host_network: plan.host_network,
-            pause: self.pause_config(plan),
+            pause: self.pause_config(plan, &resolved.volumes),
             ports,
             log_max_bytes: log_max_bytes(),
             state: PodState {
@@ -277,6 +417,7 @@ impl PodFiles {
                 owner: Some(plan.owner.clone()),
                 source: opts.source.clone(),
                 events: Vec::new(),
+                uid: resolved.uid,
             },
             slots,
         })
@@ -310,6 +451,10 @@ impl PodFiles {
             self.paths.etc("resolv.conf"),
             etc_files::resolv_conf(&host, &dns),
         )?;
+        for (name, _) in plan.config_volumes() {
+            // The mount point of the tmpfs the pause fills.
+            std::fs::create_dir_all(self.paths.volume(name))?;
+        }
         for v in &plan.volumes {
             if let VolumeKind::EmptyDir { .. } = v.kind {
                 let dir = self.paths.volume(&v.name);
@@ -326,7 +471,7 @@ impl PodFiles {
 
     /// The pause's config but for what the supervisor fills in once it
     /// runs: its pid, the network, hostPort serving.
-    fn pause_config(&self, plan: &PodPlan) -> PauseConfig {
+    fn pause_config(&self, plan: &PodPlan, volumes: &[(String, Vec<VolumeFile>)]) -> PauseConfig {
         let mut tmpfs = vec![Tmpfs {
             dir: self.paths.shm(),
             size_bytes: Some(SHM_SIZE),
@@ -352,6 +497,20 @@ impl PodFiles {
             pod_dir: self.paths.dir.clone(),
             network: None,
             serve_sockets: false,
+            config_volumes: volumes
+                .iter()
+                .map(|(name, files)| ConfigVolumeFiles {
+                    dir: self.paths.volume(name),
+                    files: files
+                        .iter()
+                        .map(|f| pause::VolumeFile {
+                            path: f.path.clone(),
+                            mode: f.mode,
+                            data: base64::engine::general_purpose::STANDARD.encode(&f.data),
+                        })
+                        .collect(),
+                })
+                .collect(),
         }
     }
 
@@ -418,6 +577,21 @@ impl PodFiles {
             let base = match &volume.kind {
                 VolumeKind::EmptyDir { .. } => self.paths.volume(&volume.name),
                 VolumeKind::HostPath { path, .. } => PathBuf::from(path),
+                VolumeKind::Config(_) => {
+                    // Always read-only, as kubelet mounts them; a subPath
+                    // resolves inside the pause's tmpfs (through the
+                    // volume's own symlinks) when the container mounts it.
+                    let dir = self.paths.volume(&volume.name);
+                    mounts.push(Mount {
+                        destination: m.mount_path.clone(),
+                        source: match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                            Some(sub) => dir.join(sub),
+                            None => dir,
+                        },
+                        read_only: true,
+                    });
+                    continue;
+                }
             };
             mounts.push(Mount {
                 destination: m.mount_path.clone(),

@@ -8,9 +8,12 @@
 //!   and `minipod exec`;
 //! - `contract`: what these processes hand each other (plans, configs, fds,
 //!   reports);
+//! - `config_volumes`: the pause's tmpfs for configMap, secret, downwardAPI
+//!   and projected volumes;
 //! - `prepare` (images and configs for a pod's containers), `state` (a
 //!   pod's recorded state and files), `logs`, `etc_files`.
 
+pub mod config_volumes;
 pub mod container;
 pub mod contract;
 pub mod etc_files;

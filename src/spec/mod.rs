@@ -11,6 +11,7 @@
 //! - [`quantity`] parses resource quantities.
 
 mod annotations;
+pub mod config;
 pub mod expand;
 pub mod names;
 pub mod objects;
@@ -286,6 +287,7 @@ pub fn manifest_with(
             errors,
         })
     };
+    let text = &*yaml::yaml11_octals(text);
     let trees = match yaml::document_trees(text) {
         Ok(t) => t,
         Err(e) => return fail(vec![e]),
