@@ -894,6 +894,9 @@ pub fn inspect(roots: &Roots, name: &str) -> Result<ExitCode> {
         .unwrap_or_else(|| serde_json::json!({"apiVersion": "v1", "kind": "Pod"}));
     pod["metadata"]["namespace"] = serde_json::json!(st.namespace);
     pod["metadata"]["creationTimestamp"] = serde_json::json!(st.created);
+    if !st.uid.is_empty() {
+        pod["metadata"]["uid"] = serde_json::json!(st.uid);
+    }
     let conditions: Vec<serde_json::Value> = state::conditions(&st, phase)
         .into_iter()
         .map(|(kind, ok)| {
