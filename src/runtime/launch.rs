@@ -118,6 +118,7 @@ fn set_up(
 
     let mut files = PodFiles::create(roots, &plan)?;
     let handoff = files.write(roots, &plan, prepared, ports, opts, resolved)?;
+    check_pause_arg(&handoff.pause)?;
     let plan_file = files.paths.plan();
     // Read once by the supervisor, which only starts after this: no need
     // for atomic_write's rename and fsync on every pod's start.
@@ -175,6 +176,30 @@ fn resolve_config(plan: &PodPlan, objects: &ConfigObjects, facts: &PodFacts) -> 
         env,
         volumes,
     })
+}
+
+/// The kernel's limit on one argument (`MAX_ARG_STRLEN`, 32 pages).
+const MAX_ARG: usize = 32 * 4096;
+
+/// The pause gets its config as one argument, volume content included:
+/// too large a one is said plainly, not as E2BIG when the pause starts.
+fn check_pause_arg(pause: &PauseConfig) -> Result<()> {
+    let len = pause.to_arg().len();
+    if len >= MAX_ARG {
+        let content: usize = pause
+            .config_volumes
+            .iter()
+            .flat_map(|v| &v.files)
+            .map(|f| f.data.len())
+            .sum();
+        bail!(
+            "the pod's configMap, secret, downwardAPI and projected volumes hold {content} bytes \
+             (base64) together, and minipod hands them to the pod in one argument of at most \
+             {MAX_ARG} bytes for now; give large files through a hostPath volume, or project \
+             only the keys the pod needs (items)"
+        );
+    }
+    Ok(())
 }
 
 /// A pod's `metadata.uid`: a random UUID.

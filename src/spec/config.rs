@@ -1092,10 +1092,11 @@ pub fn field_value(f: &FieldRef, facts: &PodFacts) -> String {
 }
 
 /// kubelet's value of a `resourceFieldRef`: the value divided by the
-/// divisor, rounded up; an unset limit is the node's allocatable, an
-/// unset request 0.
+/// divisor, rounded up; a limit unset or 0 is the node's allocatable
+/// (`MergeContainerResourceLimits`), an unset request 0.
 pub fn resource_value(r: &ResourceRef, facts: &PodFacts) -> String {
-    let value = r.value.unwrap_or(match r.resource {
+    let given = r.value.filter(|v| !(r.resource.is_limit() && *v == 0));
+    let value = given.unwrap_or(match r.resource {
         Resource::LimitsCpu => facts.cpu_millis,
         Resource::LimitsMemory => facts.memory_bytes,
         Resource::LimitsEphemeralStorage => facts.ephemeral_storage_bytes,

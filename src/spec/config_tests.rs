@@ -292,3 +292,17 @@ fn validation_speaks_as_the_api_server() {
     );
     assert!(ok.is_ok(), "{ok:?}");
 }
+
+#[test]
+fn a_zero_limit_is_the_nodes_and_a_missing_request_zero() {
+    let r = |resource, value| ResourceRef {
+        resource,
+        value,
+        divisor: 1000,
+    };
+    let f = facts();
+    assert_eq!(resource_value(&r(Resource::LimitsCpu, Some(0)), &f), "4");
+    assert_eq!(resource_value(&r(Resource::LimitsCpu, None), &f), "4");
+    assert_eq!(resource_value(&r(Resource::RequestsCpu, None), &f), "0");
+    assert_eq!(resource_value(&r(Resource::RequestsCpu, Some(1)), &f), "1");
+}
