@@ -679,9 +679,13 @@ fn downward_files(
     out
 }
 
-/// `IsRelaxedEnvVarName` (Kubernetes 1.34): printable ASCII but `=`.
+/// `IsRelaxedEnvVarName` (on by default since Kubernetes 1.32): printable
+/// ASCII but `=`.
 pub fn relaxed_env_name(s: &str) -> Option<String> {
-    (s.is_empty() || !s.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'=')).then(|| {
+    if s.is_empty() {
+        return Some("environment variable name must be non-empty".into());
+    }
+    (!s.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'=')).then(|| {
         "a valid environment variable name must consist only of printable ASCII characters \
          other than '='"
             .to_string()
@@ -699,7 +703,7 @@ pub(super) fn container_env(
     let mut env = Vec::new();
     for (i, e) in c.env.iter().flatten().enumerate() {
         let ep = format!("{p}.env[{i}]");
-        ctx.check(format!("{ep}.name"), &e.name, names::env_var_name(&e.name));
+        ctx.check(format!("{ep}.name"), &e.name, relaxed_env_name(&e.name));
         let value = e.value.clone().unwrap_or_default();
         let Some(from) = &e.value_from else {
             env.push(EnvVar::value(&e.name, &value));

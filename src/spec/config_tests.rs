@@ -286,7 +286,8 @@ fn validation_speaks_as_the_api_server() {
         let err = pod(&spec).unwrap_err();
         assert!(err.contains(want), "want {want}\n got {err}");
     }
-    // Relaxed names: any printable prefix but '='.
+    // Relaxed names: any printable name or prefix but '='.
+    assert!(pod("  containers:\n  - name: c\n    image: busybox\n    env: [{name: \"1 a:b\", value: x}]\n").is_ok());
     let ok = pod(
         "  containers:\n  - name: c\n    image: busybox\n    envFrom: [{prefix: \"1 weird-\", configMapRef: {name: cm}}]\n",
     );

@@ -188,7 +188,11 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         Yes,
         "default: the image's WorkingDir, else `/`",
     ),
-    row("spec.containers[].env[].name", Yes, ""),
+    row(
+        "spec.containers[].env[].name",
+        Yes,
+        "printable ASCII but `=` (Kubernetes' relaxed validation, on since 1.32)",
+    ),
     row(
         "spec.containers[].env[].value",
         Yes,

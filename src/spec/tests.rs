@@ -629,8 +629,10 @@ fn semantic_checks() {
             "spec.containers[0].ports[0].hostPort",
             "Invalid value: 8080: must match containerPort when hostNetwork is true",
         ),
-        (c("    env: [{name: 1ABC, value: x}]\n"), "spec.containers[0].env[0].name", "Invalid value: \"1ABC\": a valid environment variable name"),
-        (c("    env: [{name: 'A B'}]\n"), "spec.containers[0].env[0].name", "environment variable name"),
+        // Kubernetes 1.32's relaxed names: printable ASCII but '='.
+        (c("    env: [{name: 'A=B', value: x}]\n"), "spec.containers[0].env[0].name", "Invalid value: \"A=B\": a valid environment variable name must consist only of printable ASCII characters other than '='"),
+        (c("    env: [{name: 'é'}]\n"), "spec.containers[0].env[0].name", "environment variable name"),
+        (c("    env: [{name: ''}]\n"), "spec.containers[0].env[0].name", "environment variable name must be non-empty"),
         (c("    volumeMounts: [{name: nope, mountPath: /x}]\n"), "spec.containers[0].volumeMounts[0].name", "Not found: \"nope\"; define it in spec.volumes"),
         (
             pod("    volumeMounts: [{name: v, mountPath: data}]\n", "  volumes: [{name: v, emptyDir: {}}]\n"),
