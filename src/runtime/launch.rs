@@ -184,7 +184,8 @@ const MAX_ARG: usize = 32 * 4096;
 /// The pause gets its config as one argument, volume content included:
 /// too large a one is said plainly, not as E2BIG when the pause starts.
 fn check_pause_arg(pause: &PauseConfig) -> Result<()> {
-    let len = pause.to_arg().len();
+    // The supervisor adds its pid and the network (a few hundred bytes).
+    let len = pause.to_arg().len() + 1024;
     if len >= MAX_ARG {
         let content: usize = pause
             .config_volumes

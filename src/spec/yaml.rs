@@ -267,23 +267,36 @@ pub fn document_trees(text: &str) -> Result<Vec<Node>, SpecError> {
 /// written with a leading zero is octal: `defaultMode: 0400` is 256. The
 /// YAML 1.2 reader here takes `0400` for a string (and `0o400` for 256),
 /// so such plain scalars are rewritten to their decimal value, for the
-/// keys `mode` and `defaultMode` (the Pod's integer fields written in
-/// octal; string fields keep what was written).
+/// keys `mode` and `defaultMode` under a `volumes` list (the Pod's integer
+/// fields written in octal; string fields, such as a ConfigMap's data,
+/// keep what was written).
 pub fn yaml11_octals(text: &str) -> std::borrow::Cow<'_, str> {
     enum Frame {
         Map {
             expect_key: bool,
             key: Option<String>,
+            /// The key whose value this mapping is.
+            under: Option<String>,
         },
-        Seq,
+        Seq {
+            under: Option<String>,
+        },
     }
+    let under_volumes = |stack: &[Frame]| {
+        stack.iter().any(|f| {
+            let (Frame::Map { under, .. } | Frame::Seq { under }) = f;
+            under.as_deref() == Some("volumes")
+        })
+    };
     let mut stack: Vec<Frame> = Vec::new();
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
     let mut parser = Parser::new_from_str(text);
     // Whether the node now starting is a mapping value, and under which key.
     let take_slot = |stack: &mut Vec<Frame>| -> Option<Option<String>> {
         match stack.last_mut() {
-            Some(Frame::Map { expect_key, key }) => {
+            Some(Frame::Map {
+                expect_key, key, ..
+            }) => {
                 let was_key = *expect_key;
                 *expect_key = !was_key;
                 (!was_key).then(|| key.take())
@@ -316,21 +329,23 @@ pub fn yaml11_octals(text: &str) -> std::borrow::Cow<'_, str> {
                     && tag.is_none()
                     && style == saphyr_parser::ScalarStyle::Plain
                     && matches!(under.as_deref(), Some("mode" | "defaultMode"))
+                    && under_volumes(&stack)
                     && let Ok(n) = u64::from_str_radix(&value, 8)
                 {
                     edits.push((span.start.index(), span.end.index(), n.to_string()));
                 }
             }
             Event::MappingStart(..) => {
-                take_slot(&mut stack);
+                let under = take_slot(&mut stack).flatten();
                 stack.push(Frame::Map {
                     expect_key: true,
                     key: None,
+                    under,
                 });
             }
             Event::SequenceStart(..) => {
-                take_slot(&mut stack);
-                stack.push(Frame::Seq);
+                let under = take_slot(&mut stack).flatten();
+                stack.push(Frame::Seq { under });
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 stack.pop();
@@ -817,10 +832,10 @@ pub fn fields_of<T: DeserializeOwned>() -> &'static [&'static str] {
 mod tests {
     #[test]
     fn modes_with_a_leading_zero_are_octal_as_kubernetes_reads_them() {
-        let text = "volumes:\n- secret: {secretName: s, defaultMode: 0400}\n  x:\n    items:\n    - {key: k, path: p, mode: 0640}\n    - mode: '0600'\n    value: 0400\n    mode: 0o600\n    é: é\n    mode: 0755 # c\n";
+        let text = "volumes:\n- secret: {secretName: s, defaultMode: 0400}\n  x:\n    items:\n    - {key: k, path: p, mode: 0640}\n    - mode: '0600'\n    value: 0400\n    mode: 0o600\n    é: é\n    mode: 0755 # c\ndata: {mode: 0644}\n";
         assert_eq!(
             super::yaml11_octals(text),
-            "volumes:\n- secret: {secretName: s, defaultMode: 256}\n  x:\n    items:\n    - {key: k, path: p, mode: 416}\n    - mode: '0600'\n    value: 0400\n    mode: 0o600\n    é: é\n    mode: 493 # c\n"
+            "volumes:\n- secret: {secretName: s, defaultMode: 256}\n  x:\n    items:\n    - {key: k, path: p, mode: 416}\n    - mode: '0600'\n    value: 0400\n    mode: 0o600\n    é: é\n    mode: 493 # c\ndata: {mode: 0644}\n"
         );
         assert!(matches!(
             super::yaml11_octals("a: 1\n"),
