@@ -295,6 +295,12 @@ spec:
     assert_eq!(v("POD_IPS"), ip);
     assert_eq!(v("ARG"), ip, "$(POD_IP) in args is the address too");
     assert!(v("HOST_IP").parse::<std::net::Ipv4Addr>().is_ok());
+    // The address at which pods reach the host: host.containers.internal's.
+    let holder: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.runroot.join("holder.pid")).unwrap()).unwrap();
+    if let Some(gateway) = holder["host_gateway"].as_str() {
+        assert_eq!(v("HOST_IP"), gateway);
+    }
     assert_eq!(v("HOST_IPS"), v("HOST_IP"));
     assert_eq!(v("CPU_M"), "250");
     assert_eq!(v("CPU"), "1", "rounded up");
@@ -505,5 +511,53 @@ fn secret_values_never_on_disk() {
     hits.retain(|h| *h != store);
     assert!(hits.is_empty(), "the value is on disk in {hits:#?}");
     env.ok(["rm", "-f", "disk"]);
+    assert_nothing_left(&env);
+}
+
+#[test]
+fn a_host_network_pod_gets_the_hosts_address_and_its_volumes() {
+    let env = env_with_busybox();
+    let yaml = format!(
+        r#"{OBJECTS}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: hostnet}}
+spec:
+  hostNetwork: true
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: localhost/busybox
+    env:
+    - name: POD_IP
+      valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}
+    - name: HOST_IP
+      valueFrom: {{fieldRef: {{fieldPath: status.hostIP}}}}
+    command: [sh, -c]
+    args:
+    - |
+      echo "pod=$POD_IP"
+      echo "host=$HOST_IP"
+      echo "greeting=$(cat /cfg/greeting)"
+      echo DONE
+      sleep 3600
+    volumeMounts: [{{name: cfg, mountPath: /cfg}}]
+  volumes:
+  - name: cfg
+    configMap: {{name: app}}
+"#
+    );
+    let lines = run_and_read(&env, "hostnet", &yaml);
+    let v = |k: &str| value(&lines, k).unwrap_or_else(|| panic!("no {k} in {lines:#?}"));
+    assert_eq!(v("greeting"), "hello");
+    assert!(v("pod").parse::<std::net::Ipv4Addr>().is_ok(), "{lines:?}");
+    assert_eq!(
+        v("pod"),
+        v("host"),
+        "a hostNetwork pod's address is the host's"
+    );
+    env.ok(["rm", "-f", "hostnet"]);
     assert_nothing_left(&env);
 }
