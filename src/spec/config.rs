@@ -1055,8 +1055,14 @@ pub fn go_quote(s: &str) -> String {
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                 out.push_str(&format!("\\x{:02x}", c as u32))
             }
-            // Not printable for Go: other controls and spaces than ' '.
-            c if c.is_control() || (c.is_whitespace() && c != ' ') || c == '\u{feff}' => {
+            // Not printable for Go: other controls, spaces but ' ', and
+            // the common format characters (soft hyphen, zero-width and
+            // direction marks, BOM).
+            c if c.is_control()
+                || (c.is_whitespace() && c != ' ')
+                || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+                    | '\u{2060}'..='\u{2064}' | '\u{feff}') =>
+            {
                 if (c as u32) < 0x10000 {
                     out.push_str(&format!("\\u{:04x}", c as u32));
                 } else {

@@ -206,6 +206,7 @@ fn go_quote_escapes_as_go_does() {
         "\"a\\\"b\\\\c\\n\\t\\x01\\x7f\""
     );
     assert_eq!(go_quote("\u{a0}\u{2028}"), "\"\\u00a0\\u2028\"");
+    assert_eq!(go_quote("a\u{ad}\u{200b}"), "\"a\\u00ad\\u200b\"");
 }
 
 #[test]
