@@ -56,6 +56,7 @@ data:
   PORT: "8080"
 binaryData:
   logo.bin: /wAB
+  note.txt: aGVsbG8=
 ---
 apiVersion: v1
 kind: Secret
@@ -156,7 +157,7 @@ spec:
     );
     let lines = run_and_read(&env, "vols", &yaml);
     let v = |k: &str| value(&lines, k).unwrap_or_else(|| panic!("no {k} in {lines:#?}"));
-    assert_eq!(v("all"), "PORT app.conf greeting logo.bin ");
+    assert_eq!(v("all"), "PORT app.conf greeting logo.bin note.txt ");
     assert_eq!(v("dotdata"), "..2", "..data points at the timestamped dir");
     assert_eq!(v("link"), "..data/app.conf");
     assert_eq!(v("conf"), "port=8080");
@@ -278,8 +279,8 @@ spec:
     assert_eq!(v("PASS"), SECRET);
     assert!(value(&lines, "MAYBE").is_none() && value(&lines, "GONE").is_none());
     assert!(
-        value(&lines, "logo.bin").is_none(),
-        "binaryData is not in env"
+        value(&lines, "logo.bin").is_none() && value(&lines, "note.txt").is_none(),
+        "binaryData is not in env, text or not"
     );
     assert_eq!(v("POD_NAME"), "envs");
     assert_eq!(v("POD_NS"), "default");

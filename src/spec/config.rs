@@ -921,8 +921,8 @@ fn find<'o>(
 }
 
 /// The value of `key`, or why it cannot be read: `Ok(None)` when it is
-/// optional and missing. `for_env`: a ConfigMap's `binaryData` (a value
-/// that is not UTF-8) is not seen, as kubelet's env reads `data` only.
+/// optional and missing. `for_env`: a ConfigMap's `binaryData` is not
+/// seen, as kubelet's env reads `data` only.
 fn key_value<'o>(
     object: &'o ConfigObject,
     key: &str,
@@ -930,9 +930,10 @@ fn key_value<'o>(
     for_env: bool,
     who: &str,
 ) -> Result<Option<&'o [u8]>, String> {
-    let value = object.data.get(key).filter(|v| {
-        !(for_env && object.kind == ObjectKind::ConfigMap && std::str::from_utf8(v).is_err())
-    });
+    let value = object
+        .data
+        .get(key)
+        .filter(|_| !(for_env && object.binary_keys.contains(key)));
     match value {
         Some(v) => Ok(Some(v)),
         None if optional => Ok(None),
@@ -1138,7 +1139,7 @@ pub fn resolve_env(
             Ok(None) => {}
             Ok(Some(o)) => {
                 for (k, v) in &o.data {
-                    if o.kind == ObjectKind::ConfigMap && std::str::from_utf8(v).is_err() {
+                    if o.binary_keys.contains(k) {
                         continue; // binaryData: kubelet reads data only
                     }
                     entries.push((format!("{}{k}", f.prefix), text(v), false));

@@ -42,6 +42,11 @@ fn object(kind: ObjectKind, name: &str, data: &[(&str, &[u8])]) -> ConfigObject 
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_vec()))
             .collect(),
+        binary_keys: data
+            .iter()
+            .filter(|(k, _)| k.starts_with("bin"))
+            .map(|(k, _)| k.to_string())
+            .collect(),
         secret_type: (kind == ObjectKind::Secret).then(|| "Opaque".into()),
         immutable: false,
         origin: "the store".into(),
