@@ -956,32 +956,44 @@ fn key_value<'o>(
 }
 
 /// Every missing object or key that is not optional, as errors naming the
-/// container or volume, the object and how to provide it.
+/// containers or volumes that need it (one error per problem), the object
+/// and how to provide it.
 pub fn check_references(
     namespace: &str,
     volumes: &[(String, &ConfigVolume)],
     containers: &[(&str, &[EnvVar], &[EnvFrom])],
     objects: &ConfigObjects,
 ) -> Vec<String> {
-    let mut errors = Vec::new();
+    // (who, the problem): each problem once, with everyone it hits.
+    let mut found: Vec<(Vec<String>, String)> = Vec::new();
+    let mut add = |who: String, error: String| {
+        let problem = error
+            .strip_prefix(&format!("{who}: "))
+            .unwrap_or(&error)
+            .to_string();
+        match found.iter_mut().find(|(_, p)| *p == problem) {
+            Some((whos, _)) => whos.push(who),
+            None => found.push((vec![who], problem)),
+        }
+    };
     for (container, env, env_from) in containers {
         for f in *env_from {
             let who = format!("container {container:?} envFrom {}", f.name);
             if let Err(e) = find(objects, namespace, f.kind, &f.name, f.optional, &who) {
-                errors.push(e);
+                add(who, e);
             }
         }
         for e in *env {
             if let EnvSource::Key(k) = &e.source {
                 let who = format!("container {container:?} env {}", e.name);
-                match find(objects, namespace, k.kind, &k.name, k.optional, &who) {
-                    Err(e) => errors.push(e),
-                    Ok(Some(o)) => {
-                        if let Err(e) = key_value(o, &k.key, k.optional, true, &who) {
-                            errors.push(e);
-                        }
-                    }
-                    Ok(None) => {}
+                let problem = find(objects, namespace, k.kind, &k.name, k.optional, &who).and_then(
+                    |o| match o {
+                        Some(o) => key_value(o, &k.key, k.optional, true, &who).map(|_| ()),
+                        None => Ok(()),
+                    },
+                );
+                if let Err(e) = problem {
+                    add(who, e);
                 }
             }
         }
@@ -999,11 +1011,11 @@ pub fn check_references(
             };
             let who = format!("volume {name:?}");
             match find(objects, namespace, *kind, object, *optional, &who) {
-                Err(e) => errors.push(e),
+                Err(e) => add(who, e),
                 Ok(Some(o)) => {
                     for kp in items {
                         if let Err(e) = key_value(o, &kp.key, *optional, false, &who) {
-                            errors.push(e);
+                            add(who.clone(), e);
                         }
                     }
                 }
@@ -1011,7 +1023,10 @@ pub fn check_references(
             }
         }
     }
-    errors
+    found
+        .into_iter()
+        .map(|(whos, problem)| format!("{}: {problem}", whos.join(", ")))
+        .collect()
 }
 
 // ------------------------------------------------------------ resolution

@@ -115,6 +115,16 @@ fn missing_objects_and_keys_are_named_with_how_to_provide_them() {
         "binaryData is not for env"
     );
     assert!(errors[3].starts_with("volume \"v\""), "{}", errors[3]);
+    // One error per problem, naming everyone it hits.
+    let q = pod("  containers:\n  - name: c\n    image: busybox\n    env:\n    - name: A\n      valueFrom: {secretKeyRef: {name: gone, key: a}}\n    - name: B\n      valueFrom: {secretKeyRef: {name: gone, key: b}}\n").unwrap();
+    let errors = q.missing_objects(&objects());
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0]
+            .starts_with("container \"c\" env A, container \"c\" env B: Secret gone is not found"),
+        "{}",
+        errors[0]
+    );
     let refs = p.referenced_objects();
     assert_eq!(
         refs,
