@@ -197,3 +197,45 @@ pub(super) fn for_pause(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pause_with(bytes: usize) -> PauseConfig {
+        let files = vec![(
+            "cfg".to_string(),
+            vec![VolumeFile {
+                path: "big".into(),
+                mode: 0o644,
+                data: vec![b'x'; bytes],
+            }],
+        )];
+        PauseConfig {
+            hostname: "p".into(),
+            share_pid: false,
+            host_network: false,
+            parent: 0,
+            tmpfs: Vec::new(),
+            pod_dir: PathBuf::from("/run/p"),
+            network: None,
+            serve_sockets: false,
+            config_volumes: for_pause(&files, |n| PathBuf::from(format!("/run/p/volumes/{n}"))),
+        }
+    }
+
+    #[test]
+    fn files_reach_the_pause_in_base64_and_too_many_are_said_plainly() {
+        let small = pause_with(3);
+        assert_eq!(
+            small.config_volumes[0].dir,
+            PathBuf::from("/run/p/volumes/cfg")
+        );
+        assert_eq!(small.config_volumes[0].files[0].data, "eHh4");
+        assert!(check_pause_arg(&small).is_ok());
+        let err = check_pause_arg(&pause_with(100 * 1024))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hostPath"), "{err}");
+    }
+}
