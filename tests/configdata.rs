@@ -39,11 +39,19 @@ fn assert_nothing_left(env: &TestEnv) {
         "pod state left: {:?}",
         env.pod_state()
     );
-    let infra = live_processes(&env.runroot.display().to_string());
-    assert!(
-        infra.is_empty(),
-        "pause/container processes left: {infra:?}"
-    );
+    // `rm -f` kills the supervisor; the pause and containers follow it
+    // (PDEATHSIG) a moment later.
+    let runroot = env.runroot.display().to_string();
+    let mut infra = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        infra = live_processes(&runroot);
+        if infra.is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("pause/container processes left: {infra:?}");
 }
 
 const OBJECTS: &str = r#"
