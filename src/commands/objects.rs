@@ -55,11 +55,22 @@ pub fn create(
             gathered.add(&k, v.into_bytes(), &from).map_err(fail)?;
         }
     }
+    // As kubectl: a ConfigMap value that is not UTF-8 goes to binaryData.
+    let binary_keys = match kind {
+        ObjectKind::ConfigMap => gathered
+            .data
+            .iter()
+            .filter(|(_, v)| std::str::from_utf8(v).is_err())
+            .map(|(k, _)| k.clone())
+            .collect(),
+        ObjectKind::Secret => Default::default(),
+    };
     let object = ConfigObject {
         kind,
         name: name.to_string(),
         namespace: None,
         data: gathered.data,
+        binary_keys,
         secret_type: match kind {
             ObjectKind::Secret => Some(opts.type_.unwrap_or_else(|| "Opaque".into())),
             ObjectKind::ConfigMap => None,
@@ -273,6 +284,7 @@ mod tests {
             name: name.into(),
             namespace: None,
             data: Default::default(),
+            binary_keys: Default::default(),
             secret_type: None,
             immutable: false,
             origin: objects::STORE_ORIGIN.into(),

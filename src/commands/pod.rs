@@ -175,7 +175,32 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         .flat_map(PodPlan::referenced_objects)
         .collect();
     manifest.objects = super::objects::config_objects(roots, documents, &args.configmaps, &wanted)?;
-    for w in &manifest.warnings {
+    // A ConfigMap, Secret or key a pod needs and nobody gives fails the
+    // run before anything is pulled or started.
+    let mut missing: Vec<String> = Vec::new();
+    for pod in manifest.pods() {
+        for e in pod.missing_objects(&manifest.objects) {
+            let e = format!("{}: {e}", pod.owner);
+            if !missing.contains(&e) {
+                missing.push(e);
+            }
+        }
+    }
+    if !missing.is_empty() {
+        bail!("{}", missing.join("\n"));
+    }
+    let mut shadowed: Vec<String> = Vec::new();
+    for pod in manifest.pods() {
+        for (kind, name) in pod.referenced_objects() {
+            if let Some(w) = manifest.objects.shadow_warning(kind, &pod.namespace, name)
+                && !shadowed.contains(&w)
+                && !pod.image_pull_secrets.iter().any(|s| s == name)
+            {
+                shadowed.push(w);
+            }
+        }
+    }
+    for w in shadowed.iter().chain(&manifest.warnings) {
         tracing::warn!("{w}");
     }
     for n in &manifest.notes {
@@ -251,6 +276,7 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         attached,
         initial_backoff,
         source: sources.get(source).cloned().flatten(),
+        objects: manifest.objects.clone(),
     };
     if pods.len() == 1 && !args.detach {
         let w = manifest
@@ -889,6 +915,9 @@ pub fn inspect(roots: &Roots, name: &str) -> Result<ExitCode> {
         .unwrap_or_else(|| serde_json::json!({"apiVersion": "v1", "kind": "Pod"}));
     pod["metadata"]["namespace"] = serde_json::json!(st.namespace);
     pod["metadata"]["creationTimestamp"] = serde_json::json!(st.created);
+    if !st.uid.is_empty() {
+        pod["metadata"]["uid"] = serde_json::json!(st.uid);
+    }
     let conditions: Vec<serde_json::Value> = state::conditions(&st, phase)
         .into_iter()
         .map(|(kind, ok)| {

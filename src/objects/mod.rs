@@ -86,10 +86,10 @@ fn encode(o: &ConfigObject, created: &str) -> Document {
     let mut binary_data = BTreeMap::new();
     for (k, v) in &o.data {
         match (o.kind, std::str::from_utf8(v)) {
-            (ObjectKind::ConfigMap, Ok(text)) => {
+            (ObjectKind::ConfigMap, Ok(text)) if !o.binary_keys.contains(k) => {
                 data.insert(k.clone(), text.to_string());
             }
-            (ObjectKind::ConfigMap, Err(_)) => {
+            (ObjectKind::ConfigMap, _) => {
                 binary_data.insert(k.clone(), b64().encode(v));
             }
             (ObjectKind::Secret, _) => {
@@ -125,10 +125,12 @@ fn decode(kind: ObjectKind, doc: Document) -> Result<Stored, String> {
         };
         data.insert(k, value);
     }
+    let mut binary_keys = std::collections::BTreeSet::new();
     for (k, v) in doc.binary_data {
         let value = b64()
             .decode(v)
             .map_err(|_| format!("the value of {k} is not base64"))?;
+        binary_keys.insert(k.clone());
         data.insert(k, value);
     }
     Ok(Stored {
@@ -137,6 +139,7 @@ fn decode(kind: ObjectKind, doc: Document) -> Result<Stored, String> {
             name: doc.metadata.name,
             namespace: None,
             data,
+            binary_keys,
             secret_type: match kind {
                 ObjectKind::Secret => Some(doc.type_.unwrap_or_else(|| "Opaque".into())),
                 ObjectKind::ConfigMap => None,
@@ -245,6 +248,7 @@ mod tests {
                 ("text".to_string(), b"hello".to_vec()),
                 ("bin".to_string(), vec![0xff, 0x00]),
             ]),
+            binary_keys: ["bin".to_string()].into(),
             secret_type: None,
             immutable: false,
             origin: STORE_ORIGIN.into(),
@@ -266,6 +270,7 @@ mod tests {
             name: "db".into(),
             namespace: None,
             data: BTreeMap::from([("password".to_string(), b"hunter2".to_vec())]),
+            binary_keys: Default::default(),
             secret_type: Some("Opaque".into()),
             immutable: false,
             origin: STORE_ORIGIN.into(),

@@ -26,12 +26,15 @@ use super::contract::plan::{JobLimits, PLAN_VERSION, Role, SlotPlan, SupervisorP
 use super::contract::report::{self, Report};
 use super::etc_files;
 use super::logs;
+use super::pod_config::{self, Resolved};
 use super::prepare::{self, PreparedContainer};
 use super::state::{ContainerState, ContainerStatus, Phase, PodPaths, PodState, STATE_VERSION};
 
 use crate::image::Store;
 use crate::net::portfwd;
 use crate::paths::Roots;
+use crate::spec::config::VolumeFile;
+use crate::spec::objects::ConfigObjects;
 use crate::spec::{DnsBase, PodPlan, Protocol, VolumeKind};
 use crate::sys::fs::pass_fds;
 use crate::sys::lock::FileLock;
@@ -53,6 +56,8 @@ pub struct RunOptions {
     pub initial_backoff: Duration,
     /// The file the pod comes from (absolute), recorded for `down FILE`.
     pub source: Option<String>,
+    /// The ConfigMaps and Secrets the pod may read.
+    pub objects: ConfigObjects,
 }
 
 /// How a child supervisor is started.
@@ -103,12 +108,15 @@ fn set_up(
         tracing::warn!("{w}");
     }
     let supervisor = supervisor_binary()?;
-    let prepared = prepare::containers(store, &plan)?;
+    let uid = pod_config::new_uid()?;
+    let facts = pod_config::pod_facts(roots, &plan, &uid);
+    let resolved = pod_config::resolve_config(&plan, &opts.objects, &facts)?;
+    let prepared = prepare::containers(store, &plan, &resolved.env)?;
     prepare::check_host_paths(&plan)?;
     let ports = portfwd::published(&host_ports(&plan)?)?;
 
     let mut files = PodFiles::create(roots, &plan)?;
-    let handoff = files.write(roots, &plan, prepared, ports, opts)?;
+    let handoff = files.write(roots, &plan, prepared, ports, opts, resolved)?;
     let plan_fd = handoff.to_memfd()?;
     Ok((supervisor, files, plan_fd, plan.name))
 }
@@ -207,6 +215,7 @@ impl PodFiles {
         prepared: Vec<PreparedContainer>,
         ports: Vec<portfwd::Published>,
         opts: &RunOptions,
+        resolved: Resolved,
     ) -> Result<SupervisorPlan> {
         self.write_files(plan)?;
         let colour =
@@ -251,7 +260,7 @@ impl PodFiles {
             hostname: plan.hostname.clone(),
             host_aliases: plan.host_aliases.clone(),
             host_network: plan.host_network,
-            pause: self.pause_config(plan),
+            pause: self.pause_config(plan, &resolved.volumes),
             ports,
             log_max_bytes: log_max_bytes(),
             state: PodState {
@@ -274,6 +283,7 @@ impl PodFiles {
                 owner: Some(plan.owner.clone()),
                 source: opts.source.clone(),
                 events: Vec::new(),
+                uid: resolved.uid,
             },
             slots,
         })
@@ -307,6 +317,10 @@ impl PodFiles {
             self.paths.etc("resolv.conf"),
             etc_files::resolv_conf(&host, &dns),
         )?;
+        for (name, _) in plan.config_volumes() {
+            // The mount point of the tmpfs the pause fills.
+            std::fs::create_dir_all(self.paths.volume(name))?;
+        }
         for v in &plan.volumes {
             if let VolumeKind::EmptyDir { .. } = v.kind {
                 let dir = self.paths.volume(&v.name);
@@ -327,7 +341,7 @@ impl PodFiles {
 
     /// The pause's config but for what the supervisor fills in once it
     /// runs: its pid, the network, hostPort serving.
-    fn pause_config(&self, plan: &PodPlan) -> PauseConfig {
+    fn pause_config(&self, plan: &PodPlan, volumes: &[(String, Vec<VolumeFile>)]) -> PauseConfig {
         let mut tmpfs = vec![Tmpfs {
             dir: self.paths.shm(),
             size_bytes: Some(SHM_SIZE),
@@ -357,6 +371,7 @@ impl PodFiles {
             network: None,
             serve_sockets: false,
             sysctls: plan.security.sysctls.clone(),
+            config_volumes: pod_config::for_pause(volumes, |name| self.paths.volume(name)),
         }
     }
 
@@ -422,6 +437,21 @@ impl PodFiles {
             let base = match &volume.kind {
                 VolumeKind::EmptyDir { .. } => self.paths.volume(&volume.name),
                 VolumeKind::HostPath { path, .. } => PathBuf::from(path),
+                VolumeKind::Config(_) => {
+                    // Always read-only, as kubelet mounts them; a subPath
+                    // resolves inside the pause's tmpfs (through the
+                    // volume's own symlinks) when the container mounts it.
+                    let dir = self.paths.volume(&volume.name);
+                    mounts.push(Mount {
+                        destination: m.mount_path.clone(),
+                        source: match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                            Some(sub) => dir.join(sub),
+                            None => dir,
+                        },
+                        read_only: true,
+                    });
+                    continue;
+                }
             };
             mounts.push(Mount {
                 destination: m.mount_path.clone(),

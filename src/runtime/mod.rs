@@ -8,15 +8,20 @@
 //!   and `minipod exec`;
 //! - `contract`: what these processes hand each other (plans, configs, fds,
 //!   reports);
+//! - `pod_config`: `run`'s half of ConfigMaps, Secrets and the downward API
+//!   (resolved before anything is created); `config_volumes`: the pause's tmpfs for configMap, secret, downwardAPI
+//!   and projected volumes;
 //! - `prepare` (images and configs for a pod's containers), `state` (a
 //!   pod's recorded state and files), `logs`, `etc_files`.
 
+pub mod config_volumes;
 pub mod container;
 pub mod contract;
 pub mod etc_files;
 pub mod launch;
 pub mod logs;
 pub mod pause;
+mod pod_config;
 pub mod prepare;
 pub mod state;
 pub mod supervisor;

@@ -3,7 +3,8 @@
 //!
 //! It unshares NET, IPC, UTS and a mount namespace (and PID with
 //! `share_pid`), brings up `lo`, sets the hostname, and mounts the pod's
-//! tmpfs dirs (/dev/shm and memory emptyDirs) in its mount namespace, which
+//! tmpfs dirs (/dev/shm, memory emptyDirs, and configMap, secret,
+//! downwardAPI and projected volumes, filled) in its mount namespace, which
 //! every container copies. Then it execs the pause program (pause/pause.rs,
 //! a few kB, no libc), which holds the namespaces until killed and hands
 //! out sockets of the pod's netns for hostPorts.
@@ -145,6 +146,9 @@ fn setup(args: &PauseConfig, program: &OwnedFd) -> Result<Option<i32>> {
             Some(data.as_str()),
         )
         .with_context(|| format!("mounting a tmpfs on {}", dir.display()))?;
+    }
+    for v in &args.config_volumes {
+        super::config_volumes::populate(v)?;
     }
     if !args.share_pid {
         return Ok(None);

@@ -272,13 +272,19 @@ pub fn pull_images_in_helpers(roots: &crate::paths::Roots, list: &[ToPull]) -> R
     Ok(())
 }
 
-/// Resolves every container of `plan` against the store. All problems are
-/// reported together.
-pub fn containers(store: &Store, plan: &PodPlan) -> Result<Vec<PreparedContainer>> {
+/// Resolves every container of `plan` against the store. `env`: each
+/// container's environment, by name (`spec::config::resolve_env`). All
+/// problems are reported together.
+pub fn containers(
+    store: &Store,
+    plan: &PodPlan,
+    env: &std::collections::HashMap<String, Vec<(String, String)>>,
+) -> Result<Vec<PreparedContainer>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for c in plan.init_containers.iter().chain(&plan.containers) {
-        match container(store, c) {
+        let env = env.get(&c.name).cloned().unwrap_or_default();
+        match container(store, c, env) {
             Ok(p) => out.push(p),
             Err(e) => errors.push(format!("{e:#}")),
         }
@@ -328,7 +334,11 @@ fn not_in_store(container: &str, image: &str) -> String {
     )
 }
 
-fn container(store: &Store, c: &ContainerPlan) -> Result<PreparedContainer> {
+fn container(
+    store: &Store,
+    c: &ContainerPlan,
+    env: Vec<(String, String)>,
+) -> Result<PreparedContainer> {
     let (name, record) = store
         .lookup(&c.image)?
         .ok_or_else(|| anyhow!("{}", not_in_store(&c.name, &c.image)))?;
@@ -359,7 +369,7 @@ fn container(store: &Store, c: &ContainerPlan) -> Result<PreparedContainer> {
         working_dir: defaults.and_then(|d| d.working_dir().clone()),
         user: defaults.and_then(|d| d.user().clone()),
     };
-    let process = spec::resolve_process(c, &image)?;
+    let process = spec::resolve_process(c, env, &image)?;
     let passwd = read_image_file(&layers, "etc/passwd");
     let group = read_image_file(&layers, "etc/group");
     let ids = spec::resolve_user(

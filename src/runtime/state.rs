@@ -61,6 +61,25 @@ pub struct PodState {
     /// failures), the last `MAX_EVENTS`.
     #[serde(default)]
     pub events: Vec<PodEvent>,
+    /// `metadata.uid`: a random UUID given at creation (empty in state
+    /// written before it).
+    #[serde(default)]
+    pub uid: String,
+}
+
+/// A version 4 UUID from 16 random bytes, as the API server gives a pod.
+pub fn uuid_v4(mut b: [u8; 16]) -> String {
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// How many events a pod keeps.
@@ -377,6 +396,13 @@ pub fn is_ready(state: &PodState, phase: Phase) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uuids_have_version_4_and_the_rfc_variant() {
+        let u = uuid_v4([0xff; 16]);
+        assert_eq!(u, "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        assert_eq!(uuid_v4([0; 16]), "00000000-0000-4000-8000-000000000000");
+    }
 
     /// A running pod's state with no containers.
     fn running_state() -> PodState {

@@ -11,6 +11,7 @@
 //! - [`quantity`] parses resource quantities.
 
 mod annotations;
+pub mod config;
 pub mod expand;
 pub mod names;
 pub mod objects;
@@ -287,6 +288,7 @@ pub fn manifest_with(
             errors,
         })
     };
+    let text = &*yaml::yaml11_octals(text);
     let trees = match yaml::document_trees(text) {
         Ok(t) => t,
         Err(e) => return fail(vec![e]),
@@ -480,8 +482,10 @@ pub fn manifest_with(
                         check_key("data", &k, &pos, &mut errors);
                         data.insert(k, v.into_bytes());
                     }
+                    let mut binary_keys = std::collections::BTreeSet::new();
                     for (k, v) in cm.binary_data.into_iter().flatten() {
                         check_key("binaryData", &k, &pos, &mut errors);
+                        binary_keys.insert(k.clone());
                         if data.insert(k.clone(), v.0).is_some() {
                             errors.push(at(
                                 &format!("binaryData.{k}"),
@@ -498,6 +502,7 @@ pub fn manifest_with(
                             name: cm.metadata.name.clone().unwrap_or_default(),
                             namespace: Some(doc_namespace(&cm.metadata)),
                             data,
+                            binary_keys,
                             secret_type: None,
                             immutable: cm.immutable.unwrap_or(false),
                             origin: format!("{source_name}:{}", tree.line),
@@ -555,6 +560,7 @@ pub fn manifest_with(
                             name: s.metadata.name.clone().unwrap_or_default(),
                             namespace: Some(doc_namespace(&s.metadata)),
                             data,
+                            binary_keys: Default::default(),
                             secret_type: Some(secret_type),
                             immutable: s.immutable.unwrap_or(false),
                             origin: format!("{source_name}:{}", tree.line),

@@ -6,7 +6,7 @@
 //! wins; a name found in more than one is worth a warning
 //! ([`ConfigObjects::shadow_warning`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ObjectKind {
@@ -34,6 +34,9 @@ pub struct ConfigObject {
     /// ConfigMap `data` and `binaryData`; Secret `data` (decoded) with
     /// `stringData` merged over it.
     pub data: BTreeMap<String, Vec<u8>>,
+    /// The keys of a ConfigMap's `binaryData`: a container's environment
+    /// does not see them (kubelet reads `data` only).
+    pub binary_keys: BTreeSet<String>,
     /// A Secret's `type` (`Opaque` when unset); `None` for a ConfigMap.
     pub secret_type: Option<String>,
     pub immutable: bool,
@@ -49,6 +52,7 @@ impl std::fmt::Debug for ConfigObject {
             .field("name", &self.name)
             .field("namespace", &self.namespace)
             .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .field("binary_keys", &self.binary_keys)
             .field("secret_type", &self.secret_type)
             .field("immutable", &self.immutable)
             .field("origin", &self.origin)
@@ -271,6 +275,7 @@ mod tests {
             name: name.into(),
             namespace: ns.map(str::to_string),
             data: BTreeMap::from([("k".to_string(), origin.as_bytes().to_vec())]),
+            binary_keys: BTreeSet::new(),
             secret_type: None,
             immutable: false,
             origin: origin.into(),

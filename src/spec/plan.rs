@@ -48,16 +48,60 @@ pub struct PodPlan {
     pub image_pull_secrets: Vec<String>,
     /// fsGroup and its policy, sysctls.
     pub security: super::security::PodSecurityPlan,
+    /// `spec.serviceAccountName` (the API server's default: `default`),
+    /// for the downward API.
+    pub service_account: String,
 }
 
 impl PodPlan {
     /// The ConfigMaps and Secrets the pod reads, by kind and name (its
-    /// namespace's), for `run` to look up before anything starts.
+    /// namespace's), for `run` to look up before anything starts:
+    /// imagePullSecrets, then those of the containers' environment and of
+    /// the volumes.
     pub fn referenced_objects(&self) -> Vec<(super::objects::ObjectKind, &str)> {
-        self.image_pull_secrets
+        let mut out: Vec<_> = self
+            .image_pull_secrets
             .iter()
             .map(|name| (super::objects::ObjectKind::Secret, name.as_str()))
-            .collect()
+            .collect();
+        for r in super::config::references(self.config_volumes().map(|(_, v)| v), self.envs()) {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// The configMap, secret, downwardAPI and projected volumes, by name.
+    pub fn config_volumes(&self) -> impl Iterator<Item = (&str, &super::config::ConfigVolume)> {
+        self.volumes.iter().filter_map(|v| match &v.kind {
+            VolumeKind::Config(c) => Some((v.name.as_str(), c)),
+            _ => None,
+        })
+    }
+
+    /// Each container's `env` and `envFrom`, init containers first.
+    fn envs(&self) -> impl Iterator<Item = (&[super::config::EnvVar], &[super::config::EnvFrom])> {
+        self.init_containers
+            .iter()
+            .chain(&self.containers)
+            .map(|c| (c.env.as_slice(), c.env_from.as_slice()))
+    }
+
+    /// Every missing ConfigMap, Secret or key the pod needs (not
+    /// optional), each error naming what needs it and how to provide it.
+    pub fn missing_objects(&self, objects: &super::objects::ConfigObjects) -> Vec<String> {
+        let volumes: Vec<(String, &super::config::ConfigVolume)> = self
+            .config_volumes()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect();
+        let containers: Vec<_> = self
+            .init_containers
+            .iter()
+            .chain(&self.containers)
+            .map(|c| (c.name.as_str(), c.env.as_slice(), c.env_from.as_slice()))
+            .collect();
+        super::config::check_references(&self.namespace, &volumes, &containers, objects)
     }
 }
 
@@ -140,6 +184,9 @@ pub enum VolumeKind {
         path: String,
         type_check: HostPathType,
     },
+    /// `configMap`, `secret`, `downwardAPI` or `projected`: files on a
+    /// tmpfs of the pod, mounted read-only.
+    Config(super::config::ConfigVolume),
 }
 
 /// `hostPath.type`: what to check (or create) before mounting.
@@ -183,8 +230,11 @@ pub struct ContainerPlan {
     pub command: Option<Vec<String>>,
     /// `args`, unexpanded; `None` when absent or empty.
     pub args: Option<Vec<String>>,
-    /// The container's `env`, in order, values unexpanded (see `process::resolve_process`).
-    pub env: Vec<(String, String)>,
+    /// The container's `env`, in order, values unexpanded (see
+    /// `config::resolve_env`).
+    pub env: Vec<super::config::EnvVar>,
+    /// `envFrom`, in order.
+    pub env_from: Vec<super::config::EnvFrom>,
     pub working_dir: Option<String>,
     /// Container securityContext, else the pod's.
     pub run_as_user: Option<u32>,

@@ -107,12 +107,24 @@ pub fn resolve_argv(
 /// defined before it (the kubelet's rule), later definitions of a name
 /// replacing earlier ones in place.
 pub fn expand_container_env(env: &[(String, String)]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::with_capacity(env.len());
-    for (name, value) in env {
-        let value = expand_with_env(value, &out);
-        match out.iter_mut().find(|(k, _)| k == name) {
+    build_env(env.iter().map(|(k, v)| (k.clone(), v.clone(), true)))
+}
+
+/// The environment from `(name, value, expand)` in kubelet's order: a
+/// value with `expand` (an `env[].value`) is expanded against the
+/// variables before it; a name given again replaces the value in place.
+pub fn build_env(
+    entries: impl IntoIterator<Item = (String, String, bool)>,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (name, value, expand) in entries {
+        let value = match expand {
+            true => expand_with_env(&value, &out),
+            false => value,
+        };
+        match out.iter_mut().find(|(k, _)| *k == name) {
             Some(slot) => slot.1 = value,
-            None => out.push((name.clone(), value)),
+            None => out.push((name, value)),
         }
     }
     out
@@ -142,12 +154,13 @@ pub fn merge_env(
     out
 }
 
-/// Everything but the user: argv (expanded), env, cwd.
+/// Everything but the user: argv (expanded), env, cwd. `container_env`
+/// is the container's environment, expanded (`config::resolve_env`).
 pub fn resolve_process(
     container: &ContainerPlan,
+    container_env: Vec<(String, String)>,
     image: &ImageDefaults,
 ) -> Result<ProcessPlan, ProcessError> {
-    let container_env = expand_container_env(&container.env);
     let expand_all = |list: &Option<Vec<String>>| -> Option<Vec<String>> {
         list.as_ref().map(|l| {
             l.iter()
@@ -390,6 +403,7 @@ mod tests {
             command: None,
             args: None,
             env: vec![],
+            env_from: vec![],
             working_dir: None,
             run_as_user: None,
             run_as_group: None,
@@ -504,14 +518,14 @@ mod tests {
     #[test]
     fn image_env_is_merged_but_not_visible_to_expansion() {
         let mut c = container();
-        c.env = pairs(&[("P", "$(PATH)"), ("HOME", "/home/app"), ("X", "1")]);
+        let env = pairs(&[("P", "$(PATH)"), ("HOME", "/home/app"), ("X", "1")]);
         c.command = Some(s(&["echo", "$(X)", "$(PATH)", "$(P)", "$$(X)", "$(Y)"]));
         c.args = Some(s(&["$(HOME)"]));
         let img = ImageDefaults {
             env: s(&["PATH=/usr/bin:/bin", "HOME=/root", "EMPTY"]),
             ..image(&["/ep"], &["c"])
         };
-        let p = resolve_process(&c, &img).unwrap();
+        let p = resolve_process(&c, expand_container_env(&env), &img).unwrap();
         assert_eq!(
             p.argv,
             s(&[
@@ -540,9 +554,9 @@ mod tests {
     #[test]
     fn command_sees_final_env_including_later_definitions() {
         let mut c = container();
-        c.env = pairs(&[("A", "$(B)"), ("B", "b")]);
+        let env = pairs(&[("A", "$(B)"), ("B", "b")]);
         c.command = Some(s(&["$(A)", "$(B)"]));
-        let p = resolve_process(&c, &image(&[], &[])).unwrap();
+        let p = resolve_process(&c, expand_container_env(&env), &image(&[], &[])).unwrap();
         // A's value kept its unresolved forward reference; command sees A and B.
         assert_eq!(p.argv, s(&["$(B)", "b"]));
     }
@@ -550,9 +564,9 @@ mod tests {
     #[test]
     fn nested_reference_is_left_alone() {
         let mut c = container();
-        c.env = pairs(&[("X", "Y"), ("Y", "y")]);
+        let env = pairs(&[("X", "Y"), ("Y", "y")]);
         c.command = Some(s(&["$($(X))", "$(Y"]));
-        let p = resolve_process(&c, &image(&[], &[])).unwrap();
+        let p = resolve_process(&c, expand_container_env(&env), &image(&[], &[])).unwrap();
         assert_eq!(p.argv, s(&["$($(X))", "$(Y"]));
     }
 

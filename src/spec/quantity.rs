@@ -22,6 +22,17 @@ impl std::error::Error for QuantityError {}
 
 /// Parses a quantity into a whole, non-negative number of units, rounding up.
 pub fn parse_quantity(text: &str) -> Result<u64, QuantityError> {
+    parse_scaled(text, 0)
+}
+
+/// The same in thousandths (`Quantity.MilliValue()`: CPU in millicores),
+/// rounding up.
+pub fn parse_quantity_milli(text: &str) -> Result<u64, QuantityError> {
+    parse_scaled(text, 3)
+}
+
+/// The quantity times 10^`extra`, rounded up.
+fn parse_scaled(text: &str, extra: i32) -> Result<u64, QuantityError> {
     let bad = |why: &str| {
         QuantityError(format!(
             "{text:?} is not a valid quantity ({why}); write e.g. 128Mi, 1Gi, 500M or 1000"
@@ -103,7 +114,7 @@ pub fn parse_quantity(text: &str) -> Result<u64, QuantityError> {
     numerator = numerator
         .checked_mul(1u128 << bin_exp)
         .ok_or_else(too_large)?;
-    let scale = dec_exp - frac_part.len() as i32;
+    let scale = dec_exp + extra - frac_part.len() as i32;
     let pow10 = |e: i32| -> Option<u128> { 10u128.checked_pow(e.unsigned_abs()) };
     let value = if scale >= 0 {
         numerator
@@ -121,6 +132,20 @@ pub fn parse_quantity(text: &str) -> Result<u64, QuantityError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milli_values_round_up() {
+        for (text, want) in [
+            ("1", 1000),
+            ("500m", 500),
+            ("0.1", 100),
+            ("1.0001", 1001),
+            ("2k", 2_000_000),
+            ("1u", 1),
+        ] {
+            assert_eq!(parse_quantity_milli(text).unwrap(), want, "{text}");
+        }
+    }
 
     #[test]
     fn valid() {

@@ -192,11 +192,54 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         Yes,
         "default: the image's WorkingDir, else `/`",
     ),
-    row("spec.containers[].env[].name", Yes, ""),
+    row(
+        "spec.containers[].env[].name",
+        Yes,
+        "printable ASCII but `=` (Kubernetes' relaxed validation, on since 1.32)",
+    ),
     row(
         "spec.containers[].env[].value",
         Yes,
-        "`$(VAR)` expanded against earlier variables",
+        "`$(VAR)` expanded against the variables before it (envFrom's, then earlier env's)",
+    ),
+    row(
+        "spec.containers[].env[].valueFrom.configMapKeyRef",
+        Yes,
+        "`name`, `key`, `optional`; the ConfigMap from the files, `run --configmap` files or \
+         the store (`minipod configmap create`)",
+    ),
+    row(
+        "spec.containers[].env[].valueFrom.secretKeyRef",
+        Yes,
+        "`name`, `key`, `optional`; the Secret from the same sources (`minipod secret create`)",
+    ),
+    row(
+        "spec.containers[].env[].valueFrom.fieldRef",
+        Yes,
+        "`metadata.name`, `.namespace`, `.uid`, `.labels['KEY']`, `.annotations['KEY']`, \
+         `spec.nodeName` (this machine's hostname), `spec.serviceAccountName`, \
+         `status.hostIP`/`hostIPs` (the host as pods reach it), `status.podIP`/`podIPs`",
+    ),
+    row(
+        "spec.containers[].env[].valueFrom.resourceFieldRef",
+        Yes,
+        "`limits.`/`requests.` `cpu`, `memory`, `ephemeral-storage`, with `divisor`, rounded up; \
+         an unset limit is this machine's CPUs, memory or disk, as kubelet's allocatable",
+    ),
+    row(
+        "spec.containers[].envFrom[].configMapRef",
+        Yes,
+        "`name`, `optional`: every key of `data`",
+    ),
+    row(
+        "spec.containers[].envFrom[].secretRef",
+        Yes,
+        "`name`, `optional`: every key",
+    ),
+    row(
+        "spec.containers[].envFrom[].prefix",
+        Yes,
+        "any printable name without `=` (Kubernetes 1.34)",
     ),
     row("spec.containers[].ports[].name", Yes, ""),
     row("spec.containers[].ports[].containerPort", Yes, ""),
@@ -663,6 +706,40 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         "checked before mounting",
     ),
     row(
+        "spec.volumes[].configMap",
+        Yes,
+        "`name`, `items` (`key`, `path`, `mode`), `defaultMode` (0644), `optional`: files on a \
+         tmpfs, laid out as kubelet's atomic writer does, mounted read-only",
+    ),
+    row(
+        "spec.volumes[].secret",
+        Yes,
+        "`secretName`, `items`, `defaultMode`, `optional`: the same, on a tmpfs only",
+    ),
+    row(
+        "spec.volumes[].downwardAPI",
+        Yes,
+        "`items` with `fieldRef` (`metadata.name`, `.namespace`, `.uid`, `.labels`, \
+         `.annotations`, `.labels['KEY']`, `.annotations['KEY']`) or `resourceFieldRef` \
+         (`containerName` required), `mode`, `defaultMode`",
+    ),
+    row("spec.volumes[].projected.defaultMode", Yes, ""),
+    row(
+        "spec.volumes[].projected.sources[].configMap",
+        Yes,
+        "`name`, `items`, `optional`",
+    ),
+    row(
+        "spec.volumes[].projected.sources[].secret",
+        Yes,
+        "`name`, `items`, `optional`",
+    ),
+    row(
+        "spec.volumes[].projected.sources[].downwardAPI",
+        Yes,
+        "`items`, as in a downwardAPI volume",
+    ),
+    row(
         "spec.automountServiceAccountToken",
         OnlyValue("false"),
         "there is no service account: minipod never mounts a token, which is what `false` asks for",
@@ -675,15 +752,26 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
 /// gets [`REMOVE_IT`].
 pub const REFUSAL_ADVICE: &[(&str, &str)] = &[
     (
-        "spec.containers[].env[].valueFrom",
-        "set the value with env[].value for now",
+        "spec.containers[].env[].valueFrom.fileKeyRef",
+        "an alpha field of Kubernetes 1.34; put the file's variables in a ConfigMap \
+         (`minipod configmap create NAME --from-env-file FILE`) and use envFrom",
     ),
     (
-        "spec.containers[].envFrom",
-        "set the values with env[].value for now",
+        "spec.volumes[].projected.sources[].serviceAccountToken",
+        "there is no API server to issue a service-account token; put the token you need in a \
+         Secret (`minipod secret create NAME --from-file token=FILE`) and project that",
     ),
-    ("spec.volumes[].configMap", OTHER_VOLUMES),
-    ("spec.volumes[].secret", OTHER_VOLUMES),
+    (
+        "spec.volumes[].projected.sources[].clusterTrustBundle",
+        "there is no API server holding ClusterTrustBundles; put the CA bundle in a ConfigMap \
+         (`minipod configmap create NAME --from-file ca.crt=FILE`) and project that",
+    ),
+    (
+        "spec.volumes[].projected.sources[].podCertificate",
+        "there is no API server to issue pod certificates; put the certificate and key in a \
+         Secret (`minipod secret create NAME --from-file tls.crt=FILE --from-file \
+         tls.key=FILE`) and project that",
+    ),
     ("spec.volumes[].persistentVolumeClaim", OTHER_VOLUMES),
     ("spec.containers[].securityContext", SECURITY),
     ("spec.securityContext", SECURITY),
@@ -928,7 +1016,7 @@ mod tests {
                     "livenessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 5},
                     "readinessProbe": {"grpc": {"port": 9000}},
                     "startupProbe": {"httpGet": {"port": 80, "scheme": "HTTPS"}},
-                    "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}],
+                    "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fileKeyRef": {"path": "x"}}}],
                     "securityContext": {"runAsUser": 1, "windowsOptions": {"runAsUserName": "x"}},
                     "stdin": false, "tty": true
                 }],
@@ -942,7 +1030,7 @@ mod tests {
         });
         let mut want = vec![
             "metadata.selfLink",
-            "spec.containers[0].env[1].valueFrom",
+            "spec.containers[0].env[1].valueFrom.fileKeyRef",
             "spec.containers[0].securityContext.windowsOptions",
             "spec.containers[0].tty",
             "spec.volumes[1].nfs",
@@ -996,14 +1084,20 @@ mod tests {
             refusal_advice("spec.containers[].securityContextual"),
             REMOVE_IT
         );
-        assert_eq!(refusal_advice("spec.volumes[].secret"), OTHER_VOLUMES);
+        assert_eq!(
+            refusal_advice("spec.volumes[].persistentVolumeClaim"),
+            OTHER_VOLUMES
+        );
         assert_eq!(refusal_advice("spec.volumes[].secretive"), REMOVE_IT);
         assert_eq!(refusal_advice("spec.os"), REMOVE_IT);
+        assert!(
+            refusal_advice("spec.volumes[].projected.sources[].serviceAccountToken")
+                .contains("no API server")
+        );
         let md = supported_fields_markdown();
         assert!(
             md.contains(
-                "- `spec.volumes[].configMap`, `spec.volumes[].secret`, \
-                 `spec.volumes[].persistentVolumeClaim`: use an emptyDir or hostPath volume for now\n"
+                "- `spec.volumes[].persistentVolumeClaim`: use an emptyDir or hostPath volume for now\n"
             ),
             "{md}"
         );

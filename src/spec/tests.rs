@@ -119,8 +119,8 @@ fn full_example_plans_everything() {
     assert_eq!(
         app.env,
         vec![
-            ("PORT".to_string(), "8080".to_string()),
-            ("URL".to_string(), "http://localhost:$(PORT)/".to_string())
+            config::EnvVar::value("PORT", "8080"),
+            config::EnvVar::value("URL", "http://localhost:$(PORT)/"),
         ]
     );
     assert_eq!((app.run_as_user, app.run_as_group), (Some(33), Some(1000)));
@@ -180,10 +180,35 @@ fn full_example_plans_everything() {
         env: vec!["PATH=/bin".into()],
         ..Default::default()
     };
-    let p = resolve_process(app, &img).unwrap();
+    let env = config::resolve_env(
+        &app.env,
+        &app.env_from,
+        &app.name,
+        &Default::default(),
+        &config_facts(),
+    )
+    .unwrap();
+    let p = resolve_process(app, env, &img).unwrap();
     assert_eq!(p.argv, ["httpd", "-f", "-p", "8080"]);
     assert_eq!(p.env[2], ("URL".into(), "http://localhost:8080/".into()));
     assert_eq!(p.cwd, "/srv");
+}
+
+fn config_facts() -> config::PodFacts {
+    config::PodFacts {
+        name: "p".into(),
+        namespace: "default".into(),
+        uid: String::new(),
+        labels: Default::default(),
+        annotations: Default::default(),
+        node_name: String::new(),
+        service_account: "default".into(),
+        host_ip: String::new(),
+        pod_ip: String::new(),
+        cpu_millis: 1000,
+        memory_bytes: 0,
+        ephemeral_storage_bytes: 0,
+    }
 }
 
 #[test]
@@ -604,8 +629,10 @@ fn semantic_checks() {
             "spec.containers[0].ports[0].hostPort",
             "Invalid value: 8080: must match containerPort when hostNetwork is true",
         ),
-        (c("    env: [{name: 1ABC, value: x}]\n"), "spec.containers[0].env[0].name", "Invalid value: \"1ABC\": a valid environment variable name"),
-        (c("    env: [{name: 'A B'}]\n"), "spec.containers[0].env[0].name", "environment variable name"),
+        // Kubernetes 1.32's relaxed names: printable ASCII but '='.
+        (c("    env: [{name: 'A=B', value: x}]\n"), "spec.containers[0].env[0].name", "Invalid value: \"A=B\": a valid environment variable name must consist only of printable ASCII characters other than '='"),
+        (c("    env: [{name: 'é'}]\n"), "spec.containers[0].env[0].name", "environment variable name"),
+        (c("    env: [{name: ''}]\n"), "spec.containers[0].env[0].name", "environment variable name must be non-empty"),
         (c("    volumeMounts: [{name: nope, mountPath: /x}]\n"), "spec.containers[0].volumeMounts[0].name", "Not found: \"nope\"; define it in spec.volumes"),
         (
             pod("    volumeMounts: [{name: v, mountPath: data}]\n", "  volumes: [{name: v, emptyDir: {}}]\n"),
@@ -667,8 +694,7 @@ fn not_supported_yet_fields() {
     let c = |extra: &str| pod(extra, "");
     let s = |extra: &str| pod("", extra);
     let cases: Vec<(String, &str)> = vec![
-        (c("    env: [{name: A, valueFrom: {configMapKeyRef: {name: m, key: k}}}]\n"), "spec.containers[0].env[0].valueFrom"),
-        (c("    envFrom: [{configMapRef: {name: m}}]\n"), "spec.containers[0].envFrom"),
+        (c("    env: [{name: A, valueFrom: {fileKeyRef: {volumeName: v, path: p, key: k}}}]\n"), "spec.containers[0].env[0].valueFrom.fileKeyRef"),
         (c("    securityContext: {windowsOptions: {runAsUserName: x}}\n"), "spec.containers[0].securityContext.windowsOptions"),
         (c("    stdin: true\n"), "spec.containers[0].stdin"),
         (c("    tty: true\n"), "spec.containers[0].tty"),
@@ -677,8 +703,7 @@ fn not_supported_yet_fields() {
         (c("    volumeMounts: [{name: v, mountPath: /x, mountPropagation: None}]\n"), "spec.containers[0].volumeMounts[0].mountPropagation"),
         (s("  securityContext: {seLinuxChangePolicy: Recursive}\n"), "spec.securityContext.seLinuxChangePolicy"),
         (s("  automountServiceAccountToken: true\n"), "spec.automountServiceAccountToken"),
-        (s("  volumes: [{name: v, configMap: {name: m}}]\n"), "spec.volumes[0].configMap"),
-        (s("  volumes: [{name: v, secret: {secretName: m}}]\n"), "spec.volumes[0].secret"),
+        (s("  volumes: [{name: v, projected: {sources: [{clusterTrustBundle: {path: p, name: b}}]}}]\n"), "spec.volumes[0].projected.sources[0].clusterTrustBundle"),
         (s("  ephemeralContainers: [{name: e, image: i}]\n"), "spec.ephemeralContainers"),
         (s("  dnsConfig: {nameservers: [1.1.1.1]}\n  os: {name: linux}\n"), "spec.os"),
         (
@@ -1255,14 +1280,11 @@ fn a_refusal_says_what_to_do_now() {
     let s = |extra: &str| pod("", extra);
     let cases: Vec<(String, &str, &str)> = vec![
         (
-            c("    env: [{name: A, valueFrom: {secretKeyRef: {name: s, key: k}}}]\n"),
-            "spec.containers[0].env[0].valueFrom",
-            "not supported yet by minipod; set the value with env[].value for now",
-        ),
-        (
-            c("    envFrom: [{configMapRef: {name: m}}]\n"),
-            "spec.containers[0].envFrom",
-            "not supported yet by minipod; set the values with env[].value for now",
+            s("  volumes: [{name: v, projected: {sources: [{serviceAccountToken: {path: t}}]}}]\n"),
+            "spec.volumes[0].projected.sources[0].serviceAccountToken",
+            "not supported yet by minipod; there is no API server to issue a service-account \
+             token; put the token you need in a Secret (`minipod secret create NAME --from-file \
+             token=FILE`) and project that",
         ),
         (
             s("  volumes: [{name: v, persistentVolumeClaim: {claimName: data}}]\n"),
@@ -1311,12 +1333,12 @@ fn a_refusal_says_what_to_do_now() {
         "Forbidden: may not be set for init containers",
     );
     // The shape a script classifies on: FILE:LINE: PATH: not supported yet...
-    let shown = plan_from_yaml(&c("    envFrom: [{configMapRef: {name: m}}]\n"), "p.yaml")
+    let shown = plan_from_yaml(&c("    stdin: true\n"), "p.yaml")
         .unwrap_err()
         .to_string();
     assert_eq!(
         shown,
-        "p.yaml:9: spec.containers[0].envFrom: not supported yet by minipod; set the values with env[].value for now"
+        "p.yaml:9: spec.containers[0].stdin: not supported yet by minipod with this value; only false is accepted"
     );
 }
 

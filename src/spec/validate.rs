@@ -292,7 +292,13 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
     );
 
     let spec_volumes = spec.volumes.as_deref().unwrap_or_default();
-    let volumes = volume_plans(spec_volumes, ctx);
+    // Every container, for `resourceFieldRef`s naming one.
+    let all_containers: Vec<&Container> = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .collect();
+    let volumes = volume_plans(spec_volumes, &all_containers, ctx);
     // Every name spec.volumes defines, of any type: a mount of a volume whose
     // type minipod does not support (reported once, as that) is not also a
     // mount of a volume that is not found.
@@ -317,6 +323,7 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
         host_users: spec.host_users,
         host_network,
         volume_names: &volume_names,
+        containers: &all_containers,
     };
     let mut build_all = |list: &[Container], field: &str, ctx: &mut Ctx<'_>| {
         let mut host_ports: HashMap<(u16, Protocol, String), String> = HashMap::new();
@@ -407,6 +414,12 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
             .filter(|n| !n.is_empty())
             .collect(),
         security: pod_security,
+        service_account: spec
+            .service_account_name
+            .clone()
+            .or_else(|| spec.service_account.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into()),
     }
 }
 
@@ -488,7 +501,11 @@ fn dns_plan(spec: &PodSpec, ctx: &mut Ctx<'_>) -> DnsPlan {
     }
 }
 
-fn volume_plans(volumes: &[Volume], ctx: &mut Ctx<'_>) -> Vec<VolumePlan> {
+fn volume_plans(
+    volumes: &[Volume],
+    containers: &[&Container],
+    ctx: &mut Ctx<'_>,
+) -> Vec<VolumePlan> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::new();
     for (i, v) in volumes.iter().enumerate() {
@@ -504,6 +521,15 @@ fn volume_plans(volumes: &[Volume], ctx: &mut Ctx<'_>) -> Vec<VolumePlan> {
                     &format!(" (also spec.volumes[{first}].name); give each volume its own name"),
                 );
             }
+        }
+        if let Some(config) = super::config::volume_kind(ctx, &p, v, containers) {
+            if let super::config::VolumeKindConfig::Valid(c) = config {
+                out.push(VolumePlan {
+                    name: v.name.clone(),
+                    kind: VolumeKind::Config(c),
+                });
+            }
+            continue;
         }
         let kind = match (&v.empty_dir, &v.host_path) {
             (Some(_), Some(_)) => {
@@ -575,7 +601,8 @@ fn volume_plans(volumes: &[Volume], ctx: &mut Ctx<'_>) -> Vec<VolumePlan> {
                 if only_name {
                     ctx.required(
                         p,
-                        ": must specify a volume type; minipod supports emptyDir and hostPath",
+                        ": must specify a volume type; minipod supports emptyDir, hostPath, configMap, \
+                         secret, downwardAPI and projected",
                     );
                 }
                 continue;
@@ -604,6 +631,7 @@ struct PodDefaults<'a> {
     host_users: Option<bool>,
     host_network: bool,
     volume_names: &'a HashSet<&'a str>,
+    containers: &'a [&'a Container],
 }
 
 fn container_plan(
@@ -646,15 +674,7 @@ fn container_plan(
         }
     };
 
-    let mut env = Vec::new();
-    for (i, e) in c.env.iter().flatten().enumerate() {
-        ctx.check(
-            format!("{p}.env[{i}].name"),
-            &e.name,
-            names::env_var_name(&e.name),
-        );
-        env.push((e.name.clone(), e.value.clone().unwrap_or_default()));
-    }
+    let (env, env_from) = super::config::container_env(ctx, p, c, pod.containers);
 
     let mut ports = Vec::new();
     let mut port_names: HashMap<&str, usize> = HashMap::new();
@@ -850,6 +870,7 @@ fn container_plan(
         command: non_empty(&c.command),
         args: non_empty(&c.args),
         env,
+        env_from,
         working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
         run_as_user,
         run_as_group,

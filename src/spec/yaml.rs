@@ -263,6 +263,126 @@ pub fn document_trees(text: &str) -> Result<Vec<Node>, SpecError> {
     Ok(docs)
 }
 
+/// Kubernetes reads YAML 1.1 (go-yaml through kubectl), where an integer
+/// written with a leading zero is octal: `defaultMode: 0400` is 256. The
+/// YAML 1.2 reader here takes `0400` for a string (and `0o400` for 256),
+/// so such plain scalars are rewritten to their decimal value, for the
+/// keys `mode` and `defaultMode` under a `volumes` list (the Pod's integer
+/// fields written in octal; string fields, such as a ConfigMap's data,
+/// keep what was written).
+pub fn yaml11_octals(text: &str) -> std::borrow::Cow<'_, str> {
+    enum Frame {
+        Map {
+            expect_key: bool,
+            key: Option<String>,
+            /// The key whose value this mapping is.
+            under: Option<String>,
+        },
+        Seq {
+            under: Option<String>,
+        },
+    }
+    let under_volumes = |stack: &[Frame]| {
+        stack.iter().any(|f| {
+            let (Frame::Map { under, .. } | Frame::Seq { under }) = f;
+            under.as_deref() == Some("volumes")
+        })
+    };
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let mut parser = Parser::new_from_str(text);
+    // Whether the node now starting is a mapping value, and under which key.
+    let take_slot = |stack: &mut Vec<Frame>| -> Option<Option<String>> {
+        match stack.last_mut() {
+            Some(Frame::Map {
+                expect_key, key, ..
+            }) => {
+                let was_key = *expect_key;
+                *expect_key = !was_key;
+                (!was_key).then(|| key.take())
+            }
+            _ => None,
+        }
+    };
+    while let Some(Ok((ev, span))) = parser.next_event() {
+        match ev {
+            Event::Scalar(value, style, _, tag) => {
+                let in_map_key = matches!(
+                    stack.last(),
+                    Some(Frame::Map {
+                        expect_key: true,
+                        ..
+                    })
+                );
+                if in_map_key {
+                    take_slot(&mut stack);
+                    if let Some(Frame::Map { key, .. }) = stack.last_mut() {
+                        *key = Some(value.to_string());
+                    }
+                    continue;
+                }
+                let under = take_slot(&mut stack).flatten();
+                let octal = value.len() > 1
+                    && value.starts_with('0')
+                    && value.bytes().all(|b| (b'0'..=b'7').contains(&b));
+                if octal
+                    && tag.is_none()
+                    && style == saphyr_parser::ScalarStyle::Plain
+                    && matches!(under.as_deref(), Some("mode" | "defaultMode"))
+                    && under_volumes(&stack)
+                    && let Ok(n) = u64::from_str_radix(&value, 8)
+                {
+                    edits.push((span.start.index(), span.end.index(), n.to_string()));
+                }
+            }
+            Event::MappingStart(..) => {
+                let under = take_slot(&mut stack).flatten();
+                stack.push(Frame::Map {
+                    expect_key: true,
+                    key: None,
+                    under,
+                });
+            }
+            Event::SequenceStart(..) => {
+                let under = take_slot(&mut stack).flatten();
+                stack.push(Frame::Seq { under });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+            }
+            Event::Alias(_) => {
+                take_slot(&mut stack);
+            }
+            Event::StreamEnd => break,
+            _ => {}
+        }
+    }
+    if edits.is_empty() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    // Marks count characters; edits are made on byte offsets.
+    let byte_at: Vec<usize> = text
+        .char_indices()
+        .map(|(b, _)| b)
+        .chain([text.len()])
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (start, end, with) in edits {
+        let (Some(&b0), Some(&b1)) = (byte_at.get(start), byte_at.get(end)) else {
+            continue;
+        };
+        if b0 < last {
+            continue;
+        }
+        out.push_str(&text[last..b0]);
+        out.push_str(&with);
+        last = b1;
+    }
+    out.push_str(&text[last..]);
+    std::borrow::Cow::Owned(out)
+}
+
 /// The outcome of reading one document as `T`.
 pub struct Typed<T> {
     pub value: Option<T>,
@@ -710,6 +830,18 @@ pub fn fields_of<T: DeserializeOwned>() -> &'static [&'static str] {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn modes_with_a_leading_zero_are_octal_as_kubernetes_reads_them() {
+        let text = "volumes:\n- secret: {secretName: s, defaultMode: 0400}\n  x:\n    items:\n    - {key: k, path: p, mode: 0640}\n    - mode: '0600'\n    value: 0400\n    mode: 0o600\n    é: é\n    mode: 0755 # c\ndata: {mode: 0644}\n";
+        assert_eq!(
+            super::yaml11_octals(text),
+            "volumes:\n- secret: {secretName: s, defaultMode: 256}\n  x:\n    items:\n    - {key: k, path: p, mode: 416}\n    - mode: '0600'\n    value: 0400\n    mode: 0o600\n    é: é\n    mode: 493 # c\ndata: {mode: 0644}\n"
+        );
+        assert!(matches!(
+            super::yaml11_octals("a: 1\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
     use super::*;
 
     #[test]

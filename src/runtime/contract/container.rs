@@ -66,3 +66,41 @@ pub struct Mount {
     pub source: PathBuf,
     pub read_only: bool,
 }
+
+/// Stands for the pod's address in a container's environment (and
+/// whatever `$(VAR)` expanded from it) until the supervisor leased one
+/// (`status.podIP`).
+pub const POD_IP: &str = "\u{1}minipod-pod-ip\u{1}";
+
+impl Process {
+    /// Puts the pod's address where `POD_IP` stands.
+    pub fn fill_pod_ip(&mut self, ip: &str) {
+        for s in self.env.iter_mut().chain(self.argv.iter_mut()) {
+            if s.contains(POD_IP) {
+                *s = s.replace(POD_IP, ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pod_ip_is_filled_in_env_and_argv() {
+        let mut p = Process {
+            argv: vec!["echo".into(), format!("http://{POD_IP}:80")],
+            env: vec![format!("IP={POD_IP}"), "A=b".into()],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+            security: Default::default(),
+            seccomp: Default::default(),
+        };
+        p.fill_pod_ip("10.88.0.4");
+        assert_eq!(p.argv[1], "http://10.88.0.4:80");
+        assert_eq!(p.env, ["IP=10.88.0.4", "A=b"]);
+    }
+}

@@ -31,6 +31,35 @@ pub struct PauseConfig {
     /// `spec.securityContext.sysctls`: (path under /proc/sys, value), set
     /// once the namespaces exist.
     pub sysctls: Vec<(String, String)>,
+    /// configMap, secret, downwardAPI and projected volumes: each a tmpfs
+    /// the pause mounts and fills, so their content (a Secret's) is never
+    /// written to disk.
+    #[serde(default)]
+    pub config_volumes: Vec<ConfigVolumeFiles>,
+}
+
+/// One projected volume's mount point and files.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ConfigVolumeFiles {
+    pub dir: PathBuf,
+    pub files: Vec<VolumeFile>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct VolumeFile {
+    /// Relative, no `..` (validated).
+    pub path: String,
+    pub mode: u32,
+    /// The content, base64.
+    pub data: String,
+}
+
+/// Contents stay out of debug output (a Secret's).
+impl std::fmt::Debug for ConfigVolumeFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let paths: Vec<&str> = self.files.iter().map(|f| f.path.as_str()).collect();
+        write!(f, "ConfigVolumeFiles({}, {paths:?})", self.dir.display())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

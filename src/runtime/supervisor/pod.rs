@@ -299,7 +299,11 @@ impl Pod {
                     self.prober.set_target(Target::Host);
                 }
                 // Each container's config names the pause: written now, once.
+                let pod_ip = self.network.as_ref().map(|n| n.ip.to_string());
                 for slot in &mut self.slots {
+                    if let Some(ip) = &pod_ip {
+                        slot.config.process.fill_pod_ip(ip);
+                    }
                     slot.config.pause_pid = self.pause_pid;
                     slot.config.supervisor_pid = std::process::id() as i32;
                     slot.config_fd = Some(config_memfd(&slot.config)?);
