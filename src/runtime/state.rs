@@ -61,6 +61,14 @@ pub struct PodState {
     /// failures), the last `MAX_EVENTS`.
     #[serde(default)]
     pub events: Vec<PodEvent>,
+    /// Kubelet's one-word reason for the pod's phase (`Evicted`), when it
+    /// has one.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The named volumes (claims) the pod mounts: `volume rm` names the
+    /// pods that use one.
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 /// How many events a pod keeps.
@@ -148,39 +156,51 @@ impl ContainerState {
     }
 }
 
-/// The files of one pod under the run root: every path of a pod comes
+/// The files of one pod: small state under the run root (often a tmpfs in
+/// memory), what grows on the data root's disk. Every path of a pod comes
 /// from here.
 ///
 /// ```text
+/// run root:
 /// pods/NAME/            dir
 ///   state.json          what `ps` and `inspect` read (the supervisor's)
 ///   supervisor.json     the supervisor's plan
 ///   pod.yaml            the YAML as given
 ///   etc/                hosts, hostname, resolv.conf
-///   logs/C.log          each container's output
-///   containers/C/       config.json; upper, work (its writable layer); rootfs
-///   volumes/V/          emptyDirs
+///   containers/C/       config.json, probe outputs; rootfs (a mount point)
+///   volumes/V/          memory emptyDirs (tmpfs the pause mounts)
+///   image-volumes/V/    image volumes (read-only overlays the pause mounts)
 ///   shm/                the pod's /dev/shm (a tmpfs the pause mounts)
 /// pod-locks/NAME        lock: held by the supervisor for the pod's life
 /// ctl/HASH.sock         control socket (`minipod stop`)
+/// data root:
+/// pods/NAME/            data_dir
+///   logs/C.log          each container's output
+///   containers/C/       upper, work (its writable layer)
+///   volumes/V/          disk emptyDirs
 /// ```
 #[derive(Debug, Clone)]
 pub struct PodPaths {
     pub dir: PathBuf,
+    /// The pod's folder on the data root: what may grow large.
+    pub data_dir: PathBuf,
     pub lock: PathBuf,
     control_socket: PathBuf,
 }
 
 /// The folders of a pod's directory, made when the pod is created.
-const SUBDIRS: [&str; 5] = ["etc", "logs", "containers", "volumes", "shm"];
+const SUBDIRS: [&str; 5] = ["etc", "containers", "volumes", "image-volumes", "shm"];
+/// Its folders on the data root.
+const DATA_SUBDIRS: [&str; 3] = ["logs", "containers", "volumes"];
 /// What an exited pod no longer needs: containers' writable layers and the
-/// pod's scratch volumes (logs, state and the YAML stay).
-const RUNTIME_DIRS: [&str; 3] = ["containers", "volumes", "shm"];
+/// pod's scratch volumes (logs, state and the YAML stay), in both roots.
+const RUNTIME_DIRS: [&str; 4] = ["containers", "volumes", "image-volumes", "shm"];
 
 impl PodPaths {
     pub fn new(roots: &Roots, name: &str) -> PodPaths {
         PodPaths {
             dir: roots.pods().join(name),
+            data_dir: roots.data_pods().join(name),
             // Not `<name>.lock` beside the directory: a name may have 253
             // characters, and a file name 255.
             lock: roots.run.join("pod-locks").join(name),
@@ -205,7 +225,7 @@ impl PodPaths {
         self.dir.join("pod.yaml")
     }
     pub fn log(&self, container: &str) -> PathBuf {
-        self.dir.join("logs").join(format!("{container}.log"))
+        self.data_dir.join("logs").join(format!("{container}.log"))
     }
     /// A file the pod's containers see under /etc (hosts, resolv.conf …).
     pub fn etc(&self, file: &str) -> PathBuf {
@@ -214,8 +234,18 @@ impl PodPaths {
     pub fn shm(&self) -> PathBuf {
         self.dir.join("shm")
     }
+    /// A volume in memory: a `medium: Memory` emptyDir's tmpfs (under the
+    /// run root, as is anything that must not reach a disk).
     pub fn volume(&self, name: &str) -> PathBuf {
         self.dir.join("volumes").join(name)
+    }
+    /// A disk emptyDir, on the data root's filesystem.
+    pub fn disk_volume(&self, name: &str) -> PathBuf {
+        self.data_dir.join("volumes").join(name)
+    }
+    /// Where the pause mounts an image volume.
+    pub fn image_volume(&self, name: &str) -> PathBuf {
+        self.dir.join("image-volumes").join(name)
     }
     pub fn container_dir(&self, container: &str) -> PathBuf {
         self.dir.join("containers").join(container)
@@ -232,7 +262,7 @@ impl PodPaths {
     }
     /// A container's writable layer: overlayfs's upper and work dirs.
     pub fn writable_layer(&self, container: &str) -> [PathBuf; 2] {
-        let dir = self.container_dir(container);
+        let dir = self.data_dir.join("containers").join(container);
         [dir.join("upper"), dir.join("work")]
     }
     /// Where a container's overlay is mounted.
@@ -240,17 +270,40 @@ impl PodPaths {
         self.container_dir(container).join("rootfs")
     }
 
-    /// Makes the pod's folders (its directory exists).
-    pub fn create_subdirs(&self) -> std::io::Result<()> {
-        SUBDIRS
-            .iter()
-            .try_for_each(|d| std::fs::create_dir_all(self.dir.join(d)))
+    /// Makes the pod's folders (its directory exists) and its folder on
+    /// the data root.
+    pub fn create_subdirs(&self) -> Result<()> {
+        if let Some(parent) = self.data_dir.parent() {
+            crate::sys::fs::create_private_dir(parent)?;
+        }
+        for d in SUBDIRS {
+            std::fs::create_dir_all(self.dir.join(d))?;
+        }
+        for d in DATA_SUBDIRS {
+            let dir = self.data_dir.join(d);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        Ok(())
     }
 
     /// Removes what an exited pod no longer needs (see RUNTIME_DIRS).
     pub fn remove_runtime_dirs(&self) {
         for d in RUNTIME_DIRS {
             let _ = std::fs::remove_dir_all(self.dir.join(d));
+            let _ = std::fs::remove_dir_all(self.data_dir.join(d));
+        }
+    }
+
+    /// Removes the pod's folders in both roots (inside the user namespace:
+    /// writable layers hold files of its other ids).
+    pub fn remove_all(&self) -> std::io::Result<()> {
+        let data = match std::fs::remove_dir_all(&self.data_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => data,
         }
     }
 
@@ -475,6 +528,7 @@ mod tests {
     fn paths_in(dir: &Path) -> PodPaths {
         PodPaths {
             dir: dir.to_path_buf(),
+            data_dir: dir.join("data"),
             lock: dir.join("lock"),
             control_socket: dir.join("ctl.sock"),
         }

@@ -606,6 +606,22 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         "checked before mounting",
     ),
     row(
+        "spec.volumes[].persistentVolumeClaim.claimName",
+        Yes,
+        "the named volume (`minipod volume`), made by a PersistentVolumeClaim document or on first use",
+    ),
+    row("spec.volumes[].persistentVolumeClaim.readOnly", Yes, ""),
+    row(
+        "spec.volumes[].image.reference",
+        Yes,
+        "the image's layers, mounted read-only; pulled as a container's image is",
+    ),
+    row(
+        "spec.volumes[].image.pullPolicy",
+        Yes,
+        "default as a container's imagePullPolicy",
+    ),
+    row(
         "spec.automountServiceAccountToken",
         OnlyValue("false"),
         "there is no service account: minipod never mounts a token, which is what `false` asks for",
@@ -627,17 +643,11 @@ pub const REFUSAL_ADVICE: &[(&str, &str)] = &[
     ),
     ("spec.volumes[].configMap", OTHER_VOLUMES),
     ("spec.volumes[].secret", OTHER_VOLUMES),
-    ("spec.volumes[].persistentVolumeClaim", OTHER_VOLUMES),
     ("spec.containers[].securityContext", SECURITY),
     ("spec.securityContext", SECURITY),
     (
         "spec.containers[].lifecycle",
         "remove it; the image's STOPSIGNAL (else SIGTERM) stops the container",
-    ),
-    (
-        "spec.volumeClaimTemplates",
-        "persistent volumes are planned (issue 14); for now give the template an emptyDir \
-         or hostPath volume of the same name",
     ),
 ];
 
@@ -942,8 +952,8 @@ mod tests {
         let md = supported_fields_markdown();
         assert!(
             md.contains(
-                "- `spec.volumes[].configMap`, `spec.volumes[].secret`, \
-                 `spec.volumes[].persistentVolumeClaim`: use an emptyDir or hostPath volume for now\n"
+                "- `spec.volumes[].configMap`, `spec.volumes[].secret`: use an emptyDir or hostPath \
+                 volume for now\n"
             ),
             "{md}"
         );
@@ -974,6 +984,10 @@ mod readme {
             (
                 "workload-fields",
                 crate::spec::workload::workload_fields_markdown(),
+            ),
+            (
+                "claim-fields",
+                super::rows_markdown(crate::spec::claims::CLAIM_FIELDS),
             ),
         ];
         let update = std::env::var_os("UPDATE_README").is_some();
