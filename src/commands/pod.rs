@@ -246,6 +246,7 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         }
     }
     super::volume::create_claimed(roots, &manifest, &sources)?;
+    state::sweep_orphaned_data(roots);
     let options = |source: &str, attached: bool| launch::RunOptions {
         exit_code_from: args.exit_code_from.clone(),
         detached: args.detach,

@@ -230,7 +230,7 @@ impl PodFiles {
                 plan.name
             )
         })?;
-        if paths.dir.exists() {
+        if paths.dir.exists() || paths.data_dir.exists() {
             let ended_detached = paths.read_state().is_ok_and(|s| s.detached);
             if ended_detached {
                 bail!(
@@ -240,7 +240,8 @@ impl PodFiles {
                 );
             }
             // Left by a foreground supervisor that was killed: its lock is
-            // free, so it is gone.
+            // free, so it is gone. (Or only the data root's half is left:
+            // the run root, a tmpfs, went with a reboot.)
             paths
                 .remove_all()
                 .with_context(|| format!("removing stale {}", paths.dir.display()))?;

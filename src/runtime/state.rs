@@ -367,6 +367,29 @@ pub fn list_pods(roots: &Roots) -> Vec<String> {
     names
 }
 
+/// Removes the data root's folders of pods that have no folder in the run
+/// root any more (it is often a tmpfs, emptied by a reboot): writable
+/// layers and logs nothing else would remove. A pod being created holds
+/// its lock, so it is left alone. Call inside the user namespace.
+pub fn sweep_orphaned_data(roots: &Roots) {
+    let Ok(dir) = std::fs::read_dir(roots.data_pods()) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let paths = PodPaths::new(roots, &name);
+        if paths.dir.exists() {
+            continue;
+        }
+        if let Ok(Some(lock)) = FileLock::try_acquire_removable(&paths.lock) {
+            if !paths.dir.exists() {
+                let _ = paths.remove_all();
+            }
+            lock.release_and_remove(&paths.lock);
+        }
+    }
+}
+
 /// The pod named `name`, or a clear error.
 pub fn find_pod(roots: &Roots, name: &str) -> Result<(PodPaths, PodState)> {
     let paths = PodPaths::new(roots, name);
@@ -532,6 +555,23 @@ mod tests {
             lock: dir.join("lock"),
             control_socket: dir.join("ctl.sock"),
         }
+    }
+
+    #[test]
+    fn data_folders_whose_run_root_folder_is_gone_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = Roots::under(dir.path());
+        for name in ["gone", "here"] {
+            let paths = PodPaths::new(&roots, name);
+            std::fs::create_dir_all(&paths.dir).unwrap();
+            paths.create_subdirs().unwrap();
+            std::fs::write(paths.log("c"), "x").unwrap();
+        }
+        std::fs::remove_dir_all(PodPaths::new(&roots, "gone").dir).unwrap();
+        sweep_orphaned_data(&roots);
+        assert!(!PodPaths::new(&roots, "gone").data_dir.exists());
+        assert!(PodPaths::new(&roots, "here").log("c").is_file());
+        assert!(!PodPaths::new(&roots, "gone").lock.exists());
     }
 
     #[test]
