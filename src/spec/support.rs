@@ -57,7 +57,7 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     row(
         "kind",
         Yes,
-        "`Pod`, a workload kind, `ConfigMap` or `Secret` (see *Kinds*)",
+        "`Pod`, a workload kind, `ConfigMap`, `Secret` or `PersistentVolumeClaim` (see *Kinds*)",
     ),
     row("metadata.name", Yes, "required; a DNS-1123 subdomain"),
     row(
