@@ -58,6 +58,12 @@ fn run_to_end(env: &TestEnv, file: &Path, pod: &str) -> (String, String) {
 fn a_named_volume_keeps_its_data_across_down_and_run() {
     let env = env_with_busybox();
     let file = env.pod_file("counter", COUNTER);
+    let plan = env.ok(["run", "--dry-run", file.to_str().unwrap()]);
+    assert!(
+        plan.contains("would create volume counter-data (the claim of pod counter"),
+        "{plan}"
+    );
+    assert!(volume_names(&env).is_empty(), "a dry run makes nothing");
     let (logs, stderr) = run_to_end(&env, &file, "counter");
     assert!(logs.contains("count 1"), "{logs}");
     // No document names the claim: run made the volume and said so.

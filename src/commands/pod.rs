@@ -478,6 +478,20 @@ fn dry_run(
             println!("would create volume {} ({})", c.name, c.created_by);
         }
     }
+    for p in manifest.pods() {
+        for v in &p.volumes {
+            if let crate::spec::VolumeKind::PersistentVolumeClaim { claim_name, .. } = &v.kind
+                && !manifest.claims.iter().any(|c| &c.name == claim_name)
+                && !crate::volume::exists(roots, claim_name)
+            {
+                println!(
+                    "would create volume {claim_name} (the claim of pod {}, which no document \
+                     names)",
+                    p.name
+                );
+            }
+        }
+    }
     for p in to_pull {
         let why = if p.present {
             "pull policy Always"

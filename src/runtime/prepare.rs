@@ -172,11 +172,17 @@ pub fn add_pull_secrets<'a>(
         if creds.is_empty() {
             continue;
         }
+        // Its containers' images and its image volumes'.
         let images: Vec<String> = pod
             .init_containers
             .iter()
             .chain(&pod.containers)
-            .filter_map(|c| Reference::parse(&c.image).ok())
+            .map(|c| c.image.as_str())
+            .chain(pod.volumes.iter().filter_map(|v| match &v.kind {
+                VolumeKind::Image { reference, .. } => Some(reference.as_str()),
+                _ => None,
+            }))
+            .filter_map(|image| Reference::parse(image).ok())
             .map(|r| r.to_string())
             .collect();
         for p in list.iter_mut() {
