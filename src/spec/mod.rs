@@ -939,18 +939,9 @@ fn claim_plan(
     errors.extend(refusals(&verdict.unsupported, pos, <[yaml::Seg]>::to_vec));
     let spec = doc.get("spec").cloned().unwrap_or(serde_json::Value::Null);
     for (path, message) in claims::check_claim_spec(&spec, "spec") {
-        // A missing field: the nearest parent that is there.
-        let line = [
-            path.as_str(),
-            "spec.resources.requests",
-            "spec.resources",
-            "spec",
-        ]
-        .into_iter()
-        .find_map(|p| pos.line(p))
-        .or(Some(line));
         errors.push(SpecError {
-            line,
+            // A missing field: its nearest parent's line.
+            line: pos.line(&path).or(Some(line)),
             column: None,
             path,
             message,
