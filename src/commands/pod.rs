@@ -779,6 +779,7 @@ pub fn ps(roots: &Roots, all: bool, format: &str) -> Result<ExitCode> {
                         "workload": st.owner,
                         "source": st.source,
                         "phase": phase,
+                        "reason": st.reason,
                         "message": message,
                         "podIP": st.pod_ip,
                         "created": st.created,

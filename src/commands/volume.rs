@@ -81,8 +81,28 @@ pub fn made_by(roots: &Roots, path: Option<&str>, text: &str) -> Vec<String> {
             .filter(|r| r.source.as_deref() == Some(file))
             .map(|r| r.name)
             .collect(),
+        // Its claims' names, of volumes made from stdin.
         None => match crate::spec::manifest_from_yaml(text, "<stdin>") {
-            Ok(m) => m.claims.into_iter().map(|c| c.name).collect(),
+            Ok(m) => {
+                let claimed: Vec<&str> = m
+                    .claims
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .chain(m.pods().flat_map(|p| {
+                        p.volumes.iter().filter_map(|v| match &v.kind {
+                            VolumeKind::PersistentVolumeClaim { claim_name, .. } => {
+                                Some(claim_name.as_str())
+                            }
+                            _ => None,
+                        })
+                    }))
+                    .collect();
+                volume::list(roots)
+                    .into_iter()
+                    .filter(|r| r.source.is_none() && claimed.contains(&r.name.as_str()))
+                    .map(|r| r.name)
+                    .collect()
+            }
             Err(_) => Vec::new(),
         },
     }

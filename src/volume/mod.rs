@@ -81,7 +81,7 @@ pub fn check_name(name: &str) -> Option<String> {
 }
 
 pub fn exists(roots: &Roots, name: &str) -> bool {
-    record_path(roots, name).is_file()
+    check_name(name).is_none() && record_path(roots, name).is_file()
 }
 
 /// Creates the volume `record.name`, empty, unless it exists. Returns
@@ -121,6 +121,10 @@ pub fn create(roots: &Roots, record: &VolumeRecord) -> Result<bool> {
 
 /// The volume's record.
 pub fn read(roots: &Roots, name: &str) -> Result<VolumeRecord> {
+    // A name is a path component: `..` or a slash must not lead elsewhere.
+    if let Some(why) = check_name(name) {
+        bail!("{why}");
+    }
     let path = record_path(roots, name);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -166,6 +170,9 @@ pub enum Removal {
 /// Removes a volume nobody uses. The caller has joined the user namespace
 /// (files in it belong to its ids).
 pub fn remove(roots: &Roots, name: &str) -> Result<Removal> {
+    if let Some(why) = check_name(name) {
+        bail!("{why}");
+    }
     let _lock = store_lock(roots)?;
     let dest = dir(roots, name);
     if !dest.is_dir() {
@@ -218,6 +225,14 @@ mod tests {
         assert_eq!(read(&roots, "data").unwrap(), record("data"));
         assert_eq!(list(&roots).len(), 1);
         assert!(create(&roots, &record("Bad_Name")).is_err());
+        // Names never lead outside the store.
+        std::fs::create_dir_all(tmp.path().join("data/x")).unwrap();
+        for name in ["..", "../x", "a/b"] {
+            assert!(remove(&roots, name).is_err(), "{name}");
+            assert!(read(&roots, name).is_err(), "{name}");
+            assert!(!exists(&roots, name));
+        }
+        assert!(tmp.path().join("data/x").is_dir());
 
         // What a supervisor holds while its pod runs.
         let held = FileLock::acquire_existing(&lock_path(&roots, "data"), Mode::Shared)

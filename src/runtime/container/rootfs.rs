@@ -120,7 +120,7 @@ pub(super) fn mount_overlay(config: &ContainerConfig) -> Result<()> {
     )
     .with_context(|| {
         format!(
-            "mounting the root filesystem (overlayfs at {}; needs Linux >= 5.11 and a run root on a \
+            "mounting the root filesystem (overlayfs at {}; needs Linux >= 5.11 and a data root on a \
              filesystem that supports user xattrs, e.g. ext4, xfs, btrfs or tmpfs >= 6.6)",
             config.rootfs.display()
         )
