@@ -382,7 +382,7 @@ impl PodFiles {
                 VolumeKind::Image { .. } => {
                     // Its mount point, and the empty bottom layer of its overlay.
                     std::fs::create_dir_all(self.paths.image_volume(&v.name))?;
-                    std::fs::create_dir_all(self.paths.image_volume(".empty"))?;
+                    std::fs::create_dir_all(self.paths.empty_layer())?;
                     continue;
                 }
                 _ => continue,
@@ -428,7 +428,7 @@ impl PodFiles {
                 .map(|(name, layers)| ImageVolume {
                     dir: self.paths.image_volume(name),
                     layers: layers.clone(),
-                    empty: self.paths.image_volume(".empty"),
+                    empty: self.paths.empty_layer(),
                 })
                 .collect(),
             pod_dir: self.paths.dir.clone(),

@@ -247,6 +247,11 @@ impl PodPaths {
     pub fn image_volume(&self, name: &str) -> PathBuf {
         self.dir.join("image-volumes").join(name)
     }
+    /// The empty bottom layer of image volumes' overlays (no volume has
+    /// this name: volume names are DNS labels).
+    pub fn empty_layer(&self) -> PathBuf {
+        self.dir.join("image-volumes").join(".empty")
+    }
     pub fn container_dir(&self, container: &str) -> PathBuf {
         self.dir.join("containers").join(container)
     }
