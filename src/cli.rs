@@ -298,19 +298,15 @@ enum Command {
     #[command(name = "__holder", hide = true)]
     Holder { subnet: String },
     #[command(name = "__pause", hide = true)]
-    Pause {
-        /// The pause's config, as JSON (runtime::contract::pause).
-        config: String,
-    },
+    Pause,
     /// The container init, started by the pod supervisor (runtime::container).
     #[command(name = "__container", hide = true)]
-    Container { config: PathBuf },
+    Container,
     /// An exec probe's command in a container, started by its supervisor
-    /// (already in the user namespace): the container's config, its main
-    /// process, the command.
+    /// (already in the user namespace): the container's main process, the
+    /// command (the container's config comes on fd 4).
     #[command(name = "__probe-exec", hide = true)]
     ProbeExec {
-        config: PathBuf,
         pid: i32,
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -335,8 +331,8 @@ pub fn run() -> Result<ExitCode> {
         Command::Holder { subnet } => {
             userns::holder::holder_main(&subnet).map(|()| ExitCode::SUCCESS)
         }
-        Command::Pause { config } => {
-            let config = crate::runtime::contract::pause::PauseConfig::from_arg(&config)?;
+        Command::Pause => {
+            let config = crate::runtime::contract::read_passed_config("__pause")?;
             crate::runtime::pause::pause_main(config).map(|()| ExitCode::SUCCESS)
         }
         Command::Run(args) => commands::pod::run(
@@ -408,12 +404,8 @@ pub fn run() -> Result<ExitCode> {
             VolumeCommand::Rm { names } => commands::volume::rm(&roots, &names),
             VolumeCommand::Prune { force } => commands::volume::prune(&roots, force),
         },
-        Command::Container { config } => Ok(crate::runtime::container::container_main(&config)),
-        Command::ProbeExec {
-            config,
-            pid,
-            command,
-        } => commands::pod::probe_exec(&config, pid, command),
+        Command::Container => Ok(crate::runtime::container::container_main()),
+        Command::ProbeExec { pid, command } => commands::pod::probe_exec(pid, command),
         Command::Load { name, source } => commands::image::load(&roots, name.as_deref(), &source),
         Command::Import { rootfs, name } => commands::image::import(&roots, &rootfs, &name),
         Command::Pull {

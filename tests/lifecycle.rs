@@ -585,10 +585,6 @@ fn the_pause_and_links_inherit_no_descriptor_of_minipods() {
 fn supervisor_command_line(env: &TestEnv, pod: &str) -> String {
     format!(
         "minipod-supervisor {pod} {}",
-        env.runroot
-            .join("pods")
-            .join(pod)
-            .join("supervisor.json")
-            .display()
+        env.runroot.join("pods").join(pod).display()
     )
 }

@@ -605,6 +605,27 @@ fn ask_to_stop(paths: &PodPaths, grace: Duration) -> Result<Option<UnixStream>> 
     }
 }
 
+/// How a running container's processes run (environment, user, working
+/// directory), from its supervisor: it is kept nowhere else, as it may
+/// carry Secret values.
+fn ask_for_process(
+    paths: &PodPaths,
+    pod: &str,
+    container: &str,
+) -> Result<crate::runtime::contract::container::Process> {
+    let not_running = || anyhow!("container {container} of pod {pod} is not running");
+    let mut stream = UnixStream::connect(paths.control_socket()).map_err(|_| not_running())?;
+    stream.write_all(format!("process {container}\n").as_bytes())?;
+    let mut reply = Vec::new();
+    stream
+        .read_to_end(&mut reply)
+        .with_context(|| format!("asking pod {pod}'s supervisor"))?;
+    if let Some(error) = reply.strip_prefix(b"error ") {
+        bail!("pod {pod}: {}", String::from_utf8_lossy(error).trim_end());
+    }
+    serde_json::from_slice(&reply).map_err(|_| not_running())
+}
+
 /// Waits until a pod asked to stop has.
 fn wait_stopped(paths: &PodPaths, pending: Option<UnixStream>) -> Result<()> {
     if let Some(mut stream) = pending {
@@ -1095,12 +1116,7 @@ pub fn exec(roots: &Roots, name: &str, opts: ExecOptions) -> Result<ExitCode> {
     if !status.state.is_running() || status.pid <= 0 || !paths.supervisor_alive() {
         bail!("container {container} of pod {name} is not running");
     }
-    let config_path = paths.container_config(container);
-    let config: ContainerConfig = serde_json::from_slice(
-        &std::fs::read(&config_path)
-            .with_context(|| format!("reading {}", config_path.display()))?,
-    )?;
-    let mut process = config.process;
+    let mut process = ask_for_process(&paths, name, container)?;
     process.argv = opts.command;
     userns::enter(roots)?;
     let code =
@@ -1110,15 +1126,8 @@ pub fn exec(roots: &Roots, name: &str, opts: ExecOptions) -> Result<ExitCode> {
 
 /// `__probe-exec`: an exec probe's command in a running container, as
 /// `exec` runs one, from its supervisor (already in the user namespace).
-pub fn probe_exec(
-    config_path: &std::path::Path,
-    pid: i32,
-    command: Vec<String>,
-) -> Result<ExitCode> {
-    let config: ContainerConfig = serde_json::from_slice(
-        &std::fs::read(config_path)
-            .with_context(|| format!("reading {}", config_path.display()))?,
-    )?;
+pub fn probe_exec(pid: i32, command: Vec<String>) -> Result<ExitCode> {
+    let config: ContainerConfig = crate::runtime::contract::read_passed_config("__probe-exec")?;
     let mut process = config.process;
     process.argv = command;
     let code = crate::runtime::container::exec_in(pid, &process, false, false)?;

@@ -11,7 +11,7 @@
 //! ~9 MB of its pages resident. `minipod-supervisor` links only what it runs.
 
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::contract::container::{ContainerConfig, Mount};
-use super::contract::fds::{FD_MINIPOD, FD_POD_LOCK, FD_REPORT};
+use super::contract::fds::{FD_MINIPOD, FD_PLAN, FD_POD_LOCK, FD_REPORT};
 use super::contract::pause::{ImageVolume, PauseConfig, Tmpfs};
 use super::contract::plan::{JobLimits, PLAN_VERSION, Role, SizeLimit, SlotPlan, SupervisorPlan};
 use super::contract::report::{self, Report};
@@ -74,8 +74,8 @@ pub fn run(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> Res
         spawn(roots, store, plan, opts)?.finish()?;
         return Ok(ExitCode::SUCCESS);
     }
-    let (supervisor, files, plan_file, name) = set_up(roots, store, plan, &opts)?;
-    Err(exec_supervisor(&supervisor, &name, &plan_file, files))
+    let (supervisor, files, plan_fd, name) = set_up(roots, store, plan, &opts)?;
+    Err(exec_supervisor(&supervisor, &name, &plan_fd, files))
 }
 
 /// Starts a pod's supervisor as a child (`-d`: in its own session;
@@ -88,18 +88,18 @@ pub fn spawn(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> R
     } else {
         Handover::Attached
     };
-    let (supervisor, files, plan_file, name) = set_up(roots, store, plan, &opts)?;
-    spawn_supervisor(&supervisor, name, &plan_file, files, how)
+    let (supervisor, files, plan_fd, name) = set_up(roots, store, plan, &opts)?;
+    spawn_supervisor(&supervisor, name, &plan_fd, files, how)
 }
 
-/// Works the pod out and writes its files and the supervisor's plan,
-/// holding the pod's lock.
+/// Works the pod out, writes its files and makes the supervisor's plan (in
+/// a sealed memfd), holding the pod's lock.
 fn set_up(
     roots: &Roots,
     store: &Store,
     plan: PodPlan,
     opts: &RunOptions,
-) -> Result<(PathBuf, PodFiles, PathBuf, String)> {
+) -> Result<(PathBuf, PodFiles, OwnedFd, String)> {
     for w in &plan.warnings {
         tracing::warn!("{w}");
     }
@@ -112,11 +112,8 @@ fn set_up(
 
     let mut files = PodFiles::create(roots, &plan)?;
     let handoff = files.write(roots, &plan, prepared, &image_volumes, ports, opts)?;
-    let plan_file = files.paths.plan();
-    // Read once by the supervisor, which only starts after this: no need
-    // for atomic_write's rename and fsync on every pod's start.
-    handoff.write(&plan_file)?;
-    Ok((supervisor, files, plan_file, plan.name))
+    let plan_fd = handoff.to_memfd()?;
+    Ok((supervisor, files, plan_fd, plan.name))
 }
 
 /// The named volumes the pod's claims mount: `run` made them.
@@ -468,7 +465,6 @@ impl PodFiles {
         Ok(SlotPlan {
             role,
             config: self.container_config(roots, plan, &p)?,
-            config_path: self.paths.container_config(&name),
             stop_signal,
             log: self.paths.log(&name),
             prefix,
@@ -570,7 +566,7 @@ impl Drop for PodFiles {
 fn supervisor_command(
     supervisor: &Path,
     name: &str,
-    plan_file: &Path,
+    plan: &OwnedFd,
     files: &PodFiles,
     report: BorrowedFd<'_>,
 ) -> Result<(Command, std::fs::File)> {
@@ -578,11 +574,14 @@ fn supervisor_command(
     let lock_fd = files.lock.as_ref().expect("held").as_raw_fd();
     let mut cmd = Command::new(supervisor);
     // `ps` shows which pod a supervisor serves.
-    cmd.arg0("minipod-supervisor").arg(name).arg(plan_file);
+    cmd.arg0("minipod-supervisor")
+        .arg(name)
+        .arg(&files.paths.dir);
     let fds = [
         (lock_fd, FD_POD_LOCK),
         (minipod.as_raw_fd(), FD_MINIPOD),
         (report.as_raw_fd(), FD_REPORT),
+        (plan.as_raw_fd(), FD_PLAN),
     ];
     pass_fds(&mut cmd, &fds);
     Ok((cmd, minipod))
@@ -593,7 +592,7 @@ fn supervisor_command(
 fn exec_supervisor(
     supervisor: &Path,
     name: &str,
-    plan_file: &Path,
+    plan: &OwnedFd,
     files: PodFiles,
 ) -> anyhow::Error {
     // Nobody reads the supervisor's report in the foreground; fd 3 is
@@ -602,11 +601,11 @@ fn exec_supervisor(
         Ok(f) => f,
         Err(e) => return anyhow::Error::new(e).context("opening /dev/null"),
     };
-    let (mut cmd, _minipod) =
-        match supervisor_command(supervisor, name, plan_file, &files, null.as_fd()) {
-            Ok(c) => c,
-            Err(e) => return e,
-        };
+    let (mut cmd, _minipod) = match supervisor_command(supervisor, name, plan, &files, null.as_fd())
+    {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
     let err = cmd.exec();
     anyhow::Error::new(err).context(format!("starting {}", supervisor.display()))
 }
@@ -674,13 +673,13 @@ impl Starting {
 fn spawn_supervisor(
     supervisor: &Path,
     name: String,
-    plan_file: &Path,
+    plan: &OwnedFd,
     mut files: PodFiles,
     how: Handover,
 ) -> Result<Starting> {
     let (report_r, report_w) = std::io::pipe()?;
     let (mut cmd, _minipod) =
-        supervisor_command(supervisor, &name, plan_file, &files, report_w.as_fd())?;
+        supervisor_command(supervisor, &name, plan, &files, report_w.as_fd())?;
     cmd.stdin(Stdio::null());
     if how == Handover::Detached {
         cmd.stdout(Stdio::null()).stderr(Stdio::null());

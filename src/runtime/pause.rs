@@ -17,7 +17,6 @@
 //! `error <message>`.
 
 use std::ffi::{CStr, CString};
-use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -59,6 +58,23 @@ pub fn pause_main(args: PauseConfig) -> Result<()> {
     }
 }
 
+/// ICMP datagram sockets for every group of the pod, as containerd and
+/// podman allow them: a non-root user's `ping` needs no capability then.
+/// (The kernel's default, `1 0`, allows nobody; only ids mapped in our
+/// user namespace may be named.)
+fn allow_ping_sockets() -> Result<()> {
+    let map =
+        std::fs::read_to_string("/proc/self/gid_map").context("reading /proc/self/gid_map")?;
+    let Some((low, high)) = crate::userns::idmap::mapped_span(&map) else {
+        return Ok(());
+    };
+    std::fs::write(
+        "/proc/sys/net/ipv4/ping_group_range",
+        format!("{low} {high}"),
+    )
+    .context("setting net.ipv4.ping_group_range in the pod's network namespace")
+}
+
 /// Sets up the namespaces. Returns the PID-1 child's host pid when the PID
 /// namespace is shared (we are then its link to the supervisor), else None.
 fn setup(args: &PauseConfig, program: &OwnedFd) -> Result<Option<i32>> {
@@ -92,6 +108,9 @@ fn setup(args: &PauseConfig, program: &OwnedFd) -> Result<Option<i32>> {
     } else if !args.host_network {
         let mut nl = crate::net::netlink::Netlink::open()?;
         crate::net::setup::loopback_up(&mut nl).context("bringing up lo")?;
+    }
+    if !args.host_network {
+        allow_ping_sockets()?;
     }
     for Tmpfs { dir, size_bytes } in &args.tmpfs {
         let mut data = String::from("mode=1777");
@@ -174,27 +193,7 @@ const PAUSE_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/minipod-p
 /// The pause program in a sealed memfd: what /proc/<pause>/exe shows
 /// cannot be written by anything in the pod (CVE-2019-5736).
 pub fn pause_program() -> Result<OwnedFd> {
-    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
-    use nix::sys::memfd::{MFdFlags, memfd_create};
-    let fd = memfd_create(
-        c"minipod-pause",
-        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
-    )
-    .context("memfd_create for the pause program")?;
-    std::fs::File::from(fd.try_clone()?)
-        .write_all(PAUSE_PROGRAM)
-        .context("writing the pause program")?;
-    fcntl(
-        &fd,
-        FcntlArg::F_ADD_SEALS(
-            SealFlag::F_SEAL_SEAL
-                | SealFlag::F_SEAL_SHRINK
-                | SealFlag::F_SEAL_GROW
-                | SealFlag::F_SEAL_WRITE,
-        ),
-    )
-    .context("sealing the pause program")?;
-    Ok(fd)
+    crate::sys::fs::sealed_memfd(c"minipod-pause", PAUSE_PROGRAM).context("the pause program")
 }
 
 /// Replaces this process with the pause program, with no environment.

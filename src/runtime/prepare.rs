@@ -393,6 +393,7 @@ fn container(store: &Store, c: &ContainerPlan) -> Result<PreparedContainer> {
             uid: ids.uid,
             gid: ids.gid,
             additional_gids: ids.additional_gids,
+            security: c.security,
         },
         stop_signal: defaults.and_then(|d| d.stop_signal().clone()),
     })

@@ -164,15 +164,14 @@ impl ContainerState {
 /// run root:
 /// pods/NAME/            dir
 ///   state.json          what `ps` and `inspect` read (the supervisor's)
-///   supervisor.json     the supervisor's plan
 ///   pod.yaml            the YAML as given
 ///   etc/                hosts, hostname, resolv.conf
-///   containers/C/       config.json, probe outputs; rootfs (a mount point)
+///   containers/C/       probe outputs; rootfs (a mount point)
 ///   volumes/V/          memory emptyDirs (tmpfs the pause mounts)
 ///   image-volumes/V/    image volumes (read-only overlays the pause mounts)
 ///   shm/                the pod's /dev/shm (a tmpfs the pause mounts)
 /// pod-locks/NAME        lock: held by the supervisor for the pod's life
-/// ctl/HASH.sock         control socket (`minipod stop`)
+/// ctl/HASH.sock         control socket (`minipod stop`, `exec`)
 /// data root:
 /// pods/NAME/            data_dir
 ///   logs/C.log          each container's output
@@ -215,9 +214,6 @@ impl PodPaths {
     pub fn state(&self) -> PathBuf {
         self.dir.join("state.json")
     }
-    pub fn plan(&self) -> PathBuf {
-        self.dir.join("supervisor.json")
-    }
     pub fn control_socket(&self) -> &Path {
         &self.control_socket
     }
@@ -254,10 +250,6 @@ impl PodPaths {
     }
     pub fn container_dir(&self, container: &str) -> PathBuf {
         self.dir.join("containers").join(container)
-    }
-    /// What `minipod __container` reads.
-    pub fn container_config(&self, container: &str) -> PathBuf {
-        self.container_dir(container).join("config.json")
     }
     /// The output of a container's last exec probe or hook of one kind
     /// (`what`: `Liveness`, `PostStart`, …).

@@ -20,6 +20,7 @@ mod probes;
 pub mod process;
 pub mod quantity;
 mod schema;
+pub mod security;
 pub mod support;
 mod validate;
 pub mod workload;

@@ -193,6 +193,8 @@ pub struct ContainerPlan {
     pub run_as_user: Option<u32>,
     pub run_as_group: Option<u32>,
     pub run_as_non_root: bool,
+    /// Capabilities, no_new_privs, read-only root, privileged.
+    pub security: super::security::SecurityPlan,
     pub ports: Vec<PortPlan>,
     pub mounts: Vec<MountPlan>,
     /// An init container with `restartPolicy: Always` (a native sidecar).

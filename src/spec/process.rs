@@ -388,6 +388,7 @@ mod tests {
             run_as_user: None,
             run_as_group: None,
             run_as_non_root: false,
+            security: Default::default(),
             ports: vec![],
             mounts: vec![],
             sidecar: false,

@@ -220,28 +220,28 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     row("spec.containers[].securityContext.runAsNonRoot", Yes, ""),
     row(
         "spec.containers[].securityContext.privileged",
-        OnlyValue("false"),
-        "the containers run in a user namespace, without the host's privileges",
+        Yes,
+        "every capability of minipod's user namespace, no masked or read-only paths, the host's devices the user may open; never the host's own privileges",
     ),
     row(
         "spec.containers[].securityContext.allowPrivilegeEscalation",
-        OnlyValue("true"),
-        "Kubernetes' default: minipod sets no `no_new_privs`",
+        Yes,
+        "false sets no_new_privs (default true, as in Kubernetes)",
     ),
     row(
         "spec.containers[].securityContext.readOnlyRootFilesystem",
-        OnlyValue("false"),
-        "Kubernetes' default: the root filesystem is writable",
+        Yes,
+        "the root filesystem is read-only; volumes and /dev/shm stay writable",
     ),
     row(
         "spec.containers[].securityContext.capabilities.add",
-        OnlyValue("[]"),
-        "the container gets the runtime's default capabilities (podman's set); `capabilities: {}` is accepted",
+        Yes,
+        "added to containerd's default set (podman's eleven plus NET_RAW, MKNOD, AUDIT_WRITE); ALL gives every one",
     ),
     row(
         "spec.containers[].securityContext.capabilities.drop",
-        OnlyValue("[]"),
-        "the container gets the runtime's default capabilities (podman's set); `capabilities: {}` is accepted",
+        Yes,
+        "dropped from the default set, after add; ALL drops every one before add",
     ),
     row(
         "spec.containers[].securityContext.seLinuxOptions",
@@ -878,7 +878,7 @@ mod tests {
                     "readinessProbe": {"grpc": {"port": 9000}},
                     "startupProbe": {"httpGet": {"port": 80, "scheme": "HTTPS"}},
                     "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}],
-                    "securityContext": {"runAsUser": 1, "privileged": true},
+                    "securityContext": {"runAsUser": 1, "seccompProfile": {"type": "RuntimeDefault"}},
                     "stdin": false, "tty": true
                 }],
                 "initContainers": [{"name": "s", "image": "i", "restartPolicy": "Always", "lifecycle": {}}],
@@ -892,7 +892,7 @@ mod tests {
         let mut want = vec![
             "metadata.selfLink",
             "spec.containers[0].env[1].valueFrom",
-            "spec.containers[0].securityContext.privileged",
+            "spec.containers[0].securityContext.seccompProfile",
             "spec.containers[0].tty",
             "spec.volumes[1].nfs",
             "spec.hostUsers",

@@ -669,8 +669,7 @@ fn not_supported_yet_fields() {
     let cases: Vec<(String, &str)> = vec![
         (c("    env: [{name: A, valueFrom: {configMapKeyRef: {name: m, key: k}}}]\n"), "spec.containers[0].env[0].valueFrom"),
         (c("    envFrom: [{configMapRef: {name: m}}]\n"), "spec.containers[0].envFrom"),
-        (c("    securityContext: {privileged: true}\n"), "spec.containers[0].securityContext.privileged"),
-        (c("    securityContext: {capabilities: {add: [NET_ADMIN]}}\n"), "spec.containers[0].securityContext.capabilities.add"),
+        (c("    securityContext: {seccompProfile: {type: Unconfined}}\n"), "spec.containers[0].securityContext.seccompProfile"),
         (c("    stdin: true\n"), "spec.containers[0].stdin"),
         (c("    tty: true\n"), "spec.containers[0].tty"),
         (c("    lifecycle: {stopSignal: SIGUSR1}\n"), "spec.containers[0].lifecycle.stopSignal"),
@@ -1233,34 +1232,9 @@ fn values_that_ask_for_more_are_refused_naming_the_path() {
     let c = |extra: &str| pod(extra, "");
     let cases: Vec<(String, &str, &str)> = vec![
         (
-            c("    securityContext: {privileged: true}\n"),
-            "spec.containers[0].securityContext.privileged",
-            "only false",
-        ),
-        (
-            c("    securityContext: {capabilities: {add: [NET_ADMIN]}}\n"),
-            "spec.containers[0].securityContext.capabilities.add",
-            "only []",
-        ),
-        (
-            c("    securityContext: {capabilities: {drop: [ALL]}}\n"),
-            "spec.containers[0].securityContext.capabilities.drop",
-            "only []",
-        ),
-        (
             c("    securityContext: {procMount: Unmasked}\n"),
             "spec.containers[0].securityContext.procMount",
             "only \"Default\"",
-        ),
-        (
-            c("    securityContext: {readOnlyRootFilesystem: true}\n"),
-            "spec.containers[0].securityContext.readOnlyRootFilesystem",
-            "only false",
-        ),
-        (
-            c("    securityContext: {allowPrivilegeEscalation: false}\n"),
-            "spec.containers[0].securityContext.allowPrivilegeEscalation",
-            "only true",
         ),
         (
             c("    securityContext: {seLinuxOptions: {level: \"s0:c123,c456\"}}\n"),
@@ -1893,4 +1867,42 @@ mod probes_spec {
             "Invalid value: 0: must be between 1 and 65535, inclusive",
         );
     }
+}
+
+#[test]
+fn security_contexts_become_the_runtimes_plan() {
+    use super::security::{ALL_CAPABILITIES, default_capabilities};
+    let plan_of = |extra: &str| plan_from_yaml(&pod(extra, ""), "pod.yaml").unwrap();
+    let p = plan_of("");
+    assert_eq!(
+        p.containers[0].security.capabilities,
+        default_capabilities()
+    );
+    assert!(!p.containers[0].security.no_new_privs);
+    let p = plan_of(
+        "    securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}\n",
+    );
+    let s = p.containers[0].security;
+    assert!(s.no_new_privs && s.read_only_root && !s.privileged);
+    assert_eq!(s.capabilities, 0);
+    let p = plan_of("    securityContext: {privileged: true, capabilities: {drop: [ALL]}}\n");
+    assert!(p.containers[0].security.privileged);
+    assert_eq!(p.containers[0].security.capabilities, ALL_CAPABILITIES);
+    // CAP_SYS_ADMIN always allows escalation, so the API server refuses both.
+    assert_error(
+        &pod(
+            "    securityContext: {allowPrivilegeEscalation: false, capabilities: {add: [CAP_SYS_ADMIN]}}\n",
+            "",
+        ),
+        "spec.containers[0].securityContext",
+        "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
+    );
+    assert_error(
+        &pod(
+            "    securityContext: {capabilities: {drop: [CAP_NOPE]}}\n",
+            "",
+        ),
+        "spec.containers[0].securityContext.capabilities.drop[0]",
+        "Unsupported value: \"CAP_NOPE\"",
+    );
 }

@@ -800,6 +800,7 @@ fn container_plan(
         .and_then(|s| s.run_as_non_root)
         .or(pod.non_root)
         .unwrap_or(false);
+    let security = security_plan(sc, &format!("{p}.securityContext"), run_as_user, ctx);
 
     if let Some(r) = &c.resources {
         for (field, list) in [("limits", &r.limits), ("requests", &r.requests)] {
@@ -842,11 +843,78 @@ fn container_plan(
         run_as_user,
         run_as_group,
         run_as_non_root,
+        security,
         ports,
         mounts,
         sidecar,
         probes,
         post_start,
         pre_stop,
+    }
+}
+
+/// What a container's securityContext asks of the runtime, checked as the
+/// API server checks it (capability names as containerd would refuse them).
+fn security_plan(
+    sc: Option<&k8s_openapi::api::core::v1::SecurityContext>,
+    path: &str,
+    run_as_user: Option<u32>,
+    ctx: &mut Ctx,
+) -> super::security::SecurityPlan {
+    use super::security::{SecurityPlan, capability_number, capability_set, no_new_privs};
+    let Some(sc) = sc else {
+        return SecurityPlan::default();
+    };
+    let caps = sc.capabilities.as_ref();
+    let add = caps.and_then(|c| c.add.clone()).unwrap_or_default();
+    let drop = caps.and_then(|c| c.drop.clone()).unwrap_or_default();
+    for (field, list) in [("add", &add), ("drop", &drop)] {
+        for (i, name) in list.iter().enumerate() {
+            if !name.eq_ignore_ascii_case("ALL") && capability_number(name).is_none() {
+                ctx.err(
+                    format!("{path}.capabilities.{field}[{i}]"),
+                    format!(
+                        "Unsupported value: {name:?}: not a Linux capability; use a name such as \
+                         NET_ADMIN or CAP_NET_ADMIN (`man 7 capabilities`), or ALL"
+                    ),
+                );
+            }
+        }
+    }
+    let privileged = sc.privileged.unwrap_or(false);
+    let capabilities = match privileged {
+        true => super::security::ALL_CAPABILITIES,
+        false => capability_set(&add, &drop),
+    };
+    // The API server's two checks of allowPrivilegeEscalation.
+    if sc.allow_privilege_escalation == Some(false) {
+        if privileged {
+            ctx.invalid(
+                path.to_string(),
+                "",
+                "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+            );
+        }
+        if add.iter().any(|c| c == "CAP_SYS_ADMIN") {
+            ctx.invalid(
+                path.to_string(),
+                "",
+                "cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
+            );
+        }
+    }
+    if !add.is_empty() && run_as_user.is_some_and(|u| u != 0) {
+        ctx.warnings.push(format!(
+            "{path}.capabilities.add: the container runs as uid {}, and a non-root process gets \
+             no effective capabilities from it (the ambient set stays empty, as on Kubernetes); \
+             only its bounding set grows",
+            run_as_user.unwrap_or_default()
+        ));
+    }
+    SecurityPlan {
+        capabilities,
+        no_new_privs: no_new_privs(sc.allow_privilege_escalation, privileged, capabilities),
+        read_only_root: sc.read_only_root_filesystem.unwrap_or(false),
+        privileged,
     }
 }

@@ -148,6 +148,56 @@ pub fn pass_fds(cmd: &mut std::process::Command, fds: &[(std::os::fd::RawFd, std
     }
 }
 
+/// A sealed memfd holding `bytes`: a file that lives only in memory and
+/// that nobody, not even its creator, can change any more. What minipod
+/// hands its helpers this way (plans, configs with Secret values, the pause
+/// program) is never written to a disk.
+pub fn sealed_memfd(name: &std::ffi::CStr, bytes: &[u8]) -> Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
+        .with_context(|| format!("memfd_create({name:?})"))?;
+    std::fs::File::from(fd.try_clone()?)
+        .write_all(bytes)
+        .with_context(|| format!("writing memfd {name:?}"))?;
+    fcntl(
+        &fd,
+        FcntlArg::F_ADD_SEALS(
+            SealFlag::F_SEAL_SEAL
+                | SealFlag::F_SEAL_SHRINK
+                | SealFlag::F_SEAL_GROW
+                | SealFlag::F_SEAL_WRITE,
+        ),
+    )
+    .with_context(|| format!("sealing memfd {name:?}"))?;
+    Ok(fd)
+}
+
+/// Reads the whole of descriptor `fd`, which this process inherited (a
+/// `sealed_memfd`), and closes it. Reads by offset: the descriptor's file
+/// position is shared with the copies its sender keeps.
+pub fn take_passed_fd(fd: RawFd) -> Result<Vec<u8>> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::fs::FileExt;
+    // SAFETY: F_GETFD only asks whether the number is open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        anyhow::bail!("descriptor {fd} is not open: this is started by minipod, not by hand");
+    }
+    // SAFETY: open (checked above) and, by the protocol, ours alone.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 64 << 10];
+    loop {
+        let n = file
+            .read_at(&mut buf, bytes.len() as u64)
+            .with_context(|| format!("reading descriptor {fd}"))?;
+        if n == 0 {
+            return Ok(bytes);
+        }
+        bytes.extend_from_slice(&buf[..n]);
+    }
+}
+
 /// Marks every descriptor from `first` up close-on-exec: what a process
 /// inherited must not reach the processes it starts.
 pub fn close_on_exec_from(first: RawFd) -> Result<()> {
@@ -197,6 +247,20 @@ fn every_fd_from(first: RawFd, flags: u32, one: impl Fn(RawFd)) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sealed_memfd_reads_back_whole_and_cannot_change() {
+        use std::os::fd::IntoRawFd;
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let fd = sealed_memfd(c"test", &bytes).unwrap();
+        let mut file = std::fs::File::from(fd.try_clone().unwrap());
+        assert!(file.write_all(b"x").is_err(), "sealed against writes");
+        assert_eq!(take_passed_fd(fd.into_raw_fd()).unwrap(), bytes);
+        assert!(
+            take_passed_fd(9999).is_err(),
+            "a descriptor that is not open"
+        );
+    }
 
     #[test]
     fn temp_names_carry_the_pid() {

@@ -89,6 +89,16 @@ pub fn id_mapped(map: &str, id: u32) -> bool {
     map_ranges(map).any(|(first, count)| u64::from(id) >= first && u64::from(id) < first + count)
 }
 
+/// The lowest and highest id `map` maps (inside the namespace): what
+/// `net.ipv4.ping_group_range` may span in a pod.
+pub fn mapped_span(map: &str) -> Option<(u32, u32)> {
+    let low = map_ranges(map).map(|(first, _)| first).min()?;
+    let high = map_ranges(map)
+        .map(|(first, count)| first + count.max(1) - 1)
+        .max()?;
+    Some((low as u32, high.min(u64::from(u32::MAX)) as u32))
+}
+
 /// When `id` is outside `map`, says which ids are mapped and what to do.
 pub fn unmapped_hint(what: &str, id: u32, map: &str) -> Option<String> {
     if id_mapped(map, id) {
@@ -136,6 +146,17 @@ fn run_helper(tool: &str, pid: i32, own: u32, range: SubRange) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mapped_span_covers_every_range() {
+        let map = "         0       1000          1\n         1     100000      65536\n";
+        assert_eq!(mapped_span(map), Some((0, 65536)));
+        assert_eq!(
+            mapped_span("         0       1000          1\n"),
+            Some((0, 0))
+        );
+        assert_eq!(mapped_span(""), None);
+    }
 
     #[test]
     fn finds_range_by_name_or_id() {

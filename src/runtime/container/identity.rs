@@ -1,6 +1,6 @@
 //! Who the container's process is: supplementary groups, gid and uid, and
-//! its capabilities (podman's default set in the bounding, effective and
-//! permitted sets; nothing inheritable or ambient).
+//! its capabilities (the set `spec::security` worked out, in the bounding,
+//! effective and permitted sets; nothing inheritable or ambient).
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
@@ -8,33 +8,6 @@ use nix::unistd::{Gid, Uid};
 
 use crate::runtime::contract::container::Process;
 use crate::userns::idmap::unmapped_hint;
-
-const CAP_CHOWN: u32 = 0;
-const CAP_DAC_OVERRIDE: u32 = 1;
-const CAP_FOWNER: u32 = 3;
-const CAP_FSETID: u32 = 4;
-const CAP_KILL: u32 = 5;
-const CAP_SETGID: u32 = 6;
-const CAP_SETUID: u32 = 7;
-const CAP_SETPCAP: u32 = 8;
-const CAP_NET_BIND_SERVICE: u32 = 10;
-const CAP_SYS_CHROOT: u32 = 18;
-const CAP_SETFCAP: u32 = 31;
-
-/// podman's default capability set (containers.conf `default_capabilities`).
-pub const DEFAULT_CAPS: [u32; 11] = [
-    CAP_CHOWN,
-    CAP_DAC_OVERRIDE,
-    CAP_FOWNER,
-    CAP_FSETID,
-    CAP_KILL,
-    CAP_NET_BIND_SERVICE,
-    CAP_SETFCAP,
-    CAP_SETGID,
-    CAP_SETPCAP,
-    CAP_SETUID,
-    CAP_SYS_CHROOT,
-];
 
 pub fn cap_mask(caps: &[u32]) -> u64 {
     caps.iter().fold(0, |m, c| m | 1u64 << c)
@@ -103,12 +76,18 @@ fn capset(data: [CapData; 2]) -> nix::Result<()> {
     Errno::result(r).map(drop)
 }
 
-/// Groups, gid, uid, and podman's default capabilities. The inheritable set
+/// Groups, gid, uid, the capabilities of `process.security` (bit N:
+/// capability N; those past the kernel's last one are ignored), and
+/// no_new_privs when asked. The inheritable set
 /// is left empty (podman >= 4.0, after CVE-2022-27649): a root process gets
 /// its permitted set from the bounding set on exec anyway, and a non-root
 /// one must not gain capabilities through file-inheritable bits.
 pub(super) fn switch_user(process: &Process, last_cap: u32) -> Result<()> {
-    let keep = cap_mask(&DEFAULT_CAPS);
+    let known = match last_cap {
+        63.. => u64::MAX,
+        n => (1u64 << (n + 1)) - 1,
+    };
+    let keep = process.security.capabilities & known;
     for cap in caps_to_drop(last_cap, keep) {
         // SAFETY: integer arguments only, no memory is passed; it changes
         // our own bounding set.
@@ -165,6 +144,10 @@ pub(super) fn switch_user(process: &Process, last_cap: u32) -> Result<()> {
         )
     };
     Errno::result(r).context("clearing the ambient capabilities")?;
+    if process.security.no_new_privs {
+        nix::sys::prctl::set_no_new_privs()
+            .context("setting no_new_privs (allowPrivilegeEscalation: false)")?;
+    }
     Ok(())
 }
 
@@ -175,11 +158,11 @@ mod tests {
 
     #[test]
     fn capability_masks() {
-        let keep = cap_mask(&DEFAULT_CAPS);
-        // podman's CapBnd with the default set.
+        // podman's CapBnd with its default set.
+        let keep = cap_mask(&[0, 1, 3, 4, 5, 6, 7, 8, 10, 18, 31]);
         assert_eq!(keep, 0x8004_05fb);
         let drops = caps_to_drop(40, keep);
-        assert_eq!(drops.len(), 41 - DEFAULT_CAPS.len());
+        assert_eq!(drops.len(), 41 - 11);
         assert!(drops.contains(&21) && !drops.contains(&31) && drops.contains(&40));
         let data = cap_data(keep | 1 << 38, keep, 0);
         assert_eq!(data[0].effective, 0x8004_05fb);

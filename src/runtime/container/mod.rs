@@ -86,7 +86,7 @@ use nix::sys::stat::SFlag;
 use nix::unistd::ForkResult;
 
 pub use exec::{DEFAULT_PATH, container_path, exec_candidates, exec_in};
-pub use identity::{CapData, DEFAULT_CAPS, cap_data, cap_mask, caps_to_drop};
+pub use identity::{CapData, cap_data, cap_mask, caps_to_drop};
 pub use rootfs::{MASKED_PATHS, READ_ONLY_PATHS, overlay_options};
 
 use super::contract::container::ContainerConfig;
@@ -96,13 +96,14 @@ use exec::{exec, prepare_exec};
 use identity::{last_capability, switch_user};
 use rootfs::{
     bind_into, enter_cwd, make_mounts_private, mask_paths, mount_dev, mount_overlay,
-    mount_proc_sys, open_path, pivot_into,
+    mount_proc_sys, open_path, pivot_into, remount_read_only,
 };
 
 /// The sync pipe's fd number, fixed by the protocol.
 pub const SYNC_FD: RawFd = 3;
-/// `minipod __container CONFIG.json`. Never returns in the forked child.
-pub fn container_main(config_path: &Path) -> ExitCode {
+/// `minipod __container`, its config on `FD_CONFIG`. Never returns in the
+/// forked child.
+pub fn container_main() -> ExitCode {
     if !sync_fd_is_pipe() {
         eprintln!(
             "Error: minipod __container is started by the pod supervisor, with a sync pipe on fd 3"
@@ -114,13 +115,11 @@ pub fn container_main(config_path: &Path) -> ExitCode {
         report_error(&format!("container set-up refused: {err:#}"));
         return ExitCode::from(crate::EXIT_MINIPOD_ERROR);
     }
-    let config = match read_config(config_path) {
+    let config: ContainerConfig = match crate::runtime::contract::read_passed_config("__container")
+    {
         Ok(c) => c,
         Err(err) => {
-            report_error(&format!(
-                "container config {}: {err:#}",
-                config_path.display()
-            ));
+            report_error(&format!("{err:#}"));
             return ExitCode::from(crate::EXIT_MINIPOD_ERROR);
         }
     };
@@ -152,11 +151,6 @@ pub(super) fn make_undumpable() -> Result<()> {
         "making this process non-dumpable (prctl PR_SET_DUMPABLE), without which a process in \
          the pod could open the minipod binary through /proc (CVE-2019-5736)",
     )
-}
-
-fn read_config(path: &Path) -> Result<ContainerConfig> {
-    let bytes = std::fs::read(path).context("reading it")?;
-    serde_json::from_slice(&bytes).context("parsing it")
 }
 
 fn sync_fd_is_pipe() -> bool {
@@ -318,7 +312,8 @@ fn child_setup_and_exec(config: &ContainerConfig) -> Result<Infallible> {
     let root = open_path(&config.rootfs, OFlag::O_DIRECTORY)
         .with_context(|| format!("opening the container root {}", config.rootfs.display()))?;
 
-    mount_proc_sys(&root)?;
+    let privileged = config.process.security.privileged;
+    mount_proc_sys(&root, privileged)?;
     mount_dev(&root, config)?;
     for (source, dest) in [
         (&config.hosts, "/etc/hosts"),
@@ -340,7 +335,15 @@ fn child_setup_and_exec(config: &ContainerConfig) -> Result<Infallible> {
     let last_cap = last_capability();
     pivot_into(&root)?;
     drop(root);
-    mask_paths()?;
+    // A privileged container sees /proc and /sys whole, as podman's does.
+    if !privileged {
+        mask_paths()?;
+    }
+    if config.process.security.read_only_root {
+        // Only the root's own mount: volumes, /dev, /dev/shm, /proc stay
+        // as they are, as in Kubernetes.
+        remount_read_only(Path::new("/")).context("making the root filesystem read-only")?;
+    }
     enter_cwd(&config.process.cwd)?;
     switch_user(&config.process, last_cap)?;
     // Die with the link (and so with the supervisor). Set after the uid

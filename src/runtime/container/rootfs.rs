@@ -128,7 +128,8 @@ pub(super) fn mount_overlay(config: &ContainerConfig) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn mount_proc_sys(root: &OwnedFd) -> Result<()> {
+/// A fresh /proc, and /sys: read-only unless `privileged`.
+pub(super) fn mount_proc_sys(root: &OwnedFd, privileged: bool) -> Result<()> {
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let proc = resolve_in_root(root, "/proc", Kind::Dir)?;
     mount(
@@ -143,11 +144,15 @@ pub(super) fn mount_proc_sys(root: &OwnedFd) -> Result<()> {
     )?;
 
     let sys = resolve_in_root(root, "/sys", Kind::Dir)?;
+    let read_only = match privileged {
+        true => MsFlags::empty(),
+        false => MsFlags::MS_RDONLY,
+    };
     let fresh = mount(
         Some(Path::new("sysfs")),
         &fd_path(&sys),
         Some("sysfs"),
-        nosuid_nodev_noexec | MsFlags::MS_RDONLY,
+        nosuid_nodev_noexec | read_only,
         None,
     );
     if let Err(e) = fresh {
@@ -160,8 +165,10 @@ pub(super) fn mount_proc_sys(root: &OwnedFd) -> Result<()> {
             None,
         )
         .context("binding /sys")?;
-        let sys = resolve_in_root(root, "/sys", Kind::Dir)?;
-        remount_read_only(&fd_path(&sys)).context("making /sys read-only")?;
+        if !privileged {
+            let sys = resolve_in_root(root, "/sys", Kind::Dir)?;
+            remount_read_only(&fd_path(&sys)).context("making /sys read-only")?;
+        }
     }
     Ok(())
 }
@@ -169,6 +176,43 @@ pub(super) fn mount_proc_sys(root: &OwnedFd) -> Result<()> {
 /// The device nodes bound from the host (they cannot be created without
 /// privilege on the host).
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// What a privileged container gets of the host's /dev, as podman's
+/// rootless `--privileged`: every device node (below `dir`, one level of
+/// folders deep, such as /dev/net/tun) that this user may open, besides the
+/// ones every container gets and the pod's own pts and shm.
+fn host_devices_to_share(dir: &Path, prefix: &str) -> Vec<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let rel = format!("{prefix}{name}");
+        if kind.is_dir()
+            && prefix.is_empty()
+            && !["pts", "shm", "mqueue", "hugepages"].contains(&name.as_str())
+        {
+            out.extend(host_devices_to_share(&entry.path(), &format!("{rel}/")));
+        } else if (kind.is_char_device() || kind.is_block_device())
+            && !DEVICES.contains(&rel.as_str())
+            && rel != "ptmx"
+            && nix::unistd::access(&entry.path(), nix::unistd::AccessFlags::R_OK)
+                .or_else(|_| nix::unistd::access(&entry.path(), nix::unistd::AccessFlags::W_OK))
+                .is_ok()
+        {
+            out.push(rel);
+        }
+    }
+    out.sort();
+    out
+}
 
 pub(super) fn mount_dev(root: &OwnedFd, config: &ContainerConfig) -> Result<()> {
     let dev = resolve_in_root(root, "/dev", Kind::Dir)?;
@@ -190,6 +234,14 @@ pub(super) fn mount_dev(root: &OwnedFd, config: &ContainerConfig) -> Result<()> 
         let target = resolve_in_root(root, &format!("/dev/{name}"), Kind::File)?;
         mount(Some(&host), &fd_path(&target), None, MsFlags::MS_BIND, None)
             .with_context(|| format!("binding {} into the container", host.display()))?;
+    }
+    if config.process.security.privileged {
+        for name in host_devices_to_share(Path::new("/dev"), "") {
+            let host = Path::new("/dev").join(&name);
+            let target = resolve_in_root(root, &format!("/dev/{name}"), Kind::File)?;
+            mount(Some(&host), &fd_path(&target), None, MsFlags::MS_BIND, None)
+                .with_context(|| format!("binding {} into the container", host.display()))?;
+        }
     }
     for (name, target) in [
         ("fd", "/proc/self/fd"),
@@ -272,7 +324,7 @@ pub(super) fn bind_into(root: &OwnedFd, source: &Path, dest: &str, read_only: bo
 
 /// Remounts the bind mount at `path` read-only, keeping the flags the
 /// kernel will not let an unprivileged user clear (else EPERM).
-fn remount_read_only(path: &Path) -> Result<()> {
+pub(super) fn remount_read_only(path: &Path) -> Result<()> {
     let st = nix::sys::statvfs::statvfs(path)?;
     let flags =
         MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | locked_flags(st.flags());

@@ -1,7 +1,6 @@
 //! What the supervisor hands to `minipod __container`: everything resolved,
 //! so the process that sets up a container's namespaces and mounts needs no
-//! YAML, no store and no image config. Written as JSON into the pod's state
-//! directory.
+//! YAML, no store and no image config. Passed as JSON on `fds::FD_CONFIG`.
 
 use std::path::PathBuf;
 
@@ -45,6 +44,9 @@ pub struct Process {
     pub uid: u32,
     pub gid: u32,
     pub additional_gids: Vec<u32>,
+    /// Capabilities, no_new_privs, read-only root, privileged: `exec`
+    /// gives its commands the same capabilities and no_new_privs.
+    pub security: crate::spec::security::SecurityPlan,
 }
 
 /// A volume mount, resolved to a source path. Sources are looked up in the

@@ -14,3 +14,11 @@ pub const FD_POD_LOCK: i32 = 4;
 /// `__pause` and `__container` through `/proc/self/fd/5`, the same binary
 /// even if the file is replaced meanwhile.
 pub const FD_MINIPOD: i32 = 5;
+/// The supervisor's plan (`plan::SupervisorPlan`), a sealed memfd: it
+/// may carry Secret values, which are never written to a file.
+pub const FD_PLAN: i32 = 6;
+
+/// In the helpers the supervisor starts (`__pause`, `__container`,
+/// `__probe-exec`): their config as JSON in a sealed memfd, for the same
+/// reason. (Their fd 3 is the sync or service channel.)
+pub const FD_CONFIG: i32 = 4;

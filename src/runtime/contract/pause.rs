@@ -1,5 +1,5 @@
 //! What the supervisor hands `minipod __pause`: the pod's namespaces to
-//! create and how to connect them, as one JSON argument.
+//! create and how to connect them, as JSON on `fds::FD_CONFIG`.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -98,18 +98,6 @@ pub struct PauseNetwork {
     pub uplink_pid: i32,
     /// The host end of the pod's veth.
     pub ifname: String,
-}
-
-impl PauseConfig {
-    /// The argument of `minipod __pause`.
-    pub fn to_arg(&self) -> String {
-        serde_json::to_string(self).expect("a PauseConfig serializes")
-    }
-
-    pub fn from_arg(arg: &str) -> anyhow::Result<PauseConfig> {
-        use anyhow::Context;
-        serde_json::from_str(arg).context("minipod __pause: its argument is not a pause config")
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
-//! What `minipod run` hands the supervisor: the pod worked out, its files
-//! and container configs written (`pods/NAME/supervisor.json`).
+//! What `minipod run` hands the supervisor: the pod worked out and its
+//! files written. The plan travels in a sealed memfd on `fds::FD_PLAN`,
+//! never in a file: it carries the containers' environments, Secret values
+//! among them.
 
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -16,7 +19,7 @@ use crate::spec::RestartPolicy;
 
 /// Changes whenever `SupervisorPlan` does: `minipod` and
 /// `minipod-supervisor` must come from the same build.
-pub const PLAN_VERSION: u32 = 6;
+pub const PLAN_VERSION: u32 = 7;
 
 #[derive(Serialize, Deserialize)]
 pub struct SupervisorPlan {
@@ -87,9 +90,9 @@ pub enum Role {
 #[derive(Serialize, Deserialize)]
 pub struct SlotPlan {
     pub role: Role,
-    /// What `__container` gets, written to `config_path` once the pause runs.
+    /// What `__container` gets (on `fds::FD_CONFIG`), completed once the
+    /// pause runs.
     pub config: ContainerConfig,
-    pub config_path: PathBuf,
     pub stop_signal: i32,
     pub log: PathBuf,
     /// The container's name column on the terminal.
@@ -104,25 +107,30 @@ pub struct SlotPlan {
 }
 
 impl SupervisorPlan {
-    /// Writes the plan for the supervisor (no fsync: it lives in the run
-    /// root and is read at once).
-    pub fn write(&self, file: &Path) -> Result<()> {
+    /// The plan in a sealed memfd, for the supervisor's `FD_PLAN`.
+    pub fn to_memfd(&self) -> Result<OwnedFd> {
         let json = serde_json::to_vec(self)?;
-        std::fs::write(file, json).with_context(|| format!("writing {}", file.display()))
+        crate::sys::fs::sealed_memfd(c"minipod-plan", &json)
     }
 
-    /// The plan `minipod run` wrote. One that does not parse is most likely
-    /// from another build: its version says so.
-    pub fn read(file: &Path) -> Result<SupervisorPlan> {
+    /// The plan `minipod run` passed on `FD_PLAN` (closed once read).
+    pub fn read_passed() -> Result<SupervisorPlan> {
+        let bytes = crate::sys::fs::take_passed_fd(super::fds::FD_PLAN)
+            .context("minipod-supervisor is started by `minipod run`, not by hand")?;
+        SupervisorPlan::parse(&bytes)
+    }
+
+    /// One that does not parse is most likely from another build: its
+    /// version says so.
+    fn parse(bytes: &[u8]) -> Result<SupervisorPlan> {
         #[derive(Deserialize)]
         struct Version {
             version: Option<u32>,
         }
-        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        let plan = serde_json::from_slice::<SupervisorPlan>(&bytes);
+        let plan = serde_json::from_slice::<SupervisorPlan>(bytes);
         let given = match &plan {
             Ok(p) => Some(p.version),
-            Err(_) => serde_json::from_slice::<Version>(&bytes)
+            Err(_) => serde_json::from_slice::<Version>(bytes)
                 .ok()
                 .and_then(|v| v.version),
         };
@@ -134,6 +142,13 @@ impl SupervisorPlan {
                 given.map_or("none".to_string(), |v| v.to_string())
             );
         }
-        plan.with_context(|| format!("{} is not a valid plan", file.display()))
+        // Not serde's message: it may quote a value (a Secret's).
+        plan.map_err(|e| {
+            anyhow::anyhow!(
+                "the plan is not valid (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+        })
     }
 }

@@ -1,4 +1,4 @@
-//! A pod's supervisor (`minipod-supervisor POD PLAN`, conmon's role): it
+//! A pod's supervisor (`minipod-supervisor POD DIR`, conmon's role): it
 //! leases the pod's address and binds its hostPorts, starts its pause
 //! process, runs its containers as the pod's rules say, and releases
 //! everything at the end.
@@ -24,10 +24,9 @@ mod probe_net;
 mod probe_wire;
 mod prober;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::contract::fds::{FD_MINIPOD, FD_POD_LOCK, FD_REPORT};
@@ -40,13 +39,8 @@ use crate::sys::lock::FileLock;
 pub fn main() -> ExitCode {
     // SAFETY: restores the default disposition before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let plan = match args.get(2) {
-        Some(file) => SupervisorPlan::read(&PathBuf::from(file)),
-        None => Err(anyhow!(
-            "minipod-supervisor is started by `minipod run`, not by hand"
-        )),
-    };
+    // Read (and closed) first: everything from FD_MINIPOD up goes next.
+    let plan = SupervisorPlan::read_passed();
     // Whatever `run` inherited beyond what it passed (a test runner's
     // flock, a jobserver's pipe) would be held for the pod's life: closed.
     // The report pipe, the pod's lock and the binary are ours alone: the

@@ -4,11 +4,10 @@
 //! through creating the pod leaves nothing behind.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
-use std::os::fd::{AsFd, AsRawFd};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,8 +28,9 @@ use crate::net::ipam::Subnet;
 use crate::net::pod_network::{PodNetwork, Uplink};
 use crate::net::portfwd;
 use crate::paths::Roots;
+use crate::runtime::contract::config_memfd;
 use crate::runtime::contract::container::ContainerConfig;
-use crate::runtime::contract::fds::{FD_MINIPOD, FD_REPORT};
+use crate::runtime::contract::fds::{FD_CONFIG, FD_MINIPOD, FD_REPORT};
 use crate::runtime::contract::pause::{PauseConfig, PauseNetwork};
 use crate::runtime::contract::plan::{SizeLimit, SupervisorPlan};
 use crate::runtime::contract::report::{self, Line, Report};
@@ -38,7 +38,7 @@ use crate::runtime::etc_files;
 use crate::runtime::logs::LogWriter;
 use crate::runtime::state::{ContainerState, ContainerStatus, Phase, PodEvent, PodPaths, PodState};
 use crate::spec::{Hook, Probes};
-use crate::sys::fs::atomic_write;
+use crate::sys::fs::{atomic_write, pass_fds};
 use crate::sys::lock::{FileLock, Mode};
 use crate::sys::proc::{catches, is_pid1, signal_pid};
 use crate::sys::time::now_rfc3339;
@@ -47,7 +47,9 @@ use crate::sys::time::now_rfc3339;
 struct Slot {
     role: Role,
     config: ContainerConfig,
-    config_path: PathBuf,
+    /// `config` in a sealed memfd, made once the pause runs (the config
+    /// names it): each start of the container and each exec probe get it.
+    config_fd: Option<OwnedFd>,
     stop_signal: Signal,
     log: Arc<Mutex<LogWriter>>,
     prefix: String,
@@ -68,8 +70,9 @@ impl Slot {
     /// in this slot's container, while it runs. Each has its own output
     /// file: two due at once must not write over each other's.
     fn exec_target(&self, paths: &PodPaths, what: &str) -> Option<ExecTarget> {
+        let config = self.config_fd.as_ref()?;
         self.running.as_ref().map(|r| ExecTarget {
-            config_path: self.config_path.clone(),
+            config_fd: config.as_raw_fd(),
             pid: r.pid,
             output: paths.probe_output(&self.status.name, what),
         })
@@ -184,7 +187,7 @@ impl Pod {
             slots.push(Slot {
                 role: s.role,
                 config: s.config,
-                config_path: s.config_path,
+                config_fd: None,
                 stop_signal: Signal::try_from(s.stop_signal).unwrap_or(Signal::SIGTERM),
                 log: Arc::new(Mutex::new(log)),
                 prefix: s.prefix,
@@ -278,13 +281,16 @@ impl Pod {
             .as_ref()
             .is_some_and(|n| n.has_host_ports() || self.prober.needs_network() || http_hooks);
         let mut cmd = minipod_command();
-        cmd.arg("__pause").arg(config.to_arg());
+        cmd.arg("__pause");
+        let config_fd = config_memfd(&config)?;
+        let mut fds = vec![(config_fd.as_raw_fd(), FD_CONFIG)];
         let mut ours = None;
         if config.serve_sockets {
             let (mine, theirs) = std::os::unix::net::UnixStream::pair()?;
-            crate::sys::fs::pass_as_fd3(&mut cmd, theirs.as_raw_fd());
+            fds.push((theirs.as_raw_fd(), 3));
             ours = Some((mine, theirs));
         }
+        pass_fds(&mut cmd, &fds);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -318,7 +324,7 @@ impl Pod {
                 for slot in &mut self.slots {
                     slot.config.pause_pid = self.pause_pid;
                     slot.config.supervisor_pid = std::process::id() as i32;
-                    atomic_write(&slot.config_path, &serde_json::to_vec_pretty(&slot.config)?)?;
+                    slot.config_fd = Some(config_memfd(&slot.config)?);
                 }
                 Ok(())
             }
@@ -698,9 +704,19 @@ impl Pod {
         let (err_r, err_w) = std::io::pipe()?;
         let (sync_r, sync_w) = std::io::pipe()?;
         let mut cmd = minipod_command();
-        cmd.arg("__container").arg(&slot.config_path);
+        let config = slot
+            .config_fd
+            .as_ref()
+            .ok_or_else(|| anyhow!("container {}: started before the pause", slot.status.name))?;
+        cmd.arg("__container");
         cmd.stdin(Stdio::null()).stdout(out_w).stderr(err_w);
-        crate::sys::fs::pass_as_fd3(&mut cmd, sync_w.as_raw_fd());
+        pass_fds(
+            &mut cmd,
+            &[
+                (sync_w.as_raw_fd(), FD_REPORT),
+                (config.as_raw_fd(), FD_CONFIG),
+            ],
+        );
         let link = cmd
             .spawn()
             .with_context(|| format!("starting container {}", slot.status.name))?;
@@ -1016,8 +1032,10 @@ impl Pod {
         signal_pid(run.pid, sig);
     }
 
-    /// Serves one control-socket request, if any: `stop SECONDS`. Returns
-    /// the grace period asked for.
+    /// Serves one control-socket request, if any: `stop SECONDS`, or
+    /// `process CONTAINER` (`minipod exec` asks how the container's
+    /// processes run: its config lives only here). Returns the grace period
+    /// a stop asked for.
     fn accept_control(&mut self) -> Option<Duration> {
         let listener = self.control.as_ref()?;
         let (stream, _) = listener.accept().ok()?;
@@ -1033,6 +1051,20 @@ impl Pod {
             (Some("stop"), Some(secs)) => {
                 let _ = Line::Ok.write_to(&mut &stream);
                 Some(Duration::from_secs_f64(secs.max(0.0)))
+            }
+            (Some("process"), _) => {
+                let name = line["process".len()..].trim();
+                match self.slots.iter().find(|s| s.status.name == name) {
+                    Some(slot) => {
+                        let json = serde_json::to_vec(&slot.config.process).unwrap_or_default();
+                        let _ = (&stream).write_all(&json);
+                    }
+                    None => {
+                        let _ =
+                            Line::Error(&format!("no container {name:?}")).write_to(&mut &stream);
+                    }
+                }
+                None
             }
             _ => {
                 let _ = Line::Error("unknown request").write_to(&mut &stream);

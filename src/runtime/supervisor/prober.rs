@@ -49,10 +49,10 @@ pub enum Target {
     Host,
 }
 
-/// How an exec probe is started: the container's config file and its main
-/// process, for `minipod __probe-exec`.
+/// How an exec probe is started: the container's config (a memfd its slot
+/// keeps open) and its main process, for `minipod __probe-exec`.
 pub struct ExecTarget {
-    pub config_path: std::path::PathBuf,
+    pub config_fd: std::os::fd::RawFd,
     pub pid: i32,
     /// Where the command's output goes (kubelet's event quotes it).
     pub output: std::path::PathBuf,
@@ -564,8 +564,11 @@ fn begin(
             let out = std::fs::File::create(&exec.output)
                 .map_err(|e| format!("{}: {e}", exec.output.display()))?;
             let err = out.try_clone().map_err(|e| e.to_string())?;
+            crate::sys::fs::pass_fds(
+                &mut cmd,
+                &[(exec.config_fd, crate::runtime::contract::fds::FD_CONFIG)],
+            );
             cmd.arg("__probe-exec")
-                .arg(&exec.config_path)
                 .arg(exec.pid.to_string())
                 .arg("--")
                 .args(command)

@@ -1,0 +1,286 @@
+//! Security contexts against the real kernel, as the unprivileged test
+//! user: the default capability set, capabilities.add/drop, no_new_privs,
+//! a read-only root, privileged, ICMP sockets for every group, and the
+//! refusals of what cannot be honoured.
+
+mod common;
+
+use std::process::Command;
+
+use common::{TestEnv, env_with_busybox, stderr_of, stdout_of};
+
+/// containerd's default bounding set (podman's eleven plus NET_RAW, MKNOD,
+/// AUDIT_WRITE), as /proc/PID/status prints it.
+const DEFAULT_SET: &str = "00000000a80425fb";
+
+/// Runs one busybox container with `security` as its securityContext (YAML
+/// flow mapping) and `script`; returns its output lines.
+fn run_script(env: &TestEnv, name: &str, security: &str, script: &str) -> (bool, String) {
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  restartPolicy: Never
+  volumes: [{{name: scratch, emptyDir: {{}}}}]
+  containers:
+  - name: c
+    image: localhost/busybox
+    securityContext: {security}
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+    command: [sh, -c, {script:?}]
+"#
+    );
+    let out = env.run_pod(&yaml, &[]);
+    let text = format!("{}\n{}", stdout_of(&out), stderr_of(&out));
+    (out.status.success(), text)
+}
+
+/// The value of a `/proc/self/status` field the script printed.
+fn status_field<'a>(out: &'a str, field: &str) -> Option<&'a str> {
+    out.lines().find_map(|l| {
+        let rest = l.split_once(" | ").map_or(l, |(_, r)| r);
+        rest.strip_prefix(&format!("{field}:")).map(|v| v.trim())
+    })
+}
+
+const STATUS: &str = "grep -E '^(Cap|NoNewPrivs)' /proc/self/status";
+
+#[test]
+fn the_default_set_is_containerds_and_ambient_is_empty() {
+    let env = env_with_busybox();
+    let (ok, out) = run_script(&env, "caps-default", "{}", STATUS);
+    assert!(ok, "{out}");
+    assert_eq!(status_field(&out, "CapBnd"), Some(DEFAULT_SET), "{out}");
+    assert_eq!(status_field(&out, "CapEff"), Some(DEFAULT_SET), "{out}");
+    assert_eq!(status_field(&out, "CapPrm"), Some(DEFAULT_SET), "{out}");
+    assert_eq!(status_field(&out, "CapInh"), Some("0000000000000000"));
+    assert_eq!(status_field(&out, "CapAmb"), Some("0000000000000000"));
+    assert_eq!(status_field(&out, "NoNewPrivs"), Some("0"), "{out}");
+}
+
+#[test]
+fn add_and_drop_change_the_sets_and_a_non_root_user_has_none_effective() {
+    let env = env_with_busybox();
+    // + NET_ADMIN (12), - KILL (5), - CAP_MKNOD (27).
+    let (ok, out) = run_script(
+        &env,
+        "caps-add-drop",
+        "{capabilities: {add: [NET_ADMIN], drop: [KILL, CAP_MKNOD]}}",
+        STATUS,
+    );
+    assert!(ok, "{out}");
+    assert_eq!(
+        status_field(&out, "CapBnd"),
+        Some("00000000a00435db"),
+        "{out}"
+    );
+
+    // drop ALL then add one back, as containerd applies them.
+    let (ok, out) = run_script(
+        &env,
+        "caps-drop-all",
+        "{capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}}",
+        STATUS,
+    );
+    assert!(ok, "{out}");
+    assert_eq!(
+        status_field(&out, "CapBnd"),
+        Some("0000000000000400"),
+        "{out}"
+    );
+
+    // A non-root user: the bounding set keeps what was added, but nothing
+    // is effective (the ambient set is empty), and the run says so.
+    let (ok, out) = run_script(
+        &env,
+        "caps-non-root",
+        "{runAsUser: 1000, capabilities: {add: [NET_ADMIN]}}",
+        STATUS,
+    );
+    assert!(ok, "{out}");
+    assert_eq!(
+        status_field(&out, "CapEff"),
+        Some("0000000000000000"),
+        "{out}"
+    );
+    assert_eq!(
+        status_field(&out, "CapBnd"),
+        Some("00000000a80435fb"),
+        "{out}"
+    );
+    assert!(out.contains("no effective capabilities"), "{out}");
+}
+
+#[test]
+fn allow_privilege_escalation_false_sets_no_new_privs() {
+    let env = env_with_busybox();
+    let (ok, out) = run_script(&env, "nnp", "{allowPrivilegeEscalation: false}", STATUS);
+    assert!(ok, "{out}");
+    assert_eq!(status_field(&out, "NoNewPrivs"), Some("1"), "{out}");
+}
+
+#[test]
+fn a_read_only_root_keeps_volumes_and_shm_writable() {
+    let env = env_with_busybox();
+    let (ok, out) = run_script(
+        &env,
+        "ro-root",
+        "{readOnlyRootFilesystem: true}",
+        "touch /root-file 2>/dev/null && echo root-writable || echo root-read-only; \
+         touch /scratch/f && echo volume-writable; touch /dev/shm/f && echo shm-writable; \
+         touch /tmp/f 2>/dev/null || echo tmp-read-only",
+    );
+    assert!(ok, "{out}");
+    for want in [
+        "root-read-only",
+        "volume-writable",
+        "shm-writable",
+        "tmp-read-only",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    let (ok, out) = run_script(
+        &env,
+        "rw-root",
+        "{}",
+        "touch /root-file && echo root-writable",
+    );
+    assert!(ok && out.contains("root-writable"), "{out}");
+}
+
+#[test]
+fn privileged_gets_every_capability_unmasked_proc_and_the_users_devices() {
+    let env = env_with_busybox();
+    let (ok, out) = run_script(
+        &env,
+        "privileged",
+        "{privileged: true}",
+        &format!(
+            "{STATUS}; cat /proc/sys/kernel/cap_last_cap | sed 's/^/last=/'; \
+             [ -c /proc/keys ] && echo keys-masked || echo keys-visible; \
+             echo 1 > /proc/sys/net/ipv4/ip_forward && echo proc-sys-writable; \
+             [ -c /dev/net/tun ] && echo has-tun || echo no-tun"
+        ),
+    );
+    assert!(ok, "{out}");
+    let last: u32 = out
+        .lines()
+        .find_map(|l| l.split("last=").nth(1))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("cap_last_cap printed");
+    let all = format!("{:016x}", (1u64 << (last + 1)) - 1);
+    assert_eq!(status_field(&out, "CapBnd"), Some(all.as_str()), "{out}");
+    assert!(out.contains("keys-visible"), "{out}");
+    assert!(out.contains("proc-sys-writable"), "{out}");
+    // scripts/setup-host opens /dev/net/tun to every user.
+    let tun_open = std::fs::metadata("/dev/net/tun")
+        .is_ok_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o006 == 0o006);
+    if tun_open {
+        assert!(out.contains("has-tun"), "{out}");
+    }
+
+    // Without privileged, /proc/sys is read-only and /proc/keys masked.
+    let (ok, out) = run_script(
+        &env,
+        "unprivileged",
+        "{}",
+        "[ -c /proc/keys ] && echo keys-masked; \
+         echo 1 > /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo proc-sys-read-only; \
+         [ -e /dev/net/tun ] || echo no-tun",
+    );
+    assert!(ok, "{out}");
+    for want in ["keys-masked", "proc-sys-read-only", "no-tun"] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+}
+
+#[test]
+fn every_group_of_the_pod_may_open_icmp_sockets() {
+    let env = env_with_busybox();
+    let (ok, out) = run_script(
+        &env,
+        "ping-range",
+        "{runAsUser: 1000, runAsGroup: 1000}",
+        "cat /proc/sys/net/ipv4/ping_group_range",
+    );
+    assert!(ok, "{out}");
+    let range: Vec<u32> = out
+        .lines()
+        .map(|l| l.split_once(" | ").map_or(l, |(_, r)| r))
+        .find(|l| l.starts_with('0'))
+        .expect("the range printed")
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(range[0] == 0 && range[1] >= 1000, "{out}");
+
+    // A ping without file capabilities, as a non-root user: an ICMP
+    // datagram socket (busybox's ping only tries raw sockets).
+    let rootfs = env.work().join("dgramping-rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let cc = Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(rootfs.join("dgramping"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/dgramping.c"
+        ))
+        .status();
+    if !cc.is_ok_and(|s| s.success()) {
+        eprintln!("ping part skipped: no C compiler");
+        return;
+    }
+    env.give_to_user(&rootfs);
+    env.ok(["import", rootfs.to_str().unwrap(), "localhost/dgramping:1"]);
+    let out = env.run_pod(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: dgramping}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsUser: 1000, runAsGroup: 1000}
+  containers:
+  - {name: c, image: localhost/dgramping:1, command: [/dgramping]}
+"#,
+        &[],
+    );
+    assert!(
+        out.status.success() && stdout_of(&out).contains("pinged"),
+        "{}\n{}",
+        stdout_of(&out),
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn unknown_capabilities_and_contradictions_are_refused_before_anything_starts() {
+    let env = env_with_busybox();
+    let (ok, out) = run_script(
+        &env,
+        "bad-cap",
+        "{capabilities: {add: [NET_WIZARD]}}",
+        "true",
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("spec.containers[0].securityContext.capabilities.add[0]")
+            && out.contains("NET_WIZARD")
+            && out.contains("not a Linux capability"),
+        "{out}"
+    );
+    let (ok, out) = run_script(
+        &env,
+        "bad-escalation",
+        "{privileged: true, allowPrivilegeEscalation: false}",
+        "true",
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("cannot set `allowPrivilegeEscalation` to false and `privileged` to true"),
+        "{out}"
+    );
+    assert!(env.pod_state().is_empty(), "nothing created");
+}
