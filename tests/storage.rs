@@ -90,6 +90,22 @@ fn a_named_volume_keeps_its_data_across_down_and_run() {
         std::fs::read_to_string(data.join("runs")).unwrap(),
         "run\nrun\nrun\n"
     );
+
+    // Another pod may mount it read-only (the claim's readOnly).
+    let reader = COUNTER
+        .replace("name: counter}", "name: reader}")
+        .replace(
+            "'echo run >> /data/runs && echo \"count $(wc -l < /data/runs)\"'",
+            "'wc -l < /data/runs; echo more >> /data/runs || echo refused'",
+        )
+        .replace(
+            "claimName: counter-data}",
+            "claimName: counter-data, readOnly: true}",
+        );
+    let file = env.pod_file("reader", &reader);
+    let (logs, _) = run_to_end(&env, &file, "reader");
+    assert!(logs.contains('3') && logs.contains("refused"), "{logs}");
+    env.ok(["down", file.to_str().unwrap()]);
 }
 
 const DB: &str = r#"
