@@ -24,6 +24,8 @@
 //!   ends is killed;
 //! - `activeDeadlineSeconds` (the pod's, or its Job's) fails the pod with
 //!   `DeadlineExceeded` once it has run that long;
+//! - an eviction (an emptyDir over its sizeLimit) fails the pod and kills
+//!   what runs at once, as kubelet evicts with a grace period of 0;
 //! - a Job's pod follows the Job controller: with `restartPolicy:
 //!   OnFailure` each failed container counts toward `backoffLimit`, with
 //!   `Never` each failed attempt of the pod does, and a failed attempt is
