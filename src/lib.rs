@@ -17,6 +17,7 @@ pub mod net;
 pub mod objects;
 pub mod paths;
 pub mod runtime;
+pub mod seccomp;
 pub mod spec;
 pub mod sys;
 pub mod userns;

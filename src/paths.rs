@@ -61,6 +61,11 @@ impl Roots {
     pub fn secrets(&self) -> PathBuf {
         self.data.join("secrets")
     }
+    /// Where `seccompProfile.localhostProfile` files are (kubelet's
+    /// `<root-dir>/seccomp`).
+    pub fn seccomp_profiles(&self) -> PathBuf {
+        self.data.join("seccomp")
+    }
     /// The local store of ConfigMaps, one file per ConfigMap.
     pub fn configmaps(&self) -> PathBuf {
         self.data.join("configmaps")

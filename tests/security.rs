@@ -284,3 +284,221 @@ fn unknown_capabilities_and_contradictions_are_refused_before_anything_starts() 
     );
     assert!(env.pod_state().is_empty(), "nothing created");
 }
+
+/// Imports `localhost/trysys:1`: busybox plus `/trysys`
+/// (tests/data/trysys.c), which tries system calls and prints what each
+/// answered. False (and says so) without a C compiler.
+fn trysys_image(env: &TestEnv) -> bool {
+    let rootfs = common::oci::busybox_rootfs(&env.work().join("trysys-rootfs"));
+    let cc = Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(rootfs.join("trysys"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/trysys.c"))
+        .status();
+    if !cc.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: no C compiler to build tests/data/trysys.c");
+        return false;
+    }
+    env.give_to_user(&rootfs);
+    env.ok(["import", rootfs.to_str().unwrap(), "localhost/trysys:1"]);
+    true
+}
+
+/// Runs `/trysys` with `calls` in a container with `security`; returns
+/// what it printed (and `/proc/self/status`'s Seccomp line first).
+fn try_calls(env: &TestEnv, name: &str, security: &str, calls: &str) -> String {
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: localhost/trysys:1
+    securityContext: {security}
+    command: [sh, -c, "grep -E '^Seccomp:' /proc/self/status; /trysys {calls}"]
+"#
+    );
+    let out = env.run_pod(&yaml, &[]);
+    let text = format!("{}\n{}", stdout_of(&out), stderr_of(&out));
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+#[test]
+fn runtime_default_seccomp_is_on_unless_unconfined() {
+    let env = env_with_busybox();
+    if !trysys_image(&env) {
+        return;
+    }
+    let calls = "add_key keyctl personality unshare mount mkdir";
+    let out = try_calls(&env, "seccomp-default", "{}", calls);
+    assert_eq!(status_field(&out, "Seccomp"), Some("2"), "{out}");
+    for want in [
+        "add_key EPERM",
+        "keyctl EPERM",
+        // Only the personalities containerd's profile lets through.
+        "personality EPERM",
+        "unshare EPERM",
+        "mount EPERM",
+        "mkdir ok",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    // allowPrivilegeEscalation: false installs it last, after no_new_privs.
+    let out = try_calls(
+        &env,
+        "seccomp-nnp",
+        "{allowPrivilegeEscalation: false}",
+        calls,
+    );
+    assert_eq!(status_field(&out, "Seccomp"), Some("2"), "{out}");
+    assert!(out.contains("keyctl EPERM"), "{out}");
+
+    let out = try_calls(
+        &env,
+        "seccomp-unconfined",
+        "{seccompProfile: {type: Unconfined}}",
+        "add_key keyctl personality",
+    );
+    assert_eq!(status_field(&out, "Seccomp"), Some("0"), "{out}");
+    for want in ["add_key ok", "keyctl ok", "personality ok"] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    // A non-root user without no_new_privs gets the filter too.
+    let out = try_calls(&env, "seccomp-user", "{runAsUser: 1000}", "keyctl mkdir");
+    assert_eq!(status_field(&out, "Seccomp"), Some("2"), "{out}");
+    assert!(out.contains("keyctl EPERM"), "{out}");
+}
+
+#[test]
+fn a_localhost_profile_is_read_from_the_seccomp_folder() {
+    let env = env_with_busybox();
+    if !trysys_image(&env) {
+        return;
+    }
+    let folder = env.root.join("seccomp/team");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join("no-mkdir.json"),
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    env.give_to_user(&env.root.join("seccomp"));
+    let out = try_calls(
+        &env,
+        "seccomp-localhost",
+        "{seccompProfile: {type: Localhost, localhostProfile: team/no-mkdir.json}}",
+        "mkdir keyctl",
+    );
+    assert_eq!(status_field(&out, "Seccomp"), Some("2"), "{out}");
+    assert!(
+        out.contains("mkdir EACCES") && out.contains("keyctl ok"),
+        "{out}"
+    );
+
+    // A profile that is not there stops the run before anything starts.
+    let (ok, out) = run_script(
+        &env,
+        "seccomp-missing",
+        "{seccompProfile: {type: Localhost, localhostProfile: team/absent.json}}",
+        "true",
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("team/absent.json") && out.contains("seccomp"),
+        "{out}"
+    );
+    assert!(env.pod_state().is_empty(), "nothing created");
+}
+
+#[test]
+fn escapes_from_a_default_container_are_refused() {
+    let env = env_with_busybox();
+    if !trysys_image(&env) {
+        return;
+    }
+    // Two containers sharing a PID namespace: the prober tries to ptrace
+    // the other's process, and to write the pause program (PID 1) and
+    // every other process's executable through /proc (CVE-2019-5736).
+    let out = env.run_pod(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: escapes}
+spec:
+  restartPolicy: Never
+  shareProcessNamespace: true
+  containers:
+  - name: victim
+    image: localhost/trysys:1
+    command: [sleep, "30"]
+  - name: prober
+    image: localhost/trysys:1
+    command:
+    - sh
+    - -c
+    - |
+      for i in $(seq 50); do v=$(pidof sleep) && break; sleep 0.1; done
+      /trysys ptrace:$v mount unshare
+      for p in /proc/[0-9]*; do
+        [ "${p#/proc/}" = "$$" ] && continue
+        if (echo x >> $p/exe) 2>/dev/null; then echo "wrote $p/exe"; fi
+      done
+      echo 1 > /proc/sys/kernel/hostname 2>/dev/null && echo proc-sys-written
+      echo x > /sys/kernel/uevent_helper 2>/dev/null && echo sys-written
+      [ -e /proc/kcore ] && { head -c 1 /proc/kcore >/dev/null 2>&1 && echo kcore-read; }
+      ls /proc/self/fd | tr '\n' ' ' | sed 's/^/fds: /'; echo
+      echo done
+"#,
+        &["--exit-code-from", "prober"],
+    );
+    let text = format!("{}\n{}", stdout_of(&out), stderr_of(&out));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("done"), "{text}");
+    for refused in ["ptrace:", "mount EPERM", "unshare EPERM"] {
+        assert!(text.contains(refused), "{refused}: {text}");
+    }
+    assert!(
+        !text.contains("ptrace:")
+            || !text
+                .lines()
+                .any(|l| l.contains("ptrace:") && l.ends_with(" ok")),
+        "{text}"
+    );
+    for escaped in [
+        "wrote /proc/",
+        "proc-sys-written",
+        "sys-written",
+        "kcore-read",
+    ] {
+        assert!(!text.contains(escaped), "{escaped}: {text}");
+    }
+    // CVE-2024-21626: nothing of the host leaks as a descriptor: the
+    // shell's 0-2 (and 255, busybox's ash), and ls's own directory.
+    let fds = text
+        .lines()
+        .find_map(|l| l.split("fds: ").nth(1))
+        .expect("fds listed");
+    let fds: Vec<&str> = fds.split_whitespace().collect();
+    assert!(fds.len() <= 5, "{fds:?}");
+
+    // ...nor can a working directory reach the host through one.
+    for fd in 3..=9 {
+        let out = env.run_pod(
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: cwd{fd}}}\nspec:\n  restartPolicy: Never\n  containers:\n  - {{name: c, image: localhost/busybox, workingDir: /proc/self/fd/{fd}, command: [ls]}}\n"
+            ),
+            &[],
+        );
+        assert!(
+            !out.status.success(),
+            "workingDir /proc/self/fd/{fd} worked: {}",
+            stdout_of(&out)
+        );
+        let _ = env.run(["rm", "-f", &format!("cwd{fd}")]);
+    }
+}

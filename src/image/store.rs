@@ -108,6 +108,11 @@ pub struct Store {
 }
 
 impl Store {
+    /// The roots this store lives under.
+    pub fn roots(&self) -> &Roots {
+        &self.roots
+    }
+
     pub fn new(roots: &Roots, chown: bool) -> Store {
         Store {
             roots: roots.clone(),

@@ -14,7 +14,9 @@ use crate::image::Store;
 use crate::image::auth::PodCredentials;
 use crate::image::reference::Reference;
 use crate::image::registry::{PullOptions, Puller};
+use crate::seccomp::{self, Programs};
 use crate::spec::objects::{self, ConfigObjects, ObjectKind};
+use crate::spec::security::Seccomp;
 use crate::spec::{self, ContainerPlan, HostPathType, ImageDefaults, PodPlan, VolumeKind};
 use crate::sys::openat2::{Confine, open_confined};
 
@@ -330,6 +332,38 @@ pub fn image_volumes(store: &Store, plan: &PodPlan) -> Result<Vec<(String, Vec<P
     Ok(out)
 }
 
+/// The container's seccomp filters, compiled here so that a profile that
+/// cannot be read or used fails the run before anything starts.
+fn seccomp_programs(roots: &crate::paths::Roots, c: &ContainerPlan) -> Result<Programs> {
+    let (text, what) = match &c.security.seccomp {
+        Seccomp::Unconfined => return Ok(Programs::default()),
+        Seccomp::RuntimeDefault => (
+            seccomp::RUNTIME_DEFAULT.to_string(),
+            "the RuntimeDefault profile".to_string(),
+        ),
+        Seccomp::Localhost(file) => {
+            let path = roots.seccomp_profiles().join(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                anyhow!(
+                    "container {:?}: seccompProfile.localhostProfile {file:?}: reading {}: {e}; \
+                     put an OCI or Docker seccomp profile (JSON) there, or use type RuntimeDefault",
+                    c.name,
+                    path.display()
+                )
+            })?;
+            (text, format!("seccomp profile {}", path.display()))
+        }
+    };
+    let target = seccomp::Target {
+        capabilities: c.security.capabilities,
+        kernel: seccomp::running_kernel(),
+    };
+    seccomp::parse(&text)
+        .and_then(|p| seccomp::resolve(&p, &target))
+        .and_then(|r| seccomp::compile(&r))
+        .map_err(|e| anyhow!("container {:?}: {what}: {e}", c.name))
+}
+
 fn not_in_store(container: &str, image: &str) -> String {
     format!(
         "container {container:?}: image {image} is not in the store; load it with `minipod load` \
@@ -393,7 +427,8 @@ fn container(store: &Store, c: &ContainerPlan) -> Result<PreparedContainer> {
             uid: ids.uid,
             gid: ids.gid,
             additional_gids: ids.additional_gids,
-            security: c.security,
+            seccomp: seccomp_programs(store.roots(), c)?,
+            security: c.security.clone(),
         },
         stop_signal: defaults.and_then(|d| d.stop_signal().clone()),
     })

@@ -74,8 +74,20 @@ pub const DEFAULT_CAPABILITIES: [&str; 14] = [
 /// Every capability: the kernel's own last one bounds it when applied.
 pub const ALL_CAPABILITIES: u64 = u64::MAX;
 
+/// The seccomp profile a container asks for (`seccompProfile`, its own or
+/// the pod's); RuntimeDefault when it asks for none, as under podman.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Seccomp {
+    #[default]
+    RuntimeDefault,
+    Unconfined,
+    /// A profile file, relative to minipod's seccomp folder
+    /// (`paths::Roots::seccomp_profiles`).
+    Localhost(String),
+}
+
 /// What the container's process gets, worked out from its securityContext.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecurityPlan {
     /// Its bounding, permitted and effective set (bit N: capability N);
     /// the inheritable and ambient sets stay empty, as containerd leaves
@@ -88,6 +100,8 @@ pub struct SecurityPlan {
     /// `privileged: true`: no masked or read-only paths in /proc and /sys,
     /// and the host's devices the user may open.
     pub privileged: bool,
+    /// Unconfined for a privileged container.
+    pub seccomp: Seccomp,
 }
 
 impl Default for SecurityPlan {
@@ -97,6 +111,7 @@ impl Default for SecurityPlan {
             no_new_privs: false,
             read_only_root: false,
             privileged: false,
+            seccomp: Seccomp::RuntimeDefault,
         }
     }
 }

@@ -244,6 +244,16 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         "dropped from the default set, after add; ALL drops every one before add",
     ),
     row(
+        "spec.containers[].securityContext.seccompProfile.type",
+        Yes,
+        "RuntimeDefault (the default when neither the container nor the pod sets one, as under podman), Unconfined, Localhost",
+    ),
+    row(
+        "spec.containers[].securityContext.seccompProfile.localhostProfile",
+        Yes,
+        "an OCI or Docker JSON profile, relative to <data root>/seccomp/",
+    ),
+    row(
         "spec.containers[].securityContext.seLinuxOptions",
         OnlyValue("{}"),
         "no SELinux labels are applied",
@@ -588,6 +598,16 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         "default for every container",
     ),
     row(
+        "spec.securityContext.seccompProfile.type",
+        Yes,
+        "default for every container",
+    ),
+    row(
+        "spec.securityContext.seccompProfile.localhostProfile",
+        Yes,
+        "default for every container",
+    ),
+    row(
         "spec.securityContext.seLinuxOptions",
         OnlyValue("{}"),
         "no SELinux labels are applied",
@@ -878,7 +898,7 @@ mod tests {
                     "readinessProbe": {"grpc": {"port": 9000}},
                     "startupProbe": {"httpGet": {"port": 80, "scheme": "HTTPS"}},
                     "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}],
-                    "securityContext": {"runAsUser": 1, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "securityContext": {"runAsUser": 1, "appArmorProfile": {"type": "RuntimeDefault"}},
                     "stdin": false, "tty": true
                 }],
                 "initContainers": [{"name": "s", "image": "i", "restartPolicy": "Always", "lifecycle": {}}],
@@ -892,7 +912,7 @@ mod tests {
         let mut want = vec![
             "metadata.selfLink",
             "spec.containers[0].env[1].valueFrom",
-            "spec.containers[0].securityContext.seccompProfile",
+            "spec.containers[0].securityContext.appArmorProfile",
             "spec.containers[0].tty",
             "spec.volumes[1].nfs",
             "spec.hostUsers",

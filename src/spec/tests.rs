@@ -669,7 +669,7 @@ fn not_supported_yet_fields() {
     let cases: Vec<(String, &str)> = vec![
         (c("    env: [{name: A, valueFrom: {configMapKeyRef: {name: m, key: k}}}]\n"), "spec.containers[0].env[0].valueFrom"),
         (c("    envFrom: [{configMapRef: {name: m}}]\n"), "spec.containers[0].envFrom"),
-        (c("    securityContext: {seccompProfile: {type: Unconfined}}\n"), "spec.containers[0].securityContext.seccompProfile"),
+        (c("    securityContext: {appArmorProfile: {type: Unconfined}}\n"), "spec.containers[0].securityContext.appArmorProfile"),
         (c("    stdin: true\n"), "spec.containers[0].stdin"),
         (c("    tty: true\n"), "spec.containers[0].tty"),
         (c("    lifecycle: {stopSignal: SIGUSR1}\n"), "spec.containers[0].lifecycle.stopSignal"),
@@ -1272,8 +1272,8 @@ fn a_refusal_says_what_to_do_now() {
             "not supported yet by minipod; set the values with env[].value for now",
         ),
         (
-            c("    securityContext: {seccompProfile: {type: RuntimeDefault}}\n"),
-            "spec.containers[0].securityContext.seccompProfile",
+            c("    securityContext: {appArmorProfile: {type: RuntimeDefault}}\n"),
+            "spec.containers[0].securityContext.appArmorProfile",
             "not supported yet by minipod; remove it; minipod's containers run in a user namespace without the host's privileges",
         ),
         (
@@ -1882,7 +1882,7 @@ fn security_contexts_become_the_runtimes_plan() {
     let p = plan_of(
         "    securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}\n",
     );
-    let s = p.containers[0].security;
+    let s = p.containers[0].security.clone();
     assert!(s.no_new_privs && s.read_only_root && !s.privileged);
     assert_eq!(s.capabilities, 0);
     let p = plan_of("    securityContext: {privileged: true, capabilities: {drop: [ALL]}}\n");
@@ -1904,5 +1904,58 @@ fn security_contexts_become_the_runtimes_plan() {
         ),
         "spec.containers[0].securityContext.capabilities.drop[0]",
         "Unsupported value: \"CAP_NOPE\"",
+    );
+}
+
+#[test]
+fn seccomp_profiles_are_checked_and_inherited_from_the_pod() {
+    use super::security::Seccomp;
+    let plan = plan_from_yaml(
+        &pod(
+            "",
+            "  securityContext: {seccompProfile: {type: Localhost, localhostProfile: my/strict.json}}\n  initContainers:\n  - name: i\n    image: busybox\n    securityContext: {seccompProfile: {type: Unconfined}}\n",
+        ),
+        "pod.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        plan.containers[0].security.seccomp,
+        Seccomp::Localhost("my/strict.json".into())
+    );
+    assert_eq!(
+        plan.init_containers[0].security.seccomp,
+        Seccomp::Unconfined
+    );
+    let plan = plan_from_yaml(
+        &pod("    securityContext: {privileged: true}\n", ""),
+        "pod.yaml",
+    )
+    .unwrap();
+    assert_eq!(plan.containers[0].security.seccomp, Seccomp::Unconfined);
+    let plan = plan_from_yaml(&pod("", ""), "pod.yaml").unwrap();
+    assert_eq!(plan.containers[0].security.seccomp, Seccomp::RuntimeDefault);
+    assert_error(
+        &pod(
+            "    securityContext: {seccompProfile: {type: Localhost}}\n",
+            "",
+        ),
+        "spec.containers[0].securityContext.seccompProfile.localhostProfile",
+        "Required value",
+    );
+    assert_error(
+        &pod(
+            "    securityContext: {seccompProfile: {type: Localhost, localhostProfile: ../x}}\n",
+            "",
+        ),
+        "spec.containers[0].securityContext.seccompProfile.localhostProfile",
+        "must not contain '..'",
+    );
+    assert_error(
+        &pod(
+            "    securityContext: {seccompProfile: {type: Strict}}\n",
+            "",
+        ),
+        "spec.containers[0].securityContext.seccompProfile.type",
+        "Unsupported value: \"Strict\"",
     );
 }

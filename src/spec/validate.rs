@@ -282,6 +282,11 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
         pod_sc.and_then(|s| s.run_as_group),
     );
     let pod_non_root = pod_sc.and_then(|s| s.run_as_non_root);
+    let pod_seccomp = seccomp_choice(
+        pod_sc.and_then(|s| s.seccomp_profile.as_ref()),
+        "spec.securityContext.seccompProfile",
+        ctx,
+    );
 
     let spec_volumes = spec.volumes.as_deref().unwrap_or_default();
     let volumes = volume_plans(spec_volumes, ctx);
@@ -303,6 +308,7 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
         user: pod_user,
         group: pod_group,
         non_root: pod_non_root,
+        seccomp: pod_seccomp,
         host_network,
         volume_names: &volume_names,
     };
@@ -604,6 +610,8 @@ struct PodDefaults<'a> {
     user: Option<u32>,
     group: Option<u32>,
     non_root: Option<bool>,
+    /// `spec.securityContext.seccompProfile`, when given.
+    seccomp: Option<super::security::Seccomp>,
     host_network: bool,
     volume_names: &'a HashSet<&'a str>,
 }
@@ -800,7 +808,18 @@ fn container_plan(
         .and_then(|s| s.run_as_non_root)
         .or(pod.non_root)
         .unwrap_or(false);
-    let security = security_plan(sc, &format!("{p}.securityContext"), run_as_user, ctx);
+    let mut security = security_plan(sc, &format!("{p}.securityContext"), run_as_user, ctx);
+    let own_seccomp = seccomp_choice(
+        sc.and_then(|s| s.seccomp_profile.as_ref()),
+        &format!("{p}.securityContext.seccompProfile"),
+        ctx,
+    );
+    // A privileged container runs with no filter, as containerd runs it.
+    if !security.privileged {
+        security.seccomp = own_seccomp
+            .or_else(|| pod.seccomp.clone())
+            .unwrap_or_default();
+    }
 
     if let Some(r) = &c.resources {
         for (field, list) in [("limits", &r.limits), ("requests", &r.requests)] {
@@ -865,6 +884,7 @@ fn security_plan(
     let Some(sc) = sc else {
         return SecurityPlan::default();
     };
+    let unconfined = super::security::Seccomp::Unconfined;
     let caps = sc.capabilities.as_ref();
     let add = caps.and_then(|c| c.add.clone()).unwrap_or_default();
     let drop = caps.and_then(|c| c.drop.clone()).unwrap_or_default();
@@ -916,5 +936,66 @@ fn security_plan(
         no_new_privs: no_new_privs(sc.allow_privilege_escalation, privileged, capabilities),
         read_only_root: sc.read_only_root_filesystem.unwrap_or(false),
         privileged,
+        seccomp: match privileged {
+            true => unconfined,
+            false => Default::default(),
+        },
     }
+}
+
+/// A `seccompProfile`, checked as the API server checks it.
+fn seccomp_choice(
+    profile: Option<&k8s_openapi::api::core::v1::SeccompProfile>,
+    path: &str,
+    ctx: &mut Ctx,
+) -> Option<super::security::Seccomp> {
+    use super::security::Seccomp;
+    let profile = profile?;
+    let localhost = profile.localhost_profile.as_deref();
+    let choice = match profile.type_.as_str() {
+        "RuntimeDefault" => Seccomp::RuntimeDefault,
+        "Unconfined" => Seccomp::Unconfined,
+        "Localhost" => match localhost {
+            None | Some("") => {
+                ctx.required(
+                    format!("{path}.localhostProfile"),
+                    ": must be set when seccomp type is Localhost; name a profile file under \
+                     minipod's seccomp folder (see README)",
+                );
+                return None;
+            }
+            Some(file) if file.starts_with('/') => {
+                ctx.invalid(
+                    format!("{path}.localhostProfile"),
+                    file,
+                    "must be a relative path",
+                );
+                return None;
+            }
+            Some(file) if file.split('/').any(|c| c == "..") => {
+                ctx.invalid(
+                    format!("{path}.localhostProfile"),
+                    file,
+                    "must not contain '..'",
+                );
+                return None;
+            }
+            Some(file) => Seccomp::Localhost(file.to_string()),
+        },
+        other => {
+            ctx.one_of(
+                format!("{path}.type"),
+                other,
+                &["Localhost", "RuntimeDefault", "Unconfined"],
+            );
+            return None;
+        }
+    };
+    if profile.type_ != "Localhost" && localhost.is_some() {
+        ctx.err(
+            format!("{path}.localhostProfile"),
+            "Invalid value: can only be set when seccomp type is Localhost",
+        );
+    }
+    Some(choice)
 }

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use nix::errno::Errno;
 use nix::unistd::ForkResult;
 
-use super::identity::{last_capability, switch_user};
+use super::identity::{last_capability, seccomp_last, switch_user};
 use super::rootfs::enter_cwd;
 use super::terminal::{attach_to_terminal, relay_terminal};
 use super::{SYNC_FD, make_undumpable};
@@ -167,6 +167,7 @@ pub fn exec_in(target: i32, process: &Process, interactive: bool, tty: bool) -> 
                 enter_cwd(&process.cwd)?;
                 switch_user(process, last_cap)?;
                 prepare_exec()?;
+                seccomp_last(process)?;
                 exec(process)
             })()
             .unwrap_err();

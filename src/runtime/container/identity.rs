@@ -97,6 +97,13 @@ pub(super) fn switch_user(process: &Process, last_cap: u32) -> Result<()> {
                 .with_context(|| format!("dropping capability {cap} from the bounding set"));
         }
     }
+    // Without no_new_privs the kernel lets only a holder of CAP_SYS_ADMIN
+    // (in our user namespace) install a filter: now, before the capset
+    // below gives it up (runc's order). The filter must then allow the
+    // rest of the set-up, which the default profile does.
+    if !process.security.no_new_privs {
+        install_seccomp(process)?;
+    }
     let gid_map = std::fs::read_to_string("/proc/self/gid_map").unwrap_or_default();
     let uid_map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
     let groups: Vec<Gid> = process
@@ -149,6 +156,22 @@ pub(super) fn switch_user(process: &Process, last_cap: u32) -> Result<()> {
             .context("setting no_new_privs (allowPrivilegeEscalation: false)")?;
     }
     Ok(())
+}
+
+/// With no_new_privs, the seccomp filters go in as the last step before
+/// exec (call it right before); without, `switch_user` installed them.
+pub(super) fn seccomp_last(process: &Process) -> Result<()> {
+    if process.security.no_new_privs {
+        install_seccomp(process)?;
+    }
+    Ok(())
+}
+
+fn install_seccomp(process: &Process) -> Result<()> {
+    crate::seccomp::install(&process.seccomp).context(
+        "installing the seccomp filter (the kernel refused it; seccompProfile: {type: \
+         Unconfined} runs without one)",
+    )
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ use super::contract::container::ContainerConfig;
 use super::contract::report::{self, Line};
 use crate::sys::ns::{self, Namespace};
 use exec::{exec, prepare_exec};
-use identity::{last_capability, switch_user};
+use identity::{last_capability, seccomp_last, switch_user};
 use rootfs::{
     bind_into, enter_cwd, make_mounts_private, mask_paths, mount_dev, mount_overlay,
     mount_proc_sys, open_path, pivot_into, remount_read_only,
@@ -351,5 +351,6 @@ fn child_setup_and_exec(config: &ContainerConfig) -> Result<Infallible> {
     crate::sys::proc::die_with_parent(config_link_pid(), nix::sys::signal::Signal::SIGKILL)
         .context("the container's link process exited during setup")?;
     prepare_exec()?;
+    seccomp_last(&config.process)?;
     exec(&config.process)
 }

@@ -47,6 +47,10 @@ pub struct Process {
     /// Capabilities, no_new_privs, read-only root, privileged: `exec`
     /// gives its commands the same capabilities and no_new_privs.
     pub security: crate::spec::security::SecurityPlan,
+    /// Its seccomp filters (none: unconfined), installed as the last step
+    /// before exec (before the user switch without no_new_privs: see
+    /// `container::identity`).
+    pub seccomp: crate::seccomp::Programs,
 }
 
 /// A volume mount, resolved to a source path. Sources are looked up in the
