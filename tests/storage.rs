@@ -285,6 +285,47 @@ spec:
         err.contains("spec.containers[0].volumeMounts[1].readOnly: Invalid value: false"),
         "{err}"
     );
+    // Several layers: the upper one's files and whiteouts win, as in a
+    // container's root.
+    use common::oci::{dir, file};
+    let archive = env.work().join("data.tar");
+    common::oci::write_docker_archive(
+        &archive,
+        &[
+            vec![
+                dir("share"),
+                file("share/a", "base-a\n"),
+                file("share/gone", "x\n"),
+            ],
+            vec![
+                dir("share"),
+                file("share/b", "top-b\n"),
+                file("share/.wh.gone", ""),
+                file("share/a", "top-a\n"),
+            ],
+        ],
+        "localhost/data:2",
+    );
+    env.give_to_user(&archive);
+    env.ok(["load", &format!("docker-archive:{}", archive.display())]);
+    let layered = yaml
+        .replace("localhost/tools:1", "localhost/data:2")
+        .replace(
+            "'cat /tools/share/tools/marker /only-share/marker; touch /tools/x 2>/dev/null && echo writable || echo read-only'",
+            "'cat /tools/share/a /only-share/b; ls /tools/share | tr \"\\n\" \" \"'",
+        )
+        .replace("subPath: share/tools", "subPath: share");
+    let out = env.run_pod(&layered, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", stderr_of(&out));
+    assert!(
+        stdout.contains("top-a")
+            && stdout.contains("top-b")
+            && stdout.contains("a b ")
+            && !stdout.contains("gone"),
+        "the merged layers, without the whited-out file: {stdout}"
+    );
+
     // An image that is not there, with pullPolicy Never, names the volume.
     let missing = yaml
         .replace("localhost/tools:1", "example.org/none:1")
