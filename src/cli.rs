@@ -21,7 +21,8 @@ use crate::userns;
     about = "Run Kubernetes Pod YAML rootless, without a cluster"
 )]
 struct Cli {
-    /// Where images are stored [default: $XDG_DATA_HOME/minipod]
+    /// Where images, volumes, writable layers and logs are stored [default:
+    /// $XDG_DATA_HOME/minipod]
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
     /// Where pod state lives [default: $XDG_RUNTIME_DIR/minipod]

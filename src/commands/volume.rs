@@ -125,10 +125,15 @@ fn pods_using(roots: &Roots, name: &str) -> Vec<String> {
 /// Removes each volume; refused for one a running pod uses, naming it.
 /// Joins the user namespace first (files in a volume belong to its ids).
 pub fn remove(roots: &Roots, names: &[String]) -> Result<Vec<String>> {
-    if names.is_empty() {
-        return Ok(Vec::new());
+    for name in names {
+        if let Some(why) = volume::check_name(name) {
+            bail!("{why}");
+        }
     }
-    userns::enter(roots)?;
+    // Only a volume that is there needs the namespace (and its holder).
+    if names.iter().any(|n| volume::exists(roots, n)) {
+        userns::enter(roots)?;
+    }
     let mut removed = Vec::new();
     let mut errors = Vec::new();
     for name in names {
