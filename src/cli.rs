@@ -21,7 +21,8 @@ use crate::userns;
     about = "Run Kubernetes Pod YAML rootless, without a cluster"
 )]
 struct Cli {
-    /// Where images are stored [default: $XDG_DATA_HOME/minipod]
+    /// Where images, volumes, writable layers and logs are stored [default:
+    /// $XDG_DATA_HOME/minipod]
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
     /// Where pod state lives [default: $XDG_RUNTIME_DIR/minipod]
@@ -87,6 +88,35 @@ struct SourceArgs {
     /// variable); repeatable
     #[arg(long, value_name = "PATH")]
     from_env_file: Vec<String>,
+}
+
+/// The named volumes' commands.
+#[derive(Subcommand)]
+enum VolumeCommand {
+    /// List the volumes
+    #[command(alias = "list")]
+    Ls {
+        /// table or json
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Show them as JSON: record, mountpoint, pods using them
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove them with their data (refused while a pod uses one)
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove every volume no running pod uses
+    Prune {
+        /// Do not ask (needed when stdin is not a terminal)
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 /// The store's commands, the same for Secrets and ConfigMaps.
@@ -184,6 +214,11 @@ enum Command {
         #[command(subcommand)]
         command: ObjectCommand,
     },
+    /// Named volumes: what persistentVolumeClaims mount
+    Volume {
+        #[command(subcommand)]
+        command: VolumeCommand,
+    },
     /// List pods (running ones; -a for all)
     Ps {
         #[arg(short, long)]
@@ -255,6 +290,11 @@ enum Command {
     Down {
         #[arg(value_name = "FILE|POD")]
         target: String,
+        /// Also remove the volumes the file's claims made (its
+        /// PersistentVolumeClaims, volumeClaimTemplates and claims without
+        /// a document)
+        #[arg(long)]
+        volumes: bool,
     },
     #[command(name = "__holder", hide = true)]
     Holder { subnet: String },
@@ -358,7 +398,13 @@ pub fn run() -> Result<ExitCode> {
             timeout,
             pod,
         } => commands::pod::wait(&roots, &pod, &condition, timeout.as_deref()),
-        Command::Down { target } => commands::pod::down(&roots, &target),
+        Command::Down { target, volumes } => commands::pod::down(&roots, &target, volumes),
+        Command::Volume { command } => match command {
+            VolumeCommand::Ls { format } => commands::volume::ls(&roots, &format),
+            VolumeCommand::Inspect { names } => commands::volume::inspect(&roots, &names),
+            VolumeCommand::Rm { names } => commands::volume::rm(&roots, &names),
+            VolumeCommand::Prune { force } => commands::volume::prune(&roots, force),
+        },
         Command::Container => Ok(crate::runtime::container::container_main()),
         Command::ProbeExec { pid, command } => commands::pod::probe_exec(pid, command),
         Command::Load { name, source } => commands::image::load(&roots, name.as_deref(), &source),

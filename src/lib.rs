@@ -21,6 +21,7 @@ pub mod seccomp;
 pub mod spec;
 pub mod sys;
 pub mod userns;
+pub mod volume;
 
 /// podman's convention: 125 means minipod itself failed, not a container.
 pub const EXIT_MINIPOD_ERROR: u8 = 125;

@@ -70,6 +70,11 @@ impl Roots {
     pub fn configmaps(&self) -> PathBuf {
         self.data.join("configmaps")
     }
+    /// Each pod's folder on the data root: writable layers, disk
+    /// emptyDirs, logs (`runtime::state::PodPaths`).
+    pub fn data_pods(&self) -> PathBuf {
+        self.data.join("pods")
+    }
     pub fn holder_pid(&self) -> PathBuf {
         self.run.join("holder.pid")
     }

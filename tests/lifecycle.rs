@@ -500,9 +500,9 @@ spec:
     );
     assert!(out.status.success(), "{}", stderr_of(&out));
     env.ok(["wait", "chatty"]);
-    let log = env.runroot.join("pods/chatty/logs/talk.log");
+    let log = env.root.join("pods/chatty/logs/talk.log");
     let size = std::fs::metadata(&log).unwrap().len();
-    let rotated = std::fs::metadata(env.runroot.join("pods/chatty/logs/talk.log.1"))
+    let rotated = std::fs::metadata(env.root.join("pods/chatty/logs/talk.log.1"))
         .unwrap()
         .len();
     assert!(size <= 200_000 && rotated <= 200_000, "{size} {rotated}");

@@ -345,7 +345,7 @@ spec:
         .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let log = env.runroot.join("pods/stopme/logs/polite.log");
+    let log = env.root.join("pods/stopme/logs/polite.log");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !std::fs::read_to_string(&log)
         .unwrap_or_default()
@@ -535,7 +535,7 @@ fn a_second_pod_of_the_same_name_is_refused() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let child = first.spawn().unwrap();
-    let log = env.runroot.join("pods/twice/logs/c.log");
+    let log = env.root.join("pods/twice/logs/c.log");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !std::fs::read_to_string(&log)
         .unwrap_or_default()

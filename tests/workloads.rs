@@ -383,8 +383,11 @@ fn old_api_versions_and_template_errors_name_their_place() {
     );
     let file = env.pod_file("claims", &claims);
     let err = env.fails(["run", file.to_str().unwrap()]);
+    // A template is a claim, checked as the API server checks one.
     assert!(
-        err.contains("spec.volumeClaimTemplates: not supported yet"),
+        err.contains(
+            "spec.volumeClaimTemplates[0].spec.resources.requests.storage: Required value"
+        ),
         "{err}"
     );
     assert!(env.holder_pid().is_none());
@@ -505,7 +508,7 @@ spec:
     image: docker.io/library/busybox:1.36
     ports: [{containerPort: abc}]
     volumeMounts: [{name: data, mountPath: /d}]
-  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+  volumes: [{name: data, nfs: {server: nas, path: /data}}]
 "#;
     let file = env.pod_file("bad", yaml);
     let err = env.fails(["run", "--dry-run", file.to_str().unwrap()]);
@@ -527,8 +530,7 @@ spec:
     );
     // The unsupported volume once, with what to do; never also "not found".
     assert!(
-        err.contains("spec.volumes[0].persistentVolumeClaim: not supported yet")
-            && err.contains("emptyDir"),
+        err.contains("spec.volumes[0].nfs: not supported yet") && err.contains("remove the field"),
         "{err}"
     );
     assert!(!err.contains("volumeMounts"), "{err}");

@@ -3,7 +3,8 @@
 //! commands (`load`, `import`, `pull`, `images`, `rmi`), `pod` the pod
 //! commands (`run`, `ps`, `logs`, `exec`, `stop`, `rm`, `inspect`, `wait`,
 //! `down`), `objects` the local store of ConfigMaps and Secrets (`secret` and
-//! `configmap` `create`, `ls`, `inspect`, `rm`). `cli` parses the command line and calls them; they call the
+//! `configmap` `create`, `ls`, `inspect`, `rm`), `volume` the named volumes
+//! (`ls`, `inspect`, `rm`, `prune`; those `run` makes and `down --volumes` removes). `cli` parses the command line and calls them; they call the
 //! mechanisms below (`runtime`, `image`, `userns`, `spec`), none of which
 //! calls back up here.
 
@@ -16,6 +17,7 @@ use crate::userns;
 pub mod image;
 pub mod objects;
 pub mod pod;
+pub mod volume;
 
 /// Joins the user namespace and opens the store; only call while the process
 /// is single-threaded.

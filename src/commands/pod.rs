@@ -270,6 +270,8 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
             remove_pod(roots, &pod.name, true, true)?;
         }
     }
+    super::volume::create_claimed(roots, &manifest, &sources)?;
+    state::sweep_orphaned_data(roots);
     let options = |source: &str, attached: bool| launch::RunOptions {
         exit_code_from: args.exit_code_from.clone(),
         detached: args.detach,
@@ -497,6 +499,25 @@ fn dry_run(
             }
         }
     }
+    for c in &manifest.claims {
+        if !crate::volume::exists(roots, &c.name) {
+            println!("would create volume {} ({})", c.name, c.created_by);
+        }
+    }
+    for p in manifest.pods() {
+        for v in &p.volumes {
+            if let crate::spec::VolumeKind::PersistentVolumeClaim { claim_name, .. } = &v.kind
+                && !manifest.claims.iter().any(|c| &c.name == claim_name)
+                && !crate::volume::exists(roots, claim_name)
+            {
+                println!(
+                    "would create volume {claim_name} (the claim of pod {}, which no document \
+                     names)",
+                    p.name
+                );
+            }
+        }
+    }
     for p in to_pull {
         let why = if p.present {
             "pull policy Always"
@@ -676,11 +697,12 @@ fn remove_pod(roots: &Roots, name: &str, force: bool, missing_ok: bool) -> Resul
     let Some(lock) = FileLock::try_acquire_removable(&paths.lock)? else {
         bail!("pod {name} was started again meanwhile");
     };
-    if paths.dir.exists() {
+    if paths.dir.exists() || paths.data_dir.exists() {
         // Writable layers hold files of the user namespace's other ids.
         userns::enter(roots)?;
-        std::fs::remove_dir_all(&paths.dir)
-            .with_context(|| format!("removing {}", paths.dir.display()))?;
+        paths
+            .remove_all()
+            .with_context(|| format!("removing pod {name}'s files"))?;
     }
     lock.release_and_remove(&paths.lock);
     Ok(true)
@@ -694,14 +716,24 @@ pub fn rm(roots: &Roots, pods: &[String], force: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn down(roots: &Roots, target: &str) -> Result<ExitCode> {
+/// `down`: stops and removes the pods of a file (or one pod); with
+/// `volumes`, also the volumes the file's claims made.
+pub fn down(roots: &Roots, target: &str, volumes: bool) -> Result<ExitCode> {
+    let mut claimed = Vec::new();
     let names = if std::path::Path::new(target).is_file() || target == "-" {
-        let pods = pods_from(roots, &read_input(target)?);
-        if pods.is_empty() {
+        let input = read_input(target)?;
+        if volumes {
+            claimed = super::volume::made_by(roots, input.path.as_deref(), &input.text);
+        }
+        let pods = pods_from(roots, &input);
+        if pods.is_empty() && claimed.is_empty() {
             bail!("no pod started from {target} is there; `minipod ps -a` lists the pods");
         }
         pods
     } else {
+        if volumes {
+            bail!("--volumes goes with a FILE: it removes the volumes that file's claims made");
+        }
         vec![target.to_string()]
     };
     // Every pod is asked to stop before any is waited for: they stop
@@ -723,6 +755,9 @@ pub fn down(roots: &Roots, target: &str) -> Result<ExitCode> {
     for name in &names {
         remove_pod(roots, name, true, names.len() > 1)?;
         println!("{name}");
+    }
+    for name in super::volume::remove(roots, &claimed)? {
+        println!("volume {name}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -791,6 +826,7 @@ pub fn ps(roots: &Roots, all: bool, format: &str) -> Result<ExitCode> {
                         "workload": st.owner,
                         "source": st.source,
                         "phase": phase,
+                        "reason": st.reason,
                         "message": message,
                         "podIP": st.pod_ip,
                         "created": st.created,
@@ -928,6 +964,7 @@ pub fn inspect(roots: &Roots, name: &str) -> Result<ExitCode> {
     pod["status"] = serde_json::json!({
         "phase": phase,
         "conditions": conditions,
+        "reason": st.reason,
         "message": message,
         "podIP": st.pod_ip,
         "podIPs": st.pod_ip.iter().map(|ip| serde_json::json!({"ip": ip})).collect::<Vec<_>>(),

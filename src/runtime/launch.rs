@@ -21,8 +21,8 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use super::contract::container::{ContainerConfig, Mount};
 use super::contract::fds::{FD_MINIPOD, FD_PLAN, FD_POD_LOCK, FD_REPORT};
-use super::contract::pause::{PauseConfig, Tmpfs};
-use super::contract::plan::{JobLimits, PLAN_VERSION, Role, SlotPlan, SupervisorPlan};
+use super::contract::pause::{ImageVolume, PauseConfig, Tmpfs};
+use super::contract::plan::{JobLimits, PLAN_VERSION, Role, SizeLimit, SlotPlan, SupervisorPlan};
 use super::contract::report::{self, Report};
 use super::etc_files;
 use super::logs;
@@ -39,6 +39,7 @@ use crate::spec::{DnsBase, PodPlan, Protocol, VolumeKind};
 use crate::sys::fs::pass_fds;
 use crate::sys::lock::FileLock;
 use crate::sys::time::now_rfc3339;
+use crate::volume;
 
 /// Kubernetes' /dev/shm size (as docker and containerd set it).
 const SHM_SIZE: u64 = 64 << 20;
@@ -113,12 +114,78 @@ fn set_up(
     let resolved = pod_config::resolve_config(&plan, &opts.objects, &facts)?;
     let prepared = prepare::containers(store, &plan, &resolved.env)?;
     prepare::check_host_paths(&plan)?;
+    let image_volumes = prepare::image_volumes(store, &plan)?;
+    check_claims(roots, &plan)?;
     let ports = portfwd::published(&host_ports(&plan)?)?;
 
     let mut files = PodFiles::create(roots, &plan)?;
-    let handoff = files.write(roots, &plan, prepared, ports, opts, resolved)?;
+    let worked_out = WorkedOut {
+        containers: prepared,
+        image_volumes,
+        ports,
+        resolved,
+    };
+    let handoff = files.write(roots, &plan, worked_out, opts)?;
     let plan_fd = handoff.to_memfd()?;
     Ok((supervisor, files, plan_fd, plan.name))
+}
+
+/// What `run` worked out for a pod before writing its files.
+struct WorkedOut {
+    containers: Vec<PreparedContainer>,
+    /// Each image volume's layers.
+    image_volumes: Vec<(String, Vec<PathBuf>)>,
+    ports: Vec<portfwd::Published>,
+    /// Its ConfigMaps', Secrets' and the downward API's values.
+    resolved: Resolved,
+}
+
+/// The named volumes the pod's claims mount: `run` made them.
+fn claims(plan: &PodPlan) -> Vec<String> {
+    let mut out: Vec<String> = plan
+        .volumes
+        .iter()
+        .filter_map(|v| match &v.kind {
+            VolumeKind::PersistentVolumeClaim { claim_name, .. } => Some(claim_name.clone()),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Each claim's volume is there (`run` made it; `volume rm` may have
+/// removed it since).
+fn check_claims(roots: &Roots, plan: &PodPlan) -> Result<()> {
+    for name in claims(plan) {
+        if !volume::exists(roots, &name) {
+            bail!(
+                "pod {}: volume {name} (its claim) does not exist; it was removed as the pod \
+                 started, run it again",
+                plan.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The disk emptyDirs with a sizeLimit, for the supervisor to watch.
+fn size_limits(paths: &PodPaths, plan: &PodPlan) -> Vec<SizeLimit> {
+    plan.volumes
+        .iter()
+        .filter_map(|v| match v.kind {
+            VolumeKind::EmptyDir {
+                memory: false,
+                size_limit_bytes: Some(limit_bytes),
+            } => Some(SizeLimit {
+                volume: v.name.clone(),
+                dir: paths.disk_volume(&v.name),
+                limit_bytes,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The hostPorts the pod's containers ask for, in the network's terms.
@@ -184,7 +251,7 @@ impl PodFiles {
                 plan.name
             )
         })?;
-        if paths.dir.exists() {
+        if paths.dir.exists() || paths.data_dir.exists() {
             let ended_detached = paths.read_state().is_ok_and(|s| s.detached);
             if ended_detached {
                 bail!(
@@ -194,8 +261,10 @@ impl PodFiles {
                 );
             }
             // Left by a foreground supervisor that was killed: its lock is
-            // free, so it is gone.
-            std::fs::remove_dir_all(&paths.dir)
+            // free, so it is gone. (Or only the data root's half is left:
+            // the run root, a tmpfs, went with a reboot.)
+            paths
+                .remove_all()
                 .with_context(|| format!("removing stale {}", paths.dir.display()))?;
         }
         std::fs::create_dir(&paths.dir)
@@ -212,11 +281,15 @@ impl PodFiles {
         &mut self,
         roots: &Roots,
         plan: &PodPlan,
-        prepared: Vec<PreparedContainer>,
-        ports: Vec<portfwd::Published>,
+        worked_out: WorkedOut,
         opts: &RunOptions,
-        resolved: Resolved,
     ) -> Result<SupervisorPlan> {
+        let WorkedOut {
+            containers: prepared,
+            image_volumes,
+            ports,
+            resolved,
+        } = worked_out;
         self.write_files(plan)?;
         let colour =
             !opts.detached && nix::unistd::isatty(std::io::stdout().as_fd()).unwrap_or(false);
@@ -239,7 +312,7 @@ impl PodFiles {
                 (false, _) => Role::App,
             };
             let prefix = prefix(&shown(&p.plan.name), width, i, colour);
-            slots.push(self.slot(plan, p, role, prefix)?);
+            slots.push(self.slot(roots, plan, p, role, prefix)?);
         }
         Ok(SupervisorPlan {
             version: PLAN_VERSION,
@@ -260,7 +333,15 @@ impl PodFiles {
             hostname: plan.hostname.clone(),
             host_aliases: plan.host_aliases.clone(),
             host_network: plan.host_network,
-            pause: self.pause_config(plan, &resolved.volumes),
+            pause: self.pause_config(plan, &resolved.volumes, &image_volumes),
+            volume_locks: claims(plan)
+                .into_iter()
+                .map(|name| {
+                    let lock = volume::lock_path(roots, &name);
+                    (name, lock)
+                })
+                .collect(),
+            size_limits: size_limits(&self.paths, plan),
             ports,
             log_max_bytes: log_max_bytes(),
             state: PodState {
@@ -284,6 +365,8 @@ impl PodFiles {
                 source: opts.source.clone(),
                 events: Vec::new(),
                 uid: resolved.uid,
+                reason: None,
+                volumes: claims(plan),
             },
             slots,
         })
@@ -322,26 +405,39 @@ impl PodFiles {
             std::fs::create_dir_all(self.paths.volume(name))?;
         }
         for v in &plan.volumes {
-            if let VolumeKind::EmptyDir { .. } = v.kind {
-                let dir = self.paths.volume(&v.name);
-                std::fs::create_dir_all(&dir)?;
-                // Kubernetes' emptyDir is world-writable, so any user of the pod can use it.
-                let mut mode = 0o777;
-                if let Some(group) = plan.security.fs_group {
-                    std::os::unix::fs::chown(&dir, None, Some(group)).with_context(|| {
-                        format!("giving emptyDir {} to fsGroup {group}", v.name)
-                    })?;
-                    mode = crate::spec::security::fs_group_mode(mode, true, false);
+            let dir = match v.kind {
+                // A mount point for the pause's tmpfs.
+                VolumeKind::EmptyDir { memory: true, .. } => self.paths.volume(&v.name),
+                VolumeKind::EmptyDir { memory: false, .. } => self.paths.disk_volume(&v.name),
+                VolumeKind::Image { .. } => {
+                    // Its mount point, and the empty bottom layer of its overlay.
+                    std::fs::create_dir_all(self.paths.image_volume(&v.name))?;
+                    std::fs::create_dir_all(self.paths.empty_layer())?;
+                    continue;
                 }
-                std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+                _ => continue,
+            };
+            std::fs::create_dir_all(&dir)?;
+            // Kubernetes' emptyDir is world-writable, so any user of the pod can use it.
+            let mut mode = 0o777;
+            if let Some(group) = plan.security.fs_group {
+                std::os::unix::fs::chown(&dir, None, Some(group))
+                    .with_context(|| format!("giving emptyDir {} to fsGroup {group}", v.name))?;
+                mode = crate::spec::security::fs_group_mode(mode, true, false);
             }
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         }
         Ok(())
     }
 
     /// The pause's config but for what the supervisor fills in once it
     /// runs: its pid, the network, hostPort serving.
-    fn pause_config(&self, plan: &PodPlan, volumes: &[(String, Vec<VolumeFile>)]) -> PauseConfig {
+    fn pause_config(
+        &self,
+        plan: &PodPlan,
+        volumes: &[(String, Vec<VolumeFile>)],
+        image_volumes: &[(String, Vec<PathBuf>)],
+    ) -> PauseConfig {
         let mut tmpfs = vec![Tmpfs {
             dir: self.paths.shm(),
             size_bytes: Some(SHM_SIZE),
@@ -367,6 +463,14 @@ impl PodFiles {
             host_ipc: plan.host_ipc,
             parent: 0,
             tmpfs,
+            image_volumes: image_volumes
+                .iter()
+                .map(|(name, layers)| ImageVolume {
+                    dir: self.paths.image_volume(name),
+                    layers: layers.clone(),
+                    empty: self.paths.empty_layer(),
+                })
+                .collect(),
             pod_dir: self.paths.dir.clone(),
             network: None,
             serve_sockets: false,
@@ -377,6 +481,7 @@ impl PodFiles {
 
     fn slot(
         &self,
+        roots: &Roots,
         plan: &PodPlan,
         p: PreparedContainer,
         role: Role,
@@ -404,7 +509,7 @@ impl PodFiles {
         };
         Ok(SlotPlan {
             role,
-            config: self.container_config(plan, &p)?,
+            config: self.container_config(roots, plan, &p)?,
             stop_signal,
             log: self.paths.log(&name),
             prefix,
@@ -415,7 +520,12 @@ impl PodFiles {
         })
     }
 
-    fn container_config(&self, plan: &PodPlan, p: &PreparedContainer) -> Result<ContainerConfig> {
+    fn container_config(
+        &self,
+        roots: &Roots,
+        plan: &PodPlan,
+        p: &PreparedContainer,
+    ) -> Result<ContainerConfig> {
         let [upper, work] = self.paths.writable_layer(&p.plan.name);
         let rootfs = self.paths.container_rootfs(&p.plan.name);
         for d in [&upper, &work, &rootfs] {
@@ -434,29 +544,29 @@ impl PodFiles {
                         m.volume
                     )
                 })?;
-            let base = match &volume.kind {
-                VolumeKind::EmptyDir { .. } => self.paths.volume(&volume.name),
-                VolumeKind::HostPath { path, .. } => PathBuf::from(path),
-                VolumeKind::Config(_) => {
-                    // Always read-only, as kubelet mounts them; a subPath
-                    // resolves inside the pause's tmpfs (through the
-                    // volume's own symlinks) when the container mounts it.
-                    let dir = self.paths.volume(&volume.name);
-                    mounts.push(Mount {
-                        destination: m.mount_path.clone(),
-                        source: match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
-                            Some(sub) => dir.join(sub),
-                            None => dir,
-                        },
-                        read_only: true,
-                    });
-                    continue;
+            // (folder, read-only whatever the mount says, subPath created)
+            let (base, read_only, create) = match &volume.kind {
+                VolumeKind::EmptyDir { memory: true, .. } => {
+                    (self.paths.volume(&volume.name), false, true)
                 }
+                VolumeKind::EmptyDir { memory: false, .. } => {
+                    (self.paths.disk_volume(&volume.name), false, true)
+                }
+                VolumeKind::HostPath { path, .. } => (PathBuf::from(path), false, true),
+                VolumeKind::PersistentVolumeClaim {
+                    claim_name,
+                    read_only,
+                } => (volume::data_dir(roots, claim_name), *read_only, true),
+                VolumeKind::Image { .. } => (self.paths.image_volume(&volume.name), true, false),
+                // Always read-only, as kubelet mounts them; a subPath
+                // resolves inside the pause's tmpfs (through the volume's
+                // own symlinks) when the container mounts it.
+                VolumeKind::Config(_) => (self.paths.volume(&volume.name), true, false),
             };
             mounts.push(Mount {
                 destination: m.mount_path.clone(),
-                source: prepare::mount_source(&base, m.sub_path.as_deref())?,
-                read_only: m.read_only,
+                source: prepare::mount_source(&base, m.sub_path.as_deref(), create)?,
+                read_only: m.read_only || read_only,
             });
         }
         Ok(ContainerConfig {
@@ -494,7 +604,7 @@ impl Drop for PodFiles {
     fn drop(&mut self) {
         // Still ours: the pod never reached a supervisor.
         if let Some(lock) = self.lock.take() {
-            let _ = std::fs::remove_dir_all(&self.paths.dir);
+            let _ = self.paths.remove_all();
             lock.release_and_remove(&self.paths.lock);
         }
     }

@@ -150,6 +150,17 @@ fn setup(args: &PauseConfig, program: &OwnedFd) -> Result<Option<i32>> {
     for v in &args.config_volumes {
         super::config_volumes::populate(v)?;
     }
+    for v in &args.image_volumes {
+        let options = v.options().map_err(|e| anyhow::anyhow!("{e}"))?;
+        mount(
+            Some("overlay"),
+            &v.dir,
+            Some("overlay"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(options.as_str()),
+        )
+        .with_context(|| format!("mounting an image volume on {}", v.dir.display()))?;
+    }
     if !args.share_pid {
         return Ok(None);
     }

@@ -198,6 +198,7 @@ mod tests {
             serve_sockets: false,
             host_ipc: false,
             sysctls: Vec::new(),
+            image_volumes: Vec::new(),
             config_volumes: for_pause(&files, |n| PathBuf::from(format!("/run/p/volumes/{n}"))),
         }
     }

@@ -53,16 +53,29 @@ pub fn images_to_pull_for<'a>(
     use spec::PullPolicy::*;
     // Each image once; Always wins when containers share an image.
     let mut wanted: BTreeMap<String, (Reference, spec::PullPolicy, String)> = BTreeMap::new();
-    let containers = pods
-        .into_iter()
-        .flat_map(|p| p.init_containers.iter().chain(&p.containers));
-    for c in containers {
-        let reference =
-            Reference::parse(&c.image).with_context(|| format!("container {:?}", c.name))?;
-        let p = policy.unwrap_or(c.pull_policy);
+    // Containers' images, and image volumes' (named `volume NAME`).
+    let images = pods.into_iter().flat_map(|p| {
+        let containers = p.init_containers.iter().chain(&p.containers);
+        containers
+            .map(|c| (c.name.clone(), c.image.as_str(), c.pull_policy))
+            .chain(p.volumes.iter().filter_map(|v| match &v.kind {
+                VolumeKind::Image {
+                    reference,
+                    pull_policy,
+                } => Some((
+                    format!("volume {}", v.name),
+                    reference.as_str(),
+                    *pull_policy,
+                )),
+                _ => None,
+            }))
+    });
+    for (user, image, pull_policy) in images {
+        let reference = Reference::parse(image).with_context(|| format!("container {user:?}"))?;
+        let p = policy.unwrap_or(pull_policy);
         let e = wanted
             .entry(reference.to_string())
-            .or_insert((reference, p, c.name.clone()));
+            .or_insert((reference, p, user));
         if p == Always {
             e.1 = Always;
         }
@@ -161,11 +174,17 @@ pub fn add_pull_secrets<'a>(
         if creds.is_empty() {
             continue;
         }
+        // Its containers' images and its image volumes'.
         let images: Vec<String> = pod
             .init_containers
             .iter()
             .chain(&pod.containers)
-            .filter_map(|c| Reference::parse(&c.image).ok())
+            .map(|c| c.image.as_str())
+            .chain(pod.volumes.iter().filter_map(|v| match &v.kind {
+                VolumeKind::Image { reference, .. } => Some(reference.as_str()),
+                _ => None,
+            }))
+            .filter_map(|image| Reference::parse(image).ok())
             .map(|r| r.to_string())
             .collect();
         for p in list.iter_mut() {
@@ -291,6 +310,30 @@ pub fn containers(
     }
     if !errors.is_empty() {
         bail!("{}", errors.join("\n"));
+    }
+    Ok(out)
+}
+
+/// The layers of each image volume of `plan` (name, layers bottom first).
+pub fn image_volumes(store: &Store, plan: &PodPlan) -> Result<Vec<(String, Vec<PathBuf>)>> {
+    let mut out = Vec::new();
+    for v in &plan.volumes {
+        let VolumeKind::Image { reference, .. } = &v.kind else {
+            continue;
+        };
+        let (name, record) = store
+            .lookup(reference)?
+            .ok_or_else(|| anyhow!("{}", not_in_store(&format!("volume {}", v.name), reference)))?;
+        let layers = record
+            .layers
+            .iter()
+            .map(|d| {
+                store
+                    .layer_dir(d)
+                    .ok_or_else(|| anyhow!("image {name}: bad layer digest {d}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.push((v.name.clone(), layers));
     }
     Ok(out)
 }
@@ -504,13 +547,14 @@ pub fn check_host_paths(plan: &PodPlan) -> Result<()> {
 }
 
 /// The source of a volume mount on the host side: the volume's directory
-/// (with `subPath` appended, created if missing as kubelet does).
-pub fn mount_source(volume_dir: &Path, sub_path: Option<&str>) -> Result<PathBuf> {
+/// (with `subPath` appended, created if missing as kubelet does when
+/// `create`; an image volume's exists only once the pause mounted it).
+pub fn mount_source(volume_dir: &Path, sub_path: Option<&str>, create: bool) -> Result<PathBuf> {
     let Some(sub) = sub_path.filter(|s| !s.is_empty()) else {
         return Ok(volume_dir.to_path_buf());
     };
     let p = volume_dir.join(sub);
-    if !p.exists() {
+    if create && !p.exists() {
         std::fs::create_dir_all(&p).with_context(|| format!("creating subPath {}", p.display()))?;
     }
     Ok(p)

@@ -65,6 +65,14 @@ pub struct PodState {
     /// written before it).
     #[serde(default)]
     pub uid: String,
+    /// Kubelet's one-word reason for the pod's phase (`Evicted`), when it
+    /// has one.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The named volumes (claims) the pod mounts: `volume rm` names the
+    /// pods that use one.
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 /// A version 4 UUID from 16 random bytes, as the API server gives a pod.
@@ -167,38 +175,50 @@ impl ContainerState {
     }
 }
 
-/// The files of one pod under the run root: every path of a pod comes
+/// The files of one pod: small state under the run root (often a tmpfs in
+/// memory), what grows on the data root's disk. Every path of a pod comes
 /// from here.
 ///
 /// ```text
+/// run root:
 /// pods/NAME/            dir
 ///   state.json          what `ps` and `inspect` read (the supervisor's)
 ///   pod.yaml            the YAML as given
 ///   etc/                hosts, hostname, resolv.conf
-///   logs/C.log          each container's output
-///   containers/C/       upper, work (its writable layer); rootfs
-///   volumes/V/          emptyDirs
+///   containers/C/       probe outputs; rootfs (a mount point)
+///   volumes/V/          memory emptyDirs (tmpfs the pause mounts)
+///   image-volumes/V/    image volumes (read-only overlays the pause mounts)
 ///   shm/                the pod's /dev/shm (a tmpfs the pause mounts)
 /// pod-locks/NAME        lock: held by the supervisor for the pod's life
 /// ctl/HASH.sock         control socket (`minipod stop`, `exec`)
+/// data root:
+/// pods/NAME/            data_dir
+///   logs/C.log          each container's output
+///   containers/C/       upper, work (its writable layer)
+///   volumes/V/          disk emptyDirs
 /// ```
 #[derive(Debug, Clone)]
 pub struct PodPaths {
     pub dir: PathBuf,
+    /// The pod's folder on the data root: what may grow large.
+    pub data_dir: PathBuf,
     pub lock: PathBuf,
     control_socket: PathBuf,
 }
 
 /// The folders of a pod's directory, made when the pod is created.
-const SUBDIRS: [&str; 5] = ["etc", "logs", "containers", "volumes", "shm"];
+const SUBDIRS: [&str; 5] = ["etc", "containers", "volumes", "image-volumes", "shm"];
+/// Its folders on the data root.
+const DATA_SUBDIRS: [&str; 3] = ["logs", "containers", "volumes"];
 /// What an exited pod no longer needs: containers' writable layers and the
-/// pod's scratch volumes (logs, state and the YAML stay).
-const RUNTIME_DIRS: [&str; 3] = ["containers", "volumes", "shm"];
+/// pod's scratch volumes (logs, state and the YAML stay), in both roots.
+const RUNTIME_DIRS: [&str; 4] = ["containers", "volumes", "image-volumes", "shm"];
 
 impl PodPaths {
     pub fn new(roots: &Roots, name: &str) -> PodPaths {
         PodPaths {
             dir: roots.pods().join(name),
+            data_dir: roots.data_pods().join(name),
             // Not `<name>.lock` beside the directory: a name may have 253
             // characters, and a file name 255.
             lock: roots.run.join("pod-locks").join(name),
@@ -220,7 +240,7 @@ impl PodPaths {
         self.dir.join("pod.yaml")
     }
     pub fn log(&self, container: &str) -> PathBuf {
-        self.dir.join("logs").join(format!("{container}.log"))
+        self.data_dir.join("logs").join(format!("{container}.log"))
     }
     /// A file the pod's containers see under /etc (hosts, resolv.conf …).
     pub fn etc(&self, file: &str) -> PathBuf {
@@ -229,13 +249,27 @@ impl PodPaths {
     pub fn shm(&self) -> PathBuf {
         self.dir.join("shm")
     }
+    /// A volume in memory: a `medium: Memory` emptyDir's tmpfs (under the
+    /// run root, as is anything that must not reach a disk).
     pub fn volume(&self, name: &str) -> PathBuf {
         self.dir.join("volumes").join(name)
+    }
+    /// A disk emptyDir, on the data root's filesystem.
+    pub fn disk_volume(&self, name: &str) -> PathBuf {
+        self.data_dir.join("volumes").join(name)
+    }
+    /// Where the pause mounts an image volume.
+    pub fn image_volume(&self, name: &str) -> PathBuf {
+        self.dir.join("image-volumes").join(name)
+    }
+    /// The empty bottom layer of image volumes' overlays (no volume has
+    /// this name: volume names are DNS labels).
+    pub fn empty_layer(&self) -> PathBuf {
+        self.dir.join("image-volumes").join(".empty")
     }
     pub fn container_dir(&self, container: &str) -> PathBuf {
         self.dir.join("containers").join(container)
     }
-    /// What `minipod __container` reads.
     /// The output of a container's last exec probe or hook of one kind
     /// (`what`: `Liveness`, `PostStart`, …).
     pub fn probe_output(&self, container: &str, what: &str) -> PathBuf {
@@ -244,7 +278,7 @@ impl PodPaths {
     }
     /// A container's writable layer: overlayfs's upper and work dirs.
     pub fn writable_layer(&self, container: &str) -> [PathBuf; 2] {
-        let dir = self.container_dir(container);
+        let dir = self.data_dir.join("containers").join(container);
         [dir.join("upper"), dir.join("work")]
     }
     /// Where a container's overlay is mounted.
@@ -252,17 +286,40 @@ impl PodPaths {
         self.container_dir(container).join("rootfs")
     }
 
-    /// Makes the pod's folders (its directory exists).
-    pub fn create_subdirs(&self) -> std::io::Result<()> {
-        SUBDIRS
-            .iter()
-            .try_for_each(|d| std::fs::create_dir_all(self.dir.join(d)))
+    /// Makes the pod's folders (its directory exists) and its folder on
+    /// the data root.
+    pub fn create_subdirs(&self) -> Result<()> {
+        if let Some(parent) = self.data_dir.parent() {
+            crate::sys::fs::create_private_dir(parent)?;
+        }
+        for d in SUBDIRS {
+            std::fs::create_dir_all(self.dir.join(d))?;
+        }
+        for d in DATA_SUBDIRS {
+            let dir = self.data_dir.join(d);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        Ok(())
     }
 
     /// Removes what an exited pod no longer needs (see RUNTIME_DIRS).
     pub fn remove_runtime_dirs(&self) {
         for d in RUNTIME_DIRS {
             let _ = std::fs::remove_dir_all(self.dir.join(d));
+            let _ = std::fs::remove_dir_all(self.data_dir.join(d));
+        }
+    }
+
+    /// Removes the pod's folders in both roots (inside the user namespace:
+    /// writable layers hold files of its other ids).
+    pub fn remove_all(&self) -> std::io::Result<()> {
+        let data = match std::fs::remove_dir_all(&self.data_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => data,
         }
     }
 
@@ -324,6 +381,29 @@ pub fn list_pods(roots: &Roots) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// Removes the data root's folders of pods that have no folder in the run
+/// root any more (it is often a tmpfs, emptied by a reboot): writable
+/// layers and logs nothing else would remove. A pod being created holds
+/// its lock, so it is left alone. Call inside the user namespace.
+pub fn sweep_orphaned_data(roots: &Roots) {
+    let Ok(dir) = std::fs::read_dir(roots.data_pods()) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let paths = PodPaths::new(roots, &name);
+        if paths.dir.exists() {
+            continue;
+        }
+        if let Ok(Some(lock)) = FileLock::try_acquire_removable(&paths.lock) {
+            if !paths.dir.exists() {
+                let _ = paths.remove_all();
+            }
+            lock.release_and_remove(&paths.lock);
+        }
+    }
 }
 
 /// The pod named `name`, or a clear error.
@@ -494,9 +574,27 @@ mod tests {
     fn paths_in(dir: &Path) -> PodPaths {
         PodPaths {
             dir: dir.to_path_buf(),
+            data_dir: dir.join("data"),
             lock: dir.join("lock"),
             control_socket: dir.join("ctl.sock"),
         }
+    }
+
+    #[test]
+    fn data_folders_whose_run_root_folder_is_gone_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = Roots::under(dir.path());
+        for name in ["gone", "here"] {
+            let paths = PodPaths::new(&roots, name);
+            std::fs::create_dir_all(&paths.dir).unwrap();
+            paths.create_subdirs().unwrap();
+            std::fs::write(paths.log("c"), "x").unwrap();
+        }
+        std::fs::remove_dir_all(PodPaths::new(&roots, "gone").dir).unwrap();
+        sweep_orphaned_data(&roots);
+        assert!(!PodPaths::new(&roots, "gone").data_dir.exists());
+        assert!(PodPaths::new(&roots, "here").log("c").is_file());
+        assert!(!PodPaths::new(&roots, "gone").lock.exists());
     }
 
     #[test]

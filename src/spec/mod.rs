@@ -11,6 +11,7 @@
 //! - [`quantity`] parses resource quantities.
 
 mod annotations;
+pub mod claims;
 pub mod config;
 pub mod expand;
 pub mod names;
@@ -99,6 +100,9 @@ pub struct Manifest {
     pub notes: Vec<String>,
     /// The ConfigMap and Secret documents, in file order.
     pub objects: objects::ConfigObjects,
+    /// The volumes its claims make: PersistentVolumeClaim documents, then
+    /// StatefulSets' templates, in file order.
+    pub claims: Vec<claims::ClaimPlan>,
 }
 
 /// The pods one workload (or one bare Pod) runs.
@@ -112,6 +116,8 @@ pub struct WorkloadPlan {
     pub pods: Vec<PodPlan>,
     /// The line its document starts at.
     pub line: usize,
+    /// A StatefulSet's claims, one per template and pod.
+    pub claims: Vec<claims::ClaimPlan>,
 }
 
 impl Manifest {
@@ -180,6 +186,23 @@ impl Manifest {
         self.warnings.extend(other.warnings);
         self.notes.extend(other.notes);
         self.objects.extend(other.objects.iter().cloned());
+        for c in other.claims {
+            let document =
+                |c: &claims::ClaimPlan| c.created_by.starts_with("PersistentVolumeClaim/");
+            if let Some(first) = self.claims.iter().find(|f| f.name == c.name) {
+                // A StatefulSet uses the claim of its pod's name that
+                // exists, as its controller does; two documents clash.
+                if !(document(first) && document(&c)) {
+                    continue;
+                }
+                return Err(format!(
+                    "{}:{}: a second claim of volume {} (the first is {}, in {}); names must be \
+                     unique",
+                    c.source, c.line, c.name, first.created_by, first.source
+                ));
+            }
+            self.claims.push(c);
+        }
         Ok(())
     }
 }
@@ -189,6 +212,8 @@ enum DocKind {
     Pod,
     ConfigMap,
     Secret,
+    /// A PersistentVolumeClaim: a named volume.
+    Claim,
     Workload(workload::WorkloadKind),
     /// Read and named in one warning (Service, RBAC, …).
     NotActedOn,
@@ -199,6 +224,7 @@ fn doc_kind(kind: &str) -> Option<DocKind> {
         "Pod" => DocKind::Pod,
         "ConfigMap" => DocKind::ConfigMap,
         "Secret" => DocKind::Secret,
+        "PersistentVolumeClaim" => DocKind::Claim,
         k if workload::NOT_ACTED_ON.contains(&k) => DocKind::NotActedOn,
         k => DocKind::Workload(workload::WorkloadKind::parse(k)?),
     })
@@ -419,6 +445,7 @@ pub fn manifest_with(
                     order: workload::StartOrder::Parallel,
                     pods: vec![plan],
                     line: tree.line,
+                    claims: Vec::new(),
                 });
             }
             DocKind::Workload(wk) => {
@@ -454,12 +481,41 @@ pub fn manifest_with(
                     }
                     match workload_plan(wk, &doc, tree, &pos, source_name, random) {
                         Ok(w) => {
+                            manifest.claims.extend(w.claims.iter().cloned());
                             if w.pods.is_empty() {
                                 manifest
                                     .warnings
                                     .push(format!("{}: replicas is 0: nothing to run", w.owner));
                             }
                             manifest.workloads.push(w);
+                        }
+                        Err(mut errs) => errors.append(&mut errs),
+                    }
+                }
+            }
+            DocKind::Claim => {
+                let typed = typed_json::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(
+                    de, &pos, known,
+                );
+                errors.extend(typed.errors);
+                if let Some(doc) = typed.value {
+                    match claim_plan(&doc, &pos, source_name, tree.line) {
+                        Ok((claim, warning)) => {
+                            if let Some(first) =
+                                manifest.claims.iter().find(|c| c.name == claim.name)
+                            {
+                                errors.push(at(
+                                    "metadata.name",
+                                    format!(
+                                        "a second PersistentVolumeClaim named \"{}\" (the first \
+                                         is at {}:{}); names must be unique",
+                                        claim.name, first.source, first.line
+                                    ),
+                                ));
+                            } else {
+                                manifest.claims.push(claim);
+                            }
+                            manifest.warnings.extend(warning);
                         }
                         Err(mut errs) => errors.append(&mut errs),
                     }
@@ -705,6 +761,11 @@ fn workload_plan(
     let template_pos = template_node.map(|n| n.positions()).unwrap_or_default();
     let mut warned = own.warned;
     let mut pods = Vec::new();
+    let templates = claims::templates(doc);
+    for (path, message) in claims::check_templates(doc) {
+        errors.push(err_at(&path, message));
+    }
+    let mut workload_claims = Vec::new();
     for (i, identity) in expansion.pods.iter().enumerate() {
         let mut labels = template_labels.clone();
         labels.extend(identity.labels.clone());
@@ -719,6 +780,21 @@ fn workload_plan(
         pod_json["metadata"]["labels"] = serde_json::json!(labels);
         if let Some(hostname) = &identity.hostname {
             pod_json["spec"]["hostname"] = serde_json::json!(hostname);
+        }
+        // A StatefulSet's pod mounts its own claim of each template.
+        claims::add_template_volumes(&mut pod_json, &templates, &identity.name);
+        for (t, (template, json)) in templates.iter().enumerate() {
+            workload_claims.push(claims::ClaimPlan {
+                name: claims::template_claim_name(template, &identity.name),
+                namespace: namespace.clone(),
+                created_by: format!("{owner} (volumeClaimTemplates {template})"),
+                requested_storage: json.get("spec").and_then(claims::requested_storage),
+                labels: claims::labels(json.get("metadata").unwrap_or(&serde_json::Value::Null)),
+                source: source_name.to_string(),
+                line: pos
+                    .line(&format!("spec.volumeClaimTemplates[{t}]"))
+                    .unwrap_or(tree.line),
+            });
         }
         let pod: Pod = match serde_json::from_value(pod_json) {
             Ok(p) => p,
@@ -791,6 +867,7 @@ fn workload_plan(
         order: expansion.order,
         pods,
         line: tree.line,
+        claims: workload_claims,
     })
 }
 
@@ -838,6 +915,70 @@ fn pod_plan(
     plan.owner = source.owner.clone();
     plan.manifest = json.to_string();
     (plan, errors, verdict.warned)
+}
+
+/// A PersistentVolumeClaim document's claim and the warning for its
+/// fields that mean nothing here, or its errors.
+fn claim_plan(
+    doc: &serde_json::Value,
+    pos: &Positions,
+    source_name: &str,
+    line: usize,
+) -> Result<(claims::ClaimPlan, Option<String>), Vec<SpecError>> {
+    let err_at = |path: &str, message: String| SpecError {
+        line: pos.line(path),
+        column: None,
+        path: path.to_string(),
+        message,
+    };
+    let mut errors = Vec::new();
+    let name = doc["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if name.is_empty() {
+        errors.push(err_at(
+            "metadata.name",
+            "Required value: give the claim a name, the claimName pods use".into(),
+        ));
+    } else if let Some(why) = names::dns1123_subdomain(&name) {
+        errors.push(err_at("metadata.name", names::invalid(&name, &why)));
+    }
+    let mut own = doc.clone();
+    if let Some(map) = own.as_object_mut() {
+        map.remove("status");
+    }
+    let verdict =
+        support::check_fields_in(&own, &[claims::CLAIM_FIELDS, support::SUPPORTED_FIELDS]);
+    errors.extend(refusals(&verdict.unsupported, pos, <[yaml::Seg]>::to_vec));
+    let spec = doc.get("spec").cloned().unwrap_or(serde_json::Value::Null);
+    for (path, message) in claims::check_claim_spec(&spec, "spec") {
+        errors.push(SpecError {
+            // A missing field: its nearest parent's line.
+            line: pos.line(&path).or(Some(line)),
+            column: None,
+            path,
+            message,
+        });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let warning = warned_fields(&format!("PersistentVolumeClaim {name}"), &verdict.warned);
+    Ok((
+        claims::ClaimPlan {
+            requested_storage: claims::requested_storage(&spec),
+            labels: claims::labels(&doc["metadata"]),
+            created_by: format!("PersistentVolumeClaim/{name}"),
+            namespace: doc_namespace(
+                &serde_json::from_value(doc["metadata"].clone()).unwrap_or_default(),
+            ),
+            name,
+            source: source_name.to_string(),
+            line,
+        },
+        warning,
+    ))
 }
 
 /// The errors for fields the tables do not cover, each at `place(path)`

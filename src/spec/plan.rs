@@ -187,6 +187,15 @@ pub enum VolumeKind {
     /// `configMap`, `secret`, `downwardAPI` or `projected`: files on a
     /// tmpfs of the pod, mounted read-only.
     Config(super::config::ConfigVolume),
+    /// `persistentVolumeClaim`: the named volume `claim_name` under the
+    /// data root (`crate::volume`), made by a PersistentVolumeClaim
+    /// document, a StatefulSet's template, or on first use.
+    PersistentVolumeClaim { claim_name: String, read_only: bool },
+    /// `image`: the image's layers, read-only.
+    Image {
+        reference: String,
+        pull_policy: PullPolicy,
+    },
 }
 
 /// `hostPath.type`: what to check (or create) before mounting.

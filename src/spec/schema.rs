@@ -24,6 +24,14 @@ pub fn known_fields(kind: &str, parent: &str) -> Option<&'static [&'static str]>
     match kind {
         "ConfigMap" if parent.is_empty() => return Some(fields_of::<core::ConfigMap>()),
         "Secret" if parent.is_empty() => return Some(fields_of::<core::Secret>()),
+        "PersistentVolumeClaim" => {
+            return Some(match parent {
+                "" => fields_of::<core::PersistentVolumeClaim>(),
+                "spec" => fields_of::<core::PersistentVolumeClaimSpec>(),
+                "spec.resources" => fields_of::<core::VolumeResourceRequirements>(),
+                _ => return None,
+            });
+        }
         "Pod" => {}
         _ => return None,
     }
@@ -54,6 +62,10 @@ pub fn known_fields(kind: &str, parent: &str) -> Option<&'static [&'static str]>
         "spec.volumes[].hostPath" => fields_of::<core::HostPathVolumeSource>(),
         "spec.volumes[].configMap" => fields_of::<core::ConfigMapVolumeSource>(),
         "spec.volumes[].secret" => fields_of::<core::SecretVolumeSource>(),
+        "spec.volumes[].persistentVolumeClaim" => {
+            fields_of::<core::PersistentVolumeClaimVolumeSource>()
+        }
+        "spec.volumes[].image" => fields_of::<core::ImageVolumeSource>(),
         "spec.dnsConfig" => fields_of::<core::PodDNSConfig>(),
         "spec.dnsConfig.options[]" => fields_of::<core::PodDNSConfigOption>(),
         "spec.hostAliases[]" => fields_of::<core::HostAlias>(),

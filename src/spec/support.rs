@@ -61,7 +61,7 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     row(
         "kind",
         Yes,
-        "`Pod`, a workload kind, `ConfigMap` or `Secret` (see *Kinds*)",
+        "`Pod`, a workload kind, `ConfigMap`, `Secret` or `PersistentVolumeClaim` (see *Kinds*)",
     ),
     row("metadata.name", Yes, "required; a DNS-1123 subdomain"),
     row(
@@ -740,6 +740,22 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         "`items`, as in a downwardAPI volume",
     ),
     row(
+        "spec.volumes[].persistentVolumeClaim.claimName",
+        Yes,
+        "the named volume (`minipod volume`), made by a PersistentVolumeClaim document or on first use",
+    ),
+    row("spec.volumes[].persistentVolumeClaim.readOnly", Yes, ""),
+    row(
+        "spec.volumes[].image.reference",
+        Yes,
+        "the image's layers, mounted read-only; pulled as a container's image is",
+    ),
+    row(
+        "spec.volumes[].image.pullPolicy",
+        Yes,
+        "default as a container's imagePullPolicy",
+    ),
+    row(
         "spec.automountServiceAccountToken",
         OnlyValue("false"),
         "there is no service account: minipod never mounts a token, which is what `false` asks for",
@@ -772,23 +788,19 @@ pub const REFUSAL_ADVICE: &[(&str, &str)] = &[
          Secret (`minipod secret create NAME --from-file tls.crt=FILE --from-file \
          tls.key=FILE`) and project that",
     ),
-    ("spec.volumes[].persistentVolumeClaim", OTHER_VOLUMES),
+    ("spec.volumes[]", OTHER_VOLUMES),
     ("spec.containers[].securityContext", SECURITY),
     ("spec.securityContext", SECURITY),
     (
         "spec.containers[].lifecycle",
         "remove it; the image's STOPSIGNAL (else SIGTERM) stops the container",
     ),
-    (
-        "spec.volumeClaimTemplates",
-        "persistent volumes are planned (issue 14); for now give the template an emptyDir \
-         or hostPath volume of the same name",
-    ),
 ];
 
 /// The advice for a refused field that has no better one.
 pub const REMOVE_IT: &str = "remove the field to run this pod";
-const OTHER_VOLUMES: &str = "use an emptyDir or hostPath volume for now";
+const OTHER_VOLUMES: &str =
+    "use an emptyDir, hostPath, persistentVolumeClaim, configMap or secret volume instead";
 const SECURITY: &str =
     "remove it; minipod's containers run in a user namespace without the host's privileges";
 
@@ -1084,11 +1096,9 @@ mod tests {
             refusal_advice("spec.containers[].securityContextual"),
             REMOVE_IT
         );
-        assert_eq!(
-            refusal_advice("spec.volumes[].persistentVolumeClaim"),
-            OTHER_VOLUMES
-        );
-        assert_eq!(refusal_advice("spec.volumes[].secretive"), REMOVE_IT);
+        assert_eq!(refusal_advice("spec.volumes[].nfs"), OTHER_VOLUMES);
+        assert_eq!(refusal_advice("spec.volumes[].secretive"), OTHER_VOLUMES);
+        assert_eq!(refusal_advice("spec.volumesque"), REMOVE_IT);
         assert_eq!(refusal_advice("spec.os"), REMOVE_IT);
         assert!(
             refusal_advice("spec.volumes[].projected.sources[].serviceAccountToken")
@@ -1097,7 +1107,8 @@ mod tests {
         let md = supported_fields_markdown();
         assert!(
             md.contains(
-                "- `spec.volumes[].persistentVolumeClaim`: use an emptyDir or hostPath volume for now\n"
+                "- `spec.volumes[]`: use an emptyDir, hostPath, persistentVolumeClaim, configMap or \
+                 secret volume instead\n"
             ),
             "{md}"
         );
@@ -1128,6 +1139,10 @@ mod readme {
             (
                 "workload-fields",
                 crate::spec::workload::workload_fields_markdown(),
+            ),
+            (
+                "claim-fields",
+                super::rows_markdown(crate::spec::claims::CLAIM_FIELDS),
             ),
         ];
         let update = std::env::var_os("UPDATE_README").is_some();

@@ -845,11 +845,11 @@ mod messages {
     fn a_volume_of_an_unsupported_type_is_reported_once_not_also_as_not_found() {
         let text = pod(
             "    volumeMounts: [{name: data, mountPath: /d}]\n",
-            "  volumes: [{name: data, persistentVolumeClaim: {claimName: x}}]\n",
+            "  volumes: [{name: data, nfs: {server: s, path: /x}}]\n",
         );
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:#?}");
-        assert_eq!(errs[0].path, "spec.volumes[0].persistentVolumeClaim");
+        assert_eq!(errs[0].path, "spec.volumes[0].nfs");
         assert!(
             errs[0].message.starts_with("not supported yet"),
             "{}",
@@ -1285,11 +1285,6 @@ fn a_refusal_says_what_to_do_now() {
             "not supported yet by minipod; there is no API server to issue a service-account \
              token; put the token you need in a Secret (`minipod secret create NAME --from-file \
              token=FILE`) and project that",
-        ),
-        (
-            s("  volumes: [{name: v, persistentVolumeClaim: {claimName: data}}]\n"),
-            "spec.volumes[0].persistentVolumeClaim",
-            "not supported yet by minipod; use an emptyDir or hostPath volume for now",
         ),
         (
             c("    securityContext: {windowsOptions: {runAsUserName: x}}\n"),

@@ -379,6 +379,25 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
         ctx,
     );
     let containers = build_all(&spec.containers, "containers", ctx);
+    for (field, list, plans) in [
+        (
+            "initContainers",
+            spec.init_containers.as_deref().unwrap_or_default(),
+            &init_containers,
+        ),
+        ("containers", &spec.containers[..], &containers),
+    ] {
+        for (i, (c, plan)) in list.iter().zip(plans).enumerate() {
+            let given: Vec<Option<bool>> = c
+                .volume_mounts
+                .iter()
+                .flatten()
+                .map(|m| m.read_only)
+                .collect();
+            let p = format!("spec.{field}[{i}]");
+            super::claims::check_image_mounts(&volumes, &plan.mounts, &given, &p, ctx);
+        }
+    }
 
     PodPlan {
         name,
@@ -529,6 +548,13 @@ fn volume_plans(
                     kind: VolumeKind::Config(c),
                 });
             }
+            continue;
+        }
+        if let Some(kind) = super::claims::storage_volume(v, &p, ctx) {
+            out.extend(kind.map(|kind| VolumePlan {
+                name: v.name.clone(),
+                kind,
+            }));
             continue;
         }
         let kind = match (&v.empty_dir, &v.host_path) {

@@ -116,8 +116,8 @@ impl WorkloadKind {
 }
 
 /// Kinds a manifest often holds beside its workloads, which minipod reads
-/// and does not act on (one warning names them). PersistentVolumeClaim and
-/// Service get a meaning in later issues.
+/// and does not act on (one warning names them). Service gets a meaning in
+/// a later issue.
 pub const NOT_ACTED_ON: &[&str] = &[
     "Service",
     "ServiceAccount",
@@ -125,7 +125,6 @@ pub const NOT_ACTED_ON: &[&str] = &[
     "ClusterRole",
     "RoleBinding",
     "ClusterRoleBinding",
-    "PersistentVolumeClaim",
     "PersistentVolume",
     "StorageClass",
     "Namespace",
@@ -223,9 +222,62 @@ const STATEFUL_SET_FIELDS: &[FieldSupport] = &[
     row(
         "spec.persistentVolumeClaimRetentionPolicy",
         Ignored,
-        "only matters with volumeClaimTemplates, which are refused",
+        "the volumes stay until `down --volumes` or `volume rm`, as with Retain (the default)",
+    ),
+    row(
+        "spec.volumeClaimTemplates[].metadata.name",
+        Yes,
+        "required; pod `NAME-N` mounts volume `TEMPLATE-NAME-N` where volumeMounts name the template",
+    ),
+    row(
+        "spec.volumeClaimTemplates[].metadata.labels",
+        Yes,
+        "kept in the volume's record",
+    ),
+    row(
+        "spec.volumeClaimTemplates[].apiVersion",
+        Ignored,
+        "a template is a claim",
+    ),
+    row(
+        "spec.volumeClaimTemplates[].kind",
+        Ignored,
+        "a template is a claim",
+    ),
+    row(
+        "spec.volumeClaimTemplates[].metadata.annotations",
+        Ignored,
+        "",
+    ),
+    row(
+        "spec.volumeClaimTemplates[].spec.resources.requests.storage",
+        Yes,
+        "required; recorded with each volume, not enforced",
+    ),
+    row(
+        "spec.volumeClaimTemplates[].spec.resources.limits.storage",
+        Warned(CLAIM_HERE),
+        "",
+    ),
+    row(
+        "spec.volumeClaimTemplates[].spec.accessModes",
+        Warned(CLAIM_HERE),
+        "required",
+    ),
+    row(
+        "spec.volumeClaimTemplates[].spec.storageClassName",
+        Warned(CLAIM_HERE),
+        "",
+    ),
+    row(
+        "spec.volumeClaimTemplates[].spec.volumeMode",
+        OnlyValue("\"Filesystem\""),
+        "",
     ),
 ];
+
+/// Why a template's class and access modes change nothing.
+const CLAIM_HERE: &str = "a claim is a folder under minipod's data root, on this one machine";
 
 const DAEMON_SET_FIELDS: &[FieldSupport] = &[
     row(

@@ -54,6 +54,26 @@ impl FileLock {
         }
     }
 
+    /// Blocks until the lock at `path` is held, if the file exists; None
+    /// when it does not, or was removed while we waited (its holder deletes
+    /// it). Creates nothing: for a lock whose absence means its object is
+    /// gone (a named volume's).
+    pub fn acquire_existing(path: &Path, mode: Mode) -> Result<Option<FileLock>> {
+        let file = match OpenOptions::new().read(true).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+        };
+        let lock = FileLock { file };
+        lock.flock(mode, false)
+            .with_context(|| format!("locking {}", path.display()))?;
+        let held = lock.file.metadata()?.ino();
+        match std::fs::metadata(path) {
+            Ok(m) if m.ino() == held => Ok(Some(lock)),
+            _ => Ok(None),
+        }
+    }
+
     /// The lock's descriptor, to hand to a child process that is to hold
     /// the lock on: a flock belongs to the open file, shared by every copy
     /// of the descriptor, so it stays held while the child keeps its copy.

@@ -15,11 +15,9 @@ use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
 
 use crate::runtime::contract::container::ContainerConfig;
+use crate::runtime::contract::pause::{MOUNT_DATA_MAX, escape_overlay};
 use crate::sys::openat2::{Confine, open_confined};
 use crate::userns::idmap::id_mapped;
-
-/// The longest mount(2) data the kernel copies: one page, with the NUL.
-const MOUNT_DATA_MAX: usize = 4095;
 
 /// Stops mounts in the container's new mount namespace from propagating
 /// back to the pod's (and the pod's from propagating in).
@@ -89,19 +87,6 @@ pub fn overlay_options(
     Ok((options, Some(base)))
 }
 
-/// Overlayfs splits its options at `,` and lowerdirs at `:`; both may be
-/// escaped with a backslash.
-fn escape_overlay(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for c in path.chars() {
-        if matches!(c, '\\' | ':' | ',') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// The deepest directory every path is inside of.
 fn common_ancestor(paths: &[PathBuf]) -> Option<PathBuf> {
     let mut base = paths.first()?.parent()?.to_path_buf();
@@ -135,7 +120,7 @@ pub(super) fn mount_overlay(config: &ContainerConfig) -> Result<()> {
     )
     .with_context(|| {
         format!(
-            "mounting the root filesystem (overlayfs at {}; needs Linux >= 5.11 and a run root on a \
+            "mounting the root filesystem (overlayfs at {}; needs Linux >= 5.11 and a data root on a \
              filesystem that supports user xattrs, e.g. ext4, xfs, btrfs or tmpfs >= 6.6)",
             config.rootfs.display()
         )

@@ -19,6 +19,9 @@ pub struct PauseConfig {
     pub parent: i32,
     /// tmpfs mounts for the pod (/dev/shm, `medium: Memory` emptyDirs).
     pub tmpfs: Vec<Tmpfs>,
+    /// Image volumes: read-only overlays of image layers.
+    #[serde(default)]
+    pub image_volumes: Vec<ImageVolume>,
     /// The pod's directory in the run root: named on the pause program's
     /// command line, so `ps` tells which pod a pause serves.
     pub pod_dir: PathBuf,
@@ -70,6 +73,57 @@ pub struct Tmpfs {
     pub fs_group: Option<u32>,
 }
 
+/// An image volume: an overlayfs of the image's layers and no upper dir,
+/// read-only by construction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageVolume {
+    /// The mount point.
+    pub dir: PathBuf,
+    /// Layers, bottom first.
+    pub layers: Vec<PathBuf>,
+    /// An empty folder, the bottom lowerdir: overlayfs wants two lowerdirs
+    /// when there is no upper one, and an image may have one layer.
+    pub empty: PathBuf,
+}
+
+/// The longest mount(2) data the kernel copies: one page, with the NUL.
+pub const MOUNT_DATA_MAX: usize = 4095;
+
+impl ImageVolume {
+    /// The overlayfs options, or why they cannot be given.
+    pub fn options(&self) -> Result<String, String> {
+        let lower: Vec<String> = self
+            .layers
+            .iter()
+            .rev()
+            .chain(std::iter::once(&self.empty))
+            .map(|l| escape_overlay(&l.to_string_lossy()))
+            .collect();
+        let options = format!("lowerdir={},userxattr", lower.join(":"));
+        if options.len() > MOUNT_DATA_MAX {
+            return Err(format!(
+                "the image has too many layers ({}) to mount as a volume: flatten it (podman \
+                 build --squash)",
+                self.layers.len()
+            ));
+        }
+        Ok(options)
+    }
+}
+
+/// Overlayfs splits its options at `,` and lowerdirs at `:`; both may be
+/// escaped with a backslash.
+pub fn escape_overlay(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if matches!(c, '\\' | ':' | ',') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The pod's veth on the holder's bridge.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PauseNetwork {
@@ -80,4 +134,24 @@ pub struct PauseNetwork {
     pub uplink_pid: i32,
     /// The host end of the pod's veth.
     pub ifname: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_volume_is_its_layers_top_first_over_an_empty_folder() {
+        let v = ImageVolume {
+            dir: "/m".into(),
+            layers: vec!["/l/a".into(), "/l/b,c".into()],
+            empty: "/e".into(),
+        };
+        assert_eq!(v.options().unwrap(), "lowerdir=/l/b\\,c:/l/a:/e,userxattr");
+        let many = ImageVolume {
+            layers: vec![PathBuf::from("/".repeat(100)); 50],
+            ..v
+        };
+        assert!(many.options().unwrap_err().contains("too many layers"));
+    }
 }

@@ -19,7 +19,7 @@ use crate::spec::RestartPolicy;
 
 /// Changes whenever `SupervisorPlan` does: `minipod` and
 /// `minipod-supervisor` must come from the same build.
-pub const PLAN_VERSION: u32 = 7;
+pub const PLAN_VERSION: u32 = 8;
 
 #[derive(Serialize, Deserialize)]
 pub struct SupervisorPlan {
@@ -49,11 +49,26 @@ pub struct SupervisorPlan {
     /// The pause's config but for what the supervisor fills in: its own
     /// pid, the network, hostPort serving.
     pub pause: PauseConfig,
+    /// The named volumes the pod mounts, each with its lock file: the
+    /// supervisor holds each lock shared for the pod's life (`volume rm`
+    /// is refused meanwhile) and fails the start if one is gone.
+    pub volume_locks: Vec<(String, PathBuf)>,
+    /// Disk emptyDirs with a sizeLimit, checked every
+    /// `supervisor::eviction::INTERVAL`.
+    pub size_limits: Vec<SizeLimit>,
     pub ports: Vec<portfwd::Published>,
     pub log_max_bytes: u64,
     pub state: PodState,
     /// Init containers (and sidecars) in order, then app containers.
     pub slots: Vec<SlotPlan>,
+}
+
+/// A disk emptyDir's `sizeLimit`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SizeLimit {
+    pub volume: String,
+    pub dir: PathBuf,
+    pub limit_bytes: u64,
 }
 
 /// What the Job controller holds a Job's pod to.

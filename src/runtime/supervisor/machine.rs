@@ -24,6 +24,8 @@
 //!   ends is killed;
 //! - `activeDeadlineSeconds` (the pod's, or its Job's) fails the pod with
 //!   `DeadlineExceeded` once it has run that long;
+//! - an eviction (an emptyDir over its sizeLimit) fails the pod and kills
+//!   what runs at once, as kubelet evicts with a grace period of 0;
 //! - a Job's pod follows the Job controller: with `restartPolicy:
 //!   OnFailure` each failed container counts toward `backoffLimit`, with
 //!   `Never` each failed attempt of the pod does, and a failed attempt is
@@ -111,6 +113,9 @@ pub enum Event {
     Interrupted { now: Instant },
     /// `minipod stop`: stop, with this grace period.
     StopRequested { grace: Duration, now: Instant },
+    /// A disk emptyDir grew past its sizeLimit: kubelet's eviction (the
+    /// message is kubelet's). The pod is killed at once and fails.
+    Evicted { message: String, now: Instant },
     /// A probe's verdict, once its thresholds are crossed.
     Probe {
         slot: usize,
@@ -136,6 +141,8 @@ pub enum Failure {
     PauseExited,
     /// `activeDeadlineSeconds` passed.
     DeadlineExceeded,
+    /// Evicted (an emptyDir over its sizeLimit); kubelet's message.
+    Evicted(String),
     /// A Job's failures went past its `backoffLimit`; `code` is the last
     /// failed container's.
     BackoffLimitExceeded {
@@ -416,6 +423,17 @@ impl Machine {
                         stop.then_retry = false;
                     }
                 }
+                now
+            }
+            Event::Evicted { message, now } => {
+                // Kubelet evicts with a grace period of 0.
+                self.grace = Duration::ZERO;
+                if let Some(stop) = &mut self.stopping {
+                    stop.deadline = now;
+                    stop.then_retry = false;
+                }
+                let code = self.last_failed_code();
+                self.fail(Failure::Evicted(message), code, &mut out);
                 now
             }
             Event::Probe {

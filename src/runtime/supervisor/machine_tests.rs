@@ -877,3 +877,31 @@ fn a_container_its_liveness_probe_stopped_restarts_under_on_failure_even_after_e
         "{actions:?}"
     );
 }
+
+#[test]
+fn an_eviction_fails_the_pod_and_kills_without_grace() {
+    let mut pod = Pod::running(RestartPolicy::Always, &[App]);
+    let now = pod.at(5);
+    let actions = pod.m.handle(Event::Evicted {
+        message: "Usage of EmptyDir volume \"v\" exceeds the limit \"1Mi\".".into(),
+        now,
+    });
+    assert_eq!(
+        actions[0],
+        PodFailed {
+            failure: Failure::Evicted(
+                "Usage of EmptyDir volume \"v\" exceeds the limit \"1Mi\".".into()
+            ),
+            code: 1
+        }
+    );
+    // No grace: killed at once, not restarted.
+    assert!(actions.contains(&Kill(0)), "{actions:?}");
+    assert_eq!(
+        pod.exited(0, 137, 5),
+        vec![Exit {
+            code: 1,
+            phase: Phase::Failed
+        }]
+    );
+}

@@ -15,6 +15,7 @@
 //! are all the supervisor binary links, so keep the YAML schema, the image
 //! store and anything heavy out of it.
 
+mod eviction;
 mod log;
 pub mod machine;
 mod output;

@@ -19,6 +19,7 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use super::eviction;
 use super::log;
 use super::machine::{Action, Event, Failure, Machine, Policy, ProbeKind, Role};
 use super::output::pump;
@@ -31,14 +32,14 @@ use crate::runtime::contract::config_memfd;
 use crate::runtime::contract::container::ContainerConfig;
 use crate::runtime::contract::fds::{FD_CONFIG, FD_MINIPOD, FD_REPORT};
 use crate::runtime::contract::pause::{PauseConfig, PauseNetwork};
-use crate::runtime::contract::plan::SupervisorPlan;
+use crate::runtime::contract::plan::{SizeLimit, SupervisorPlan};
 use crate::runtime::contract::report::{self, Line, Report};
 use crate::runtime::etc_files;
 use crate::runtime::logs::LogWriter;
 use crate::runtime::state::{ContainerState, ContainerStatus, Phase, PodEvent, PodPaths, PodState};
 use crate::spec::{Hook, Probes};
 use crate::sys::fs::{atomic_write, pass_fds};
-use crate::sys::lock::FileLock;
+use crate::sys::lock::{FileLock, Mode};
 use crate::sys::proc::{catches, is_pid1, signal_pid};
 use crate::sys::time::now_rfc3339;
 
@@ -139,6 +140,11 @@ pub struct Pod {
     /// running) and a startup probe (the others are started once running).
     readiness_probed: Vec<bool>,
     startup_probed: Vec<bool>,
+    /// Shared locks of the named volumes the pod mounts, held for its life.
+    volume_locks: Vec<FileLock>,
+    /// Disk emptyDirs with a sizeLimit, and when to measure them next.
+    size_limits: Vec<SizeLimit>,
+    next_usage_check: Option<Instant>,
 }
 
 impl Pod {
@@ -219,7 +225,23 @@ impl Pod {
             pending_start: None,
             readiness_probed,
             startup_probed,
+            volume_locks: Vec::new(),
+            next_usage_check: (!plan.size_limits.is_empty())
+                .then(|| Instant::now() + eviction::INTERVAL),
+            size_limits: plan.size_limits,
         };
+        // A volume `volume rm` removed after `run` checked it: its lock
+        // file is gone.
+        for (name, path) in &plan.volume_locks {
+            match FileLock::acquire_existing(path, Mode::Shared)? {
+                Some(lock) => pod.volume_locks.push(lock),
+                None => bail!(
+                    "volume {name} was removed as pod {} started; run the pod again to create \
+                     it anew",
+                    pod.name
+                ),
+            }
+        }
         if let Some(dir) = paths.control_socket().parent() {
             crate::sys::fs::create_private_dir(dir)?;
         }
@@ -373,10 +395,14 @@ impl Pod {
             now: Instant::now(),
         })?;
         while self.finished.is_none() {
-            let deadline = [self.machine.next_deadline(), self.prober.next_deadline()]
-                .into_iter()
-                .flatten()
-                .min();
+            let deadline = [
+                self.machine.next_deadline(),
+                self.prober.next_deadline(),
+                self.next_usage_check,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let timeout = match deadline {
                 None => PollTimeout::NONE,
                 Some(t) => PollTimeout::try_from(t.saturating_duration_since(Instant::now()))
@@ -453,9 +479,31 @@ impl Pod {
             self.dispatch(Event::StopRequested { grace, now })?;
         }
         self.run_probes()?;
+        self.check_usage()?;
         let now = Instant::now();
         if self.machine.next_deadline().is_some_and(|t| t <= now) {
             self.dispatch(Event::Tick { now })?;
+        }
+        Ok(())
+    }
+
+    /// Measures the disk emptyDirs that have a sizeLimit, when it is time:
+    /// one over its limit evicts the pod.
+    fn check_usage(&mut self) -> Result<()> {
+        let now = Instant::now();
+        if self.next_usage_check.is_none_or(|t| t > now) {
+            return Ok(());
+        }
+        self.next_usage_check = Some(now + eviction::INTERVAL);
+        let over = self.size_limits.iter().find_map(|l| {
+            let used = eviction::usage(&l.dir).ok()?;
+            eviction::over_limit(&l.volume, used, l.limit_bytes)
+        });
+        if let Some(message) = over {
+            // Once is enough.
+            self.next_usage_check = None;
+            let now = Instant::now();
+            self.dispatch(Event::Evicted { message, now })?;
         }
         Ok(())
     }
@@ -589,6 +637,11 @@ impl Pod {
                     let message = self.describe(&failure);
                     self.state.phase = Phase::Failed;
                     self.state.message = Some(message.clone());
+                    if let Failure::Evicted(why) = &failure {
+                        // As kubelet records it.
+                        self.state.reason = Some("Evicted".into());
+                        self.state.message = Some(why.clone());
+                    }
                     self.failure = Some(message);
                     self.save_state();
                 }
@@ -624,6 +677,7 @@ impl Pod {
             }
             Failure::Setup(message) => format!("pod {}: {message}", self.name),
             Failure::PauseExited => format!("pod {}: its pause process exited", self.name),
+            Failure::Evicted(why) => format!("pod {}: Evicted: {why}", self.name),
             Failure::DeadlineExceeded => format!(
                 "pod {}: DeadlineExceeded: it ran longer than its activeDeadlineSeconds",
                 self.name
@@ -1104,7 +1158,7 @@ impl Drop for Pod {
         let keep = self.detached && self.reported && self.state.exit_code.is_some();
         if keep {
             self.paths.remove_runtime_dirs();
-        } else if let Err(e) = std::fs::remove_dir_all(&self.paths.dir) {
+        } else if let Err(e) = self.paths.remove_all() {
             log::warn(format!("removing {}: {e}", self.paths.dir.display()));
         }
         if let Some(lock) = self.lock.take() {
