@@ -662,3 +662,39 @@ fn proc_mount_unmasked_needs_host_users_false() {
         "{out}"
     );
 }
+
+#[test]
+fn fs_group_owns_config_and_claim_volumes() {
+    let env = env_with_busybox();
+    let yaml = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {app.conf: "x=1"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: fsgroup-volumes}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsUser: 1000, fsGroup: 2000, fsGroupChangePolicy: OnRootMismatch}
+  volumes:
+  - {name: cfg, configMap: {name: settings, defaultMode: 0400}}
+  - {name: data, persistentVolumeClaim: {claimName: fsgroup-data}}
+  containers:
+  - name: c
+    image: localhost/busybox
+    volumeMounts: [{name: cfg, mountPath: /cfg}, {name: data, mountPath: /data}]
+    command: [sh, -c, "stat -L -c 'cfg %g %a' /cfg/app.conf; cat /cfg/app.conf; echo; stat -c 'data %g %a' /data; echo hi > /data/f && stat -c 'file %g' /data/f"]
+"#;
+    let out = env.run_pod(yaml, &[]);
+    let text = format!("{}\n{}", stdout_of(&out), stderr_of(&out));
+    assert!(out.status.success(), "{text}");
+    // 0400 plus the group's read, as kubelet gives it; readable by uid 1000
+    // through the group.
+    assert!(text.contains("cfg 2000 440"), "{text}");
+    assert!(text.contains("x=1"), "{text}");
+    assert!(text.contains("data 2000 2777"), "{text}");
+    assert!(text.contains("file 2000"), "{text}");
+    let _ = env.run(["volume", "rm", "fsgroup-data"]);
+}

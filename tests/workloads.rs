@@ -483,10 +483,10 @@ spec:
     // A manifest that would not run: 125, with the reason.
     let bad = env.pod_file(
         "bad",
-        &yaml.replace("privileged: false", "privileged: true"),
+        &yaml.replace("procMount: Default", "procMount: Unmasked"),
     );
     let err = env.fails(["run", "--dry-run", bad.to_str().unwrap()]);
-    assert!(err.contains("securityContext.privileged"), "{err}");
+    assert!(err.contains("securityContext.procMount"), "{err}");
     // From stdin.
     let mut cmd = env.command(["run", "--dry-run", "-"]);
     cmd.stdin(std::fs::File::open(&file).unwrap());
@@ -530,7 +530,8 @@ spec:
     );
     // The unsupported volume once, with what to do; never also "not found".
     assert!(
-        err.contains("spec.volumes[0].nfs: not supported yet") && err.contains("remove the field"),
+        err.contains("spec.volumes[0].nfs: not supported yet")
+            && err.contains("use an emptyDir, hostPath, persistentVolumeClaim"),
         "{err}"
     );
     assert!(!err.contains("volumeMounts"), "{err}");

@@ -45,6 +45,9 @@ pub fn populate(v: &ConfigVolumeFiles) -> Result<()> {
     );
     write_layout(&v.dir, &files, &stamp)
         .with_context(|| format!("filling the volume at {}", v.dir.display()))?;
+    if let Some(group) = v.fs_group {
+        super::ownership::set_volume_ownership(&v.dir, group, true, Default::default())?;
+    }
     mount(
         None::<&str>,
         &v.dir,

@@ -290,7 +290,7 @@ impl PodFiles {
             ports,
             resolved,
         } = worked_out;
-        self.write_files(plan)?;
+        self.write_files(roots, plan)?;
         let colour =
             !opts.detached && nix::unistd::isatty(std::io::stdout().as_fd()).unwrap_or(false);
         // Several pods on one terminal: `pod/container`.
@@ -372,7 +372,7 @@ impl PodFiles {
         })
     }
 
-    fn write_files(&self, plan: &PodPlan) -> Result<()> {
+    fn write_files(&self, roots: &Roots, plan: &PodPlan) -> Result<()> {
         self.paths.create_subdirs()?;
         std::fs::write(self.paths.pod_yaml(), &plan.manifest)?;
         // A pod on the bridge gets its hosts file with its address, once
@@ -415,17 +415,28 @@ impl PodFiles {
                     std::fs::create_dir_all(self.paths.empty_layer())?;
                     continue;
                 }
+                VolumeKind::PersistentVolumeClaim {
+                    ref claim_name,
+                    read_only,
+                } => {
+                    if let Some(group) = plan.security.fs_group {
+                        super::ownership::set_volume_ownership(
+                            &volume::data_dir(roots, claim_name),
+                            group,
+                            read_only,
+                            plan.security.fs_group_change_policy,
+                        )?;
+                    }
+                    continue;
+                }
                 _ => continue,
             };
             std::fs::create_dir_all(&dir)?;
             // Kubernetes' emptyDir is world-writable, so any user of the pod can use it.
-            let mut mode = 0o777;
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
             if let Some(group) = plan.security.fs_group {
-                std::os::unix::fs::chown(&dir, None, Some(group))
-                    .with_context(|| format!("giving emptyDir {} to fsGroup {group}", v.name))?;
-                mode = crate::spec::security::fs_group_mode(mode, true, false);
+                super::ownership::set_volume_ownership(&dir, group, false, Default::default())?;
             }
-            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         }
         Ok(())
     }
@@ -475,7 +486,9 @@ impl PodFiles {
             network: None,
             serve_sockets: false,
             sysctls: plan.security.sysctls.clone(),
-            config_volumes: pod_config::for_pause(volumes, |name| self.paths.volume(name)),
+            config_volumes: pod_config::for_pause(volumes, plan.security.fs_group, |name| {
+                self.paths.volume(name)
+            }),
         }
     }
 

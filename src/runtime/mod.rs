@@ -10,7 +10,7 @@
 //!   reports);
 //! - `pod_config`: `run`'s half of ConfigMaps, Secrets and the downward API
 //!   (resolved before anything is created); `config_volumes`: the pause's tmpfs for configMap, secret, downwardAPI
-//!   and projected volumes;
+//!   and projected volumes; `ownership`: fsGroup's ownership of volumes;
 //! - `prepare` (images and configs for a pod's containers), `state` (a
 //!   pod's recorded state and files), `logs`, `etc_files`.
 
@@ -20,6 +20,7 @@ pub mod contract;
 pub mod etc_files;
 pub mod launch;
 pub mod logs;
+mod ownership;
 pub mod pause;
 mod pod_config;
 pub mod prepare;

@@ -155,12 +155,14 @@ fn primary_address() -> String {
 /// name: its mount point).
 pub(super) fn for_pause(
     volumes: &[(String, Vec<VolumeFile>)],
+    fs_group: Option<u32>,
     dir: impl Fn(&str) -> PathBuf,
 ) -> Vec<ConfigVolumeFiles> {
     volumes
         .iter()
         .map(|(name, files)| ConfigVolumeFiles {
             dir: dir(name),
+            fs_group,
             files: files
                 .iter()
                 .map(|f| pause::VolumeFile {
@@ -199,7 +201,9 @@ mod tests {
             host_ipc: false,
             sysctls: Vec::new(),
             image_volumes: Vec::new(),
-            config_volumes: for_pause(&files, |n| PathBuf::from(format!("/run/p/volumes/{n}"))),
+            config_volumes: for_pause(&files, None, |n| {
+                PathBuf::from(format!("/run/p/volumes/{n}"))
+            }),
         }
     }
 

@@ -45,6 +45,10 @@ pub struct PauseConfig {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct ConfigVolumeFiles {
     pub dir: PathBuf,
+    /// The pod's fsGroup owns the files (read-only modes), as kubelet
+    /// gives it configMap and secret volumes.
+    #[serde(default)]
+    pub fs_group: Option<u32>,
     pub files: Vec<VolumeFile>,
 }
 
