@@ -698,3 +698,102 @@ spec:
     assert!(text.contains("file 2000"), "{text}");
     let _ = env.run(["volume", "rm", "fsgroup-data"]);
 }
+
+/// A tar entry's PAX extended header record: `LEN key=value\n`, LEN
+/// counting itself.
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let rest = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = rest + 1;
+    while len.to_string().len() + rest != len {
+        len = len.to_string().len() + rest;
+    }
+    let mut out = format!("{len} {key}=").into_bytes();
+    out.extend_from_slice(value);
+    out.push(b'\n');
+    out
+}
+
+/// Imports `localhost/rawping:1`: busybox plus `/rawping`
+/// (tests/data/rawping.c) carrying the file capability `cap_net_raw=ep`,
+/// as Debian's iputils ping does. False without a C compiler.
+fn rawping_image(env: &TestEnv) -> bool {
+    let rootfs = common::oci::busybox_rootfs(&env.work().join("rawping-rootfs"));
+    let binary = env.work().join("rawping");
+    let cc = Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&binary)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rawping.c"))
+        .status();
+    if !cc.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: no C compiler to build tests/data/rawping.c");
+        return false;
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append_dir_all(".", &rootfs).unwrap();
+    // vfs_cap_data, revision 2, effective: permitted = CAP_NET_RAW (13).
+    let mut cap = Vec::new();
+    for word in [0x0200_0001u32, 1 << 13, 0, 0, 0] {
+        cap.extend_from_slice(&word.to_le_bytes());
+    }
+    let pax = pax_record("SCHILY.xattr.security.capability", &cap);
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_size(pax.len() as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    tar.append_data(&mut h, "PaxHeaders/rawping", &pax[..])
+        .unwrap();
+    let data = std::fs::read(&binary).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(data.len() as u64);
+    h.set_mode(0o755);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    tar.append_data(&mut h, "rawping", &data[..]).unwrap();
+    let file = env.work().join("rawping.tar");
+    std::fs::write(&file, tar.into_inner().unwrap()).unwrap();
+    env.give_to_user(&file);
+    env.ok(["import", file.to_str().unwrap(), "localhost/rawping:1"]);
+    true
+}
+
+#[test]
+fn a_ping_with_a_file_capability_runs_for_root_and_others() {
+    let env = env_with_busybox();
+    if !rawping_image(&env) {
+        return;
+    }
+    let pod = |name: &str, security: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: localhost/rawping:1\n    securityContext: {security}\n    command: [/rawping]\n"
+        )
+    };
+    for (name, security) in [
+        ("rawping-root", "{}"),
+        ("rawping-user", "{runAsUser: 1000}"),
+    ] {
+        let out = env.run_pod(&pod(name, security), &[]);
+        assert!(
+            out.status.success() && stdout_of(&out).contains("pinged"),
+            "{name}: {}\n{}",
+            stdout_of(&out),
+            stderr_of(&out)
+        );
+    }
+    // Without NET_RAW in the bounding set the binary cannot even be run
+    // by a non-root user (Debian's ping under podman's default set).
+    let out = env.run_pod(
+        &pod(
+            "rawping-dropped",
+            "{runAsUser: 1000, capabilities: {drop: [NET_RAW]}}",
+        ),
+        &[],
+    );
+    let text = format!("{}\n{}", stdout_of(&out), stderr_of(&out));
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("Operation not permitted"), "{text}");
+}
