@@ -301,9 +301,23 @@ pub fn containers(
 ) -> Result<Vec<PreparedContainer>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
+    // Containers of a pod mostly share their profile and capabilities:
+    // each distinct pair is compiled once.
+    let mut filters: BTreeMap<(Seccomp, u64), Programs> = BTreeMap::new();
     for c in plan.init_containers.iter().chain(&plan.containers) {
         let env = env.get(&c.name).cloned().unwrap_or_default();
-        match container(store, c, env) {
+        let key = (c.security.seccomp.clone(), c.security.capabilities);
+        let seccomp = match filters.get(&key) {
+            Some(p) => p.clone(),
+            None => match seccomp_programs(store.roots(), c) {
+                Ok(p) => filters.entry(key).or_insert(p).clone(),
+                Err(e) => {
+                    errors.push(format!("{e:#}"));
+                    continue;
+                }
+            },
+        };
+        match container(store, c, env, seccomp) {
             Ok(p) => out.push(p),
             Err(e) => errors.push(format!("{e:#}")),
         }
@@ -381,6 +395,7 @@ fn container(
     store: &Store,
     c: &ContainerPlan,
     env: Vec<(String, String)>,
+    seccomp: Programs,
 ) -> Result<PreparedContainer> {
     let (name, record) = store
         .lookup(&c.image)?
@@ -437,7 +452,7 @@ fn container(
             uid: ids.uid,
             gid: ids.gid,
             additional_gids: ids.additional_gids,
-            seccomp: seccomp_programs(store.roots(), c)?,
+            seccomp,
             security: c.security.clone(),
         },
         stop_signal: defaults.and_then(|d| d.stop_signal().clone()),

@@ -76,7 +76,7 @@ pub const ALL_CAPABILITIES: u64 = u64::MAX;
 
 /// The seccomp profile a container asks for (`seccompProfile`, its own or
 /// the pod's); RuntimeDefault when it asks for none, as under podman.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Seccomp {
     #[default]
     RuntimeDefault,
