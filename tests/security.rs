@@ -14,27 +14,9 @@ use common::{TestEnv, env_with_busybox, stderr_of, stdout_of};
 const DEFAULT_SET: &str = "00000000a80425fb";
 
 /// Runs one busybox container with `security` as its securityContext (YAML
-/// flow mapping) and `script`; returns its output lines.
+/// flow mapping) and `script`; returns whether it succeeded, and its output.
 fn run_script(env: &TestEnv, name: &str, security: &str, script: &str) -> (bool, String) {
-    let yaml = format!(
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  restartPolicy: Never
-  volumes: [{{name: scratch, emptyDir: {{}}}}]
-  containers:
-  - name: c
-    image: localhost/busybox
-    securityContext: {security}
-    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
-    command: [sh, -c, {script:?}]
-"#
-    );
-    let out = env.run_pod(&yaml, &[]);
-    let text = format!("{}\n{}", stdout_of(&out), stderr_of(&out));
-    (out.status.success(), text)
+    run_pod_with(env, name, "", security, script)
 }
 
 /// The value of a `/proc/self/status` field the script printed.

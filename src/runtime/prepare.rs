@@ -338,18 +338,22 @@ pub fn image_volumes(store: &Store, plan: &PodPlan) -> Result<Vec<(String, Vec<P
         let (name, record) = store
             .lookup(reference)?
             .ok_or_else(|| anyhow!("{}", not_in_store(&format!("volume {}", v.name), reference)))?;
-        let layers = record
-            .layers
-            .iter()
-            .map(|d| {
-                store
-                    .layer_dir(d)
-                    .ok_or_else(|| anyhow!("image {name}: bad layer digest {d}"))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let layers = layer_dirs(store, &name, &record.layers)?;
         out.push((v.name.clone(), layers));
     }
     Ok(out)
+}
+
+/// An image's unpacked layers, bottom first.
+fn layer_dirs(store: &Store, image: &str, digests: &[String]) -> Result<Vec<PathBuf>> {
+    digests
+        .iter()
+        .map(|d| {
+            store
+                .layer_dir(d)
+                .ok_or_else(|| anyhow!("image {image}: bad layer digest {d}"))
+        })
+        .collect()
 }
 
 /// The container's seccomp filters, compiled here so that a profile that
@@ -408,15 +412,7 @@ fn container(
              `minipod rmi {name}` and pull, load or import it again"
         );
     }
-    let layers = record
-        .layers
-        .iter()
-        .map(|d| {
-            store
-                .layer_dir(d)
-                .ok_or_else(|| anyhow!("image {name}: bad layer digest {d}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let layers = layer_dirs(store, &name, &record.layers)?;
     let defaults = config.config().as_ref();
     let image = ImageDefaults {
         entrypoint: defaults
