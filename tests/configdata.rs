@@ -9,7 +9,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestEnv, env_with_busybox, inspect, live_processes, stderr_of, wait_until};
+use common::{
+    TestEnv, env_with_busybox, files_holding, inspect, live_processes, stderr_of, wait_until,
+};
 
 const SECRET: &str = "s3cr3t-xyzzy-42";
 
@@ -435,9 +437,9 @@ spec:
     )
 }
 
-#[test]
-fn a_store_secret_and_configmap_reach_env_and_volumes() {
-    let env = env_with_busybox();
+/// The store's Secret `db` (password SECRET) and ConfigMap `settings`
+/// that `store_pod` uses.
+fn store_db_secret_and_settings(env: &TestEnv) {
     env.ok([
         "secret",
         "create",
@@ -452,6 +454,12 @@ fn a_store_secret_and_configmap_reach_env_and_volumes() {
         "--from-literal",
         "LEVEL=debug",
     ]);
+}
+
+#[test]
+fn a_store_secret_and_configmap_reach_env_and_volumes() {
+    let env = env_with_busybox();
+    store_db_secret_and_settings(&env);
     let lines = run_and_read(&env, "store", &store_pod("store"));
     // Printed reversed, so that the log does not hold the value.
     let reversed: String = SECRET.chars().rev().collect();
@@ -463,44 +471,10 @@ fn a_store_secret_and_configmap_reach_env_and_volumes() {
     assert_nothing_left(&env);
 }
 
-/// Every file under `dir` (read as root) whose content holds `needle`.
-fn files_holding(dir: &std::path::Path, needle: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        let Ok(ft) = e.file_type() else { continue };
-        if ft.is_dir() {
-            out.extend(files_holding(&path, needle));
-        } else if ft.is_file()
-            && std::fs::read(&path)
-                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
-        {
-            out.push(path.display().to_string());
-        }
-    }
-    out
-}
-
 #[test]
 fn secret_values_never_on_disk() {
     let env = env_with_busybox();
-    env.ok([
-        "secret",
-        "create",
-        "db",
-        "--from-literal",
-        &format!("password={SECRET}"),
-    ]);
-    env.ok([
-        "configmap",
-        "create",
-        "settings",
-        "--from-literal",
-        "LEVEL=debug",
-    ]);
+    store_db_secret_and_settings(&env);
     let lines = run_and_read(&env, "disk", &store_pod("disk"));
     let reversed: String = SECRET.chars().rev().collect();
     assert_eq!(value(&lines, "file"), Some(reversed.as_str()));

@@ -13,33 +13,12 @@ use std::path::Path;
 use base64::Engine as _;
 use common::oci::{self, Compression};
 use common::registry::Registry;
-use common::{TestEnv, stderr_of, stdout_of};
+use common::{TestEnv, files_holding, stderr_of, stdout_of};
 
 const PASSWORD: &str = "pa55-w0rd-xyzzy";
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
-/// Every file under `dir` whose content holds `needle`.
-fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        let Ok(ft) = e.file_type() else { continue };
-        if ft.is_dir() {
-            out.extend(files_holding(&path, needle));
-        } else if ft.is_file()
-            && std::fs::read(&path)
-                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
-        {
-            out.push(path.display().to_string());
-        }
-    }
-    out
 }
 
 #[test]

@@ -687,6 +687,30 @@ fn generate_name(
 
 /// Reads a workload document as its k8s-openapi type (for unknown fields
 /// and wrong types) and hands it on as JSON.
+/// A document's `metadata.name`, checked as the API server checks an
+/// object's name (a DNS subdomain); `required` says what to do when it is
+/// missing.
+fn checked_name(
+    doc: &serde_json::Value,
+    required: &str,
+    err_at: &dyn Fn(&str, String) -> SpecError,
+    errors: &mut Vec<SpecError>,
+) -> String {
+    let name = doc["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if name.is_empty() {
+        errors.push(err_at(
+            "metadata.name",
+            format!("Required value: {required}"),
+        ));
+    } else if let Some(why) = names::dns1123_subdomain(&name) {
+        errors.push(err_at("metadata.name", names::invalid(&name, &why)));
+    }
+    name
+}
+
 fn typed_json<T: serde::de::DeserializeOwned + serde::Serialize>(
     de: serde_yaml_ng::Deserializer<'_>,
     pos: &Positions,
@@ -716,18 +740,12 @@ fn workload_plan(
         path: path.to_string(),
         message,
     };
-    let name = doc["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    if name.is_empty() {
-        errors.push(err_at(
-            "metadata.name",
-            format!("Required value: give the {} a name", kind.name()),
-        ));
-    } else if let Some(why) = names::dns1123_subdomain(&name) {
-        errors.push(err_at("metadata.name", names::invalid(&name, &why)));
-    }
+    let name = checked_name(
+        doc,
+        &format!("give the {} a name", kind.name()),
+        &err_at,
+        &mut errors,
+    );
     let namespace = doc["metadata"]["namespace"]
         .as_str()
         .unwrap_or("default")
@@ -932,18 +950,12 @@ fn claim_plan(
         message,
     };
     let mut errors = Vec::new();
-    let name = doc["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    if name.is_empty() {
-        errors.push(err_at(
-            "metadata.name",
-            "Required value: give the claim a name, the claimName pods use".into(),
-        ));
-    } else if let Some(why) = names::dns1123_subdomain(&name) {
-        errors.push(err_at("metadata.name", names::invalid(&name, &why)));
-    }
+    let name = checked_name(
+        doc,
+        "give the claim a name, the claimName pods use",
+        &err_at,
+        &mut errors,
+    );
     let mut own = doc.clone();
     if let Some(map) = own.as_object_mut() {
         map.remove("status");

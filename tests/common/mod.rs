@@ -597,3 +597,24 @@ pub fn status_of<'a>(pod: &'a serde_json::Value, container: &str) -> &'a serde_j
         .find(|c| c["name"] == container)
         .unwrap_or_else(|| panic!("no status for {container}: {pod}"))
 }
+
+/// Every file under `dir` whose content holds `needle`.
+pub fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            out.extend(files_holding(&path, needle));
+        } else if ft.is_file()
+            && std::fs::read(&path)
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        {
+            out.push(path.display().to_string());
+        }
+    }
+    out
+}
