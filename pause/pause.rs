@@ -25,7 +25,13 @@
 //! minipod ends every command line with the directory of the pod or
 //! container the process serves, which the program ignores: it is for `ps`.
 //!
-//! The parent-death signal set by `minipod __pause` survives the exec.
+//! `hold` and `link` die with the supervisor: `minipod __pause` and
+//! `__container` set SIGTERM as the parent-death signal, blocked, and both
+//! survive the exec. `hold` then exits; `link` first kills its child with
+//! SIGKILL and reaps it. Both keep the copy of the pod's lock they were
+//! given (fd 7), so the lock is free only once the child is reaped, and
+//! with it (as PID 1 of its namespace) everything that ran beside it: a
+//! pod never looks removable while one of its processes still runs.
 
 #![no_std]
 #![no_main]
@@ -36,7 +42,6 @@ const SYS_CLOSE: usize = 3;
 const SYS_POLL: usize = 7;
 const SYS_PIDFD_OPEN: usize = 434;
 const SYS_RT_SIGPROCMASK: usize = 14;
-const SYS_PAUSE: usize = 34;
 const SYS_SOCKET: usize = 41;
 const SYS_SENDMSG: usize = 46;
 const SYS_RECVFROM: usize = 45;
@@ -44,6 +49,7 @@ const SYS_EXIT: usize = 60;
 const SYS_WAIT4: usize = 61;
 const SYS_PRCTL: usize = 157;
 const SYS_RT_SIGTIMEDWAIT: usize = 128;
+const SYS_KILL: usize = 62;
 
 const AF_INET: usize = 2;
 const SOCK_STREAM: usize = 1;
@@ -54,6 +60,8 @@ const SCM_RIGHTS: i32 = 1;
 const PR_SET_DUMPABLE: usize = 4;
 const SIG_BLOCK: usize = 0;
 const SIGCHLD: usize = 17;
+const SIGTERM: usize = 15;
+const SIGKILL: usize = 9;
 const WNOHANG: usize = 1;
 const EINTR: isize = -4;
 const POLLIN: i16 = 1;
@@ -264,9 +272,15 @@ fn serve_sockets(pidfd: isize) {
     unsafe { syscall(SYS_CLOSE, [3, 0, 0, 0, 0, 0]) };
 }
 
-/// Blocks SIGCHLD and returns its mask, for rt_sigtimedwait.
-fn block_sigchld() -> u64 {
-    let mask: u64 = 1 << (SIGCHLD - 1);
+/// The signal mask of one signal, as rt_sigprocmask and rt_sigtimedwait
+/// take it.
+const fn bit(signal: usize) -> u64 {
+    1 << (signal - 1)
+}
+
+/// Blocks the signals of `mask` (already blocked, for SIGTERM: the mask
+/// survives the exec) and returns it, for rt_sigtimedwait.
+fn block(mask: u64) -> u64 {
     // SAFETY: the mask outlives the call; sigsetsize is 8 on x86_64.
     unsafe {
         syscall(
@@ -277,58 +291,73 @@ fn block_sigchld() -> u64 {
     mask
 }
 
-fn wait_sigchld(mask: &u64) {
+/// Waits for a signal of `mask` and returns its number (negative: EINTR).
+fn wait_signal(mask: &u64) -> isize {
     // SAFETY: waits for a signal in `mask`; no siginfo, no timeout.
     unsafe {
         syscall(
             SYS_RT_SIGTIMEDWAIT,
             [(mask as *const u64) as usize, 0, 0, 8, 0, 0],
         )
-    };
+    }
 }
 
 /// PID 1 of a shared PID namespace: reaps whatever ends up with us.
 fn reap_forever() -> ! {
-    let mask = block_sigchld();
+    let mask = block(bit(SIGCHLD));
     loop {
         // SAFETY: wait4 with no status pointer.
         while unsafe { syscall(SYS_WAIT4, [usize::MAX, 0, WNOHANG, 0, 0, 0]) } > 0 {}
-        wait_sigchld(&mask);
+        wait_signal(&mask);
     }
 }
 
-/// Exits with the status of `pid` (our child) once it has ended.
+/// Our child's status once it has ended: `pid`, or a negative errno.
+fn wait_child(pid: usize, status: &mut i32, flags: usize) -> isize {
+    // SAFETY: wait4 on our child into `status`.
+    unsafe {
+        syscall(
+            SYS_WAIT4,
+            [pid, (status as *mut i32) as usize, flags, 0, 0, 0],
+        )
+    }
+}
+
+/// Exits with the status of `pid` (our child) once it has ended; if the
+/// supervisor dies first (SIGTERM), kills the child and exits once it is
+/// reaped.
 fn link(pid: usize) -> ! {
+    let mask = block(bit(SIGCHLD) | bit(SIGTERM));
     loop {
         let mut status: i32 = 0;
-        // SAFETY: wait4 on our child into `status`.
-        let r = unsafe {
-            syscall(
-                SYS_WAIT4,
-                [pid, (&mut status as *mut i32) as usize, 0, 0, 0, 0],
-            )
-        };
-        if r == EINTR {
-            continue;
-        }
-        if r < 0 {
+        let r = wait_child(pid, &mut status, WNOHANG);
+        if r < 0 && r != EINTR {
             exit(125);
         }
-        let signal = status & 0x7f;
-        match signal {
-            // Exited: the code is in the second byte.
-            0 => exit(((status >> 8) & 0xff) as usize),
-            // Stopped or continued: not an end.
-            0x7f => continue,
-            _ => exit(128 + signal as usize),
+        if r > 0 {
+            let signal = status & 0x7f;
+            match signal {
+                // Exited: the code is in the second byte.
+                0 => exit(((status >> 8) & 0xff) as usize),
+                _ => exit(128 + signal as usize),
+            }
+        }
+        if wait_signal(&mask) == SIGTERM as isize {
+            // SAFETY: kill takes integers; the child is ours, not reaped.
+            unsafe { syscall(SYS_KILL, [pid, SIGKILL, 0, 0, 0, 0]) };
+            while wait_child(pid, &mut status, 0) == EINTR {}
+            exit(128 + SIGKILL);
         }
     }
 }
 
+/// Keeps the namespaces until the supervisor dies.
 fn hold() -> ! {
+    let mask = block(bit(SIGTERM));
     loop {
-        // SAFETY: pause takes no arguments.
-        unsafe { syscall(SYS_PAUSE, [0; 6]) };
+        if wait_signal(&mask) == SIGTERM as isize {
+            exit(0);
+        }
     }
 }
 

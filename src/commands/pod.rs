@@ -20,7 +20,7 @@ use crate::runtime::contract::container::ContainerConfig;
 use crate::runtime::launch;
 use crate::runtime::logs::{self, ReadOptions};
 use crate::runtime::prepare;
-use crate::runtime::state::{self, ContainerState, Phase, PodPaths};
+use crate::runtime::state::{self, ContainerState, Phase, PodPaths, PodState};
 use crate::spec::{Manifest, Owner, PodPlan};
 use crate::sys::lock::FileLock;
 use crate::userns;
@@ -661,11 +661,28 @@ fn wait_stopped(paths: &PodPaths, pending: Option<UnixStream>) -> Result<()> {
     FileLock::wait_released(&paths.lock)
 }
 
+/// Once none of a pod's processes runs: its lease (when `locked`, the
+/// caller holding the pod's lock) and the host end of its veth go too, so
+/// `stop`, `rm` and `down` return with the pod's network released. Joins
+/// the holder's user namespace and netns when it lives.
+fn release_network(roots: &Roots, name: &str, st: Option<&PodState>, locked: bool) -> Result<()> {
+    let ifname = st
+        .filter(|s| s.pod_ip.is_some())
+        .map(|s| crate::net::pod_network::host_ifname(name, s.supervisor_pid));
+    let uplink = match (&ifname, userns::holder::read_live(roots)) {
+        (Some(_), Some(_)) => Some(userns::enter(roots)?.pid),
+        _ => None,
+    };
+    crate::net::pod_network::release_leftovers(&roots.run, name, locked, ifname.as_deref(), uplink)
+        .with_context(|| format!("releasing pod {name}'s network"))
+}
+
 pub fn stop(roots: &Roots, name: &str, time: Option<f64>) -> Result<ExitCode> {
     let paths = PodPaths::new(roots, name);
     if !paths.dir.is_dir() {
         bail!("no pod named {name:?}; `minipod ps -a` lists the pods");
     }
+    let before = paths.read_state().ok();
     let grace = match time {
         Some(t) if t.is_finite() && t >= 0.0 => Duration::from_secs_f64(t),
         Some(t) => bail!("-t {t}: give a number of seconds ≥ 0"),
@@ -674,6 +691,15 @@ pub fn stop(roots: &Roots, name: &str, time: Option<f64>) -> Result<ExitCode> {
         None => Duration::from_secs(paths.read_state().map_or(30, |s| s.grace_seconds)),
     };
     stop_running(&paths, grace)?;
+    // A detached pod's files stay: under its lock, its lease is ours to
+    // check too.
+    let lock = if paths.dir.exists() {
+        FileLock::try_acquire_removable(&paths.lock)?
+    } else {
+        None
+    };
+    release_network(roots, name, before.as_ref(), lock.is_some())?;
+    drop(lock);
     println!("{name}");
     Ok(ExitCode::SUCCESS)
 }
@@ -697,6 +723,7 @@ fn remove_pod(roots: &Roots, name: &str, force: bool, missing_ok: bool) -> Resul
     let Some(lock) = FileLock::try_acquire_removable(&paths.lock)? else {
         bail!("pod {name} was started again meanwhile");
     };
+    release_network(roots, name, paths.read_state().ok().as_ref(), true)?;
     if paths.dir.exists() || paths.data_dir.exists() {
         // Writable layers hold files of the user namespace's other ids.
         userns::enter(roots)?;
@@ -788,6 +815,10 @@ fn container_summary(c: &state::ContainerStatus) -> String {
     match &c.state {
         ContainerState::Running { .. } => format!("{}:Running", c.name),
         ContainerState::Waiting { reason } => format!("{}:{reason}", c.name),
+        // Its pod's processes died unrecorded (`state::settle_ended`).
+        ContainerState::Terminated { reason, .. } if reason == "ContainerStatusUnknown" => {
+            format!("{}:Unknown", c.name)
+        }
         ContainerState::Terminated { exit_code, .. } => format!("{}:Exited({exit_code})", c.name),
     }
 }
@@ -809,10 +840,11 @@ pub fn ps(roots: &Roots, all: bool, format: &str) -> Result<ExitCode> {
                 continue;
             }
         };
-        let (phase, message) = state::effective_phase(&paths, &st);
-        if !all && !matches!(phase, Phase::Running | Phase::Pending) {
+        let st = state::observed(&paths, st);
+        if !all && !matches!(st.phase, Phase::Running | Phase::Pending) {
             continue;
         }
+        let (phase, message) = (st.phase, st.message.clone());
         rows.push((st, phase, message));
     }
     match format {
@@ -903,8 +935,8 @@ fn holder_note(roots: &Roots) -> Option<String> {
         return None;
     }
     Some(
-        "note: minipod's user-namespace holder is gone; running pods keep running, \
-         and the next `minipod run` starts a new one"
+        "note: minipod's user-namespace holder died; the pods that ran with it failed \
+         (HolderDied), and the next command starts a new one"
             .into(),
     )
 }
@@ -943,7 +975,8 @@ fn state_json(s: &ContainerState) -> serde_json::Value {
 /// and its status.
 pub fn inspect(roots: &Roots, name: &str) -> Result<ExitCode> {
     let (paths, st) = state::find_pod(roots, name)?;
-    let (phase, message) = state::effective_phase(&paths, &st);
+    let st = state::observed(&paths, st);
+    let (phase, message) = (st.phase, st.message.clone());
     let yaml = std::fs::read_to_string(paths.pod_yaml()).unwrap_or_default();
     let mut pod = serde_yaml_ng::Deserializer::from_str(&yaml)
         .filter_map(|d| serde_json::Value::deserialize(d).ok())
@@ -1002,7 +1035,8 @@ fn wait_for(
     loop {
         let (paths, st) = state::find_pod(roots, name)?;
         let alive = paths.supervisor_alive();
-        let (phase, _) = state::effective_phase(&paths, &st);
+        let st = state::observed(&paths, st);
+        let phase = st.phase;
         let why = || {
             st.events
                 .last()

@@ -244,6 +244,25 @@ impl Ipam {
     }
 }
 
+/// Drops `pod`'s lease in the lease file of `dir`, whatever its subnet:
+/// for `rm` of a pod whose supervisor died (under the pod's lock, so no
+/// live process can own that lease). Returns whether there was one.
+pub fn release_stale(dir: &Path, pod: &str) -> Result<bool> {
+    let path = dir.join(LEASES_FILE);
+    if !path.exists() {
+        return Ok(false);
+    }
+    let _lock = FileLock::acquire(&dir.join(LOCK_FILE), Mode::Exclusive)?;
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut file: LeaseFile =
+        serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?;
+    if file.leases.remove(pod).is_none() {
+        return Ok(false);
+    }
+    atomic_write(&path, &serde_json::to_vec_pretty(&file)?)?;
+    Ok(true)
+}
+
 /// The allocation itself, on the file's contents: reclaim, keep the pod's
 /// own lease, or take the first free address.
 fn assign(

@@ -55,7 +55,7 @@ impl PodNetwork {
             // Unique per incarnation: the kernel removes a stopped pod's
             // veth a moment after its netns dies, and a pod run again at
             // once must not collide with it.
-            host_ifname: setup::host_ifname(&format!("{pod}/{owner}")),
+            host_ifname: host_ifname(pod, owner),
             listeners,
             lease: Some(ipam),
         })
@@ -86,6 +86,46 @@ impl PodNetwork {
             None => Ok(()),
         }
     }
+}
+
+/// The host end of the veth of pod `pod` whose supervisor is `owner`.
+pub fn host_ifname(pod: &str, owner: i32) -> String {
+    setup::host_ifname(&format!("{pod}/{owner}"))
+}
+
+/// What a pod whose processes are all gone may have left on the network:
+/// its lease (its supervisor died without giving it back) and the host end
+/// of its veth (the kernel removes it only a moment after the pod's netns
+/// dies). `rm`, `stop` and `down` call this under the pod's lock so they
+/// return with both gone. `uplink_pid` is the live holder's, when there is
+/// one: the calling process joins its netns for good (call it inside the
+/// user namespace, and only when it needs the host's network no more).
+/// `lease`: whether the caller holds the pod's lock (else a new pod of the
+/// name may own the lease; the veth's name is unique per supervisor).
+pub fn release_leftovers(
+    run: &Path,
+    pod: &str,
+    lease: bool,
+    host_ifname: Option<&str>,
+    uplink_pid: Option<i32>,
+) -> Result<()> {
+    use crate::sys::ns::{Kind, Namespace};
+    if lease {
+        super::ipam::release_stale(run, pod)?;
+    }
+    let (Some(ifname), Some(pid)) = (host_ifname, uplink_pid) else {
+        return Ok(());
+    };
+    let uplink = Namespace::open(pid, Kind::Network)
+        .map_err(|e| anyhow::anyhow!("opening the holder's network namespace: {e}"))?;
+    if !uplink.is_current()? {
+        uplink
+            .join()
+            .map_err(|e| anyhow::anyhow!("joining the holder's network namespace: {e}"))?;
+    }
+    let mut nl = super::netlink::Netlink::open()?;
+    setup::detach_pod(&mut nl, ifname)?;
+    Ok(())
 }
 
 impl Drop for PodNetwork {

@@ -79,8 +79,9 @@ fn allow_ping_sockets() -> Result<()> {
 /// Sets up the namespaces. Returns the PID-1 child's host pid when the PID
 /// namespace is shared (we are then its link to the supervisor), else None.
 fn setup(args: &PauseConfig, program: &OwnedFd) -> Result<Option<i32>> {
-    crate::sys::proc::die_with_parent(args.parent, nix::sys::signal::Signal::SIGKILL)
-        .context("the supervisor exited")?;
+    // The pause program exits on it (and, as a link, kills and reaps the
+    // pod's PID 1 first).
+    crate::sys::proc::told_of_parent_death(args.parent).context("the supervisor exited")?;
     // The pause runs the minipod binary and is visible to containers in a
     // shared PID namespace: keep its /proc/PID/exe out of their reach
     // (CVE-2019-5736).

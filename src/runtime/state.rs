@@ -420,17 +420,54 @@ pub fn find_pod(roots: &Roots, name: &str) -> Result<(PodPaths, PodState)> {
     Ok((paths, state))
 }
 
-/// The status `ps` shows: the recorded phase, unless the supervisor died
-/// without recording an end.
-pub fn effective_phase(paths: &PodPaths, state: &PodState) -> (Phase, Option<String>) {
-    let ended = matches!(state.phase, Phase::Succeeded | Phase::Failed);
-    if !ended && !paths.supervisor_alive() {
-        return (
-            Phase::Failed,
-            Some("the pod's supervisor died; `minipod rm` cleans up".to_string()),
-        );
+/// The pod as `ps`, `inspect` and `wait` show it: its record, corrected
+/// when no process of the pod runs any more (its lock is free) although the
+/// record says otherwise: the supervisor died without recording an end.
+pub fn observed(paths: &PodPaths, mut state: PodState) -> PodState {
+    if !paths.supervisor_alive() {
+        // The last moment the pod is known to have run: its last record.
+        let last = std::fs::metadata(paths.state())
+            .and_then(|m| m.modified())
+            .map(crate::sys::time::rfc3339)
+            .unwrap_or_default();
+        settle_ended(&mut state, &last);
     }
-    (state.phase, state.message.clone())
+    state
+}
+
+/// Why a pod ended without its supervisor recording it.
+pub const SUPERVISOR_DIED: &str = "the pod's supervisor died; `minipod rm` cleans up";
+
+/// A pod none of whose processes runs: a phase that says it still runs
+/// becomes Failed, and a container still running or waiting in the record
+/// is terminated with what kubelet reports for a container it could not
+/// find when its pod ended (`ContainerStatusUnknown`, 137), `last` (when
+/// the record was last written) as its end.
+pub fn settle_ended(state: &mut PodState, last: &str) {
+    if !matches!(state.phase, Phase::Succeeded | Phase::Failed) {
+        state.phase = Phase::Failed;
+        state.message = Some(SUPERVISOR_DIED.to_string());
+    }
+    for c in state
+        .init_containers
+        .iter_mut()
+        .chain(state.containers.iter_mut())
+    {
+        let started_at = match &c.state {
+            ContainerState::Terminated { .. } => continue,
+            ContainerState::Running { started_at } => started_at.clone(),
+            ContainerState::Waiting { .. } => String::new(),
+        };
+        c.state = ContainerState::Terminated {
+            exit_code: 137,
+            reason: "ContainerStatusUnknown".to_string(),
+            started_at,
+            finished_at: last.to_string(),
+        };
+        c.ready = false;
+        c.started = false;
+        c.pid = 0;
+    }
 }
 
 /// The pod's conditions as kubelet sets them, in its order, from the
@@ -508,6 +545,51 @@ mod tests {
             ready,
             started: ready,
         }
+    }
+
+    #[test]
+    fn a_pod_whose_processes_are_gone_shows_it() {
+        let mut st = running_state();
+        let running = ContainerState::Running {
+            started_at: "t0".into(),
+        };
+        let done = ContainerState::Terminated {
+            exit_code: 0,
+            reason: "Completed".into(),
+            started_at: "a".into(),
+            finished_at: "b".into(),
+        };
+        st.init_containers = vec![status("init", false, done.clone(), false)];
+        st.containers = vec![
+            status("web", false, running, true),
+            status(
+                "crash",
+                false,
+                ContainerState::Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                },
+                false,
+            ),
+        ];
+        settle_ended(&mut st, "t9");
+        assert_eq!(st.phase, Phase::Failed);
+        assert_eq!(st.message.as_deref(), Some(SUPERVISOR_DIED));
+        assert_eq!(st.init_containers[0].state, done);
+        let unknown = |started: &str| ContainerState::Terminated {
+            exit_code: 137,
+            reason: "ContainerStatusUnknown".into(),
+            started_at: started.into(),
+            finished_at: "t9".into(),
+        };
+        assert_eq!(st.containers[0].state, unknown("t0"));
+        assert!(!st.containers[0].ready && !st.containers[0].started);
+        assert_eq!(st.containers[1].state, unknown(""));
+        // A recorded end stays as it was recorded.
+        let mut ended = running_state();
+        ended.phase = Phase::Succeeded;
+        settle_ended(&mut ended, "t9");
+        assert_eq!(ended.phase, Phase::Succeeded);
+        assert_eq!(ended.message, None);
     }
 
     #[test]

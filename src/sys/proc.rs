@@ -28,6 +28,31 @@ pub fn die_with_parent(parent: i32, signal: nix::sys::signal::Signal) -> std::io
     Ok(())
 }
 
+/// As `die_with_parent`, but the death arrives as a blocked SIGTERM, which
+/// survives exec: for minipod's own processes that must kill and reap a
+/// child of theirs before they go (the pause program's `link`).
+pub fn told_of_parent_death(parent: i32) -> std::io::Result<()> {
+    let mut term = nix::sys::signal::SigSet::empty();
+    term.add(nix::sys::signal::Signal::SIGTERM);
+    term.thread_block()?;
+    die_with_parent(parent, nix::sys::signal::Signal::SIGTERM)
+}
+
+/// A pidfd of process `pid` if it is still the one that started at
+/// `start_time` (pids are reused): readable once the process has ended.
+pub fn pidfd_of(pid: i32, start_time: u64) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes integers; a new fd is ours alone.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just gave us this fd.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    // Checked after opening: the pidfd now names the process for good.
+    (live_start_time(pid) == Some(start_time)).then_some(fd)
+}
+
 /// Signals one process. A pid of 0 (a container whose setup failed before
 /// it reported one) must not become kill(0), our whole process group.
 pub fn signal_pid(pid: i32, sig: nix::sys::signal::Signal) {

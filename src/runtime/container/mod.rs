@@ -123,9 +123,9 @@ pub fn container_main() -> ExitCode {
             return ExitCode::from(crate::EXIT_MINIPOD_ERROR);
         }
     };
-    if let Err(err) =
-        crate::sys::proc::die_with_parent(config.supervisor_pid, nix::sys::signal::Signal::SIGKILL)
-    {
+    // As the pause program's `link`, it kills and reaps the container
+    // before it goes.
+    if let Err(err) = crate::sys::proc::told_of_parent_death(config.supervisor_pid) {
         report_error(&format!(
             "container {}: the supervisor exited ({err})",
             config.name
@@ -278,9 +278,10 @@ fn config_link_pid() -> i32 {
 /// for the container's main process and exits with its status (128+N for
 /// signal N), so the supervisor reaps an exit code even when the process
 /// lives in the pod's PID namespace (whose orphans go to the pause, not to
-/// us). The pause program is a few kB where this binary is megabytes. The
-/// link dies with the supervisor (PDEATHSIG, kept across exec), and the
-/// container dies with it.
+/// us). The pause program is a few kB where this binary is megabytes. When
+/// the supervisor dies, the link is told (a blocked SIGTERM, kept across
+/// exec), kills the container and reaps it before it exits, holding its
+/// copy of the pod's lock (`FD_POD_ALIVE`) until then.
 fn link_until_exit(
     child: nix::unistd::Pid,
     program: &OwnedFd,

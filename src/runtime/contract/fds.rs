@@ -22,3 +22,10 @@ pub const FD_PLAN: i32 = 6;
 /// `__probe-exec`): their config as JSON in a sealed memfd, for the same
 /// reason. (Their fd 3 is the sync or service channel.)
 pub const FD_CONFIG: i32 = 4;
+
+/// In the pause and each link: a copy of the pod's lock. They hold it until
+/// their child is reaped (the pause program kills it first when the
+/// supervisor dies), so the lock is free only when no process of the pod
+/// runs. Never inherited by a container: `prepare_exec` closes every fd
+/// above 2.
+pub const FD_POD_ALIVE: i32 = 7;

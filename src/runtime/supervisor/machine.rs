@@ -113,9 +113,15 @@ pub enum Event {
     Interrupted { now: Instant },
     /// `minipod stop`: stop, with this grace period.
     StopRequested { grace: Duration, now: Instant },
-    /// A disk emptyDir grew past its sizeLimit: kubelet's eviction (the
-    /// message is kubelet's). The pod is killed at once and fails.
-    Evicted { message: String, now: Instant },
+    /// The pod cannot go on: a disk emptyDir grew past its sizeLimit
+    /// (kubelet's eviction: reason `Evicted`, kubelet's message), or the
+    /// holder died and took the pod's network with it (`HolderDied`). The
+    /// pod is killed at once and fails.
+    Lost {
+        reason: &'static str,
+        message: String,
+        now: Instant,
+    },
     /// A probe's verdict, once its thresholds are crossed.
     Probe {
         slot: usize,
@@ -141,8 +147,12 @@ pub enum Failure {
     PauseExited,
     /// `activeDeadlineSeconds` passed.
     DeadlineExceeded,
-    /// Evicted (an emptyDir over its sizeLimit); kubelet's message.
-    Evicted(String),
+    /// Lost (`Event::Lost`): a one-word reason (kubelet's `Evicted`) and
+    /// the message.
+    Lost {
+        reason: &'static str,
+        message: String,
+    },
     /// A Job's failures went past its `backoffLimit`; `code` is the last
     /// failed container's.
     BackoffLimitExceeded {
@@ -425,7 +435,11 @@ impl Machine {
                 }
                 now
             }
-            Event::Evicted { message, now } => {
+            Event::Lost {
+                reason,
+                message,
+                now,
+            } => {
                 // Kubelet evicts with a grace period of 0.
                 self.grace = Duration::ZERO;
                 if let Some(stop) = &mut self.stopping {
@@ -433,7 +447,7 @@ impl Machine {
                     stop.then_retry = false;
                 }
                 let code = self.last_failed_code();
-                self.fail(Failure::Evicted(message), code, &mut out);
+                self.fail(Failure::Lost { reason, message }, code, &mut out);
                 now
             }
             Event::Probe {

@@ -882,16 +882,18 @@ fn a_container_its_liveness_probe_stopped_restarts_under_on_failure_even_after_e
 fn an_eviction_fails_the_pod_and_kills_without_grace() {
     let mut pod = Pod::running(RestartPolicy::Always, &[App]);
     let now = pod.at(5);
-    let actions = pod.m.handle(Event::Evicted {
+    let actions = pod.m.handle(Event::Lost {
+        reason: "Evicted",
         message: "Usage of EmptyDir volume \"v\" exceeds the limit \"1Mi\".".into(),
         now,
     });
     assert_eq!(
         actions[0],
         PodFailed {
-            failure: Failure::Evicted(
-                "Usage of EmptyDir volume \"v\" exceeds the limit \"1Mi\".".into()
-            ),
+            failure: Failure::Lost {
+                reason: "Evicted",
+                message: "Usage of EmptyDir volume \"v\" exceeds the limit \"1Mi\".".into()
+            },
             code: 1
         }
     );

@@ -30,7 +30,7 @@ use crate::net::portfwd;
 use crate::paths::Roots;
 use crate::runtime::contract::config_memfd;
 use crate::runtime::contract::container::ContainerConfig;
-use crate::runtime::contract::fds::{FD_CONFIG, FD_MINIPOD, FD_REPORT};
+use crate::runtime::contract::fds::{FD_CONFIG, FD_MINIPOD, FD_POD_ALIVE, FD_REPORT};
 use crate::runtime::contract::pause::{PauseConfig, PauseNetwork};
 use crate::runtime::contract::plan::{SizeLimit, SupervisorPlan};
 use crate::runtime::contract::report::{self, Line, Report};
@@ -145,6 +145,9 @@ pub struct Pod {
     /// Disk emptyDirs with a sizeLimit, and when to measure them next.
     size_limits: Vec<SizeLimit>,
     next_usage_check: Option<Instant>,
+    /// A pidfd of the holder: when it dies, the pod's network (the bridge
+    /// in its netns) and `minipod exec` (its user namespace) go with it.
+    holder: Option<OwnedFd>,
 }
 
 impl Pod {
@@ -229,7 +232,14 @@ impl Pod {
             next_usage_check: (!plan.size_limits.is_empty())
                 .then(|| Instant::now() + eviction::INTERVAL),
             size_limits: plan.size_limits,
+            holder: None,
         };
+        let holder = crate::userns::holder::read_live(&pod.roots)
+            .ok_or_else(|| anyhow!("minipod's user-namespace holder exited; run the pod again"))?;
+        pod.holder = crate::sys::proc::pidfd_of(holder.pid, holder.start_time);
+        if pod.holder.is_none() {
+            bail!("minipod's user-namespace holder exited; run the pod again");
+        }
         // A volume `volume rm` removed after `run` checked it: its lock
         // file is gone.
         for (name, path) in &plan.volume_locks {
@@ -283,7 +293,10 @@ impl Pod {
         let mut cmd = minipod_command();
         cmd.arg("__pause");
         let config_fd = config_memfd(&config)?;
-        let mut fds = vec![(config_fd.as_raw_fd(), FD_CONFIG)];
+        let mut fds = vec![
+            (config_fd.as_raw_fd(), FD_CONFIG),
+            (self.lock_fd()?, FD_POD_ALIVE),
+        ];
         let mut ours = None;
         if config.serve_sockets {
             let (mine, theirs) = std::os::unix::net::UnixStream::pair()?;
@@ -412,6 +425,9 @@ impl Pod {
             if let Some(control) = &self.control {
                 fds.push(PollFd::new(control.as_fd(), PollFlags::POLLIN));
             }
+            if let Some(holder) = &self.holder {
+                fds.push(PollFd::new(holder.as_fd(), PollFlags::POLLIN));
+            }
             // Probes' connections under way.
             for (fd, flags) in self.prober.poll_fds() {
                 fds.push(PollFd::new(fd, flags));
@@ -480,6 +496,7 @@ impl Pod {
         }
         self.run_probes()?;
         self.check_usage()?;
+        self.check_holder()?;
         let now = Instant::now();
         if self.machine.next_deadline().is_some_and(|t| t <= now) {
             self.dispatch(Event::Tick { now })?;
@@ -503,7 +520,31 @@ impl Pod {
             // Once is enough.
             self.next_usage_check = None;
             let now = Instant::now();
-            self.dispatch(Event::Evicted { message, now })?;
+            self.dispatch(Event::Lost {
+                reason: "Evicted",
+                message,
+                now,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Fails the pod once the holder is gone (its pidfd is readable).
+    fn check_holder(&mut self) -> Result<()> {
+        let gone = self.holder.as_ref().is_some_and(|fd| {
+            let mut one = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            nix::poll::poll(&mut one, PollTimeout::ZERO).is_ok_and(|n| n > 0)
+        });
+        if gone {
+            self.holder = None;
+            let now = Instant::now();
+            self.dispatch(Event::Lost {
+                reason: "HolderDied",
+                message: "minipod's user-namespace holder died, and the pod's network and \
+                          `minipod exec` with it; run the pod again"
+                    .to_string(),
+                now,
+            })?;
         }
         Ok(())
     }
@@ -637,10 +678,10 @@ impl Pod {
                     let message = self.describe(&failure);
                     self.state.phase = Phase::Failed;
                     self.state.message = Some(message.clone());
-                    if let Failure::Evicted(why) = &failure {
-                        // As kubelet records it.
-                        self.state.reason = Some("Evicted".into());
-                        self.state.message = Some(why.clone());
+                    if let Failure::Lost { reason, message } = &failure {
+                        // As kubelet records an eviction.
+                        self.state.reason = Some(reason.to_string());
+                        self.state.message = Some(message.clone());
                     }
                     self.failure = Some(message);
                     self.save_state();
@@ -677,7 +718,7 @@ impl Pod {
             }
             Failure::Setup(message) => format!("pod {}: {message}", self.name),
             Failure::PauseExited => format!("pod {}: its pause process exited", self.name),
-            Failure::Evicted(why) => format!("pod {}: Evicted: {why}", self.name),
+            Failure::Lost { reason, message } => format!("pod {}: {reason}: {message}", self.name),
             Failure::DeadlineExceeded => format!(
                 "pod {}: DeadlineExceeded: it ran longer than its activeDeadlineSeconds",
                 self.name
@@ -694,6 +735,7 @@ impl Pod {
     /// Spawns one container's `__container` and its output threads.
     /// Returns the link and the read end of its sync pipe.
     fn spawn_container(&mut self, i: usize) -> Result<(Child, std::io::PipeReader)> {
+        let lock_fd = self.lock_fd()?;
         let slot = &mut self.slots[i];
         if slot.status.restart_count > 0
             || matches!(slot.status.state, ContainerState::Terminated { .. })
@@ -719,6 +761,7 @@ impl Pod {
             &[
                 (sync_w.as_raw_fd(), FD_REPORT),
                 (config.as_raw_fd(), FD_CONFIG),
+                (lock_fd, FD_POD_ALIVE),
             ],
         );
         let link = cmd
@@ -1102,6 +1145,14 @@ impl Pod {
         true
     }
 
+    /// The pod's lock, for the pause and the links to hold a copy of.
+    fn lock_fd(&self) -> Result<std::os::fd::RawFd> {
+        self.lock
+            .as_ref()
+            .map(FileLock::as_raw_fd)
+            .ok_or_else(|| anyhow!("pod {}: its lock is gone", self.name))
+    }
+
     /// Kills every container and its link.
     fn kill_all(&mut self) {
         for s in &self.slots {
@@ -1132,12 +1183,10 @@ impl Drop for Pod {
             let _ = p.kill();
             let _ = p.wait();
         }
-        // Reap anything that was reparented to us.
-        while let Ok(s) = waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-            if s == WaitStatus::StillAlive {
-                break;
-            }
-        }
+        // Reap anything that was reparented to us, waiting for it: all of
+        // it was killed (or dies with its link), and nothing of the pod may
+        // outlive us.
+        while waitpid(None::<Pid>, None).is_ok() {}
         self.slots.clear();
         for h in self.outputs.drain(..) {
             let _ = h.join();
