@@ -398,48 +398,123 @@ spec:
     );
 }
 
+/// The pods' veths in the uplink netns (as root, through
+/// /proc/HOLDER/net/dev).
+fn uplink_veths(env: &TestEnv) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{}/net/dev", env.holder_pid().unwrap()))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim_start().split(':').next())
+        .filter(|name| name.starts_with("mp"))
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
-fn killing_the_supervisor_leaves_no_container_and_ps_says_failed() {
+fn killing_the_supervisor_leaves_no_process_and_rm_returns_with_all_released() {
+    let env = env_with_busybox();
+    // With a PID namespace per container and with a shared one.
+    for (n, share) in [(0, false), (1, true)] {
+        let name = format!("victim{n}");
+        let file = env.pod_file(
+            &name,
+            &format!(
+                r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  shareProcessNamespace: {share}
+  containers:
+  - {{name: a, image: localhost/busybox, command: [sleep, "3120{n}"]}}
+  - {{name: b, image: localhost/busybox, command: [sh, -c, 'trap "" TERM; sleep 3121{n} & wait']}}
+"#
+            ),
+        );
+        env.ok(["run", "-d", file.to_str().unwrap()]);
+        let state = env.pod_state_json(&name);
+        let pid = state["supervisor_pid"].as_i64().unwrap() as i32;
+        assert_eq!(uplink_veths(&env).len(), 1, "the pod's veth");
+        assert!(!live_processes(&format!("sleep 3121{n}")).is_empty());
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        // At once: `rm -f` returns only when nothing of the pod runs.
+        env.ok(["rm", "-f", &name]);
+        for marker in [format!("sleep 3120{n}"), format!("sleep 3121{n}")] {
+            assert!(live_processes(&marker).is_empty(), "{marker} still runs");
+        }
+        let pod_dir = env.runroot.join("pods").join(&name);
+        assert!(
+            live_processes(&pod_dir.display().to_string()).is_empty(),
+            "a pause or link of {name} still runs"
+        );
+        let leases = std::fs::read_to_string(env.runroot.join("ipam.json")).unwrap();
+        assert!(!leases.contains(&name), "{leases}");
+        assert_eq!(uplink_veths(&env), Vec::<String>::new());
+    }
+    assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
+}
+
+#[test]
+fn a_pod_whose_supervisor_died_shows_it_in_ps_and_inspect() {
     let env = env_with_busybox();
     let file = env.pod_file(
         "victim",
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: victim}
-spec:
-  shareProcessNamespace: true
-  containers:
-  - {name: a, image: localhost/busybox, command: [sleep, "31200"]}
-  - {name: b, image: localhost/busybox, command: [sh, -c, 'trap "" TERM; sleep 31201']}
-"#,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: victim}\nspec:\n  containers:\n  - {name: a, image: localhost/busybox, command: [sleep, \"31200\"]}\n",
     );
     env.ok(["run", "-d", file.to_str().unwrap()]);
-    let sup: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(env.runroot.join("pods/victim/state.json")).unwrap())
-            .unwrap();
-    let pid = sup["supervisor_pid"].as_i64().unwrap() as i32;
-    assert!(!live_processes("sleep 3120").is_empty());
+    let pid = env.pod_state_json("victim")["supervisor_pid"]
+        .as_i64()
+        .unwrap() as i32;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    wait_until("the containers to die", Duration::from_secs(10), || {
-        live_processes("sleep 3120").is_empty()
-    });
-    // The pause and the links follow by PDEATHSIG chains, a moment later
-    // on a loaded machine (issue 16 tracks making it immediate).
-    wait_until("no pause or link either", Duration::from_secs(10), || {
-        live_processes(&env.runroot.display().to_string()).is_empty()
-    });
+    // `wait` returns once nothing of the pod runs.
+    env.ok(["wait", "--condition", "stopped", "victim"]);
+    assert!(live_processes("sleep 31200").is_empty());
     let ps = env.ok(["ps", "-a"]);
     assert!(
-        ps.contains("victim") && ps.contains("Failed") && ps.contains("supervisor died"),
+        ps.contains("victim") && ps.contains("Failed") && ps.contains("a:Unknown"),
         "{ps}"
     );
+    assert!(ps.contains("supervisor died"), "{ps}");
+    let pod: serde_json::Value = serde_json::from_str(&env.ok(["inspect", "victim"])).unwrap();
+    let status = &pod["status"]["containerStatuses"][0];
+    assert_eq!(status["ready"], false, "{status}");
+    assert_eq!(
+        status["state"]["terminated"]["reason"], "ContainerStatusUnknown",
+        "{status}"
+    );
+    assert_eq!(status["state"]["terminated"]["exitCode"], 137, "{status}");
     env.ok(["rm", "victim"]);
     assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
+}
+
+#[test]
+fn a_pod_fails_when_the_holder_dies() {
+    let env = env_with_busybox();
+    let file = env.pod_file(
+        "orphan",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: orphan}\nspec:\n  containers:\n  - {name: a, image: localhost/busybox, command: [sleep, \"31202\"]}\n",
+    );
+    env.ok(["run", "-d", file.to_str().unwrap()]);
+    let holder = env.holder_pid().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(holder),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    env.ok(["wait", "--condition", "stopped", "orphan"]);
+    assert!(live_processes("sleep 31202").is_empty());
+    let pod: serde_json::Value = serde_json::from_str(&env.ok(["inspect", "orphan"])).unwrap();
+    assert_eq!(pod["status"]["phase"], "Failed", "{pod}");
+    assert_eq!(pod["status"]["reason"], "HolderDied", "{pod}");
+    env.ok(["rm", "orphan"]);
 }
 
 #[test]
@@ -458,11 +533,7 @@ fn a_dead_holder_is_reported_and_recreated() {
                 .contains(") Z")
     });
     let ps = env.run(["ps"]);
-    assert!(
-        stderr_of(&ps).contains("holder is gone"),
-        "{}",
-        stderr_of(&ps)
-    );
+    assert!(stderr_of(&ps).contains("holder died"), "{}", stderr_of(&ps));
     let out = env.run_pod(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: again}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: c, image: localhost/busybox, command: [echo, works]}\n",
         &[],
@@ -554,8 +625,9 @@ fn a_pod_name_of_the_longest_kind_works() {
 
 #[test]
 fn the_pause_and_links_inherit_no_descriptor_of_minipods() {
-    // The supervisor holds the pod's lock, the report pipe, the minipod
-    // binary and log files; none of it may reach the processes it starts.
+    // The supervisor holds the report pipe, the minipod binary and log
+    // files; none of it may reach the processes it starts, and of the
+    // pod's lock only the pause and links get a copy.
     let env = env_with_busybox();
     let file = env.pod_file("ticker", TICKER);
     env.ok(["run", "-d", file.to_str().unwrap()]);
@@ -567,16 +639,27 @@ fn the_pause_and_links_inherit_no_descriptor_of_minipods() {
         .collect();
     assert!(started.len() >= 2, "the pause and a link: {started:?}");
     started.push(state["pause_pid"].as_i64().unwrap() as i32);
+    let lock = env.runroot.join("pod-locks/ticker");
     for pid in started {
         let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().to_string())
             .collect();
+        // Besides stdio, only fd 7: their copy of the pod's lock, held
+        // until what they watch over is gone.
         assert!(
-            fds.iter().all(|fd| ["0", "1", "2"].contains(&fd.as_str())),
+            fds.iter()
+                .all(|fd| ["0", "1", "2", "7"].contains(&fd.as_str())),
             "pid {pid} holds fds {fds:?}"
         );
+        if fds.iter().any(|fd| fd == "7") {
+            assert_eq!(
+                std::fs::read_link(format!("/proc/{pid}/fd/7")).unwrap(),
+                lock,
+                "pid {pid}'s fd 7"
+            );
+        }
     }
     env.ok(["rm", "-f", "ticker"]);
 }

@@ -650,9 +650,8 @@ impl Pod {
                 }
                 Action::Stop(i) => self.stop_slot(i),
                 Action::Kill(i) => {
-                    if let Some(run) = &self.slots[i].running {
-                        signal_pid(run.pid, Signal::SIGKILL);
-                        signal_pid(run.link.id() as i32, Signal::SIGKILL);
+                    if let Some(run) = &mut self.slots[i].running {
+                        kill_container(run);
                     }
                 }
                 Action::BackOff { slot, .. } => {
@@ -1153,12 +1152,11 @@ impl Pod {
             .ok_or_else(|| anyhow!("pod {}: its lock is gone", self.name))
     }
 
-    /// Kills every container and its link.
+    /// Kills every container (each link then exits with it).
     fn kill_all(&mut self) {
-        for s in &self.slots {
-            if let Some(run) = &s.running {
-                signal_pid(run.pid, Signal::SIGKILL);
-                signal_pid(run.link.id() as i32, Signal::SIGKILL);
+        for s in &mut self.slots {
+            if let Some(run) = &mut s.running {
+                kill_container(run);
             }
         }
     }
@@ -1176,17 +1174,25 @@ impl Drop for Pod {
             }
             s.running = None;
         }
+        // The pause, or with a shared PID namespace the pod's PID 1, which
+        // the pause links: it reaps it and exits, so the namespace is empty
+        // when `wait` returns.
         if self.pause_pid > 0 {
             signal_pid(self.pause_pid, Signal::SIGKILL);
         }
         if let Some(mut p) = self.pause.take() {
-            let _ = p.kill();
+            if self.pause_pid <= 0 {
+                let _ = p.kill();
+            }
             let _ = p.wait();
         }
-        // Reap anything that was reparented to us, waiting for it: all of
-        // it was killed (or dies with its link), and nothing of the pod may
-        // outlive us.
-        while waitpid(None::<Pid>, None).is_ok() {}
+        // Reap anything that was reparented to us. (Not waiting for more:
+        // with `run` in the foreground the holder it started is our child.)
+        while let Ok(s) = waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            if s == WaitStatus::StillAlive {
+                break;
+            }
+        }
         self.slots.clear();
         for h in self.outputs.drain(..) {
             let _ = h.join();
@@ -1217,6 +1223,17 @@ impl Drop for Pod {
                 lock.release_and_remove(&self.paths.lock);
             }
         }
+    }
+}
+
+/// SIGKILL to a container: its link reaps it, then exits with its status,
+/// and so holds its copy of the pod's lock until the container is gone.
+/// The link itself only while the container's pid is not known yet.
+fn kill_container(run: &mut Running) {
+    if run.pid > 0 {
+        signal_pid(run.pid, Signal::SIGKILL);
+    } else {
+        let _ = run.link.kill();
     }
 }
 
