@@ -91,6 +91,19 @@ struct SourceArgs {
 }
 
 /// The named volumes' commands.
+/// `minipod system …`: minipod as a whole.
+#[derive(Subcommand)]
+enum SystemCommand {
+    /// Stop and remove every pod, image, layer, volume, Secret and
+    /// ConfigMap of the roots, and the user-namespace holder: what to run
+    /// instead of `rm -rf`, which cannot remove files of subordinate ids
+    Reset {
+        /// Do not ask first
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
 #[derive(Subcommand)]
 enum VolumeCommand {
     /// List the volumes
@@ -219,6 +232,17 @@ enum Command {
         #[command(subcommand)]
         command: VolumeCommand,
     },
+    /// Minipod as a whole: reset
+    System {
+        #[command(subcommand)]
+        command: SystemCommand,
+    },
+    /// Run a command (default: $SHELL) as root of minipod's user namespace,
+    /// where files of layers and volumes have the owners containers see
+    Unshare {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// List pods (running ones; -a for all)
     Ps {
         #[arg(short, long)]
@@ -297,7 +321,7 @@ enum Command {
         volumes: bool,
     },
     #[command(name = "__holder", hide = true)]
-    Holder { subnet: String },
+    Holder { subnet: String, runroot: PathBuf },
     #[command(name = "__pause", hide = true)]
     Pause,
     /// The container init, started by the pod supervisor (runtime::container).
@@ -329,8 +353,8 @@ pub fn run() -> Result<ExitCode> {
     init_logging(&cli.log_level)?;
     let roots = Roots::resolve(cli.root, cli.runroot);
     match cli.command {
-        Command::Holder { subnet } => {
-            userns::holder::holder_main(&subnet).map(|()| ExitCode::SUCCESS)
+        Command::Holder { subnet, runroot } => {
+            userns::holder::holder_main(&subnet, &runroot).map(|()| ExitCode::SUCCESS)
         }
         Command::Pause => {
             let config = crate::runtime::contract::read_passed_config("__pause")?;
@@ -399,6 +423,8 @@ pub fn run() -> Result<ExitCode> {
             pod,
         } => commands::pod::wait(&roots, &pod, &condition, timeout.as_deref()),
         Command::Down { target, volumes } => commands::pod::down(&roots, &target, volumes),
+        Command::System { command } => system_command(&roots, command),
+        Command::Unshare { command } => commands::unshare::unshare(&roots, &command),
         Command::Volume { command } => match command {
             VolumeCommand::Ls { format } => commands::volume::ls(&roots, &format),
             VolumeCommand::Inspect { names } => commands::volume::inspect(&roots, &names),
@@ -429,6 +455,12 @@ pub fn run() -> Result<ExitCode> {
         ),
         Command::Images { format } => commands::image::images(&roots, &format),
         Command::Rmi { force, images } => commands::image::rmi(&roots, force, &images),
+    }
+}
+
+fn system_command(roots: &Roots, command: SystemCommand) -> Result<ExitCode> {
+    match command {
+        SystemCommand::Reset { force } => commands::reset::system_reset(roots, force),
     }
 }
 

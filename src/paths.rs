@@ -81,6 +81,14 @@ impl Roots {
     pub fn holder_lock(&self) -> PathBuf {
         self.run.join("holder.lock")
     }
+    /// Held shared by every command using the holder; the holder leaves
+    /// only when it can take it exclusively.
+    pub fn holder_use_lock(&self) -> PathBuf {
+        self.run.join("holder-use.lock")
+    }
+    pub fn pod_locks(&self) -> PathBuf {
+        self.run.join("pod-locks")
+    }
     pub fn pods(&self) -> PathBuf {
         self.run.join("pods")
     }

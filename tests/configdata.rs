@@ -43,7 +43,8 @@ fn assert_nothing_left(env: &TestEnv) {
     );
     // `rm -f` kills the supervisor; the pause and containers follow it
     // (PDEATHSIG) a moment later.
-    let runroot = env.runroot.display().to_string();
+    // The holder names the run root too: pods/ is what pods own.
+    let runroot = env.runroot.join("pods").display().to_string();
     let mut infra = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::time::Instant::now() < deadline {

@@ -28,7 +28,7 @@ fn assert_pod_gone(env: &TestEnv, marker: &str) {
     );
     let procs = live_processes(marker);
     assert!(procs.is_empty(), "processes left: {procs:?}");
-    let infra = live_processes(&env.runroot.display().to_string());
+    let infra = live_processes(&env.runroot.join("pods").display().to_string());
     assert!(
         infra.is_empty(),
         "pause/container processes left: {infra:?}"
@@ -519,7 +519,7 @@ fn invalid_pods_fail_with_125_naming_the_field_and_create_nothing() {
             env.pod_state()
         );
     }
-    let infra = live_processes(&env.runroot.display().to_string());
+    let infra = live_processes(&env.runroot.join("pods").display().to_string());
     assert!(infra.is_empty(), "{infra:?}");
 }
 

@@ -4,7 +4,9 @@
 //! commands (`run`, `ps`, `logs`, `exec`, `stop`, `rm`, `inspect`, `wait`,
 //! `down`), `objects` the local store of ConfigMaps and Secrets (`secret` and
 //! `configmap` `create`, `ls`, `inspect`, `rm`), `volume` the named volumes
-//! (`ls`, `inspect`, `rm`, `prune`; those `run` makes and `down --volumes` removes). `cli` parses the command line and calls them; they call the
+//! (`ls`, `inspect`, `rm`, `prune`; those `run` makes and `down --volumes` removes),
+//! `unshare` a command as root of the user namespace, `reset` (`system reset`) the
+//! removal of everything. `cli` parses the command line and calls them; they call the
 //! mechanisms below (`runtime`, `image`, `userns`, `spec`), none of which
 //! calls back up here.
 
@@ -17,6 +19,8 @@ use crate::userns;
 pub mod image;
 pub mod objects;
 pub mod pod;
+pub mod reset;
+pub mod unshare;
 pub mod volume;
 
 /// Joins the user namespace and opens the store; only call while the process

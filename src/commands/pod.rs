@@ -763,30 +763,43 @@ pub fn down(roots: &Roots, target: &str, volumes: bool) -> Result<ExitCode> {
         }
         vec![target.to_string()]
     };
-    // Every pod is asked to stop before any is waited for: they stop
-    // together, each with its own grace period. (No threads: removing
-    // joins the user namespace, which needs a single-threaded process.)
+    remove_pods(roots, &names, None, |name| println!("{name}"))?;
+    for name in super::volume::remove(roots, &claimed)? {
+        println!("volume {name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Stops and removes pods: every one is asked to stop before any is waited
+/// for, so they stop together, each with `grace` or its own grace period.
+/// (No threads: removing joins the user namespace, which needs a
+/// single-threaded process.) `removed` is told each name.
+pub(super) fn remove_pods(
+    roots: &Roots,
+    names: &[String],
+    grace: Option<Duration>,
+    mut removed: impl FnMut(&str),
+) -> Result<()> {
     let mut pending = Vec::new();
-    for name in &names {
+    for name in names {
         let paths = PodPaths::new(roots, name);
-        let grace = paths
-            .read_state()
-            .map(|s| Duration::from_secs(s.grace_seconds))
-            .unwrap_or(Duration::from_secs(30));
+        let grace = grace.unwrap_or_else(|| {
+            paths.read_state().map_or(Duration::from_secs(30), |s| {
+                Duration::from_secs(s.grace_seconds)
+            })
+        });
         let answer = ask_to_stop(&paths, grace)?;
         pending.push((paths, answer));
     }
     for (paths, answer) in pending {
         wait_stopped(&paths, answer)?;
     }
-    for name in &names {
-        remove_pod(roots, name, true, names.len() > 1)?;
-        println!("{name}");
+    for name in names {
+        if remove_pod(roots, name, true, names.len() > 1)? {
+            removed(name);
+        }
     }
-    for name in super::volume::remove(roots, &claimed)? {
-        println!("volume {name}");
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The pods a `run` of this input started, as their records say: those

@@ -126,6 +126,11 @@ impl Launcher {
         }
     }
 
+    /// The forked pasta's pid: the holder kills it before it leaves.
+    pub fn pid(&self) -> Pid {
+        self.child
+    }
+
     /// Lets the forked pasta go without starting it (it exits at once),
     /// and reaps it.
     pub fn abandon(self) {

@@ -221,7 +221,7 @@ impl PodPaths {
             data_dir: roots.data_pods().join(name),
             // Not `<name>.lock` beside the directory: a name may have 253
             // characters, and a file name 255.
-            lock: roots.run.join("pod-locks").join(name),
+            lock: roots.pod_locks().join(name),
             // A unix socket's path must fit in 108 bytes, and a pod's name
             // may have 253: the socket is named by a hash of the name.
             control_socket: roots
@@ -339,13 +339,11 @@ impl PodPaths {
         })
     }
 
-    /// Whether the pod's supervisor still runs: it holds the pod lock for
-    /// its whole life.
+    /// Whether any process of the pod still runs: the supervisor holds the
+    /// pod lock for its whole life, the pause and each link a copy until
+    /// what they watch over is gone (`contract::fds::FD_POD_ALIVE`).
     pub fn supervisor_alive(&self) -> bool {
-        if !self.lock.exists() {
-            return false;
-        }
-        matches!(FileLock::try_acquire(&self.lock, Mode::Shared), Ok(None))
+        FileLock::would_block(&self.lock, Mode::Shared)
     }
 }
 

@@ -74,6 +74,20 @@ impl FileLock {
         }
     }
 
+    /// Whether taking the lock at `path` in `mode` would wait for somebody
+    /// (for a pod's lock, `Shared`: whether its owner holds it). Creates
+    /// nothing: no file, no lock.
+    pub fn would_block(path: &Path, mode: Mode) -> bool {
+        let Ok(file) = File::open(path) else {
+            return false;
+        };
+        let lock = FileLock { file };
+        matches!(
+            lock.flock(mode, true),
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK)
+        )
+    }
+
     /// The lock's descriptor, to hand to a child process that is to hold
     /// the lock on: a flock belongs to the open file, shared by every copy
     /// of the descriptor, so it stays held while the child keeps its copy.

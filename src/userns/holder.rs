@@ -1,16 +1,26 @@
 //! Creating, finding and joining the holder process.
 //!
 //! The holder is `minipod __holder`: it unshares a user namespace, waits for
-//! its parent to write the uid/gid maps, then sleeps in its own session until
-//! killed. Commands that work on images or pods join its user namespace with
-//! `setns` while they are still single-threaded.
+//! its parent to write the uid/gid maps, then waits in its own session until
+//! it is no longer needed. Commands that work on images or pods join its
+//! user namespace with `setns` while they are still single-threaded.
+//!
+//! Its life: a command that found it (`ensure`) holds `holder-use.lock`
+//! shared until it exits; a pod's processes hold the pod's lock. The holder
+//! leaves when its run root is removed (at once), or when no pod and no
+//! command has used it for `MINIPOD_HOLDER_IDLE_SECONDS` (default 300):
+//! then it takes `holder.lock` (so no command is finding it) and the use
+//! lock exclusively, removes `holder.pid`, kills pasta and exits, so it
+//! never vanishes under a command that uses it.
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use nix::sched::CloneFlags;
 use serde::{Deserialize, Serialize};
 
@@ -51,19 +61,44 @@ const UNSHARED: u8 = b'u';
 const MAPPED: u8 = b'm';
 const READY: u8 = b'r';
 
-/// Finds the live holder of this run root, or starts one.
+/// Finds the live holder of this run root, or starts one. The process then
+/// holds the holder in use until it exits (or execs: `keep_in_use`).
 pub fn ensure(roots: &Roots) -> Result<HolderRecord> {
     // It holds sockets and state of the user's pods.
     crate::sys::fs::create_private_dir(&roots.run)?;
     check_owned(&roots.run)?;
     let _lock = FileLock::acquire(&roots.holder_lock(), Mode::Exclusive)?;
-    if let Some(record) = read_live(roots) {
-        return Ok(record);
+    let record = match read_live(roots) {
+        Some(record) => record,
+        None => {
+            let record = spawn(roots)?;
+            let json = serde_json::to_vec(&record)?;
+            atomic_write(&roots.holder_pid(), &json)?;
+            record
+        }
+    };
+    // Under holder.lock: the holder cannot be leaving now.
+    if IN_USE.get().is_none() {
+        let _ = IN_USE.set(FileLock::acquire(&roots.holder_use_lock(), Mode::Shared)?);
     }
-    let record = spawn()?;
-    let json = serde_json::to_vec(&record)?;
-    atomic_write(&roots.holder_pid(), &json)?;
     Ok(record)
+}
+
+/// This process's shared hold on `holder-use.lock`, for its whole life.
+static IN_USE: std::sync::OnceLock<FileLock> = std::sync::OnceLock::new();
+
+/// Keeps this process's hold on the holder across an exec (`minipod
+/// unshare`: the command it runs uses the user namespace as long as it
+/// lives).
+pub fn keep_in_use() -> Result<()> {
+    let Some(lock) = IN_USE.get() else {
+        bail!("internal error: the holder is not in use by this process");
+    };
+    // SAFETY: clears FD_CLOEXEC on a descriptor we own.
+    if unsafe { libc::fcntl(lock.as_raw_fd(), libc::F_SETFD, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("keeping the holder in use");
+    }
+    Ok(())
 }
 
 /// The holder's record when its process is still the one that was started.
@@ -90,7 +125,35 @@ pub fn enter(roots: &Roots) -> Result<HolderRecord> {
     Ok(record)
 }
 
-fn spawn() -> Result<HolderRecord> {
+/// Stops the holder of this run root, if one runs, and returns once it is
+/// gone (its pasta with it: PDEATHSIG) and its record removed.
+pub fn stop(roots: &Roots) -> Result<()> {
+    let _lock = FileLock::acquire(&roots.holder_lock(), Mode::Exclusive)?;
+    if let Some(record) = read_live(roots)
+        && let Some(pidfd) = crate::sys::proc::pidfd_of(record.pid, record.start_time)
+    {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(record.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .with_context(|| format!("stopping the holder {}", record.pid))?;
+        let mut fds = [nix::poll::PollFd::new(
+            pidfd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        while let Err(nix::errno::Errno::EINTR) =
+            nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE)
+        {}
+    }
+    match std::fs::remove_file(roots.holder_pid()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", roots.holder_pid().display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn spawn(roots: &Roots) -> Result<HolderRecord> {
     let ranges = idmap::caller_ranges();
     if ranges.is_none() {
         tracing::warn!(
@@ -105,6 +168,7 @@ fn spawn() -> Result<HolderRecord> {
     let mut child = Command::new("/proc/self/exe")
         .arg("__holder")
         .arg(&subnet)
+        .arg(&roots.run)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -167,10 +231,10 @@ fn expect_byte(from: &mut impl Read, want: u8) -> Result<()> {
 }
 
 /// `minipod __holder`: the holder's own side.
-pub fn holder_main(subnet: &str) -> Result<()> {
-    // It lives until killed: a descriptor it inherited (the flock a test
-    // runner holds while running `minipod`, a jobserver's pipe) would be
-    // held as long, and it needs none but stdio.
+pub fn holder_main(subnet: &str, run: &Path) -> Result<()> {
+    // It lives long: a descriptor it inherited (the flock a test runner
+    // holds while running `minipod`, a jobserver's pipe) would be held as
+    // long, and it needs none but stdio.
     crate::sys::fs::close_from(3)?;
     nix::unistd::setsid().context("setsid")?;
     nix::sched::unshare(CloneFlags::CLONE_NEWUSER).context(
@@ -188,6 +252,7 @@ pub fn holder_main(subnet: &str) -> Result<()> {
     let pasta = crate::net::pasta::available()
         .map(|p| crate::net::pasta::Launcher::fork(&p))
         .transpose()?;
+    let pasta_pid = pasta.as_ref().map(crate::net::pasta::Launcher::pid);
     uplink_network(subnet)?;
     let turned_off = std::env::var_os("MINIPOD_NO_PASTA").is_some_and(|v| !v.is_empty());
     let outbound = pasta.map(outbound);
@@ -206,9 +271,112 @@ pub fn holder_main(subnet: &str) -> Result<()> {
     // pasta, our child, is reaped by the kernel should it exit.
     // SAFETY: setting a disposition; no handler runs.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
-    loop {
-        nix::unistd::pause();
+    let roots = Roots {
+        data: PathBuf::new(),
+        run: run.to_path_buf(),
+    };
+    serve_until_unneeded(&roots, idle_limit()?)?;
+    if let Some(pasta) = pasta_pid {
+        let _ = nix::sys::signal::kill(pasta, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pasta, None);
     }
+    Ok(())
+}
+
+/// How long the holder stays with no pod and no command using it.
+fn idle_limit() -> Result<Duration> {
+    const VAR: &str = "MINIPOD_HOLDER_IDLE_SECONDS";
+    match std::env::var(VAR) {
+        Err(_) => Ok(Duration::from_secs(300)),
+        Ok(text) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| anyhow!("{VAR}={text:?}: give a number of seconds ≥ 0")),
+    }
+}
+
+/// How often an idle holder looks whether it is still used: often enough
+/// to leave within a quarter of its limit after the last use, at most
+/// every 30 s.
+fn check_interval(idle: Duration) -> Duration {
+    (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(30))
+}
+
+/// Waits until the run root is removed, or until nothing has used the
+/// holder for `idle` and it could leave (then `holder.pid` is gone and the
+/// locks are ours until we exit).
+fn serve_until_unneeded(roots: &Roots, idle: Duration) -> Result<()> {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let watch =
+        Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).context("inotify_init")?;
+    watch
+        .add_watch(
+            &roots.run,
+            AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF | AddWatchFlags::IN_UNMOUNT,
+        )
+        .with_context(|| format!("watching the run root {}", roots.run.display()))?;
+    let mut last_used = Instant::now();
+    loop {
+        let timeout = nix::poll::PollTimeout::try_from(check_interval(idle))
+            .unwrap_or(nix::poll::PollTimeout::MAX);
+        let mut fds = [nix::poll::PollFd::new(
+            watch.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(&mut fds, timeout) {
+            // Removed, moved away or unmounted: nobody can find us again.
+            Ok(n) if n > 0 => return Ok(()),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("waiting in the holder"),
+        }
+        if in_use(roots) {
+            last_used = Instant::now();
+        } else if last_used.elapsed() >= idle {
+            match leave(roots)? {
+                Some(locks) => {
+                    // Held until we exit: a command finding the holder
+                    // waits for holder.lock, then starts a new one.
+                    std::mem::forget(locks);
+                    return Ok(());
+                }
+                None => last_used = Instant::now(),
+            }
+        }
+    }
+}
+
+/// Whether a pod runs (its lock is held) or a command uses the holder.
+fn in_use(roots: &Roots) -> bool {
+    FileLock::would_block(&roots.holder_use_lock(), Mode::Exclusive) || any_pod_running(roots)
+}
+
+fn any_pod_running(roots: &Roots) -> bool {
+    let Ok(dir) = std::fs::read_dir(roots.pod_locks()) else {
+        return false;
+    };
+    dir.flatten()
+        .any(|e| FileLock::would_block(&e.path(), Mode::Shared))
+}
+
+/// Takes holder.lock and the use lock exclusively, if nobody holds them,
+/// and, if no pod runs, removes our record. Returns the locks then.
+fn leave(roots: &Roots) -> Result<Option<(FileLock, FileLock)>> {
+    let Some(finding) = FileLock::try_acquire(&roots.holder_lock(), Mode::Exclusive)? else {
+        return Ok(None);
+    };
+    let Some(used) = FileLock::try_acquire(&roots.holder_use_lock(), Mode::Exclusive)? else {
+        return Ok(None);
+    };
+    if any_pod_running(roots) {
+        return Ok(None);
+    }
+    if read_live(roots).is_some_and(|r| r.pid == std::process::id() as i32) {
+        std::fs::remove_file(roots.holder_pid())
+            .with_context(|| format!("removing {}", roots.holder_pid().display()))?;
+    }
+    Ok(Some((finding, used)))
 }
 
 /// The uplink netns the holder owns: `lo` up and the bridge every pod's
@@ -274,4 +442,22 @@ fn check_owned(run: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_holder_looks_four_times_per_limit_within_bounds() {
+        assert_eq!(
+            check_interval(Duration::from_secs(300)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            check_interval(Duration::from_secs(60)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(check_interval(Duration::ZERO), Duration::from_millis(50));
+    }
 }
