@@ -1216,6 +1216,9 @@ impl Drop for Pod {
         } else if let Err(e) = self.paths.remove_all() {
             log::warn(format!("removing {}: {e}", self.paths.dir.display()));
         }
+        // Before the pod's lock: whoever waits for that (`down --volumes`)
+        // may remove the volumes next.
+        self.volume_locks.clear();
         if let Some(lock) = self.lock.take() {
             if keep {
                 drop(lock);
