@@ -119,6 +119,20 @@ enum VolumeCommand {
     },
 }
 
+/// `minipod system …`: minipod as a whole.
+#[derive(Subcommand)]
+enum SystemCommand {
+    /// Show the disk space images, layers, pods, logs and volumes use
+    Df {
+        /// table or json
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// List each image, layer, pod, log and volume too
+        #[arg(short, long)]
+        verbose: bool,
+    },
+}
+
 /// The store's commands, the same for Secrets and ConfigMaps.
 #[derive(Subcommand)]
 enum ObjectCommand {
@@ -218,6 +232,11 @@ enum Command {
     Volume {
         #[command(subcommand)]
         command: VolumeCommand,
+    },
+    /// Minipod as a whole: disk usage
+    System {
+        #[command(subcommand)]
+        command: SystemCommand,
     },
     /// List pods (running ones; -a for all)
     Ps {
@@ -405,6 +424,7 @@ pub fn run() -> Result<ExitCode> {
             VolumeCommand::Rm { names } => commands::volume::rm(&roots, &names),
             VolumeCommand::Prune { force } => commands::volume::prune(&roots, force),
         },
+        Command::System { command } => system_command(&roots, command),
         Command::Container => Ok(crate::runtime::container::container_main()),
         Command::ProbeExec { pid, command } => commands::pod::probe_exec(pid, command),
         Command::Load { name, source } => commands::image::load(&roots, name.as_deref(), &source),
@@ -429,6 +449,14 @@ pub fn run() -> Result<ExitCode> {
         ),
         Command::Images { format } => commands::image::images(&roots, &format),
         Command::Rmi { force, images } => commands::image::rmi(&roots, force, &images),
+    }
+}
+
+fn system_command(roots: &Roots, command: SystemCommand) -> Result<ExitCode> {
+    match command {
+        SystemCommand::Df { format, verbose } => {
+            commands::system::df(roots, commands::system::DfOptions { format, verbose })
+        }
     }
 }
 

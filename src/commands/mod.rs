@@ -17,6 +17,7 @@ use crate::userns;
 pub mod image;
 pub mod objects;
 pub mod pod;
+pub mod system;
 pub mod volume;
 
 /// Joins the user namespace and opens the store; only call while the process
