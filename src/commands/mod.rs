@@ -4,7 +4,7 @@
 //! commands (`run`, `ps`, `logs`, `exec`, `stop`, `rm`, `inspect`, `wait`,
 //! `down`), `objects` the local store of ConfigMaps and Secrets (`secret` and
 //! `configmap` `create`, `ls`, `inspect`, `rm`), `volume` the named volumes
-//! (`ls`, `inspect`, `rm`, `prune`; those `run` makes and `down --volumes` removes). `cli` parses the command line and calls them; they call the
+//! (`ls`, `inspect`, `rm`, `prune`; those `run` makes and `down --volumes` removes), `system` minipod as a whole (`df`). `cli` parses the command line and calls them; they call the
 //! mechanisms below (`runtime`, `image`, `userns`, `spec`), none of which
 //! calls back up here.
 

@@ -110,7 +110,11 @@ pub fn store_items(usage: &StoreUsage) -> Vec<Item> {
     let mut items = Vec::new();
     for (name, layers, blobs, active) in &usage.images {
         let unique: BTreeSet<&String> = layers.iter().collect();
-        let size = blobs + unique.iter().map(|l| usage.layers.get(*l).copied().unwrap_or(0)).sum::<u64>();
+        let size = blobs
+            + unique
+                .iter()
+                .map(|l| usage.layers.get(*l).copied().unwrap_or(0))
+                .sum::<u64>();
         let reclaimable = if *active {
             0
         } else {
@@ -190,17 +194,21 @@ fn store_size(items: &[Item]) -> u64 {
     items
         .iter()
         .filter(|i| (i.kind == Kind::Layers && !i.unused) || i.kind == Kind::Images)
-        .map(|i| if i.kind == Kind::Images { i.own } else { i.size })
+        .map(|i| {
+            if i.kind == Kind::Images {
+                i.own
+            } else {
+                i.size
+            }
+        })
         .sum()
 }
 
 /// podman's `NNN (PP%)`.
 fn reclaimable_text(row: &Row) -> String {
-    let percent = if row.size == 0 {
-        0
-    } else {
-        (row.reclaimable.min(row.size) * 100 / row.size) as u32
-    };
+    let percent = (row.reclaimable.min(row.size) * 100)
+        .checked_div(row.size)
+        .unwrap_or(0);
     format!("{} ({percent}%)", human_size(row.reclaimable))
 }
 
@@ -403,13 +411,28 @@ mod tests {
 
     fn usage() -> StoreUsage {
         StoreUsage {
-            layers: [("base", 1000), ("app", 300), ("other", 50), (".tmp-9-0-x", 7)]
-                .into_iter()
-                .map(|(n, s)| (n.to_string(), s))
-                .collect(),
+            layers: [
+                ("base", 1000),
+                ("app", 300),
+                ("other", 50),
+                (".tmp-9-0-x", 7),
+            ]
+            .into_iter()
+            .map(|(n, s)| (n.to_string(), s))
+            .collect(),
             images: vec![
-                ("running".into(), vec!["base".into(), "app".into()], 10, true),
-                ("idle".into(), vec!["base".into(), "other".into()], 20, false),
+                (
+                    "running".into(),
+                    vec!["base".into(), "app".into()],
+                    10,
+                    true,
+                ),
+                (
+                    "idle".into(),
+                    vec!["base".into(), "other".into()],
+                    20,
+                    false,
+                ),
                 ("idle2".into(), vec!["other".into()], 5, false),
             ],
         }
@@ -418,7 +441,12 @@ mod tests {
     #[test]
     fn images_reclaim_only_what_no_active_image_shares_and_count_shared_layers_once() {
         let items = store_items(&usage());
-        let image = |n: &str| items.iter().find(|i| i.kind == Kind::Images && i.name == n).unwrap();
+        let image = |n: &str| {
+            items
+                .iter()
+                .find(|i| i.kind == Kind::Images && i.name == n)
+                .unwrap()
+        };
         assert_eq!(image("running").size, 1310);
         assert_eq!(image("running").reclaimable, 0);
         // "base" is held by the running image: only "other" and its blobs.
@@ -430,7 +458,10 @@ mod tests {
         let images = &rows[0];
         assert_eq!((images.total, images.active), (3, 1));
         assert_eq!(images.reclaimable, 75);
-        assert_eq!(images.size, 1385, "blobs, then named layers once, the temp dir not");
+        assert_eq!(
+            images.size, 1385,
+            "blobs, then named layers once, the temp dir not"
+        );
         let layers = &rows[1];
         assert_eq!(layers.kind, Kind::Layers);
         assert_eq!((layers.total, layers.active), (4, 2));
@@ -454,7 +485,12 @@ mod tests {
         );
         assert_eq!(rows[0].total, 0);
         assert_eq!(
-            (rows[2].total, rows[2].active, rows[2].size, rows[2].reclaimable),
+            (
+                rows[2].total,
+                rows[2].active,
+                rows[2].size,
+                rows[2].reclaimable
+            ),
             (2, 1, 12288, 8192)
         );
         let table = summary_table(&rows);
