@@ -427,6 +427,41 @@ fn assert_no_leftovers(env: &TestEnv) {
     assert!(unused.is_empty(), "no layer outside an image: {unused:?}");
 }
 
+#[test]
+fn run_d_killed_while_its_supervisor_starts_the_pod_leaves_it_running() {
+    let env = env_with_busybox();
+    let marker = "3599.75";
+    let file = env.pod_file(
+        "early",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: early}}\nspec:\n  containers:\n  - {{name: c, image: localhost/busybox, command: [sleep, \"{marker}\"]}}\n"
+        ),
+    );
+    let mut run = env
+        .command(["run", "-d", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once its supervisor exists, before that reports the start:
+    // the report then meets a closed pipe, which killed the supervisor
+    // (SIGPIPE) and left a Failed pod.
+    common::wait_until("the supervisor", Duration::from_secs(20), || {
+        !live_processes("minipod-supervisor early").is_empty()
+    });
+    run.kill().unwrap();
+    run.wait().unwrap();
+    common::wait_until("the container", Duration::from_secs(20), || {
+        !live_processes(marker).is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let ps = env.ok(["ps", "--format", "json"]);
+    assert!(ps.contains("\"Running\""), "the pod runs: {ps}");
+    assert!(!live_processes("minipod-supervisor early").is_empty());
+    env.ok(["rm", "-f", "early"]);
+    assert!(live_processes(marker).is_empty());
+}
+
 fn iterations() -> usize {
     std::env::var("MINIPOD_KILL_ITERATIONS")
         .ok()
