@@ -402,7 +402,15 @@ fn assert_consistent(env: &TestEnv, images: &[String]) {
         let ps: serde_json::Value =
             serde_json::from_str(&env.ok(["ps", "-a", "--format", "json"])).unwrap();
         let pods = ps.as_array().unwrap().len() as u64;
-        if df_total(&df, "Pods") == pods {
+        // A pod without state (a run killed while making it) is not in
+        // `ps`, and `df` says it is unused.
+        let leftovers = df["Items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["Type"] == "Pods" && i["Unused"] == true)
+            .count() as u64;
+        if df_total(&df, "Pods") == pods + leftovers {
             return;
         }
         assert!(
@@ -413,8 +421,8 @@ fn assert_consistent(env: &TestEnv, images: &[String]) {
     }
 }
 
-/// After a command that ran to its end: no layer outside an image, no temp
-/// file.
+/// After a command that ran to its end: no layer outside an image, no pod
+/// without state, no temp file.
 fn assert_no_leftovers(env: &TestEnv) {
     assert_eq!(temp_files(&env.root), Vec::<String>::new());
     let df = df(env);
@@ -424,7 +432,7 @@ fn assert_no_leftovers(env: &TestEnv) {
         .iter()
         .filter(|i| i["Unused"] == true)
         .collect();
-    assert!(unused.is_empty(), "no layer outside an image: {unused:?}");
+    assert!(unused.is_empty(), "nothing unused: {unused:?}");
 }
 
 #[test]
@@ -460,6 +468,36 @@ fn run_d_killed_while_its_supervisor_starts_the_pod_leaves_it_running() {
     assert!(!live_processes("minipod-supervisor early").is_empty());
     env.ok(["rm", "-f", "early"]);
     assert!(live_processes(marker).is_empty());
+}
+
+#[test]
+fn a_pod_left_without_state_shows_as_unused_in_df_and_rm_removes_it() {
+    let env = TestEnv::new();
+    // What a `run` killed between making the pod's folders and its
+    // supervisor's first state leaves.
+    for d in [
+        env.runroot.join("pods/ghost/etc"),
+        env.root.join("pods/ghost/logs"),
+    ] {
+        std::fs::create_dir_all(&d).unwrap();
+    }
+    std::fs::write(env.root.join("pods/ghost/logs/c.log"), "x\n").unwrap();
+    env.give_to_user(&env.dir);
+    assert_eq!(env.ok(["ps", "-a", "--format", "json"]).trim(), "[]");
+    let usage = df(&env);
+    assert_eq!(df_total(&usage, "Pods"), 1, "{usage}");
+    assert_eq!(df_total(&usage, "Logs"), 1, "{usage}");
+    let ghost = usage["Items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["Name"] == "ghost")
+        .unwrap_or_else(|| panic!("{usage}"));
+    assert_eq!(ghost["Unused"], true, "{ghost}");
+    let table = env.ok(["system", "df", "-v"]);
+    assert!(table.contains("ghost (unused)"), "{table}");
+    env.ok(["rm", "ghost"]);
+    assert_eq!(df_total(&df(&env), "Pods"), 0);
 }
 
 fn iterations() -> usize {
@@ -540,6 +578,7 @@ fn sigkill_of_load_pull_and_run_at_random_moments_leaves_no_partial_object() {
             },
         );
         env.ok(["run", "-d", file]);
+        assert_no_leftovers(&env);
         env.ok(["rm", "-f", "killed"]);
     }
     // Only the holder (and its pasta) remain of the test user's processes

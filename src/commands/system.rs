@@ -65,7 +65,8 @@ pub struct Item {
     /// shares are not freed).
     pub reclaimable: u64,
     /// A layer no image names, or a temporary dir of a load that is still
-    /// running or was killed (removed by the next load).
+    /// running or was killed (removed by the next load); a pod without
+    /// state or supervisor (left by a killed `run`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub unused: bool,
     /// An image's own blobs (config, manifest), without its layers.
@@ -317,7 +318,13 @@ pub fn measure(roots: &Roots) -> Result<Vec<Item>> {
             ));
         }
         let size = disk_usage(&paths.dir) + disk_usage(&paths.data_dir) - log_bytes;
-        items.push(plain_item(Kind::Pods, pod.clone(), size, active));
+        let mut item = plain_item(Kind::Pods, pod.clone(), size, active);
+        // No state and no supervisor: left by a `run` killed while it made
+        // the pod (`ps` cannot show it; the next `run` of it or `rm`
+        // removes it), or a data-root half whose run root went (the next
+        // `run` sweeps it).
+        item.unused = !active && !paths.state().exists();
+        items.push(item);
     }
 
     let store = Store::new(roots, true);
