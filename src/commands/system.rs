@@ -317,7 +317,7 @@ pub fn measure(roots: &Roots) -> Result<Vec<Item>> {
                 active,
             ));
         }
-        let size = disk_usage(&paths.dir) + disk_usage(&paths.data_dir) - log_bytes;
+        let size = (disk_usage(&paths.dir) + disk_usage(&paths.data_dir)).saturating_sub(log_bytes);
         let mut item = plain_item(Kind::Pods, pod.clone(), size, active);
         // No state and no supervisor: left by a `run` killed while it made
         // the pod (`ps` cannot show it; the next `run` of it or `rm`
