@@ -91,19 +91,6 @@ struct SourceArgs {
 }
 
 /// The named volumes' commands.
-/// `minipod system …`: minipod as a whole.
-#[derive(Subcommand)]
-enum SystemCommand {
-    /// Stop and remove every pod, image, layer, volume, Secret and
-    /// ConfigMap of the roots, and the user-namespace holder: what to run
-    /// instead of `rm -rf`, which cannot remove files of subordinate ids
-    Reset {
-        /// Do not ask first
-        #[arg(short, long)]
-        force: bool,
-    },
-}
-
 #[derive(Subcommand)]
 enum VolumeCommand {
     /// List the volumes
@@ -127,6 +114,28 @@ enum VolumeCommand {
     /// Remove every volume no running pod uses
     Prune {
         /// Do not ask (needed when stdin is not a terminal)
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+/// `minipod system …`: minipod as a whole.
+#[derive(Subcommand)]
+enum SystemCommand {
+    /// Show the disk space images, layers, pods, logs and volumes use
+    Df {
+        /// table or json
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// List each image, layer, pod, log and volume too
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Stop and remove every pod, image, layer, volume, Secret and
+    /// ConfigMap of the roots, and the user-namespace holder: what to run
+    /// instead of `rm -rf`, which cannot remove files of subordinate ids
+    Reset {
+        /// Do not ask first
         #[arg(short, long)]
         force: bool,
     },
@@ -232,7 +241,7 @@ enum Command {
         #[command(subcommand)]
         command: VolumeCommand,
     },
-    /// Minipod as a whole: reset
+    /// Minipod as a whole: disk usage, reset
     System {
         #[command(subcommand)]
         command: SystemCommand,
@@ -460,7 +469,10 @@ pub fn run() -> Result<ExitCode> {
 
 fn system_command(roots: &Roots, command: SystemCommand) -> Result<ExitCode> {
     match command {
-        SystemCommand::Reset { force } => commands::reset::system_reset(roots, force),
+        SystemCommand::Reset { force } => commands::system::reset(roots, force),
+        SystemCommand::Df { format, verbose } => {
+            commands::system::df(roots, commands::system::DfOptions { format, verbose })
+        }
     }
 }
 

@@ -15,6 +15,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("Error: {err:#}");
+            if minipod::sys::fs::is_disk_full(&err) {
+                eprintln!("Error: {}", minipod::sys::fs::DISK_FULL_ADVICE);
+            }
             ExitCode::from(minipod::EXIT_MINIPOD_ERROR)
         }
     }

@@ -167,7 +167,7 @@ pub fn images(roots: &Roots, format: &str) -> Result<ExitCode> {
 }
 
 /// SI units, as podman prints sizes.
-fn human_size(bytes: u64) -> String {
+pub(super) fn human_size(bytes: u64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB"];
     let mut value = bytes as f64;
     let mut unit = 0;

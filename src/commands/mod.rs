@@ -5,8 +5,8 @@
 //! `down`), `objects` the local store of ConfigMaps and Secrets (`secret` and
 //! `configmap` `create`, `ls`, `inspect`, `rm`), `volume` the named volumes
 //! (`ls`, `inspect`, `rm`, `prune`; those `run` makes and `down --volumes` removes),
-//! `unshare` a command as root of the user namespace, `reset` (`system reset`) the
-//! removal of everything. `cli` parses the command line and calls them; they call the
+//! `system` minipod as a whole (`df`, `reset`), `unshare` a command as root of the user
+//! namespace. `cli` parses the command line and calls them; they call the
 //! mechanisms below (`runtime`, `image`, `userns`, `spec`), none of which
 //! calls back up here.
 
@@ -19,7 +19,7 @@ use crate::userns;
 pub mod image;
 pub mod objects;
 pub mod pod;
-pub mod reset;
+pub mod system;
 pub mod unshare;
 pub mod volume;
 

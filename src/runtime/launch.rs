@@ -290,7 +290,14 @@ impl PodFiles {
             ports,
             resolved,
         } = worked_out;
-        self.write_files(roots, plan)?;
+        self.write_files(roots, plan).with_context(|| {
+            format!(
+                "pod {}: writing its files under {} and {}",
+                plan.name,
+                self.paths.dir.display(),
+                self.paths.data_dir.display()
+            )
+        })?;
         let colour =
             !opts.detached && nix::unistd::isatty(std::io::stdout().as_fd()).unwrap_or(false);
         // Several pods on one terminal: `pod/container`.

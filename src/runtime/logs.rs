@@ -18,6 +18,11 @@ pub struct LogWriter {
     file: File,
     size: u64,
     max: u64,
+    /// Lines lost since the last one written (a full disk): said in the
+    /// log, as a line of its own, once writing works again.
+    dropped: u64,
+    /// Why the first of them was lost.
+    why: String,
 }
 
 impl LogWriter {
@@ -33,10 +38,44 @@ impl LogWriter {
             file,
             size,
             max,
+            dropped: 0,
+            why: String::new(),
         })
     }
 
+    /// Appends one line. A line that cannot be written whole (the disk is
+    /// full) is dropped, not left half-written, and counted; the next line
+    /// that fits is preceded by a stderr line saying how many were lost.
     pub fn write_line(&mut self, stream: &str, text: &[u8]) -> std::io::Result<()> {
+        if self.dropped > 0 {
+            let note = format!(
+                "minipod: {} line(s) of output dropped: {}",
+                self.dropped, self.why
+            );
+            if let Err(e) = self.append("stderr", note.as_bytes()) {
+                self.dropped += 1;
+                return Err(e);
+            }
+            self.dropped = 0;
+        }
+        self.append(stream, text).inspect_err(|e| {
+            if self.dropped == 0 {
+                self.why = e.to_string();
+            }
+            self.dropped += 1;
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Lines lost since the last one written.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    fn append(&mut self, stream: &str, text: &[u8]) -> std::io::Result<()> {
         let time = crate::sys::time::rfc3339_nanos(SystemTime::now());
         let mut line = Vec::with_capacity(time.len() + stream.len() + text.len() + 5);
         line.extend_from_slice(time.as_bytes());
@@ -50,7 +89,12 @@ impl LogWriter {
             self.file = File::options().create(true).append(true).open(&self.path)?;
             self.size = 0;
         }
-        self.file.write_all(&line)?;
+        if let Err(e) = self.file.write_all(&line) {
+            // Part of the line may be in: cut it off, so readers never see
+            // half a line (or a next line glued to it).
+            let _ = self.file.set_len(self.size);
+            return Err(e);
+        }
         self.size += line.len() as u64;
         Ok(())
     }
@@ -167,6 +211,44 @@ pub fn current_len(path: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_lost_to_a_full_disk_are_counted_and_said_once_writing_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut w = LogWriter::create(&path, 1 << 20).unwrap();
+        w.write_line("stdout", b"before").unwrap();
+        // /dev/full answers every write with ENOSPC.
+        let real = std::mem::replace(
+            &mut w.file,
+            File::options().append(true).open("/dev/full").unwrap(),
+        );
+        for _ in 0..3 {
+            assert!(w.write_line("stdout", b"lost").is_err());
+        }
+        assert_eq!(w.dropped(), 3);
+        w.file = real;
+        w.write_line("stdout", b"after").unwrap();
+        assert_eq!(w.dropped(), 0);
+        let texts: Vec<String> = read_lines(
+            &path,
+            &ReadOptions {
+                tail: None,
+                since: None,
+            },
+        )
+        .unwrap()
+        .into_iter()
+        .map(|l| format!("{} {}", l.stream, l.text))
+        .collect();
+        assert_eq!(texts.len(), 3, "{texts:?}");
+        assert_eq!(texts[0], "stdout before");
+        assert!(
+            texts[1].starts_with("stderr minipod: 3 line(s) of output dropped: No space left"),
+            "{texts:?}"
+        );
+        assert_eq!(texts[2], "stdout after");
+    }
 
     #[test]
     fn writes_parses_rotates_and_tails() {

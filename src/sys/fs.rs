@@ -40,6 +40,27 @@ fn atomic_write_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     result.with_context(|| format!("writing {}", path.display()))
 }
 
+/// Whether an error comes from a full filesystem or quota (ENOSPC,
+/// EDQUOT), anywhere in its chain: some layers of the code keep only the
+/// message of the I/O error, hence the text too.
+pub fn is_disk_full(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|e| e.raw_os_error())
+            .is_some_and(|code| code == libc::ENOSPC || code == libc::EDQUOT)
+            || [libc::ENOSPC, libc::EDQUOT]
+                .iter()
+                .any(|code| cause.to_string().contains(&format!("(os error {code})")))
+    })
+}
+
+/// What to do about a full disk, said after the error (which names the
+/// file or image it was writing).
+pub const DISK_FULL_ADVICE: &str = "the disk is full (no space left on device): nothing \
+     half-written was kept; free space on that filesystem (`minipod system df` shows what \
+     minipod uses; `minipod rmi`, `minipod rm` and `minipod volume prune` free it) and try again";
+
 /// A name in the same directory (so rename is atomic) that no other process
 /// will pick: it carries our pid, and stale ones can be recognised by it.
 pub fn temp_sibling(path: &Path) -> PathBuf {
@@ -260,6 +281,20 @@ mod tests {
             take_passed_fd(9999).is_err(),
             "a descriptor that is not open"
         );
+    }
+
+    #[test]
+    fn a_full_disk_is_recognised_through_contexts_and_messages() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let err = anyhow::Error::new(io).context("writing /x/images.json");
+        assert!(is_disk_full(&err));
+        let flattened = anyhow::anyhow!(
+            "image a: layer b: layer entry \"f\": {}",
+            std::io::Error::from_raw_os_error(libc::EDQUOT)
+        );
+        assert!(is_disk_full(&flattened));
+        let other = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EACCES));
+        assert!(!is_disk_full(&other));
     }
 
     #[test]

@@ -33,14 +33,42 @@ impl Line<'_> {
     }
 
     /// Writes the line to a descriptor this process owns but must not
-    /// close (fd 3, the report or sync pipe).
+    /// close (fd 3, the report or sync pipe). A reader that is gone (a
+    /// `run -d` killed while its pod started) is an error (EPIPE), not a
+    /// SIGPIPE: that would kill the supervisor of a pod that is whole.
     pub fn write_to_fd(&self, fd: RawFd) -> std::io::Result<()> {
         // SAFETY: the caller names a descriptor that stays open for the
         // whole call; ManuallyDrop keeps the File from closing it.
         let mut file = std::mem::ManuallyDrop::new(unsafe {
             <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd)
         });
-        self.write_to(&mut *file)
+        without_sigpipe(|| self.write_to(&mut *file))
+    }
+}
+
+/// Runs `write` with SIGPIPE blocked in this thread, then discards a SIGPIPE
+/// the write raised: the write sees EPIPE instead. (Ignoring SIGPIPE for
+/// the process would be inherited by the containers it starts.)
+fn without_sigpipe<T>(write: impl FnOnce() -> T) -> T {
+    // SAFETY: plain signal-set calls on local sets; the mask is restored
+    // before returning, and sigtimedwait with a zero timeout only takes a
+    // SIGPIPE that is pending on this thread.
+    unsafe {
+        let mut pipe: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pipe);
+        libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut old);
+        let out = write();
+        if libc::sigismember(&old, libc::SIGPIPE) == 0 {
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            while libc::sigtimedwait(&pipe, std::ptr::null_mut(), &zero) == libc::SIGPIPE {}
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        out
     }
 }
 

@@ -25,8 +25,17 @@ pub fn pump(
                 Ok(_) => {}
             }
             let text = line.strip_suffix(b"\n").unwrap_or(&line);
-            if let Ok(mut log) = log.lock() {
-                let _ = log.write_line(stream, text);
+            if let Ok(mut log) = log.lock()
+                && let Err(e) = log.write_line(stream, text)
+                && log.dropped() == 1
+            {
+                // Once per spell of failures; the log says how many
+                // lines were lost when it can be written again.
+                super::log::warn(format_args!(
+                    "{}: {e}: dropping the container's output until the log can be written \
+                     again (free space on that filesystem)",
+                    log.path().display()
+                ));
             }
             if terminal {
                 let mut out: Box<dyn Write> = if stream == "stderr" {
