@@ -659,11 +659,11 @@ fn sample(pid: i32, at: Duration, restarts: u64) -> Sample {
         fds: usize::MAX,
         maps: usize::MAX,
     };
-    for _ in 0..5 {
+    for _ in 0..10 {
         s.rss_kb = s.rss_kb.min(status_kb(pid, "VmRSS").unwrap_or(0));
         s.fds = s.fds.min(fd_count(pid));
         s.maps = s.maps.min(map_count(pid));
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(25));
     }
     s
 }
@@ -861,4 +861,50 @@ fn the_process_checks_see_a_pods_processes() {
     env.ok(["rm", "-f", "seen"]);
     std::thread::sleep(Duration::from_millis(500));
     assert!(pod_processes(&env).is_empty(), "{:?}", pod_processes(&env));
+}
+
+/// `rm -f` (and `stop`, `down`) of a pod still starting: `run` holds its
+/// lock and no supervisor listens yet. It used to find no socket, signal
+/// nobody and then wait for the lock, that is for the whole life of a pod
+/// it never asked to stop.
+#[test]
+fn removing_a_pod_as_it_starts_does_not_wait_for_its_whole_life() {
+    let env = env_with_busybox();
+    let file = env.pod_file(
+        "racy",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: racy}\nspec:\n  containers:\n  - {name: c, image: localhost/busybox, command: [sleep, \"3600\"]}\n",
+    );
+    for attempt in 0..12u64 {
+        let mut run = env.command(["run", "-d", file.to_str().unwrap()]);
+        run.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let run = run.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(10 + 4 * attempt));
+        let mut rm = env.command(["rm", "-f", "racy"]);
+        rm.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let began = Instant::now();
+        let rm = rm.spawn().unwrap();
+        let out = wait_output(rm, Duration::from_secs(20));
+        let took = began.elapsed();
+        let ran = wait_output(run, Duration::from_secs(20));
+        println!(
+            "attempt {attempt}: rm -f {:?} in {took:?} ({}), run -d {:?}",
+            out.status.code(),
+            stderr_of(&out).trim(),
+            ran.status.code()
+        );
+        assert!(
+            out.status.success() || stderr_of(&out).contains("no pod named"),
+            "attempt {attempt}: {}",
+            stderr_of(&out)
+        );
+        assert!(
+            took < Duration::from_secs(10),
+            "attempt {attempt}: rm -f took {took:?}"
+        );
+        // Whatever won, a second rm -f leaves nothing.
+        let _ = env.run(["rm", "-f", "racy"]);
+    }
+    std::thread::sleep(SETTLE);
+    assert_eq!(pod_processes(&env), Vec::<i32>::new());
+    assert_eq!(env.pod_state(), Vec::<String>::new());
 }

@@ -609,24 +609,33 @@ fn stop_running(paths: &PodPaths, grace: Duration) -> Result<()> {
 /// nothing when it was signalled) is for `wait_stopped`. Several pods stop
 /// at once by asking each first and waiting after.
 fn ask_to_stop(paths: &PodPaths, grace: Duration) -> Result<Option<UnixStream>> {
-    if !paths.supervisor_alive() {
-        return Ok(None);
-    }
-    match UnixStream::connect(paths.control_socket()) {
-        Ok(mut stream) => {
-            stream.write_all(format!("stop {}\n", grace.as_secs_f64()).as_bytes())?;
-            Ok(Some(stream))
+    // A pod still starting has its lock (`run` holds it, then hands it to
+    // the supervisor) but no control socket yet: wait for the socket, or
+    // `wait_stopped` would wait out the whole life of a pod never asked to
+    // stop. One shutting down has removed its socket: its lock goes soon.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if !paths.supervisor_alive() {
+            return Ok(None);
         }
-        Err(e) => {
-            // Still starting (no socket yet), or shutting down.
-            tracing::debug!("control socket: {e}");
-            if let Ok(state) = paths.read_state() {
-                crate::sys::proc::signal_pid(
-                    state.supervisor_pid,
-                    nix::sys::signal::Signal::SIGTERM,
-                );
+        match UnixStream::connect(paths.control_socket()) {
+            Ok(mut stream) => {
+                stream.write_all(format!("stop {}\n", grace.as_secs_f64()).as_bytes())?;
+                return Ok(Some(stream));
             }
-            Ok(None)
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => {
+                tracing::debug!("control socket: {e}");
+                if let Ok(state) = paths.read_state() {
+                    crate::sys::proc::signal_pid(
+                        state.supervisor_pid,
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+                return Ok(None);
+            }
         }
     }
 }
