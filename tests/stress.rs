@@ -250,8 +250,12 @@ fn check_invariants(env: &TestEnv, first_fds: &mut BTreeMap<i32, usize>) -> Vec<
             .flatten()
             .flatten()
         {
+            // `.tmp-PID-N-state.json`: being written, unless PID is gone.
             let f = f.file_name().to_string_lossy().to_string();
-            if f.contains("tmp") {
+            let writer = f
+                .strip_prefix(".tmp-")
+                .and_then(|r| r.split('-').next()?.parse::<i32>().ok());
+            if writer.is_some_and(|pid| !alive(pid)) {
                 wrong.push(format!("pods/{name}/{f}: a temporary file left behind"));
             }
         }
