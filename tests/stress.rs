@@ -494,7 +494,7 @@ fn one_op(env: &TestEnv, files: &[std::path::PathBuf], rng: &mut Rng, record: &M
 fn stress_pod(i: usize) -> String {
     // Even pods: a chatty main and a sleeping sidecar (two containers);
     // odd pods: a main that exits every second and is restarted.
-    let main = if i % 2 == 0 {
+    let main = if i.is_multiple_of(2) {
         r#"[sh, -c, "trap 'exit 0' TERM; while true; do echo tick; sleep 0.2; done"]"#
     } else {
         r#"[sh, -c, "echo up; sleep 1; exit 3"]"#
@@ -502,7 +502,7 @@ fn stress_pod(i: usize) -> String {
     let mut yaml = format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: st{i}}}\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - {{name: main, image: localhost/busybox, command: {main}}}\n"
     );
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         yaml.push_str("  - {name: side, image: localhost/busybox, command: [sleep, \"3600\"]}\n");
     }
     yaml
