@@ -479,9 +479,18 @@ fn one_op(env: &TestEnv, files: &[std::path::PathBuf], rng: &mut Rng, record: &M
         // A state file read while a pod starts or goes may be missing
         // (said as such), never half-written.
         let missing = stderr.contains("No such file or directory");
-        if ["state.json", "ipam.json", "parse", "EOF", "corrupt"]
-            .iter()
-            .any(|bad| stderr.contains(bad))
+        // A command racing a pod's end says what happened, not an errno.
+        if [
+            "state.json",
+            "ipam.json",
+            "parse",
+            "EOF",
+            "corrupt",
+            "Broken pipe",
+            "Connection reset",
+        ]
+        .iter()
+        .any(|bad| stderr.contains(bad))
             && !missing
         {
             r.violations.push(format!("minipod {args:?}: {stderr}"));
@@ -760,7 +769,9 @@ fn a_crash_looping_container_keeps_its_supervisor_flat() {
         last.rss_kb,
         last.restarts - first.restarts
     );
-    assert!(last.fds <= first.fds, "fds grew: {first:?} → {last:?}");
+    // One more: a restart under way through all the samples holds its
+    // sync pipe (a leak would be one a restart).
+    assert!(last.fds <= first.fds + 1, "fds grew: {first:?} → {last:?}");
     // A thread stack or buffer mapped per restart shows here first.
     assert!(
         last.maps <= first.maps + 8,

@@ -620,8 +620,13 @@ fn ask_to_stop(paths: &PodPaths, grace: Duration) -> Result<Option<UnixStream>> 
         }
         match UnixStream::connect(paths.control_socket()) {
             Ok(mut stream) => {
-                stream.write_all(format!("stop {}\n", grace.as_secs_f64()).as_bytes())?;
-                return Ok(Some(stream));
+                let ask = format!("stop {}\n", grace.as_secs_f64());
+                if stream.write_all(ask.as_bytes()).is_ok() {
+                    return Ok(Some(stream));
+                }
+                // It closed its socket as we asked (EPIPE): it is ending,
+                // and the next turn sees its lock go.
+                std::thread::sleep(Duration::from_millis(10));
             }
             Err(_) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(10));
@@ -650,11 +655,12 @@ fn ask_for_process(
 ) -> Result<crate::runtime::contract::container::Process> {
     let not_running = || anyhow!("container {container} of pod {pod} is not running");
     let mut stream = UnixStream::connect(paths.control_socket()).map_err(|_| not_running())?;
-    stream.write_all(format!("process {container}\n").as_bytes())?;
-    let mut reply = Vec::new();
+    // A broken pipe or a reset: the supervisor ended as we asked.
     stream
-        .read_to_end(&mut reply)
-        .with_context(|| format!("asking pod {pod}'s supervisor"))?;
+        .write_all(format!("process {container}\n").as_bytes())
+        .map_err(|_| not_running())?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).map_err(|_| not_running())?;
     if let Some(error) = reply.strip_prefix(b"error ") {
         bail!("pod {pod}: {}", String::from_utf8_lossy(error).trim_end());
     }

@@ -93,9 +93,15 @@ pub fn parse_line(raw: &str) -> Option<Line> {
 /// 16 kB too).
 pub const MAX_ENTRY: usize = 16 << 10;
 
+/// The longest line a reader joins from parts: past it, what was joined is
+/// a line of its own (a container that never ends a line must not grow a
+/// `logs -f` that follows it).
+const MAX_JOINED: usize = 64 * MAX_ENTRY;
+
 /// Turns a file's entries back into lines: the parts (`P`) of a long line
-/// are joined to the entry that ends it, per stream. Bytes that are not
-/// UTF-8 (a container may write anything) read as U+FFFD.
+/// are joined to the entry that ends it, per stream, up to `MAX_JOINED`.
+/// Bytes that are not UTF-8 (a container may write anything) read as
+/// U+FFFD.
 #[derive(Default)]
 struct Joiner {
     pending: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -111,7 +117,7 @@ impl Joiner {
         let text = parts.next().unwrap_or(b"");
         let pending = self.pending.entry(stream.to_vec()).or_default();
         pending.extend_from_slice(text);
-        if partial {
+        if partial && pending.len() < MAX_JOINED {
             return None;
         }
         let text = std::mem::take(pending);
@@ -368,5 +374,17 @@ mod tests {
         })
         .unwrap();
         assert_eq!(followed, ["second", "third"]);
+    }
+
+    #[test]
+    fn a_line_that_never_ends_is_cut_where_joining_stops() {
+        let mut joiner = Joiner::default();
+        let part = format!("t stdout P {}\n", "x".repeat(MAX_ENTRY));
+        let mut lines = Vec::new();
+        for _ in 0..(2 * MAX_JOINED / MAX_ENTRY) {
+            lines.extend(joiner.push(part.as_bytes()));
+        }
+        assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|l| l.text.len() == MAX_JOINED));
     }
 }
