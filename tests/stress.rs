@@ -6,7 +6,8 @@
 //! Short by default (about a minute in all); `scripts/stress` and
 //! `scripts/soak` run the same tests for minutes through these variables:
 //! - `MINIPOD_STRESS_SECONDS` (20), `MINIPOD_STRESS_WORKERS` (4),
-//!   `MINIPOD_STRESS_PODS` (3), `MINIPOD_STRESS_SEED` (from the clock);
+//!   `MINIPOD_STRESS_PODS` (3), `MINIPOD_STRESS_SEED` (from the clock),
+//!   `MINIPOD_STRESS_KILL=1` (supervisors are SIGKILLed too);
 //! - `MINIPOD_SOAK_RESTARTS` (100), `MINIPOD_SOAK_FLOOD_SECONDS` (8).
 
 mod common;
@@ -276,7 +277,10 @@ fn check_invariants(env: &TestEnv, first_fds: &mut BTreeMap<i32, usize>) -> Vec<
                         wrong.push(format!("address {ip} leased to both {other} and {pod}"));
                     }
                     let owner = lease["pid"].as_i64().unwrap_or(0) as i32;
-                    if !running.contains(pod) {
+                    if killing() && !alive(owner) {
+                        // A killed supervisor's lease: the next allocation
+                        // reclaims it (net::ipam), by design.
+                    } else if !running.contains(pod) {
                         wrong.push(format!("pod {pod} holds a lease but is not running"));
                     } else if !supervisors.iter().any(|(p, n)| *p == owner && n == pod) {
                         wrong.push(format!(
@@ -395,6 +399,32 @@ const OPS: [&str; 9] = [
 ];
 
 /// One random command on one of the pods; records its figures.
+/// `MINIPOD_STRESS_KILL=1`: a worker also SIGKILLs a pod's supervisor now
+/// and then (a pod then dies with it: PDEATHSIG chains; `ps` says Failed).
+fn killing() -> bool {
+    std::env::var_os("MINIPOD_STRESS_KILL").is_some_and(|v| v == "1")
+}
+
+fn kill_supervisor(env: &TestEnv, name: &str, record: &Mutex<Record>) {
+    let state = env.runroot.join("pods").join(name).join("state.json");
+    let pid = std::fs::read(state)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["supervisor_pid"].as_i64())
+        .map_or(0, |p| p as i32);
+    let began = Instant::now();
+    if pid > 0 && supervised_pod(pid).as_deref() == Some(name) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        record
+            .lock()
+            .unwrap()
+            .add("kill -9", began.elapsed(), false);
+    }
+}
+
 fn one_op(env: &TestEnv, files: &[std::path::PathBuf], rng: &mut Rng, record: &Mutex<Record>) {
     let i = rng.below(files.len() as u64) as usize;
     let name = format!("st{i}");
@@ -402,6 +432,10 @@ fn one_op(env: &TestEnv, files: &[std::path::PathBuf], rng: &mut Rng, record: &M
     // run -d twice as often as the rest: the others need pods.
     let pick = rng.below(OPS.len() as u64 + 2) as usize;
     let op = OPS[pick.saturating_sub(2)];
+    if killing() && rng.below(12) == 0 {
+        kill_supervisor(env, &name, record);
+        return;
+    }
     let (file, name) = (file.as_str(), name.as_str());
     let args: Vec<String> = match op {
         "run -d" => vec!["run", "-d", "--restart-backoff", "0.05", file],
@@ -922,4 +956,58 @@ fn removing_a_pod_as_it_starts_does_not_wait_for_its_whole_life() {
     std::thread::sleep(SETTLE);
     assert_eq!(pod_processes(&env), Vec::<i32>::new());
     assert_eq!(env.pod_state(), Vec::<String>::new());
+}
+
+/// A supervisor SIGKILLed while its pod starts: the pod's processes must
+/// die with it (PDEATHSIG chains) within the settle time. Ignored: they do
+/// not always (the stress with MINIPOD_STRESS_KILL=1 finds containers that
+/// outlive it for good, reparented to init); the supervisor's death is
+/// being reworked.
+#[test]
+#[ignore = "known: containers can outlive a supervisor killed as the pod starts"]
+fn killing_a_supervisor_as_its_pod_starts_leaves_no_process() {
+    let env = env_with_busybox();
+    let file = env.pod_file("killed", &stress_pod(0).replace("st0", "killed"));
+    let mut leaked = Vec::new();
+    for attempt in 0..20u64 {
+        let mut run = env.command(["run", "-d", file.to_str().unwrap()]);
+        run.stdout(Stdio::null()).stderr(Stdio::null());
+        let run = run.spawn().unwrap();
+        // Kill it at some point of its start.
+        let began = Instant::now();
+        let pid = loop {
+            let pid = pod_processes(&env)
+                .into_iter()
+                .find(|&p| supervised_pod(p).as_deref() == Some("killed"));
+            if let Some(pid) = pid {
+                break Some(pid);
+            }
+            if began.elapsed() > Duration::from_secs(10) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        std::thread::sleep(Duration::from_millis(3 * attempt));
+        if let Some(pid) = pid {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = wait_output(run, Duration::from_secs(20));
+        std::thread::sleep(SETTLE);
+        for p in pod_processes(&env) {
+            leaked.push(format!(
+                "attempt {attempt}: {p} ppid {:?} ({})",
+                ppid(p),
+                cmdline_of(p)
+            ));
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = env.run(["rm", "-f", "killed"]);
+    }
+    assert!(leaked.is_empty(), "{}", leaked.join("\n"));
 }
