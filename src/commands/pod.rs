@@ -609,24 +609,38 @@ fn stop_running(paths: &PodPaths, grace: Duration) -> Result<()> {
 /// nothing when it was signalled) is for `wait_stopped`. Several pods stop
 /// at once by asking each first and waiting after.
 fn ask_to_stop(paths: &PodPaths, grace: Duration) -> Result<Option<UnixStream>> {
-    if !paths.supervisor_alive() {
-        return Ok(None);
-    }
-    match UnixStream::connect(paths.control_socket()) {
-        Ok(mut stream) => {
-            stream.write_all(format!("stop {}\n", grace.as_secs_f64()).as_bytes())?;
-            Ok(Some(stream))
+    // A pod still starting has its lock (`run` holds it, then hands it to
+    // the supervisor) but no control socket yet: wait for the socket, or
+    // `wait_stopped` would wait out the whole life of a pod never asked to
+    // stop. One shutting down has removed its socket: its lock goes soon.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if !paths.supervisor_alive() {
+            return Ok(None);
         }
-        Err(e) => {
-            // Still starting (no socket yet), or shutting down.
-            tracing::debug!("control socket: {e}");
-            if let Ok(state) = paths.read_state() {
-                crate::sys::proc::signal_pid(
-                    state.supervisor_pid,
-                    nix::sys::signal::Signal::SIGTERM,
-                );
+        match UnixStream::connect(paths.control_socket()) {
+            Ok(mut stream) => {
+                let ask = format!("stop {}\n", grace.as_secs_f64());
+                if stream.write_all(ask.as_bytes()).is_ok() {
+                    return Ok(Some(stream));
+                }
+                // It closed its socket as we asked (EPIPE): it is ending,
+                // and the next turn sees its lock go.
+                std::thread::sleep(Duration::from_millis(10));
             }
-            Ok(None)
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => {
+                tracing::debug!("control socket: {e}");
+                if let Ok(state) = paths.read_state() {
+                    crate::sys::proc::signal_pid(
+                        state.supervisor_pid,
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+                return Ok(None);
+            }
         }
     }
 }
@@ -641,11 +655,12 @@ fn ask_for_process(
 ) -> Result<crate::runtime::contract::container::Process> {
     let not_running = || anyhow!("container {container} of pod {pod} is not running");
     let mut stream = UnixStream::connect(paths.control_socket()).map_err(|_| not_running())?;
-    stream.write_all(format!("process {container}\n").as_bytes())?;
-    let mut reply = Vec::new();
+    // A broken pipe or a reset: the supervisor ended as we asked.
     stream
-        .read_to_end(&mut reply)
-        .with_context(|| format!("asking pod {pod}'s supervisor"))?;
+        .write_all(format!("process {container}\n").as_bytes())
+        .map_err(|_| not_running())?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).map_err(|_| not_running())?;
     if let Some(error) = reply.strip_prefix(b"error ") {
         bail!("pod {pod}: {}", String::from_utf8_lossy(error).trim_end());
     }

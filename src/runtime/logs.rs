@@ -2,6 +2,7 @@
 //! (`TIME STREAM F TEXT`, one line each), bounded by rotation, and read back
 //! by `minipod logs`.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -43,22 +44,29 @@ impl LogWriter {
         })
     }
 
-    /// Appends one line. A line that cannot be written whole (the disk is
-    /// full) is dropped, not left half-written, and counted; the next line
-    /// that fits is preceded by a stderr line saying how many were lost.
+    /// Appends one whole line of a container's output.
     pub fn write_line(&mut self, stream: &str, text: &[u8]) -> std::io::Result<()> {
+        self.write_entry(stream, true, text)
+    }
+
+    /// Appends a line, or with `full` false a part of a longer one (`P`, as
+    /// CRI logs mark it; readers join the parts). An entry that cannot be
+    /// written whole (the disk is full) is dropped, not left half-written,
+    /// and counted; the next one that fits is preceded by a stderr line
+    /// saying how many were lost.
+    pub fn write_entry(&mut self, stream: &str, full: bool, text: &[u8]) -> std::io::Result<()> {
         if self.dropped > 0 {
             let note = format!(
                 "minipod: {} line(s) of output dropped: {}",
                 self.dropped, self.why
             );
-            if let Err(e) = self.append("stderr", note.as_bytes()) {
+            if let Err(e) = self.append("stderr", true, note.as_bytes()) {
                 self.dropped += 1;
                 return Err(e);
             }
             self.dropped = 0;
         }
-        self.append(stream, text).inspect_err(|e| {
+        self.append(stream, full, text).inspect_err(|e| {
             if self.dropped == 0 {
                 self.why = e.to_string();
             }
@@ -75,13 +83,13 @@ impl LogWriter {
         self.dropped
     }
 
-    fn append(&mut self, stream: &str, text: &[u8]) -> std::io::Result<()> {
+    fn append(&mut self, stream: &str, full: bool, text: &[u8]) -> std::io::Result<()> {
         let time = crate::sys::time::rfc3339_nanos(SystemTime::now());
         let mut line = Vec::with_capacity(time.len() + stream.len() + text.len() + 5);
         line.extend_from_slice(time.as_bytes());
         line.push(b' ');
         line.extend_from_slice(stream.as_bytes());
-        line.extend_from_slice(b" F ");
+        line.extend_from_slice(if full { b" F " } else { b" P " });
         line.extend_from_slice(text);
         line.push(b'\n');
         if self.size > 0 && self.size + line.len() as u64 > self.max {
@@ -123,6 +131,48 @@ pub fn parse_line(raw: &str) -> Option<Line> {
     Some(Line { time, stream, text })
 }
 
+/// The longest line the supervisor writes as one entry: a longer one (or
+/// output that never ends a line) goes in parts of this size, so a
+/// container cannot grow the supervisor's memory (containerd splits at
+/// 16 kB too).
+pub const MAX_ENTRY: usize = 16 << 10;
+
+/// The longest line a reader joins from parts: past it, what was joined is
+/// a line of its own (a container that never ends a line must not grow a
+/// `logs -f` that follows it).
+const MAX_JOINED: usize = 64 * MAX_ENTRY;
+
+/// Turns a file's entries back into lines: the parts (`P`) of a long line
+/// are joined to the entry that ends it, per stream, up to `MAX_JOINED`.
+/// Bytes that are not UTF-8 (a container may write anything) read as
+/// U+FFFD.
+#[derive(Default)]
+struct Joiner {
+    pending: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Joiner {
+    fn push(&mut self, raw: &[u8]) -> Option<Line> {
+        let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let mut parts = raw.splitn(4, |&b| b == b' ');
+        let time = parts.next()?;
+        let stream = parts.next()?;
+        let partial = parts.next()? == b"P";
+        let text = parts.next().unwrap_or(b"");
+        let pending = self.pending.entry(stream.to_vec()).or_default();
+        pending.extend_from_slice(text);
+        if partial && pending.len() < MAX_JOINED {
+            return None;
+        }
+        let text = std::mem::take(pending);
+        Some(Line {
+            time: String::from_utf8_lossy(time).into_owned(),
+            stream: String::from_utf8_lossy(stream).into_owned(),
+            text: String::from_utf8_lossy(&text).into_owned(),
+        })
+    }
+}
+
 /// What `minipod logs` asks for.
 pub struct ReadOptions {
     pub tail: Option<usize>,
@@ -133,11 +183,20 @@ pub struct ReadOptions {
 /// The lines of a container's log (rotated part first), filtered.
 pub fn read_lines(path: &Path, opts: &ReadOptions) -> Result<Vec<Line>> {
     let mut lines = Vec::new();
+    let mut joiner = Joiner::default();
     for p in [rotated(path), path.to_path_buf()] {
         let Ok(file) = File::open(&p) else { continue };
-        for raw in BufReader::new(file).lines() {
-            let raw = raw.with_context(|| format!("reading {}", p.display()))?;
-            if let Some(l) = parse_line(&raw)
+        let mut reader = BufReader::new(file);
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            let n = reader
+                .read_until(b'\n', &mut raw)
+                .with_context(|| format!("reading {}", p.display()))?;
+            if n == 0 {
+                break;
+            }
+            if let Some(l) = joiner.push(&raw)
                 && opts
                     .since
                     .as_ref()
@@ -156,43 +215,48 @@ pub fn read_lines(path: &Path, opts: &ReadOptions) -> Result<Vec<Line>> {
 
 /// Follows a log file from `offset`: new lines are handed to `emit` until
 /// `done()` says the writer is gone and nothing more arrived. Rotation is
-/// noticed by the file shrinking or changing inode.
+/// noticed by the file changing inode (what the old file got after we last
+/// read it is read from `NAME.log.1` first) or shrinking.
 pub fn follow(
     path: &Path,
-    mut offset: u64,
+    offset: u64,
     done: &dyn Fn() -> bool,
     emit: &mut dyn FnMut(Line),
 ) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let mut ino = std::fs::metadata(path).map(|m| m.ino()).unwrap_or(0);
-    let mut partial = String::new();
+    let ino = std::fs::metadata(path).map(|m| m.ino()).unwrap_or(0);
+    follow_from(path, offset, ino, done, emit)
+}
+
+/// `follow` from `offset` of the file whose inode was `ino`.
+fn follow_from(
+    path: &Path,
+    mut offset: u64,
+    mut ino: u64,
+    done: &dyn Fn() -> bool,
+    emit: &mut dyn FnMut(Line),
+) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut partial = Vec::new();
+    let mut joiner = Joiner::default();
     loop {
         let finished = done();
         if let Ok(meta) = std::fs::metadata(path) {
-            if meta.ino() != ino || meta.len() < offset {
+            if meta.ino() != ino {
+                if let Ok(old) = File::open(rotated(path))
+                    && old.metadata().is_ok_and(|m| m.ino() == ino)
+                {
+                    read_from(old, offset, &mut partial, &mut joiner, emit)?;
+                }
+                partial.clear();
                 ino = meta.ino();
+                offset = 0;
+            } else if meta.len() < offset {
+                partial.clear();
                 offset = 0;
             }
             if meta.len() > offset {
-                let mut file = File::open(path)?;
-                file.seek(SeekFrom::Start(offset))?;
-                let mut reader = BufReader::new(file);
-                let mut buf = String::new();
-                loop {
-                    buf.clear();
-                    let n = reader.read_line(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    offset += n as u64;
-                    partial.push_str(&buf);
-                    if partial.ends_with('\n') {
-                        if let Some(l) = parse_line(partial.trim_end_matches('\n')) {
-                            emit(l);
-                        }
-                        partial.clear();
-                    }
-                }
+                offset += read_from(File::open(path)?, offset, &mut partial, &mut joiner, emit)?;
                 continue;
             }
         }
@@ -200,6 +264,34 @@ pub fn follow(
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Reads a log file from `offset` to its end, emitting its whole lines
+/// (`partial` keeps a line the writer has not finished); returns how many
+/// bytes it read.
+fn read_from(
+    mut file: File,
+    offset: u64,
+    partial: &mut Vec<u8>,
+    joiner: &mut Joiner,
+    emit: &mut dyn FnMut(Line),
+) -> Result<u64> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut reader = BufReader::new(file);
+    let mut read = 0;
+    loop {
+        let n = reader.read_until(b'\n', partial)?;
+        if n == 0 {
+            return Ok(read);
+        }
+        read += n as u64;
+        if partial.ends_with(b"\n") {
+            if let Some(l) = joiner.push(partial) {
+                emit(l);
+            }
+            partial.clear();
+        }
     }
 }
 
@@ -301,5 +393,80 @@ mod tests {
     fn parses_text_with_spaces() {
         let l = parse_line("2024-01-01T00:00:00.000000001Z stdout F a b  c").unwrap();
         assert_eq!(l.text, "a b  c");
+    }
+
+    fn all_lines(path: &Path) -> Vec<Line> {
+        let opts = ReadOptions {
+            tail: None,
+            since: None,
+        };
+        read_lines(path, &opts).unwrap()
+    }
+
+    #[test]
+    fn parts_of_a_long_line_are_joined_per_stream_across_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut w = LogWriter::create(&path, 120).unwrap();
+        w.write_entry("stdout", false, b"aaaa").unwrap();
+        w.write_entry("stderr", true, b"between").unwrap();
+        w.write_entry("stdout", false, b"bbbb").unwrap();
+        w.write_entry("stdout", true, b"cc").unwrap();
+        assert!(rotated(&path).exists(), "the line spans a rotation");
+        let lines = all_lines(&path);
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["between", "aaaabbbbcc"]);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_do_not_stop_the_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut w = LogWriter::create(&path, 1 << 20).unwrap();
+        // A multi-byte character cut in two parts, and a stray byte.
+        w.write_entry("stdout", false, "é".as_bytes()[..1].as_ref())
+            .unwrap();
+        w.write_entry("stdout", true, "é".as_bytes()[1..].as_ref())
+            .unwrap();
+        w.write_line("stdout", b"\xff ok").unwrap();
+        let texts: Vec<String> = all_lines(&path).into_iter().map(|l| l.text).collect();
+        assert_eq!(texts, ["é", "\u{fffd} ok"]);
+        let mut followed = Vec::new();
+        follow(&path, 0, &|| true, &mut |l| followed.push(l.text)).unwrap();
+        assert_eq!(followed, texts);
+    }
+
+    #[test]
+    fn following_reads_what_the_old_file_got_before_it_rotated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut w = LogWriter::create(&path, 100).unwrap();
+        w.write_line("stdout", b"first").unwrap();
+        let offset = current_len(&path);
+        // Written after the follower's last read, then rotated away.
+        w.write_line("stdout", b"second").unwrap();
+        w.write_line("stdout", b"third").unwrap();
+        assert!(rotated(&path).exists());
+        let mut followed = Vec::new();
+        // The follower last looked at the file before the rotation.
+        use std::os::unix::fs::MetadataExt;
+        let old_ino = std::fs::metadata(rotated(&path)).unwrap().ino();
+        follow_from(&path, offset, old_ino, &|| true, &mut |l| {
+            followed.push(l.text)
+        })
+        .unwrap();
+        assert_eq!(followed, ["second", "third"]);
+    }
+
+    #[test]
+    fn a_line_that_never_ends_is_cut_where_joining_stops() {
+        let mut joiner = Joiner::default();
+        let part = format!("t stdout P {}\n", "x".repeat(MAX_ENTRY));
+        let mut lines = Vec::new();
+        for _ in 0..(2 * MAX_JOINED / MAX_ENTRY) {
+            lines.extend(joiner.push(part.as_bytes()));
+        }
+        assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|l| l.text.len() == MAX_JOINED));
     }
 }

@@ -155,7 +155,16 @@ pub fn exec_in(target: i32, process: &Process, interactive: bool, tty: bool) -> 
     };
     // SAFETY: the caller is single-threaded (see above), so the child may
     // allocate and run any code.
-    match unsafe { nix::unistd::fork() }.context("fork")? {
+    let forked = unsafe { nix::unistd::fork() }.map_err(|e| match e {
+        // The kernel's answer to a fork into a PID namespace whose PID 1
+        // has ended: the container stopped as we joined it.
+        nix::errno::Errno::ENOMEM => anyhow::anyhow!(
+            "fork: ENOMEM: the container stopped as the command started (its PID 1 is gone), or \
+             memory ran out"
+        ),
+        e => anyhow::Error::new(e).context("fork"),
+    })?;
+    match forked {
         ForkResult::Child => {
             let err = (|| -> Result<Infallible> {
                 if let Some(pty) = &pty {

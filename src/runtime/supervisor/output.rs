@@ -4,10 +4,12 @@
 use std::io::{BufRead, BufReader, Write};
 use std::sync::{Arc, Mutex};
 
-use crate::runtime::logs::LogWriter;
+use crate::runtime::logs::{LogWriter, MAX_ENTRY};
 
 /// Copies one output stream of a container, line by line, to its log file
-/// and (in the foreground) to the terminal, prefixed with its name.
+/// and (in the foreground) to the terminal, prefixed with its name. A line
+/// longer than `MAX_ENTRY` goes in parts: output without newlines must not
+/// grow the supervisor.
 pub fn pump(
     from: std::io::PipeReader,
     stream: &'static str,
@@ -18,15 +20,16 @@ pub fn pump(
     std::thread::spawn(move || {
         let mut reader = BufReader::with_capacity(64 << 10, from);
         let mut line = Vec::new();
+        // The terminal shows the prefix once per line, not per part.
+        let mut line_start = true;
         loop {
             line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            let full = match read_entry(&mut reader, &mut line, MAX_ENTRY) {
+                Ok(Some(full)) => full,
+                Ok(None) | Err(_) => break,
+            };
             if let Ok(mut log) = log.lock()
-                && let Err(e) = log.write_line(stream, text)
+                && let Err(e) = log.write_entry(stream, full, &line)
                 && log.dropped() == 1
             {
                 // Once per spell of failures; the log says how many
@@ -43,11 +46,85 @@ pub fn pump(
                 } else {
                     Box::new(std::io::stdout().lock())
                 };
-                let _ = out.write_all(prefix.as_bytes());
-                let _ = out.write_all(text);
-                let _ = out.write_all(b"\n");
+                if line_start {
+                    let _ = out.write_all(prefix.as_bytes());
+                }
+                let _ = out.write_all(&line);
+                if full {
+                    let _ = out.write_all(b"\n");
+                }
                 let _ = out.flush();
             }
+            line_start = full;
         }
     })
+}
+
+/// Reads up to a newline (not kept) or `max` bytes into `line`: `Some(true)`
+/// for a whole line (or the last bytes before EOF), `Some(false)` for a
+/// part cut at `max`, `None` at EOF.
+fn read_entry(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<bool>> {
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok((!line.is_empty()).then_some(true));
+        }
+        let room = &buf[..buf.len().min(max - line.len())];
+        if let Some(end) = room.iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&room[..end]);
+            reader.consume(end + 1);
+            return Ok(Some(true));
+        }
+        let n = room.len();
+        line.extend_from_slice(room);
+        reader.consume(n);
+        if line.len() >= max {
+            return Ok(Some(false));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_cut_at_the_limit_and_the_rest_follows() {
+        let input = b"short\n0123456789abc\nend";
+        let mut reader = BufReader::with_capacity(4, &input[..]);
+        let mut got = Vec::new();
+        let mut line = Vec::new();
+        while let Some(full) = read_entry(&mut reader, &mut line, 8).unwrap() {
+            got.push((String::from_utf8(line.clone()).unwrap(), full));
+            line.clear();
+        }
+        let want = [
+            ("short", true),
+            ("01234567", false),
+            ("89abc", true),
+            ("end", true),
+        ];
+        let want: Vec<_> = want.iter().map(|(t, f)| (t.to_string(), *f)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_line_exactly_at_the_limit_is_whole_with_its_newline() {
+        let mut reader = BufReader::new(&b"12345678\nx\n"[..]);
+        let mut line = Vec::new();
+        // The newline lies past the limit: the 8 bytes are a part, and the
+        // newline then ends the line as an empty last part.
+        assert_eq!(read_entry(&mut reader, &mut line, 8).unwrap(), Some(false));
+        line.clear();
+        assert_eq!(read_entry(&mut reader, &mut line, 8).unwrap(), Some(true));
+        assert!(line.is_empty());
+    }
 }
