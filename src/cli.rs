@@ -293,6 +293,13 @@ enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// List the processes of a pod's running containers
+    Top {
+        pod: String,
+        /// table or json
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// Stop a pod: its containers' stop signal, SIGKILL after the grace period
     Stop {
         /// Grace period in seconds [default: the pod's terminationGracePeriodSeconds]
@@ -433,6 +440,7 @@ pub fn run() -> Result<ExitCode> {
         } => commands::pod::wait(&roots, &pod, &condition, timeout.as_deref()),
         Command::Down { target, volumes } => commands::pod::down(&roots, &target, volumes),
         Command::System { command } => system_command(&roots, command),
+        Command::Top { pod, format } => commands::top::top(&roots, &pod, &format),
         Command::Unshare { command } => commands::unshare::unshare(&roots, &command),
         Command::Volume { command } => match command {
             VolumeCommand::Ls { format } => commands::volume::ls(&roots, &format),

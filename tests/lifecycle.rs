@@ -671,3 +671,53 @@ fn supervisor_command_line(env: &TestEnv, pod: &str) -> String {
         env.runroot.join("pods").join(pod).display()
     )
 }
+
+#[test]
+fn top_lists_each_containers_processes_with_exec_ones() {
+    let env = env_with_busybox();
+    let file = env.pod_file(
+        "toppod",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: toppod}\nspec:\n  containers:\n  - {name: a, image: localhost/busybox, command: [sh, -c, 'sleep 31601 & exec sleep 31602']}\n  - name: b\n    image: localhost/busybox\n    command: [sleep, \"31603\"]\n    securityContext: {runAsUser: 1000}\n",
+    );
+    env.ok(["run", "-d", file.to_str().unwrap()]);
+    let mut exec = env.command(["exec", "toppod", "b", "--", "sleep", "31604"]);
+    exec.stdout(std::process::Stdio::null());
+    let mut exec = exec.spawn().unwrap();
+    wait_until("the exec'd process", Duration::from_secs(10), || {
+        !live_processes("sleep 31604").is_empty()
+    });
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&env.ok(["top", "toppod", "--format", "json"])).unwrap();
+    let seen: Vec<(String, String, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["container"].as_str().unwrap().to_string(),
+                r["command"].as_str().unwrap().to_string(),
+                r["pid"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    // Each container's processes with their pids in its own PID namespace;
+    // the links and the pause are in none.
+    assert_eq!(
+        seen,
+        [
+            ("a".to_string(), "sleep 31602".to_string(), 1),
+            ("a".to_string(), "sleep 31601".to_string(), 2),
+            ("b".to_string(), "sleep 31603".to_string(), 1),
+            ("b".to_string(), "sleep 31604".to_string(), 2),
+        ],
+        "{rows:?}"
+    );
+    // Named from the image's /etc/passwd (the test busybox has alice as 1000).
+    assert_eq!(rows[2]["user"], "alice");
+    assert_eq!(rows[1]["ppid"], 1);
+    let table = env.ok(["top", "toppod"]);
+    assert!(table.starts_with("CONTAINER"), "{table}");
+    let _ = exec.kill();
+    let _ = exec.wait();
+    env.ok(["rm", "-f", "toppod"]);
+    let err = env.fails(["top", "toppod"]);
+    assert!(err.contains("no pod named"), "{err}");
+}

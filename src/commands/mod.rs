@@ -6,7 +6,7 @@
 //! `configmap` `create`, `ls`, `inspect`, `rm`), `volume` the named volumes
 //! (`ls`, `inspect`, `rm`, `prune`; those `run` makes and `down --volumes` removes),
 //! `system` minipod as a whole (`df`, `reset`), `unshare` a command as root of the user
-//! namespace. `cli` parses the command line and calls them; they call the
+//! namespace, `top` a pod's processes. `cli` parses the command line and calls them; they call the
 //! mechanisms below (`runtime`, `image`, `userns`, `spec`), none of which
 //! calls back up here.
 
@@ -20,6 +20,7 @@ pub mod image;
 pub mod objects;
 pub mod pod;
 pub mod system;
+pub mod top;
 pub mod unshare;
 pub mod volume;
 
