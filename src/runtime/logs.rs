@@ -91,9 +91,11 @@ pub fn read_lines(path: &Path, opts: &ReadOptions) -> Result<Vec<Line>> {
     let mut lines = Vec::new();
     for p in [rotated(path), path.to_path_buf()] {
         let Ok(file) = File::open(&p) else { continue };
-        for raw in BufReader::new(file).lines() {
+        // Bytes, not `lines()`: a container's output need not be UTF-8, and
+        // one such line must not make the whole log unreadable.
+        for raw in BufReader::new(file).split(b'\n') {
             let raw = raw.with_context(|| format!("reading {}", p.display()))?;
-            if let Some(l) = parse_line(&raw)
+            if let Some(l) = parse_line(&String::from_utf8_lossy(&raw))
                 && opts
                     .since
                     .as_ref()
@@ -121,7 +123,7 @@ pub fn follow(
 ) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let mut ino = std::fs::metadata(path).map(|m| m.ino()).unwrap_or(0);
-    let mut partial = String::new();
+    let mut partial: Vec<u8> = Vec::new();
     loop {
         let finished = done();
         if let Ok(meta) = std::fs::metadata(path) {
@@ -133,17 +135,16 @@ pub fn follow(
                 let mut file = File::open(path)?;
                 file.seek(SeekFrom::Start(offset))?;
                 let mut reader = BufReader::new(file);
-                let mut buf = String::new();
                 loop {
-                    buf.clear();
-                    let n = reader.read_line(&mut buf)?;
+                    // Bytes, as in `read_lines`: output need not be UTF-8.
+                    let n = reader.read_until(b'\n', &mut partial)?;
                     if n == 0 {
                         break;
                     }
                     offset += n as u64;
-                    partial.push_str(&buf);
-                    if partial.ends_with('\n') {
-                        if let Some(l) = parse_line(partial.trim_end_matches('\n')) {
+                    if partial.ends_with(b"\n") {
+                        let text = String::from_utf8_lossy(&partial);
+                        if let Some(l) = parse_line(text.trim_end_matches('\n')) {
                             emit(l);
                         }
                         partial.clear();
@@ -213,6 +214,33 @@ mod tests {
         )
         .unwrap();
         assert!(none.is_empty());
+    }
+
+    /// Found by fuzz/fuzz_targets/log_reader.rs: a line that is not UTF-8
+    /// (a container printing binary) made `minipod logs` fail with "stream
+    /// did not contain valid UTF-8", for `-f` as well.
+    #[test]
+    fn a_line_that_is_not_utf8_does_not_stop_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        std::fs::write(
+            &path,
+            b"2024-01-01T00:00:00Z stdout F \xff\xfe\n2024-01-01T00:00:01Z stdout F next\n",
+        )
+        .unwrap();
+        let lines = read_lines(
+            &path,
+            &ReadOptions {
+                tail: None,
+                since: None,
+            },
+        )
+        .unwrap();
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["\u{fffd}\u{fffd}", "next"]);
+        let mut followed = Vec::new();
+        follow(&path, 0, &|| true, &mut |l| followed.push(l.text)).unwrap();
+        assert_eq!(followed, ["\u{fffd}\u{fffd}", "next"]);
     }
 
     #[test]
