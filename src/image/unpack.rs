@@ -298,7 +298,9 @@ fn parse_pax_time(v: &[u8]) -> Option<TimeSpec> {
         None => (false, s),
     };
     let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    if !frac.bytes().all(|c| c.is_ascii_digit()) {
+    // Digits only: `parse` would also take a second sign, and negating
+    // `--9223372036854775808` overflows.
+    if !(secs.bytes().all(|c| c.is_ascii_digit()) && frac.bytes().all(|c| c.is_ascii_digit())) {
         return None;
     }
     let secs: i64 = secs.parse().ok()?;
@@ -1319,6 +1321,20 @@ mod tests {
         );
         assert_eq!(parse_pax_time(b"12"), Some(TimeSpec::new(12, 0)));
         assert_eq!(parse_pax_time(b"1.x"), None);
+    }
+
+    /// Found while writing fuzz/fuzz_targets/layer_unpack.rs (read, not
+    /// fuzzed): a second minus sign was taken, and `--9223372036854775808`
+    /// overflowed negating i64::MIN (a panic with overflow checks).
+    #[test]
+    fn pax_time_has_one_sign() {
+        assert_eq!(parse_pax_time(b"--9223372036854775808"), None);
+        assert_eq!(parse_pax_time(b"--5"), None);
+        assert_eq!(parse_pax_time(b"+5"), None);
+        assert_eq!(
+            parse_pax_time(b"-9223372036854775807"),
+            Some(TimeSpec::new(-i64::MAX, 0))
+        );
     }
 
     /// Every way out must be refused, with nothing created outside `dest`.

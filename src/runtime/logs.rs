@@ -389,6 +389,33 @@ mod tests {
         assert!(none.is_empty());
     }
 
+    /// Found by fuzz/fuzz_targets/log_reader.rs: a line that is not UTF-8
+    /// (a container printing binary) made `minipod logs` fail with "stream
+    /// did not contain valid UTF-8", for `-f` as well.
+    #[test]
+    fn a_line_that_is_not_utf8_does_not_stop_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        std::fs::write(
+            &path,
+            b"2024-01-01T00:00:00Z stdout F \xff\xfe\n2024-01-01T00:00:01Z stdout F next\n",
+        )
+        .unwrap();
+        let lines = read_lines(
+            &path,
+            &ReadOptions {
+                tail: None,
+                since: None,
+            },
+        )
+        .unwrap();
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["\u{fffd}\u{fffd}", "next"]);
+        let mut followed = Vec::new();
+        follow(&path, 0, &|| true, &mut |l| followed.push(l.text)).unwrap();
+        assert_eq!(followed, ["\u{fffd}\u{fffd}", "next"]);
+    }
+
     #[test]
     fn parses_text_with_spaces() {
         let l = parse_line("2024-01-01T00:00:00.000000001Z stdout F a b  c").unwrap();
