@@ -602,13 +602,27 @@ fn run_attached(
 /// Asks a running pod's supervisor to stop it, and waits until it has.
 fn stop_running(paths: &PodPaths, grace: Duration) -> Result<()> {
     let pending = ask_to_stop(paths, grace)?;
-    wait_stopped(paths, pending)
+    wait_stopped(pending)
 }
 
 /// Asks a running pod's supervisor to stop it; the answer (the socket, or
 /// nothing when it was signalled) is for `wait_stopped`. Several pods stop
 /// at once by asking each first and waiting after.
-fn ask_to_stop(paths: &PodPaths, grace: Duration) -> Result<Option<UnixStream>> {
+/// A pod asked to stop: the supervisor's answer to come, and the pod's lock
+/// file as it was when asked (a pod of the same name started meanwhile has
+/// another, which `wait_stopped` must not wait for).
+struct Asked {
+    answer: Option<UnixStream>,
+    lock: Option<FileLock>,
+}
+
+fn ask_to_stop(paths: &PodPaths, grace: Duration) -> Result<Asked> {
+    let lock = FileLock::open_existing(&paths.lock)?;
+    let answer = ask_supervisor_to_stop(paths, grace)?;
+    Ok(Asked { answer, lock })
+}
+
+fn ask_supervisor_to_stop(paths: &PodPaths, grace: Duration) -> Result<Option<UnixStream>> {
     // A pod still starting has its lock (`run` holds it, then hands it to
     // the supervisor) but no control socket yet: wait for the socket, or
     // `wait_stopped` would wait out the whole life of a pod never asked to
@@ -667,13 +681,16 @@ fn ask_for_process(
     serde_json::from_slice(&reply).map_err(|_| not_running())
 }
 
-/// Waits until a pod asked to stop has.
-fn wait_stopped(paths: &PodPaths, pending: Option<UnixStream>) -> Result<()> {
-    if let Some(mut stream) = pending {
+/// Waits until a pod asked to stop has: none of its processes runs.
+fn wait_stopped(asked: Asked) -> Result<()> {
+    if let Some(mut stream) = asked.answer {
         let mut reply = String::new();
         let _ = stream.read_to_string(&mut reply);
     }
-    FileLock::wait_released(&paths.lock)
+    match asked.lock {
+        Some(lock) => lock.wait_free(),
+        None => Ok(()),
+    }
 }
 
 /// Once none of a pod's processes runs: its lease (when `locked`, the
@@ -803,11 +820,10 @@ pub(super) fn remove_pods(
                 Duration::from_secs(s.grace_seconds)
             })
         });
-        let answer = ask_to_stop(&paths, grace)?;
-        pending.push((paths, answer));
+        pending.push(ask_to_stop(&paths, grace)?);
     }
-    for (paths, answer) in pending {
-        wait_stopped(&paths, answer)?;
+    for asked in pending {
+        wait_stopped(asked)?;
     }
     for name in names {
         if remove_pod(roots, name, true, names.len() > 1)? {

@@ -115,14 +115,27 @@ impl FileLock {
     /// Blocks until nobody holds the lock at `path` (returns at once when
     /// the file does not exist). Creates nothing.
     pub fn wait_released(path: &Path) -> Result<()> {
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
-        };
-        let lock = FileLock { file };
-        lock.flock(Mode::Shared, false)
-            .with_context(|| format!("waiting for {}", path.display()))
+        match FileLock::open_existing(path)? {
+            Some(file) => file.wait_free(),
+            None => Ok(()),
+        }
+    }
+
+    /// The lock file at `path`, opened without taking the lock (None when
+    /// there is none): to wait later for *this* file's holders, whatever
+    /// replaces it at `path` meanwhile.
+    pub fn open_existing(path: &Path) -> Result<Option<FileLock>> {
+        match File::open(path) {
+            Ok(file) => Ok(Some(FileLock { file })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("opening {}", path.display())),
+        }
+    }
+
+    /// Blocks until nobody holds this lock exclusively.
+    pub fn wait_free(&self) -> Result<()> {
+        self.flock(Mode::Shared, false)
+            .context("waiting for a lock to be released")
     }
 
     fn open(path: &Path) -> Result<FileLock> {
