@@ -683,11 +683,14 @@ fn top_lists_each_containers_processes_with_exec_ones() {
     let mut exec = env.command(["exec", "toppod", "b", "--", "sleep", "31604"]);
     exec.stdout(std::process::Stdio::null());
     let mut exec = exec.spawn().unwrap();
+    let top = || -> Vec<serde_json::Value> {
+        serde_json::from_str(&env.ok(["top", "toppod", "--format", "json"])).unwrap()
+    };
+    // (The `minipod exec` process names the command too: wait for top.)
     wait_until("the exec'd process", Duration::from_secs(10), || {
-        !live_processes("sleep 31604").is_empty()
+        top().len() == 4
     });
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_str(&env.ok(["top", "toppod", "--format", "json"])).unwrap();
+    let rows = top();
     let seen: Vec<(String, String, i64)> = rows
         .iter()
         .map(|r| {
