@@ -255,6 +255,13 @@ pub fn manifest_from_yaml(text: &str, source_name: &str) -> Result<Manifest, Spe
     manifest_with(text, source_name, &mut os_random)
 }
 
+/// `manifest_from_yaml` for `run --name NAME`: every Pod's and workload's
+/// `metadata.name` is NAME (a workload's pods are then named from it, as
+/// its controller names them). The caller checks that the input holds one.
+pub fn manifest_renamed(text: &str, source_name: &str, name: &str) -> Result<Manifest, SpecErrors> {
+    manifest_inner(text, source_name, &mut os_random, Some(name))
+}
+
 /// The ConfigMaps and Secrets of a `run --configmap` file, checked as
 /// documents of `run`'s files are; any other kind of document is an error.
 pub fn objects_from_yaml(
@@ -306,6 +313,15 @@ pub fn manifest_with(
     text: &str,
     source_name: &str,
     random: &mut dyn FnMut() -> u64,
+) -> Result<Manifest, SpecErrors> {
+    manifest_inner(text, source_name, random, None)
+}
+
+fn manifest_inner(
+    text: &str,
+    source_name: &str,
+    random: &mut dyn FnMut() -> u64,
+    rename: Option<&str>,
 ) -> Result<Manifest, SpecErrors> {
     let fail = |mut errors: Vec<SpecError>| {
         errors.sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.column.unwrap_or(0)));
@@ -415,6 +431,9 @@ pub fn manifest_with(
                 let typed = yaml::parse_typed::<Pod>(de, &pos, known);
                 errors.extend(typed.errors);
                 let Some(mut pod) = typed.value else { continue };
+                if let Some(name) = rename {
+                    pod.metadata.name = Some(name.to_string());
+                }
                 if let Some(name) = generate_name(&pod.metadata, random) {
                     manifest
                         .notes
@@ -472,6 +491,9 @@ pub fn manifest_with(
                 };
                 errors.extend(typed.errors);
                 if let Some(mut doc) = typed.value {
+                    if let Some(name) = rename {
+                        doc["metadata"]["name"] = serde_json::json!(name);
+                    }
                     let meta = serde_json::from_value(doc["metadata"].clone()).unwrap_or_default();
                     if let Some(name) = generate_name(&meta, random) {
                         manifest
@@ -1088,6 +1110,23 @@ fn check_key(map: &str, key: &str, pos: &Positions, errors: &mut Vec<SpecError>)
 /// A document's namespace: `metadata.namespace`, else `default`.
 fn doc_namespace(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
     meta.namespace.clone().unwrap_or_else(|| "default".into())
+}
+
+/// How many Pod and workload documents `text` holds (what `run --name`
+/// may rename only one of); 0 when it does not parse.
+pub fn pod_and_workload_documents(text: &str) -> usize {
+    let Ok(trees) = yaml::document_trees(text) else {
+        return 0;
+    };
+    trees
+        .iter()
+        .filter(|t| {
+            t.get("kind")
+                .and_then(Node::scalar)
+                .and_then(doc_kind)
+                .is_some_and(|k| matches!(k, DocKind::Pod | DocKind::Workload(_)))
+        })
+        .count()
 }
 
 /// The Pods and workloads a YAML text names, read leniently (kind and
