@@ -175,4 +175,17 @@ fn name_and_publish_refusals_say_why_before_anything_starts() {
     let out = env.ok(["run", "--dry-run", "--name", "t1", deploy.to_str().unwrap()]);
     assert!(out.contains("Deployment/t1"), "{out}");
     assert_eq!(out.matches("  pod t1-").count(), 2, "{out}");
+    // `down NAME` takes the workload's pods.
+    let deploy = env.pod_file(
+        "deploy",
+        &std::fs::read_to_string(&deploy).unwrap().replace(
+            "{name: c, image: localhost/busybox}",
+            "{name: c, image: localhost/busybox, command: [sleep, \"31402\"]}",
+        ),
+    );
+    let started = env.ok(["run", "-d", "--name", "t1", deploy.to_str().unwrap()]);
+    assert_eq!(started.matches("t1-").count(), 2, "{started}");
+    let down = env.ok(["down", "t1"]);
+    assert_eq!(down.matches("t1-").count(), 2, "{down}");
+    assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
 }

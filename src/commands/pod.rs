@@ -863,13 +863,30 @@ pub fn down(roots: &Roots, target: &str, volumes: bool) -> Result<ExitCode> {
         if volumes {
             bail!("--volumes goes with a FILE: it removes the volumes that file's claims made");
         }
-        vec![target.to_string()]
+        workload_pods(roots, target).unwrap_or_else(|| vec![target.to_string()])
     };
     remove_pods(roots, &names, None, |name| println!("{name}"))?;
     for name in super::volume::remove(roots, &claimed)? {
         println!("volume {name}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `down NAME` where no pod is NAME: the pods of the workload NAME (what
+/// `run --name NAME` of a Deployment, Job, … started), if there are any.
+fn workload_pods(roots: &Roots, name: &str) -> Option<Vec<String>> {
+    if PodPaths::new(roots, name).dir.is_dir() {
+        return None;
+    }
+    let pods: Vec<String> = state::list_pods(roots)
+        .into_iter()
+        .filter(|pod| {
+            PodPaths::new(roots, pod)
+                .read_state()
+                .is_ok_and(|st| st.owner.is_some_and(|o| o.kind != "Pod" && o.name == name))
+        })
+        .collect();
+    (!pods.is_empty()).then_some(pods)
 }
 
 /// Stops and removes pods: every one is asked to stop before any is waited
