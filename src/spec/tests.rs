@@ -1974,3 +1974,40 @@ fn seccomp_profiles_are_checked_and_inherited_from_the_pod() {
         "Unsupported value: \"Strict\"",
     );
 }
+
+mod rename {
+    use super::*;
+
+    const STATEFUL: &str = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  replicas: 2\n  serviceName: db\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      containers:\n      - name: c\n        image: busybox\n        volumeMounts: [{name: data, mountPath: /data}]\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
+
+    #[test]
+    fn run_name_renames_a_pod_and_a_workload_with_its_pods_and_claims() {
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {generateName: web-}\nspec:\n  containers:\n  - {name: c, image: busybox}\n";
+        let m = manifest_renamed(pod, "p.yaml", "a").unwrap();
+        assert_eq!(m.workloads[0].owner.to_string(), "Pod/a");
+        assert_eq!(m.workloads[0].pods[0].name, "a");
+        assert!(m.notes.is_empty(), "{:?}", m.notes);
+
+        let m = manifest_renamed(STATEFUL, "s.yaml", "t1").unwrap();
+        assert_eq!(m.workloads[0].owner.to_string(), "StatefulSet/t1");
+        let names: Vec<&str> = m.pods().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["t1-0", "t1-1"]);
+        let claims: Vec<&str> = m.claims.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(claims, ["data-t1-0", "data-t1-1"]);
+    }
+
+    #[test]
+    fn pod_and_workload_documents_are_counted_by_kind() {
+        let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\n";
+        assert_eq!(pod_and_workload_documents(STATEFUL), 1);
+        assert_eq!(
+            pod_and_workload_documents(&format!("{cm}---\n{STATEFUL}")),
+            1
+        );
+        assert_eq!(
+            pod_and_workload_documents(&format!("{STATEFUL}---\n{STATEFUL}")),
+            2
+        );
+        assert_eq!(pod_and_workload_documents(cm), 0);
+    }
+}
