@@ -82,6 +82,14 @@ fn one_yaml_runs_twice_at_once_with_name_and_free_ports() {
         assert_eq!(json[0]["containerPort"], 8080);
         assert_eq!(json[0]["protocol"], "TCP");
         assert_eq!(format!("0.0.0.0:{}", json[0]["hostPort"]), addr, "{json}");
+        let spec = common::inspect(&env, name);
+        assert_eq!(
+            format!(
+                "0.0.0.0:{}",
+                spec["spec"]["containers"][0]["ports"][0]["hostPort"]
+            ),
+            addr
+        );
         // Each address reaches its own pod (httpd serves its hostname).
         serves(&addr, name);
         addrs.push(addr);

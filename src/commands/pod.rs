@@ -1116,6 +1116,7 @@ pub fn inspect(roots: &Roots, name: &str) -> Result<ExitCode> {
         .unwrap_or_else(|| serde_json::json!({"apiVersion": "v1", "kind": "Pod"}));
     pod["metadata"]["namespace"] = serde_json::json!(st.namespace);
     pod["metadata"]["creationTimestamp"] = serde_json::json!(st.created);
+    show_bound_ports(&mut pod, &st.ports);
     if !st.uid.is_empty() {
         pod["metadata"]["uid"] = serde_json::json!(st.uid);
     }
@@ -1185,6 +1186,36 @@ pub fn port(roots: &Roots, name: &str, filter: Option<&str>, format: &str) -> Re
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The containers' hostPorts as the pod publishes them (`run --publish`
+/// and `-P` change them): each port of the spec whose container port and
+/// protocol the pod publishes shows the first host address bound for it.
+fn show_bound_ports(pod: &mut serde_json::Value, bound: &[Published]) {
+    for list in ["initContainers", "containers"] {
+        let Some(containers) = pod["spec"][list].as_array_mut() else {
+            continue;
+        };
+        for port in containers
+            .iter_mut()
+            .filter_map(|c| c["ports"].as_array_mut())
+            .flatten()
+        {
+            let protocol = port["protocol"].as_str().unwrap_or("TCP");
+            let found = bound.iter().find(|b| {
+                port["containerPort"].as_u64() == Some(u64::from(b.container_port))
+                    && b.protocol.name() == protocol
+            });
+            if let Some(b) = found {
+                port["hostPort"] = serde_json::json!(b.host_port);
+                if !b.host_ip.is_unspecified() {
+                    port["hostIP"] = serde_json::json!(b.host_ip.to_string());
+                } else if let Some(map) = port.as_object_mut() {
+                    map.remove("hostIP");
+                }
+            }
+        }
+    }
 }
 
 /// `80`, `80/tcp`, `53/udp` (podman: tcp when no protocol is given).
@@ -1435,6 +1466,34 @@ mod tests {
             host_address(&mapping("127.0.0.1", 8080, 80, false)),
             "127.0.0.1:8080"
         );
+    }
+
+    #[test]
+    fn inspect_shows_the_host_ports_as_bound() {
+        let mut pod = serde_json::json!({"spec": {"containers": [
+            {"name": "web", "ports": [
+                {"containerPort": 80, "hostPort": 8080, "hostIP": "127.0.0.1"},
+                {"containerPort": 53, "protocol": "UDP"},
+                {"containerPort": 9000}
+            ]}
+        ]}});
+        show_bound_ports(
+            &mut pod,
+            &[
+                mapping("0.0.0.0", 34567, 80, false),
+                mapping("127.0.0.1", 34568, 53, true),
+            ],
+        );
+        let ports = &pod["spec"]["containers"][0]["ports"];
+        assert_eq!(
+            ports[0],
+            serde_json::json!({"containerPort": 80, "hostPort": 34567})
+        );
+        assert_eq!(
+            ports[1],
+            serde_json::json!({"containerPort": 53, "protocol": "UDP", "hostPort": 34568, "hostIP": "127.0.0.1"})
+        );
+        assert_eq!(ports[2], serde_json::json!({"containerPort": 9000}));
     }
 
     #[test]
