@@ -197,3 +197,30 @@ fn name_and_publish_refusals_say_why_before_anything_starts() {
     assert_eq!(down.matches("t1-").count(), 2, "{down}");
     assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
 }
+
+#[test]
+fn free_ports_let_replicas_declare_a_host_port() {
+    let env = env_with_busybox();
+    let declared = free_port();
+    // web_yaml's pod as a template, indented under the Deployment's spec.
+    let pod = web_yaml(declared);
+    let spec = pod.split_once("spec:\n").unwrap().1;
+    let template: String = spec.lines().map(|l| format!("    {l}\n")).collect();
+    let yaml = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 2\n  \
+         selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    \
+         spec:\n{template}"
+    );
+    let file = env.pod_file("deploy", &yaml);
+    let err = env.fails(["run", "-d", file.to_str().unwrap()]);
+    assert!(err.contains("run -P"), "{err}");
+    let started = env.ok(["run", "-d", "-P", "--name", "d1", file.to_str().unwrap()]);
+    let pods: Vec<&str> = started.lines().collect();
+    assert_eq!(pods.len(), 2, "{started}");
+    for pod in pods {
+        let addr = env.ok(["port", pod, "8080"]);
+        serves(addr.trim(), pod);
+    }
+    env.ok(["down", "d1"]);
+    assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
+}

@@ -121,6 +121,7 @@ fn read_input(file: &str) -> Result<Input> {
 fn read_manifest(
     files: &[String],
     name: Option<&str>,
+    free_host_ports: bool,
 ) -> Result<(Manifest, BTreeMap<String, Option<String>>)> {
     if files.iter().filter(|f| *f == "-").count() > 1 {
         bail!("- (stdin) is given twice; give it once");
@@ -143,12 +144,14 @@ fn read_manifest(
     // source name ↦ absolute path, for the records of the pods.
     let mut paths = BTreeMap::new();
     for (i, input) in inputs.into_iter().enumerate() {
-        let parsed = match renamed {
-            Some((name, Some(r))) if r == i => {
-                crate::spec::manifest_renamed(&input.text, &input.source_name, name)
-            }
-            _ => crate::spec::manifest_from_yaml(&input.text, &input.source_name),
+        let options = crate::spec::ReadOptions {
+            rename: match renamed {
+                Some((name, Some(r))) if r == i => Some(name),
+                _ => None,
+            },
+            free_host_ports,
         };
+        let parsed = crate::spec::manifest_for_run(&input.text, &input.source_name, options);
         match parsed {
             Ok(m) => {
                 if let Err(e) = manifest.merge(m) {
@@ -242,7 +245,8 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         crate::net::publish::check_local(p)?;
     }
     // The whole input is checked before anything is created.
-    let (mut manifest, sources) = read_manifest(&args.files, args.name.as_deref())?;
+    let (mut manifest, sources) =
+        read_manifest(&args.files, args.name.as_deref(), args.publish_all_random)?;
     // Every ConfigMap and Secret the pods may read, in source order.
     let documents = std::mem::take(&mut manifest.objects);
     let wanted: Vec<_> = manifest

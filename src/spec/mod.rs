@@ -255,11 +255,25 @@ pub fn manifest_from_yaml(text: &str, source_name: &str) -> Result<Manifest, Spe
     manifest_with(text, source_name, &mut os_random)
 }
 
-/// `manifest_from_yaml` for `run --name NAME`: every Pod's and workload's
-/// `metadata.name` is NAME (a workload's pods are then named from it, as
-/// its controller names them). The caller checks that the input holds one.
-pub fn manifest_renamed(text: &str, source_name: &str, name: &str) -> Result<Manifest, SpecErrors> {
-    manifest_inner(text, source_name, &mut os_random, Some(name))
+/// What `run`'s flags change in how its input is read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOptions<'a> {
+    /// `run --name NAME`: every Pod's and workload's `metadata.name` is
+    /// NAME (a workload's pods are then named from it, as its controller
+    /// names them). The caller checks that the input holds one.
+    pub rename: Option<&'a str>,
+    /// `run -P`: every hostPort gets a free host port, so a template of
+    /// several pods may declare one.
+    pub free_host_ports: bool,
+}
+
+/// `manifest_from_yaml` as `run`'s flags ask.
+pub fn manifest_for_run(
+    text: &str,
+    source_name: &str,
+    options: ReadOptions<'_>,
+) -> Result<Manifest, SpecErrors> {
+    manifest_inner(text, source_name, &mut os_random, options)
 }
 
 /// The ConfigMaps and Secrets of a `run --configmap` file, checked as
@@ -314,15 +328,16 @@ pub fn manifest_with(
     source_name: &str,
     random: &mut dyn FnMut() -> u64,
 ) -> Result<Manifest, SpecErrors> {
-    manifest_inner(text, source_name, random, None)
+    manifest_inner(text, source_name, random, ReadOptions::default())
 }
 
 fn manifest_inner(
     text: &str,
     source_name: &str,
     random: &mut dyn FnMut() -> u64,
-    rename: Option<&str>,
+    options: ReadOptions<'_>,
 ) -> Result<Manifest, SpecErrors> {
+    let rename = options.rename;
     let fail = |mut errors: Vec<SpecError>| {
         errors.sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.column.unwrap_or(0)));
         Err(SpecErrors {
@@ -501,7 +516,7 @@ fn manifest_inner(
                             .push(format!("{source_name}: a {kind} is named {name}"));
                         doc["metadata"]["name"] = serde_json::json!(name);
                     }
-                    match workload_plan(wk, &doc, tree, &pos, source_name, random) {
+                    match workload_plan(wk, &doc, tree, &pos, source_name, random, options) {
                         Ok(w) => {
                             manifest.claims.extend(w.claims.iter().cloned());
                             if w.pods.is_empty() {
@@ -754,6 +769,7 @@ fn workload_plan(
     pos: &Positions,
     source_name: &str,
     random: &mut dyn FnMut() -> u64,
+    options: ReadOptions<'_>,
 ) -> Result<WorkloadPlan, Vec<SpecError>> {
     let mut errors = Vec::new();
     let err_at = |path: &str, message: String| SpecError {
@@ -873,7 +889,7 @@ fn workload_plan(
         }
         pods.push(plan);
     }
-    if pods.len() > 1 {
+    if pods.len() > 1 && !options.free_host_ports {
         for (c, container) in pods[0].containers.iter().enumerate() {
             for (p, port) in container.ports.iter().enumerate() {
                 if let Some(host_port) = port.host_port {
@@ -883,7 +899,8 @@ fn workload_plan(
                         format!(
                             "Invalid value: {host_port}: {} pods would publish it, and a host \
                              port can be published by one pod only; remove hostPort (each pod \
-                             has its own address), or run one replica",
+                             has its own address), run one replica, or give run -P (a free host \
+                             port for each pod)",
                             pods.len()
                         ),
                     ));
