@@ -68,6 +68,18 @@ struct RunArgs {
     /// files' own, before the store's); repeatable
     #[arg(long = "configmap", value_name = "FILE")]
     configmaps: Vec<String>,
+    /// Run the input's one Pod or workload under this metadata.name (a
+    /// workload's pods are named from it), so one YAML runs many times
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Publish CONTAINERPORT on HOSTPORT, overriding the YAML's hostPort
+    /// for that port (no HOSTPORT: a free one); repeatable
+    #[arg(long, value_name = "[[HOSTIP:][HOSTPORT]:]CONTAINERPORT[/PROTO]")]
+    publish: Vec<String>,
+    /// Give every hostPort of the YAML a free host port (`minipod port`
+    /// tells which)
+    #[arg(short = 'P', long)]
+    publish_all_random: bool,
     /// Kubernetes YAML: Pods and workloads (Deployment, StatefulSet, Job,
     /// …) with their ConfigMaps and Secrets; - for stdin
     #[arg(value_name = "FILE", required = true)]
@@ -316,6 +328,17 @@ enum Command {
     },
     /// Show a pod as Kubernetes would: the spec and its status (JSON)
     Inspect { pod: String },
+    /// List a running pod's published ports (80/tcp -> 0.0.0.0:34567), or
+    /// the host address of one
+    Port {
+        pod: String,
+        /// CONTAINERPORT[/tcp|udp]: print only its host address
+        #[arg(value_name = "CONTAINERPORT[/PROTO]")]
+        port: Option<String>,
+        /// table or json
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// Wait until a pod reaches a condition (default: stopped, printing its exit code)
     Wait {
         /// running, stopped or ready (the pod's Ready condition)
@@ -389,6 +412,9 @@ pub fn run() -> Result<ExitCode> {
                 timeout: args.timeout,
                 configmaps: args.configmaps,
                 files: args.files,
+                name: args.name,
+                publish: args.publish,
+                publish_all_random: args.publish_all_random,
             },
         ),
         Command::Secret { command } => object_command(&roots, ObjectKind::Secret, command),
@@ -433,6 +459,9 @@ pub fn run() -> Result<ExitCode> {
         Command::Stop { time, pod } => commands::pod::stop(&roots, &pod, time),
         Command::Rm { force, pods } => commands::pod::rm(&roots, &pods, force),
         Command::Inspect { pod } => commands::pod::inspect(&roots, &pod),
+        Command::Port { pod, port, format } => {
+            commands::pod::port(&roots, &pod, port.as_deref(), &format)
+        }
         Command::Wait {
             condition,
             timeout,

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::store_in_userns;
+use crate::net::portfwd::{Protocol as NetProtocol, Published};
 use crate::paths::Roots;
 use crate::runtime::contract::container::ContainerConfig;
 use crate::runtime::launch;
@@ -48,6 +49,12 @@ pub struct RunOptions {
     pub configmaps: Vec<String>,
     /// YAML files, or `-` for stdin.
     pub files: Vec<String>,
+    /// `--name`: the one Pod's or workload's new `metadata.name`.
+    pub name: Option<String>,
+    /// `--publish` values, unparsed.
+    pub publish: Vec<String>,
+    /// `-P`: every declared hostPort gets a free port.
+    pub publish_all_random: bool,
 }
 
 /// What `logs` was asked to show.
@@ -109,18 +116,43 @@ fn read_input(file: &str) -> Result<Input> {
 }
 
 /// Reads every file and checks all of them: every error of every file is
-/// reported before anything is created.
-fn read_manifest(files: &[String]) -> Result<(Manifest, BTreeMap<String, Option<String>>)> {
+/// reported before anything is created. `name` (`run --name`) renames the
+/// one Pod or workload of the input; more than one is refused.
+fn read_manifest(
+    files: &[String],
+    name: Option<&str>,
+    free_host_ports: bool,
+) -> Result<(Manifest, BTreeMap<String, Option<String>>)> {
     if files.iter().filter(|f| *f == "-").count() > 1 {
         bail!("- (stdin) is given twice; give it once");
     }
+    if let Some(name) = name
+        && let Some(why) = crate::spec::names::dns1123_subdomain(name)
+    {
+        bail!("--name {name:?}: {why}");
+    }
+    let mut inputs = Vec::new();
+    for file in files {
+        inputs.push(read_input(file)?);
+    }
+    let renamed = match name {
+        Some(name) => Some((name, renamed_input(&inputs, name)?)),
+        None => None,
+    };
     let mut manifest = Manifest::default();
     let mut errors = Vec::new();
     // source name ↦ absolute path, for the records of the pods.
     let mut paths = BTreeMap::new();
-    for file in files {
-        let input = read_input(file)?;
-        match crate::spec::manifest_from_yaml(&input.text, &input.source_name) {
+    for (i, input) in inputs.into_iter().enumerate() {
+        let options = crate::spec::ReadOptions {
+            rename: match renamed {
+                Some((name, Some(r))) if r == i => Some(name),
+                _ => None,
+            },
+            free_host_ports,
+        };
+        let parsed = crate::spec::manifest_for_run(&input.text, &input.source_name, options);
+        match parsed {
             Ok(m) => {
                 if let Err(e) = manifest.merge(m) {
                     errors.push(e);
@@ -139,6 +171,41 @@ fn read_manifest(files: &[String]) -> Result<(Manifest, BTreeMap<String, Option<
         bail!("{}", errors.join("\n"));
     }
     Ok((manifest, paths))
+}
+
+/// `run --name`: which input holds the one Pod or workload it renames
+/// (None when none does: `run` then says there is nothing to run). Refused,
+/// naming them, when the inputs hold more than one.
+fn renamed_input(inputs: &[Input], name: &str) -> Result<Option<usize>> {
+    let found: Vec<(usize, String)> = inputs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, input)| {
+            crate::spec::named_owners(&input.text)
+                .into_iter()
+                .map(move |(owner, _)| (i, format!("{owner} ({})", input.source_name)))
+        })
+        .collect();
+    // Documents without a name (generateName) are not in named_owners:
+    // count Pod and workload documents by their kind too.
+    let documents: usize = inputs
+        .iter()
+        .map(|i| crate::spec::pod_and_workload_documents(&i.text))
+        .sum();
+    if documents > 1 || found.len() > 1 {
+        let names: Vec<&str> = found.iter().map(|(_, n)| n.as_str()).collect();
+        bail!(
+            "--name {name}: it renames one Pod or workload, and this input holds {} ({}); run \
+             each file on its own, or split the documents",
+            documents.max(found.len()),
+            names.join(", ")
+        );
+    }
+    Ok(found.first().map(|(i, _)| *i).or_else(|| {
+        inputs
+            .iter()
+            .position(|i| crate::spec::pod_and_workload_documents(&i.text) == 1)
+    }))
 }
 
 fn backoff(seconds: f64) -> Result<Duration> {
@@ -166,8 +233,20 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         (None, true) => Some(std::time::Instant::now() + Duration::from_secs(300)),
         (None, false) => None,
     };
+    let overrides = crate::net::publish::Overrides {
+        publish: args
+            .publish
+            .iter()
+            .map(|p| crate::net::publish::parse(p))
+            .collect::<Result<_>>()?,
+        all_random: args.publish_all_random,
+    };
+    for p in &overrides.publish {
+        crate::net::publish::check_local(p)?;
+    }
     // The whole input is checked before anything is created.
-    let (mut manifest, sources) = read_manifest(&args.files)?;
+    let (mut manifest, sources) =
+        read_manifest(&args.files, args.name.as_deref(), args.publish_all_random)?;
     // Every ConfigMap and Secret the pods may read, in source order.
     let documents = std::mem::take(&mut manifest.objects);
     let wanted: Vec<_> = manifest
@@ -222,6 +301,17 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
                 names.join(", ")
             );
         }
+    }
+    if !overrides.publish.is_empty() && pods.len() != 1 {
+        bail!(
+            "--publish: it publishes ports of one pod, and this input runs {}; give one pod \
+             (or -P alone, which frees the hostPorts of every pod)",
+            pods.len()
+        );
+    }
+    // Host ports: a clash or a port below the unprivileged start fails here.
+    for pod in &pods {
+        launch::published(pod, &overrides)?;
     }
     // Images are resolved before anything of the pods is created (and
     // before `--replace` removes the pods they replace): a bad image name
@@ -279,6 +369,7 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         initial_backoff,
         source: sources.get(source).cloned().flatten(),
         objects: manifest.objects.clone(),
+        ports: overrides.clone(),
     };
     if pods.len() == 1 && !args.detach {
         let w = manifest
@@ -793,13 +884,30 @@ pub fn down(roots: &Roots, target: &str, volumes: bool) -> Result<ExitCode> {
         if volumes {
             bail!("--volumes goes with a FILE: it removes the volumes that file's claims made");
         }
-        vec![target.to_string()]
+        workload_pods(roots, target).unwrap_or_else(|| vec![target.to_string()])
     };
     remove_pods(roots, &names, None, |name| println!("{name}"))?;
     for name in super::volume::remove(roots, &claimed)? {
         println!("volume {name}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `down NAME` where no pod is NAME: the pods of the workload NAME (what
+/// `run --name NAME` of a Deployment, Job, … started), if there are any.
+fn workload_pods(roots: &Roots, name: &str) -> Option<Vec<String>> {
+    if PodPaths::new(roots, name).dir.is_dir() {
+        return None;
+    }
+    let pods: Vec<String> = state::list_pods(roots)
+        .into_iter()
+        .filter(|pod| {
+            PodPaths::new(roots, pod)
+                .read_state()
+                .is_ok_and(|st| st.owner.is_some_and(|o| o.kind != "Pod" && o.name == name))
+        })
+        .collect();
+    (!pods.is_empty()).then_some(pods)
 }
 
 /// Stops and removes pods: every one is asked to stop before any is waited
@@ -1028,6 +1136,7 @@ pub fn inspect(roots: &Roots, name: &str) -> Result<ExitCode> {
         .unwrap_or_else(|| serde_json::json!({"apiVersion": "v1", "kind": "Pod"}));
     pod["metadata"]["namespace"] = serde_json::json!(st.namespace);
     pod["metadata"]["creationTimestamp"] = serde_json::json!(st.created);
+    show_bound_ports(&mut pod, &st.ports);
     if !st.uid.is_empty() {
         pod["metadata"]["uid"] = serde_json::json!(st.uid);
     }
@@ -1051,6 +1160,111 @@ pub fn inspect(roots: &Roots, name: &str) -> Result<ExitCode> {
     });
     println!("{}", serde_json::to_string_pretty(&pod)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `port POD [CONTAINERPORT[/PROTO]]`: a running pod's published ports as
+/// podman's `port` prints them, `80/tcp -> 0.0.0.0:34567`; with a port,
+/// only its host addresses (`0.0.0.0:34567`).
+pub fn port(roots: &Roots, name: &str, filter: Option<&str>, format: &str) -> Result<ExitCode> {
+    if format != "table" && format != "json" {
+        bail!("--format {format:?}: use table or json");
+    }
+    let wanted = filter.map(port_filter).transpose()?;
+    let (paths, st) = state::find_pod(roots, name)?;
+    if !paths.supervisor_alive() {
+        bail!("pod {name} is not running: its ports closed with it");
+    }
+    let shown: Vec<&Published> = st
+        .ports
+        .iter()
+        .filter(|p| {
+            wanted.is_none_or(|(port, proto)| p.container_port == port && p.protocol == proto)
+        })
+        .collect();
+    if let (Some(f), true) = (filter, shown.is_empty()) {
+        bail!("pod {name} publishes no port {f} (`minipod port {name}` lists them)");
+    }
+    if format == "json" {
+        let list: Vec<serde_json::Value> = shown
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "containerPort": p.container_port,
+                    "protocol": p.protocol.name(),
+                    "hostIP": p.host_ip.to_string(),
+                    "hostPort": p.host_port,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        for p in shown {
+            match filter {
+                Some(_) => println!("{}", host_address(p)),
+                None => println!("{}", port_line(p)),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The containers' hostPorts as the pod publishes them (`run --publish`
+/// and `-P` change them): each port of the spec whose container port and
+/// protocol the pod publishes shows the first host address bound for it.
+fn show_bound_ports(pod: &mut serde_json::Value, bound: &[Published]) {
+    for list in ["initContainers", "containers"] {
+        let Some(containers) = pod["spec"][list].as_array_mut() else {
+            continue;
+        };
+        for port in containers
+            .iter_mut()
+            .filter_map(|c| c["ports"].as_array_mut())
+            .flatten()
+        {
+            let protocol = port["protocol"].as_str().unwrap_or("TCP");
+            let found = bound.iter().find(|b| {
+                port["containerPort"].as_u64() == Some(u64::from(b.container_port))
+                    && b.protocol.name() == protocol
+            });
+            if let Some(b) = found {
+                port["hostPort"] = serde_json::json!(b.host_port);
+                if !b.host_ip.is_unspecified() {
+                    port["hostIP"] = serde_json::json!(b.host_ip.to_string());
+                } else if let Some(map) = port.as_object_mut() {
+                    map.remove("hostIP");
+                }
+            }
+        }
+    }
+}
+
+/// `80`, `80/tcp`, `53/udp` (podman: tcp when no protocol is given).
+fn port_filter(text: &str) -> Result<(u16, NetProtocol)> {
+    let (port, proto) = text.split_once('/').unwrap_or((text, "tcp"));
+    let proto = match proto.to_ascii_lowercase().as_str() {
+        "tcp" => NetProtocol::Tcp,
+        "udp" => NetProtocol::Udp,
+        _ => bail!("{text:?}: give CONTAINERPORT[/tcp|udp], e.g. 80 or 53/udp"),
+    };
+    match port.parse::<u16>() {
+        Ok(n) if n > 0 => Ok((n, proto)),
+        _ => bail!("{text:?}: give CONTAINERPORT[/tcp|udp], e.g. 80 or 53/udp"),
+    }
+}
+
+/// `0.0.0.0:34567`, `[::1]:34567`.
+fn host_address(p: &Published) -> String {
+    std::net::SocketAddr::new(p.host_ip, p.host_port).to_string()
+}
+
+/// `80/tcp -> 0.0.0.0:34567`, as podman's `port` prints a mapping.
+fn port_line(p: &Published) -> String {
+    format!(
+        "{}/{} -> {}",
+        p.container_port,
+        p.protocol.name().to_ascii_lowercase(),
+        host_address(p)
+    )
 }
 
 pub fn wait(roots: &Roots, name: &str, condition: &str, timeout: Option<&str>) -> Result<ExitCode> {
@@ -1239,4 +1453,76 @@ pub fn probe_exec(pid: i32, command: Vec<String>) -> Result<ExitCode> {
     process.argv = command;
     let code = crate::runtime::container::exec_in(pid, &process, false, false)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(ip: &str, host_port: u16, container_port: u16, udp: bool) -> Published {
+        Published {
+            host_ip: ip.parse().unwrap(),
+            host_port,
+            container_port,
+            protocol: if udp {
+                NetProtocol::Udp
+            } else {
+                NetProtocol::Tcp
+            },
+        }
+    }
+
+    #[test]
+    fn port_prints_as_podman() {
+        assert_eq!(
+            port_line(&mapping("0.0.0.0", 34567, 80, false)),
+            "80/tcp -> 0.0.0.0:34567"
+        );
+        assert_eq!(
+            port_line(&mapping("::1", 34567, 53, true)),
+            "53/udp -> [::1]:34567"
+        );
+        assert_eq!(
+            host_address(&mapping("127.0.0.1", 8080, 80, false)),
+            "127.0.0.1:8080"
+        );
+    }
+
+    #[test]
+    fn inspect_shows_the_host_ports_as_bound() {
+        let mut pod = serde_json::json!({"spec": {"containers": [
+            {"name": "web", "ports": [
+                {"containerPort": 80, "hostPort": 8080, "hostIP": "127.0.0.1"},
+                {"containerPort": 53, "protocol": "UDP"},
+                {"containerPort": 9000}
+            ]}
+        ]}});
+        show_bound_ports(
+            &mut pod,
+            &[
+                mapping("0.0.0.0", 34567, 80, false),
+                mapping("127.0.0.1", 34568, 53, true),
+            ],
+        );
+        let ports = &pod["spec"]["containers"][0]["ports"];
+        assert_eq!(
+            ports[0],
+            serde_json::json!({"containerPort": 80, "hostPort": 34567})
+        );
+        assert_eq!(
+            ports[1],
+            serde_json::json!({"containerPort": 53, "protocol": "UDP", "hostPort": 34568, "hostIP": "127.0.0.1"})
+        );
+        assert_eq!(ports[2], serde_json::json!({"containerPort": 9000}));
+    }
+
+    #[test]
+    fn port_filter_defaults_to_tcp() {
+        assert_eq!(port_filter("80").unwrap(), (80, NetProtocol::Tcp));
+        assert_eq!(port_filter("53/UDP").unwrap(), (53, NetProtocol::Udp));
+        for bad in ["", "0", "http", "80/icmp", "80/tcp/x"] {
+            let err = port_filter(bad).unwrap_err().to_string();
+            assert!(err.contains("CONTAINERPORT[/tcp|udp]"), "{bad}: {err}");
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! - `setup`: bridge, attach and detach, as the runtime calls them;
 //! - `pod_network`: one pod's lease, hostPorts and veth name, released with it;
 //! - `portfwd`: hostPort listeners forwarding into the pod;
+//! - `publish`: `run --publish` and `-P` applied to a pod's hostPorts;
 //! - `pasta`: outbound connectivity through one pasta per holder, when it can run;
 //! - `nftables`: the masquerade rule that puts pod traffic onto pasta's tap.
 
@@ -16,4 +17,5 @@ pub mod nftables;
 pub mod pasta;
 pub mod pod_network;
 pub mod portfwd;
+pub mod publish;
 pub mod setup;

@@ -61,6 +61,14 @@ impl PodNetwork {
         })
     }
 
+    /// The hostPorts as bound (a free port chosen at bind time included).
+    pub fn published(&self) -> Vec<Published> {
+        self.listeners
+            .iter()
+            .map(|l| l.published().clone())
+            .collect()
+    }
+
     /// Whether the pod publishes hostPorts: its pause must then serve
     /// sockets of the pod's netns.
     pub fn has_host_ports(&self) -> bool {

@@ -96,17 +96,19 @@ impl Protocol {
 /// A container's hostPort, as the pod asks for it.
 #[derive(Debug, Clone)]
 pub struct HostPort {
-    pub container: String,
+    /// Who asks, for messages: `container web`, `--publish 8080:80`.
+    pub asked_by: String,
     pub host_ip: Option<String>,
     pub host_port: u16,
     pub container_port: u16,
     pub protocol: Protocol,
 }
 
-/// One hostPort to publish.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// One hostPort to publish; once bound, one the pod publishes (`state.json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Published {
     pub host_ip: IpAddr,
+    /// 0 in a plan: a free port, chosen by the kernel at bind time.
     pub host_port: u16,
     pub container_port: u16,
     pub protocol: Protocol,
@@ -118,18 +120,18 @@ pub fn published(ports: &[HostPort]) -> Result<Vec<Published>> {
     let start = unprivileged_port_start();
     let mut out = Vec::new();
     for p in ports {
-        let (container, host_port, proto) = (&p.container, p.host_port, p.protocol.name());
-        if u32::from(host_port) < start {
+        let (asked_by, host_port, proto) = (&p.asked_by, p.host_port, p.protocol.name());
+        if host_port != 0 && u32::from(host_port) < start {
             bail!(
-                "container {container}: hostPort {host_port}/{proto} is below net.ipv4.ip_unprivileged_port_start \
+                "{asked_by}: hostPort {host_port}/{proto} is below net.ipv4.ip_unprivileged_port_start \
                  ({start}), which a rootless pod may not bind; pick a hostPort ≥ {start}, or lower the sysctl \
                  (sysctl net.ipv4.ip_unprivileged_port_start={host_port})"
             );
         }
         let host_ip: IpAddr = match p.host_ip.as_deref().filter(|s| !s.is_empty()) {
-            Some(ip) => ip.parse().map_err(|_| {
-                anyhow!("container {container}: hostIP {ip:?} is not an IP address")
-            })?,
+            Some(ip) => ip
+                .parse()
+                .map_err(|_| anyhow!("{asked_by}: hostIP {ip:?} is not an IP address"))?,
             None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         };
         out.push(Published {
@@ -150,7 +152,9 @@ fn unprivileged_port_start() -> u32 {
 }
 
 /// Binds every published port, so a busy one fails before anything of the
-/// pod starts.
+/// pod starts. A host port 0 becomes the free port the kernel gave: the
+/// listener bound is the one that serves, so no other process can take
+/// the port in between.
 pub fn bind(ports: &[Published]) -> Result<Vec<Listener>> {
     let mut bound: Vec<Listener> = Vec::new();
     for p in ports {
@@ -168,17 +172,33 @@ pub fn bind(ports: &[Published]) -> Result<Vec<Listener>> {
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
                 anyhow!("{what} is already in use on this machine; pick another hostPort or stop what uses it")
+            } else if e.kind() == std::io::ErrorKind::AddrNotAvailable {
+                anyhow!("{what}: {} is not an address of this machine; give one of its addresses, or none for all", p.host_ip)
             } else {
                 anyhow!("{what}: {e}")
             }
         })?;
-        bound.push(Listener(p.clone(), socket));
+        let local = match &socket {
+            Bound::Tcp(l) => l.local_addr(),
+            Bound::Udp(s) => s.local_addr(),
+        }
+        .map_err(|e| anyhow!("{what}: reading the bound port: {e}"))?;
+        let mut p = p.clone();
+        p.host_port = local.port();
+        bound.push(Listener(p, socket));
     }
     Ok(bound)
 }
 
 /// A bound hostPort, not yet serving.
 pub struct Listener(Published, Bound);
+
+impl Listener {
+    /// What it publishes, with the port it was bound to.
+    pub fn published(&self) -> &Published {
+        &self.0
+    }
+}
 
 /// Forwards each listener to `target` (the pod's IP) inside the pod's netns.
 /// The forwarders live as long as the process.
@@ -401,7 +421,7 @@ mod tests {
 
     fn port(host_port: u16, protocol: Protocol) -> HostPort {
         HostPort {
-            container: "web".into(),
+            asked_by: "container web".into(),
             host_ip: None,
             host_port,
             container_port: 80,

@@ -31,7 +31,7 @@ use super::prepare::{self, PreparedContainer};
 use super::state::{ContainerState, ContainerStatus, Phase, PodPaths, PodState, STATE_VERSION};
 
 use crate::image::Store;
-use crate::net::portfwd;
+use crate::net::{portfwd, publish};
 use crate::paths::Roots;
 use crate::spec::config::VolumeFile;
 use crate::spec::objects::ConfigObjects;
@@ -59,6 +59,8 @@ pub struct RunOptions {
     pub source: Option<String>,
     /// The ConfigMaps and Secrets the pod may read.
     pub objects: ConfigObjects,
+    /// `--publish` and `-P`.
+    pub ports: publish::Overrides,
 }
 
 /// How a child supervisor is started.
@@ -116,7 +118,7 @@ fn set_up(
     prepare::check_host_paths(&plan)?;
     let image_volumes = prepare::image_volumes(store, &plan)?;
     check_claims(roots, &plan)?;
-    let ports = portfwd::published(&host_ports(&plan)?)?;
+    let ports = published(&plan, &opts.ports)?;
 
     let mut files = PodFiles::create(roots, &plan)?;
     let worked_out = WorkedOut {
@@ -188,6 +190,24 @@ fn size_limits(paths: &PodPaths, plan: &PodPlan) -> Vec<SizeLimit> {
         .collect()
 }
 
+/// The hostPorts the pod publishes (its YAML's, as `--publish` and `-P`
+/// change them), checked against what this machine lets a user bind;
+/// `run` calls it for every pod before anything is created.
+pub fn published(
+    plan: &PodPlan,
+    overrides: &publish::Overrides,
+) -> Result<Vec<portfwd::Published>> {
+    if plan.host_network && !overrides.is_empty() {
+        bail!(
+            "pod {}: --publish and -P change hostPorts, and a pod with hostNetwork: true has \
+             none: its containers bind the host's ports themselves; drop the flag or \
+             hostNetwork",
+            plan.name
+        );
+    }
+    portfwd::published(&publish::apply(host_ports(plan)?, overrides)?)
+}
+
 /// The hostPorts the pod's containers ask for, in the network's terms.
 fn host_ports(plan: &PodPlan) -> Result<Vec<portfwd::HostPort>> {
     let mut out = Vec::new();
@@ -206,7 +226,7 @@ fn host_ports(plan: &PodPlan) -> Result<Vec<portfwd::HostPort>> {
                 ),
             };
             out.push(portfwd::HostPort {
-                container: c.name.clone(),
+                asked_by: format!("container {}", c.name),
                 host_ip: p.host_ip.clone(),
                 host_port,
                 container_port: p.container_port,
@@ -374,6 +394,7 @@ impl PodFiles {
                 uid: resolved.uid,
                 reason: None,
                 volumes: claims(plan),
+                ports: Vec::new(),
             },
             slots,
         })

@@ -73,6 +73,10 @@ pub struct PodState {
     /// pods that use one.
     #[serde(default)]
     pub volumes: Vec<String>,
+    /// The hostPorts as the supervisor bound them (`run -P` picks free
+    /// ports): what `minipod port` prints.
+    #[serde(default)]
+    pub ports: Vec<crate::net::portfwd::Published>,
 }
 
 /// A version 4 UUID from 16 random bytes, as the API server gives a pod.

@@ -255,6 +255,27 @@ pub fn manifest_from_yaml(text: &str, source_name: &str) -> Result<Manifest, Spe
     manifest_with(text, source_name, &mut os_random)
 }
 
+/// What `run`'s flags change in how its input is read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOptions<'a> {
+    /// `run --name NAME`: every Pod's and workload's `metadata.name` is
+    /// NAME (a workload's pods are then named from it, as its controller
+    /// names them). The caller checks that the input holds one.
+    pub rename: Option<&'a str>,
+    /// `run -P`: every hostPort gets a free host port, so a template of
+    /// several pods may declare one.
+    pub free_host_ports: bool,
+}
+
+/// `manifest_from_yaml` as `run`'s flags ask.
+pub fn manifest_for_run(
+    text: &str,
+    source_name: &str,
+    options: ReadOptions<'_>,
+) -> Result<Manifest, SpecErrors> {
+    manifest_inner(text, source_name, &mut os_random, options)
+}
+
 /// The ConfigMaps and Secrets of a `run --configmap` file, checked as
 /// documents of `run`'s files are; any other kind of document is an error.
 pub fn objects_from_yaml(
@@ -307,6 +328,16 @@ pub fn manifest_with(
     source_name: &str,
     random: &mut dyn FnMut() -> u64,
 ) -> Result<Manifest, SpecErrors> {
+    manifest_inner(text, source_name, random, ReadOptions::default())
+}
+
+fn manifest_inner(
+    text: &str,
+    source_name: &str,
+    random: &mut dyn FnMut() -> u64,
+    options: ReadOptions<'_>,
+) -> Result<Manifest, SpecErrors> {
+    let rename = options.rename;
     let fail = |mut errors: Vec<SpecError>| {
         errors.sort_by_key(|e| (e.line.unwrap_or(usize::MAX), e.column.unwrap_or(0)));
         Err(SpecErrors {
@@ -415,6 +446,9 @@ pub fn manifest_with(
                 let typed = yaml::parse_typed::<Pod>(de, &pos, known);
                 errors.extend(typed.errors);
                 let Some(mut pod) = typed.value else { continue };
+                if let Some(name) = rename {
+                    pod.metadata.name = Some(name.to_string());
+                }
                 if let Some(name) = generate_name(&pod.metadata, random) {
                     manifest
                         .notes
@@ -472,6 +506,9 @@ pub fn manifest_with(
                 };
                 errors.extend(typed.errors);
                 if let Some(mut doc) = typed.value {
+                    if let Some(name) = rename {
+                        doc["metadata"]["name"] = serde_json::json!(name);
+                    }
                     let meta = serde_json::from_value(doc["metadata"].clone()).unwrap_or_default();
                     if let Some(name) = generate_name(&meta, random) {
                         manifest
@@ -479,7 +516,7 @@ pub fn manifest_with(
                             .push(format!("{source_name}: a {kind} is named {name}"));
                         doc["metadata"]["name"] = serde_json::json!(name);
                     }
-                    match workload_plan(wk, &doc, tree, &pos, source_name, random) {
+                    match workload_plan(wk, &doc, tree, &pos, source_name, random, options) {
                         Ok(w) => {
                             manifest.claims.extend(w.claims.iter().cloned());
                             if w.pods.is_empty() {
@@ -732,6 +769,7 @@ fn workload_plan(
     pos: &Positions,
     source_name: &str,
     random: &mut dyn FnMut() -> u64,
+    options: ReadOptions<'_>,
 ) -> Result<WorkloadPlan, Vec<SpecError>> {
     let mut errors = Vec::new();
     let err_at = |path: &str, message: String| SpecError {
@@ -851,7 +889,7 @@ fn workload_plan(
         }
         pods.push(plan);
     }
-    if pods.len() > 1 {
+    if pods.len() > 1 && !options.free_host_ports {
         for (c, container) in pods[0].containers.iter().enumerate() {
             for (p, port) in container.ports.iter().enumerate() {
                 if let Some(host_port) = port.host_port {
@@ -861,7 +899,8 @@ fn workload_plan(
                         format!(
                             "Invalid value: {host_port}: {} pods would publish it, and a host \
                              port can be published by one pod only; remove hostPort (each pod \
-                             has its own address), or run one replica",
+                             has its own address), run one replica, or give run -P (a free host \
+                             port for each pod)",
                             pods.len()
                         ),
                     ));
@@ -1088,6 +1127,23 @@ fn check_key(map: &str, key: &str, pos: &Positions, errors: &mut Vec<SpecError>)
 /// A document's namespace: `metadata.namespace`, else `default`.
 fn doc_namespace(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
     meta.namespace.clone().unwrap_or_else(|| "default".into())
+}
+
+/// How many Pod and workload documents `text` holds (what `run --name`
+/// may rename only one of); 0 when it does not parse.
+pub fn pod_and_workload_documents(text: &str) -> usize {
+    let Ok(trees) = yaml::document_trees(text) else {
+        return 0;
+    };
+    trees
+        .iter()
+        .filter(|t| {
+            t.get("kind")
+                .and_then(Node::scalar)
+                .and_then(doc_kind)
+                .is_some_and(|k| matches!(k, DocKind::Pod | DocKind::Workload(_)))
+        })
+        .count()
 }
 
 /// The Pods and workloads a YAML text names, read leniently (kind and

@@ -1974,3 +1974,63 @@ fn seccomp_profiles_are_checked_and_inherited_from_the_pod() {
         "Unsupported value: \"Strict\"",
     );
 }
+
+mod rename {
+    use super::*;
+
+    fn named(name: &str) -> ReadOptions<'_> {
+        ReadOptions {
+            rename: Some(name),
+            free_host_ports: false,
+        }
+    }
+
+    #[test]
+    fn free_host_ports_let_a_template_of_several_pods_declare_one() {
+        let yaml = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: x}}\n  template:\n    metadata: {labels: {app: x}}\n    spec:\n      containers:\n      - name: c\n        image: busybox\n        ports: [{containerPort: 80, hostPort: 18080}]\n";
+        let err = manifest_from_yaml(yaml, "d.yaml").unwrap_err().to_string();
+        assert!(
+            err.contains("2 pods would publish it") && err.contains("run -P"),
+            "{err}"
+        );
+        let options = ReadOptions {
+            rename: None,
+            free_host_ports: true,
+        };
+        let m = manifest_for_run(yaml, "d.yaml", options).unwrap();
+        assert_eq!(m.pods().count(), 2);
+    }
+
+    const STATEFUL: &str = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  replicas: 2\n  serviceName: db\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      containers:\n      - name: c\n        image: busybox\n        volumeMounts: [{name: data, mountPath: /data}]\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
+
+    #[test]
+    fn run_name_renames_a_pod_and_a_workload_with_its_pods_and_claims() {
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {generateName: web-}\nspec:\n  containers:\n  - {name: c, image: busybox}\n";
+        let m = manifest_for_run(pod, "p.yaml", named("a")).unwrap();
+        assert_eq!(m.workloads[0].owner.to_string(), "Pod/a");
+        assert_eq!(m.workloads[0].pods[0].name, "a");
+        assert!(m.notes.is_empty(), "{:?}", m.notes);
+
+        let m = manifest_for_run(STATEFUL, "s.yaml", named("t1")).unwrap();
+        assert_eq!(m.workloads[0].owner.to_string(), "StatefulSet/t1");
+        let names: Vec<&str> = m.pods().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["t1-0", "t1-1"]);
+        let claims: Vec<&str> = m.claims.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(claims, ["data-t1-0", "data-t1-1"]);
+    }
+
+    #[test]
+    fn pod_and_workload_documents_are_counted_by_kind() {
+        let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\n";
+        assert_eq!(pod_and_workload_documents(STATEFUL), 1);
+        assert_eq!(
+            pod_and_workload_documents(&format!("{cm}---\n{STATEFUL}")),
+            1
+        );
+        assert_eq!(
+            pod_and_workload_documents(&format!("{STATEFUL}---\n{STATEFUL}")),
+            2
+        );
+        assert_eq!(pod_and_workload_documents(cm), 0);
+    }
+}

@@ -388,6 +388,7 @@ impl Pod {
             &self.ports,
         )?;
         self.state.pod_ip = Some(network.ip.to_string());
+        self.state.ports = network.published();
         std::fs::write(
             self.paths.etc("hosts"),
             etc_files::hosts(
