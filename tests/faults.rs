@@ -182,12 +182,7 @@ fn assert_no_partial_image(env: &TestEnv, images: usize) {
     assert_eq!(temp_files(&env.root), Vec::<String>::new());
     let df = df(env);
     assert_eq!(df_total(&df, "Images") as usize, images, "{df}");
-    let unused: Vec<&serde_json::Value> = df["Items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["Unused"] == true)
-        .collect();
+    let unused = unused_items(&df);
     assert!(unused.is_empty(), "no layer outside an image: {unused:?}");
 }
 
@@ -426,12 +421,7 @@ fn assert_consistent(env: &TestEnv, images: &[String]) {
 fn assert_no_leftovers(env: &TestEnv) {
     assert_eq!(temp_files(&env.root), Vec::<String>::new());
     let df = df(env);
-    let unused: Vec<&serde_json::Value> = df["Items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["Unused"] == true)
-        .collect();
+    let unused = unused_items(&df);
     assert!(unused.is_empty(), "nothing unused: {unused:?}");
 }
 
@@ -587,4 +577,14 @@ fn sigkill_of_load_pull_and_run_at_random_moments_leaves_no_partial_object() {
         assert!(alive(pid));
     }
     assert!(live_processes(marker).is_empty());
+}
+
+/// What `system df -v --format json` lists as unused (no image, no pod).
+fn unused_items(df: &serde_json::Value) -> Vec<&serde_json::Value> {
+    df["Items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["Unused"] == true)
+        .collect()
 }
