@@ -5,9 +5,10 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use common::{TestEnv, env_with_busybox, stderr_of, stdout_of};
+use common::{TestEnv, binary, env_with_busybox, stderr_of, stdout_of, test_user};
 
 /// What bash's completion of `minipod WORDS… CURRENT` offers, with the
 /// script `minipod completion bash` printed loaded as a user's shell does.
@@ -128,6 +129,68 @@ fn man_pages_are_written_and_render() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert!(!names.iter().any(|n| n.contains("__")), "{names:?}");
+}
+
+/// scripts/install, as a user (not root: root's completions go to
+/// /usr/share): binaries under the prefix, man pages where `man` finds them
+/// from PATH, completions where bash-completion and fish look.
+#[test]
+fn the_install_script_installs_binaries_pages_and_completions() {
+    let env = TestEnv::new();
+    let home = env.work().join("home");
+    let prefix = home.join(".local");
+    std::fs::create_dir_all(&home).unwrap();
+    env.give_to_user(&home);
+    let user = test_user();
+    let mut cmd = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install"));
+    cmd.arg("--from")
+        .arg(binary().parent().unwrap())
+        .env("HOME", &home)
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin", prefix.join("bin").display()),
+        )
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("BASH_COMPLETION_USER_DIR")
+        .current_dir(&home);
+    if user.switch {
+        cmd.uid(user.uid).gid(user.gid);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout_of(&out),
+        stderr_of(&out)
+    );
+
+    for file in [
+        "bin/minipod",
+        "bin/minipod-supervisor",
+        "share/man/man1/minipod.1",
+        "share/man/man1/minipod-system-df.1",
+        "share/bash-completion/completions/minipod",
+        "share/zsh/site-functions/_minipod",
+    ] {
+        assert!(prefix.join(file).is_file(), "{file}: {}", stdout_of(&out));
+    }
+    assert!(home.join(".config/fish/completions/minipod.fish").is_file());
+    // man finds the pages through PATH (man-db maps DIR/bin to DIR/share/man).
+    let out = Command::new("man")
+        .args(["-P", "cat", "minipod-run"])
+        .env("HOME", &home)
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin", prefix.join("bin").display()),
+        )
+        .env_remove("MANPATH")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "man minipod-run: {}", stderr_of(&out));
+    assert!(stdout_of(&out).contains("exit-code-from"));
+    let script = prefix.join("share/bash-completion/completions/minipod");
+    assert!(bash_completes(&script, &["syst"]).contains(&"system".to_string()));
 }
 
 const CLAIMER: &str = r#"
