@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, anyhow};
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result, anyhow};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::pod::{ExecOptions, LogsOptions, RunOptions};
 use crate::commands::{self, image::PullOptions};
@@ -109,7 +109,7 @@ enum VolumeCommand {
     #[command(alias = "list")]
     Ls {
         /// table or json
-        #[arg(long, default_value = "table")]
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
     },
     /// Show them as JSON: record, mountpoint, pods using them
@@ -137,7 +137,7 @@ enum SystemCommand {
     /// Show the disk space images, layers, pods, logs and volumes use
     Df {
         /// table or json
-        #[arg(long, default_value = "table")]
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
         /// List each image, layer, pod, log and volume too
         #[arg(short, long)]
@@ -169,7 +169,7 @@ enum ObjectCommand {
     #[command(alias = "list")]
     Ls {
         /// table or json
-        #[arg(long, default_value = "table")]
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
     },
     /// Show them as JSON: keys and sizes, never values
@@ -225,7 +225,7 @@ enum Command {
     /// List images
     Images {
         /// table or json
-        #[arg(long, default_value = "table")]
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
     },
     /// Remove an image and whatever no other image uses
@@ -269,7 +269,7 @@ enum Command {
         #[arg(short, long)]
         all: bool,
         /// table or json
-        #[arg(long, default_value = "table")]
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
     },
     /// Show a pod's container logs (all containers, prefixed, without CONTAINER)
@@ -309,7 +309,7 @@ enum Command {
     Top {
         pod: String,
         /// table or json
-        #[arg(long, default_value = "table")]
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
     },
     /// Stop a pod: its containers' stop signal, SIGKILL after the grace period
@@ -336,7 +336,7 @@ enum Command {
         #[arg(value_name = "CONTAINERPORT[/PROTO]")]
         port: Option<String>,
         /// table or json
-        #[arg(long, default_value = "table")]
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
     },
     /// Wait until a pod reaches a condition (default: stopped, printing its exit code)
@@ -358,6 +358,18 @@ enum Command {
         /// a document)
         #[arg(long)]
         volumes: bool,
+    },
+    /// Print a shell's completion script: `source <(minipod completion bash)`
+    Completion {
+        #[arg(value_parser = ["bash", "zsh", "fish"])]
+        shell: String,
+    },
+    /// Write the man pages (minipod.1, minipod-run.1, …) into DIR, made
+    /// from these definitions; scripts/install runs it
+    #[command(name = "generate-man", hide = true)]
+    GenerateMan {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
     #[command(name = "__holder", hide = true)]
     Holder { subnet: String, runroot: PathBuf },
@@ -499,9 +511,73 @@ pub fn run() -> Result<ExitCode> {
             },
             credentials_stdin,
         ),
+        Command::Completion { shell } => completion(&shell),
+        Command::GenerateMan { dir } => generate_man(&dir),
         Command::Images { format } => commands::image::images(&roots, &format),
         Command::Rmi { force, images } => commands::image::rmi(&roots, force, &images),
     }
+}
+
+/// `minipod completion SHELL`: the script on stdout, as `podman completion`.
+fn completion(shell: &str) -> Result<ExitCode> {
+    let shell = match shell {
+        "bash" => clap_complete::Shell::Bash,
+        "zsh" => clap_complete::Shell::Zsh,
+        "fish" => clap_complete::Shell::Fish,
+        other => anyhow::bail!("completion {other:?}: use bash, zsh or fish"),
+    };
+    let mut cmd = without_hidden(&Cli::command());
+    clap_complete::generate(shell, &mut cmd, "minipod", &mut std::io::stdout());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The command tree without its hidden subcommands and arguments:
+/// clap_complete offers them otherwise (`__holder`, `--credentials-stdin`),
+/// and they are minipod's own plumbing, not for a user to type.
+fn without_hidden(cmd: &clap::Command) -> clap::Command {
+    let mut out = clap::Command::new(cmd.get_name().to_owned())
+        .visible_aliases(cmd.get_visible_aliases().map(str::to_owned))
+        .args(cmd.get_arguments().filter(|a| !a.is_hide_set()).cloned())
+        .subcommands(
+            cmd.get_subcommands()
+                .filter(|c| !c.is_hide_set())
+                .map(without_hidden),
+        );
+    if let Some(about) = cmd.get_about() {
+        out = out.about(about.clone());
+    }
+    if let Some(version) = cmd.get_version() {
+        out = out.version(version.to_owned());
+    }
+    out
+}
+
+/// `minipod generate-man DIR`: minipod.1 and one page per subcommand
+/// (minipod-system-df.1, …), hidden ones left out.
+fn generate_man(dir: &std::path::Path) -> Result<ExitCode> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating {}: name a folder you can write", dir.display()))?;
+    // Built, each subcommand knows its page's name (minipod-system-df) and
+    // its synopsis (minipod system df).
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    write_man_pages(&cmd, dir)
+        .with_context(|| format!("writing man pages into {}", dir.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One page for `cmd` and each of its visible subcommands, all footed
+/// "minipod VERSION" (clap_mangen's own `generate_to` puts the subcommand's
+/// bare name there).
+fn write_man_pages(cmd: &clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+    for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+        write_man_pages(sub, dir)?;
+    }
+    clap_mangen::Man::new(cmd.clone())
+        .source(format!("minipod {}", env!("CARGO_PKG_VERSION")))
+        .manual("minipod manual")
+        .generate_to(dir)?;
+    Ok(())
 }
 
 fn system_command(roots: &Roots, command: SystemCommand) -> Result<ExitCode> {
@@ -553,4 +629,114 @@ fn init_logging(level: &str) -> Result<()> {
         .with_target(false)
         .init();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every (sub)command name and long option of a tree, as "a b --c".
+    fn names(cmd: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+        let path = format!("{prefix}{}", cmd.get_name());
+        for arg in cmd.get_arguments() {
+            if let Some(long) = arg.get_long() {
+                out.push(format!("{path} --{long}"));
+            }
+        }
+        out.push(path.clone());
+        for sub in cmd.get_subcommands() {
+            names(sub, &format!("{path} "), out);
+        }
+    }
+
+    #[test]
+    fn completion_tree_leaves_out_hidden_parts_only() {
+        let full = Cli::command();
+        let visible = without_hidden(&full);
+        let (mut all, mut shown) = (vec![], vec![]);
+        names(&full, "", &mut all);
+        names(&visible, "", &mut shown);
+        for hidden in [
+            "minipod __holder",
+            "minipod __pause",
+            "minipod __container",
+            "minipod __probe-exec",
+            "minipod generate-man",
+            "minipod pull --credentials-stdin",
+        ] {
+            assert!(all.contains(&hidden.to_string()), "{hidden}");
+            assert!(!shown.contains(&hidden.to_string()), "{hidden}");
+        }
+        // Everything else is kept, global options included.
+        all.retain(|n| {
+            !n.contains("__") && !n.contains("generate-man") && !n.contains("credentials")
+        });
+        assert_eq!(all, shown);
+        for kept in [
+            "minipod --root",
+            "minipod system df --format",
+            "minipod completion",
+        ] {
+            assert!(shown.contains(&kept.to_string()), "{kept}");
+        }
+        visible.debug_assert();
+    }
+
+    #[test]
+    fn bash_script_offers_no_hidden_command() {
+        let mut cmd = without_hidden(&Cli::command());
+        let mut script = Vec::new();
+        clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "minipod", &mut script);
+        let script = String::from_utf8(script).unwrap();
+        assert!(script.contains("complete -F _minipod"));
+        assert!(
+            script.contains("minipod__subcmd__system__subcmd__df"),
+            "nested subcommands are completed"
+        );
+        assert!(
+            script.contains("table json"),
+            "--format's values are offered"
+        );
+        for hidden in [
+            "__holder",
+            "__pause",
+            "__container",
+            "probe-exec",
+            "generate-man",
+        ] {
+            assert!(!script.contains(hidden), "{hidden}");
+        }
+    }
+
+    #[test]
+    fn man_pages_one_per_visible_command() {
+        let dir = tempfile::tempdir().unwrap();
+        generate_man(dir.path()).unwrap();
+        let mut pages: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        pages.sort();
+        for page in [
+            "minipod.1",
+            "minipod-run.1",
+            "minipod-system-df.1",
+            "minipod-secret-create.1",
+        ] {
+            assert!(pages.contains(&page.to_string()), "{page} in {pages:?}");
+        }
+        assert!(
+            !pages
+                .iter()
+                .any(|p| p.contains("__") || p.contains("generate-man") || p.contains("help")),
+            "{pages:?}"
+        );
+        let run = std::fs::read_to_string(dir.path().join("minipod-run.1")).unwrap();
+        assert!(run.contains("exit\\-code\\-from"), "{run}");
+    }
 }
