@@ -19,11 +19,7 @@ const SLEEPER: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: sleeper}\nspe
 /// starts one with the environment it is given.
 fn without_holder(env: &TestEnv) {
     let pid = env.holder_pid().expect("a holder");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    common::sigkill(pid);
     wait_until("the holder to die", Duration::from_secs(5), || !alive(pid));
     std::fs::remove_file(env.runroot.join("holder.pid")).unwrap();
 }

@@ -436,11 +436,7 @@ spec:
         let pid = state["supervisor_pid"].as_i64().unwrap() as i32;
         assert_eq!(uplink_veths(&env).len(), 1, "the pod's veth");
         assert!(!live_processes(&format!("sleep 3121{n}")).is_empty());
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
+        common::sigkill(pid);
         // At once: `rm -f` returns only when nothing of the pod runs.
         env.ok(["rm", "-f", &name]);
         for marker in [format!("sleep 3120{n}"), format!("sleep 3121{n}")] {
@@ -469,11 +465,7 @@ fn a_pod_whose_supervisor_died_shows_it_in_ps_and_inspect() {
     let pid = env.pod_state_json("victim")["supervisor_pid"]
         .as_i64()
         .unwrap() as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    common::sigkill(pid);
     // `wait` returns once nothing of the pod runs.
     env.ok(["wait", "--condition", "stopped", "victim"]);
     assert!(live_processes("sleep 31200").is_empty());
@@ -504,11 +496,7 @@ fn a_pod_fails_when_the_holder_dies() {
     );
     env.ok(["run", "-d", file.to_str().unwrap()]);
     let holder = env.holder_pid().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(holder),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    common::sigkill(holder);
     env.ok(["wait", "--condition", "stopped", "orphan"]);
     assert!(live_processes("sleep 31202").is_empty());
     let pod: serde_json::Value = serde_json::from_str(&env.ok(["inspect", "orphan"])).unwrap();
@@ -521,11 +509,7 @@ fn a_pod_fails_when_the_holder_dies() {
 fn a_dead_holder_is_reported_and_recreated() {
     let env = env_with_busybox();
     let old = env.holder_pid().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(old),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    common::sigkill(old);
     wait_until("the holder to die", Duration::from_secs(5), || {
         !std::path::Path::new(&format!("/proc/{old}")).exists()
             || std::fs::read_to_string(format!("/proc/{old}/stat"))

@@ -525,6 +525,15 @@ pub fn wait_until(what: &str, limit: std::time::Duration, mut f: impl FnMut() ->
 }
 
 /// Command lines of live processes (not zombies) containing `needle`.
+/// SIGKILL to a process of the test user's that must still exist.
+pub fn sigkill(pid: i32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
 pub fn live_processes(needle: &str) -> Vec<String> {
     processes()
         .filter_map(|(pid, dir)| Some((pid, cmdline(&dir)?)))
