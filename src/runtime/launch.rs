@@ -557,6 +557,8 @@ impl PodFiles {
             probes: p.plan.probes.clone(),
             post_start: p.plan.post_start.clone(),
             pre_stop: p.plan.pre_stop.clone(),
+            stdin: p.plan.stdin,
+            stdin_once: p.plan.stdin_once,
             status,
         })
     }
@@ -628,6 +630,7 @@ impl PodFiles {
             resolv_conf: self.paths.etc("resolv.conf"),
             mounts,
             process: p.process.clone(),
+            tty: p.plan.tty,
         })
     }
 
