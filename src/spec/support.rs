@@ -1044,7 +1044,6 @@ mod tests {
             "metadata.selfLink",
             "spec.containers[0].env[1].valueFrom.fileKeyRef",
             "spec.containers[0].securityContext.windowsOptions",
-            "spec.containers[0].tty",
             "spec.volumes[1].nfs",
         ];
         let mut got = paths(&pod);
