@@ -5,7 +5,6 @@ mod common;
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -149,6 +148,11 @@ fn run_it_types_into_a_shell_detaches_and_attach_finds_it_again() {
     let ps = env.ok(["ps"]);
     assert!(ps.contains("shell") && ps.contains("Running"), "{ps}");
 
+    // inspect shows the fields as given.
+    let pod = common::inspect(&env, "shell");
+    assert_eq!(pod["spec"]["containers"][0]["stdin"], true);
+    assert_eq!(pod["spec"]["containers"][0]["tty"], true);
+    assert!(pod["spec"]["containers"][1].get("stdin").is_none());
     // A tty's output is logged as stdout.
     let logs = env.ok(["logs", "shell", "sh"]);
     assert!(logs.contains("hello-42"), "{logs}");

@@ -1251,7 +1251,6 @@ fn values_that_ask_for_what_minipod_does_are_accepted() {
 
 #[test]
 fn values_that_ask_for_more_are_refused_naming_the_path() {
-    let c = |extra: &str| pod(extra, "");
     let cases: Vec<(String, &str, &str)> = vec![(
         pod("", "  automountServiceAccountToken: true\n"),
         "spec.automountServiceAccountToken",
