@@ -5,6 +5,7 @@ mod common;
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -87,6 +88,19 @@ impl Terminal {
         );
     }
 
+    /// Our window changes size: the kernel tells minipod (SIGWINCH).
+    fn resize(&self, rows: u16, cols: u16) {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads `ws`, which outlives the call.
+        let rc = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        assert_eq!(rc, 0);
+    }
+
     fn mark(&self) -> usize {
         self.text().len()
     }
@@ -139,6 +153,15 @@ fn run_it_types_into_a_shell_detaches_and_attach_finds_it_again() {
     term.expect("hello-42", at);
     // Its terminal comes from the container's own devpts.
     term.expect("/dev/pts/0", at);
+    // The pty has our window size, and follows it (SIGWINCH).
+    let at = term.mark();
+    term.type_in(b"stty size\r");
+    term.expect("30 100", at);
+    term.resize(40, 120);
+    std::thread::sleep(Duration::from_millis(300));
+    let at = term.mark();
+    term.type_in(b"stty size\r");
+    term.expect("40 120", at);
     // Ctrl-P Ctrl-Q: run returns as -d does, the pod runs on.
     term.type_in(b"\x10\x11");
     assert_eq!(term.exit_code(), 0, "{}", term.text());
@@ -235,8 +258,63 @@ spec:
     wait_until("cat to end", Duration::from_secs(10), || {
         env.ok(["logs", "cat"]).contains("cat-ended")
     });
+    // Later sessions of this start get output only.
+    let mut late = Terminal::spawn(&env, &["attach", "cat", "cat"]);
+    std::thread::sleep(Duration::from_millis(300));
+    // Not raw (no input goes to the container): Ctrl-C ends attach only.
+    late.type_in(b"\x03");
+    assert_eq!(late.exit_code(), 130, "{}", late.text());
+    assert!(env.ok(["ps"]).contains("Running"));
     env.ok(["rm", "-f", "cat"]);
     assert!(live_processes("31702").is_empty());
+}
+
+#[test]
+fn a_restarted_container_gets_a_fresh_stdin() {
+    let env = env_with_busybox();
+    let file = env.pod_file(
+        "again",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: again}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: r
+    image: localhost/busybox
+    command: [sh, -c, 'read l; echo got-$l']
+    stdin: true
+    stdinOnce: true
+"#,
+    );
+    env.ok([
+        "run",
+        "-d",
+        "--restart-backoff",
+        "0.2",
+        file.to_str().unwrap(),
+    ]);
+    let feed = |text: &[u8]| {
+        let mut cmd = env.command(["attach", "again", "r"]);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(text).unwrap();
+        common::wait_output(child, Duration::from_secs(30))
+    };
+    let first = feed(b"one\n");
+    assert_eq!(stdout_of(&first), "got-one\n", "{}", stderr_of(&first));
+    // restartPolicy Always: it starts again, with stdin open again.
+    wait_until("the restart", Duration::from_secs(20), || {
+        let pod = common::inspect(&env, "again");
+        let r = common::status_of(&pod, "r");
+        r["state"].get("running").is_some() && r["restartCount"].as_u64() >= Some(1)
+    });
+    let second = feed(b"two\n");
+    assert_eq!(stdout_of(&second), "got-two\n", "{}", stderr_of(&second));
+    env.ok(["rm", "-f", "again"]);
 }
 
 #[test]
