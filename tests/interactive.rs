@@ -389,3 +389,33 @@ fn run_i_needs_exactly_one_container_with_stdin() {
     // Refused before anything started (no image was even looked up).
     assert!(env.ok(["ps", "-a"]).lines().count() <= 1);
 }
+
+#[test]
+fn attach_to_a_container_without_stdin_shows_its_output_live() {
+    let env = env_with_busybox();
+    let file = env.pod_file(
+        "ticker",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: ticker}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: t
+    image: localhost/busybox
+    command: [sh, -c, 'i=0; while true; do i=$((i+1)); echo tick-$i; echo tock-$i >&2; sleep 0.2; done']
+"#,
+    );
+    env.ok(["run", "-d", file.to_str().unwrap()]);
+    let term = Terminal::spawn(&env, &["attach", "ticker", "t"]);
+    let at = term.mark();
+    // Lines printed after we attached, stdout and stderr both.
+    term.expect("tick-", at);
+    term.expect("tock-", at);
+    let mut term = term;
+    term.type_in(b"\x03");
+    assert_eq!(term.exit_code(), 130, "{}", term.text());
+    assert!(env.ok(["ps"]).contains("Running"));
+    env.ok(["rm", "-f", "ticker"]);
+}
