@@ -163,9 +163,10 @@ fn run_it_types_into_a_shell_detaches_and_attach_finds_it_again() {
     term.type_in(b"stty size\r");
     term.expect("40 120", at);
     // Ctrl-P Ctrl-Q: run returns as -d does, the pod runs on.
+    let at = term.mark();
     term.type_in(b"\x10\x11");
     assert_eq!(term.exit_code(), 0, "{}", term.text());
-    assert!(term.text().contains("shell"), "{}", term.text());
+    term.expect("shell", at);
     // Only the attached container's output reached the terminal.
     assert!(!term.text().contains("side-says-hi"), "{}", term.text());
     let ps = env.ok(["ps"]);
@@ -189,6 +190,24 @@ fn run_it_types_into_a_shell_detaches_and_attach_finds_it_again() {
     // The container's exit ends attach with its code.
     again.type_in(b"exit 3\r");
     assert_eq!(again.exit_code(), 3, "{}", again.text());
+
+    // exec -t shares the terminal helpers: a pty of the container's own.
+    let mut exec = Terminal::spawn(
+        &env,
+        &[
+            "exec",
+            "-it",
+            "shell",
+            "side",
+            "--",
+            "sh",
+            "-c",
+            "tty; stty size; exit 5",
+        ],
+    );
+    exec.expect("/dev/pts/", 0);
+    exec.expect("30 100", 0);
+    assert_eq!(exec.exit_code(), 5, "{}", exec.text());
 
     // restartPolicy Never: the side container keeps the pod up; stop it.
     env.ok(["rm", "-f", "shell"]);
