@@ -45,8 +45,15 @@ impl Watchers {
 
     fn send(&mut self, frame: &Frame) {
         let bytes = encode(frame);
-        self.clients
-            .retain_mut(|(_, s)| s.write_all(&bytes).is_ok());
+        self.clients.retain_mut(|(_, s)| {
+            let ok = s.write_all(&bytes).is_ok();
+            if !ok {
+                // Both ends learn: the client sees EOF, the loop drops its
+                // session.
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            ok
+        });
     }
 
     /// The container exited with `code`.
