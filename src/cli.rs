@@ -80,6 +80,19 @@ struct RunArgs {
     /// tells which)
     #[arg(short = 'P', long)]
     publish_all_random: bool,
+    // Interactive containers (run -it).
+    /// Attach the terminal's input to the one container with `stdin: true`
+    /// (foreground only); Ctrl-P Ctrl-Q detaches, the pod runs on
+    #[arg(short, long)]
+    interactive: bool,
+    /// Attach the terminal to the one container with `stdin: true`, its
+    /// output only without -i (the YAML's `tty` gives it a terminal)
+    #[arg(short, long)]
+    tty: bool,
+    /// The keys that detach from the container with -i/-t: comma-separated,
+    /// each one character or ctrl-X; "" for none
+    #[arg(long, value_name = "KEYS", default_value = crate::runtime::attach::DEFAULT_DETACH_KEYS)]
+    detach_keys: String,
     /// Kubernetes YAML: Pods and workloads (Deployment, StatefulSet, Job,
     /// …) with their ConfigMaps and Secrets; - for stdin
     #[arg(value_name = "FILE", required = true)]
@@ -305,6 +318,19 @@ enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Attach the terminal to a running container: its output live, and
+    /// its stdin when it has `stdin: true`; Ctrl-P Ctrl-Q detaches
+    Attach {
+        /// Do not send our input to the container
+        #[arg(long)]
+        no_stdin: bool,
+        /// The keys that detach: comma-separated, each one character or
+        /// ctrl-X; "" for none
+        #[arg(long, value_name = "KEYS", default_value = crate::runtime::attach::DEFAULT_DETACH_KEYS)]
+        detach_keys: String,
+        pod: String,
+        container: String,
+    },
     /// List the processes of a pod's running containers
     Top {
         pod: String,
@@ -427,6 +453,9 @@ pub fn run() -> Result<ExitCode> {
                 name: args.name,
                 publish: args.publish,
                 publish_all_random: args.publish_all_random,
+                interactive: args.interactive,
+                tty: args.tty,
+                detach_keys: args.detach_keys,
             },
         ),
         Command::Secret { command } => object_command(&roots, ObjectKind::Secret, command),
@@ -468,6 +497,12 @@ pub fn run() -> Result<ExitCode> {
                 tty,
             },
         ),
+        Command::Attach {
+            no_stdin,
+            detach_keys,
+            pod,
+            container,
+        } => commands::pod::attach(&roots, &pod, &container, !no_stdin, &detach_keys),
         Command::Stop { time, pod } => commands::pod::stop(&roots, &pod, time),
         Command::Rm { force, pods } => commands::pod::rm(&roots, &pods, force),
         Command::Inspect { pod } => commands::pod::inspect(&roots, &pod),

@@ -485,8 +485,11 @@ fn invalid_pods_fail_with_125_naming_the_field_and_create_nothing() {
             &["spec.containers[0].volumeMounts[0].name", "nope"],
         ),
         (
-            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: localhost/busybox\n    stdin: true\n",
-            &["not supported yet", "spec.containers[0].stdin"],
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: localhost/busybox\n    lifecycle: {stopSignal: SIGUSR1}\n",
+            &[
+                "not supported yet",
+                "spec.containers[0].lifecycle.stopSignal",
+            ],
         ),
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: localhost/busybox\n    command: 5\n",

@@ -369,12 +369,14 @@ fn old_api_versions_and_template_errors_name_their_place() {
     );
     let probe = APP.replace(
         "command: [sh, -c, 'echo up; exec sleep 31201']",
-        "stdin: true",
+        "lifecycle: {stopSignal: SIGUSR1}",
     );
     let file = env.pod_file("probe", &probe);
     let err = env.fails(["run", file.to_str().unwrap()]);
     assert!(
-        err.contains(":16: spec.template.spec.containers[0].stdin: not supported yet"),
+        err.contains(
+            ":16: spec.template.spec.containers[0].lifecycle.stopSignal: not supported yet"
+        ),
         "{err}"
     );
     let claims = format!(

@@ -1,5 +1,5 @@
-//! The pod commands: `run` (foreground and `-d`), `ps`, `logs`, `exec`,
-//! `stop`, `rm`, `inspect`, `wait`, `down`. The mechanisms they use (launch,
+//! The pod commands: `run` (foreground, `-d` and `-it`), `ps`, `logs`,
+//! `exec`, `attach`, `stop`, `rm`, `inspect`, `wait`, `down`. The mechanisms they use (launch,
 //! the supervisor, state, logs, the container init) live in `runtime`.
 
 use std::collections::BTreeMap;
@@ -55,6 +55,12 @@ pub struct RunOptions {
     pub publish: Vec<String>,
     /// `-P`: every declared hostPort gets a free port.
     pub publish_all_random: bool,
+    /// `-i`: attach our input to the one container with `stdin`.
+    pub interactive: bool,
+    /// `-t`: attach to that container (its output only without `-i`).
+    pub tty: bool,
+    /// `--detach-keys`, podman's format.
+    pub detach_keys: String,
 }
 
 /// What `logs` was asked to show.
@@ -224,6 +230,14 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         Some(other) => bail!("--pull {other:?}: use always, missing or never"),
     };
     let initial_backoff = backoff(args.restart_backoff)?;
+    let interactive = args.interactive || args.tty;
+    let detach_keys = crate::runtime::attach::parse_detach_keys(&args.detach_keys)?;
+    if interactive && args.detach {
+        bail!(
+            "-i/-t attach the terminal to a container in the foreground, -d runs in the \
+             background; drop one (`minipod attach POD CONTAINER` attaches after run -d)"
+        );
+    }
     if args.wait_ready && !args.detach {
         bail!("--wait ready is for run -d: in the foreground, run lasts as long as the pods");
     }
@@ -302,6 +316,16 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
             );
         }
     }
+    // run -it: which container, decided before anything starts.
+    let attach_to = match (interactive, pods.as_slice()) {
+        (false, _) => None,
+        (true, [pod]) => Some(interactive_container(pod)?),
+        (true, _) => bail!(
+            "-i/-t attach the terminal to one container, and this input runs {} pods; give one \
+             pod (or run -d, then `minipod attach POD CONTAINER`)",
+            pods.len()
+        ),
+    };
     if !overrides.publish.is_empty() && pods.len() != 1 {
         bail!(
             "--publish: it publishes ports of one pod, and this input runs {}; give one pod \
@@ -371,6 +395,21 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         objects: manifest.objects.clone(),
         ports: overrides.clone(),
     };
+    if let Some(container) = attach_to {
+        let w = manifest
+            .workloads
+            .iter()
+            .find(|w| !w.pods.is_empty())
+            .expect("one pod");
+        let plan = w.pods[0].clone();
+        let mut opts = options(&w.source, false);
+        opts.detached = true;
+        let attach = crate::runtime::attach::AttachOptions {
+            stdin: args.interactive,
+            detach_keys,
+        };
+        return run_interactive(roots, &store, plan, opts, &container, attach);
+    }
     if pods.len() == 1 && !args.detach {
         let w = manifest
             .workloads
@@ -1455,6 +1494,159 @@ pub fn probe_exec(pid: i32, command: Vec<String>) -> Result<ExitCode> {
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
+// Interactive containers: `run -it` and `attach`.
+
+/// `run -i/-t`: the one container of the pod with `stdin: true` (init
+/// containers included), or why there is not exactly one.
+fn interactive_container(pod: &PodPlan) -> Result<String> {
+    let with: Vec<&str> = pod
+        .init_containers
+        .iter()
+        .chain(&pod.containers)
+        .filter(|c| c.stdin)
+        .map(|c| c.name.as_str())
+        .collect();
+    match with.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => bail!(
+            "-i/-t attach the terminal to the pod's container with `stdin: true`, and pod {} has \
+             none; give one container `stdin: true` (and `tty: true` for a terminal)",
+            pod.name
+        ),
+        many => bail!(
+            "-i/-t attach the terminal to one container, and pod {} has {} with `stdin: true` \
+             ({}); keep `stdin: true` on one, or run -d and `minipod attach {} CONTAINER`",
+            pod.name,
+            many.len(),
+            many.join(", "),
+            pod.name
+        ),
+    }
+}
+
+/// `run -it`: starts the pod as `-d` does, attaches the terminal to
+/// `container`, then: detached, prints the pod's name and leaves it
+/// running (as `-d`); else waits for the pod's end as a foreground `run`
+/// (signals passed on), removes it and returns its code. Other containers'
+/// output goes to their logs only, as podman prints only the attached one.
+fn run_interactive(
+    roots: &Roots,
+    store: &crate::image::Store,
+    plan: PodPlan,
+    opts: launch::RunOptions,
+    container: &str,
+    attach: crate::runtime::attach::AttachOptions,
+) -> Result<ExitCode> {
+    use crate::runtime::attach::AttachEnd;
+    let name = plan.name.clone();
+    let tty = plan
+        .init_containers
+        .iter()
+        .chain(&plan.containers)
+        .any(|c| c.name == container && c.tty);
+    let mut supervisor = launch::spawn_interactive(roots, store, plan, opts)?;
+    let paths = PodPaths::new(roots, &name);
+    if tty && attach.stdin {
+        // kubectl's words: the prompt may have come before we attached.
+        eprintln!("If you don't see a command prompt, try pressing enter.");
+    }
+    let end = crate::runtime::attach::attach(&paths, &name, container, &attach);
+    let exited = match end {
+        Ok(AttachEnd::Detached) => {
+            println!("{name}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Ok(AttachEnd::Exited(_)) => true,
+        Ok(AttachEnd::Signalled(sig)) => {
+            crate::sys::proc::signal_pid(supervisor.id() as i32, sig);
+            false
+        }
+        // It ended before we attached: its output is in its log.
+        Err(e) => {
+            tracing::warn!("{e:#}; `minipod logs {name} {container}` shows its output");
+            false
+        }
+    };
+    let code = wait_supervisor(&mut supervisor, |waited| {
+        if exited && waited {
+            eprintln!(
+                "minipod: container {container} exited and pod {name} runs on; `minipod attach \
+                 {name} {container}` attaches again, Ctrl-C stops the pod"
+            );
+        }
+    })?;
+    remove_pod(roots, &name, true, true)?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Waits for a pod's supervisor to exit, passing SIGINT, SIGTERM and
+/// SIGHUP on to it; `note(true)` is called once when it is still running
+/// two seconds on. Returns its exit code.
+fn wait_supervisor(child: &mut std::process::Child, mut note: impl FnMut(bool)) -> Result<i32> {
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let set = crate::sys::proc::stop_signals_and_sigchld();
+    set.thread_block()?;
+    let sigfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC)?;
+    let noted_at = std::time::Instant::now() + Duration::from_secs(2);
+    let mut noted = false;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)));
+        }
+        let mut fds = [nix::poll::PollFd::new(
+            sigfd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(500u16));
+        if !noted && std::time::Instant::now() >= noted_at {
+            noted = true;
+            note(true);
+        }
+        let ready = fds[0].any().unwrap_or(false);
+        if ready
+            && let Some(info) = sigfd.read_signal()?
+            && let Ok(signal) = Signal::try_from(info.ssi_signo as i32)
+            && signal != Signal::SIGCHLD
+        {
+            crate::sys::proc::signal_pid(child.id() as i32, signal);
+        }
+    }
+}
+
+/// `minipod attach POD CONTAINER`: the container's output live, our input
+/// to its stdin (unless `stdin` is false); exits with the container's code
+/// when it exits, 0 when detached.
+pub fn attach(
+    roots: &Roots,
+    name: &str,
+    container: &str,
+    stdin: bool,
+    detach_keys: &str,
+) -> Result<ExitCode> {
+    use crate::runtime::attach::AttachEnd;
+    let detach_keys = crate::runtime::attach::parse_detach_keys(detach_keys)?;
+    let (paths, st) = state::find_pod(roots, name)?;
+    let status = st
+        .init_containers
+        .iter()
+        .chain(&st.containers)
+        .find(|c| c.name == container)
+        .ok_or_else(|| anyhow!("pod {name} has no container {container:?}"))?;
+    if !status.state.is_running() || !paths.supervisor_alive() {
+        bail!("container {container} of pod {name} is not running");
+    }
+    let opts = crate::runtime::attach::AttachOptions { stdin, detach_keys };
+    Ok(
+        match crate::runtime::attach::attach(&paths, name, container, &opts)? {
+            AttachEnd::Detached => ExitCode::SUCCESS,
+            AttachEnd::Exited(code) => ExitCode::from(code.clamp(0, 255) as u8),
+            AttachEnd::Signalled(sig) => ExitCode::from(128 + sig as u8),
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1524,5 +1716,38 @@ mod tests {
             let err = port_filter(bad).unwrap_err().to_string();
             assert!(err.contains("CONTAINERPORT[/tcp|udp]"), "{bad}: {err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod interactive_tests {
+    use super::*;
+
+    fn pod(containers: &str) -> PodPlan {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n{containers}"
+        );
+        let manifest = crate::spec::manifest_from_yaml(&yaml, "p.yaml").unwrap();
+        manifest.pods().next().unwrap().clone()
+    }
+
+    #[test]
+    fn run_it_attaches_the_one_container_with_stdin() {
+        let p = pod("  - {name: a, image: i}\n  - {name: b, image: i, stdin: true, tty: true}\n");
+        assert_eq!(interactive_container(&p).unwrap(), "b");
+    }
+
+    #[test]
+    fn run_it_is_refused_without_exactly_one() {
+        let none = interactive_container(&pod("  - {name: a, image: i, tty: true}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(none.contains("pod p has none"), "{none}");
+        let two = interactive_container(&pod(
+            "  - {name: a, image: i, stdin: true}\n  - {name: b, image: i, stdin: true}\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(two.contains("has 2 with `stdin: true` (a, b)"), "{two}");
     }
 }

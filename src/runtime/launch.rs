@@ -71,6 +71,9 @@ enum Handover {
     /// In its own process group, writing to the terminal, dying with `run`
     /// (one of several pods in the foreground).
     Attached,
+    /// As `Detached`, but handed back without a word (`run -it`, which
+    /// attaches to a container, then waits for the pod or detaches).
+    Interactive,
 }
 
 /// Runs a pod: in the foreground to its end (this process becomes its
@@ -97,6 +100,21 @@ pub fn spawn(roots: &Roots, store: &Store, plan: PodPlan, opts: RunOptions) -> R
     };
     let (supervisor, files, plan_fd, name) = set_up(roots, store, plan, &opts)?;
     spawn_supervisor(&supervisor, name, &plan_fd, files, how)
+}
+
+/// `run -it`: starts the pod as `-d` does (its own session, so it runs on
+/// when the terminal detaches; `opts.detached` is set) and returns its
+/// supervisor once every container started.
+pub fn spawn_interactive(
+    roots: &Roots,
+    store: &Store,
+    plan: PodPlan,
+    opts: RunOptions,
+) -> Result<Child> {
+    let (supervisor, files, plan_fd, name) = set_up(roots, store, plan, &opts)?;
+    spawn_supervisor(&supervisor, name, &plan_fd, files, Handover::Interactive)?
+        .finish()?
+        .ok_or_else(|| anyhow!("the supervisor was not handed back"))
 }
 
 /// Works the pod out, writes its files and makes the supervisor's plan (in
@@ -557,6 +575,8 @@ impl PodFiles {
             probes: p.plan.probes.clone(),
             post_start: p.plan.post_start.clone(),
             pre_stop: p.plan.pre_stop.clone(),
+            stdin: p.plan.stdin,
+            stdin_once: p.plan.stdin_once,
             status,
         })
     }
@@ -628,6 +648,7 @@ impl PodFiles {
             resolv_conf: self.paths.etc("resolv.conf"),
             mounts,
             process: p.process.clone(),
+            tty: p.plan.tty,
         })
     }
 
@@ -745,7 +766,7 @@ impl Starting {
                 }
                 bail!("{msg}")
             }
-            Report { ok: true, .. } if self.how == Handover::Attached => Ok(Some(self.child)),
+            Report { ok: true, .. } if self.how != Handover::Detached => Ok(Some(self.child)),
             Report { ok: true, .. } => {
                 println!("{name}");
                 Ok(None)
@@ -773,7 +794,7 @@ fn spawn_supervisor(
     let (mut cmd, _minipod) =
         supervisor_command(supervisor, &name, plan, &files, report_w.as_fd())?;
     cmd.stdin(Stdio::null());
-    if how == Handover::Detached {
+    if how != Handover::Attached {
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
         // SAFETY: setsid is async-signal-safe; the supervisor gets its own session.
         unsafe {

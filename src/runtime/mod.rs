@@ -6,6 +6,8 @@
 //! - `pause`: `minipod __pause`, which creates and holds a pod's namespaces;
 //! - `container`: `minipod __container` (a container's set-up and its link)
 //!   and `minipod exec`;
+//! - `attach`: `minipod attach` and `run -it`, a client of a container's
+//!   console in its supervisor;
 //! - `contract`: what these processes hand each other (plans, configs, fds,
 //!   reports);
 //! - `pod_config`: `run`'s half of ConfigMaps, Secrets and the downward API
@@ -14,6 +16,7 @@
 //! - `prepare` (images and configs for a pod's containers), `state` (a
 //!   pod's recorded state and files), `logs`, `etc_files`.
 
+pub mod attach;
 pub mod config_volumes;
 pub mod container;
 pub mod contract;

@@ -269,6 +269,12 @@ pub struct ContainerPlan {
     pub post_start: Option<Hook>,
     /// `lifecycle.preStop`: run before the stop signal.
     pub pre_stop: Option<Hook>,
+    /// `stdin`: a stdin held open for attach clients (else /dev/null).
+    pub stdin: bool,
+    /// `stdinOnce`: stdin closes when the first attach session ends.
+    pub stdin_once: bool,
+    /// `tty`: a pseudo-terminal as fds 0-2 and controlling terminal.
+    pub tty: bool,
 }
 
 /// A lifecycle hook's handler.

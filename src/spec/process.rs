@@ -417,6 +417,9 @@ mod tests {
             probes: crate::spec::Probes::default(),
             post_start: None,
             pre_stop: None,
+            stdin: false,
+            stdin_once: false,
+            tty: false,
         }
     }
 

@@ -342,18 +342,18 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     ),
     row(
         "spec.containers[].stdin",
-        OnlyValue("false"),
-        "attaching stdin is not supported yet",
+        Yes,
+        "the supervisor holds the container's stdin open (reads block) for `minipod attach` and `run -it`; false: /dev/null",
     ),
     row(
         "spec.containers[].stdinOnce",
-        OnlyValue("false"),
-        "attaching stdin is not supported yet",
+        Yes,
+        "stdin is closed when the first attach session with stdin ends (detach or EOF), until the container starts again",
     ),
     row(
         "spec.containers[].tty",
-        OnlyValue("false"),
-        "a terminal is not supported yet",
+        Yes,
+        "a pseudo-terminal from the container's devpts as fds 0-2 and controlling terminal; its output is logged as stdout",
     ),
     row(
         "spec.containers[].livenessProbe.initialDelaySeconds",
@@ -1044,7 +1044,6 @@ mod tests {
             "metadata.selfLink",
             "spec.containers[0].env[1].valueFrom.fileKeyRef",
             "spec.containers[0].securityContext.windowsOptions",
-            "spec.containers[0].tty",
             "spec.volumes[1].nfs",
         ];
         let mut got = paths(&pod);

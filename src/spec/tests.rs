@@ -696,8 +696,6 @@ fn not_supported_yet_fields() {
     let cases: Vec<(String, &str)> = vec![
         (c("    env: [{name: A, valueFrom: {fileKeyRef: {volumeName: v, path: p, key: k}}}]\n"), "spec.containers[0].env[0].valueFrom.fileKeyRef"),
         (c("    securityContext: {windowsOptions: {runAsUserName: x}}\n"), "spec.containers[0].securityContext.windowsOptions"),
-        (c("    stdin: true\n"), "spec.containers[0].stdin"),
-        (c("    tty: true\n"), "spec.containers[0].tty"),
         (c("    lifecycle: {stopSignal: SIGUSR1}\n"), "spec.containers[0].lifecycle.stopSignal"),
         (c("    restartPolicy: Always\n"), "spec.containers[0].restartPolicy"),
         (c("    volumeMounts: [{name: v, mountPath: /x, mountPropagation: None}]\n"), "spec.containers[0].volumeMounts[0].mountPropagation"),
@@ -1253,20 +1251,11 @@ fn values_that_ask_for_what_minipod_does_are_accepted() {
 
 #[test]
 fn values_that_ask_for_more_are_refused_naming_the_path() {
-    let c = |extra: &str| pod(extra, "");
-    let cases: Vec<(String, &str, &str)> = vec![
-        (c("    tty: true\n"), "spec.containers[0].tty", "only false"),
-        (
-            c("    stdin: true\n"),
-            "spec.containers[0].stdin",
-            "only false",
-        ),
-        (
-            pod("", "  automountServiceAccountToken: true\n"),
-            "spec.automountServiceAccountToken",
-            "only false",
-        ),
-    ];
+    let cases: Vec<(String, &str, &str)> = vec![(
+        pod("", "  automountServiceAccountToken: true\n"),
+        "spec.automountServiceAccountToken",
+        "only false",
+    )];
     for (text, path, only) in &cases {
         let e = assert_error(text, path, "not supported yet by minipod with this value; ");
         assert!(e.message.contains(&format!("{only} is accepted")), "{e:?}");
@@ -1328,12 +1317,12 @@ fn a_refusal_says_what_to_do_now() {
         "Forbidden: may not be set for init containers",
     );
     // The shape a script classifies on: FILE:LINE: PATH: not supported yet...
-    let shown = plan_from_yaml(&c("    stdin: true\n"), "p.yaml")
+    let shown = plan_from_yaml(&pod("", "  automountServiceAccountToken: true\n"), "p.yaml")
         .unwrap_err()
         .to_string();
     assert_eq!(
         shown,
-        "p.yaml:9: spec.containers[0].stdin: not supported yet by minipod with this value; only false is accepted"
+        "p.yaml:9: spec.automountServiceAccountToken: not supported yet by minipod with this value; only false is accepted"
     );
 }
 
@@ -2033,4 +2022,21 @@ mod rename {
         );
         assert_eq!(pod_and_workload_documents(cm), 0);
     }
+}
+
+#[test]
+fn stdin_stdin_once_and_tty_are_planned_as_given() {
+    let plan = plan_from_yaml(
+        &pod("    stdin: true\n    stdinOnce: true\n    tty: true\n", ""),
+        "p.yaml",
+    )
+    .unwrap();
+    let c = &plan.containers[0];
+    assert!(c.stdin && c.stdin_once && c.tty);
+    // tty without stdin is allowed, as the API server allows it.
+    let plan = plan_from_yaml(&pod("    tty: true\n", ""), "p.yaml").unwrap();
+    let c = &plan.containers[0];
+    assert!(!c.stdin && !c.stdin_once && c.tty);
+    let plan = plan_from_yaml(&pod("", ""), "p.yaml").unwrap();
+    assert!(!plan.containers[0].stdin && !plan.containers[0].tty);
 }

@@ -910,6 +910,9 @@ fn container_plan(
         probes,
         post_start,
         pre_stop,
+        stdin: c.stdin.unwrap_or(false),
+        stdin_once: c.stdin_once.unwrap_or(false),
+        tty: c.tty.unwrap_or(false),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Small OS helpers shared by every module: atomic writes and fd plumbing
 //! (`fs`), file locks, the one confined open (`openat2`), joining
 //! namespaces (`ns`), facts about and signals to processes (`proc`),
-//! hashing and time.
+//! hashing and time, terminals (`tty`).
 
 pub mod fs;
 pub mod hash;
@@ -10,3 +10,4 @@ pub mod ns;
 pub mod openat2;
 pub mod proc;
 pub mod time;
+pub mod tty;

@@ -90,6 +90,7 @@ pub use identity::{CapData, cap_data, cap_mask, caps_to_drop};
 pub use rootfs::{MASKED_PATHS, READ_ONLY_PATHS, overlay_options};
 
 use super::contract::container::ContainerConfig;
+use super::contract::fds::FD_CONSOLE;
 use super::contract::report::{self, Line};
 use crate::sys::ns::{self, Namespace};
 use exec::{exec, prepare_exec};
@@ -293,6 +294,8 @@ fn link_until_exit(
     // process holds fd 3 (sync_line wraps it in ManuallyDrop), so nothing
     // will use or close it again.
     unsafe { libc::close(SYNC_FD) };
+    // SAFETY: as fd 3: the console socket (when passed) is nobody's here.
+    unsafe { libc::close(FD_CONSOLE) };
     let container_dir = config.rootfs.parent().unwrap_or(&config.rootfs);
     match super::pause::exec_program(program, &["link", &child.to_string()], container_dir) {
         Ok(never) => match never {},
@@ -302,6 +305,26 @@ fn link_until_exit(
             Err(e)
         }
     }
+}
+
+/// `tty: true`: a pty from the container's own devpts (after
+/// `pivot_root`, so the process's /dev/pts/N exists for it), owned by the
+/// container's user as runc makes it; the slave becomes the controlling
+/// terminal and fds 0-2 (this process already leads a session), the master
+/// goes to the supervisor on `FD_CONSOLE`.
+fn open_console(config: &ContainerConfig) -> Result<()> {
+    let pty = nix::pty::openpty(None, None).context("allocating the container's terminal")?;
+    let (uid, gid) = (config.process.uid, config.process.gid);
+    nix::unistd::fchown(
+        &pty.slave,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .context("giving the container's terminal to its user")?;
+    crate::sys::tty::send_fd(FD_CONSOLE, std::os::fd::AsRawFd::as_raw_fd(&pty.master))
+        .context("handing the terminal to the supervisor (fd 8)")?;
+    drop(pty.master);
+    crate::sys::tty::take_terminal(&pty.slave)
 }
 
 /// The child's half, in the order docs/ARCHITECTURE.md and the OCI runtimes use.
@@ -346,6 +369,9 @@ fn child_setup_and_exec(config: &ContainerConfig) -> Result<Infallible> {
         remount_read_only(Path::new("/")).context("making the root filesystem read-only")?;
     }
     enter_cwd(&config.process.cwd)?;
+    if config.tty {
+        open_console(config)?;
+    }
     switch_user(&config.process, last_cap)?;
     // Die with the link (and so with the supervisor). Set after the uid
     // change, which clears it; if the link is already gone, stop here.

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
@@ -12,38 +12,17 @@ use nix::errno::Errno;
 /// pty's `slave`, which also becomes fds 0-2.
 pub(super) fn attach_to_terminal(slave: &OwnedFd) -> Result<()> {
     nix::unistd::setsid().context("setsid")?;
-    // SAFETY: TIOCSCTTY takes an integer (0: do not steal a terminal that
-    // has a session), no memory; `slave` is a live fd.
-    Errno::result(unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) })
-        .context("TIOCSCTTY")?;
-    for fd in 0..=2 {
-        crate::sys::fs::redirect_fd(slave, fd)?;
-    }
-    Ok(())
+    crate::sys::tty::take_terminal(slave)
 }
 
 /// Copies between our terminal (raw while the command runs) and the pty
 /// until everything holding the pty's other end has exited.
 pub(super) fn relay_terminal(master: OwnedFd) -> Result<()> {
-    use nix::sys::termios;
-    let stdin = std::io::stdin();
-    let saved = termios::tcgetattr(&stdin).ok();
     // Put back on every way out of here, an error included.
-    let _restore = RestoreMode(saved.clone());
-    if let Some(t) = &saved {
-        let mut raw = t.clone();
-        termios::cfmakeraw(&mut raw);
-        let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &raw);
-        // The pty starts with our window size.
-        // SAFETY: both ioctls take a pointer to a winsize, and `ws` is a
-        // live, zero-initialised libc::winsize (all-integer, so zero is
-        // valid) that outlives the calls.
-        unsafe {
-            let mut ws: libc::winsize = std::mem::zeroed();
-            if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
-                libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-            }
-        }
+    let _raw = crate::sys::tty::RawMode::enter();
+    // The pty starts with our window size.
+    if let Some(size) = crate::sys::tty::window_size(&std::io::stdin()) {
+        crate::sys::tty::set_window_size(&master, size);
     }
     // One thread only: after joining a PID namespace no thread can be made.
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -89,19 +68,4 @@ pub(super) fn relay_terminal(master: OwnedFd) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Our terminal's mode before the relay made it raw, set again when dropped.
-struct RestoreMode(Option<nix::sys::termios::Termios>);
-
-impl Drop for RestoreMode {
-    fn drop(&mut self) {
-        if let Some(t) = &self.0 {
-            let _ = nix::sys::termios::tcsetattr(
-                std::io::stdin(),
-                nix::sys::termios::SetArg::TCSANOW,
-                t,
-            );
-        }
-    }
 }

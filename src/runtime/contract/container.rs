@@ -36,6 +36,11 @@ pub struct ContainerConfig {
     pub resolv_conf: PathBuf,
     pub mounts: Vec<Mount>,
     pub process: Process,
+    /// `tty: true`: the process gets a pty from the container's devpts as
+    /// its controlling terminal and fds 0-2; the master goes to the
+    /// supervisor on `fds::FD_CONSOLE`.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

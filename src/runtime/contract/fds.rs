@@ -29,3 +29,9 @@ pub const FD_CONFIG: i32 = 4;
 /// runs. Never inherited by a container: `prepare_exec` closes every fd
 /// above 2.
 pub const FD_POD_ALIVE: i32 = 7;
+
+/// In a link whose container has `tty: true`: a unix socket on which the
+/// container's process sends the master of the pty it opened in its own
+/// devpts (as runc's console socket), for the supervisor to own. The link
+/// closes it before it becomes the pause program's `link`.
+pub const FD_CONSOLE: i32 = 8;

@@ -2,7 +2,8 @@
 //! run` hands the supervisor (`plan`, plus the descriptors in `fds`), what
 //! the supervisor hands `minipod __pause` (`pause`) and `minipod __container`
 //! (`container`), and the one-line reports each helper sends back
-//! (`report`). docs/ARCHITECTURE.md draws the processes and these arrows.
+//! (`report`), and the attach protocol on the control socket (`attach`).
+//! docs/ARCHITECTURE.md draws the processes and these arrows.
 //!
 //! Versioning: `minipod` and `minipod-supervisor` are separate binaries, so
 //! the plan carries `plan::PLAN_VERSION`; a supervisor from another build
@@ -12,6 +13,7 @@
 //! version. A pod's `state.json` is read by any later `minipod` (`ps`,
 //! `stop`, `rm`): its fields only ever grow, with defaults.
 
+pub mod attach;
 pub mod container;
 pub mod fds;
 pub mod pause;

@@ -103,6 +103,12 @@ pub struct SlotPlan {
     pub post_start: Option<crate::spec::Hook>,
     /// Its `lifecycle.preStop` hook.
     pub pre_stop: Option<crate::spec::Hook>,
+    /// `stdin`: the supervisor holds the container's stdin open (a pipe,
+    /// or the pty with `tty`) and feeds it what attach clients type.
+    pub stdin: bool,
+    /// `stdinOnce`: stdin is closed when the first attach session with
+    /// stdin ends, until the container is started again.
+    pub stdin_once: bool,
     pub status: ContainerStatus,
 }
 

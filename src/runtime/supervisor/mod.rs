@@ -6,7 +6,9 @@
 //! - `machine`: what to do — every decision (order, restarts, backoff, stop
 //!   order, exit code and phase), pure and unit-tested;
 //! - `pod`: doing it — processes, signals, the control socket, state files;
-//! - `output`: moving containers' output to their logs and the terminal;
+//! - `output`: moving containers' output to their logs, the terminal and
+//!   attach clients;
+//! - `console`: containers' stdin and pty, and the attach sessions on them;
 //! - `log`: what it tells the user on stderr.
 //!
 //! `minipod run` works the pod out (runtime::launch) and hands this process
@@ -15,6 +17,7 @@
 //! are all the supervisor binary links, so keep the YAML schema, the image
 //! store and anything heavy out of it.
 
+mod console;
 mod eviction;
 mod log;
 pub mod machine;

@@ -1,23 +1,130 @@
-//! Moving a container's output to its log file and, in the foreground, to
-//! the terminal with the container's name in front of each line.
+//! Moving a container's output to its log file, in the foreground to the
+//! terminal with the container's name in front of each line, and live to
+//! the attach clients of its current incarnation (`Watchers`).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 
+use crate::runtime::contract::attach::{Frame, encode};
 use crate::runtime::logs::{LogWriter, MAX_ENTRY};
+
+/// The attach clients of one incarnation of a container, shared by its
+/// output pumps (which send what they read as it comes) and the
+/// supervisor's loop (which adds clients and records the exit). The exit
+/// frame goes out once the container exited *and* every pump read its last
+/// byte, so a client sees all the output before it.
+#[derive(Default)]
+pub struct Watchers {
+    clients: Vec<(u64, UnixStream)>,
+    pumps: usize,
+    exit: Option<i32>,
+}
+
+pub type Shared = Arc<Mutex<Watchers>>;
+
+impl Watchers {
+    /// For an incarnation whose output `pumps` pumps carry.
+    pub fn new(pumps: usize) -> Shared {
+        Arc::new(Mutex::new(Watchers {
+            pumps,
+            ..Default::default()
+        }))
+    }
+
+    /// A client that writes too slowly for a second is dropped: the
+    /// container must not wait for it.
+    pub fn add(&mut self, id: u64, stream: UnixStream) {
+        let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+        self.clients.push((id, stream));
+    }
+
+    pub fn remove(&mut self, id: u64) {
+        self.clients.retain(|(i, _)| *i != id);
+    }
+
+    fn send(&mut self, frame: &Frame) {
+        let bytes = encode(frame);
+        self.clients.retain_mut(|(_, s)| {
+            let ok = s.write_all(&bytes).is_ok();
+            if !ok {
+                // Both ends learn: the client sees EOF, the loop drops its
+                // session.
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            ok
+        });
+    }
+
+    /// The container exited with `code`.
+    pub fn exited(&mut self, code: i32) {
+        self.exit = Some(code);
+        self.finish();
+    }
+
+    pub fn pump_done(&mut self) {
+        self.pumps = self.pumps.saturating_sub(1);
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        if let (0, Some(code)) = (self.pumps, self.exit) {
+            self.send(&Frame::Exit(code));
+            for (_, s) in self.clients.drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// What a pump reads from: the bytes go to the attach clients as they
+/// come (a prompt has no newline), before the log takes them by lines.
+struct Tee<R> {
+    from: R,
+    stream: &'static str,
+    watchers: Shared,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.from.read(buf)?;
+        if n > 0
+            && let Ok(mut w) = self.watchers.lock()
+            && !w.clients.is_empty()
+        {
+            let bytes = buf[..n].to_vec();
+            w.send(&if self.stream == "stderr" {
+                Frame::Stderr(bytes)
+            } else {
+                Frame::Stdout(bytes)
+            });
+        }
+        Ok(n)
+    }
+}
 
 /// Copies one output stream of a container, line by line, to its log file
 /// and (in the foreground) to the terminal, prefixed with its name. A line
 /// longer than `MAX_ENTRY` goes in parts: output without newlines must not
 /// grow the supervisor.
+/// The pty master of a `tty` container is read the same way, as `stdout`
+/// (kubelet logs a terminal's output as stdout); its read fails (EIO)
+/// once the container's side is closed.
 pub fn pump(
-    from: std::io::PipeReader,
+    from: impl Read + Send + 'static,
     stream: &'static str,
     prefix: String,
     log: Arc<Mutex<LogWriter>>,
     terminal: bool,
+    watchers: Shared,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
+        let done = watchers.clone();
+        let from = Tee {
+            from,
+            stream,
+            watchers,
+        };
         let mut reader = BufReader::with_capacity(64 << 10, from);
         let mut line = Vec::new();
         // The terminal shows the prefix once per line, not per part.
@@ -56,6 +163,9 @@ pub fn pump(
                 let _ = out.flush();
             }
             line_start = full;
+        }
+        if let Ok(mut w) = done.lock() {
+            w.pump_done();
         }
     })
 }

@@ -19,6 +19,7 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use super::console::{Console, Wanted};
 use super::eviction;
 use super::log;
 use super::machine::{Action, Event, Failure, Machine, Policy, ProbeKind, Role};
@@ -28,9 +29,10 @@ use crate::net::ipam::Subnet;
 use crate::net::pod_network::{PodNetwork, Uplink};
 use crate::net::portfwd;
 use crate::paths::Roots;
+use crate::runtime::contract::attach;
 use crate::runtime::contract::config_memfd;
 use crate::runtime::contract::container::ContainerConfig;
-use crate::runtime::contract::fds::{FD_CONFIG, FD_MINIPOD, FD_POD_ALIVE, FD_REPORT};
+use crate::runtime::contract::fds::{FD_CONFIG, FD_CONSOLE, FD_MINIPOD, FD_POD_ALIVE, FD_REPORT};
 use crate::runtime::contract::pause::{PauseConfig, PauseNetwork};
 use crate::runtime::contract::plan::{SizeLimit, SupervisorPlan};
 use crate::runtime::contract::report::{self, Line, Report};
@@ -63,6 +65,8 @@ struct Slot {
     /// This incarnation's preStop hook has begun: the stop signal follows
     /// its end.
     pre_stop_begun: bool,
+    /// Its stdin, pty and attach sessions.
+    console: Console,
 }
 
 impl Slot {
@@ -148,6 +152,8 @@ pub struct Pod {
     /// A pidfd of the holder: when it dies, the pod's network (the bridge
     /// in its netns) and `minipod exec` (its user namespace) go with it.
     holder: Option<OwnedFd>,
+    /// Numbers attach sessions.
+    sessions: u64,
 }
 
 impl Pod {
@@ -187,6 +193,11 @@ impl Pod {
         let mut slots = Vec::new();
         for s in plan.slots {
             let log = LogWriter::create(&s.log, plan.log_max_bytes)?;
+            let wanted = Wanted {
+                stdin: s.stdin,
+                stdin_once: s.stdin_once,
+                tty: s.config.tty,
+            };
             slots.push(Slot {
                 role: s.role,
                 config: s.config,
@@ -199,6 +210,7 @@ impl Pod {
                 post_start: s.post_start,
                 pre_stop: s.pre_stop,
                 pre_stop_begun: false,
+                console: Console::new(wanted),
             });
         }
         let mut pod = Pod {
@@ -233,6 +245,7 @@ impl Pod {
                 .then(|| Instant::now() + eviction::INTERVAL),
             size_limits: plan.size_limits,
             holder: None,
+            sessions: 0,
         };
         let holder = crate::userns::holder::read_live(&pod.roots)
             .ok_or_else(|| anyhow!("minipod's user-namespace holder exited; run the pod again"))?;
@@ -433,6 +446,12 @@ impl Pod {
             for (fd, flags) in self.prober.poll_fds() {
                 fds.push(PollFd::new(fd, flags));
             }
+            // Attach sessions' input, and stdin when it has input waiting.
+            for slot in &self.slots {
+                for (fd, flags) in slot.console.poll_fds() {
+                    fds.push(PollFd::new(fd, flags));
+                }
+            }
             match nix::poll::poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e).context("waiting for signals"),
@@ -494,6 +513,9 @@ impl Pod {
         if let Some(grace) = self.accept_control() {
             let now = Instant::now();
             self.dispatch(Event::StopRequested { grace, now })?;
+        }
+        for slot in &mut self.slots {
+            slot.console.serve();
         }
         self.run_probes()?;
         self.check_usage()?;
@@ -749,26 +771,29 @@ impl Pod {
         let (out_r, out_w) = std::io::pipe()?;
         let (err_r, err_w) = std::io::pipe()?;
         let (sync_r, sync_w) = std::io::pipe()?;
+        let for_child = slot.console.prepare_start(2)?;
         let mut cmd = minipod_command();
         let config = slot
             .config_fd
             .as_ref()
             .ok_or_else(|| anyhow!("container {}: started before the pause", slot.status.name))?;
         cmd.arg("__container");
-        cmd.stdin(Stdio::null()).stdout(out_w).stderr(err_w);
-        pass_fds(
-            &mut cmd,
-            &[
-                (sync_w.as_raw_fd(), FD_REPORT),
-                (config.as_raw_fd(), FD_CONFIG),
-                (lock_fd, FD_POD_ALIVE),
-            ],
-        );
+        cmd.stdin(for_child.stdin).stdout(out_w).stderr(err_w);
+        let mut fds = vec![
+            (sync_w.as_raw_fd(), FD_REPORT),
+            (config.as_raw_fd(), FD_CONFIG),
+            (lock_fd, FD_POD_ALIVE),
+        ];
+        if let Some(socket) = &for_child.console_socket {
+            fds.push((socket.as_raw_fd(), FD_CONSOLE));
+        }
+        pass_fds(&mut cmd, &fds);
         let link = cmd
             .spawn()
             .with_context(|| format!("starting container {}", slot.status.name))?;
         drop(sync_w);
         drop(cmd);
+        drop(for_child.console_socket);
         let terminal = !self.detached;
         // Threads of earlier incarnations that ended are joined now: an
         // unjoined thread keeps its stack mapped until the pod ends, ~9 kB
@@ -782,7 +807,8 @@ impl Pod {
         }
         for (stream, from) in [("stdout", out_r), ("stderr", err_r)] {
             let log = slot.log.clone();
-            let pumping = pump(from, stream, slot.prefix.clone(), log, terminal);
+            let watchers = slot.console.watchers();
+            let pumping = pump(from, stream, slot.prefix.clone(), log, terminal, watchers);
             self.outputs.push(pumping);
         }
         Ok((link, sync_r))
@@ -845,6 +871,20 @@ impl Pod {
                 _ => Ok(()),
             };
             slot.pre_stop_begun = false;
+            // A `tty` container's output comes from the pty master.
+            if let Some(master) = slot.console.started() {
+                let (log, watchers) = (slot.log.clone(), slot.console.watchers());
+                let terminal = !self.detached;
+                let pumping = pump(
+                    master,
+                    "stdout",
+                    slot.prefix.clone(),
+                    log,
+                    terminal,
+                    watchers,
+                );
+                self.outputs.push(pumping);
+            }
             results.push((i, result));
         }
         // postStart hooks: the containers count as started once theirs
@@ -999,6 +1039,7 @@ impl Pod {
         let slot = &mut self.slots[i];
         slot.status.ready = false;
         slot.status.started = false;
+        slot.console.exited(code);
         let run = slot.running.take().expect("a running slot");
         let reason = if code == 0 { "Completed" } else { "Error" };
         slot.status.last_state = Some(slot.status.state.clone());
@@ -1089,10 +1130,12 @@ impl Pod {
         signal_pid(run.pid, sig);
     }
 
-    /// Serves one control-socket request, if any: `stop SECONDS`, or
+    /// Serves one control-socket request, if any: `stop SECONDS`,
     /// `process CONTAINER` (`minipod exec` asks how the container's
-    /// processes run: its config lives only here). Returns the grace period
-    /// a stop asked for.
+    /// processes run: its config lives only here), or `attach CONTAINER
+    /// stdin|nostdin` (`contract::attach`: the connection becomes a session
+    /// of the container's console). Returns the grace period a stop asked
+    /// for.
     fn accept_control(&mut self) -> Option<Duration> {
         let listener = self.control.as_ref()?;
         let (stream, _) = listener.accept().ok()?;
@@ -1108,6 +1151,10 @@ impl Pod {
             (Some("stop"), Some(secs)) => {
                 let _ = Line::Ok.write_to(&mut &stream);
                 Some(Duration::from_secs_f64(secs.max(0.0)))
+            }
+            (Some("attach"), _) => {
+                self.attach(stream, &line);
+                None
             }
             (Some("process"), _) => {
                 let name = line["process".len()..].trim();
@@ -1127,6 +1174,31 @@ impl Pod {
                 let _ = Line::Error("unknown request").write_to(&mut &stream);
                 None
             }
+        }
+    }
+
+    /// Makes `stream` an attach session of the container `line` names, or
+    /// says why not.
+    fn attach(&mut self, stream: std::os::unix::net::UnixStream, line: &str) {
+        let refuse = |msg: String| {
+            let _ = Line::Error(&msg).write_to(&mut &stream);
+        };
+        let Some((name, stdin)) = attach::parse_request(line) else {
+            return refuse("unknown request".into());
+        };
+        let Some(slot) = self.slots.iter_mut().find(|s| s.status.name == name) else {
+            return refuse(format!("pod {} has no container {name:?}", self.name));
+        };
+        if slot.running.is_none() {
+            return refuse(format!(
+                "container {name} of pod {} is not running",
+                self.name
+            ));
+        }
+        self.sessions += 1;
+        let _ = stream.set_read_timeout(None);
+        if let Err(e) = slot.console.attach(self.sessions, stream, stdin) {
+            log::warn(format!("pod {}: attaching to {name}: {e}", self.name));
         }
     }
 
