@@ -395,13 +395,16 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         objects: manifest.objects.clone(),
         ports: overrides.clone(),
     };
-    if let Some(container) = attach_to {
-        let w = manifest
+    // With one pod, `run` (or `run -it`) is its supervisor's parent.
+    let single = match pods.len() {
+        1 => manifest
             .workloads
             .iter()
-            .find(|w| !w.pods.is_empty())
-            .expect("one pod");
-        let plan = w.pods[0].clone();
+            .find_map(|w| Some((w, w.pods.first()?.clone()))),
+        _ => None,
+    };
+    if let Some(container) = attach_to {
+        let (w, plan) = single.context("run -i/-t runs one pod")?;
         let mut opts = options(&w.source, false);
         opts.detached = true;
         let attach = crate::runtime::attach::AttachOptions {
@@ -410,13 +413,9 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         };
         return run_interactive(roots, &store, plan, opts, &container, attach);
     }
-    if pods.len() == 1 && !args.detach {
-        let w = manifest
-            .workloads
-            .iter()
-            .find(|w| !w.pods.is_empty())
-            .expect("one pod");
-        let plan = w.pods[0].clone();
+    if let Some((w, plan)) = single
+        && !args.detach
+    {
         let opts = options(&w.source, false);
         return launch::run(roots, &store, plan, opts);
     }
