@@ -1129,14 +1129,8 @@ pub fn inspect(roots: &Roots, name: &str) -> Result<ExitCode> {
     let (paths, st) = state::find_pod(roots, name)?;
     let st = state::observed(&paths, st);
     let (phase, message) = (st.phase, st.message.clone());
-    let yaml = std::fs::read_to_string(paths.pod_yaml()).unwrap_or_default();
-    let mut pod = serde_yaml_ng::Deserializer::from_str(&yaml)
-        .filter_map(|d| serde_json::Value::deserialize(d).ok())
-        .find(|v| v["kind"] == "Pod")
-        .unwrap_or_else(|| serde_json::json!({"apiVersion": "v1", "kind": "Pod"}));
-    pod["metadata"]["namespace"] = serde_json::json!(st.namespace);
+    let mut pod = pod_as_run(&paths, &st);
     pod["metadata"]["creationTimestamp"] = serde_json::json!(st.created);
-    show_bound_ports(&mut pod, &st.ports);
     if !st.uid.is_empty() {
         pod["metadata"]["uid"] = serde_json::json!(st.uid);
     }
@@ -1160,6 +1154,21 @@ pub fn inspect(roots: &Roots, name: &str) -> Result<ExitCode> {
     });
     println!("{}", serde_json::to_string_pretty(&pod)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Pod a pod runs as, without status: the manifest it was started from
+/// (after `run --name` and workload expansion), in its namespace, with the
+/// hostPorts it bound (`--publish`, `-P`). `inspect` and `generate kube`
+/// show it.
+pub(super) fn pod_as_run(paths: &PodPaths, st: &PodState) -> serde_json::Value {
+    let yaml = std::fs::read_to_string(paths.pod_yaml()).unwrap_or_default();
+    let mut pod = serde_yaml_ng::Deserializer::from_str(&yaml)
+        .filter_map(|d| serde_json::Value::deserialize(d).ok())
+        .find(|v| v["kind"] == "Pod")
+        .unwrap_or_else(|| serde_json::json!({"apiVersion": "v1", "kind": "Pod"}));
+    pod["metadata"]["namespace"] = serde_json::json!(st.namespace);
+    show_bound_ports(&mut pod, &st.ports);
+    pod
 }
 
 /// `port POD [CONTAINERPORT[/PROTO]]`: a running pod's published ports as
@@ -1428,21 +1437,33 @@ pub fn logs(roots: &Roots, name: &str, opts: LogsOptions) -> Result<ExitCode> {
 pub fn exec(roots: &Roots, name: &str, opts: ExecOptions) -> Result<ExitCode> {
     let container = &opts.container;
     let (paths, st) = state::find_pod(roots, name)?;
-    let status = st
-        .init_containers
-        .iter()
-        .chain(&st.containers)
-        .find(|c| &c.name == container)
-        .ok_or_else(|| anyhow!("pod {name} has no container {container:?}"))?;
-    if !status.state.is_running() || status.pid <= 0 || !paths.supervisor_alive() {
-        bail!("container {container} of pod {name} is not running");
-    }
+    let status = running_container(&paths, &st, name, container)?;
     let mut process = ask_for_process(&paths, name, container)?;
     process.argv = opts.command;
     userns::enter(roots)?;
     let code =
         crate::runtime::container::exec_in(status.pid, &process, opts.interactive, opts.tty)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// A container of a pod that is running now (its main process and rootfs
+/// are there): `exec` and `cp` need one.
+pub(super) fn running_container<'a>(
+    paths: &PodPaths,
+    st: &'a PodState,
+    name: &str,
+    container: &str,
+) -> Result<&'a state::ContainerStatus> {
+    let status = st
+        .init_containers
+        .iter()
+        .chain(&st.containers)
+        .find(|c| c.name == container)
+        .ok_or_else(|| anyhow!("pod {name} has no container {container:?}"))?;
+    if !status.state.is_running() || status.pid <= 0 || !paths.supervisor_alive() {
+        bail!("container {container} of pod {name} is not running");
+    }
+    Ok(status)
 }
 
 /// `__probe-exec`: an exec probe's command in a running container, as
