@@ -6,6 +6,7 @@
 //! - `pause`: `minipod __pause`, which creates and holds a pod's namespaces;
 //! - `container`: `minipod __container` (a container's set-up and its link)
 //!   and `minipod exec`;
+//! - `copy`: `minipod cp`'s tar stream, each side's half and where it lands;
 //! - `contract`: what these processes hand each other (plans, configs, fds,
 //!   reports);
 //! - `pod_config`: `run`'s half of ConfigMaps, Secrets and the downward API
@@ -17,6 +18,7 @@
 pub mod config_volumes;
 pub mod container;
 pub mod contract;
+pub mod copy;
 pub mod etc_files;
 pub mod launch;
 pub mod logs;
