@@ -141,7 +141,14 @@ pub fn cp(roots: &Roots, src: &str, dest: &str) -> Result<ExitCode> {
             let src = PathArg::parse(&from.path);
             let (host, inside) = if to == "-" {
                 let out = std_file(std::io::stdout().as_fd())?;
-                in_container_files(roots, pid, move || copy::send(&src, out), || Ok(()))?
+                let sent =
+                    in_container_files(roots, pid, move || copy::send(&src, out), || Ok(()))?;
+                // The reader went away (`| head`): end quietly, as a
+                // command killed by SIGPIPE would.
+                if sent.1.as_ref().is_err_and(copy::is_broken_pipe) {
+                    return Ok(ExitCode::from(141));
+                }
+                sent
             } else {
                 let dest = PathArg::parse(&to);
                 if let DestState::Missing {
