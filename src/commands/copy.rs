@@ -16,7 +16,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::paths::Roots;
 use crate::runtime::container::in_container_files;
 use crate::runtime::copy::{self, DestState, PathArg};
-use crate::runtime::state::{self, PodState};
+use crate::runtime::state;
 
 /// `POD[/CONTAINER]:PATH`, PATH absolute in the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,25 +88,22 @@ pub fn parse(src: &str, dest: &str) -> Result<Copy> {
     }
 }
 
-/// The container meant: the one named, or the pod's only container.
-fn container_name(st: &PodState, at: &InContainer) -> Result<String> {
+/// The container meant: the one named, or the pod's only (app) container.
+fn container_name(containers: &[&str], at: &InContainer) -> Result<String> {
     if let Some(c) = &at.container {
         return Ok(c.clone());
     }
-    match st.containers.as_slice() {
-        [only] => Ok(only.name.clone()),
-        many => {
-            let names: Vec<&str> = many.iter().map(|c| c.name.as_str()).collect();
-            Err(anyhow!(
-                "pod {} has {} containers ({}): name one, as {}/{}:{}",
-                at.pod,
-                names.len(),
-                names.join(", "),
-                at.pod,
-                names.first().copied().unwrap_or("CONTAINER"),
-                at.path
-            ))
-        }
+    match containers {
+        [only] => Ok(only.to_string()),
+        many => Err(anyhow!(
+            "pod {} has {} containers ({}): name one, as {}/{}:{}",
+            at.pod,
+            many.len(),
+            many.join(", "),
+            at.pod,
+            many.first().copied().unwrap_or("CONTAINER"),
+            at.path
+        )),
     }
 }
 
@@ -114,7 +111,8 @@ fn container_name(st: &PodState, at: &InContainer) -> Result<String> {
 fn find_container(roots: &Roots, at: &InContainer) -> Result<(i32, String)> {
     let (paths, st) = state::find_pod(roots, &at.pod)?;
     let st = state::observed(&paths, st);
-    let name = container_name(&st, at)?;
+    let names: Vec<&str> = st.containers.iter().map(|c| c.name.as_str()).collect();
+    let name = container_name(&names, at)?;
     let status = super::pod::running_container(&paths, &st, &at.pod, &name)?;
     Ok((status.pid, format!("container {name} of pod {}", at.pod)))
 }
@@ -240,6 +238,23 @@ mod tests {
         );
         assert!(format!("{}", parse("p/:/x", "y").unwrap_err()).contains("POD/CONTAINER:PATH"));
         assert!(format!("{}", parse("p/c:", "y").unwrap_err()).contains("PATH in the container"));
+    }
+
+    #[test]
+    fn a_pods_only_container_need_not_be_named() {
+        assert_eq!(
+            container_name(&["web"], &at("p", None, "/x")).unwrap(),
+            "web"
+        );
+        assert_eq!(
+            container_name(&["a", "b"], &at("p", Some("b"), "/x")).unwrap(),
+            "b"
+        );
+        let err = container_name(&["a", "b"], &at("p", None, "/x")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "pod p has 2 containers (a, b): name one, as p/a:/x"
+        );
     }
 
     #[test]
