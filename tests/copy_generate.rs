@@ -178,6 +178,12 @@ fn cp_copies_out_and_in_with_docker_rules() {
     assert!(err.contains("no such directory /nodir"), "{err}");
     let err = env.fails(["cp", s(&work.join("nothere")), "files/c:/tmp"]);
     assert!(err.contains("nothere: no such file or directory"), "{err}");
+    // A file mounted on its own is written in place; this one is read-only.
+    let err = env.fails(["cp", s(&host_file), "files/c:/etc/hosts"]);
+    assert!(
+        err.contains("/etc/hosts in place") && err.contains("Read-only"),
+        "{err}"
+    );
     let err = env.fails(["cp", "a", "b"]);
     assert!(err.contains("POD/CONTAINER:PATH"), "{err}");
 

@@ -1222,12 +1222,17 @@ pub fn port(roots: &Roots, name: &str, filter: Option<&str>, format: &str) -> Re
 /// protocol the pod publishes shows the first host address bound for it.
 fn show_bound_ports(pod: &mut serde_json::Value, bound: &[Published]) {
     for list in ["initContainers", "containers"] {
-        let Some(containers) = pod["spec"][list].as_array_mut() else {
+        // get_mut, not indexing: `[..]` on a missing key would add a null.
+        let Some(containers) = pod
+            .get_mut("spec")
+            .and_then(|s| s.get_mut(list))
+            .and_then(serde_json::Value::as_array_mut)
+        else {
             continue;
         };
         for port in containers
             .iter_mut()
-            .filter_map(|c| c["ports"].as_array_mut())
+            .filter_map(|c| c.get_mut("ports").and_then(serde_json::Value::as_array_mut))
             .flatten()
         {
             let protocol = port["protocol"].as_str().unwrap_or("TCP");
@@ -1535,6 +1540,13 @@ mod tests {
             serde_json::json!({"containerPort": 53, "protocol": "UDP", "hostPort": 34568, "hostIP": "127.0.0.1"})
         );
         assert_eq!(ports[2], serde_json::json!({"containerPort": 9000}));
+        // A pod without ports or init containers gets no nulls for them.
+        let mut bare = serde_json::json!({"spec": {"containers": [{"name": "c"}]}});
+        show_bound_ports(&mut bare, &[mapping("0.0.0.0", 1, 2, false)]);
+        assert_eq!(
+            bare,
+            serde_json::json!({"spec": {"containers": [{"name": "c"}]}})
+        );
     }
 
     #[test]

@@ -187,6 +187,13 @@ pub fn send(src: &PathArg, out: impl Write) -> Result<()> {
     let meta = fs::symlink_metadata(&path)?;
     let written = if meta.is_dir() {
         builder.append_dir_all(src.name(), &path)
+    } else if meta.is_file() {
+        // No more than the size the header says: a file of /proc or /sys
+        // says 0 and has more, which would corrupt the stream.
+        let mut header = tar::Header::new_gnu();
+        header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+        fs::File::open(&path)
+            .and_then(|f| builder.append_data(&mut header, src.name(), f.take(meta.len())))
     } else {
         builder.append_path_with_name(&path, src.name())
     };
@@ -237,8 +244,23 @@ pub fn receive(input: impl Read, src: &PathArg, dest: &PathArg) -> Result<()> {
             unpack_entry(&mut entry?, &root, &staged, &mut dirs)?;
         }
         finish_dirs(&dirs)?;
-        fs::rename(&staged, &placement.path)
-            .with_context(|| format!("putting it in place as {}", placement.path.display()))
+        match fs::rename(&staged, &placement.path) {
+            // A file mounted on its own (a container's /etc/hosts, a
+            // subPath) cannot be replaced, only written.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && kind == Kind::File => {
+                fs::copy(&staged, &placement.path)
+                    .map(drop)
+                    .with_context(|| {
+                        format!(
+                            "writing {} in place (it is a mount point)",
+                            placement.path.display()
+                        )
+                    })
+            }
+            done => {
+                done.with_context(|| format!("putting it in place as {}", placement.path.display()))
+            }
+        }
     })();
     let _ = fs::remove_dir_all(&staging);
     result
