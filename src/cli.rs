@@ -115,6 +115,19 @@ struct SourceArgs {
     from_env_file: Vec<String>,
 }
 
+/// What `generate` writes (issue 17: `generate kube`).
+#[derive(Subcommand)]
+enum GenerateCommand {
+    /// Print the Pod YAML of a pod as it runs, defaults filled in; `minipod
+    /// run` runs it again as the same pod
+    Kube {
+        pod: String,
+        /// Write it to FILE instead of stdout
+        #[arg(short, long, value_name = "FILE")]
+        filename: Option<PathBuf>,
+    },
+}
+
 /// The named volumes' commands.
 #[derive(Subcommand)]
 enum VolumeCommand {
@@ -338,6 +351,22 @@ enum Command {
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
     },
+    // --- generate kube and cp (issue 17 item 5) ---
+    /// Write something made from a pod: `generate kube POD`
+    Generate {
+        #[command(subcommand)]
+        command: GenerateCommand,
+    },
+    /// Copy files out of or into a running container: `cp POD/CONTAINER:PATH
+    /// DEST`, `cp SRC POD/CONTAINER:PATH` (`-` for a tar stream on
+    /// stdout/stdin; CONTAINER may be left out when the pod has one)
+    Cp {
+        #[arg(value_name = "SRC")]
+        src: String,
+        #[arg(value_name = "DEST")]
+        dest: String,
+    },
+    // --- end generate kube and cp ---
     /// Stop a pod: its containers' stop signal, SIGKILL after the grace period
     Stop {
         /// Grace period in seconds [default: the pod's terminationGracePeriodSeconds]
@@ -503,6 +532,10 @@ pub fn run() -> Result<ExitCode> {
             pod,
             container,
         } => commands::pod::attach(&roots, &pod, &container, !no_stdin, &detach_keys),
+        Command::Generate {
+            command: GenerateCommand::Kube { pod, filename },
+        } => commands::generate::kube(&roots, &pod, filename.as_deref()),
+        Command::Cp { src, dest } => commands::copy::cp(&roots, &src, &dest),
         Command::Stop { time, pod } => commands::pod::stop(&roots, &pod, time),
         Command::Rm { force, pods } => commands::pod::rm(&roots, &pods, force),
         Command::Inspect { pod } => commands::pod::inspect(&roots, &pod),

@@ -6,7 +6,9 @@
 //! `configmap` `create`, `ls`, `inspect`, `rm`), `volume` the named volumes
 //! (`ls`, `inspect`, `rm`, `prune`; those `run` makes and `down --volumes` removes),
 //! `system` minipod as a whole (`df`, `reset`), `unshare` a command as root of the user
-//! namespace, `top` a pod's processes. `cli` parses the command line and calls them; they call the
+//! namespace, `top` a pod's processes,
+//! `generate` a pod's YAML as it runs (`generate kube`), `copy` files out of and into
+//! containers (`cp`). `cli` parses the command line and calls them; they call the
 //! mechanisms below (`runtime`, `image`, `userns`, `spec`), none of which
 //! calls back up here.
 
@@ -16,6 +18,8 @@ use crate::image::Store;
 use crate::paths::Roots;
 use crate::userns;
 
+pub mod copy;
+pub mod generate;
 pub mod image;
 pub mod objects;
 pub mod pod;

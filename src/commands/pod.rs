@@ -1167,14 +1167,8 @@ pub fn inspect(roots: &Roots, name: &str) -> Result<ExitCode> {
     let (paths, st) = state::find_pod(roots, name)?;
     let st = state::observed(&paths, st);
     let (phase, message) = (st.phase, st.message.clone());
-    let yaml = std::fs::read_to_string(paths.pod_yaml()).unwrap_or_default();
-    let mut pod = serde_yaml_ng::Deserializer::from_str(&yaml)
-        .filter_map(|d| serde_json::Value::deserialize(d).ok())
-        .find(|v| v["kind"] == "Pod")
-        .unwrap_or_else(|| serde_json::json!({"apiVersion": "v1", "kind": "Pod"}));
-    pod["metadata"]["namespace"] = serde_json::json!(st.namespace);
+    let mut pod = pod_as_run(&paths, &st);
     pod["metadata"]["creationTimestamp"] = serde_json::json!(st.created);
-    show_bound_ports(&mut pod, &st.ports);
     if !st.uid.is_empty() {
         pod["metadata"]["uid"] = serde_json::json!(st.uid);
     }
@@ -1198,6 +1192,21 @@ pub fn inspect(roots: &Roots, name: &str) -> Result<ExitCode> {
     });
     println!("{}", serde_json::to_string_pretty(&pod)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Pod a pod runs as, without status: the manifest it was started from
+/// (after `run --name` and workload expansion), in its namespace, with the
+/// hostPorts it bound (`--publish`, `-P`). `inspect` and `generate kube`
+/// show it.
+pub(super) fn pod_as_run(paths: &PodPaths, st: &PodState) -> serde_json::Value {
+    let yaml = std::fs::read_to_string(paths.pod_yaml()).unwrap_or_default();
+    let mut pod = serde_yaml_ng::Deserializer::from_str(&yaml)
+        .filter_map(|d| serde_json::Value::deserialize(d).ok())
+        .find(|v| v["kind"] == "Pod")
+        .unwrap_or_else(|| serde_json::json!({"apiVersion": "v1", "kind": "Pod"}));
+    pod["metadata"]["namespace"] = serde_json::json!(st.namespace);
+    show_bound_ports(&mut pod, &st.ports);
+    pod
 }
 
 /// `port POD [CONTAINERPORT[/PROTO]]`: a running pod's published ports as
@@ -1251,12 +1260,17 @@ pub fn port(roots: &Roots, name: &str, filter: Option<&str>, format: &str) -> Re
 /// protocol the pod publishes shows the first host address bound for it.
 fn show_bound_ports(pod: &mut serde_json::Value, bound: &[Published]) {
     for list in ["initContainers", "containers"] {
-        let Some(containers) = pod["spec"][list].as_array_mut() else {
+        // get_mut, not indexing: `[..]` on a missing key would add a null.
+        let Some(containers) = pod
+            .get_mut("spec")
+            .and_then(|s| s.get_mut(list))
+            .and_then(serde_json::Value::as_array_mut)
+        else {
             continue;
         };
         for port in containers
             .iter_mut()
-            .filter_map(|c| c["ports"].as_array_mut())
+            .filter_map(|c| c.get_mut("ports").and_then(serde_json::Value::as_array_mut))
             .flatten()
         {
             let protocol = port["protocol"].as_str().unwrap_or("TCP");
@@ -1466,21 +1480,33 @@ pub fn logs(roots: &Roots, name: &str, opts: LogsOptions) -> Result<ExitCode> {
 pub fn exec(roots: &Roots, name: &str, opts: ExecOptions) -> Result<ExitCode> {
     let container = &opts.container;
     let (paths, st) = state::find_pod(roots, name)?;
-    let status = st
-        .init_containers
-        .iter()
-        .chain(&st.containers)
-        .find(|c| &c.name == container)
-        .ok_or_else(|| anyhow!("pod {name} has no container {container:?}"))?;
-    if !status.state.is_running() || status.pid <= 0 || !paths.supervisor_alive() {
-        bail!("container {container} of pod {name} is not running");
-    }
+    let status = running_container(&paths, &st, name, container)?;
     let mut process = ask_for_process(&paths, name, container)?;
     process.argv = opts.command;
     userns::enter(roots)?;
     let code =
         crate::runtime::container::exec_in(status.pid, &process, opts.interactive, opts.tty)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// A container of a pod that is running now (its main process and rootfs
+/// are there): `exec` and `cp` need one.
+pub(super) fn running_container<'a>(
+    paths: &PodPaths,
+    st: &'a PodState,
+    name: &str,
+    container: &str,
+) -> Result<&'a state::ContainerStatus> {
+    let status = st
+        .init_containers
+        .iter()
+        .chain(&st.containers)
+        .find(|c| c.name == container)
+        .ok_or_else(|| anyhow!("pod {name} has no container {container:?}"))?;
+    if !status.state.is_running() || status.pid <= 0 || !paths.supervisor_alive() {
+        bail!("container {container} of pod {name} is not running");
+    }
+    Ok(status)
 }
 
 /// `__probe-exec`: an exec probe's command in a running container, as
@@ -1705,6 +1731,13 @@ mod tests {
             serde_json::json!({"containerPort": 53, "protocol": "UDP", "hostPort": 34568, "hostIP": "127.0.0.1"})
         );
         assert_eq!(ports[2], serde_json::json!({"containerPort": 9000}));
+        // A pod without ports or init containers gets no nulls for them.
+        let mut bare = serde_json::json!({"spec": {"containers": [{"name": "c"}]}});
+        show_bound_ports(&mut bare, &[mapping("0.0.0.0", 1, 2, false)]);
+        assert_eq!(
+            bare,
+            serde_json::json!({"spec": {"containers": [{"name": "c"}]}})
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //!   and `minipod exec`;
 //! - `attach`: `minipod attach` and `run -it`, a client of a container's
 //!   console in its supervisor;
+//! - `copy`: `minipod cp`'s tar stream, each side's half and where it lands;
 //! - `contract`: what these processes hand each other (plans, configs, fds,
 //!   reports);
 //! - `pod_config`: `run`'s half of ConfigMaps, Secrets and the downward API
@@ -20,6 +21,7 @@ pub mod attach;
 pub mod config_volumes;
 pub mod container;
 pub mod contract;
+pub mod copy;
 pub mod etc_files;
 pub mod launch;
 pub mod logs;

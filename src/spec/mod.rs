@@ -13,6 +13,7 @@
 mod annotations;
 pub mod claims;
 pub mod config;
+pub mod defaults;
 pub mod expand;
 pub mod names;
 pub mod objects;

@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::fs::File;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -194,6 +195,84 @@ pub fn exec_in(target: i32, process: &Process, interactive: bool, tty: bool) -> 
                 relay_terminal(pty.master)?;
             }
             wait_child(child)
+        }
+    }
+}
+
+/// The child's exit code when its side of a copy failed writing to a pipe
+/// the other side stopped reading: the other side's error is the one to tell.
+const BROKEN_PIPE_EXIT: i32 = 2;
+
+/// `minipod cp`: runs `inside` in a child that joined the user namespace
+/// and the mount namespace of the container whose main process is `target`
+/// (so `/` is the container's root, its volumes mounted, and the child is
+/// root of the user namespace), while `outside` runs in this process, on
+/// the host, as the caller. Each gets the other's pipe ends closed (the
+/// caller moves its ends into the closures). Returns both sides' results
+/// (`outside`, `inside`); an inside error that was a write to a closed pipe
+/// comes back as one (`runtime::copy::is_broken_pipe`). Call while
+/// single-threaded.
+pub fn in_container_files(
+    roots: &crate::paths::Roots,
+    target: i32,
+    inside: impl FnOnce() -> Result<()>,
+    outside: impl FnOnce() -> Result<()>,
+) -> Result<(Result<()>, Result<()>)> {
+    // A side whose reader went away gets EPIPE and says so, instead of
+    // dying of SIGPIPE without a word.
+    // SAFETY: SIG_IGN installs no handler; we are single-threaded.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let (status_read, status_write) = nix::unistd::pipe().context("making a pipe")?;
+    // SAFETY: the caller is single-threaded (see above), so the child may
+    // allocate and run any code.
+    match unsafe { nix::unistd::fork() }.context("fork")? {
+        ForkResult::Child => {
+            drop(outside);
+            drop(status_read);
+            let result = (|| -> Result<()> {
+                make_undumpable()?;
+                crate::userns::enter(roots)?;
+                let mnt = Namespace::open(target, ns::Kind::Mount).with_context(|| {
+                    format!(
+                        "opening {}: the container is gone",
+                        ns::Kind::Mount.path(target)
+                    )
+                })?;
+                mnt.join()
+                    .context("joining the container's mount namespace")?;
+                drop(mnt);
+                inside()
+            })();
+            let code = match result {
+                Ok(()) => 0,
+                Err(e) if crate::runtime::copy::is_broken_pipe(&e) => BROKEN_PIPE_EXIT,
+                Err(e) => {
+                    let _ = File::from(status_write).write_all(format!("{e:#}").as_bytes());
+                    1
+                }
+            };
+            // SAFETY: _exit takes no pointers and does not return; the
+            // forked child skips the parent's destructors, which are the
+            // parent's to run.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(inside);
+            drop(status_write);
+            let here = outside();
+            let mut message = String::new();
+            let _ = File::from(status_read).read_to_string(&mut message);
+            let there = match wait_child(child)? {
+                0 => Ok(()),
+                BROKEN_PIPE_EXIT => Err(anyhow::Error::new(std::io::Error::from(
+                    std::io::ErrorKind::BrokenPipe,
+                ))),
+                1 => Err(anyhow!(message)),
+                code => Err(anyhow!(
+                    "the copy's process in the container ended with {code}"
+                )),
+            };
+            Ok((here, there))
         }
     }
 }

@@ -63,7 +63,8 @@
 //! `join_and_fork`, `link_until_exit`, `child_setup_and_exec`); the steps
 //! live in `rootfs.rs` (mounts, `pivot_root`, masked paths), `identity.rs`
 //! (groups, uid, gid, capabilities) and `exec.rs` (what crosses `execve`, PATH
-//! lookup, and `minipod exec`), with the terminal relay of `exec -t` in
+//! lookup, `minipod exec`, and the child of `minipod cp` in a container's mount
+//! namespace: `in_container_files`), with the terminal relay of `exec -t` in
 //! `terminal.rs`.
 
 mod exec;
@@ -85,7 +86,7 @@ use nix::sched::CloneFlags;
 use nix::sys::stat::SFlag;
 use nix::unistd::ForkResult;
 
-pub use exec::{DEFAULT_PATH, container_path, exec_candidates, exec_in};
+pub use exec::{DEFAULT_PATH, container_path, exec_candidates, exec_in, in_container_files};
 pub use identity::{CapData, cap_data, cap_mask, caps_to_drop};
 pub use rootfs::{MASKED_PATHS, READ_ONLY_PATHS, overlay_options};
 
