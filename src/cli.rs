@@ -80,6 +80,10 @@ struct RunArgs {
     /// tells which)
     #[arg(short = 'P', long)]
     publish_all_random: bool,
+    /// Add a label to every pod run (over the YAML's label of that key), as
+    /// podman's --label; `ps --filter label=KEY=VALUE` finds them; repeatable
+    #[arg(long = "label", value_name = "KEY[=VALUE]")]
+    labels: Vec<String>,
     /// Kubernetes YAML: Pods and workloads (Deployment, StatefulSet, Job,
     /// …) with their ConfigMaps and Secrets; - for stdin
     #[arg(value_name = "FILE", required = true)]
@@ -271,6 +275,10 @@ enum Command {
         /// table or json
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
+        /// Only pods with this label (`label=KEY` or `label=KEY=VALUE`, as
+        /// podman's ps); repeatable: pods matching all
+        #[arg(long = "filter", value_name = "label=KEY[=VALUE]")]
+        filters: Vec<String>,
     },
     /// Show a pod's container logs (all containers, prefixed, without CONTAINER)
     Logs {
@@ -427,11 +435,16 @@ pub fn run() -> Result<ExitCode> {
                 name: args.name,
                 publish: args.publish,
                 publish_all_random: args.publish_all_random,
+                labels: args.labels,
             },
         ),
         Command::Secret { command } => object_command(&roots, ObjectKind::Secret, command),
         Command::Configmap { command } => object_command(&roots, ObjectKind::ConfigMap, command),
-        Command::Ps { all, format } => commands::pod::ps(&roots, all, &format),
+        Command::Ps {
+            all,
+            format,
+            filters,
+        } => commands::pod::ps(&roots, all, &format, &filters),
         Command::Logs {
             follow,
             tail,
