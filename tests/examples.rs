@@ -1,5 +1,5 @@
 //! The examples of examples/, each run as the README says (as the test
-//! user, against this test's roots): the test runner passing and failing,
+//! user, against this test's roots): hello, the test runner passing and failing,
 //! the dev stack of PostgreSQL, Redis and a web app (skipped when no Debian
 //! mirror answers to build its image), and the Rust tests of
 //! examples/rust-test run through minipod::testing.
@@ -28,6 +28,20 @@ fn copy_example(env: &TestEnv, name: &str) -> PathBuf {
     }
     env.give_to_user(&work.join("examples"));
     work
+}
+
+#[test]
+fn hello_serves_its_client() {
+    let env = env_with_busybox();
+    let work = copy_example(&env, "hello");
+    let pod = work.join("examples/hello/pod.yaml");
+    let out = env.run(["run", "--exit-code-from", "client", pod.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(
+        stdout_of(&out).contains("client | hello from hello"),
+        "{}",
+        stdout_of(&out)
+    );
 }
 
 #[test]
@@ -75,7 +89,11 @@ fn image_cache() -> PathBuf {
 
 #[test]
 fn dev_stack_serves_from_postgres_and_redis() {
-    if Command::new("mmdebstrap").arg("--version").output().is_err() {
+    if Command::new("mmdebstrap")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("skipped: mmdebstrap is not installed (sudo scripts/setup-host installs it)");
         return;
     }
@@ -136,13 +154,27 @@ fn dev_stack_serves_from_postgres_and_redis() {
         serde_json::from_str(&first).unwrap(),
         serde_json::from_str(&second).unwrap(),
     );
-    assert_eq!(b["redis"]["visits"], a["redis"]["visits"].as_i64().unwrap() + 1, "{second}");
-    assert_eq!(b["postgres"]["rows"], a["postgres"]["rows"].as_i64().unwrap() + 1, "{second}");
-    assert!(
-        b["postgres"]["version"].as_str().unwrap().starts_with("PostgreSQL 15"),
+    assert_eq!(
+        b["redis"]["visits"],
+        a["redis"]["visits"].as_i64().unwrap() + 1,
         "{second}"
     );
-    assert!(b["redis"]["version"].as_str().unwrap().starts_with('7'), "{second}");
+    assert_eq!(
+        b["postgres"]["rows"],
+        a["postgres"]["rows"].as_i64().unwrap() + 1,
+        "{second}"
+    );
+    assert!(
+        b["postgres"]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("PostgreSQL 15"),
+        "{second}"
+    );
+    assert!(
+        b["redis"]["version"].as_str().unwrap().starts_with('7'),
+        "{second}"
+    );
     let pod = inspect(&env, "dev-stack");
     for c in ["postgres", "redis", "web"] {
         assert_eq!(status_of(&pod, c)["ready"], true, "{c}: {pod}");
@@ -229,6 +261,7 @@ fn rust_test_example_passes_as_the_test_user() {
     assert!(stdout.contains("test result: ok. 3 passed"), "{stdout}");
     assert!(!stderr_of(&out).contains("skipped"), "{}", stderr_of(&out));
     // Every test removed its pods, the killed child's included.
-    let ps: serde_json::Value = serde_json::from_str(&env.ok(["ps", "-a", "--format", "json"])).unwrap();
+    let ps: serde_json::Value =
+        serde_json::from_str(&env.ok(["ps", "-a", "--format", "json"])).unwrap();
     assert_eq!(ps, serde_json::json!([]), "{ps}");
 }
