@@ -506,7 +506,7 @@ mod tests {
         assert!(a.starts_with(&format!("web-{pid}-")), "{a}");
         let long = unique_name(&"Dev_Stack.".repeat(20));
         assert!(long.len() <= 63, "{long}");
-        assert!(long.starts_with("dev-stack--dev"), "{long}");
+        assert!(long.starts_with("dev-stack-dev-stack-"), "{long}");
         assert!(
             long.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
