@@ -265,3 +265,58 @@ fn rust_test_example_passes_as_the_test_user() {
         serde_json::from_str(&env.ok(["ps", "-a", "--format", "json"])).unwrap();
     assert_eq!(ps, serde_json::json!([]), "{ps}");
 }
+
+/// What minipod::testing finds its pods by: `run --label` and `ps --filter
+/// label=…`.
+#[test]
+fn run_labels_pods_and_ps_filters_by_them() {
+    let env = env_with_busybox();
+    let file = env.pod_file(
+        "sleeper",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: sleeper, labels: {app: s, tier: x}}\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n  - {name: c, image: localhost/busybox, command: [sleep, '600']}\n",
+    );
+    let file = file.to_str().unwrap();
+    let stderr = env.fails(["run", "-d", "--label", "bad key=v", file]);
+    assert!(
+        stderr.contains("--label \"bad key=v\": the key"),
+        "{stderr}"
+    );
+    env.ok([
+        "run",
+        "-d",
+        "--label",
+        "tier=y",
+        "--label",
+        "minipod.test/pid=1",
+        "--label",
+        "flag",
+        file,
+    ]);
+    let names = |filters: &[&str]| -> Vec<String> {
+        let mut args = vec!["ps", "-a", "--format", "json"];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        let ps: serde_json::Value = serde_json::from_str(&env.ok(args)).unwrap();
+        ps.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(&["label=tier=y", "label=minipod.test/pid"]),
+        ["sleeper"]
+    );
+    assert_eq!(names(&["label=flag="]), ["sleeper"]);
+    assert!(names(&["label=tier=x"]).is_empty(), "run's label wins");
+    assert!(names(&["label=tier=y", "label=other"]).is_empty());
+    let ps: serde_json::Value = serde_json::from_str(&env.ok(["ps", "--format", "json"])).unwrap();
+    assert_eq!(ps[0]["labels"]["app"], "s");
+    assert_eq!(ps[0]["labels"]["minipod.test/pid"], "1");
+    let pod = inspect(&env, "sleeper");
+    assert_eq!(pod["metadata"]["labels"]["tier"], "y");
+    let stderr = env.fails(["ps", "--filter", "name=sleeper"]);
+    assert!(stderr.contains("label=KEY"), "{stderr}");
+    env.ok(["rm", "-f", "sleeper"]);
+}
