@@ -93,6 +93,10 @@ struct RunArgs {
     /// each one character or ctrl-X; "" for none
     #[arg(long, value_name = "KEYS", default_value = crate::runtime::attach::DEFAULT_DETACH_KEYS)]
     detach_keys: String,
+    /// Add a label to every pod run (over the YAML's label of that key), as
+    /// podman's --label; `ps --filter label=KEY=VALUE` finds them; repeatable
+    #[arg(long = "label", value_name = "KEY[=VALUE]")]
+    labels: Vec<String>,
     /// Kubernetes YAML: Pods and workloads (Deployment, StatefulSet, Job,
     /// …) with their ConfigMaps and Secrets; - for stdin
     #[arg(value_name = "FILE", required = true)]
@@ -297,6 +301,10 @@ enum Command {
         /// table or json
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
+        /// Only pods with this label (`label=KEY` or `label=KEY=VALUE`, as
+        /// podman's ps); repeatable: pods matching all
+        #[arg(long = "filter", value_name = "label=KEY[=VALUE]")]
+        filters: Vec<String>,
     },
     /// Show a pod's container logs (all containers, prefixed, without CONTAINER)
     Logs {
@@ -485,11 +493,16 @@ pub fn run() -> Result<ExitCode> {
                 interactive: args.interactive,
                 tty: args.tty,
                 detach_keys: args.detach_keys,
+                labels: args.labels,
             },
         ),
         Command::Secret { command } => object_command(&roots, ObjectKind::Secret, command),
         Command::Configmap { command } => object_command(&roots, ObjectKind::ConfigMap, command),
-        Command::Ps { all, format } => commands::pod::ps(&roots, all, &format),
+        Command::Ps {
+            all,
+            format,
+            filters,
+        } => commands::pod::ps(&roots, all, &format, &filters),
         Command::Logs {
             follow,
             tail,

@@ -20,6 +20,8 @@ pub mod runtime;
 pub mod seccomp;
 pub mod spec;
 pub mod sys;
+/// Pods for integration tests (a handle whose `Drop` removes the pod).
+pub mod testing;
 pub mod userns;
 pub mod volume;
 

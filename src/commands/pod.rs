@@ -61,6 +61,8 @@ pub struct RunOptions {
     pub tty: bool,
     /// `--detach-keys`, podman's format.
     pub detach_keys: String,
+    /// `--label KEY[=VALUE]` values, unparsed: added to every pod.
+    pub labels: Vec<String>,
 }
 
 /// What `logs` was asked to show.
@@ -258,9 +260,19 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
     for p in &overrides.publish {
         crate::net::publish::check_local(p)?;
     }
+    let labels = args
+        .labels
+        .iter()
+        .map(|l| crate::spec::names::label_flag(l).map_err(|e| anyhow!(e)))
+        .collect::<Result<BTreeMap<_, _>>>()?;
     // The whole input is checked before anything is created.
     let (mut manifest, sources) =
         read_manifest(&args.files, args.name.as_deref(), args.publish_all_random)?;
+    for w in &mut manifest.workloads {
+        for pod in &mut w.pods {
+            pod.add_labels(&labels);
+        }
+    }
     // Every ConfigMap and Secret the pods may read, in source order.
     let documents = std::mem::take(&mut manifest.objects);
     let wanted: Vec<_> = manifest
@@ -1013,13 +1025,52 @@ fn container_summary(c: &state::ContainerStatus) -> String {
     }
 }
 
-pub fn ps(roots: &Roots, all: bool, format: &str) -> Result<ExitCode> {
+/// `ps --filter label=KEY[=VALUE]`: the key and the value asked for (any
+/// value when None).
+fn label_filter(filter: &str) -> Result<(String, Option<String>)> {
+    let Some(label) = filter.strip_prefix("label=") else {
+        bail!("--filter {filter:?}: minipod filters by label only: label=KEY or label=KEY=VALUE");
+    };
+    Ok(match label.split_once('=') {
+        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+        None => (label.to_string(), None),
+    })
+}
+
+/// Whether a pod's labels pass every `--filter label=…`.
+fn labels_match(labels: &BTreeMap<String, String>, filters: &[(String, Option<String>)]) -> bool {
+    filters.iter().all(|(k, want)| match (labels.get(k), want) {
+        (Some(v), Some(want)) => v == want,
+        (Some(_), None) => true,
+        (None, _) => false,
+    })
+}
+
+/// A pod's labels, from the manifest `run` kept (`pod.yaml`: the Pod as
+/// its controller made it); none when it cannot be read.
+fn pod_labels(paths: &PodPaths) -> BTreeMap<String, String> {
+    std::fs::read(paths.pod_yaml())
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| serde_json::from_value(v["metadata"]["labels"].clone()).ok())
+        .unwrap_or_default()
+}
+
+pub fn ps(roots: &Roots, all: bool, format: &str, filters: &[String]) -> Result<ExitCode> {
+    let filters = filters
+        .iter()
+        .map(|f| label_filter(f))
+        .collect::<Result<Vec<_>>>()?;
     if let Some(note) = holder_note(roots) {
         eprintln!("{note}");
     }
     let mut rows = Vec::new();
     for name in state::list_pods(roots) {
         let paths = PodPaths::new(roots, &name);
+        let labels = pod_labels(&paths);
+        if !labels_match(&labels, &filters) {
+            continue;
+        }
         let st = match paths.read_state() {
             Ok(st) => st,
             Err(e) => {
@@ -1035,13 +1086,13 @@ pub fn ps(roots: &Roots, all: bool, format: &str) -> Result<ExitCode> {
             continue;
         }
         let (phase, message) = (st.phase, st.message.clone());
-        rows.push((st, phase, message));
+        rows.push((st, phase, message, labels));
     }
     match format {
         "json" => {
             let json: Vec<serde_json::Value> = rows
                 .iter()
-                .map(|(st, phase, message)| {
+                .map(|(st, phase, message, labels)| {
                     serde_json::json!({
                         "name": st.name,
                         "namespace": st.namespace,
@@ -1056,6 +1107,7 @@ pub fn ps(roots: &Roots, all: bool, format: &str) -> Result<ExitCode> {
                         "ready": state::is_ready(st, *phase),
                         "initContainers": st.init_containers.iter().map(container_json).collect::<Vec<_>>(),
                         "containers": st.containers.iter().map(container_json).collect::<Vec<_>>(),
+                        "labels": labels,
                     })
                 })
                 .collect();
@@ -1066,7 +1118,7 @@ pub fn ps(roots: &Roots, all: bool, format: &str) -> Result<ExitCode> {
                 "{:<24} {:<24} {:<10} {:<6} {:<9} {:<16} {:<21} CONTAINERS",
                 "POD", "WORKLOAD", "STATUS", "READY", "RESTARTS", "IP", "CREATED"
             );
-            for (st, phase, message) in &rows {
+            for (st, phase, message, _) in &rows {
                 let restarts: u32 = st
                     .containers
                     .iter()
@@ -1675,6 +1727,22 @@ pub fn attach(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_filters() {
+        let f = |s: &str| label_filter(s).unwrap();
+        assert_eq!(f("label=a=b"), ("a".into(), Some("b".into())));
+        assert_eq!(f("label=a"), ("a".into(), None));
+        assert_eq!(f("label=a="), ("a".into(), Some(String::new())));
+        let e = label_filter("name=x").unwrap_err().to_string();
+        assert!(e.contains("label=KEY"), "{e}");
+        let labels: BTreeMap<String, String> =
+            [("a".to_string(), "b".to_string()), ("c".into(), "".into())].into();
+        assert!(labels_match(&labels, &[]));
+        assert!(labels_match(&labels, &[f("label=a=b"), f("label=c")]));
+        assert!(!labels_match(&labels, &[f("label=a=x")]));
+        assert!(!labels_match(&labels, &[f("label=a"), f("label=d")]));
+    }
 
     fn mapping(ip: &str, host_port: u16, container_port: u16, udp: bool) -> Published {
         Published {

@@ -217,9 +217,37 @@ pub fn label_value(s: &str) -> Option<String> {
     }
 }
 
+/// `run --label KEY[=VALUE]` (podman's `--label`): the key and value, each
+/// checked as `metadata.labels` are; no `=` is an empty value.
+pub fn label_flag(flag: &str) -> Result<(String, String), String> {
+    let (key, value) = flag.split_once('=').unwrap_or((flag, ""));
+    if let Some(why) = qualified_name(key) {
+        return Err(format!("--label {flag:?}: the key: {why}"));
+    }
+    if let Some(why) = label_value(value) {
+        return Err(format!("--label {flag:?}: the value: {why}"));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_flags() {
+        assert_eq!(label_flag("a=b"), Ok(("a".into(), "b".into())));
+        assert_eq!(
+            label_flag("minipod.test/pid=42"),
+            Ok(("minipod.test/pid".into(), "42".into()))
+        );
+        assert_eq!(label_flag("k"), Ok(("k".into(), String::new())));
+        assert_eq!(label_flag("k="), Ok(("k".into(), String::new())));
+        let e = label_flag("=v").unwrap_err();
+        assert!(e.contains("the key"), "{e}");
+        let e = label_flag("k=a b").unwrap_err();
+        assert!(e.contains("the value") && e.contains("alphanumeric"), "{e}");
+    }
 
     #[test]
     fn labels() {

@@ -54,6 +54,26 @@ pub struct PodPlan {
 }
 
 impl PodPlan {
+    /// `run --label`: adds labels to the pod (over the YAML's of the same
+    /// key), in its labels and in the manifest `inspect` shows.
+    pub fn add_labels(&mut self, labels: &BTreeMap<String, String>) {
+        if labels.is_empty() {
+            return;
+        }
+        self.labels
+            .extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Ok(mut pod) = serde_json::from_str::<serde_json::Value>(&self.manifest)
+            && pod.is_object()
+        {
+            let meta = &mut pod["metadata"];
+            if !meta.is_object() {
+                *meta = serde_json::json!({});
+            }
+            meta["labels"] = serde_json::json!(self.labels);
+            self.manifest = pod.to_string();
+        }
+    }
+
     /// The ConfigMaps and Secrets the pod reads, by kind and name (its
     /// namespace's), for `run` to look up before anything starts:
     /// imagePullSecrets, then those of the containers' environment and of

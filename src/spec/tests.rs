@@ -2040,3 +2040,26 @@ fn stdin_stdin_once_and_tty_are_planned_as_given() {
     let plan = plan_from_yaml(&pod("", ""), "p.yaml").unwrap();
     assert!(!plan.containers[0].stdin && !plan.containers[0].tty);
 }
+
+/// `run --label`: the labels reach the plan, the downward API's facts and
+/// the manifest `inspect` prints, over a template's of the same key.
+#[test]
+fn added_labels_reach_the_plan_and_its_manifest() {
+    let yaml = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: x}}\n  template:\n    metadata: {labels: {app: x, tier: a}}\n    spec:\n      containers:\n      - {name: c, image: busybox:1.36}\n";
+    let mut m = manifest_from_yaml(yaml, "d.yaml").unwrap();
+    let added: std::collections::BTreeMap<String, String> = [
+        ("tier".to_string(), "b".to_string()),
+        ("t/pid".into(), "7".into()),
+    ]
+    .into();
+    let pod = &mut m.workloads[0].pods[0];
+    pod.add_labels(&added);
+    assert_eq!(pod.labels["app"], "x");
+    assert_eq!(pod.labels["tier"], "b");
+    assert_eq!(pod.labels["t/pid"], "7");
+    assert!(pod.labels.contains_key("pod-template-hash"));
+    let shown: serde_json::Value = serde_json::from_str(&pod.manifest).unwrap();
+    assert_eq!(shown["metadata"]["labels"]["tier"], "b");
+    assert_eq!(shown["metadata"]["labels"]["t/pid"], "7");
+    assert_eq!(shown["metadata"]["name"], pod.name.as_str());
+}

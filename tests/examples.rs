@@ -1,0 +1,322 @@
+//! The examples of examples/, each run as the README says (as the test
+//! user, against this test's roots): hello, the test runner passing and failing,
+//! the dev stack of PostgreSQL, Redis and a web app (skipped when no Debian
+//! mirror answers to build its image), and the Rust tests of
+//! examples/rust-test run through minipod::testing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The repository's examples/ folder.
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+/// A copy of examples/NAME under the env's scratch dir (the test user may
+/// not enter the checkout), at work/examples/NAME; returns work/.
+fn copy_example(env: &TestEnv, name: &str) -> PathBuf {
+    let work = env.work();
+    let to = work.join("examples").join(name);
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(examples().join(name)).unwrap().flatten() {
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+    env.give_to_user(&work.join("examples"));
+    work
+}
+
+#[test]
+fn hello_serves_its_client() {
+    let env = env_with_busybox();
+    let work = copy_example(&env, "hello");
+    let pod = work.join("examples/hello/pod.yaml");
+    let out = env.run(["run", "--exit-code-from", "client", pod.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(
+        stdout_of(&out).contains("client | hello from hello"),
+        "{}",
+        stdout_of(&out)
+    );
+}
+
+#[test]
+fn test_runner_exits_with_the_tests_code() {
+    let env = env_with_busybox();
+    let work = copy_example(&env, "test-runner");
+    let pod = work.join("examples/test-runner/pod.yaml");
+    let out = env.run(["run", "--exit-code-from", "tests", pod.to_str().unwrap()]);
+    let stdout = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", stderr_of(&out));
+    for line in [
+        "ok   the service greets",
+        "ok   the service is healthy",
+        "ok   the sidecar ships the access log",
+        "all tests passed",
+    ] {
+        assert!(stdout.contains(line), "{line}: {stdout}");
+    }
+    // A broken service fails the job with the tests' code, and the service
+    // and sidecar are stopped all the same.
+    let broken = work.join("examples/test-runner/broken-service.yaml");
+    let out = env.run([
+        "run",
+        "--exit-code-from",
+        "tests",
+        "--configmap",
+        broken.to_str().unwrap(),
+        pod.to_str().unwrap(),
+    ]);
+    let stdout = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", stderr_of(&out));
+    assert!(
+        stdout.contains("FAIL the service greets: wanted 'hello from the service', got 'goodbye'"),
+        "{stdout}"
+    );
+    assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
+}
+
+/// The cache of examples/dev-stack/build-image: one every user can read,
+/// since root builds the image and the test user imports it.
+fn image_cache() -> PathBuf {
+    std::env::var_os("MINIPOD_EXAMPLES_CACHE")
+        .map_or_else(|| PathBuf::from("/var/tmp/minipod-examples"), PathBuf::from)
+}
+
+#[test]
+fn dev_stack_serves_from_postgres_and_redis() {
+    if Command::new("mmdebstrap")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: mmdebstrap is not installed (sudo scripts/setup-host installs it)");
+        return;
+    }
+    // The image: built here once (by whoever runs the tests: as root,
+    // mmdebstrap builds in a chroot), cached for every later run.
+    let started = Instant::now();
+    let build = Command::new(examples().join("dev-stack/build-image"))
+        .env("MINIPOD_EXAMPLES_CACHE", image_cache())
+        .output()
+        .unwrap();
+    if build.status.code() == Some(3) {
+        eprintln!("skipped: {}", stderr_of(&build).trim_end());
+        return;
+    }
+    assert!(build.status.success(), "{}", stderr_of(&build));
+    eprintln!("dev-stack image: {:.1} s", started.elapsed().as_secs_f64());
+
+    let env = TestEnv::new();
+    let work = copy_example(&env, "dev-stack");
+    // The README's command, as the test user: it finds the cached image,
+    // imports it and starts the stack.
+    let user = test_user();
+    let mut up = Command::new(work.join("examples/dev-stack/up"));
+    up.args(["-d", "--wait", "ready", "--timeout", "3m", "-P"])
+        .env("MINIPOD_BIN", binary())
+        .env("MINIPOD_ROOT", &env.root)
+        .env("MINIPOD_RUNROOT", &env.runroot)
+        .env("MINIPOD_EXAMPLES_CACHE", image_cache())
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("XDG_DATA_HOME")
+        .env("HOME", &user.home)
+        .current_dir(&work)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if user.switch {
+        use std::os::unix::process::CommandExt;
+        up.uid(user.uid).gid(user.gid);
+    }
+    let started = Instant::now();
+    let out = wait_output(up.spawn().unwrap(), Duration::from_secs(300));
+    assert!(
+        out.status.success(),
+        "{}\n{}\nlogs:\n{}",
+        stdout_of(&out),
+        stderr_of(&out),
+        stdout_of(&env.run(["logs", "dev-stack"]))
+    );
+    eprintln!(
+        "dev stack: imported and Ready in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let port = env.ok(["port", "dev-stack", "8000"]);
+    let port: u16 = port.trim().rsplit(':').next().unwrap().parse().unwrap();
+    let first = http_get(port, "/");
+    let second = http_get(port, "/");
+    let (a, b): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&first).unwrap(),
+        serde_json::from_str(&second).unwrap(),
+    );
+    assert_eq!(
+        b["redis"]["visits"],
+        a["redis"]["visits"].as_i64().unwrap() + 1,
+        "{second}"
+    );
+    assert_eq!(
+        b["postgres"]["rows"],
+        a["postgres"]["rows"].as_i64().unwrap() + 1,
+        "{second}"
+    );
+    assert!(
+        b["postgres"]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("PostgreSQL 15"),
+        "{second}"
+    );
+    assert!(
+        b["redis"]["version"].as_str().unwrap().starts_with('7'),
+        "{second}"
+    );
+    let pod = inspect(&env, "dev-stack");
+    for c in ["postgres", "redis", "web"] {
+        assert_eq!(status_of(&pod, c)["ready"], true, "{c}: {pod}");
+    }
+    env.ok(["down", "dev-stack"]);
+    assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
+}
+
+/// One HTTP/1.0 GET to 127.0.0.1:PORT; the body of a 200 answer.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(conn, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer.split(' ').nth(1), Some("200"), "{answer}");
+    answer.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+/// The test binary of examples/rust-test: the newest cargo built beside this
+/// one (`cargo test` builds every target first), else built now.
+fn rust_test_binary() -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let examples_dir = deps.parent().unwrap().parent().unwrap().join("examples");
+    let newest = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with("rust_test-") && !name.ends_with(".d")
+            })
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .max()
+            .map(|(_, p)| p)
+    };
+    let mine = std::fs::metadata(&deps).unwrap().modified().unwrap();
+    if let Some(found) = newest(&examples_dir)
+        && std::fs::metadata(&found).unwrap().modified().unwrap() >= mine
+    {
+        return found;
+    }
+    // `cargo test --test examples` alone: build it (cargo releases the
+    // target dir's lock while tests run).
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["test", "--example", "rust-test", "--no-run"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    newest(&examples_dir).expect("cargo built examples/rust-test")
+}
+
+#[test]
+fn rust_test_example_passes_as_the_test_user() {
+    let env = TestEnv::new();
+    let work = copy_example(&env, "rust-test");
+    let bin = work.join("rust-test-tests");
+    std::fs::copy(rust_test_binary(), &bin).unwrap();
+    env.give_to_user(&bin);
+    let user = test_user();
+    let mut cmd = Command::new(&bin);
+    cmd.env("MINIPOD_BIN", binary())
+        .env("MINIPOD_ROOT", &env.root)
+        .env("MINIPOD_RUNROOT", &env.runroot)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("XDG_DATA_HOME")
+        .env("HOME", &user.home)
+        .current_dir(&work)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if user.switch {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(user.uid).gid(user.gid);
+    }
+    let out = wait_output(cmd.spawn().unwrap(), Duration::from_secs(240));
+    let stdout = stdout_of(&out);
+    assert!(out.status.success(), "{stdout}\n{}", stderr_of(&out));
+    assert!(stdout.contains("test result: ok. 3 passed"), "{stdout}");
+    assert!(!stderr_of(&out).contains("skipped"), "{}", stderr_of(&out));
+    // Every test removed its pods, the killed child's included.
+    let ps: serde_json::Value =
+        serde_json::from_str(&env.ok(["ps", "-a", "--format", "json"])).unwrap();
+    assert_eq!(ps, serde_json::json!([]), "{ps}");
+}
+
+/// What minipod::testing finds its pods by: `run --label` and `ps --filter
+/// label=…`.
+#[test]
+fn run_labels_pods_and_ps_filters_by_them() {
+    let env = env_with_busybox();
+    let file = env.pod_file(
+        "sleeper",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: sleeper, labels: {app: s, tier: x}}\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n  - {name: c, image: localhost/busybox, command: [sleep, '600']}\n",
+    );
+    let file = file.to_str().unwrap();
+    let stderr = env.fails(["run", "-d", "--label", "bad key=v", file]);
+    assert!(
+        stderr.contains("--label \"bad key=v\": the key"),
+        "{stderr}"
+    );
+    env.ok([
+        "run",
+        "-d",
+        "--label",
+        "tier=y",
+        "--label",
+        "minipod.test/pid=1",
+        "--label",
+        "flag",
+        file,
+    ]);
+    let names = |filters: &[&str]| -> Vec<String> {
+        let mut args = vec!["ps", "-a", "--format", "json"];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        let ps: serde_json::Value = serde_json::from_str(&env.ok(args)).unwrap();
+        ps.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(&["label=tier=y", "label=minipod.test/pid"]),
+        ["sleeper"]
+    );
+    assert_eq!(names(&["label=flag="]), ["sleeper"]);
+    assert!(names(&["label=tier=x"]).is_empty(), "run's label wins");
+    assert!(names(&["label=tier=y", "label=other"]).is_empty());
+    let ps: serde_json::Value = serde_json::from_str(&env.ok(["ps", "--format", "json"])).unwrap();
+    assert_eq!(ps[0]["labels"]["app"], "s");
+    assert_eq!(ps[0]["labels"]["minipod.test/pid"], "1");
+    let pod = inspect(&env, "sleeper");
+    assert_eq!(pod["metadata"]["labels"]["tier"], "y");
+    let stderr = env.fails(["ps", "--filter", "name=sleeper"]);
+    assert!(stderr.contains("label=KEY"), "{stderr}");
+    env.ok(["rm", "-f", "sleeper"]);
+}
