@@ -62,8 +62,7 @@ as_user hyperfine -N --warmup "${WARMUP:-3}" --runs "${RUNS:-30}" \
   -n "podman logs" "podman logs bench-cmd-$mid-one"
 cat "$bench_work/commands.md"
 
-mean() { python3 -c 'import json,sys; print({r["command"]: r["mean"] for r in json.load(open(sys.argv[1]))["results"]}[sys.argv[2]])' "$bench_work/commands.json" "$1"; }
-report() { python3 "$repo/bench/report.py" row "$@"; }
+mean() { hyperfine_mean "$bench_work/commands.json" "$1"; }
 report --metric "exec, $pods pods up" --unit s --minipod "$(mean "minipod exec")" \
   --anchor-name "podman exec" --anchor "$(mean "podman exec")" --target 20
 report --metric "ps, $pods pods up" --unit s --minipod "$(mean "minipod ps")" \

@@ -56,9 +56,8 @@ as_user hyperfine --shell bash --warmup "${WARMUP:-1}" --runs "${RUNS:-5}" \
   -n "minipod run > file" "$m run $pod >$fg_out"
 cat "$bench_work/logs.md"
 as_user bash -c "$down"
-mean() { python3 -c 'import json,sys; print({r["command"]: r["mean"] for r in json.load(open(sys.argv[1]))["results"]}[sys.argv[2]])' "$bench_work/logs.json" "$1"; }
+mean() { hyperfine_mean "$bench_work/logs.json" "$1"; }
 detached=$(mean "minipod run -d + wait")
-report() { python3 "$repo/bench/report.py" row "$@"; }
 report --metric "log throughput, $lines lines" --unit s --minipod "$detached" \
   --anchor-name "podman kube play (k8s-file)" --anchor "$(mean "podman kube play + wait")" --target 2
 report --metric "log throughput against output to /dev/null" --unit s --minipod "$detached" \
