@@ -39,6 +39,14 @@ build_minipod() {
   MINIPOD_SUPERVISOR="$bench_work/minipod-supervisor"
 }
 
+# The mean time (s) of one command of a hyperfine --export-json file.
+hyperfine_mean() {
+  python3 -c 'import json,sys; print({r["command"]: r["mean"] for r in json.load(open(sys.argv[1]))["results"]}[sys.argv[2]])' "$1" "$2"
+}
+# One result, with its anchor, ratio and target (bench/report.py row; the
+# row also goes to $BENCH_RESULTS, which bench/all.sh tabulates).
+report() { python3 "$repo/bench/report.py" row "$@"; }
+
 # Kill a minipod holder left by a run root.
 stop_holder() {
   local pidfile=$1/holder.pid

@@ -86,15 +86,11 @@ as_user hyperfine -N --warmup "${WARMUP:-2}" --runs "${RUNS:-10}" \
   -n "podman kube down" "podman kube down $pod"
 cat "$bench_work/lifecycle.md"
 as_user bash -c "$p_down; $m_down"
-python3 - "$bench_work/lifecycle.json" <<'PY'
-import json, sys
-r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-for what, a, b, target in (("start", "minipod run -d", "podman kube play", 15),
-                           ("teardown", "minipod down", "podman kube down", 10)):
-    ratio = r[b]["mean"] / r[a]["mean"]
-    print(f"{what}: minipod {r[a]['mean']*1000:.1f} ms, podman {r[b]['mean']*1000:.1f} ms: "
-          f"{ratio:.1f}x faster (target >= {target}x: {'met' if ratio >= target else 'MISSED'})")
-PY
+life() { hyperfine_mean "$bench_work/lifecycle.json" "$1"; }
+report --metric "pod start (run -d)" --unit s --minipod "$(life "minipod run -d")" \
+  --anchor-name "podman kube play" --anchor "$(life "podman kube play")" --target 15
+report --metric "pod teardown (down)" --unit s --minipod "$(life "minipod down")" \
+  --anchor-name "podman kube down" --anchor "$(life "podman kube down")" --target 10
 
 # Resident memory. kB of VmRSS and of Pss for each pid; one line each.
 mem() {
@@ -163,6 +159,10 @@ done
 as_user podman kube down "$pod" >/dev/null
 
 rd() { if [ -f "$bench_work/mem-$1" ]; then cat "$bench_work/mem-$1"; else echo 0 0; fi; }
+read -r m_rss _ < <(rd minipod)
+read -r p_rss _ < <(rd podman)
+report --metric "memory of a pod's own processes (RSS)" --unit kB --minipod "$m_rss" \
+  --anchor-name "podman's conmons + catatonit" --anchor "$p_rss" --target 4 --target-text "<= 1/4 of podman's"
 python3 - $(rd minipod) $(rd podman) <<'PY'
 import sys
 m_rss, m_pss, p_rss, p_pss = map(int, sys.argv[1:])

@@ -129,6 +129,11 @@ for (name, target), r, m in zip(rows, runs, mean):
     print(f"| {name} | {' '.join(f'{x:.2f}' for x in r)} | {m:.2f} | {ratio:.2f} | {t} |")
 PY
 } | tee "$bench_work/network.md"
+gmean() { python3 -c 'import sys; r = list(map(float, sys.argv[1].split())); print(sum(r) / len(r))' "$1"; }
+report --metric "TCP pod to pod over the bridge" --unit Gbit/s --minipod "$(gmean "${results[pod2pod]}")" \
+  --anchor-name "loopback in one pod" --anchor "$(gmean "${results[loopback]}")" --target 0.7 --higher-better
+report --metric "TCP host to pod through a hostPort" --unit Gbit/s --minipod "$(gmean "${results[hostport]}")" \
+  --anchor-name "loopback in one pod" --anchor "$(gmean "${results[loopback]}")" --target 0.4 --higher-better
 
 # The hostPort forwarder: where its time goes, during one more run.
 if grep -q "hostPort.*MISSED" "$bench_work/network.md" || [ -n "${PROFILE:-}" ]; then

@@ -45,7 +45,7 @@ rm -f "$bench_work/pod-start.md"
 # the podman and floor commands are chains, so it keeps a shell (whose
 # start-up hyperfine measures and subtracts).
 bw="bwrap --unshare-all --ro-bind $rootfs / --proc /proc --dev /dev true"
-as_user hyperfine --shell bash --warmup "${WARMUP:-3}" --runs "${RUNS:-20}" --export-markdown "$bench_work/pod-start.md" \
+as_user hyperfine --shell bash --warmup "${WARMUP:-3}" --runs "${RUNS:-20}" --export-markdown "$bench_work/pod-start.md" --export-json "$bench_work/pod-start.json" \
   -n "minipod run" \
   "$MINIPOD --root $data --runroot $run run $pod >/dev/null" \
   -n "podman kube play + wait + down" \
@@ -53,3 +53,7 @@ as_user hyperfine --shell bash --warmup "${WARMUP:-3}" --runs "${RUNS:-20}" --ex
   -n "2x bwrap --unshare-all true (floor)" \
   "$bw && $bw"
 cat "$bench_work/pod-start.md"
+report --metric "pod start, run to completion, teardown" --unit s \
+  --minipod "$(hyperfine_mean "$bench_work/pod-start.json" "minipod run")" \
+  --anchor-name "podman kube play + wait + down" \
+  --anchor "$(hyperfine_mean "$bench_work/pod-start.json" "podman kube play + wait + down")" --target 10

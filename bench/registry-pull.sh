@@ -84,8 +84,11 @@ export -f wipe as_user fresh_loop_fs stop_podman_pause
 export MINIPOD store run ps ref bench_user fs fs_mode fs_img bench_xdg bench_home
 echo "stores on: $fs_mode"
 
-hyperfine --shell bash --warmup "${WARMUP:-1}" --runs "${RUNS:-5}" --export-markdown "$bench_work/registry-pull.md" \
+hyperfine --shell bash --warmup "${WARMUP:-1}" --runs "${RUNS:-5}" --export-markdown "$bench_work/registry-pull.md" --export-json "$bench_work/registry-pull.json" \
   --prepare "wipe" \
   -n "minipod pull" "as_user $MINIPOD --root $store --runroot $run pull --quiet $ref" \
   -n "podman pull --tls-verify=false" "as_user podman --root $ps/root --runroot $ps/runroot --storage-driver overlay pull --quiet --tls-verify=false $ref"
 cat "$bench_work/registry-pull.md"
+report --metric "pull (300 MB, 4 layers, local registry)" --unit s \
+  --minipod "$(hyperfine_mean "$bench_work/registry-pull.json" "minipod pull")" \
+  --anchor-name "podman pull" --anchor "$(hyperfine_mean "$bench_work/registry-pull.json" "podman pull --tls-verify=false")" --target 3

@@ -1,13 +1,18 @@
 //! Moving a container's output to its log file, in the foreground to the
 //! terminal with the container's name in front of each line, and live to
 //! the attach clients of its current incarnation (`Watchers`).
+//!
+//! A chatty container writes millions of lines, so the work is per read,
+//! not per line: one timestamp, one lock of the log, one write to it (two
+//! when it rotates) and one to the terminal for everything a read returned.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use crate::runtime::contract::attach::{Frame, encode};
-use crate::runtime::logs::{LogWriter, MAX_ENTRY};
+use crate::runtime::logs::{Entries, LogWriter, MAX_ENTRY};
 
 /// The attach clients of one incarnation of a container, shared by its
 /// output pumps (which send what they read as it comes) and the
@@ -103,8 +108,8 @@ impl<R: Read> Read for Tee<R> {
     }
 }
 
-/// Copies one output stream of a container, line by line, to its log file
-/// and (in the foreground) to the terminal, prefixed with its name. A line
+/// Copies one output stream of a container to its log file and (in the
+/// foreground) to the terminal, each line prefixed with its name. A line
 /// longer than `MAX_ENTRY` goes in parts: output without newlines must not
 /// grow the supervisor.
 /// The pty master of a `tty` container is read the same way, as `stdout`
@@ -120,49 +125,60 @@ pub fn pump(
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let done = watchers.clone();
-        let from = Tee {
+        let mut from = Tee {
             from,
             stream,
             watchers,
         };
-        let mut reader = BufReader::with_capacity(64 << 10, from);
-        let mut line = Vec::new();
+        let mut buf = vec![0; 64 << 10];
+        let mut lines = LineSplitter::new(MAX_ENTRY);
+        let mut entries = Entries::default();
+        let mut shown = Vec::new();
         // The terminal shows the prefix once per line, not per part.
         let mut line_start = true;
         loop {
-            line.clear();
-            let full = match read_entry(&mut reader, &mut line, MAX_ENTRY) {
-                Ok(Some(full)) => full,
-                Ok(None) | Err(_) => break,
+            let read = match from.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => 0,
             };
-            if let Ok(mut log) = log.lock()
-                && let Err(e) = log.write_entry(stream, full, &line)
-                && log.dropped() == 1
-            {
-                // Once per spell of failures; the log says how many
-                // lines were lost when it can be written again.
-                super::log::warn(format_args!(
-                    "{}: {e}: dropping the container's output until the log can be written \
-                     again (free space on that filesystem)",
-                    log.path().display()
-                ));
+            let time = crate::sys::time::rfc3339_nanos(SystemTime::now());
+            entries.clear();
+            shown.clear();
+            let mut add = |text: &[u8], full: bool| {
+                entries.push(&time, stream, full, text);
+                if terminal {
+                    if line_start {
+                        shown.extend_from_slice(prefix.as_bytes());
+                    }
+                    shown.extend_from_slice(text);
+                    if full {
+                        shown.push(b'\n');
+                    }
+                    line_start = full;
+                }
+            };
+            if read == 0 {
+                lines.finish(&mut add);
+            } else {
+                lines.feed(&buf[..read], &mut add);
             }
-            if terminal {
-                let mut out: Box<dyn Write> = if stream == "stderr" {
-                    Box::new(std::io::stderr().lock())
+            if !entries.is_empty() {
+                write_log(&log, &entries);
+            }
+            if !shown.is_empty() {
+                // Locked, the standard streams' line buffering writes the
+                // whole of `shown` at once.
+                let _ = if stream == "stderr" {
+                    std::io::stderr().lock().write_all(&shown)
                 } else {
-                    Box::new(std::io::stdout().lock())
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&shown).and_then(|()| out.flush())
                 };
-                if line_start {
-                    let _ = out.write_all(prefix.as_bytes());
-                }
-                let _ = out.write_all(&line);
-                if full {
-                    let _ = out.write_all(b"\n");
-                }
-                let _ = out.flush();
             }
-            line_start = full;
+            if read == 0 {
+                break;
+            }
         }
         if let Ok(mut w) = done.lock() {
             w.pump_done();
@@ -170,34 +186,67 @@ pub fn pump(
     })
 }
 
-/// Reads up to a newline (not kept) or `max` bytes into `line`: `Some(true)`
-/// for a whole line (or the last bytes before EOF), `Some(false)` for a
-/// part cut at `max`, `None` at EOF.
-fn read_entry(
-    reader: &mut impl BufRead,
-    line: &mut Vec<u8>,
+fn write_log(log: &Mutex<LogWriter>, entries: &Entries) {
+    if let Ok(mut log) = log.lock()
+        && let Err(e) = log.write_entries(entries)
+        && log.dropped() == entries.len() as u64
+    {
+        // Once per spell of failures; the log says how many lines were
+        // lost when it can be written again.
+        super::log::warn(format_args!(
+            "{}: {e}: dropping the container's output until the log can be written again \
+             (free space on that filesystem)",
+            log.path().display()
+        ));
+    }
+}
+
+/// Cuts a stream of output into lines, without their newline, and lines
+/// longer than `max` into parts of `max` bytes (the rest follows). The
+/// start of a line that a read did not end waits for the next read.
+struct LineSplitter {
     max: usize,
-) -> std::io::Result<Option<bool>> {
-    loop {
-        let buf = match reader.fill_buf() {
-            Ok(buf) => buf,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if buf.is_empty() {
-            return Ok((!line.is_empty()).then_some(true));
+    carry: Vec<u8>,
+}
+
+impl LineSplitter {
+    fn new(max: usize) -> LineSplitter {
+        LineSplitter {
+            max,
+            carry: Vec::new(),
         }
-        let room = &buf[..buf.len().min(max - line.len())];
-        if let Some(end) = room.iter().position(|&b| b == b'\n') {
-            line.extend_from_slice(&room[..end]);
-            reader.consume(end + 1);
-            return Ok(Some(true));
+    }
+
+    /// Calls `emit(text, full)` for each line (`full`) or part of a line
+    /// that `chunk` completes.
+    fn feed(&mut self, mut chunk: &[u8], emit: &mut impl FnMut(&[u8], bool)) {
+        loop {
+            let room = self.max - self.carry.len();
+            let window = &chunk[..chunk.len().min(room)];
+            let (end, full) = match memchr::memchr(b'\n', window) {
+                Some(end) => (end, true),
+                None if window.len() == room => (room, false),
+                None => {
+                    self.carry.extend_from_slice(window);
+                    return;
+                }
+            };
+            if self.carry.is_empty() {
+                emit(&window[..end], full);
+            } else {
+                self.carry.extend_from_slice(&window[..end]);
+                emit(&self.carry, full);
+                self.carry.clear();
+            }
+            chunk = &chunk[end + usize::from(full)..];
         }
-        let n = room.len();
-        line.extend_from_slice(room);
-        reader.consume(n);
-        if line.len() >= max {
-            return Ok(Some(false));
+    }
+
+    /// At the end of the stream: what is left is its last line.
+    fn finish(&mut self, emit: &mut impl FnMut(&[u8], bool)) {
+        if !self.carry.is_empty() {
+            emit(&self.carry, true);
+            self.carry.clear();
         }
     }
 }
@@ -206,35 +255,57 @@ fn read_entry(
 mod tests {
     use super::*;
 
-    #[test]
-    fn lines_are_cut_at_the_limit_and_the_rest_follows() {
-        let input = b"short\n0123456789abc\nend";
-        let mut reader = BufReader::with_capacity(4, &input[..]);
+    /// Every entry `feed` and `finish` make of `input` read `step` bytes at
+    /// a time.
+    fn split(input: &[u8], step: usize, max: usize) -> Vec<(String, bool)> {
         let mut got = Vec::new();
-        let mut line = Vec::new();
-        while let Some(full) = read_entry(&mut reader, &mut line, 8).unwrap() {
-            got.push((String::from_utf8(line.clone()).unwrap(), full));
-            line.clear();
+        let mut emit = |t: &[u8], full| got.push((String::from_utf8(t.to_vec()).unwrap(), full));
+        let mut lines = LineSplitter::new(max);
+        for chunk in input.chunks(step) {
+            lines.feed(chunk, &mut emit);
         }
-        let want = [
-            ("short", true),
-            ("01234567", false),
-            ("89abc", true),
-            ("end", true),
-        ];
-        let want: Vec<_> = want.iter().map(|(t, f)| (t.to_string(), *f)).collect();
-        assert_eq!(got, want);
+        lines.finish(&mut emit);
+        got
+    }
+
+    fn entries(want: &[(&str, bool)]) -> Vec<(String, bool)> {
+        want.iter().map(|(t, f)| (t.to_string(), *f)).collect()
     }
 
     #[test]
-    fn a_line_exactly_at_the_limit_is_whole_with_its_newline() {
-        let mut reader = BufReader::new(&b"12345678\nx\n"[..]);
-        let mut line = Vec::new();
+    fn lines_are_cut_at_the_limit_and_the_rest_follows_whatever_the_reads() {
+        let want = entries(&[
+            ("short", true),
+            ("01234567", false),
+            ("89abc", true),
+            ("", true),
+            ("end", true),
+        ]);
+        for step in 1..=24 {
+            assert_eq!(
+                split(b"short\n0123456789abc\n\nend", step, 8),
+                want,
+                "reads of {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_exactly_at_the_limit_is_a_part_then_an_empty_end() {
         // The newline lies past the limit: the 8 bytes are a part, and the
         // newline then ends the line as an empty last part.
-        assert_eq!(read_entry(&mut reader, &mut line, 8).unwrap(), Some(false));
-        line.clear();
-        assert_eq!(read_entry(&mut reader, &mut line, 8).unwrap(), Some(true));
-        assert!(line.is_empty());
+        let want = entries(&[("12345678", false), ("", true), ("x", true)]);
+        for step in 1..=12 {
+            assert_eq!(split(b"12345678\nx\n", step, 8), want, "reads of {step}");
+        }
+    }
+
+    #[test]
+    fn output_ending_in_a_newline_leaves_nothing_at_the_end() {
+        assert_eq!(
+            split(b"a\nb\n", 64, 8),
+            entries(&[("a", true), ("b", true)])
+        );
+        assert!(split(b"", 64, 8).is_empty());
     }
 }
