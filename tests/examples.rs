@@ -87,6 +87,29 @@ fn image_cache() -> PathBuf {
         .map_or_else(|| PathBuf::from("/var/tmp/minipod-examples"), PathBuf::from)
 }
 
+/// `program` run in `work` as the test user (when we are root), on `env`'s
+/// roots, with the binary under test as `MINIPOD_BIN`: how a user runs an
+/// example's command.
+fn as_test_user(program: impl AsRef<std::ffi::OsStr>, env: &TestEnv, work: &Path) -> Command {
+    let user = test_user();
+    let mut cmd = Command::new(program);
+    cmd.env("MINIPOD_BIN", binary())
+        .env("MINIPOD_ROOT", &env.root)
+        .env("MINIPOD_RUNROOT", &env.runroot)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("XDG_DATA_HOME")
+        .env("HOME", &user.home)
+        .current_dir(work)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if user.switch {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(user.uid).gid(user.gid);
+    }
+    cmd
+}
+
 #[test]
 fn dev_stack_serves_from_postgres_and_redis() {
     if Command::new("mmdebstrap")
@@ -115,24 +138,9 @@ fn dev_stack_serves_from_postgres_and_redis() {
     let work = copy_example(&env, "dev-stack");
     // The README's command, as the test user: it finds the cached image,
     // imports it and starts the stack.
-    let user = test_user();
-    let mut up = Command::new(work.join("examples/dev-stack/up"));
+    let mut up = as_test_user(work.join("examples/dev-stack/up"), &env, &work);
     up.args(["-d", "--wait", "ready", "--timeout", "3m", "-P"])
-        .env("MINIPOD_BIN", binary())
-        .env("MINIPOD_ROOT", &env.root)
-        .env("MINIPOD_RUNROOT", &env.runroot)
-        .env("MINIPOD_EXAMPLES_CACHE", image_cache())
-        .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("XDG_DATA_HOME")
-        .env("HOME", &user.home)
-        .current_dir(&work)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    if user.switch {
-        use std::os::unix::process::CommandExt;
-        up.uid(user.uid).gid(user.gid);
-    }
+        .env("MINIPOD_EXAMPLES_CACHE", image_cache());
     let started = Instant::now();
     let out = wait_output(up.spawn().unwrap(), Duration::from_secs(300));
     assert!(
@@ -239,22 +247,7 @@ fn rust_test_example_passes_as_the_test_user() {
     let bin = work.join("rust-test-tests");
     std::fs::copy(rust_test_binary(), &bin).unwrap();
     env.give_to_user(&bin);
-    let user = test_user();
-    let mut cmd = Command::new(&bin);
-    cmd.env("MINIPOD_BIN", binary())
-        .env("MINIPOD_ROOT", &env.root)
-        .env("MINIPOD_RUNROOT", &env.runroot)
-        .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("XDG_DATA_HOME")
-        .env("HOME", &user.home)
-        .current_dir(&work)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    if user.switch {
-        use std::os::unix::process::CommandExt;
-        cmd.uid(user.uid).gid(user.gid);
-    }
+    let mut cmd = as_test_user(&bin, &env, &work);
     let out = wait_output(cmd.spawn().unwrap(), Duration::from_secs(240));
     let stdout = stdout_of(&out);
     assert!(out.status.success(), "{stdout}\n{}", stderr_of(&out));
