@@ -215,9 +215,11 @@ fn detached_pod_and_every_management_command() {
     assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
     assert!(live_processes(&supervisor_command_line(&env, "ticker")).is_empty());
 
-    // rm -f of a running pod.
+    // rm -f of a running pod, named after one that is not there: that one
+    // is said (125), the running one still removed, as podman does.
     env.ok(["run", "-d", file.to_str().unwrap()]);
-    env.ok(["rm", "-f", "ticker"]);
+    let err = env.fails(["rm", "-f", "no-such-pod", "ticker"]);
+    assert!(err.contains("no pod named \"no-such-pod\""), "{err}");
     assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
     let err = env.fails(["inspect", "ticker"]);
     assert!(err.contains("no pod named"), "{err}");

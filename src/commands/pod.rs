@@ -908,12 +908,30 @@ fn remove_pod(roots: &Roots, name: &str, force: bool, missing_ok: bool) -> Resul
     Ok(true)
 }
 
+/// Removes each pod named; as podman does, one that cannot be removed (not
+/// there, running without `-f`) is said and the others are still removed,
+/// and the exit is 125 when any was not.
 pub fn rm(roots: &Roots, pods: &[String], force: bool) -> Result<ExitCode> {
-    for name in pods {
+    if let [name] = pods {
         remove_pod(roots, name, force, false)?;
         println!("{name}");
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok(ExitCode::SUCCESS)
+    let mut all_removed = true;
+    for name in pods {
+        match remove_pod(roots, name, force, false) {
+            Ok(_) => println!("{name}"),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                all_removed = false;
+            }
+        }
+    }
+    Ok(if all_removed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::EXIT_MINIPOD_ERROR)
+    })
 }
 
 /// `down`: stops and removes the pods of a file (or one pod); with
