@@ -54,8 +54,8 @@ m="$MINIPOD --root $data --runroot $run"
 mid=$(( (pods + 1) / 2 ))
 as_user hyperfine -N --warmup "${WARMUP:-3}" --runs "${RUNS:-30}" \
   --export-markdown "$bench_work/commands.md" --export-json "$bench_work/commands.json" \
-  -n "minipod exec" "$m exec bench-cmd-$mid one -- true" \
-  -n "podman exec" "podman exec bench-cmd-$mid-one true" \
+  -n "minipod exec" "$m exec bench-cmd-$mid one -- /bin/true" \
+  -n "podman exec" "podman exec bench-cmd-$mid-one /bin/true" \
   -n "minipod ps" "$m ps" \
   -n "podman pod ps" "podman pod ps" \
   -n "minipod logs" "$m logs bench-cmd-$mid one" \
