@@ -150,7 +150,13 @@ pub fn exec_in(target: i32, process: &Process, interactive: bool, tty: bool) -> 
     // From the container's own devpts, so the command's /dev/pts/N exists
     // for it.
     let pty = if tty {
-        Some(nix::pty::openpty(None, None).context("allocating a terminal in the container")?)
+        let pty =
+            nix::pty::openpty(None, None).context("allocating a terminal in the container")?;
+        // Before the command starts, so its first `stty size` sees ours.
+        if let Some(size) = crate::sys::tty::window_size(&std::io::stdin()) {
+            crate::sys::tty::set_window_size(&pty.master, size);
+        }
+        Some(pty)
     } else {
         None
     };

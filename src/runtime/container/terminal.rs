@@ -20,10 +20,6 @@ pub(super) fn attach_to_terminal(slave: &OwnedFd) -> Result<()> {
 pub(super) fn relay_terminal(master: OwnedFd) -> Result<()> {
     // Put back on every way out of here, an error included.
     let _raw = crate::sys::tty::RawMode::enter();
-    // The pty starts with our window size.
-    if let Some(size) = crate::sys::tty::window_size(&std::io::stdin()) {
-        crate::sys::tty::set_window_size(&master, size);
-    }
     // One thread only: after joining a PID namespace no thread can be made.
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let mut pty = File::from(master);
