@@ -9,7 +9,8 @@
 //! - `portfwd`: hostPort listeners forwarding into the pod;
 //! - `publish`: `run --publish` and `-P` applied to a pod's hostPorts;
 //! - `pasta`: outbound connectivity through one pasta per holder, when it can run;
-//! - `nftables`: the masquerade rule that puts pod traffic onto pasta's tap.
+//! - `nftables`: the masquerade rule that puts pod traffic onto pasta's tap;
+//! - `service_table`: every Service with its virtual IP and ready pods (`services.json`).
 
 pub mod ipam;
 pub mod netlink;
@@ -18,4 +19,5 @@ pub mod pasta;
 pub mod pod_network;
 pub mod portfwd;
 pub mod publish;
+pub mod service_table;
 pub mod setup;
