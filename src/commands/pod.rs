@@ -1723,15 +1723,7 @@ pub fn attach(
     use crate::runtime::attach::AttachEnd;
     let detach_keys = crate::runtime::attach::parse_detach_keys(detach_keys)?;
     let (paths, st) = state::find_pod(roots, name)?;
-    let status = st
-        .init_containers
-        .iter()
-        .chain(&st.containers)
-        .find(|c| c.name == container)
-        .ok_or_else(|| anyhow!("pod {name} has no container {container:?}"))?;
-    if !status.state.is_running() || !paths.supervisor_alive() {
-        bail!("container {container} of pod {name} is not running");
-    }
+    running_container(&paths, &st, name, container)?;
     let opts = crate::runtime::attach::AttachOptions { stdin, detach_keys };
     Ok(
         match crate::runtime::attach::attach(&paths, name, container, &opts)? {
