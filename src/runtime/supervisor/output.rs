@@ -7,6 +7,7 @@
 //! when it rotates) and one to the terminal for everything a read returned.
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -82,6 +83,10 @@ impl Watchers {
     }
 }
 
+/// The pipe a container that fills its default one (64 KiB) gets: the
+/// unprivileged maximum (/proc/sys/fs/pipe-max-size).
+const CHATTY_PIPE_BYTES: i32 = 1 << 20;
+
 /// What a pump reads from: the bytes go to the attach clients as they
 /// come (a prompt has no newline), before the log takes them by lines.
 struct Tee<R> {
@@ -116,7 +121,7 @@ impl<R: Read> Read for Tee<R> {
 /// (kubelet logs a terminal's output as stdout); its read fails (EIO)
 /// once the container's side is closed.
 pub fn pump(
-    from: impl Read + Send + 'static,
+    from: impl Read + AsFd + Send + 'static,
     stream: &'static str,
     prefix: String,
     log: Arc<Mutex<LogWriter>>,
@@ -136,12 +141,25 @@ pub fn pump(
         let mut shown = Vec::new();
         // The terminal shows the prefix once per line, not per part.
         let mut line_start = true;
+        let mut grown = false;
         loop {
             let read = match from.read(&mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => 0,
             };
+            if read == buf.len() && !grown {
+                // The pipe was full: the container writes faster than the
+                // log takes it. A larger pipe lets it run ahead while we
+                // write, and wakes us less often. Only such containers get
+                // one: a user's pipes share a size budget
+                // (/proc/sys/fs/pipe-user-pages-soft). A pty refuses; fine.
+                grown = true;
+                let _ = nix::fcntl::fcntl(
+                    from.from.as_fd(),
+                    nix::fcntl::FcntlArg::F_SETPIPE_SZ(CHATTY_PIPE_BYTES),
+                );
+            }
             let time = crate::sys::time::rfc3339_nanos(SystemTime::now());
             entries.clear();
             shown.clear();
