@@ -1224,6 +1224,10 @@ impl Pod {
             // started later must not get it.
             unsafe { libc::fcntl(FD_REPORT, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
+        if error.is_none() {
+            // Started: most of what ran so far will not run again.
+            crate::sys::memory::shed_startup_pages();
+        }
         true
     }
 
