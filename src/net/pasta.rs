@@ -24,6 +24,13 @@ use super::netlink::Netlink;
 /// The tap device pasta creates in the uplink netns.
 pub const IFNAME: &str = "pasta0";
 
+/// The address pasta forwards DNS queries from the uplink netns to the
+/// host's first nameserver at (`--dns-forward`, podman's address): how the
+/// holder's DNS server reaches a resolver on the host's loopback
+/// (systemd-resolved's 127.0.0.53), which the gateway's mapping to the
+/// host's 127.0.0.1 does not reach.
+pub const DNS_FORWARD: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 1, 1);
+
 /// How long pasta may take to configure the uplink netns.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -63,8 +70,11 @@ impl Launcher {
         // No port forwarding in either direction: hostPorts are minipod's
         // own, and pasta's default (`-T auto`) would hand the uplink's
         // connections to its own 127.0.0.1 over to the host's loopback.
+        let dns_forward = DNS_FORWARD.to_string();
         let args: Vec<CString> = [
             pasta,
+            "--dns-forward",
+            &dns_forward,
             "-t",
             "none",
             "-u",
