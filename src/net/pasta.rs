@@ -26,9 +26,11 @@ pub const IFNAME: &str = "pasta0";
 
 /// The address pasta forwards DNS queries from the uplink netns to the
 /// host's first nameserver at (`--dns-forward`, podman's address): how the
-/// holder's DNS server reaches a resolver on the host's loopback
-/// (systemd-resolved's 127.0.0.53), which the gateway's mapping to the
-/// host's 127.0.0.1 does not reach.
+/// holder's DNS server reaches the host's resolver from the host itself,
+/// even one on the host's loopback (systemd-resolved's 127.0.0.53), which
+/// the gateway's mapping to the host's 127.0.0.1 does not reach. (pasta
+/// then also answers from this address for queries sent to that
+/// nameserver directly.)
 pub const DNS_FORWARD: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 1, 1);
 
 /// How long pasta may take to configure the uplink netns.

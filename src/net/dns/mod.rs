@@ -7,10 +7,12 @@
 //! namespace, which owns that netns). It answers names under the cluster
 //! domain from the Service table (`services.json`, read again when the file
 //! changed: `names::decide`), and forwards the rest to the nameservers of
-//! the host's resolv.conf as read when the holder started; one on the
-//! host's loopback (systemd-resolved's 127.0.0.53) is reached through
-//! pasta's DNS forwarding address (`pasta::DNS_FORWARD`). Without pasta
-//! there is no route out, and outside names fail at once (SERVFAIL).
+//! the host's resolv.conf as read when the holder started: the first
+//! through pasta's DNS forwarding address (`pasta::DNS_FORWARD`), which
+//! reaches it from the host itself, even on the host's loopback
+//! (systemd-resolved's 127.0.0.53), the others directly (`upstreams`).
+//! Without pasta there is no route out, and outside names fail at once
+//! (SERVFAIL).
 //!
 //! - `wire`: the message format (pure);
 //! - `names`: which names are ours and their answers (pure).
@@ -52,34 +54,31 @@ pub fn cluster_domain_from_env() -> Result<String> {
     }
 }
 
-/// The servers outside names are forwarded to: each `nameserver` of the
-/// host's resolv.conf, in order, without duplicates; one on loopback
-/// through `loopback_via` (pasta's forwarding address), or left out when
-/// there is none. No outbound route (`outbound` false): none at all.
-pub fn upstreams(
-    resolv_conf: &str,
-    loopback_via: Option<IpAddr>,
-    outbound: bool,
-) -> Vec<SocketAddr> {
+/// The servers outside names are forwarded to, in order, without
+/// duplicates: the host's first `nameserver` through `via` (pasta's
+/// `--dns-forward` address, which pasta sends on to the host's first
+/// nameserver from the host itself: a loopback resolver such as
+/// systemd-resolved's 127.0.0.53 works too), then the host's other
+/// nameservers directly (a loopback one cannot be reached but through
+/// `via`, and is left out). No outbound route (`outbound` false): none.
+pub fn upstreams(resolv_conf: &str, via: Option<IpAddr>, outbound: bool) -> Vec<SocketAddr> {
     if !outbound {
         return Vec::new();
     }
     let mut out: Vec<SocketAddr> = Vec::new();
-    for line in resolv_conf.lines() {
+    let servers = resolv_conf.lines().filter_map(|line| {
         let mut words = line.split_whitespace();
-        if words.next() != Some("nameserver") {
-            continue;
-        }
+        (words.next() == Some("nameserver")).then(|| words.next())?
+    });
+    for (i, text) in servers.enumerate() {
         // An IPv6 address may carry a zone (`fe80::1%eth0`): not reachable here.
-        let Some(Ok(ip)) = words.next().map(str::parse::<IpAddr>) else {
+        let Ok(ip) = text.parse::<IpAddr>() else {
             continue;
         };
-        let ip = match ip.is_loopback() {
-            true => match loopback_via {
-                Some(via) => via,
-                None => continue,
-            },
-            false => ip,
+        let ip = match (i, via) {
+            (0, Some(via)) => via,
+            _ if ip.is_loopback() => continue,
+            _ => ip,
         };
         let addr = SocketAddr::new(ip, 53);
         if !out.contains(&addr) {
@@ -297,15 +296,16 @@ fn forward_udp(upstreams: &[SocketAddr], msg: &[u8]) -> Option<Vec<u8>> {
         let Ok(socket) = UdpSocket::bind(local) else {
             continue;
         };
-        if socket.connect(up).is_err()
-            || socket.set_read_timeout(Some(UPSTREAM_TIMEOUT)).is_err()
-            || socket.send(msg).is_err()
+        // Not connected: pasta (some versions) answers for an upstream
+        // from another source address, which a connected socket drops.
+        if socket.set_read_timeout(Some(UPSTREAM_TIMEOUT)).is_err()
+            || socket.send_to(msg, up).is_err()
         {
             continue;
         }
         let mut buf = vec![0u8; 65535];
         // Anything else arriving on our port is not the answer: wait on.
-        while let Ok(n) = socket.recv(&mut buf) {
+        while let Ok((n, _)) = socket.recv_from(&mut buf) {
             let answer = &buf[..n];
             if wire::message_id(answer) == Some(id) && wire::is_response(answer) {
                 return Some(answer.to_vec());
@@ -399,7 +399,7 @@ mod tests {
     use crate::net::service_table::ServiceEntry;
 
     #[test]
-    fn loopback_resolvers_are_reached_through_pasta_and_none_without_outbound() {
+    fn the_first_resolver_is_reached_through_pasta_and_none_without_outbound() {
         let conf = "# systemd-resolved\nnameserver 127.0.0.53\nnameserver 10.0.0.2\n\
                     nameserver 10.0.0.2\nnameserver ::1\nnameserver fe80::1%eth0\n\
                     search example.com\n";
@@ -411,6 +411,10 @@ mod tests {
         );
         assert_eq!(upstreams(conf, None, true), [up("10.0.0.2:53")]);
         assert_eq!(upstreams(conf, Some(via), false), []);
+        assert_eq!(
+            upstreams("nameserver 10.255.255.53\n", Some(via), true),
+            [up("169.254.1.1:53")]
+        );
         assert_eq!(
             upstreams("nameserver 2001:db8::1\n", None, true),
             [up("[2001:db8::1]:53")]
