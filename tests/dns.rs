@@ -343,3 +343,58 @@ fn resolv_conf_follows_dns_policy_and_service_links_can_be_turned_off() {
     let host_net = show(&env, "  hostNetwork: true\n");
     assert!(!host_net.contains("nameserver 10.88.0.1"), "{host_net}");
 }
+
+#[test]
+fn the_cluster_domain_is_the_holders_and_without_pasta_outside_names_fail_fast() {
+    let env = TestEnv::new();
+    let bad = env
+        .command(["unshare", "true"])
+        .env("MINIPOD_CLUSTER_DOMAIN", "Not_A.Domain")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(125), "{}", stderr_of(&bad));
+    assert!(
+        stderr_of(&bad).contains("MINIPOD_CLUSTER_DOMAIN"),
+        "{}",
+        stderr_of(&bad)
+    );
+    let started = env
+        .command(["unshare", "true"])
+        .env("MINIPOD_CLUSTER_DOMAIN", "corp.test")
+        .env("MINIPOD_NO_PASTA", "1")
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{}", stderr_of(&started));
+    env.busybox();
+    write_table(&env, "10.88.250.9");
+    let client = env.pod_file(
+        "client",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  containers:
+  - {name: c, image: localhost/busybox, command: [sleep, "3600"]}
+"#,
+    );
+    env.ok(["run", "-d", client.to_str().unwrap()]);
+    let resolv = env.ok(["exec", "client", "c", "--", "cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv.starts_with("search default.svc.corp.test svc.corp.test corp.test"),
+        "{resolv}"
+    );
+    let out = lookup(&env, "web");
+    assert!(
+        answered(&out, "web.default.svc.corp.test", "10.89.0.10"),
+        "{out}"
+    );
+    // Not ours under this domain, and there is no route out: SERVFAIL at once.
+    let asked = std::time::Instant::now();
+    let out = lookup(&env, "web.default.svc.cluster.local");
+    assert!(
+        out.contains("can't find web.default.svc.cluster.local: SERVFAIL"),
+        "{out}"
+    );
+    assert!(asked.elapsed() < std::time::Duration::from_secs(3), "{out}");
+}
