@@ -264,8 +264,10 @@ pub fn holder_main(subnet: &str, run: &Path) -> Result<()> {
         bail!("uid 0 is not mapped in the new user namespace");
     }
     // pasta must be started from the host's netns, which we are leaving.
+    // A resolver on the host's loopback is reached through pasta.
+    let forward_dns = crate::net::dns::first_is_loopback(&host_resolv_conf);
     let pasta = crate::net::pasta::available()
-        .map(|p| crate::net::pasta::Launcher::fork(&p))
+        .map(|p| crate::net::pasta::Launcher::fork(&p, forward_dns))
         .transpose()?;
     let pasta_pid = pasta.as_ref().map(crate::net::pasta::Launcher::pid);
     uplink_network(subnet)?;
@@ -279,7 +281,7 @@ pub fn holder_main(subnet: &str, run: &Path) -> Result<()> {
         run_root: run.to_path_buf(),
         upstreams: crate::net::dns::upstreams(
             &host_resolv_conf,
-            Some(crate::net::pasta::DNS_FORWARD.into()),
+            forward_dns.then_some(crate::net::pasta::DNS_FORWARD.into()),
             routed,
         ),
     })?;

@@ -7,10 +7,10 @@
 //! namespace, which owns that netns). It answers names under the cluster
 //! domain from the Service table (`services.json`, read again when the file
 //! changed: `names::decide`), and forwards the rest to the nameservers of
-//! the host's resolv.conf as read when the holder started: the first
+//! the host's resolv.conf as read when the holder started, directly, but
+//! a first one on the host's loopback (systemd-resolved's 127.0.0.53)
 //! through pasta's DNS forwarding address (`pasta::DNS_FORWARD`), which
-//! reaches it from the host itself, even on the host's loopback
-//! (systemd-resolved's 127.0.0.53), the others directly (`upstreams`).
+//! asks it from the host (`upstreams`).
 //! Without pasta there is no route out, and outside names fail at once
 //! (SERVFAIL).
 //!
@@ -55,12 +55,11 @@ pub fn cluster_domain_from_env() -> Result<String> {
 }
 
 /// The servers outside names are forwarded to, in order, without
-/// duplicates: the host's first `nameserver` through `via` (pasta's
-/// `--dns-forward` address, which pasta sends on to the host's first
-/// nameserver from the host itself: a loopback resolver such as
-/// systemd-resolved's 127.0.0.53 works too), then the host's other
-/// nameservers directly (a loopback one cannot be reached but through
-/// `via`, and is left out). No outbound route (`outbound` false): none.
+/// duplicates: the host's nameservers, directly, but a first one on the
+/// host's loopback (systemd-resolved's 127.0.0.53) through `via` (pasta's
+/// `--dns-forward` address: pasta asks it from the host; given when
+/// `first_is_loopback`); other loopback ones cannot be reached and are left
+/// out. No outbound route (`outbound` false): none.
 pub fn upstreams(resolv_conf: &str, via: Option<IpAddr>, outbound: bool) -> Vec<SocketAddr> {
     if !outbound {
         return Vec::new();
@@ -76,7 +75,7 @@ pub fn upstreams(resolv_conf: &str, via: Option<IpAddr>, outbound: bool) -> Vec<
             continue;
         };
         let ip = match (i, via) {
-            (0, Some(via)) => via,
+            (0, Some(via)) if ip.is_loopback() => via,
             _ if ip.is_loopback() => continue,
             _ => ip,
         };
@@ -86,6 +85,19 @@ pub fn upstreams(resolv_conf: &str, via: Option<IpAddr>, outbound: bool) -> Vec<
         }
     }
     out
+}
+
+/// Whether the host's first nameserver is on its loopback: pasta must
+/// forward DNS to it (`pasta::DNS_FORWARD`).
+pub fn first_is_loopback(resolv_conf: &str) -> bool {
+    resolv_conf
+        .lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("nameserver")).then(|| words.next())?
+        })
+        .and_then(|text| text.parse::<IpAddr>().ok())
+        .is_some_and(|ip| ip.is_loopback())
 }
 
 /// What the server is told when it starts.
@@ -399,7 +411,7 @@ mod tests {
     use crate::net::service_table::ServiceEntry;
 
     #[test]
-    fn the_first_resolver_is_reached_through_pasta_and_none_without_outbound() {
+    fn a_loopback_resolver_is_reached_through_pasta_and_none_without_outbound() {
         let conf = "# systemd-resolved\nnameserver 127.0.0.53\nnameserver 10.0.0.2\n\
                     nameserver 10.0.0.2\nnameserver ::1\nnameserver fe80::1%eth0\n\
                     search example.com\n";
@@ -411,10 +423,12 @@ mod tests {
         );
         assert_eq!(upstreams(conf, None, true), [up("10.0.0.2:53")]);
         assert_eq!(upstreams(conf, Some(via), false), []);
-        assert_eq!(
-            upstreams("nameserver 10.255.255.53\n", Some(via), true),
-            [up("169.254.1.1:53")]
-        );
+        assert!(first_is_loopback(conf));
+        // A first resolver off the loopback is asked directly.
+        let direct = "search x\nnameserver 10.255.255.53\nnameserver 127.0.0.1\n";
+        assert!(!first_is_loopback(direct));
+        assert_eq!(upstreams(direct, None, true), [up("10.255.255.53:53")]);
+        assert!(!first_is_loopback(""));
         assert_eq!(
             upstreams("nameserver 2001:db8::1\n", None, true),
             [up("[2001:db8::1]:53")]
