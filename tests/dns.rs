@@ -215,6 +215,23 @@ spec:
     );
     assert!(!out.contains("Name:"), "{out}");
 
+    // A named port's SRV record.
+    let out = env.run([
+        "exec",
+        "client",
+        "c",
+        "--",
+        "nslookup",
+        "-type=SRV",
+        "_http._tcp.web.default.svc.cluster.local",
+    ]);
+    assert!(
+        stdout_of(&out).contains("0 100 80 web.default.svc.cluster.local"),
+        "{}{}",
+        stdout_of(&out),
+        stderr_of(&out)
+    );
+
     // The table is read again when it changes.
     let mut table = ServiceTable::load(&env.runroot).unwrap();
     table.services[2].cluster_ip = Some("10.89.0.99".into());

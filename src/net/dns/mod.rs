@@ -178,11 +178,27 @@ fn handle(
             rcode: wire::RCODE_NXDOMAIN,
             authoritative: true,
             addresses: Vec::new(),
+            srv: Vec::new(),
             ttl: TTL,
             soa,
         },
+        Decision::Ports(srv) => {
+            let srv = match query.qtype {
+                wire::TYPE_SRV | 255 => srv,
+                _ => Vec::new(),
+            };
+            let soa = if srv.is_empty() { soa } else { None };
+            Reply {
+                rcode: wire::RCODE_NOERROR,
+                authoritative: true,
+                addresses: Vec::new(),
+                srv,
+                ttl: TTL,
+                soa,
+            }
+        }
         Decision::Ours(addresses) => {
-            // A records only (ANY gets them too); AAAA and the rest: no data.
+            // A records (ANY gets them too); AAAA and the rest: no data.
             let addresses = match query.qtype {
                 wire::TYPE_A | 255 => addresses,
                 _ => Vec::new(),
@@ -192,6 +208,7 @@ fn handle(
                 rcode: wire::RCODE_NOERROR,
                 authoritative: true,
                 addresses,
+                srv: Vec::new(),
                 ttl: TTL,
                 soa,
             }

@@ -4,7 +4,8 @@
 
 use std::net::Ipv4Addr;
 
-use crate::net::service_table::ServiceTable;
+use super::wire::Srv;
+use crate::net::service_table::{Endpoint, ServiceEntry, ServiceTable};
 
 /// The answer to a name, whatever the record type asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +13,8 @@ pub enum Decision {
     /// One of ours: these IPv4 addresses (none: the name exists without
     /// an A record, or the type asked is not A).
     Ours(Vec<Ipv4Addr>),
+    /// One of ours with SRV records (a Service's named port), no address.
+    Ports(Vec<Srv>),
     /// Under the cluster domain, but no such name.
     NoSuchName,
     /// Not ours: ask the host's resolvers.
@@ -25,6 +28,11 @@ pub enum Decision {
 /// - `HOSTNAME.SERVICE.NAMESPACE.svc.DOMAIN`: the serving endpoint of the
 ///   headless Service SERVICE whose pod has that `hostname` and SERVICE
 ///   as its `subdomain` (a StatefulSet's pods);
+/// - `HOSTNAME` is also a headless Service's endpoint without a hostname,
+///   by its address with dashes (`10-88-0-5`, as CoreDNS names it);
+/// - `_PORTNAME._PROTOCOL.SERVICE.NAMESPACE.svc.DOMAIN`: SRV records of a
+///   named port: the Service's name and port, or for a headless Service
+///   each serving endpoint's name and target port;
 /// - `DOMAIN`, `svc.DOMAIN` and `NAMESPACE.svc.DOMAIN` of a namespace with
 ///   a Service exist, without addresses;
 /// - any other name under DOMAIN does not exist; names elsewhere are
@@ -66,10 +74,7 @@ pub fn decide(table: &ServiceTable, domain: &str, name: &str) -> Decision {
                 .in_namespace(namespace)
                 .filter(|s| s.name == *service && s.cluster_ip.is_none())
                 .flat_map(|s| s.serving())
-                .filter(|e| {
-                    e.hostname.as_deref() == Some(*hostname)
-                        && e.subdomain.as_deref() == Some(*service)
-                })
+                .filter(|e| endpoint_name(e, service) == *hostname)
                 .filter_map(|e| ipv4(&e.ip))
                 .collect();
             match addresses.is_empty() {
@@ -77,8 +82,67 @@ pub fn decide(table: &ServiceTable, domain: &str, name: &str) -> Decision {
                 false => Decision::Ours(addresses),
             }
         }
+        [port, protocol, service, namespace, "svc"]
+            if port.starts_with('_') && protocol.starts_with('_') =>
+        {
+            let found = table
+                .in_namespace(namespace)
+                .find(|s| s.name == *service)
+                .and_then(|s| srv_records(s, &port[1..], &protocol[1..], &domain));
+            match found {
+                Some(records) => Decision::Ports(records),
+                None => Decision::NoSuchName,
+            }
+        }
         _ => Decision::NoSuchName,
     }
+}
+
+/// An endpoint's name under its headless Service: its pod's hostname when
+/// the pod's subdomain is that Service, else its address with dashes.
+fn endpoint_name(e: &Endpoint, service: &str) -> String {
+    match (&e.hostname, &e.subdomain) {
+        (Some(hostname), Some(subdomain)) if subdomain == service => hostname.clone(),
+        _ => e.ip.replace(['.', ':'], "-"),
+    }
+}
+
+/// The SRV records of a Service's port named `port` with `protocol`
+/// (any case), or `None` when it has no such port.
+fn srv_records(s: &ServiceEntry, port: &str, protocol: &str, domain: &str) -> Option<Vec<Srv>> {
+    let index = s.ports.iter().position(|p| {
+        p.name
+            .as_deref()
+            .is_some_and(|n| n.eq_ignore_ascii_case(port))
+            && p.protocol.eq_ignore_ascii_case(protocol)
+    })?;
+    let fqdn = format!("{}.{}.svc.{domain}", s.name, s.namespace);
+    if s.cluster_ip.is_some() {
+        return Some(vec![Srv {
+            priority: 0,
+            weight: 100,
+            port: s.ports[index].port,
+            target: fqdn,
+        }]);
+    }
+    let serving: Vec<&Endpoint> = s
+        .serving()
+        .filter(|e| e.target_ports.get(index).copied().flatten().is_some())
+        .collect();
+    let weight = (100 / serving.len().max(1)) as u16;
+    Some(
+        serving
+            .iter()
+            .filter_map(|e| {
+                Some(Srv {
+                    priority: 0,
+                    weight,
+                    port: e.target_ports.get(index).copied().flatten()?,
+                    target: format!("{}.{fqdn}", endpoint_name(e, &s.name)),
+                })
+            })
+            .collect(),
+    )
 }
 
 /// A cluster domain as `MINIPOD_CLUSTER_DOMAIN` may give it: a DNS
@@ -126,7 +190,7 @@ mod tests {
             kind: "ClusterIP".into(),
             cluster_ip: ip.map(str::to_string),
             ports: vec![ServicePort {
-                name: None,
+                name: Some("http".into()),
                 protocol: "TCP".into(),
                 port: 80,
                 target_port: TargetPort::Number(8080),
@@ -241,5 +305,44 @@ mod tests {
         for bad in ["", ".", "Cluster.local", "a..b", "-a.b", "a_b.local"] {
             assert!(check_domain(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_named_port_has_srv_records_and_an_endpoint_without_hostname_its_dashed_address() {
+        let mut t = table();
+        t.services[0]
+            .endpoints
+            .push(endpoint("10.88.0.11", "db-x", None, true));
+        let d = |n| decide(&t, "cluster.local", n);
+        let srv = |port, target: &str, weight| Srv {
+            priority: 0,
+            weight,
+            port,
+            target: target.into(),
+        };
+        assert_eq!(
+            d("_http._tcp.web.default.svc.cluster.local"),
+            Decision::Ports(vec![srv(80, "web.default.svc.cluster.local", 100)])
+        );
+        assert_eq!(
+            d("_http._tcp.db.default.svc.cluster.local"),
+            Decision::Ports(vec![
+                srv(5432, "db-0.db.default.svc.cluster.local", 33),
+                srv(5432, "db-1.db.default.svc.cluster.local", 33),
+                srv(5432, "10-88-0-11.db.default.svc.cluster.local", 33),
+            ])
+        );
+        assert_eq!(
+            d("_http._udp.web.default.svc.cluster.local"),
+            Decision::NoSuchName
+        );
+        assert_eq!(
+            d("_x._tcp.web.default.svc.cluster.local"),
+            Decision::NoSuchName
+        );
+        assert_eq!(
+            d("10-88-0-11.db.default.svc.cluster.local"),
+            ips(&["10.88.0.11"])
+        );
     }
 }

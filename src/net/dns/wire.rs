@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 pub const TYPE_A: u16 = 1;
 pub const TYPE_SOA: u16 = 6;
 pub const TYPE_AAAA: u16 = 28;
+pub const TYPE_SRV: u16 = 33;
 pub const TYPE_OPT: u16 = 41;
 pub const CLASS_IN: u16 = 1;
 
@@ -145,12 +146,22 @@ pub struct Soa {
     pub ttl: u32,
 }
 
+/// An SRV record's data (RFC 2782): where a named port is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Srv {
+    pub priority: u16,
+    pub weight: u16,
+    pub port: u16,
+    pub target: String,
+}
+
 /// What the server says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub rcode: u8,
     pub authoritative: bool,
     pub addresses: Vec<Ipv4Addr>,
+    pub srv: Vec<Srv>,
     pub ttl: u32,
     /// For NXDOMAIN and empty answers of our zone.
     pub soa: Option<Soa>,
@@ -162,6 +173,7 @@ impl Reply {
             rcode,
             authoritative: false,
             addresses: Vec::new(),
+            srv: Vec::new(),
             ttl: 0,
             soa: None,
         }
@@ -188,15 +200,27 @@ fn push_u32(out: &mut Vec<u8>, v: u32) {
 /// records are dropped and TC set, so the client asks again over TCP.
 pub fn build_reply(query: &Query, reply: &Reply, limit: usize) -> Vec<u8> {
     let mut answers = Vec::new();
+    // Each with the question's name, by a pointer to it.
+    let record = |out: &mut Vec<u8>, rtype: u16, rdata: &[u8]| {
+        push_u16(out, 0xC000 | HEADER as u16);
+        push_u16(out, rtype);
+        push_u16(out, CLASS_IN);
+        push_u32(out, reply.ttl);
+        push_u16(out, rdata.len() as u16);
+        out.extend_from_slice(rdata);
+    };
     for addr in &reply.addresses {
-        // The question's name, by a pointer to it.
-        push_u16(&mut answers, 0xC000 | HEADER as u16);
-        push_u16(&mut answers, TYPE_A);
-        push_u16(&mut answers, CLASS_IN);
-        push_u32(&mut answers, reply.ttl);
-        push_u16(&mut answers, 4);
-        answers.extend_from_slice(&addr.octets());
+        record(&mut answers, TYPE_A, &addr.octets());
     }
+    for srv in &reply.srv {
+        let mut rdata = Vec::new();
+        push_u16(&mut rdata, srv.priority);
+        push_u16(&mut rdata, srv.weight);
+        push_u16(&mut rdata, srv.port);
+        push_name(&mut rdata, &srv.target);
+        record(&mut answers, TYPE_SRV, &rdata);
+    }
+    let answer_count = reply.addresses.len() + reply.srv.len();
     let mut authority = Vec::new();
     if let Some(soa) = &reply.soa {
         push_name(&mut authority, &soa.zone);
@@ -222,9 +246,9 @@ pub fn build_reply(query: &Query, reply: &Reply, limit: usize) -> Vec<u8> {
         push_u16(&mut opt, 0);
     }
     let fits = HEADER + query.question.len() + answers.len() + authority.len() + opt.len() <= limit;
-    let (answers, authority, truncated) = match fits {
-        true => (answers, authority, false),
-        false => (Vec::new(), Vec::new(), true),
+    let (answers, answer_count, authority, truncated) = match fits {
+        true => (answers, answer_count, authority, false),
+        false => (Vec::new(), 0, Vec::new(), true),
     };
     let mut flags = QR | RA | ((query.opcode as u16 & 0xF) << 11) | (reply.rcode as u16 & 0xF);
     if query.recursion_desired {
@@ -240,7 +264,7 @@ pub fn build_reply(query: &Query, reply: &Reply, limit: usize) -> Vec<u8> {
     push_u16(&mut out, query.id);
     push_u16(&mut out, flags);
     push_u16(&mut out, 1);
-    push_u16(&mut out, (answers.len() / 16) as u16);
+    push_u16(&mut out, answer_count as u16);
     push_u16(&mut out, u16::from(!authority.is_empty()));
     push_u16(&mut out, u16::from(!opt.is_empty()));
     out.extend_from_slice(&query.question);
@@ -356,6 +380,7 @@ mod tests {
             rcode: RCODE_NOERROR,
             authoritative: true,
             addresses: vec![Ipv4Addr::new(10, 89, 0, 10), Ipv4Addr::new(10, 89, 0, 11)],
+            srv: Vec::new(),
             ttl: 5,
             soa: None,
         };
@@ -388,6 +413,7 @@ mod tests {
             rcode: RCODE_NXDOMAIN,
             authoritative: true,
             addresses: Vec::new(),
+            srv: Vec::new(),
             ttl: 5,
             soa: Some(Soa {
                 zone: "cluster.local".into(),
@@ -421,6 +447,7 @@ mod tests {
             rcode: RCODE_NOERROR,
             authoritative: true,
             addresses: (0..40).map(|i| Ipv4Addr::new(10, 88, 0, i)).collect(),
+            srv: Vec::new(),
             ttl: 5,
             soa: None,
         };
@@ -431,5 +458,39 @@ mod tests {
         let tcp = build_reply(&q, &reply, 65535);
         assert_eq!(u16_at(&tcp, 6), Some(40));
         assert!(u16_at(&tcp, 2).unwrap() & TC == 0);
+    }
+
+    #[test]
+    fn an_srv_answer_names_its_target_in_full() {
+        let q = parse_query(&query_bytes(
+            6,
+            "_http._tcp.web.default.svc.cluster.local",
+            TYPE_SRV,
+            None,
+        ))
+        .unwrap();
+        let reply = Reply {
+            rcode: RCODE_NOERROR,
+            authoritative: true,
+            addresses: Vec::new(),
+            srv: vec![Srv {
+                priority: 0,
+                weight: 100,
+                port: 80,
+                target: "web.default.svc.cluster.local".into(),
+            }],
+            ttl: 5,
+            soa: None,
+        };
+        let out = build_reply(&q, &reply, CLASSIC_UDP_SIZE);
+        assert_eq!(u16_at(&out, 6), Some(1));
+        let at = HEADER + q.question.len();
+        assert_eq!(&out[at..at + 4], &[0xC0, 12, 0, 33]);
+        let rdlen = u16_at(&out, at + 10).unwrap() as usize;
+        let rdata = &out[at + 12..];
+        assert_eq!(rdata.len(), rdlen);
+        assert_eq!(&rdata[..6], &[0, 0, 0, 100, 0, 80]);
+        assert_eq!(&rdata[6..10], b"\x03web");
+        assert_eq!(rdata.last(), Some(&0));
     }
 }
