@@ -457,7 +457,6 @@ spec:
         "spec.priorityClassName",
         "spec.readinessGates",
         "spec.serviceAccountName",
-        "spec.enableServiceLinks",
         "metadata.resourceVersion",
         "metadata.ownerReferences",
         "metadata.finalizers",
@@ -467,6 +466,8 @@ spec:
     ] {
         assert!(stdout.contains(needle), "{needle}: {stdout}");
     }
+    // Honoured (the Service environment variables), so not warned of.
+    assert!(!stdout.contains("spec.enableServiceLinks"), "{stdout}");
     // An imagePullSecret that exists nowhere: kubelet's warning, naming it.
     assert!(
         stderr.contains("Secret regcred") && stderr.contains("not found"),

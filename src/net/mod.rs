@@ -10,8 +10,10 @@
 //! - `publish`: `run --publish` and `-P` applied to a pod's hostPorts;
 //! - `pasta`: outbound connectivity through one pasta per holder, when it can run;
 //! - `nftables`: the masquerade rule that puts pod traffic onto pasta's tap;
-//! - `service_table`: every Service with its virtual IP and ready pods (`services.json`).
+//! - `service_table`: every Service with its virtual IP and ready pods (`services.json`);
+//! - `dns`: the DNS server the holder runs for the pods (Service names, the rest forwarded).
 
+pub mod dns;
 pub mod ipam;
 pub mod netlink;
 pub mod nftables;

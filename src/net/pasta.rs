@@ -24,6 +24,16 @@ use super::netlink::Netlink;
 /// The tap device pasta creates in the uplink netns.
 pub const IFNAME: &str = "pasta0";
 
+/// The address pasta forwards DNS queries from the uplink netns to the
+/// host's first nameserver at (`--dns-forward`, podman's address), given
+/// only when that nameserver is on the host's loopback (systemd-resolved's
+/// 127.0.0.53), which the gateway's mapping to the host's 127.0.0.1 does
+/// not reach: pasta then asks it from the host. Not otherwise, because
+/// pasta then also answers from this address for queries sent to that
+/// nameserver directly, which a resolver of a `dnsPolicy: Default` pod
+/// would drop.
+pub const DNS_FORWARD: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 1, 1);
+
 /// How long pasta may take to configure the uplink netns.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -58,32 +68,39 @@ pub struct Launcher {
 impl Launcher {
     /// Forks the future pasta. It dies with us (PDEATHSIG), and waits for
     /// `start`. Call while single-threaded.
-    pub fn fork(pasta: &str) -> Result<Launcher> {
+    /// `forward_dns`: serve `DNS_FORWARD`.
+    pub fn fork(pasta: &str, forward_dns: bool) -> Result<Launcher> {
         let program = CString::new(pasta).context("pasta's path")?;
+        let dns_forward = DNS_FORWARD.to_string();
+        let forward_dns_args = match forward_dns {
+            true => vec!["--dns-forward", dns_forward.as_str()],
+            false => Vec::new(),
+        };
         // No port forwarding in either direction: hostPorts are minipod's
         // own, and pasta's default (`-T auto`) would hand the uplink's
         // connections to its own 127.0.0.1 over to the host's loopback.
-        let args: Vec<CString> = [
-            pasta,
-            "-t",
-            "none",
-            "-u",
-            "none",
-            "-T",
-            "none",
-            "-U",
-            "none",
-            "--config-net",
-            "--foreground",
-            "--quiet",
-            "--ns-ifname",
-            IFNAME,
-            "--netns",
-            "/proc/self/fd/3",
-        ]
-        .iter()
-        .map(|a| CString::new(*a).expect("no NUL"))
-        .collect();
+        let args: Vec<CString> = [pasta]
+            .into_iter()
+            .chain(forward_dns_args)
+            .chain([
+                "-t",
+                "none",
+                "-u",
+                "none",
+                "-T",
+                "none",
+                "-U",
+                "none",
+                "--config-net",
+                "--foreground",
+                "--quiet",
+                "--ns-ifname",
+                IFNAME,
+                "--netns",
+                "/proc/self/fd/3",
+            ])
+            .map(|a| CString::new(a).expect("no NUL"))
+            .collect();
         let parent = nix::unistd::getpid();
         let (go_read, go_write) = nix::unistd::pipe().context("creating a pipe")?;
         // SAFETY: the caller is single-threaded; the child only makes

@@ -35,7 +35,7 @@ use crate::net::{portfwd, publish};
 use crate::paths::Roots;
 use crate::spec::config::VolumeFile;
 use crate::spec::objects::ConfigObjects;
-use crate::spec::{DnsBase, PodPlan, Protocol, VolumeKind};
+use crate::spec::{PodPlan, Protocol, VolumeKind};
 use crate::sys::fs::pass_fds;
 use crate::sys::lock::FileLock;
 use crate::sys::time::now_rfc3339;
@@ -131,7 +131,16 @@ fn set_up(
     let supervisor = supervisor_binary()?;
     let uid = pod_config::new_uid()?;
     let facts = pod_config::pod_facts(roots, &plan, &uid);
-    let resolved = pod_config::resolve_config(&plan, &opts.objects, &facts)?;
+    // The Services as they are when the pod starts (kubelet's rule).
+    let services =
+        crate::net::service_table::ServiceTable::load(&roots.run).with_context(|| {
+            format!(
+                "pod {}: the Service table gives its containers their Service environment \
+             variables; `minipod service ls` shows what it holds",
+                plan.name
+            )
+        })?;
+    let resolved = pod_config::resolve_config(&plan, &opts.objects, &facts, &services)?;
     let prepared = prepare::containers(store, &plan, &resolved.env)?;
     prepare::check_host_paths(&plan)?;
     let image_volumes = prepare::image_volumes(store, &plan)?;
@@ -430,8 +439,28 @@ impl PodFiles {
             )?;
         }
         std::fs::write(self.paths.etc("hostname"), format!("{}\n", plan.hostname))?;
+        let holder = crate::userns::holder::read_live(roots);
+        let cluster_domain = holder.as_ref().and_then(|h| h.cluster_domain.clone());
+        let (source, warning) =
+            etc_files::dns_source(plan.dns.base, plan.host_network, cluster_domain.is_some());
+        if let Some(warning) = warning {
+            tracing::warn!("pod {}: {warning}", plan.name);
+        }
+        let cluster = match (source, holder, cluster_domain) {
+            (etc_files::DnsSource::Cluster, Some(holder), Some(domain)) => {
+                Some(etc_files::ClusterDns {
+                    server: crate::net::ipam::Subnet::parse(&holder.subnet)?
+                        .gateway()
+                        .to_string(),
+                    namespace: plan.namespace.clone(),
+                    domain,
+                })
+            }
+            _ => None,
+        };
         let dns = etc_files::Dns {
-            replace_host: plan.dns.base == DnsBase::Empty,
+            replace_host: source == etc_files::DnsSource::Empty,
+            cluster,
             nameservers: plan.dns.nameservers.clone(),
             searches: plan.dns.searches.clone(),
             options: plan

@@ -29,5 +29,6 @@ mod ownership;
 pub mod pause;
 mod pod_config;
 pub mod prepare;
+mod service_env;
 pub mod state;
 pub mod supervisor;

@@ -12,6 +12,8 @@ use base64::Engine as _;
 
 use super::contract::container::POD_IP;
 use super::contract::pause::{self, ConfigVolumeFiles};
+use super::service_env::service_env;
+use crate::net::service_table::ServiceTable;
 use crate::paths::Roots;
 use crate::spec::PodPlan;
 use crate::spec::config::{self, PodFacts, VolumeFile};
@@ -26,18 +28,21 @@ pub(super) struct Resolved {
     pub volumes: Vec<(String, Vec<VolumeFile>)>,
 }
 
-/// Resolves every container's environment and every config volume's
-/// files, and checks each subPath into such a volume: all problems at
+/// Resolves every container's environment (over the Service environment
+/// variables of the pod's namespace in `services`) and every config
+/// volume's files, and checks each subPath into such a volume: all problems at
 /// once, before anything is created.
 pub(super) fn resolve_config(
     plan: &PodPlan,
     objects: &ConfigObjects,
     facts: &PodFacts,
+    services: &ServiceTable,
 ) -> Result<Resolved> {
     let mut errors = Vec::new();
     let mut env = HashMap::new();
+    let service_env = service_env(services, &plan.namespace, plan.service_links);
     for c in plan.init_containers.iter().chain(&plan.containers) {
-        match config::resolve_env(&c.env, &c.env_from, &c.name, objects, facts) {
+        match config::resolve_env_with(&service_env, &c.env, &c.env_from, &c.name, objects, facts) {
             Ok(e) => {
                 env.insert(c.name.clone(), e);
             }

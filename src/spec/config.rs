@@ -1144,7 +1144,24 @@ pub fn resolve_env(
     objects: &ConfigObjects,
     facts: &PodFacts,
 ) -> Result<Vec<(String, String)>, Vec<String>> {
-    let mut entries: Vec<(String, String, bool)> = Vec::new();
+    resolve_env_with(&[], env, env_from, container, objects, facts)
+}
+
+/// `resolve_env` over the Service environment variables (kubelet's
+/// `serviceEnv`): they come first, envFrom and env override them, and an
+/// env value's `$(VAR)` may name them.
+pub fn resolve_env_with(
+    service_env: &[(String, String)],
+    env: &[EnvVar],
+    env_from: &[EnvFrom],
+    container: &str,
+    objects: &ConfigObjects,
+    facts: &PodFacts,
+) -> Result<Vec<(String, String)>, Vec<String>> {
+    let mut entries: Vec<(String, String, bool)> = service_env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone(), false))
+        .collect();
     let mut errors = Vec::new();
     let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
     for f in env_from {

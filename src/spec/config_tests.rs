@@ -323,3 +323,21 @@ fn a_zero_limit_is_the_nodes_and_a_missing_request_zero() {
     assert_eq!(resource_value(&r(Resource::RequestsCpu, None), &f), "0");
     assert_eq!(resource_value(&r(Resource::RequestsCpu, Some(1)), &f), "1");
 }
+
+#[test]
+fn service_variables_come_first_are_overridden_and_can_be_named() {
+    let p = pod("  containers:\n  - name: c\n    image: busybox\n    envFrom:\n    - configMapRef: {name: cm}\n    env:\n    - {name: URL, value: \"http://$(WEB_SERVICE_HOST):$(WEB_SERVICE_PORT)\"}\n    - {name: WEB_SERVICE_PORT, value: \"8080\"}\n").unwrap();
+    let c = &p.containers[0];
+    let service_env = [
+        ("WEB_SERVICE_HOST".to_string(), "10.89.0.10".to_string()),
+        ("WEB_SERVICE_PORT".to_string(), "80".to_string()),
+        ("A".to_string(), "from-service".to_string()),
+    ];
+    let env =
+        resolve_env_with(&service_env, &c.env, &c.env_from, "c", &objects(), &facts()).unwrap();
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(env[0].0, "WEB_SERVICE_HOST");
+    assert_eq!(get("URL"), Some("http://10.89.0.10:80"));
+    assert_eq!(get("WEB_SERVICE_PORT"), Some("8080"), "env overrides");
+    assert_eq!(get("A"), Some("1"), "envFrom overrides");
+}

@@ -27,6 +27,9 @@ pub struct PodPlan {
     /// `spec.hostAliases`: (ip, hostnames), in order, for /etc/hosts.
     pub host_aliases: Vec<(String, Vec<String>)>,
     pub dns: DnsPlan,
+    /// `spec.enableServiceLinks` (default true): the Service environment
+    /// variables of the pod's namespace.
+    pub service_links: bool,
     pub volumes: Vec<VolumePlan>,
     pub init_containers: Vec<ContainerPlan>,
     pub containers: Vec<ContainerPlan>,
@@ -166,11 +169,14 @@ pub enum PullPolicy {
 
 /// Where /etc/resolv.conf comes from.
 ///
-/// `base` is the starting point: the host's resolv.conf (`dnsPolicy` ClusterFirst,
-/// ClusterFirstWithHostNet or Default: minipod has no cluster DNS, so all three
-/// mean the host's resolver), or nothing (`dnsPolicy: None`). The `dnsConfig`
-/// lists are then merged the kubelet's way: nameservers and searches appended
-/// to the base's (duplicates dropped), options replacing same-named ones.
+/// `base` is the starting point, `dnsPolicy` as given: minipod's DNS server
+/// and Kubernetes' search path (`Cluster`: ClusterFirst, the default;
+/// `ClusterWithHostNet`: ClusterFirstWithHostNet), the host's resolv.conf
+/// (`Host`: Default), or nothing (`Empty`: None). The runtime decides what
+/// each means for the pod (ClusterFirst with hostNetwork is Default, as
+/// kubelet has it). The `dnsConfig` lists are then merged the kubelet's way:
+/// nameservers and searches appended to the base's (duplicates dropped),
+/// options replacing same-named ones.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DnsPlan {
     pub base: DnsBase,
@@ -183,6 +189,8 @@ pub struct DnsPlan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DnsBase {
     #[default]
+    Cluster,
+    ClusterWithHostNet,
     Host,
     Empty,
 }

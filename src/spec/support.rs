@@ -151,8 +151,11 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     ),
     row(
         "spec.enableServiceLinks",
-        Warned("Services are not run yet, so no service environment variables are set"),
-        "",
+        Yes,
+        "true (default): the Service environment variables of the pod's namespace, as kubelet \
+         sets them (`NAME_SERVICE_HOST`, `NAME_SERVICE_PORT`, the docker-link forms) for the \
+         Services with a cluster IP when the pod starts; no `KUBERNETES_SERVICE_*` (no API \
+         server)",
     ),
     row(
         "spec.imagePullSecrets",
@@ -634,7 +637,11 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
     row(
         "spec.dnsPolicy",
         Yes,
-        "ClusterFirst (default), ClusterFirstWithHostNet and Default use the host's resolv.conf (there is no cluster DNS); None uses dnsConfig alone",
+        "ClusterFirst (default): minipod's DNS server on the bridge's gateway, search path \
+         `NAMESPACE.svc.DOMAIN svc.DOMAIN DOMAIN` and the host's, `ndots:5`; Default: the host's \
+         resolv.conf; None: dnsConfig alone; with hostNetwork, ClusterFirst is Default (as \
+         kubelet has it) and ClusterFirstWithHostNet warns and uses the host's (the host cannot \
+         reach the bridge)",
     ),
     row("spec.dnsConfig.nameservers", Yes, ""),
     row("spec.dnsConfig.searches", Yes, ""),

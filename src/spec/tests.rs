@@ -219,7 +219,8 @@ fn kubectl_generated_pod_is_accepted_with_defaults() {
     assert_eq!(plan.hostname, "web");
     assert_eq!(plan.restart_policy, RestartPolicy::Always);
     assert_eq!(plan.termination_grace, DEFAULT_TERMINATION_GRACE);
-    assert_eq!(plan.dns.base, DnsBase::Host);
+    assert_eq!(plan.dns.base, DnsBase::Cluster);
+    assert!(plan.service_links);
     assert_eq!(plan.containers[0].pull_policy, PullPolicy::Always);
     assert!(plan.warnings.is_empty(), "resources: {{}} warns of nothing");
 }
@@ -792,10 +793,8 @@ spec:
         w.contains("spec.serviceAccountName (there is no API server"),
         "{w}"
     );
-    assert!(
-        w.contains("spec.enableServiceLinks (Services are not run yet"),
-        "{w}"
-    );
+    assert!(!w.contains("enableServiceLinks"), "honoured: {w}");
+    assert!(!plan.service_links);
     assert!(!w.contains("imagePullSecrets"), "{w}");
     assert!(
         w.contains("spec.readinessGates (no controller sets readiness gates"),

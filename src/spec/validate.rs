@@ -413,6 +413,7 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
         termination_grace,
         host_aliases,
         dns,
+        service_links: spec.enable_service_links.unwrap_or(true),
         volumes,
         init_containers,
         containers,
@@ -444,7 +445,9 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
 
 fn dns_plan(spec: &PodSpec, ctx: &mut Ctx<'_>) -> DnsPlan {
     let base = match spec.dns_policy.as_deref() {
-        None | Some("ClusterFirst" | "ClusterFirstWithHostNet" | "Default") => DnsBase::Host,
+        None | Some("ClusterFirst") => DnsBase::Cluster,
+        Some("ClusterFirstWithHostNet") => DnsBase::ClusterWithHostNet,
+        Some("Default") => DnsBase::Host,
         Some("None") => DnsBase::Empty,
         Some(other) => {
             ctx.one_of(
@@ -452,7 +455,7 @@ fn dns_plan(spec: &PodSpec, ctx: &mut Ctx<'_>) -> DnsPlan {
                 other,
                 &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
             );
-            DnsBase::Host
+            DnsBase::Cluster
         }
     };
     let cfg = spec.dns_config.as_ref();

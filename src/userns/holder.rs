@@ -12,6 +12,9 @@
 //! then it takes `holder.lock` (so no command is finding it) and the use
 //! lock exclusively, removes `holder.pid`, kills pasta and exits, so it
 //! never vanishes under a command that uses it.
+//!
+//! It also runs the pods' DNS server (`net::dns`, two threads started once
+//! the bridge exists and pasta is forked), which ends with it.
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -50,6 +53,11 @@ pub struct HolderRecord {
     /// Why pods have no outbound route, when pasta could not be started.
     #[serde(default)]
     pub outbound_error: Option<String>,
+    /// The cluster domain its DNS server answers for (on the bridge's
+    /// gateway, port 53); none from a holder of an older minipod, which
+    /// has no DNS server.
+    #[serde(default)]
+    pub cluster_domain: Option<String>,
 }
 
 fn default_subnet() -> String {
@@ -165,10 +173,13 @@ fn spawn(roots: &Roots) -> Result<HolderRecord> {
     // MINIPOD_SUBNET picks the pods' subnet when the holder starts.
     let subnet = std::env::var("MINIPOD_SUBNET").unwrap_or_else(|_| default_subnet());
     crate::net::ipam::Subnet::parse(&subnet).with_context(|| format!("MINIPOD_SUBNET={subnet}"))?;
+    // MINIPOD_CLUSTER_DOMAIN picks the domain its DNS server answers for.
+    let cluster_domain = crate::net::dns::cluster_domain_from_env()?;
     let mut child = Command::new("/proc/self/exe")
         .arg("__holder")
         .arg(&subnet)
         .arg(&roots.run)
+        .env(crate::net::dns::DOMAIN_VAR, &cluster_domain)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -217,6 +228,7 @@ fn spawn(roots: &Roots) -> Result<HolderRecord> {
         subnet,
         host_gateway,
         outbound_error,
+        cluster_domain: Some(cluster_domain),
     })
 }
 
@@ -236,6 +248,9 @@ pub fn holder_main(subnet: &str, run: &Path) -> Result<()> {
     // holds while running `minipod`, a jobserver's pipe) would be held as
     // long, and it needs none but stdio.
     crate::sys::fs::close_from(3)?;
+    // The host's resolvers, which its DNS server forwards outside names to.
+    let host_resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let cluster_domain = crate::net::dns::cluster_domain_from_env()?;
     nix::unistd::setsid().context("setsid")?;
     nix::sched::unshare(CloneFlags::CLONE_NEWUSER).context(
         "unshare(CLONE_NEWUSER) failed: unprivileged user namespaces must be enabled \
@@ -249,13 +264,27 @@ pub fn holder_main(subnet: &str, run: &Path) -> Result<()> {
         bail!("uid 0 is not mapped in the new user namespace");
     }
     // pasta must be started from the host's netns, which we are leaving.
+    // A resolver on the host's loopback is reached through pasta.
+    let forward_dns = crate::net::dns::first_is_loopback(&host_resolv_conf);
     let pasta = crate::net::pasta::available()
-        .map(|p| crate::net::pasta::Launcher::fork(&p))
+        .map(|p| crate::net::pasta::Launcher::fork(&p, forward_dns))
         .transpose()?;
     let pasta_pid = pasta.as_ref().map(crate::net::pasta::Launcher::pid);
     uplink_network(subnet)?;
     let turned_off = std::env::var_os("MINIPOD_NO_PASTA").is_some_and(|v| !v.is_empty());
     let outbound = pasta.map(outbound);
+    // Threads from here on: pasta is forked.
+    let routed = matches!(outbound, Some(Ok(_)));
+    crate::net::dns::start(crate::net::dns::Config {
+        listen: crate::net::ipam::Subnet::parse(subnet)?.gateway(),
+        domain: cluster_domain,
+        run_root: run.to_path_buf(),
+        upstreams: crate::net::dns::upstreams(
+            &host_resolv_conf,
+            forward_dns.then_some(crate::net::pasta::DNS_FORWARD.into()),
+            routed,
+        ),
+    })?;
     stdout.write_all(&[READY])?;
     match outbound {
         Some(Ok(gateway)) => write!(stdout, "{gateway}")?,
