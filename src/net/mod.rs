@@ -10,7 +10,8 @@
 //! - `publish`: `run --publish` and `-P` applied to a pod's hostPorts;
 //! - `pasta`: outbound connectivity through one pasta per holder, when it can run;
 //! - `nftables`: the masquerade rule that puts pod traffic onto pasta's tap;
-//! - `service_table`: every Service with its virtual IP and ready pods (`services.json`).
+//! - `service_table`: every Service with its virtual IP and ready pods (`services.json`);
+//! - `services`: the pure decisions behind it (virtual IPs, endpoints, what to forward).
 
 pub mod ipam;
 pub mod netlink;
@@ -20,4 +21,5 @@ pub mod pod_network;
 pub mod portfwd;
 pub mod publish;
 pub mod service_table;
+pub mod services;
 pub mod setup;

@@ -127,7 +127,7 @@ pub struct WorkloadPlan {
 impl Manifest {
     /// Why the input (all of `run`'s files) has nothing `run` could start.
     pub fn check_runnable(&self) -> Result<(), String> {
-        if self.workloads.is_empty() {
+        if self.workloads.is_empty() && self.services.is_empty() {
             return Err(
                 "nothing to run: the input holds no Pod and no workload (Deployment, \
                         StatefulSet, Job, …)"
