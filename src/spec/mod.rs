@@ -1108,6 +1108,18 @@ fn service_doc(
     if let Some(spec) = own.get_mut("spec").and_then(|s| s.as_object_mut()) {
         spec.remove("externalIPs");
         spec.remove("externalName");
+        // The API server's defaults (what `kubectl get -o yaml` writes)
+        // ask for nothing: no warning.
+        for (field, default) in [
+            ("sessionAffinity", "None"),
+            ("externalTrafficPolicy", "Cluster"),
+            ("internalTrafficPolicy", "Cluster"),
+            ("ipFamilyPolicy", "SingleStack"),
+        ] {
+            if spec.get(field).and_then(|v| v.as_str()) == Some(default) {
+                spec.remove(field);
+            }
+        }
     }
     let verdict =
         support::check_fields_in(&own, &[service::SERVICE_FIELDS, support::SUPPORTED_FIELDS]);
