@@ -262,3 +262,52 @@ fn hairpin_a_pod_reaches_a_service_that_selects_itself() {
     env.ok(["down", web_file.to_str().unwrap()]);
     assert_eq!((bodies, failed), (vec![web.clone(); 3], 0));
 }
+
+#[test]
+fn a_file_of_services_alone_registers_them_and_down_removes_them() {
+    let env = TestEnv::new();
+    let file = env.pod_file(
+        "svc",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec:\n  clusterIP: 10.89.0.53\n  selector: {app: db}\n  ports:\n  - {port: 5432, targetPort: pg}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: peers}\nspec:\n  clusterIP: None\n  selector: {app: db}\n",
+    );
+    let dry = env.ok(["run", "--dry-run", file.to_str().unwrap()]);
+    assert!(
+        dry.contains("would create Service default/db (clusterIP 10.89.0.53"),
+        "{dry}"
+    );
+    let out = env.run(["run", "-d", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("Service db selects no pod (selector app=db)"),
+        "{}",
+        stderr_of(&out)
+    );
+    let svc = services(&env);
+    assert_eq!(svc[0]["name"], "db");
+    assert_eq!(svc[0]["clusterIp"], "10.89.0.53");
+    assert_eq!(svc[1]["clusterIp"], serde_json::Value::Null);
+    let ls = env.ok(["service", "ls"]);
+    assert!(ls.contains("5432→pg/TCP") && ls.contains("None"), "{ls}");
+    // Given again, a Service keeps its address; another file cannot take it.
+    env.ok(["run", "-d", file.to_str().unwrap()]);
+    assert_eq!(services(&env)[0]["clusterIp"], "10.89.0.53");
+    let other = env.pod_file(
+        "other",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n  clusterIP: 10.89.0.53\n  ports: [{port: 1}]\n",
+    );
+    let err = env.fails(["run", "-d", other.to_str().unwrap()]);
+    assert!(
+        err.contains("clusterIP 10.89.0.53 is already Service default/db's"),
+        "{err}"
+    );
+    let out = env.ok(["down", file.to_str().unwrap()]);
+    assert!(
+        out.contains("service default/db") && out.contains("service default/peers"),
+        "{out}"
+    );
+    assert_eq!(services(&env), serde_json::json!([]));
+    assert!(
+        env.holder_pid().is_none(),
+        "no holder was started for Services alone"
+    );
+}

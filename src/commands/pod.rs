@@ -366,7 +366,7 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
     }
     if pods.is_empty() {
         if !manifest.services.is_empty() {
-            userns::enter(roots)?;
+            enter_if_holder(roots)?;
             super::service::register(roots, &manifest, &sources)?;
             return Ok(ExitCode::SUCCESS);
         }
@@ -924,10 +924,18 @@ fn sync_services(roots: &Roots) -> Result<()> {
     if !crate::net::service_table::ServiceTable::path(&roots.run).exists() {
         return Ok(());
     }
+    enter_if_holder(roots)?;
+    crate::runtime::services::sync(roots, crate::runtime::services::Change::Nothing)?;
+    Ok(())
+}
+
+/// The Services' rules live in the holder's netns: joining its user
+/// namespace lets a sync replace them. No holder: no rules, and none is
+/// started for that.
+fn enter_if_holder(roots: &Roots) -> Result<()> {
     if userns::holder::read_live(roots).is_some() {
         userns::enter(roots)?;
     }
-    crate::runtime::services::sync(roots, crate::runtime::services::Change::Nothing)?;
     Ok(())
 }
 
@@ -961,17 +969,22 @@ pub fn rm(roots: &Roots, pods: &[String], force: bool) -> Result<ExitCode> {
 /// `volumes`, also the volumes the file's claims made.
 pub fn down(roots: &Roots, target: &str, volumes: bool) -> Result<ExitCode> {
     let mut claimed = Vec::new();
-    let mut services_of: Option<String> = None;
+    let mut services_of: Option<ServicesOf> = None;
     let names = if std::path::Path::new(target).is_file() || target == "-" {
         let input = read_input(target)?;
         if volumes {
             claimed = super::volume::made_by(roots, input.path.as_deref(), &input.text);
         }
         let pods = pods_from(roots, &input);
-        services_of = input.path.clone();
-        let has_services = services_of
-            .as_deref()
-            .is_some_and(|p| super::service::any_from(roots, p));
+        services_of = match &input.path {
+            Some(path) => Some(ServicesOf::File(path.clone())),
+            None => Some(ServicesOf::Stdin(input.text.clone())),
+        };
+        let has_services = match &input.path {
+            Some(p) => super::service::any_from(roots, p),
+            None => crate::spec::manifest_from_yaml(&input.text, "<stdin>")
+                .is_ok_and(|m| !m.services.is_empty()),
+        };
         if pods.is_empty() && claimed.is_empty() && !has_services {
             bail!("no pod started from {target} is there; `minipod ps -a` lists the pods");
         }
@@ -983,18 +996,30 @@ pub fn down(roots: &Roots, target: &str, volumes: bool) -> Result<ExitCode> {
         workload_pods(roots, target).unwrap_or_else(|| vec![target.to_string()])
     };
     remove_pods(roots, &names, None, |name| println!("{name}"))?;
-    if let Some(file) = services_of {
-        if super::service::any_from(roots, &file) {
-            userns::enter(roots)?;
+    let removed = match services_of {
+        Some(ServicesOf::File(file)) if super::service::any_from(roots, &file) => {
+            enter_if_holder(roots)?;
+            super::service::remove_from(roots, &file)?
         }
-        for name in super::service::remove_from(roots, &file)? {
-            println!("service {name}");
+        Some(ServicesOf::Stdin(text)) => {
+            enter_if_holder(roots)?;
+            super::service::remove_named(roots, &text)?
         }
+        _ => Vec::new(),
+    };
+    for name in removed {
+        println!("service {name}");
     }
     for name in super::volume::remove(roots, &claimed)? {
         println!("volume {name}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Which Services `down` removes: a file's, or those stdin names.
+enum ServicesOf {
+    File(String),
+    Stdin(String),
 }
 
 /// `down NAME` where no pod is NAME: the pods of the workload NAME (what

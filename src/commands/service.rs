@@ -145,6 +145,23 @@ pub fn remove_from(roots: &Roots, source: &str) -> Result<Vec<String>> {
     Ok(sync::sync(roots, Change::RemoveSource(source.to_string()))?.1)
 }
 
+/// `down -`: removes the Services the input names that were read from
+/// stdin. Call inside the user namespace.
+pub fn remove_named(roots: &Roots, text: &str) -> Result<Vec<String>> {
+    let Ok(manifest) = crate::spec::manifest_from_yaml(text, "<stdin>") else {
+        return Ok(Vec::new());
+    };
+    let names: Vec<(String, String)> = manifest
+        .services
+        .iter()
+        .map(|s| (s.namespace.clone(), s.name.clone()))
+        .collect();
+    if names.is_empty() || !ServiceTable::path(&roots.run).exists() {
+        return Ok(Vec::new());
+    }
+    Ok(sync::sync(roots, Change::RemoveNamed(names))?.1)
+}
+
 /// Whether any Service was read from `source`.
 pub fn any_from(roots: &Roots, source: &str) -> bool {
     ServiceTable::load(&roots.run).is_ok_and(|t| {

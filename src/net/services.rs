@@ -149,6 +149,23 @@ pub fn remove_source(table: &mut ServiceTable, source: &str) -> Vec<String> {
     removed
 }
 
+/// The table without the Services of `names` (namespace, name) that were
+/// read from stdin (no source file): `down -`. The names removed.
+pub fn remove_named(table: &mut ServiceTable, names: &[(String, String)]) -> Vec<String> {
+    let mut removed = Vec::new();
+    table.services.retain(|s| {
+        let named = s.source.is_none()
+            && names
+                .iter()
+                .any(|(ns, n)| *ns == s.namespace && *n == s.name);
+        if named {
+            removed.push(format!("{}/{}", s.namespace, s.name));
+        }
+        !named
+    });
+    removed
+}
+
 /// Each Service's endpoints recomputed from the pods (sorted by pod name).
 pub fn with_endpoints(mut table: ServiceTable, pods: &[PodFacts]) -> ServiceTable {
     for s in &mut table.services {
@@ -320,6 +337,11 @@ mod tests {
         assert_eq!(t.services[0].name, "db");
         assert_eq!(t.services[0].cluster_ip, None);
         let mut t = t;
+        let names = [("default".to_string(), "db".to_string())];
+        assert!(
+            remove_named(&mut t, &names).is_empty(),
+            "db came from a file"
+        );
         assert_eq!(remove_source(&mut t, "/f.yaml").len(), 2);
         assert!(t.services.is_empty());
     }

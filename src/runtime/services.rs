@@ -28,6 +28,8 @@ pub enum Change {
     Register(Vec<(ServiceEntry, WantIp)>),
     /// The Services read from this file (`down FILE`).
     RemoveSource(String),
+    /// These Services (namespace, name) if read from stdin (`down -`).
+    RemoveNamed(Vec<(String, String)>),
 }
 
 /// The service range: `MINIPOD_SERVICE_SUBNET`, else the default.
@@ -77,6 +79,7 @@ pub fn sync(roots: &Roots, change: Change) -> Result<(ServiceTable, Vec<String>)
                 services::register(table, wanted, service_subnet()?).map_err(anyhow::Error::msg)?;
         }
         Change::RemoveSource(source) => removed = services::remove_source(&mut table, &source),
+        Change::RemoveNamed(names) => removed = services::remove_named(&mut table, &names),
     }
     let pods: Vec<PodFacts> = state::list_pods(roots)
         .iter()
