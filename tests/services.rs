@@ -311,3 +311,43 @@ fn a_file_of_services_alone_registers_them_and_down_removes_them() {
         "no holder was started for Services alone"
     );
 }
+
+#[test]
+fn a_pod_being_stopped_leaves_the_endpoints_at_once() {
+    let env = env_with_busybox();
+    // PID 1 catches SIGTERM and keeps serving: the stop waits for its grace.
+    let file = env.pod_file(
+        "slow",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: slow, labels: {app: slow}}
+spec:
+  containers:
+  - name: web
+    image: localhost/busybox
+    command: [sh, -c, 'trap "echo term" TERM; mkdir -p /www; hostname > /www/index.html; httpd -f -p 8080 -h /www & while true; do wait; done']
+---
+apiVersion: v1
+kind: Service
+metadata: {name: slow}
+spec:
+  selector: {app: slow}
+  ports: [{port: 80, targetPort: 8080}]
+"#,
+    );
+    env.ok(["run", "-d", "--wait", "ready", file.to_str().unwrap()]);
+    wait_until("the pod serves", Duration::from_secs(20), || {
+        services(&env)[0]["endpoints"][0]["ready"] == true
+    });
+    let mut stop = env.command(["stop", "-t", "8", "slow"]).spawn().unwrap();
+    wait_until("the stopping pod leaves", Duration::from_secs(5), || {
+        services(&env)[0]["endpoints"] == serde_json::json!([])
+    });
+    assert!(
+        stop.try_wait().unwrap().is_none(),
+        "the pod still stops while it is out of the endpoints"
+    );
+    assert!(stop.wait().unwrap().success());
+    env.ok(["down", file.to_str().unwrap()]);
+}

@@ -446,6 +446,7 @@ impl PodFiles {
                 hostname: explicit_hostname(plan),
                 subdomain: None,
                 named_ports: named_ports(plan),
+                terminating: false,
             },
             slots,
         })

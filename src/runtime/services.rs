@@ -41,7 +41,8 @@ pub fn service_subnet() -> Result<(std::net::Ipv4Addr, u8)> {
 
 /// What the table needs of one pod.
 pub fn facts(st: &PodState, phase: state::Phase) -> PodFacts {
-    let running = phase == state::Phase::Running;
+    // A pod being stopped leaves its Services at once, as one being deleted.
+    let running = phase == state::Phase::Running && !st.terminating;
     PodFacts {
         namespace: st.namespace.clone(),
         name: st.name.clone(),
@@ -128,4 +129,32 @@ fn apply_rules(roots: &Roots, table: &ServiceTable) -> Result<()> {
             ))
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_being_stopped_or_not_running_is_no_endpoint() {
+        let mut st: PodState = serde_json::from_value(serde_json::json!({
+            "name": "p", "namespace": "default", "phase": "Running", "message": null,
+            "supervisor_pid": 1, "pause_pid": 2, "pod_ip": "10.88.0.2", "created": "x",
+            "started": null, "finished": null, "exit_code": null, "detached": true,
+            "grace_seconds": 30, "init_containers": [], "containers": [],
+            "labels": {"app": "web"},
+            "named_ports": [{"name": "http", "protocol": "TCP", "port": 8080}]
+        }))
+        .unwrap();
+        let f = facts(&st, state::Phase::Running);
+        assert!(f.running && f.ready, "{f:?}");
+        assert_eq!(
+            f.named_ports,
+            [("http".to_string(), "TCP".to_string(), 8080)]
+        );
+        assert!(!facts(&st, state::Phase::Succeeded).running);
+        st.terminating = true;
+        let f = facts(&st, state::Phase::Running);
+        assert!(!f.running && !f.ready);
+    }
 }

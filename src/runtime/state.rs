@@ -89,6 +89,10 @@ pub struct PodState {
     /// The containers' named ports: a Service's named targetPort.
     #[serde(default)]
     pub named_ports: Vec<NamedPort>,
+    /// Being stopped (`stop`, `down`, a signal): as a pod being deleted,
+    /// it is no Service's endpoint any more while its containers stop.
+    #[serde(default)]
+    pub terminating: bool,
 }
 
 /// A container port with a name.

@@ -665,6 +665,14 @@ impl Pod {
     /// including the events that carrying it out causes (a start's result).
     /// Err only when the pod's first start failed: nothing ran.
     fn dispatch(&mut self, event: Event) -> Result<()> {
+        if matches!(
+            event,
+            Event::Interrupted { .. } | Event::StopRequested { .. }
+        ) && !self.state.terminating
+        {
+            self.state.terminating = true;
+            self.save_state();
+        }
         let mut actions = VecDeque::from(self.machine.handle(event));
         while let Some(action) = actions.pop_front() {
             match action {
