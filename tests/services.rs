@@ -1,6 +1,6 @@
 //! Services, as the unprivileged user: a virtual IP forwarded to the pods a
 //! selector matches (port ≠ targetPort, a named targetPort), balanced among
-//! replicas, hairpin (ignored: not working yet), readiness taking a pod out and back, `down FILE`
+//! replicas, hairpin, readiness taking a pod out and back, `down FILE`
 //! removing the Service and its rules, and the spec's refusals.
 
 mod common;
@@ -243,12 +243,10 @@ spec:
     assert!(!env.runroot.join("services.json").exists());
 }
 
-/// A pod reaching a Service that selects only itself. Not working yet: the
-/// uplink netns DNATs the SYN back to its sender (the counters show it
-/// after dstnat) but it never reaches the forward hook, so the masquerade
-/// that would make the reply come back never runs.
+/// A pod reaching a Service that selects only itself (hairpin): with
+/// br_netfilter the DNAT happens on the bridge and the frame goes back out
+/// of the pod's own port (hairpin mode), masqueraded so the reply returns.
 #[test]
-#[ignore = "hairpin through the uplink netns is dropped before forward; see the report"]
 fn hairpin_a_pod_reaches_a_service_that_selects_itself() {
     let env = env_with_busybox();
     let web_file = env.pod_file("web", &web(1, false));
