@@ -67,15 +67,18 @@ pub fn register(
         .collect();
     let (table, _) = sync::sync(roots, Change::Register(wanted))?;
     for s in &manifest.services {
-        let ours = manifest.pods().any(|p| {
-            let namespace = manifest
-                .workloads
-                .iter()
-                .find(|w| w.pods.iter().any(|q| q.name == p.name))
-                .map_or("default", |w| w.namespace.as_str());
-            !s.selector.is_empty()
-                && namespace == s.namespace
-                && s.selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+        let (entry, _) = entry_of(s, None);
+        let ours = manifest.workloads.iter().any(|w| {
+            w.pods.iter().any(|p| {
+                crate::net::services::selects(
+                    &entry,
+                    &crate::net::services::PodFacts {
+                        namespace: w.namespace.clone(),
+                        labels: p.labels.clone(),
+                        ..Default::default()
+                    },
+                )
+            })
         });
         let running = table
             .services
