@@ -132,6 +132,18 @@ enum GenerateCommand {
     },
 }
 
+/// The Services' commands.
+#[derive(Subcommand)]
+enum ServiceCommand {
+    /// List the Services `run` registered: virtual IP, ports, endpoints
+    #[command(alias = "list")]
+    Ls {
+        /// table or json
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+}
+
 /// The named volumes' commands.
 #[derive(Subcommand)]
 enum VolumeCommand {
@@ -283,6 +295,12 @@ enum Command {
         #[command(subcommand)]
         command: VolumeCommand,
     },
+    /// Services: the virtual IPs `run` gives its files' Service documents
+    #[command(alias = "svc")]
+    Service {
+        #[command(subcommand)]
+        command: ServiceCommand,
+    },
     /// Minipod as a whole: disk usage, reset
     System {
         #[command(subcommand)]
@@ -389,8 +407,12 @@ enum Command {
         #[arg(required = true)]
         pods: Vec<String>,
     },
-    /// Show a pod as Kubernetes would: the spec and its status (JSON)
-    Inspect { pod: String },
+    /// Show a pod as Kubernetes would: the spec and its status (JSON); or
+    /// `service/NAME`, a Service and its endpoints
+    Inspect {
+        #[arg(value_name = "POD|service/NAME")]
+        pod: String,
+    },
     /// List a running pod's published ports (80/tcp -> 0.0.0.0:34567), or
     /// the host address of one
     Port {
@@ -564,6 +586,9 @@ pub fn run() -> Result<ExitCode> {
         Command::System { command } => system_command(&roots, command),
         Command::Top { pod, format } => commands::top::top(&roots, &pod, &format),
         Command::Unshare { command } => commands::unshare::unshare(&roots, &command),
+        Command::Service { command } => match command {
+            ServiceCommand::Ls { format } => commands::service::ls(&roots, &format),
+        },
         Command::Volume { command } => match command {
             VolumeCommand::Ls { format } => commands::volume::ls(&roots, &format),
             VolumeCommand::Inspect { names } => commands::volume::inspect(&roots, &names),

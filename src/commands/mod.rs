@@ -5,6 +5,7 @@
 //! `down`), `objects` the local store of ConfigMaps and Secrets (`secret` and
 //! `configmap` `create`, `ls`, `inspect`, `rm`), `volume` the named volumes
 //! (`ls`, `inspect`, `rm`, `prune`; those `run` makes and `down --volumes` removes),
+//! `service` the Services `run` registers (`service ls`, `inspect service/NAME`),
 //! `system` minipod as a whole (`df`, `reset`), `unshare` a command as root of the user
 //! namespace, `top` a pod's processes,
 //! `generate` a pod's YAML as it runs (`generate kube`), `copy` files out of and into
@@ -23,6 +24,7 @@ pub mod generate;
 pub mod image;
 pub mod objects;
 pub mod pod;
+pub mod service;
 pub mod system;
 pub mod top;
 pub mod unshare;

@@ -361,9 +361,15 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         tracing::warn!("{w}");
     }
     if args.dry_run {
+        super::service::dry_run(roots, &manifest);
         return dry_run(roots, &manifest, &to_pull, args.replace);
     }
     if pods.is_empty() {
+        if !manifest.services.is_empty() {
+            enter_if_holder(roots)?;
+            super::service::register(roots, &manifest, &sources)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         eprintln!("minipod: nothing to run");
         return Ok(ExitCode::SUCCESS);
     }
@@ -397,6 +403,8 @@ pub fn run(roots: &Roots, args: RunOptions) -> Result<ExitCode> {
         }
     }
     super::volume::create_claimed(roots, &manifest, &sources)?;
+    // Before the pods start: their supervisors keep the endpoints.
+    super::service::register(roots, &manifest, &sources)?;
     state::sweep_orphaned_data(roots);
     let options = |source: &str, attached: bool| launch::RunOptions {
         exit_code_from: args.exit_code_from.clone(),
@@ -873,6 +881,7 @@ pub fn stop(roots: &Roots, name: &str, time: Option<f64>) -> Result<ExitCode> {
     };
     release_network(roots, name, before.as_ref(), lock.is_some())?;
     drop(lock);
+    sync_services(roots)?;
     println!("{name}");
     Ok(ExitCode::SUCCESS)
 }
@@ -905,7 +914,29 @@ fn remove_pod(roots: &Roots, name: &str, force: bool, missing_ok: bool) -> Resul
             .with_context(|| format!("removing pod {name}'s files"))?;
     }
     lock.release_and_remove(&paths.lock);
+    sync_services(roots)?;
     Ok(true)
+}
+
+/// After a pod went: the Services it served stop sending it traffic (its
+/// supervisor does it when it ends normally; not when it was killed).
+fn sync_services(roots: &Roots) -> Result<()> {
+    if !crate::net::service_table::ServiceTable::path(&roots.run).exists() {
+        return Ok(());
+    }
+    enter_if_holder(roots)?;
+    crate::runtime::services::sync(roots, crate::runtime::services::Change::Nothing)?;
+    Ok(())
+}
+
+/// The Services' rules live in the holder's netns: joining its user
+/// namespace lets a sync replace them. No holder: no rules, and none is
+/// started for that.
+fn enter_if_holder(roots: &Roots) -> Result<()> {
+    if userns::holder::read_live(roots).is_some() {
+        userns::enter(roots)?;
+    }
+    Ok(())
 }
 
 /// Removes each pod named; as podman does, one that cannot be removed (not
@@ -938,13 +969,23 @@ pub fn rm(roots: &Roots, pods: &[String], force: bool) -> Result<ExitCode> {
 /// `volumes`, also the volumes the file's claims made.
 pub fn down(roots: &Roots, target: &str, volumes: bool) -> Result<ExitCode> {
     let mut claimed = Vec::new();
+    let mut services_of: Option<ServicesOf> = None;
     let names = if std::path::Path::new(target).is_file() || target == "-" {
         let input = read_input(target)?;
         if volumes {
             claimed = super::volume::made_by(roots, input.path.as_deref(), &input.text);
         }
         let pods = pods_from(roots, &input);
-        if pods.is_empty() && claimed.is_empty() {
+        services_of = match &input.path {
+            Some(path) => Some(ServicesOf::File(path.clone())),
+            None => Some(ServicesOf::Stdin(input.text.clone())),
+        };
+        let has_services = match &input.path {
+            Some(p) => super::service::any_from(roots, p),
+            None => crate::spec::manifest_from_yaml(&input.text, "<stdin>")
+                .is_ok_and(|m| !m.services.is_empty()),
+        };
+        if pods.is_empty() && claimed.is_empty() && !has_services {
             bail!("no pod started from {target} is there; `minipod ps -a` lists the pods");
         }
         pods
@@ -955,10 +996,30 @@ pub fn down(roots: &Roots, target: &str, volumes: bool) -> Result<ExitCode> {
         workload_pods(roots, target).unwrap_or_else(|| vec![target.to_string()])
     };
     remove_pods(roots, &names, None, |name| println!("{name}"))?;
+    let removed = match services_of {
+        Some(ServicesOf::File(file)) if super::service::any_from(roots, &file) => {
+            enter_if_holder(roots)?;
+            super::service::remove_from(roots, &file)?
+        }
+        Some(ServicesOf::Stdin(text)) => {
+            enter_if_holder(roots)?;
+            super::service::remove_named(roots, &text)?
+        }
+        _ => Vec::new(),
+    };
+    for name in removed {
+        println!("service {name}");
+    }
     for name in super::volume::remove(roots, &claimed)? {
         println!("volume {name}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Which Services `down` removes: a file's, or those stdin names.
+enum ServicesOf {
+    File(String),
+    Stdin(String),
 }
 
 /// `down NAME` where no pod is NAME: the pods of the workload NAME (what
@@ -1234,6 +1295,12 @@ fn state_json(s: &ContainerState) -> serde_json::Value {
 /// The pod as `kubectl get pod -o json` would show it: its spec as given,
 /// and its status.
 pub fn inspect(roots: &Roots, name: &str) -> Result<ExitCode> {
+    if let Some(service) = name
+        .strip_prefix("service/")
+        .or_else(|| name.strip_prefix("svc/"))
+    {
+        return super::service::inspect(roots, service);
+    }
     let (paths, st) = state::find_pod(roots, name)?;
     let st = state::observed(&paths, st);
     let (phase, message) = (st.phase, st.message.clone());

@@ -11,6 +11,7 @@
 //! - `pasta`: outbound connectivity through one pasta per holder, when it can run;
 //! - `nftables`: the masquerade rule that puts pod traffic onto pasta's tap;
 //! - `service_table`: every Service with its virtual IP and ready pods (`services.json`);
+//! - `services`: the pure decisions behind it (virtual IPs, endpoints, what to forward);
 //! - `dns`: the DNS server the holder runs for the pods (Service names, the rest forwarded).
 
 pub mod dns;
@@ -22,4 +23,5 @@ pub mod pod_network;
 pub mod portfwd;
 pub mod publish;
 pub mod service_table;
+pub mod services;
 pub mod setup;

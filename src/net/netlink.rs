@@ -261,6 +261,28 @@ impl Netlink {
         Ok(())
     }
 
+    /// `bridge link set dev INDEX hairpin on`: a frame may leave the
+    /// bridge port it came in by. With br_netfilter loaded (its hooks run
+    /// in every netns), a pod's packet to a Service's virtual IP is DNATed
+    /// on the bridge itself; when the endpoint is that pod (hairpin), the
+    /// frame goes back out of its own port, which a bridge drops otherwise.
+    pub fn set_hairpin(&mut self, index: u32) -> Result<()> {
+        /// IFLA_BRPORT_MODE: BR_HAIRPIN_MODE.
+        const IFLA_BRPORT_MODE: u16 = 4;
+        let mut msg = LinkMessage::default();
+        msg.header.interface_family = AddressFamily::Bridge;
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::ProtoInfoBridge(vec![
+            netlink_packet_route::link::LinkProtoInfoBridge::Other(
+                netlink_packet_core::DefaultNla::new(IFLA_BRPORT_MODE, vec![1]),
+            ),
+        ]));
+        self.request(RouteNetlinkMessage::SetLink(msg), 0, || {
+            format!("turning hairpin mode on for bridge port {index}")
+        })?;
+        Ok(())
+    }
+
     /// Deletes a link; deleting one end of a veth deletes both.
     pub fn delete_link(&mut self, index: u32) -> Result<()> {
         let mut msg = LinkMessage::default();

@@ -90,6 +90,12 @@ pub fn attach_pod(uplink: &mut Netlink, a: &Attachment<'_>) -> Result<()> {
     })?;
     let configured = (|| -> Result<()> {
         let host = uplink.require_link(a.host_ifname)?;
+        // Hairpin: a pod reaching a Service that picks the pod itself.
+        // Only Services need it: a kernel refusing it costs the pod nothing
+        // else.
+        if let Err(e) = uplink.set_hairpin(host) {
+            tracing::warn!("{e:#}: a pod will not reach a Service that picks the pod itself");
+        }
         uplink.set_up(host)?;
         let mut pod = Netlink::open_in(a.pod_netns)
             .context("opening a netlink socket in the pod's network namespace")?;

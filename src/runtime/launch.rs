@@ -170,6 +170,35 @@ struct WorkedOut {
 }
 
 /// The named volumes the pod's claims mount: `run` made them.
+/// The pod's hostname when it is not just its name (`spec.hostname`), or a
+/// StatefulSet's pod (whose controller sets it): its DNS name under a
+/// headless Service.
+fn explicit_hostname(plan: &PodPlan) -> Option<String> {
+    let default: String = plan.name.chars().take(63).collect();
+    (plan.owner.kind == "StatefulSet" || plan.hostname != default).then(|| plan.hostname.clone())
+}
+
+/// The containers' named ports, which a Service's targetPort may name.
+fn named_ports(plan: &PodPlan) -> Vec<crate::runtime::state::NamedPort> {
+    plan.init_containers
+        .iter()
+        .chain(&plan.containers)
+        .flat_map(|c| &c.ports)
+        .filter_map(|p| {
+            Some(crate::runtime::state::NamedPort {
+                name: p.name.clone()?,
+                protocol: match p.protocol {
+                    crate::spec::Protocol::Udp => "UDP",
+                    crate::spec::Protocol::Sctp => "SCTP",
+                    crate::spec::Protocol::Tcp => "TCP",
+                }
+                .to_string(),
+                port: p.container_port,
+            })
+        })
+        .collect()
+}
+
 fn claims(plan: &PodPlan) -> Vec<String> {
     let mut out: Vec<String> = plan
         .volumes
@@ -422,6 +451,11 @@ impl PodFiles {
                 reason: None,
                 volumes: claims(plan),
                 ports: Vec::new(),
+                labels: plan.labels.clone(),
+                hostname: explicit_hostname(plan),
+                subdomain: None,
+                named_ports: named_ports(plan),
+                terminating: false,
             },
             slots,
         })

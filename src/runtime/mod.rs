@@ -14,6 +14,7 @@
 //! - `pod_config`: `run`'s half of ConfigMaps, Secrets and the downward API
 //!   (resolved before anything is created); `config_volumes`: the pause's tmpfs for configMap, secret, downwardAPI
 //!   and projected volumes; `ownership`: fsGroup's ownership of volumes;
+//! - `services`: the Service table and its rules, recomputed (`sync`);
 //! - `prepare` (images and configs for a pod's containers), `state` (a
 //!   pod's recorded state and files), `logs`, `etc_files`.
 
@@ -30,5 +31,6 @@ pub mod pause;
 mod pod_config;
 pub mod prepare;
 mod service_env;
+pub mod services;
 pub mod state;
 pub mod supervisor;

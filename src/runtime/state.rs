@@ -77,6 +77,31 @@ pub struct PodState {
     /// ports): what `minipod port` prints.
     #[serde(default)]
     pub ports: Vec<crate::net::portfwd::Published>,
+    /// `metadata.labels`: which Services select the pod.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `spec.hostname` when set (a StatefulSet's pod: its name), and
+    /// `spec.subdomain`: the pod's DNS name under a headless Service.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub subdomain: Option<String>,
+    /// The containers' named ports: a Service's named targetPort.
+    #[serde(default)]
+    pub named_ports: Vec<NamedPort>,
+    /// Being stopped (`stop`, `down`, a signal): as a pod being deleted,
+    /// it is no Service's endpoint any more while its containers stop.
+    #[serde(default)]
+    pub terminating: bool,
+}
+
+/// A container port with a name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedPort {
+    pub name: String,
+    /// `TCP` or `UDP`.
+    pub protocol: String,
+    pub port: u16,
 }
 
 /// A version 4 UUID from 16 random bytes, as the API server gives a pod.

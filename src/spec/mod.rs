@@ -23,6 +23,7 @@ pub mod process;
 pub mod quantity;
 mod schema;
 pub mod security;
+pub mod service;
 pub mod support;
 mod validate;
 pub mod workload;
@@ -104,6 +105,8 @@ pub struct Manifest {
     /// The volumes its claims make: PersistentVolumeClaim documents, then
     /// StatefulSets' templates, in file order.
     pub claims: Vec<claims::ClaimPlan>,
+    /// The Service documents, in file order.
+    pub services: Vec<service::ServicePlan>,
 }
 
 /// The pods one workload (or one bare Pod) runs.
@@ -124,7 +127,7 @@ pub struct WorkloadPlan {
 impl Manifest {
     /// Why the input (all of `run`'s files) has nothing `run` could start.
     pub fn check_runnable(&self) -> Result<(), String> {
-        if self.workloads.is_empty() {
+        if self.workloads.is_empty() && self.services.is_empty() {
             return Err(
                 "nothing to run: the input holds no Pod and no workload (Deployment, \
                         StatefulSet, Job, …)"
@@ -204,6 +207,19 @@ impl Manifest {
             }
             self.claims.push(c);
         }
+        for s in other.services {
+            if let Some(first) = self
+                .services
+                .iter()
+                .find(|f| f.name == s.name && f.namespace == s.namespace)
+            {
+                return Err(format!(
+                    "{}:{}: Service {} is also in {}: each Service may be given once",
+                    s.source, s.line, s.name, first.source
+                ));
+            }
+            self.services.push(s);
+        }
         Ok(())
     }
 }
@@ -215,6 +231,7 @@ enum DocKind {
     Secret,
     /// A PersistentVolumeClaim: a named volume.
     Claim,
+    Service,
     Workload(workload::WorkloadKind),
     /// Read and named in one warning (Service, RBAC, …).
     NotActedOn,
@@ -226,6 +243,7 @@ fn doc_kind(kind: &str) -> Option<DocKind> {
         "ConfigMap" => DocKind::ConfigMap,
         "Secret" => DocKind::Secret,
         "PersistentVolumeClaim" => DocKind::Claim,
+        "Service" => DocKind::Service,
         k if workload::NOT_ACTED_ON.contains(&k) => DocKind::NotActedOn,
         k => DocKind::Workload(workload::WorkloadKind::parse(k)?),
     })
@@ -405,7 +423,7 @@ fn manifest_inner(
                 "kind",
                 format!(
                     "kind {kind} is not known to minipod; it runs Pods and the workloads {} \
-                     (with the ConfigMaps and Secrets they use), and skips with a warning {}",
+                     (with the ConfigMaps, Secrets and Services they use), and skips with a warning {}",
                     runs.join(", "),
                     workload::NOT_ACTED_ON.join(", ")
                 ),
@@ -552,6 +570,34 @@ fn manifest_inner(
                                 ));
                             } else {
                                 manifest.claims.push(claim);
+                            }
+                            manifest.warnings.extend(warning);
+                        }
+                        Err(mut errs) => errors.append(&mut errs),
+                    }
+                }
+            }
+            DocKind::Service => {
+                let typed = typed_json::<k8s_openapi::api::core::v1::Service>(de, &pos, known);
+                errors.extend(typed.errors);
+                if let Some(doc) = typed.value {
+                    match service_doc(&doc, &pos, source_name, tree.line) {
+                        Ok((plan, warning)) => {
+                            if let Some(first) = manifest
+                                .services
+                                .iter()
+                                .find(|s| s.name == plan.name && s.namespace == plan.namespace)
+                            {
+                                errors.push(at(
+                                    "metadata.name",
+                                    format!(
+                                        "a second Service named \"{}\" (the first is at line \
+                                         {}); names must be unique",
+                                        plan.name, first.line
+                                    ),
+                                ));
+                            } else {
+                                manifest.services.push(plan);
                             }
                             manifest.warnings.extend(warning);
                         }
@@ -1031,6 +1077,71 @@ fn claim_plan(
         },
         warning,
     ))
+}
+
+/// A Service document: its fields against the table, then the API
+/// server's checks.
+fn service_doc(
+    doc: &serde_json::Value,
+    pos: &Positions,
+    source_name: &str,
+    line: usize,
+) -> Result<(service::ServicePlan, Option<String>), Vec<SpecError>> {
+    let err_at = |path: &str, message: String| SpecError {
+        line: pos.line(path),
+        column: None,
+        path: path.to_string(),
+        message,
+    };
+    let mut errors = Vec::new();
+    let name = checked_name(
+        doc,
+        "give the Service a name, the name pods reach it by",
+        &err_at,
+        &mut errors,
+    );
+    let mut own = doc.clone();
+    if let Some(map) = own.as_object_mut() {
+        map.remove("status");
+    }
+    // Fields the checks below refuse with their own advice.
+    if let Some(spec) = own.get_mut("spec").and_then(|s| s.as_object_mut()) {
+        spec.remove("externalIPs");
+        spec.remove("externalName");
+        // The API server's defaults (what `kubectl get -o yaml` writes)
+        // ask for nothing: no warning.
+        for (field, default) in [
+            ("sessionAffinity", "None"),
+            ("externalTrafficPolicy", "Cluster"),
+            ("internalTrafficPolicy", "Cluster"),
+            ("ipFamilyPolicy", "SingleStack"),
+        ] {
+            if spec.get(field).and_then(|v| v.as_str()) == Some(default) {
+                spec.remove(field);
+            }
+        }
+    }
+    let verdict =
+        support::check_fields_in(&own, &[service::SERVICE_FIELDS, support::SUPPORTED_FIELDS]);
+    errors.extend(refusals(&verdict.unsupported, pos, <[yaml::Seg]>::to_vec));
+    let namespace =
+        doc_namespace(&serde_json::from_value(doc["metadata"].clone()).unwrap_or_default());
+    match service::service_plan(doc, &name, &namespace, source_name, line) {
+        Ok(plan) if errors.is_empty() => Ok((
+            plan,
+            warned_fields(&format!("Service {name}"), &verdict.warned),
+        )),
+        Ok(_) => Err(errors),
+        Err(found) => {
+            errors.extend(found.into_iter().map(|(path, message)| SpecError {
+                line: pos.line(&path).or(Some(line)),
+                column: None,
+                path,
+                message,
+            }));
+            Err(errors)
+        }
+    }
 }
 
 /// The errors for fields the tables do not cover, each at `place(path)`

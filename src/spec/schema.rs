@@ -24,6 +24,14 @@ pub fn known_fields(kind: &str, parent: &str) -> Option<&'static [&'static str]>
     match kind {
         "ConfigMap" if parent.is_empty() => return Some(fields_of::<core::ConfigMap>()),
         "Secret" if parent.is_empty() => return Some(fields_of::<core::Secret>()),
+        "Service" => {
+            return Some(match parent {
+                "" => fields_of::<core::Service>(),
+                "spec" => fields_of::<core::ServiceSpec>(),
+                "spec.ports[]" => fields_of::<core::ServicePort>(),
+                _ => return None,
+            });
+        }
         "PersistentVolumeClaim" => {
             return Some(match parent {
                 "" => fields_of::<core::PersistentVolumeClaim>(),

@@ -1150,6 +1150,10 @@ mod readme {
                 "claim-fields",
                 super::rows_markdown(crate::spec::claims::CLAIM_FIELDS),
             ),
+            (
+                "service-fields",
+                super::rows_markdown(crate::spec::service::SERVICE_FIELDS),
+            ),
         ];
         let update = std::env::var_os("UPDATE_README").is_some();
         for (name, table) in blocks {

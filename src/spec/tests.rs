@@ -2062,3 +2062,44 @@ fn added_labels_reach_the_plan_and_its_manifest() {
     assert_eq!(shown["metadata"]["labels"]["t/pid"], "7");
     assert_eq!(shown["metadata"]["name"], pod.name.as_str());
 }
+
+#[test]
+fn service_documents_become_plans_with_lines_warnings_and_refusals() {
+    let text = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  sessionAffinity: None\n  externalTrafficPolicy: Local\n  ports:\n  - {name: http, port: 80, targetPort: http}\n  - {name: dns, port: 53, protocol: UDP}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: web}}\nspec:\n  containers:\n  - {name: c, image: busybox}\n";
+    let m = manifest_from_yaml(text, "app.yaml").unwrap();
+    assert_eq!(m.services.len(), 1);
+    let s = &m.services[0];
+    assert_eq!(
+        (s.name.as_str(), s.namespace.as_str(), s.line),
+        ("web", "default", 1)
+    );
+    assert_eq!(s.ports[1].protocol, "UDP");
+    // Defaults say nothing; a field without meaning here is named once.
+    let w = m.warnings.join("\n");
+    assert!(
+        w.contains(
+            "Service web: accepted without effect on one machine: spec.externalTrafficPolicy"
+        ),
+        "{w}"
+    );
+    assert!(
+        !w.contains("sessionAffinity") && !w.contains("not acted on"),
+        "{w}"
+    );
+
+    let bad = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: LoadBalancer\n  ports:\n  - port: 80\n    targetPort: 0x\n    bogus: 1\n";
+    let e = manifest_from_yaml(bad, "bad.yaml").unwrap_err().to_string();
+    assert!(
+        e.contains("bad.yaml:5: spec.type: type LoadBalancer is not supported yet"),
+        "{e}"
+    );
+    assert!(e.contains("bad.yaml:9: spec.ports[0].bogus"), "{e}");
+    // A file of Services alone is runnable: it registers them.
+    let only = "apiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec:\n  clusterIP: None\n";
+    assert!(
+        manifest_from_yaml(only, "s.yaml")
+            .unwrap()
+            .check_runnable()
+            .is_ok()
+    );
+}

@@ -116,10 +116,8 @@ impl WorkloadKind {
 }
 
 /// Kinds a manifest often holds beside its workloads, which minipod reads
-/// and does not act on (one warning names them). Service gets a meaning in
-/// a later issue.
+/// and does not act on (one warning names them).
 pub const NOT_ACTED_ON: &[&str] = &[
-    "Service",
     "ServiceAccount",
     "Role",
     "ClusterRole",

@@ -19,7 +19,7 @@ use crate::spec::RestartPolicy;
 
 /// Changes whenever `SupervisorPlan` does: `minipod` and
 /// `minipod-supervisor` must come from the same build.
-pub const PLAN_VERSION: u32 = 10;
+pub const PLAN_VERSION: u32 = 11;
 
 #[derive(Serialize, Deserialize)]
 pub struct SupervisorPlan {

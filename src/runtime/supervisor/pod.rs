@@ -154,6 +154,9 @@ pub struct Pod {
     holder: Option<OwnedFd>,
     /// Numbers attach sessions.
     sessions: u64,
+    /// What the Service table last saw of this pod (address, running,
+    /// ready): it is synced again only when that changes.
+    service_key: Option<(Option<String>, bool, bool)>,
 }
 
 impl Pod {
@@ -246,6 +249,7 @@ impl Pod {
             size_limits: plan.size_limits,
             holder: None,
             sessions: 0,
+            service_key: None,
         };
         let holder = crate::userns::holder::read_live(&pod.roots)
             .ok_or_else(|| anyhow!("minipod's user-namespace holder exited; run the pod again"))?;
@@ -661,6 +665,14 @@ impl Pod {
     /// including the events that carrying it out causes (a start's result).
     /// Err only when the pod's first start failed: nothing ran.
     fn dispatch(&mut self, event: Event) -> Result<()> {
+        if matches!(
+            event,
+            Event::Interrupted { .. } | Event::StopRequested { .. }
+        ) && !self.state.terminating
+        {
+            self.state.terminating = true;
+            self.save_state();
+        }
         let mut actions = VecDeque::from(self.machine.handle(event));
         while let Some(action) = actions.pop_front() {
             match action {
@@ -987,6 +999,22 @@ impl Pod {
         {
             log::warn(format!("pod {}: saving its state: {e:#}", self.name));
         }
+        self.sync_services();
+    }
+
+    /// The Service table follows the pod's address, phase and readiness.
+    fn sync_services(&mut self) {
+        let facts = crate::runtime::services::facts(&self.state, self.state.phase);
+        let key = crate::net::services::endpoint_key(&facts);
+        if self.service_key.as_ref() == Some(&key) {
+            return;
+        }
+        self.service_key = Some(key);
+        if let Err(e) =
+            crate::runtime::services::sync(&self.roots, crate::runtime::services::Change::Nothing)
+        {
+            log::warn(format!("pod {}: updating the Services: {e:#}", self.name));
+        }
     }
 
     /// Collects every exited child: a container's link, or the pause.
@@ -1312,6 +1340,15 @@ impl Drop for Pod {
             } else {
                 lock.release_and_remove(&self.paths.lock);
             }
+        }
+        // The pod is gone (or ended): no Service sends it traffic now.
+        if self.service_key.as_ref().is_some_and(|k| k.1)
+            && let Err(e) = crate::runtime::services::sync(
+                &self.roots,
+                crate::runtime::services::Change::Nothing,
+            )
+        {
+            log::warn(format!("pod {}: updating the Services: {e:#}", self.name));
         }
     }
 }
