@@ -349,3 +349,107 @@ spec:
     assert!(stop.wait().unwrap().success());
     env.ok(["down", file.to_str().unwrap()]);
 }
+
+/// Both halves together, as an application written for a cluster uses
+/// them: a client reaches `web` by name (the search path, port 80 →
+/// `http`), a StatefulSet's pods answer as `POD.SERVICE` under their
+/// headless Service, and a pod started after the Services gets their
+/// environment variables.
+#[test]
+fn an_application_finds_its_services_and_statefulset_pods_by_name() {
+    let env = env_with_busybox();
+    let web_file = env.pod_file("web", &web(1, false));
+    let db_file = env.pod_file(
+        "db",
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{port: 5432}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - name: db
+        image: localhost/busybox
+        command: [sleep, "3600"]
+"#,
+    );
+    env.ok(["run", "-d", "--wait", "ready", web_file.to_str().unwrap()]);
+    env.ok(["run", "-d", "--wait", "ready", db_file.to_str().unwrap()]);
+    let client_file = env.pod_file("client", CLIENT);
+    env.ok([
+        "run",
+        "-d",
+        "--wait",
+        "ready",
+        client_file.to_str().unwrap(),
+    ]);
+    let client = pods_of(&env, "client").pop().unwrap();
+    let (bodies, failed) = fetch(&env, &client, "c", "http://web/", 3);
+    assert_eq!(failed, 0, "{bodies:?}");
+    let web_pod = pods_of(&env, "web").pop().unwrap();
+    assert!(bodies.iter().all(|b| *b == web_pod), "{bodies:?}");
+
+    let ip_of = |pod: &str| {
+        common::inspect(&env, pod)["status"]["podIP"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for (name, pod) in [
+        // (busybox's nslookup searches only names without a dot.)
+        ("db-0.db.default.svc.cluster.local", "db-0"),
+        ("db-1.db.default.svc.cluster.local", "db-1"),
+    ] {
+        let out = env.run(["exec", &client, "c", "--", "nslookup", name]);
+        let text = stdout_of(&out);
+        assert!(
+            text.contains(&ip_of(pod)),
+            "{name}: {text}{}{}",
+            stderr_of(&out),
+            services(&env)
+        );
+    }
+    // The headless name answers with both pods.
+    let text = stdout_of(&env.run(["exec", &client, "c", "--", "nslookup", "db"]));
+    assert!(
+        text.contains(&ip_of("db-0")) && text.contains(&ip_of("db-1")),
+        "{text}"
+    );
+
+    let vip = services(&env)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "web")
+        .unwrap()["clusterIp"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let environment = env.ok(["exec", &client, "c", "--", "env"]);
+    assert!(
+        environment.contains(&format!("WEB_SERVICE_HOST={vip}\n")),
+        "{environment}"
+    );
+    assert!(
+        environment.contains("WEB_SERVICE_PORT=80\n"),
+        "{environment}"
+    );
+    // A headless Service gives no variables.
+    assert!(!environment.contains("DB_SERVICE_HOST"), "{environment}");
+    for file in [&client_file, &db_file, &web_file] {
+        env.ok(["down", file.to_str().unwrap()]);
+    }
+}

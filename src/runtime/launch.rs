@@ -453,7 +453,7 @@ impl PodFiles {
                 ports: Vec::new(),
                 labels: plan.labels.clone(),
                 hostname: explicit_hostname(plan),
-                subdomain: None,
+                subdomain: plan.subdomain.clone(),
                 named_ports: named_ports(plan),
                 terminating: false,
             },

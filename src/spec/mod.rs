@@ -881,6 +881,9 @@ fn workload_plan(
         pod_json["metadata"]["name"] = serde_json::json!(identity.name);
         pod_json["metadata"]["namespace"] = serde_json::json!(namespace);
         pod_json["metadata"]["labels"] = serde_json::json!(labels);
+        if let Some(subdomain) = &identity.subdomain {
+            pod_json["spec"]["subdomain"] = serde_json::json!(subdomain);
+        }
         if let Some(hostname) = &identity.hostname {
             pod_json["spec"]["hostname"] = serde_json::json!(hostname);
         }

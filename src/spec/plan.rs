@@ -15,6 +15,9 @@ pub struct PodPlan {
     pub annotations: BTreeMap<String, String>,
     /// `spec.hostname`, else the pod name cut to 63 characters (as the kubelet does).
     pub hostname: String,
+    /// `spec.subdomain`: with `hostname`, the pod's name under the headless
+    /// Service of that name.
+    pub subdomain: Option<String>,
     pub share_process_namespace: bool,
     /// `hostPID`: no PID namespace of the pod's own.
     pub host_pid: bool,

@@ -615,6 +615,11 @@ pub const SUPPORTED_FIELDS: &[FieldSupport] = &[
         "the pod fails (`DeadlineExceeded`) once it has run this long",
     ),
     row("spec.hostname", Yes, "default: the pod name"),
+    row(
+        "spec.subdomain",
+        Yes,
+        "with a headless Service of this name selecting the pod, it answers as HOSTNAME.SUBDOMAIN.NAMESPACE.svc.DOMAIN",
+    ),
     row("spec.shareProcessNamespace", Yes, ""),
     row("spec.hostNetwork", Yes, ""),
     row(

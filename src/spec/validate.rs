@@ -236,6 +236,10 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
         Some(s) => Duration::from_secs(s as u64),
     };
 
+    let subdomain = spec.subdomain.clone().filter(|s| !s.is_empty());
+    if let Some(s) = &subdomain {
+        ctx.check("spec.subdomain", s, names::dns1123_label(s));
+    }
     let hostname = match &spec.hostname {
         Some(h) => {
             ctx.check("spec.hostname", h, names::dns1123_label(h));
@@ -405,6 +409,7 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
         labels,
         annotations,
         hostname,
+        subdomain,
         share_process_namespace: spec.share_process_namespace.unwrap_or(false),
         host_pid: spec.host_pid.unwrap_or(false),
         host_ipc: spec.host_ipc.unwrap_or(false),

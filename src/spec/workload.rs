@@ -148,8 +148,6 @@ const fn row(path: &'static str, support: Support, note: &'static str) -> FieldS
 
 use Support::*;
 
-const SERVICES_LATER: &str = "Services are not run yet: the pods get no DNS name under it";
-
 const DEPLOYMENT_FIELDS: &[FieldSupport] = &[
     row("spec.replicas", Yes, "default 1; 0 runs nothing"),
     row(
@@ -209,7 +207,11 @@ const STATEFUL_SET_FIELDS: &[FieldSupport] = &[
         "OrderedReady (default): each pod starts once the one before runs; Parallel",
     ),
     row("spec.ordinals.start", Yes, "the first ordinal, default 0"),
-    row("spec.serviceName", Warned(SERVICES_LATER), ""),
+    row(
+        "spec.serviceName",
+        Yes,
+        "each pod's spec.subdomain: with a headless Service of that name, pods answer as POD.SERVICE.NAMESPACE.svc.DOMAIN",
+    ),
     row("spec.updateStrategy", Ignored, "rollouts only"),
     row("spec.revisionHistoryLimit", Ignored, "rollouts only"),
     row(
@@ -473,6 +475,9 @@ pub struct PodIdentity {
     pub labels: BTreeMap<String, String>,
     /// `spec.hostname` the controller sets (a StatefulSet: the pod's name).
     pub hostname: Option<String>,
+    /// `spec.subdomain` the controller sets (a StatefulSet: its
+    /// `serviceName`, so the pod answers as POD.SERVICE.NAMESPACE.svc…).
+    pub subdomain: Option<String>,
 }
 
 /// What a workload's controller would create on one node.
@@ -762,6 +767,7 @@ pub fn expand(
                     name: format!("{name}-{hash}-{}", random_suffix(random())),
                     labels: [label("pod-template-hash", &hash)].into(),
                     hostname: None,
+                    subdomain: None,
                 });
             }
         }
@@ -771,6 +777,7 @@ pub fn expand(
                     name: format!("{name}-{}", random_suffix(random())),
                     labels: BTreeMap::new(),
                     hostname: None,
+                    subdomain: None,
                 });
             }
         }
@@ -782,10 +789,15 @@ pub fn expand(
             ]
             .into(),
             hostname: None,
+            subdomain: None,
         }),
         StatefulSet => {
             let start = non_negative("spec.ordinals.start", &mut errors).unwrap_or(0);
             let revision = format!("{name}-{}", template_hash(&template));
+            let service_name = at(doc, "spec.serviceName")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
             for ordinal in start..start + replicas {
                 let pod = format!("{name}-{ordinal}");
                 pods.push(PodIdentity {
@@ -796,6 +808,7 @@ pub fn expand(
                     ]
                     .into(),
                     hostname: Some(pod.clone()),
+                    subdomain: service_name.clone(),
                     name: pod,
                 });
             }
@@ -827,6 +840,7 @@ pub fn expand(
                 name: format!("{job}-{}", random_suffix(random())),
                 labels,
                 hostname: None,
+                subdomain: None,
             });
         }
     }
