@@ -1,12 +1,12 @@
 //! Names and Service variables from a pod, as the unprivileged user: the
 //! holder's DNS server answers Service names from the Service table
-//! (written here by hand, as `run` writes it), through Kubernetes' search
-//! path; outside names are forwarded; resolv.conf follows dnsPolicy and
+//! (Services given to `run`; the table is edited by hand once, to show it
+//! is read again), through Kubernetes' search path; outside names are forwarded; resolv.conf follows dnsPolicy and
 //! dnsConfig; containers get kubelet's Service environment variables.
 
 mod common;
 
-use minipod::net::service_table::{Endpoint, ServiceEntry, ServicePort, ServiceTable, TargetPort};
+use minipod::net::service_table::ServiceTable;
 
 use common::{TestEnv, env_with_busybox, stderr_of, stdout_of};
 
@@ -18,73 +18,40 @@ fn pod_ip(env: &TestEnv, pod: &str) -> String {
         .to_string()
 }
 
-fn endpoint(ip: &str, pod: &str, hostname: Option<&str>, ready: bool) -> Endpoint {
-    Endpoint {
-        ip: ip.into(),
-        pod: pod.into(),
-        hostname: hostname.map(str::to_string),
-        subdomain: hostname.map(|_| "db".to_string()),
-        ready,
-        target_ports: vec![Some(5432)],
-    }
-}
-
-fn service(
-    name: &str,
-    ip: Option<&str>,
-    ports: Vec<ServicePort>,
-    eps: Vec<Endpoint>,
-) -> ServiceEntry {
-    ServiceEntry {
-        namespace: "default".into(),
-        name: name.into(),
-        kind: "ClusterIP".into(),
-        cluster_ip: ip.map(str::to_string),
-        ports,
-        selector: Default::default(),
-        endpoints: eps,
-        publish_not_ready: false,
-        source: None,
-    }
-}
-
-fn port(name: Option<&str>, port: u16) -> ServicePort {
-    ServicePort {
-        name: name.map(str::to_string),
-        protocol: "TCP".into(),
-        port,
-        target_port: TargetPort::Number(8080),
-        node_port: None,
-    }
-}
-
-/// A ClusterIP Service `web` and a headless `db` whose first pod is real.
-fn write_table(env: &TestEnv, db_0_ip: &str) {
-    let table = ServiceTable {
-        services: vec![
-            service(
-                "db",
-                None,
-                vec![port(None, 5432)],
-                vec![
-                    endpoint(db_0_ip, "db-0", Some("db-0"), true),
-                    endpoint("10.88.250.1", "db-1", Some("db-1"), true),
-                    endpoint("10.88.250.2", "db-2", Some("db-2"), false),
-                ],
-            ),
-            // Its "virtual IP" is db-0's own address, so that a fetch by
-            // name shows the resolver's search path at work.
-            service("api", Some(db_0_ip), vec![port(None, 8080)], Vec::new()),
-            service(
-                "web",
-                Some("10.89.0.10"),
-                vec![port(Some("http"), 80), port(Some("admin"), 9090)],
-                vec![endpoint("10.88.250.3", "web-1", None, true)],
-            ),
-        ],
-    };
-    table.store(&env.runroot).unwrap();
-    env.give_to_user(&ServiceTable::path(&env.runroot));
+/// A ClusterIP Service `web` at 10.89.0.10 (no pod behind it: its name
+/// still answers), `api` in front of the pod labelled `app: db`, and the
+/// headless `db`, registered by a `run` of a file of Services.
+fn register_services(env: &TestEnv) {
+    let services = env.pod_file(
+        "services",
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{port: 5432}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api}
+spec:
+  selector: {app: db}
+  ports: [{port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  clusterIP: 10.89.0.10
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+  - {name: admin, port: 9090}
+"#,
+    );
+    env.ok(["run", services.to_str().unwrap()]);
 }
 
 /// `nslookup NAME` in the client pod: its output. (busybox's nslookup
@@ -108,25 +75,25 @@ fn env_of(env: &TestEnv, pod: &str) -> String {
 #[test]
 fn service_names_resolve_through_the_search_path_and_outside_names_are_forwarded() {
     let env = env_with_busybox();
-    // A StatefulSet-like pod: hostname db-0 under the headless Service db
-    // (the table says so: `spec.subdomain` is the Services branch's).
+    // A StatefulSet-like pod: hostname db-0 under the headless Service db.
     let db = env.pod_file(
         "db",
         r#"
 apiVersion: v1
 kind: Pod
-metadata: {name: db-0}
+metadata: {name: db-0, labels: {app: db}}
 spec:
   hostname: db-0
+  subdomain: db
   containers:
   - name: c
     image: localhost/busybox
     command: [sh, -c, 'mkdir -p /www; echo db-0-here > /www/index.html; exec httpd -f -p 8080 -h /www']
 "#,
     );
-    env.ok(["run", "-d", db.to_str().unwrap()]);
+    env.ok(["run", "-d", "--wait", "ready", db.to_str().unwrap()]);
     let db_ip = pod_ip(&env, "db-0");
-    write_table(&env, &db_ip);
+    register_services(&env);
     let client = env.pod_file(
         "client",
         r#"
@@ -193,8 +160,6 @@ spec:
         answered(&out, "db.default.svc.cluster.local", &db_ip),
         "{out}"
     );
-    assert!(out.contains("Address: 10.88.250.1\n"), "{out}");
-    assert!(!out.contains("10.88.250.2"), "not ready: {out}");
     let out = lookup(&env, "db-0.db.default.svc.cluster.local");
     assert!(
         answered(&out, "db-0.db.default.svc.cluster.local", &db_ip),
@@ -234,8 +199,10 @@ spec:
 
     // The table is read again when it changes.
     let mut table = ServiceTable::load(&env.runroot).unwrap();
-    table.services[2].cluster_ip = Some("10.89.0.99".into());
+    let web = table.services.iter_mut().find(|s| s.name == "web").unwrap();
+    web.cluster_ip = Some("10.89.0.99".into());
     table.store(&env.runroot).unwrap();
+    env.give_to_user(&ServiceTable::path(&env.runroot));
     let out = lookup(&env, "web.default.svc.cluster.local");
     assert!(
         answered(&out, "web.default.svc.cluster.local", "10.89.0.99"),
@@ -315,7 +282,7 @@ spec:
 #[test]
 fn resolv_conf_follows_dns_policy_and_service_links_can_be_turned_off() {
     let env = env_with_busybox();
-    write_table(&env, "10.88.250.9");
+    register_services(&env);
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let host_server = host
         .lines()
@@ -400,7 +367,7 @@ fn the_cluster_domain_is_the_holders_and_without_pasta_outside_names_fail_fast()
         .unwrap();
     assert!(started.status.success(), "{}", stderr_of(&started));
     env.busybox();
-    write_table(&env, "10.88.250.9");
+    register_services(&env);
     let client = env.pod_file(
         "client",
         r#"

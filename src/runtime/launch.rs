@@ -169,13 +169,11 @@ struct WorkedOut {
     resolved: Resolved,
 }
 
-/// The named volumes the pod's claims mount: `run` made them.
-/// The pod's hostname when it is not just its name (`spec.hostname`), or a
-/// StatefulSet's pod (whose controller sets it): its DNS name under a
-/// headless Service.
+/// `spec.hostname` when it was given (a StatefulSet's controller gives
+/// it): the pod's DNS name under a headless Service, as the endpoints
+/// controller records it only then.
 fn explicit_hostname(plan: &PodPlan) -> Option<String> {
-    let default: String = plan.name.chars().take(63).collect();
-    (plan.owner.kind == "StatefulSet" || plan.hostname != default).then(|| plan.hostname.clone())
+    plan.hostname_given.then(|| plan.hostname.clone())
 }
 
 /// The containers' named ports, which a Service's targetPort may name.
@@ -199,6 +197,7 @@ fn named_ports(plan: &PodPlan) -> Vec<crate::runtime::state::NamedPort> {
         .collect()
 }
 
+/// The named volumes the pod's claims mount: `run` made them.
 fn claims(plan: &PodPlan) -> Vec<String> {
     let mut out: Vec<String> = plan
         .volumes

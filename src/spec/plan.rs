@@ -15,6 +15,9 @@ pub struct PodPlan {
     pub annotations: BTreeMap<String, String>,
     /// `spec.hostname`, else the pod name cut to 63 characters (as the kubelet does).
     pub hostname: String,
+    /// Whether `spec.hostname` was given (a StatefulSet's controller gives
+    /// it): only then does the pod answer by it under its subdomain.
+    pub hostname_given: bool,
     /// `spec.subdomain`: with `hostname`, the pod's name under the headless
     /// Service of that name.
     pub subdomain: Option<String>,

@@ -409,6 +409,7 @@ pub fn build_pod_plan(pod: &Pod, ctx: &mut Ctx<'_>) -> PodPlan {
         labels,
         annotations,
         hostname,
+        hostname_given: spec.hostname.is_some(),
         subdomain,
         share_process_namespace: spec.share_process_namespace.unwrap_or(false),
         host_pid: spec.host_pid.unwrap_or(false),
