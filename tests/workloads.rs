@@ -71,12 +71,11 @@ fn a_file_of_workloads_runs_replicas_with_their_names_and_down_file_removes_them
     let out = env.run(["run", "-d", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let stderr = stderr_of(&out);
-    // The Service is named as not acted on; serviceName says why it does nothing.
-    assert!(
-        stderr.contains("not acted on") && stderr.contains("Service/web"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("spec.serviceName"), "{stderr}");
+    // The Service is registered (tests/services.rs runs them), and
+    // serviceName has its meaning: nothing warns of either.
+    assert!(!stderr.contains("Service/web"), "{stderr}");
+    assert!(!stderr.contains("spec.serviceName"), "{stderr}");
+    assert!(env.ok(["service", "ls"]).contains("default/web"));
     let stdout = stdout_of(&out);
     let started: Vec<&str> = stdout.lines().map(str::trim).collect();
     assert_eq!(started.len(), 4, "{started:?}");
@@ -120,6 +119,9 @@ fn a_file_of_workloads_runs_replicas_with_their_names_and_down_file_removes_them
     assert_eq!(labels["app"], "db");
     assert_eq!(labels["statefulset.kubernetes.io/pod-name"], "db-1");
     assert_eq!(labels["apps.kubernetes.io/pod-index"], "1");
+    // Its controller names it under its Service: hostname and subdomain.
+    assert_eq!(pod["spec"]["hostname"], "db-1", "{pod}");
+    assert_eq!(pod["spec"]["subdomain"], "db", "{pod}");
     let web_pod: serde_json::Value =
         serde_json::from_str(&env.ok(["inspect", web[0].as_str()])).unwrap();
     assert_eq!(web_pod["metadata"]["labels"]["pod-template-hash"], hash);
