@@ -104,7 +104,7 @@ podman_bench_config() {
   local conf=$1 storage_conf=$2
   # keyring = false: runc gives each container a session keyring, and the
   # kernel's per-user quota (kernel.keys.maxkeys, 200) fails the containers
-  # of about the 70th pod (bench/commands.sh runs 100). minipod makes none.
+  # of a pod before the 100th (bench/commands.sh runs 100). minipod makes none.
   cat >"$conf" <<'CONF'
 [containers]
 keyring = false
