@@ -102,7 +102,13 @@ busybox_pod_bench() {
 # may otherwise settle on vfs, which copies the image for every container).
 podman_bench_config() {
   local conf=$1 storage_conf=$2
+  # keyring = false: runc gives each container a session keyring, and the
+  # kernel's per-user quota (kernel.keys.maxkeys, 200) fails the containers
+  # of a pod before the 100th (bench/commands.sh runs 100). minipod makes none.
   cat >"$conf" <<'CONF'
+[containers]
+keyring = false
+
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"

@@ -80,6 +80,6 @@ report --metric "log throughput against output to /dev/null" --unit s --minipod 
   --anchor-name "/dev/null" --anchor "$(mean "minipod, output to /dev/null")" --target 1/3 --target-text "within 3x"
 report --metric "foreground run > file against detached" --unit s --minipod "$(mean "minipod run > file")" \
   --anchor-name "minipod run -d + wait" --anchor "$detached" --target 2/3 --target-text "within 1.5x"
-report --metric "log throughput, $lines lines from busybox yes | head" --unit s \
+report --metric "log throughput, $lines lines from busybox yes piped to head" --unit s \
   --minipod "$(mean "minipod run -d + wait, yes | head")" --anchor-name "podman kube play (k8s-file)" \
   --anchor "$(mean "podman kube play + wait, yes | head")" --target 0 --target-text "none (figure only)"

@@ -62,7 +62,8 @@ def table(args):
         print("| " + " | ".join(head) + " |")
         print("|" + "|".join("---" for _ in head) + "|")
         for b in body:
-            print("| " + " | ".join(b) + " |")
+            # A | in a cell would end it.
+            print("| " + " | ".join(c.replace("|", "\\|") for c in b) + " |")
     else:
         widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
         for b in [head] + body:

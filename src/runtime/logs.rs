@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -115,25 +114,10 @@ impl LogWriter {
                     // this thread: 6 % of a chatty container's supervisor
                     // (perf). So the previous rotated file goes first; a
                     // reader between the two calls sees the newest lines only.
-                    // Freeing the removed file's page cache and blocks is
-                    // done by whoever drops its last reference: a descriptor
-                    // kept open past the unlink, closed on a thread of its
-                    // own, moves that work off this one (10 % of it, perf).
                     let older = rotated(&self.path);
-                    let held = File::options()
-                        .read(true)
-                        .custom_flags(libc::O_PATH)
-                        .open(&older)
-                        .ok();
                     match std::fs::remove_file(&older) {
                         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(lost(e)),
                         _ => {}
-                    }
-                    if let Some(held) = held {
-                        // No thread (out of them): the close is done here.
-                        let _ = std::thread::Builder::new()
-                            .stack_size(16 << 10)
-                            .spawn(move || drop(held));
                     }
                     std::fs::rename(&self.path, older).map_err(lost)?;
                     self.file = File::options()
