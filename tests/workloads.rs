@@ -148,7 +148,9 @@ fn a_file_of_workloads_runs_replicas_with_their_names_and_down_file_removes_them
     // down FILE removes what the records name, even after the file changed.
     std::fs::write(&file, APP.replace("name: web", "name: web2")).unwrap();
     let out = env.ok(["down", file.to_str().unwrap()]);
-    assert_eq!(out.lines().count(), 4, "{out}");
+    // Four pods, and the file's Service.
+    assert_eq!(out.lines().count(), 5, "{out}");
+    assert!(out.contains("service default/web"), "{out}");
     assert!(ps_json(&env).is_empty());
     assert!(common::live_processes("sleep 3120").is_empty());
 }
