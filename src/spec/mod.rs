@@ -1024,6 +1024,39 @@ fn pod_plan(
     (plan, errors, verdict.warned)
 }
 
+/// What a document that is not a Pod starts with: its name (checked;
+/// `advice` says what to do when it is missing), its namespace, and itself
+/// without `status`, for its kind's field table.
+struct DocHead {
+    name: String,
+    namespace: String,
+    own: serde_json::Value,
+    errors: Vec<SpecError>,
+}
+
+fn doc_head(doc: &serde_json::Value, pos: &Positions, advice: &str) -> DocHead {
+    let err_at = |path: &str, message: String| SpecError {
+        line: pos.line(path),
+        column: None,
+        path: path.to_string(),
+        message,
+    };
+    let mut errors = Vec::new();
+    let name = checked_name(doc, advice, &err_at, &mut errors);
+    let mut own = doc.clone();
+    if let Some(map) = own.as_object_mut() {
+        map.remove("status");
+    }
+    DocHead {
+        name,
+        namespace: doc_namespace(
+            &serde_json::from_value(doc["metadata"].clone()).unwrap_or_default(),
+        ),
+        own,
+        errors,
+    }
+}
+
 /// A PersistentVolumeClaim document's claim and the warning for its
 /// fields that mean nothing here, or its errors.
 fn claim_plan(
@@ -1032,23 +1065,12 @@ fn claim_plan(
     source_name: &str,
     line: usize,
 ) -> Result<(claims::ClaimPlan, Option<String>), Vec<SpecError>> {
-    let err_at = |path: &str, message: String| SpecError {
-        line: pos.line(path),
-        column: None,
-        path: path.to_string(),
-        message,
-    };
-    let mut errors = Vec::new();
-    let name = checked_name(
-        doc,
-        "give the claim a name, the claimName pods use",
-        &err_at,
-        &mut errors,
-    );
-    let mut own = doc.clone();
-    if let Some(map) = own.as_object_mut() {
-        map.remove("status");
-    }
+    let DocHead {
+        name,
+        namespace,
+        own,
+        mut errors,
+    } = doc_head(doc, pos, "give the claim a name, the claimName pods use");
     let verdict =
         support::check_fields_in(&own, &[claims::CLAIM_FIELDS, support::SUPPORTED_FIELDS]);
     errors.extend(refusals(&verdict.unsupported, pos, <[yaml::Seg]>::to_vec));
@@ -1071,9 +1093,7 @@ fn claim_plan(
             requested_storage: claims::requested_storage(&spec),
             labels: claims::labels(&doc["metadata"]),
             created_by: format!("PersistentVolumeClaim/{name}"),
-            namespace: doc_namespace(
-                &serde_json::from_value(doc["metadata"].clone()).unwrap_or_default(),
-            ),
+            namespace,
             name,
             source: source_name.to_string(),
             line,
@@ -1090,23 +1110,16 @@ fn service_doc(
     source_name: &str,
     line: usize,
 ) -> Result<(service::ServicePlan, Option<String>), Vec<SpecError>> {
-    let err_at = |path: &str, message: String| SpecError {
-        line: pos.line(path),
-        column: None,
-        path: path.to_string(),
-        message,
-    };
-    let mut errors = Vec::new();
-    let name = checked_name(
+    let DocHead {
+        name,
+        namespace,
+        mut own,
+        mut errors,
+    } = doc_head(
         doc,
+        pos,
         "give the Service a name, the name pods reach it by",
-        &err_at,
-        &mut errors,
     );
-    let mut own = doc.clone();
-    if let Some(map) = own.as_object_mut() {
-        map.remove("status");
-    }
     // Fields the checks below refuse with their own advice.
     if let Some(spec) = own.get_mut("spec").and_then(|s| s.as_object_mut()) {
         spec.remove("externalIPs");
@@ -1127,8 +1140,6 @@ fn service_doc(
     let verdict =
         support::check_fields_in(&own, &[service::SERVICE_FIELDS, support::SUPPORTED_FIELDS]);
     errors.extend(refusals(&verdict.unsupported, pos, <[yaml::Seg]>::to_vec));
-    let namespace =
-        doc_namespace(&serde_json::from_value(doc["metadata"].clone()).unwrap_or_default());
     match service::service_plan(doc, &name, &namespace, source_name, line) {
         Ok(plan) if errors.is_empty() => Ok((
             plan,
