@@ -81,6 +81,11 @@ impl Roots {
     pub fn holder_lock(&self) -> PathBuf {
         self.run.join("holder.lock")
     }
+    /// Where the holder takes requests to publish Services on the host
+    /// (`net::node_ports`).
+    pub fn holder_socket(&self) -> PathBuf {
+        self.run.join("holder.sock")
+    }
     /// Held shared by every command using the holder; the holder leaves
     /// only when it can take it exclusively.
     pub fn holder_use_lock(&self) -> PathBuf {

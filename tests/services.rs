@@ -1,7 +1,8 @@
 //! Services, as the unprivileged user: a virtual IP forwarded to the pods a
 //! selector matches (port ≠ targetPort, a named targetPort), balanced among
 //! replicas, hairpin, readiness taking a pod out and back, `down FILE`
-//! removing the Service and its rules, and the spec's refusals.
+//! removing the Service and its rules, NodePort and LoadBalancer Services
+//! reached from the host, and the spec's refusals.
 
 mod common;
 
@@ -227,10 +228,7 @@ spec:
 "#,
     );
     let err = env.fails(["run", "-d", file.to_str().unwrap()]);
-    assert!(
-        err.contains(":6: spec.type: type NodePort is not supported"),
-        "{err}"
-    );
+    assert!(!err.contains("spec.type: type NodePort"), "{err}");
     assert!(
         err.contains(":9: spec.ports[0].name: Required value"),
         "{err}"
@@ -259,6 +257,117 @@ fn hairpin_a_pod_reaches_a_service_that_selects_itself() {
     let (bodies, failed) = fetch(&env, &web, "web", &format!("http://{vip}/"), 3);
     env.ok(["down", web_file.to_str().unwrap()]);
     assert_eq!((bodies, failed), (vec![web.clone(); 3], 0));
+}
+
+/// A free TCP port of the host (bound, read back, let go).
+fn free_host_port() -> u16 {
+    let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// An HTTP GET of `/` on the host's loopback: the body, or why not.
+fn get_from_host(port: u16) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).map_err(|e| e.to_string())?;
+    reply
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.trim().to_string())
+        .ok_or(reply)
+}
+
+/// NodePort and LoadBalancer Services, reached from the host: the nodePort
+/// minipod picked (balanced over both replicas), a LoadBalancer on its own
+/// port, a busy nodePort and a port below the unprivileged start refused
+/// before anything starts, and `down FILE` closing the host ports.
+#[test]
+fn node_port_and_load_balancer_services_are_reached_from_the_host() {
+    let env = env_with_busybox();
+    let lb_port = free_host_port();
+    let yaml = web(2, false).replace(
+        "  ports:\n  - port: 80\n    targetPort: http\n",
+        "  type: NodePort\n  ports:\n  - port: 80\n    targetPort: http\n",
+    ) + &format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: front}}\nspec:\n  type: LoadBalancer\n  allocateLoadBalancerNodePorts: false\n  selector: {{app: web}}\n  ports: [{{port: {lb_port}, targetPort: 8080}}]\n"
+    );
+    let file = env.pod_file("web", &yaml);
+    env.ok(["run", "-d", "--wait", "ready", file.to_str().unwrap()]);
+    let svc = services(&env);
+    let front = &svc[0];
+    let web = &svc[1];
+    assert_eq!(
+        (&front["name"], &web["name"]),
+        (&"front".into(), &"web".into()),
+        "{svc}"
+    );
+    let node_port = web["ports"][0]["nodePort"].as_u64().unwrap() as u16;
+    assert!((30000..=32767).contains(&node_port), "{svc}");
+    assert_eq!(
+        front["ports"][0]["nodePort"],
+        serde_json::Value::Null,
+        "{svc}"
+    );
+    let ls = env.ok(["service", "ls"]);
+    assert!(
+        ls.contains(&format!("0.0.0.0:{node_port}->80/tcp"))
+            && ls.contains(&format!("0.0.0.0:{lb_port}->{lb_port}/tcp")),
+        "{ls}"
+    );
+    wait_until("both replicas serve", Duration::from_secs(20), || {
+        services(&env)[1]["endpoints"]
+            .as_array()
+            .is_some_and(|e| e.len() == 2 && e.iter().all(|e| e["ready"] == true))
+    });
+    let replicas: BTreeSet<String> = pods_of(&env, "web").into_iter().collect();
+    let mut served = BTreeSet::new();
+    for _ in 0..24 {
+        served.insert(get_from_host(node_port).expect("the nodePort answers"));
+    }
+    assert_eq!(served, replicas, "both replicas answer on the nodePort");
+    let body = get_from_host(lb_port).expect("the LoadBalancer's port answers");
+    assert!(replicas.contains(&body), "{body}");
+    let inspected: serde_json::Value =
+        serde_json::from_str(&env.ok(["inspect", "service/front"])).unwrap();
+    assert_eq!(
+        inspected["status"]["loadBalancer"]["ingress"][0]["ip"], "127.0.0.1",
+        "{inspected}"
+    );
+
+    // A nodePort another process holds, and a LoadBalancer on port 80:
+    // refused, naming the port and what to do, and nothing of them stays.
+    let squatter = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let taken = squatter.local_addr().unwrap().port();
+    let busy = env.pod_file(
+        "busy",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: busy}}\nspec:\n  type: LoadBalancer\n  selector: {{app: web}}\n  ports: [{{port: {taken}}}]\n"
+        ),
+    );
+    let err = env.fails(["run", "-d", busy.to_str().unwrap()]);
+    assert!(
+        err.contains(&format!(
+            "Service default/busy spec.ports[0].port: port {taken}/TCP on 0.0.0.0 is already in use"
+        )),
+        "{err}"
+    );
+    let low = env.pod_file(
+        "low",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: low}\nspec:\n  type: LoadBalancer\n  ports: [{port: 80}]\n",
+    );
+    let err = env.fails(["run", "-d", low.to_str().unwrap()]);
+    assert!(err.contains("ip_unprivileged_port_start"), "{err}");
+    assert_eq!(services(&env).as_array().map(Vec::len), Some(2));
+    drop(squatter);
+
+    // down FILE: the host ports close with the Services.
+    env.ok(["down", file.to_str().unwrap()]);
+    assert!(get_from_host(node_port).is_err());
+    assert!(get_from_host(lb_port).is_err());
+    std::net::TcpListener::bind(("0.0.0.0", node_port)).expect("the nodePort is free again");
 }
 
 #[test]

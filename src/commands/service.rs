@@ -43,6 +43,7 @@ pub fn entry_of(plan: &ServicePlan, source: Option<String>) -> (ServiceEntry, Wa
         selector: plan.selector.clone(),
         endpoints: Vec::new(),
         publish_not_ready: plan.publish_not_ready,
+        allocate_node_ports: plan.allocate_node_ports,
         source,
     };
     (entry, want)
@@ -192,6 +193,30 @@ fn ports_text(ports: &[ServicePort]) -> String {
         .join(",")
 }
 
+/// Where a Service is published on the host, as `minipod port` says it:
+/// `0.0.0.0:30080->80/tcp`.
+fn host_text(s: &ServiceEntry) -> String {
+    let one = ServiceTable {
+        services: vec![s.clone()],
+    };
+    let published: Vec<String> = crate::net::services::host_forwards(&one)
+        .iter()
+        .map(|f| {
+            format!(
+                "0.0.0.0:{}->{}/{}",
+                f.host_port,
+                f.port,
+                f.protocol.name().to_lowercase()
+            )
+        })
+        .collect();
+    if published.is_empty() {
+        "<none>".into()
+    } else {
+        published.join(",")
+    }
+}
+
 fn endpoints_text(s: &ServiceEntry) -> String {
     let serving: Vec<String> = s
         .serving()
@@ -222,16 +247,17 @@ pub fn ls(roots: &Roots, format: &str) -> Result<ExitCode> {
         "json" => println!("{}", serde_json::to_string_pretty(&table.services)?),
         "table" => {
             println!(
-                "{:<30} {:<10} {:<15} {:<24} ENDPOINTS",
-                "NAMESPACE/NAME", "TYPE", "CLUSTER-IP", "PORTS"
+                "{:<30} {:<12} {:<15} {:<24} {:<24} ENDPOINTS",
+                "NAMESPACE/NAME", "TYPE", "CLUSTER-IP", "PORTS", "ON THE HOST"
             );
             for s in &table.services {
                 println!(
-                    "{:<30} {:<10} {:<15} {:<24} {}",
+                    "{:<30} {:<12} {:<15} {:<24} {:<24} {}",
                     format!("{}/{}", s.namespace, s.name),
                     s.kind,
                     s.cluster_ip.as_deref().unwrap_or("None"),
                     ports_text(&s.ports),
+                    host_text(s),
                     endpoints_text(s)
                 );
             }
@@ -338,6 +364,13 @@ fn service_json(s: &ServiceEntry) -> serde_json::Value {
             "selector": s.selector,
             "publishNotReadyAddresses": s.publish_not_ready,
         },
+        "status": if s.kind == "LoadBalancer" {
+            // Published on every address of the host: a script reading
+            // the ingress address (as with a cloud's) reaches it here.
+            json!({"loadBalancer": {"ingress": [{"ip": "127.0.0.1", "ipMode": "VIP"}]}})
+        } else {
+            json!({"loadBalancer": {}})
+        },
         "endpoints": {
             "apiVersion": "v1",
             "kind": "Endpoints",
@@ -386,6 +419,7 @@ mod tests {
                 },
             ],
             publish_not_ready: false,
+            allocate_node_ports: false,
             source: None,
         };
         let v = service_json(&s);

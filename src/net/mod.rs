@@ -18,6 +18,7 @@ pub mod dns;
 pub mod ipam;
 pub mod netlink;
 pub mod nftables;
+pub mod node_ports;
 pub mod pasta;
 pub mod pod_network;
 pub mod portfwd;

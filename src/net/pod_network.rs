@@ -44,7 +44,7 @@ impl PodNetwork {
         uplink: Uplink,
         ports: &[Published],
     ) -> Result<PodNetwork> {
-        let listeners = portfwd::bind(ports)?;
+        let listeners = portfwd::bind(ports, "hostPort")?;
         let ipam = Ipam::new(run, uplink.subnet);
         let ip = ipam.allocate(pod, owner)?;
         Ok(PodNetwork {

@@ -7,6 +7,11 @@
 //! which sits in the pod's netns, and passed back over a unix socket with
 //! SCM_RIGHTS (rootlesskit's builtin port driver). A socket keeps the netns
 //! it was created in, so the supervisor then connects it to the pod itself.
+//!
+//! The holder uses the same listeners and relays for the Services it
+//! publishes on the host (`net::node_ports`): there the upstream socket is
+//! made in the calling thread's own netns, the uplink one, where the
+//! Service's virtual IP is DNAT'ed to its endpoints.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -16,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, bail};
 
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 
@@ -78,7 +83,30 @@ impl PodSockets {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Where a listener's connections and datagrams go.
+pub enum Upstream {
+    /// Into a pod's netns, through its pause (a hostPort).
+    Pod(Arc<PodSockets>),
+    /// From the netns of the thread that connects: the holder's uplink
+    /// netns, where a Service's virtual IP is forwarded (a nodePort).
+    Here,
+}
+
+impl Upstream {
+    fn connect(&self, tcp: bool, to: SocketAddr) -> std::io::Result<OwnedFd> {
+        match self {
+            Upstream::Pod(sockets) => sockets.connect(tcp, to),
+            Upstream::Here if tcp => TcpStream::connect(to).map(OwnedFd::from),
+            Upstream::Here => {
+                let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+                socket.connect(to)?;
+                Ok(OwnedFd::from(socket))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Protocol {
     Tcp,
     Udp,
@@ -144,7 +172,8 @@ pub fn published(ports: &[HostPort]) -> Result<Vec<Published>> {
     Ok(out)
 }
 
-fn unprivileged_port_start() -> u32 {
+/// `net.ipv4.ip_unprivileged_port_start` of the caller's netns (1024 when unreadable).
+pub fn unprivileged_port_start() -> u32 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -155,12 +184,13 @@ fn unprivileged_port_start() -> u32 {
 /// pod starts. A host port 0 becomes the free port the kernel gave: the
 /// listener bound is the one that serves, so no other process can take
 /// the port in between.
-pub fn bind(ports: &[Published]) -> Result<Vec<Listener>> {
+/// `noun` names the port in errors: `hostPort`, `nodePort`.
+pub fn bind(ports: &[Published], noun: &str) -> Result<Vec<Listener>> {
     let mut bound: Vec<Listener> = Vec::new();
     for p in ports {
         let addr = SocketAddr::new(p.host_ip, p.host_port);
         let what = format!(
-            "hostPort {}/{} on {}",
+            "{noun} {}/{} on {}",
             p.host_port,
             p.protocol.name(),
             p.host_ip
@@ -171,7 +201,7 @@ pub fn bind(ports: &[Published]) -> Result<Vec<Listener>> {
         }
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
-                anyhow!("{what} is already in use on this machine; pick another hostPort or stop what uses it")
+                anyhow!("{what} is already in use on this machine; pick another {noun} or stop what uses it")
             } else if e.kind() == std::io::ErrorKind::AddrNotAvailable {
                 anyhow!("{what}: {} is not an address of this machine; give one of its addresses, or none for all", p.host_ip)
             } else {
@@ -203,16 +233,30 @@ impl Listener {
 /// Forwards each listener to `target` (the pod's IP) inside the pod's netns.
 /// The forwarders live as long as the process.
 pub fn serve(listeners: Vec<Listener>, sockets: Arc<PodSockets>, target: Ipv4Addr) {
-    for Listener(p, socket) in listeners {
-        let to = SocketAddr::new(IpAddr::V4(target), p.container_port);
-        let sockets = sockets.clone();
+    let upstream = Arc::new(Upstream::Pod(sockets));
+    for listener in listeners {
+        let to = SocketAddr::new(IpAddr::V4(target), listener.0.container_port);
+        if let Err(e) = listener.spawn(upstream.clone(), to, None) {
+            tracing::warn!("serving a hostPort: {e}");
+        }
+    }
+}
+
+impl Listener {
+    /// Serves on a thread of its own, forwarding to `to` through
+    /// `upstream`, until the other end of `stop` (a pipe) is closed; for
+    /// ever without one. Connections already relayed go on.
+    pub fn spawn(
+        self,
+        upstream: Arc<Upstream>,
+        to: SocketAddr,
+        stop: Option<OwnedFd>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let Listener(_, socket) = self;
+        let builder = std::thread::Builder::new().name("port-listener".into());
         match socket {
-            Bound::Tcp(l) => {
-                std::thread::spawn(move || serve_tcp(l, sockets, to));
-            }
-            Bound::Udp(s) => {
-                std::thread::spawn(move || serve_udp(s, sockets, to));
-            }
+            Bound::Tcp(l) => builder.spawn(move || serve_tcp(l, upstream, to, stop)),
+            Bound::Udp(s) => builder.spawn(move || serve_udp(s, upstream, to, stop)),
         }
     }
 }
@@ -222,12 +266,24 @@ enum Bound {
     Udp(UdpSocket),
 }
 
-fn serve_tcp(listener: TcpListener, sockets: Arc<PodSockets>, to: SocketAddr) {
-    for conn in listener.incoming() {
-        let Ok(client) = conn else { continue };
-        let sockets = sockets.clone();
+fn serve_tcp(
+    listener: TcpListener,
+    upstream: Arc<Upstream>,
+    to: SocketAddr,
+    stop: Option<OwnedFd>,
+) {
+    // With a stop pipe, accept only after poll said so, and never block in
+    // it (a client may reset in between).
+    if stop.is_some() && listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    while readable_unless_stopped(&listener, stop.as_ref()) {
+        let Ok((client, _)) = listener.accept() else {
+            continue;
+        };
+        let upstream = upstream.clone();
         std::thread::spawn(move || {
-            let upstream = match sockets.connect(true, to) {
+            let upstream = match upstream.connect(true, to) {
                 Ok(fd) => TcpStream::from(fd),
                 Err(e) => {
                     tracing::debug!("forwarding to {to}: {e}");
@@ -238,6 +294,31 @@ fn serve_tcp(listener: TcpListener, sockets: Arc<PodSockets>, to: SocketAddr) {
             let _ = upstream.set_nodelay(true);
             pipe_both_ways(client, upstream);
         });
+    }
+}
+
+/// Waits until `socket` has something to read; false once `stop`'s other
+/// end is closed. Without a stop pipe, true at once (the caller blocks).
+fn readable_unless_stopped(socket: &impl AsFd, stop: Option<&OwnedFd>) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let Some(stop) = stop else { return true };
+    loop {
+        let mut fds = [
+            PollFd::new(socket.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {
+                if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                    return false;
+                }
+                if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                    return true;
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return false,
+        }
     }
 }
 
@@ -322,12 +403,15 @@ type Peers = Arc<Mutex<HashMap<SocketAddr, Peer>>>;
 
 /// UDP: one socket in the pod per peer, replies relayed back to that peer
 /// by a thread of its own until the peer has been idle for `udp_idle()`.
-fn serve_udp(socket: UdpSocket, sockets: Arc<PodSockets>, to: SocketAddr) {
+fn serve_udp(socket: UdpSocket, upstream: Arc<Upstream>, to: SocketAddr, stop: Option<OwnedFd>) {
+    if stop.is_some() && socket.set_nonblocking(true).is_err() {
+        return;
+    }
     let socket = Arc::new(socket);
     let peers: Peers = Arc::default();
     let idle = udp_idle();
     let mut buf = vec![0u8; 65536];
-    loop {
+    while readable_unless_stopped(&*socket, stop.as_ref()) {
         let Ok((n, peer)) = socket.recv_from(&mut buf) else {
             continue;
         };
@@ -343,7 +427,7 @@ fn serve_udp(socket: UdpSocket, sockets: Arc<PodSockets>, to: SocketAddr) {
             // Only this thread adds peers: asking the pause for a socket
             // needs no lock, so relays are not held up meanwhile.
             None => {
-                let Ok(fd) = sockets.connect(false, to) else {
+                let Ok(fd) = upstream.connect(false, to) else {
                     continue;
                 };
                 let u = Arc::new(UdpSocket::from(fd));

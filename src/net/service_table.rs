@@ -51,6 +51,10 @@ pub struct ServiceEntry {
     /// `spec.publishNotReadyAddresses`.
     #[serde(default)]
     pub publish_not_ready: bool,
+    /// Ports registered without a nodePort get one (NodePort, and
+    /// LoadBalancer unless `allocateLoadBalancerNodePorts: false`).
+    #[serde(default)]
+    pub allocate_node_ports: bool,
     /// The file `run` read it from (absolute), for `down FILE`; none for stdin.
     pub source: Option<String>,
 }
@@ -64,7 +68,8 @@ pub struct ServicePort {
     pub port: u16,
     /// A number, or the name of a container port.
     pub target_port: TargetPort,
-    /// NodePort and LoadBalancer: the host port it is published on.
+    /// NodePort and LoadBalancer: the host port it is published on (a
+    /// LoadBalancer's is also published on `port`).
     pub node_port: Option<u16>,
 }
 
@@ -180,6 +185,7 @@ mod tests {
                     },
                 ],
                 publish_not_ready: false,
+                allocate_node_ports: false,
                 source: None,
             }],
         };

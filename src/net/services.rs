@@ -6,7 +6,12 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use super::portfwd::Protocol;
 use super::service_table::{Endpoint, ServiceEntry, ServiceTable, TargetPort};
+
+/// The range nodePorts are allocated from: kube-apiserver's default
+/// `--service-node-port-range`.
+pub const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 
 /// What the table needs of one pod (from its `state.json`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -84,10 +89,16 @@ fn ip_of(entry: &ServiceEntry) -> Option<Ipv4Addr> {
 /// The table with `wanted` registered (each replacing a Service of its
 /// namespace and name; one that had a virtual IP keeps it unless another is
 /// asked for), or why one cannot be.
+///
+/// NodePort and LoadBalancer Services also get their host ports here: a
+/// nodePort for each port without one (the one it had, else a free one of
+/// `NODE_PORTS`), each host port once on the machine and not below
+/// `unprivileged_start` (`net.ipv4.ip_unprivileged_port_start`).
 pub fn register(
     mut table: ServiceTable,
     wanted: Vec<(ServiceEntry, WantIp)>,
     subnet: (Ipv4Addr, u8),
+    unprivileged_start: u32,
 ) -> Result<ServiceTable, String> {
     for (mut entry, want) in wanted {
         let old = table
@@ -127,6 +138,12 @@ pub fn register(
             },
         };
         entry.cluster_ip = ip.map(|ip| ip.to_string());
+        assign_host_ports(
+            &mut entry,
+            old.as_ref(),
+            &table.services,
+            unprivileged_start,
+        )?;
         entry.endpoints = old.map(|o| o.endpoints).unwrap_or_default();
         table.services.push(entry);
     }
@@ -134,6 +151,148 @@ pub fn register(
         .services
         .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(table)
+}
+
+/// The host ports a Service is published on, as (field, port, protocol,
+/// index of its port): each port's nodePort, and a LoadBalancer's ports
+/// themselves.
+fn host_ports(s: &ServiceEntry) -> Vec<(String, u16, &str, usize)> {
+    let mut out = Vec::new();
+    for (i, p) in s.ports.iter().enumerate() {
+        if s.kind == "LoadBalancer" {
+            out.push((
+                format!("spec.ports[{i}].port"),
+                p.port,
+                p.protocol.as_str(),
+                i,
+            ));
+        }
+        if let Some(n) = p.node_port {
+            out.push((
+                format!("spec.ports[{i}].nodePort"),
+                n,
+                p.protocol.as_str(),
+                i,
+            ));
+        }
+    }
+    out
+}
+
+/// Gives `entry`'s ports their nodePorts and checks every host port it
+/// would be published on against the machine's limit and `others`.
+fn assign_host_ports(
+    entry: &mut ServiceEntry,
+    old: Option<&ServiceEntry>,
+    others: &[ServiceEntry],
+    unprivileged_start: u32,
+) -> Result<(), String> {
+    let key = format!("{}/{}", entry.namespace, entry.name);
+    let mut taken: Vec<(u16, String, String)> = others
+        .iter()
+        .flat_map(|o| {
+            host_ports(o)
+                .into_iter()
+                .map(|(_, port, proto, _)| {
+                    (
+                        port,
+                        proto.to_string(),
+                        format!("{}/{}", o.namespace, o.name),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let is_taken = |taken: &[(u16, String, String)], port: u16, proto: &str| {
+        taken
+            .iter()
+            .find(|(p, pr, _)| *p == port && pr == proto)
+            .map(|(_, _, by)| by.clone())
+    };
+    for i in 0..entry.ports.len() {
+        let p = &entry.ports[i];
+        if p.node_port.is_some() || !entry.allocate_node_ports {
+            continue;
+        }
+        let kept = old
+            .and_then(|o| {
+                o.ports
+                    .iter()
+                    .find(|q| q.port == p.port && q.protocol == p.protocol)
+            })
+            .and_then(|q| q.node_port)
+            .filter(|n| is_taken(&taken, *n, &p.protocol).is_none());
+        let span = u64::from(NODE_PORTS.end() - NODE_PORTS.start()) + 1;
+        let first = crate::sys::hash::fnv1a64(&format!("{key}/{}/{}", p.port, p.protocol)) % span;
+        let mine: Vec<u16> = entry.ports.iter().filter_map(|q| q.node_port).collect();
+        let free = kept.or_else(|| {
+            (0..span)
+                .map(|k| NODE_PORTS.start() + ((first + k) % span) as u16)
+                .find(|n| is_taken(&taken, *n, &p.protocol).is_none() && !mine.contains(n))
+        });
+        let Some(n) = free else {
+            return Err(format!(
+                "Service {key}: no free nodePort left in {}-{}; `minipod service ls` shows \
+                 which Services hold them",
+                NODE_PORTS.start(),
+                NODE_PORTS.end()
+            ));
+        };
+        entry.ports[i].node_port = Some(n);
+    }
+    for (field, port, proto, _) in host_ports(entry) {
+        if u32::from(port) < unprivileged_start {
+            return Err(format!(
+                "Service {key}: {field} {port}/{proto} would be published on the host, and \
+                 {port} is below net.ipv4.ip_unprivileged_port_start ({unprivileged_start}), \
+                 which a rootless user may not bind; use a port ≥ {unprivileged_start} (or \
+                 type NodePort, reached on its nodePort), or lower the sysctl (sysctl \
+                 net.ipv4.ip_unprivileged_port_start={port})"
+            ));
+        }
+        if let Some(by) = is_taken(&taken, port, proto) {
+            return Err(format!(
+                "Service {key}: {field} {port}/{proto} is already published by Service {by}; \
+                 pick another port, or `minipod down` the file of {by}"
+            ));
+        }
+        taken.push((port, proto.to_string(), key.clone()));
+    }
+    Ok(())
+}
+
+/// One host port a NodePort or LoadBalancer Service is published on, and
+/// where its traffic goes: the virtual IP and port, from the uplink netns.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HostForward {
+    /// Who asks, for messages: `Service default/web spec.ports[0].nodePort`.
+    pub asked_by: String,
+    pub host_port: u16,
+    pub protocol: Protocol,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+}
+
+/// Every host port of the table's Services, in table order.
+pub fn host_forwards(table: &ServiceTable) -> Vec<HostForward> {
+    let mut out = Vec::new();
+    for s in &table.services {
+        let Some(vip) = ip_of(s) else { continue };
+        for (field, host_port, proto, i) in host_ports(s) {
+            out.push(HostForward {
+                asked_by: format!("Service {}/{} {field}", s.namespace, s.name),
+                host_port,
+                protocol: if proto == "UDP" {
+                    Protocol::Udp
+                } else {
+                    Protocol::Tcp
+                },
+                vip,
+                port: s.ports[i].port,
+            });
+        }
+    }
+    out
 }
 
 /// The table without the Services read from `source`; the names removed.
@@ -258,6 +417,7 @@ mod tests {
             selector: [("app".to_string(), name.to_string())].into(),
             endpoints: Vec::new(),
             publish_not_ready: false,
+            allocate_node_ports: false,
             source: Some("/f.yaml".into()),
         }
     }
@@ -306,22 +466,110 @@ mod tests {
         );
     }
 
+    fn node_port_service(name: &str, kind: &str, ports: Vec<ServicePort>) -> ServiceEntry {
+        ServiceEntry {
+            kind: kind.into(),
+            allocate_node_ports: true,
+            ..entry(name, ports)
+        }
+    }
+
+    #[test]
+    fn node_ports_are_kept_free_and_checked_and_forwarded_to_the_virtual_ip() {
+        let web = node_port_service("web", "NodePort", vec![port(80, TargetPort::Number(8080))]);
+        let t = register(
+            ServiceTable::default(),
+            vec![(web.clone(), WantIp::Allocate)],
+            SUBNET,
+            1024,
+        )
+        .unwrap();
+        let given = t.services[0].ports[0].node_port.unwrap();
+        assert!(NODE_PORTS.contains(&given));
+        // Registered again (run of the same file): the same nodePort.
+        let t = register(t, vec![(web.clone(), WantIp::Allocate)], SUBNET, 1024).unwrap();
+        assert_eq!(t.services[0].ports[0].node_port, Some(given));
+        // Another Service asking for it by number is refused, naming web.
+        let mut other = node_port_service("api", "NodePort", vec![port(81, TargetPort::Number(1))]);
+        other.ports[0].node_port = Some(given);
+        let e = register(t.clone(), vec![(other, WantIp::Allocate)], SUBNET, 1024).unwrap_err();
+        assert!(
+            e.contains("already published by Service default/web"),
+            "{e}"
+        );
+        // A LoadBalancer is published on its port and its nodePort; below
+        // the unprivileged start it is refused with the sysctl to change.
+        let lb = node_port_service(
+            "front",
+            "LoadBalancer",
+            vec![port(80, TargetPort::Number(80))],
+        );
+        let e = register(t.clone(), vec![(lb, WantIp::Allocate)], SUBNET, 1024).unwrap_err();
+        assert!(
+            e.contains("spec.ports[0].port 80/TCP") && e.contains("ip_unprivileged_port_start=80"),
+            "{e}"
+        );
+        let lb = node_port_service(
+            "front",
+            "LoadBalancer",
+            vec![port(8080, TargetPort::Number(80))],
+        );
+        let t = register(t, vec![(lb, WantIp::Allocate)], SUBNET, 1024).unwrap();
+        let forwards = host_forwards(&t);
+        let ports: Vec<(u16, u16)> = forwards.iter().map(|f| (f.host_port, f.port)).collect();
+        let front_np = t.services[0].ports[0].node_port.unwrap();
+        assert_eq!(ports, [(8080, 8080), (front_np, 8080), (given, 80)]);
+        assert_eq!(
+            forwards[0].asked_by,
+            "Service default/front spec.ports[0].port"
+        );
+        assert_eq!(Some(forwards[2].vip.to_string()), t.services[1].cluster_ip);
+        // Without allocateLoadBalancerNodePorts: its port only; ClusterIP: none.
+        let mut lb = node_port_service(
+            "front",
+            "LoadBalancer",
+            vec![port(8080, TargetPort::Number(80))],
+        );
+        lb.allocate_node_ports = false;
+        let t = register(t, vec![(lb, WantIp::Allocate)], SUBNET, 1024).unwrap();
+        assert_eq!(host_forwards(&t).len(), 2);
+        let t = register(
+            t,
+            vec![(
+                entry("db", vec![port(5432, TargetPort::Number(5432))]),
+                WantIp::Allocate,
+            )],
+            SUBNET,
+            1024,
+        )
+        .unwrap();
+        assert_eq!(host_forwards(&t).len(), 2);
+    }
+
     #[test]
     fn registering_again_keeps_the_ip_and_fixed_ips_are_checked() {
         let t = register(
             ServiceTable::default(),
             vec![(entry("web", vec![]), WantIp::Allocate)],
             SUBNET,
+            1024,
         )
         .unwrap();
         let ip = t.services[0].cluster_ip.clone().unwrap();
-        let t = register(t, vec![(entry("web", vec![]), WantIp::Allocate)], SUBNET).unwrap();
+        let t = register(
+            t,
+            vec![(entry("web", vec![]), WantIp::Allocate)],
+            SUBNET,
+            1024,
+        )
+        .unwrap();
         assert_eq!(t.services.len(), 1);
         assert_eq!(t.services[0].cluster_ip.as_deref(), Some(ip.as_str()));
         let clash = register(
             t.clone(),
             vec![(entry("db", vec![]), WantIp::Fixed(ip.parse().unwrap()))],
             SUBNET,
+            1024,
         );
         assert!(clash.unwrap_err().contains("already Service default/web"));
         let outside = register(
@@ -331,9 +579,16 @@ mod tests {
                 WantIp::Fixed(Ipv4Addr::new(10, 1, 0, 1)),
             )],
             SUBNET,
+            1024,
         );
         assert!(outside.unwrap_err().contains("not in the service range"));
-        let t = register(t, vec![(entry("db", vec![]), WantIp::Headless)], SUBNET).unwrap();
+        let t = register(
+            t,
+            vec![(entry("db", vec![]), WantIp::Headless)],
+            SUBNET,
+            1024,
+        )
+        .unwrap();
         assert_eq!(t.services[0].name, "db");
         assert_eq!(t.services[0].cluster_ip, None);
         let mut t = t;

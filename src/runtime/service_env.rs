@@ -94,6 +94,7 @@ mod tests {
             selector: Default::default(),
             endpoints: Vec::new(),
             publish_not_ready: false,
+            allocate_node_ports: false,
             source: None,
         }
     }

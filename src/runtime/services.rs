@@ -72,12 +72,19 @@ pub fn sync(roots: &Roots, change: Change) -> Result<(ServiceTable, Vec<String>)
     let _lock = FileLock::acquire(&roots.run.join(service_table::LOCK), Mode::Exclusive)
         .context("locking the Service table")?;
     let mut table = ServiceTable::load(&roots.run)?;
+    let before = table.clone();
+    let registering = matches!(change, Change::Register(_));
     let mut removed = Vec::new();
     match change {
         Change::Nothing => {}
         Change::Register(wanted) => {
-            table =
-                services::register(table, wanted, service_subnet()?).map_err(anyhow::Error::msg)?;
+            table = services::register(
+                table,
+                wanted,
+                service_subnet()?,
+                crate::net::portfwd::unprivileged_port_start(),
+            )
+            .map_err(anyhow::Error::msg)?;
         }
         Change::RemoveSource(source) => removed = services::remove_source(&mut table, &source),
         Change::RemoveNamed(names) => removed = services::remove_named(&mut table, &names),
@@ -94,7 +101,38 @@ pub fn sync(roots: &Roots, change: Change) -> Result<(ServiceTable, Vec<String>)
     let table = services::with_endpoints(table, &pods);
     table.store(&roots.run)?;
     apply_rules(roots, &table)?;
+    let failed = publish(roots, &before, &table)?;
+    if !failed.is_empty() {
+        if registering {
+            // Nothing of this run's Services stays: the table, the rules
+            // and the host ports go back to what they were.
+            let before = services::with_endpoints(before, &pods);
+            before.store(&roots.run)?;
+            apply_rules(roots, &before)?;
+            publish(roots, &table, &before)?;
+            anyhow::bail!("{}", failed.join("\n"));
+        }
+        for f in failed {
+            tracing::warn!("{f}");
+        }
+    }
     Ok((table, removed))
+}
+
+/// Has the holder publish the host ports of `table` (NodePort and
+/// LoadBalancer Services), when it or `before` has any; what failed. The
+/// holder is asked each time (not only on a change): a new holder, after
+/// one died, publishes them again at the next sync. No holder: nothing
+/// runs to forward to, and a holder started later is asked then.
+fn publish(roots: &Roots, before: &ServiceTable, table: &ServiceTable) -> Result<Vec<String>> {
+    let wanted = services::host_forwards(table);
+    if wanted.is_empty() && services::host_forwards(before).is_empty() {
+        return Ok(Vec::new());
+    }
+    if crate::userns::holder::read_live(roots).is_none() {
+        return Ok(Vec::new());
+    }
+    crate::net::node_ports::request(&roots.holder_socket(), &wanted)
 }
 
 /// Replaces the rules in the holder's uplink netns, from a thread of our

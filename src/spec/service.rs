@@ -28,6 +28,9 @@ pub struct ServicePlan {
     pub source: String,
     /// The line of its document.
     pub line: usize,
+    /// Ports without a nodePort get one (NodePort, and LoadBalancer unless
+    /// `allocateLoadBalancerNodePorts: false`).
+    pub allocate_node_ports: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,8 +80,9 @@ pub const SERVICE_FIELDS: &[FieldSupport] = &[
     row(
         "spec.type",
         Yes,
-        "ClusterIP (default); NodePort and LoadBalancer are refused (not published on the \
-         host yet); ExternalName is refused",
+        "ClusterIP (default); NodePort: published on the host on each port's nodePort; \
+         LoadBalancer: published on the host on each `port` (and its nodePort); ExternalName \
+         is refused",
     ),
     row(
         "spec.clusterIP",
@@ -99,7 +103,11 @@ pub const SERVICE_FIELDS: &[FieldSupport] = &[
         Yes,
         "a number, or a container port's name; default: port",
     ),
-    row("spec.ports[].nodePort", Yes, "30000-32767"),
+    row(
+        "spec.ports[].nodePort",
+        Yes,
+        "30000-32767, on the host's addresses; a free one when left out",
+    ),
     row(
         "spec.ports[].appProtocol",
         Ignored,
@@ -133,7 +141,11 @@ pub const SERVICE_FIELDS: &[FieldSupport] = &[
     row("spec.loadBalancerIP", Warned(NO_CLOUD), ""),
     row("spec.loadBalancerSourceRanges", Warned(NO_CLOUD), ""),
     row("spec.loadBalancerClass", Warned(NO_CLOUD), ""),
-    row("spec.allocateLoadBalancerNodePorts", Warned(NO_CLOUD), ""),
+    row(
+        "spec.allocateLoadBalancerNodePorts",
+        Yes,
+        "false: a LoadBalancer is published on its ports only",
+    ),
     row("spec.healthCheckNodePort", Warned(NO_CLOUD), ""),
 ];
 
@@ -167,14 +179,7 @@ pub fn service_plan(
     let kind = spec["type"].as_str().unwrap_or("ClusterIP").to_string();
     match kind.as_str() {
         "ClusterIP" => {}
-        "NodePort" | "LoadBalancer" => err(
-            "spec.type",
-            format!(
-                "type {kind} is not supported yet: minipod does not publish Services on the \
-                 host; use type: ClusterIP (reached from pods at its virtual IP), and a \
-                 hostPort or `minipod run --publish` to reach a pod from the host"
-            ),
-        ),
+        "NodePort" | "LoadBalancer" => {}
         "ExternalName" => err(
             "spec.type",
             "type ExternalName is not supported: minipod serves no DNS aliases for outside \
@@ -405,10 +410,30 @@ pub fn service_plan(
         }
     }
 
+    let allocate_lb_node_ports = &spec["allocateLoadBalancerNodePorts"];
+    match allocate_lb_node_ports {
+        Value::Null | Value::Bool(_) if kind == "LoadBalancer" => {}
+        Value::Null => {}
+        Value::Bool(_) => err(
+            "spec.allocateLoadBalancerNodePorts",
+            "Forbidden: may only be used when `type` is 'LoadBalancer'".into(),
+        ),
+        other => err(
+            "spec.allocateLoadBalancerNodePorts",
+            format!("Invalid value: {other}: true or false"),
+        ),
+    }
+    let allocate_node_ports = match kind.as_str() {
+        "NodePort" => true,
+        "LoadBalancer" => allocate_lb_node_ports.as_bool().unwrap_or(true),
+        _ => false,
+    };
+
     if !errors.is_empty() {
         return Err(errors);
     }
     Ok(ServicePlan {
+        allocate_node_ports,
         name: name.to_string(),
         namespace: namespace.to_string(),
         kind,
@@ -499,15 +524,17 @@ mod tests {
         let e = plan(json!({"type": "ExternalName", "externalName": "example.com"})).unwrap_err();
         assert_eq!(e[0].0, "spec.type");
         assert!(e[0].1.contains("ExternalName is not supported"), "{e:?}");
-        let e = plan(json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30001}]}))
-            .unwrap_err();
-        assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].1.contains("--publish"));
         assert_eq!(
             paths(plan(
                 json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]})
             )),
-            ["spec.type", "spec.ports[0].nodePort"]
+            ["spec.ports[0].nodePort"]
+        );
+        assert_eq!(
+            paths(plan(
+                json!({"allocateLoadBalancerNodePorts": false, "ports": [{"port": 80}]})
+            )),
+            ["spec.allocateLoadBalancerNodePorts"]
         );
         assert_eq!(
             paths(plan(
@@ -520,6 +547,38 @@ mod tests {
                 json!({"externalIPs": ["1.2.3.4"], "ports": [{"port": 1}]})
             )),
             ["spec.externalIPs"]
+        );
+    }
+
+    #[test]
+    fn node_ports_are_allocated_for_node_port_and_load_balancer_services() {
+        let p =
+            plan(json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30001}]})).unwrap();
+        assert!(p.allocate_node_ports);
+        assert_eq!(p.ports[0].node_port, Some(30001));
+        assert!(
+            plan(json!({"type": "LoadBalancer", "ports": [{"port": 8080}]}))
+                .unwrap()
+                .allocate_node_ports
+        );
+        assert!(
+            !plan(
+                json!({"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
+                "ports": [{"port": 8080}]})
+            )
+            .unwrap()
+            .allocate_node_ports
+        );
+        assert!(
+            !plan(json!({"ports": [{"port": 80}]}))
+                .unwrap()
+                .allocate_node_ports
+        );
+        assert_eq!(
+            paths(plan(
+                json!({"type": "NodePort", "clusterIP": "None", "ports": [{"port": 80}]})
+            )),
+            ["spec.clusterIP"]
         );
     }
 

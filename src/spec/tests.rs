@@ -2087,10 +2087,10 @@ fn service_documents_become_plans_with_lines_warnings_and_refusals() {
         "{w}"
     );
 
-    let bad = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: LoadBalancer\n  ports:\n  - port: 80\n    targetPort: 0x\n    bogus: 1\n";
+    let bad = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: LoadBalancer\n  ports:\n  - port: 80\n    targetPort: 0x\n    bogus: 1\n    nodePort: 80\n";
     let e = manifest_from_yaml(bad, "bad.yaml").unwrap_err().to_string();
     assert!(
-        e.contains("bad.yaml:5: spec.type: type LoadBalancer is not supported yet"),
+        e.contains("bad.yaml:10: spec.ports[0].nodePort: Invalid value: 80"),
         "{e}"
     );
     assert!(e.contains("bad.yaml:9: spec.ports[0].bogus"), "{e}");

@@ -14,7 +14,9 @@
 //! never vanishes under a command that uses it.
 //!
 //! It also runs the pods' DNS server (`net::dns`, two threads started once
-//! the bridge exists and pasta is forked), which ends with it.
+//! the bridge exists and pasta is forked), and publishes NodePort and
+//! LoadBalancer Services on the host (`net::node_ports`, requests on
+//! `holder.sock`); it stays while it publishes one. Both end with it.
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -270,6 +272,9 @@ pub fn holder_main(subnet: &str, run: &Path) -> Result<()> {
         .map(|p| crate::net::pasta::Launcher::fork(&p, forward_dns))
         .transpose()?;
     let pasta_pid = pasta.as_ref().map(crate::net::pasta::Launcher::pid);
+    // The one thread that stays in the host's netns: it binds the host
+    // ports of NodePort and LoadBalancer Services.
+    let binder = crate::net::node_ports::Binder::start()?;
     uplink_network(subnet)?;
     let turned_off = std::env::var_os("MINIPOD_NO_PASTA").is_some_and(|v| !v.is_empty());
     let outbound = pasta.map(outbound);
@@ -285,6 +290,16 @@ pub fn holder_main(subnet: &str, run: &Path) -> Result<()> {
             routed,
         ),
     })?;
+    let roots = Roots {
+        data: PathBuf::new(),
+        run: run.to_path_buf(),
+    };
+    let publisher = std::sync::Arc::new(crate::net::node_ports::Publisher::new(binder));
+    let socket_path = roots.holder_socket();
+    let _ = std::fs::remove_file(&socket_path);
+    let socket = std::os::unix::net::UnixListener::bind(&socket_path)
+        .with_context(|| format!("listening on {}", socket_path.display()))?;
+    crate::net::node_ports::serve(socket, publisher.clone())?;
     stdout.write_all(&[READY])?;
     match outbound {
         Some(Ok(gateway)) => write!(stdout, "{gateway}")?,
@@ -300,11 +315,7 @@ pub fn holder_main(subnet: &str, run: &Path) -> Result<()> {
     // pasta, our child, is reaped by the kernel should it exit.
     // SAFETY: setting a disposition; no handler runs.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
-    let roots = Roots {
-        data: PathBuf::new(),
-        run: run.to_path_buf(),
-    };
-    serve_until_unneeded(&roots, idle_limit()?)?;
+    serve_until_unneeded(&roots, idle_limit()?, &publisher)?;
     if let Some(pasta) = pasta_pid {
         let _ = nix::sys::signal::kill(pasta, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(pasta, None);
@@ -336,16 +347,34 @@ fn check_interval(idle: Duration) -> Duration {
 /// Waits until the run root is removed, or until nothing has used the
 /// holder for `idle` and it could leave (then `holder.pid` is gone and the
 /// locks are ours until we exit).
-fn serve_until_unneeded(roots: &Roots, idle: Duration) -> Result<()> {
+fn serve_until_unneeded(
+    roots: &Roots,
+    idle: Duration,
+    publisher: &crate::net::node_ports::Publisher,
+) -> Result<()> {
     use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
     let watch =
         Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).context("inotify_init")?;
+    // Our socket pins the run root's dentry while it is bound, so its
+    // removal (`rm -rf`) shows as the socket's deletion first: the
+    // directory's own DELETE_SELF would come only once the socket closed.
     watch
         .add_watch(
             &roots.run,
-            AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF | AddWatchFlags::IN_UNMOUNT,
+            AddWatchFlags::IN_DELETE_SELF
+                | AddWatchFlags::IN_MOVE_SELF
+                | AddWatchFlags::IN_UNMOUNT
+                | AddWatchFlags::IN_DELETE,
         )
         .with_context(|| format!("watching the run root {}", roots.run.display()))?;
+    let socket_name = roots.holder_socket();
+    let socket_name = socket_name.file_name();
+    let run_root_gone =
+        |watch: &Inotify| {
+            watch.read_events().unwrap_or_default().iter().any(|e| {
+                !e.mask.contains(AddWatchFlags::IN_DELETE) || e.name.as_deref() == socket_name
+            })
+        };
     let mut last_used = Instant::now();
     loop {
         let timeout = nix::poll::PollTimeout::try_from(check_interval(idle))
@@ -356,11 +385,11 @@ fn serve_until_unneeded(roots: &Roots, idle: Duration) -> Result<()> {
         )];
         match nix::poll::poll(&mut fds, timeout) {
             // Removed, moved away or unmounted: nobody can find us again.
-            Ok(n) if n > 0 => return Ok(()),
+            Ok(n) if n > 0 && run_root_gone(&watch) => return Ok(()),
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e).context("waiting in the holder"),
         }
-        if in_use(roots) {
+        if in_use(roots) || publisher.publishing() {
             last_used = Instant::now();
         } else if last_used.elapsed() >= idle {
             match leave(roots)? {
@@ -404,6 +433,7 @@ fn leave(roots: &Roots) -> Result<Option<(FileLock, FileLock)>> {
     if read_live(roots).is_some_and(|r| r.pid == std::process::id() as i32) {
         std::fs::remove_file(roots.holder_pid())
             .with_context(|| format!("removing {}", roots.holder_pid().display()))?;
+        let _ = std::fs::remove_file(roots.holder_socket());
     }
     Ok(Some((finding, used)))
 }

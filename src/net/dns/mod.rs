@@ -463,6 +463,7 @@ mod tests {
                 selector: Default::default(),
                 endpoints: Vec::new(),
                 publish_not_ready: false,
+                allocate_node_ports: false,
                 source: None,
             }],
         }

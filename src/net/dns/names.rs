@@ -199,6 +199,7 @@ mod tests {
             selector: Default::default(),
             endpoints: eps,
             publish_not_ready: false,
+            allocate_node_ports: false,
             source: None,
         }
     }
