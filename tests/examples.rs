@@ -305,7 +305,7 @@ fn guestbook_sets_on_the_leader_and_reads_from_the_followers() {
             all.extend(args);
             env.ok(all)
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while redis_cli(&["get", "messages"]).trim() != "hello,from minipod" {
             assert!(
                 Instant::now() < deadline,
