@@ -993,6 +993,13 @@ fn pod_plan(
     let mut ctx = validate::Ctx::new(&source.positions);
     let mut plan = validate::build_pod_plan(&source.pod, &mut ctx);
     let mut errors = std::mem::take(&mut ctx.errors);
+    // The validator's warnings start with their path in the Pod: in a
+    // template, say where that is in the document, as errors do below.
+    if let Some(kind) = source.at {
+        for w in &mut plan.warnings {
+            w.insert_str(0, kind.template_path());
+        }
+    }
     annotations::check(
         &plan.name,
         &source.pod,

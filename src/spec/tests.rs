@@ -1382,6 +1382,11 @@ fn a_templates_warning_is_said_once_not_once_per_replica() {
         .filter(|w| w.contains("resources"))
         .collect();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
+    // At its path in the document.
+    assert!(
+        warnings[0].starts_with("spec.template.spec.containers[0].resources: "),
+        "{warnings:?}"
+    );
 }
 
 #[test]
