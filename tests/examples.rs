@@ -1,7 +1,8 @@
 //! The examples of examples/, each run as the README says (as the test
 //! user, against this test's roots): hello, the test runner passing and failing,
-//! the dev stack of PostgreSQL, Redis and a web app (skipped when no Debian
-//! mirror answers to build its image), and the Rust tests of
+//! the dev stack of PostgreSQL, Redis and a web app, the Kubernetes docs'
+//! guestbook and WordPress with MySQL (these three skipped when no Debian
+//! mirror answers to build their images), and the Rust tests of
 //! examples/rust-test run through minipod::testing.
 
 mod common;
@@ -110,49 +111,65 @@ fn as_test_user(program: impl AsRef<std::ffi::OsStr>, env: &TestEnv, work: &Path
     cmd
 }
 
-#[test]
-fn dev_stack_serves_from_postgres_and_redis() {
+/// examples/NAME/build-image run here, by whoever runs the tests (as root,
+/// mmdebstrap builds in a chroot), once: its output is cached for every
+/// later run. None when the test must be skipped (said on stderr): no
+/// mmdebstrap, or no Debian mirror answers.
+fn example_image(name: &str) -> Option<()> {
     if Command::new("mmdebstrap")
         .arg("--version")
         .output()
         .is_err()
     {
         eprintln!("skipped: mmdebstrap is not installed (sudo scripts/setup-host installs it)");
-        return;
+        return None;
     }
-    // The image: built here once (by whoever runs the tests: as root,
-    // mmdebstrap builds in a chroot), cached for every later run.
     let started = Instant::now();
-    let build = Command::new(examples().join("dev-stack/build-image"))
+    let build = Command::new(examples().join(name).join("build-image"))
         .env("MINIPOD_EXAMPLES_CACHE", image_cache())
         .output()
         .unwrap();
     if build.status.code() == Some(3) {
         eprintln!("skipped: {}", stderr_of(&build).trim_end());
-        return;
+        return None;
     }
     assert!(build.status.success(), "{}", stderr_of(&build));
-    eprintln!("dev-stack image: {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!("{name} image: {:.1} s", started.elapsed().as_secs_f64());
+    Some(())
+}
 
-    let env = TestEnv::new();
-    let work = copy_example(&env, "dev-stack");
-    // The README's command, as the test user: it finds the cached image,
-    // imports it and starts the stack.
-    let mut up = as_test_user(work.join("examples/dev-stack/up"), &env, &work);
-    up.args(["-d", "--wait", "ready", "--timeout", "3m", "-P"])
-        .env("MINIPOD_EXAMPLES_CACHE", image_cache());
+/// examples/NAME/up [ARGS] run as the README says, as the test user: it
+/// finds the cached image, imports or loads it, and starts the example.
+fn example_up(env: &TestEnv, work: &Path, name: &str, args: &[&str]) {
+    let mut up = as_test_user(work.join("examples").join(name).join("up"), env, work);
+    up.args(args).env("MINIPOD_EXAMPLES_CACHE", image_cache());
     let started = Instant::now();
     let out = wait_output(up.spawn().unwrap(), Duration::from_secs(300));
     assert!(
         out.status.success(),
-        "{}\n{}\nlogs:\n{}",
+        "{}\n{}\nps:\n{}",
         stdout_of(&out),
         stderr_of(&out),
-        stdout_of(&env.run(["logs", "dev-stack"]))
+        stdout_of(&env.run(["ps", "-a"]))
     );
     eprintln!(
-        "dev stack: imported and Ready in {:.1} s",
+        "{name}: up and Ready in {:.1} s",
         started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn dev_stack_serves_from_postgres_and_redis() {
+    if example_image("dev-stack").is_none() {
+        return;
+    }
+    let env = TestEnv::new();
+    let work = copy_example(&env, "dev-stack");
+    example_up(
+        &env,
+        &work,
+        "dev-stack",
+        &["-d", "--wait", "ready", "--timeout", "3m", "-P"],
     );
     let port = env.ok(["port", "dev-stack", "8000"]);
     let port: u16 = port.trim().rsplit(':').next().unwrap().parse().unwrap();
@@ -202,6 +219,221 @@ fn http_get(port: u16, path: &str) -> String {
     conn.read_to_string(&mut answer).unwrap();
     assert_eq!(answer.split(' ').nth(1), Some("200"), "{answer}");
     answer.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+/// The running pods of `workload` (`Deployment/NAME`), by name.
+fn pods_of(env: &TestEnv, workload: &str) -> Vec<String> {
+    let ps: serde_json::Value = serde_json::from_str(&env.ok(["ps", "--format", "json"])).unwrap();
+    let mut pods: Vec<String> = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            let w = &p["workload"];
+            format!(
+                "{}/{}",
+                w["kind"].as_str().unwrap_or(""),
+                w["name"].as_str().unwrap_or("")
+            ) == workload
+        })
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    pods.sort();
+    pods
+}
+
+/// `python3 -c SCRIPT` in container `c` of `pod`: its stdout.
+fn python_in(env: &TestEnv, pod: &str, c: &str, script: &str) -> String {
+    env.ok(["exec", pod, c, "--", "python3", "-c", script])
+}
+
+/// A Python script that GETs (or, with `data`, POSTs) `url` until it answers
+/// 200, for up to `seconds`, and prints the body; what it got last if never.
+fn fetch_script(url: &str, data: Option<&str>, seconds: u32) -> String {
+    format!(
+        "import time, urllib.request as u\n\
+         data = {data}\n\
+         for _ in range({tries}):\n\
+         \x20   try:\n\
+         \x20       print(u.urlopen({url:?}, data=data, timeout=5).read().decode()); break\n\
+         \x20   except Exception as e:\n\
+         \x20       last = e; time.sleep(0.2)\n\
+         else:\n\
+         \x20   raise SystemExit(f'{url}: {{last}}')\n",
+        data = data.map_or("None".to_string(), |d| format!("{d:?}.encode()")),
+        tries = seconds * 5,
+    )
+}
+
+/// The Kubernetes docs' guestbook (examples/guestbook), from its `up` to
+/// `down FILE`: a message set through the frontend Service reaches the
+/// leader, both followers replicate it, and reading it back goes through
+/// the follower Service, every hop by a Service's name.
+#[test]
+fn guestbook_sets_on_the_leader_and_reads_from_the_followers() {
+    if example_image("guestbook").is_none() {
+        return;
+    }
+    let env = TestEnv::new();
+    let work = copy_example(&env, "guestbook");
+    example_up(&env, &work, "guestbook", &["--timeout", "3m"]);
+    let frontends = pods_of(&env, "Deployment/frontend");
+    let followers = pods_of(&env, "Deployment/redis-follower");
+    assert_eq!(frontends.len(), 3, "{frontends:?}");
+    assert_eq!(followers.len(), 2, "{followers:?}");
+    assert_eq!(pods_of(&env, "Deployment/redis-leader").len(), 1);
+
+    // From a frontend pod, as a browser behind the Service would ask. (Once
+    // the frontend Service can be `type: LoadBalancer`, as upstream's
+    // comment offers, this goes to its published port from the host.)
+    let page = "http://frontend/guestbook.php";
+    let set = python_in(
+        &env,
+        &frontends[0],
+        "php-redis",
+        &fetch_script(
+            &format!("{page}?cmd=set&key=messages&value=hello,from+minipod"),
+            None,
+            10,
+        ),
+    );
+    assert_eq!(set.trim(), r#"{"message": "Updated"}"#);
+    // Each follower holds it once replication caught up.
+    for follower in &followers {
+        let redis_cli = |args: &[&str]| {
+            let mut all = vec!["exec", follower, "follower", "--", "redis-cli"];
+            all.extend(args);
+            env.ok(all)
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while redis_cli(&["get", "messages"]).trim() != "hello,from minipod" {
+            assert!(
+                Instant::now() < deadline,
+                "{follower} did not replicate the message:\n{}\nlogs:\n{}",
+                redis_cli(&["info", "replication"]),
+                stdout_of(&env.run(["logs", follower]))
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let info = redis_cli(&["info", "replication"]);
+        assert!(info.contains("master_host:redis-leader"), "{info}");
+        assert!(info.contains("master_link_status:up"), "{info}");
+    }
+    // Read back through the frontend Service (any of the three) and the
+    // follower Service (either follower), a few times.
+    for frontend in &frontends {
+        let got = python_in(
+            &env,
+            frontend,
+            "php-redis",
+            &fetch_script(&format!("{page}?cmd=get&key=messages"), None, 10),
+        );
+        assert_eq!(got.trim(), r#"{"data": "hello,from minipod"}"#);
+    }
+    let index = python_in(
+        &env,
+        &frontends[1],
+        "php-redis",
+        &fetch_script("http://frontend/", None, 10),
+    );
+    assert!(index.contains("<title>Guestbook</title>"), "{index}");
+
+    env.ok([
+        "down",
+        work.join("examples/guestbook/guestbook.yaml")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
+    let services: serde_json::Value =
+        serde_json::from_str(&env.ok(["service", "ls", "--format", "json"])).unwrap();
+    assert!(!services.to_string().contains("redis-leader"), "{services}");
+}
+
+/// The Kubernetes docs' WordPress and MySQL (examples/wordpress, a small
+/// blog in WordPress's place): the blog reaches the database by its
+/// headless Service with the Secret's password, a post lands in the
+/// database's claim and an upload in the blog's, both survive `down FILE`
+/// and a second `up`, and `down --volumes FILE` removes the claims too.
+#[test]
+fn wordpress_keeps_posts_on_its_claims_across_down_and_up() {
+    if example_image("wordpress").is_none() {
+        return;
+    }
+    let env = TestEnv::new();
+    let work = copy_example(&env, "wordpress");
+    let file = work.join("examples/wordpress/wordpress.yaml");
+    let file = file.to_str().unwrap();
+    example_up(&env, &work, "wordpress", &["--timeout", "3m"]);
+    let [mysql] = &pods_of(&env, "Deployment/wordpress-mysql")[..] else {
+        panic!("{}", env.ok(["ps"]))
+    };
+    let [blog] = &pods_of(&env, "Deployment/wordpress")[..] else {
+        panic!("{}", env.ok(["ps"]))
+    };
+    // The headless Service's name is the database pod's own address.
+    let mysql_ip = inspect(&env, mysql)["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resolved = python_in(
+        &env,
+        blog,
+        "wordpress",
+        "import socket; print(socket.gethostbyname('wordpress-mysql'))",
+    );
+    assert_eq!(resolved.trim(), mysql_ip);
+    // MariaDB makes its database on the first start: wait for it.
+    let install = fetch_script("http://wordpress/wp-admin/install.php", None, 60);
+    let db = python_in(&env, blog, "wordpress", &install);
+    assert!(db.contains("MariaDB"), "{db}");
+    let post = python_in(
+        &env,
+        blog,
+        "wordpress",
+        &fetch_script(
+            "http://wordpress/wp-admin/post.php",
+            Some("post_title=Hello+minipod&content=kept+on+a+claim"),
+            10,
+        ),
+    );
+    let id = serde_json::from_str::<serde_json::Value>(&post).unwrap()["id"].clone();
+
+    // Down and up again: new pods, the same volumes.
+    env.ok(["down", file]);
+    assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
+    let volumes = env.ok(["volume", "ls"]);
+    for claim in ["mysql-pv-claim", "wp-pv-claim"] {
+        assert!(volumes.contains(claim), "{volumes}");
+    }
+    example_up(&env, &work, "wordpress", &["--timeout", "3m"]);
+    let [blog] = &pods_of(&env, "Deployment/wordpress")[..] else {
+        panic!("{}", env.ok(["ps"]))
+    };
+    let got = python_in(
+        &env,
+        blog,
+        "wordpress",
+        &fetch_script(&format!("http://wordpress/?p={id}"), None, 60),
+    );
+    let got: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(got["title"], "Hello minipod", "{got}");
+    let upload = python_in(
+        &env,
+        blog,
+        "wordpress",
+        &fetch_script(
+            &format!("http://wordpress{}", got["upload"].as_str().unwrap()),
+            None,
+            10,
+        ),
+    );
+    assert_eq!(upload.trim(), "kept on a claim");
+
+    env.ok(["down", "--volumes", file]);
+    assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
+    let volumes = env.ok(["volume", "ls"]);
+    assert!(!volumes.contains("pv-claim"), "{volumes}");
 }
 
 /// The test binary of examples/rust-test: the newest cargo built beside this

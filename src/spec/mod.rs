@@ -863,7 +863,7 @@ fn workload_plan(
         .cloned();
     let template_pos = template_node.map(|n| n.positions()).unwrap_or_default();
     let mut warned = own.warned;
-    let mut pods = Vec::new();
+    let mut pods: Vec<PodPlan> = Vec::new();
     let templates = claims::templates(doc);
     for (path, message) in claims::check_templates(doc) {
         errors.push(err_at(&path, message));
@@ -916,12 +916,15 @@ fn workload_plan(
             owner: &owner,
         };
         let (mut plan, errs, template_warned) = pod_plan(&source, pos);
-        // Every replica is the same template: its errors (but those of its
-        // own name) and warned fields are said once.
+        // Every replica is the same template: its errors, warnings (but
+        // those of its own name) and warned fields are said once.
         for e in errs {
             if !errors.contains(&e) {
                 errors.push(e);
             }
+        }
+        if let Some(first) = pods.first() {
+            plan.warnings.retain(|w| !first.warnings.contains(w));
         }
         if i == 0 {
             warned.extend(template_warned.into_iter().map(|w| support::Warned {
@@ -990,6 +993,13 @@ fn pod_plan(
     let mut ctx = validate::Ctx::new(&source.positions);
     let mut plan = validate::build_pod_plan(&source.pod, &mut ctx);
     let mut errors = std::mem::take(&mut ctx.errors);
+    // The validator's warnings start with their path in the Pod: in a
+    // template, say where that is in the document, as errors do below.
+    if let Some(kind) = source.at {
+        for w in &mut plan.warnings {
+            w.insert_str(0, kind.template_path());
+        }
+    }
     annotations::check(
         &plan.name,
         &source.pod,

@@ -1367,6 +1367,29 @@ fn confinement_annotations_are_never_silently_ignored() {
 }
 
 #[test]
+fn a_templates_warning_is_said_once_not_once_per_replica() {
+    let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {a: w}}\n  template:\n    metadata: {labels: {a: w}}\n    spec: {containers: [{name: c, image: i, resources: {requests: {cpu: 100m}}}]}\n";
+    let mut n = 0;
+    let m = manifest_with(text, "f", &mut || {
+        n += 1;
+        n
+    })
+    .unwrap();
+    let warnings: Vec<&String> = m.workloads[0]
+        .pods
+        .iter()
+        .flat_map(|p| &p.warnings)
+        .filter(|w| w.contains("resources"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    // At its path in the document.
+    assert!(
+        warnings[0].starts_with("spec.template.spec.containers[0].resources: "),
+        "{warnings:?}"
+    );
+}
+
+#[test]
 fn pods_start_in_waves_with_a_stateful_sets_one_after_another() {
     let text = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  replicas: 3\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: c, image: i}]}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {a: w}}\n  template:\n    metadata: {labels: {a: w}}\n    spec: {containers: [{name: c, image: i}]}\n";
     let mut n = 0;
