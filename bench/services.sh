@@ -9,15 +9,18 @@
 #       Target: Service >= 0.9x direct.
 #   (b) TCP connect + a 1-byte request and answer + close, CONNECTS times
 #       per run, REPS runs each, via the VIP (port 81 -> 5301) against the
-#       pod's IP: the per-connection cost of the DNAT (a figure, no target).
-#   (c) Name resolution from the pod, QUERIES getaddrinfo() calls each (glibc,
-#       A and AAAA, as a client program resolves): the Service's NAME through
-#       the search path, its FQDN NAME.default.svc.cluster.local (fewer dots
-#       than ndots:5, so the search path is tried first: three NXDOMAIN pairs
-#       before the answer), and the FQDN with a trailing dot; anchored on one
-#       raw DNS A query sent straight to the DNS server's IP (the server's own
-#       round trip, no resolver library). Also the pod's own name from
-#       /etc/hosts (no DNS: the resolver library's floor). Figures, no target.
+#       pod's IP: the per-connection cost of the DNAT (the median of the
+#       runs' medians: other work on the machine makes means jumpy; a figure,
+#       no target).
+#   (c) Name resolution from the pod, QUERIES getaddrinfo() calls a run, REPS
+#       runs each, the names in turn (glibc, A and AAAA, as a client program
+#       resolves): the Service's NAME through the search path, its FQDN
+#       NAME.default.svc.cluster.local (fewer dots than ndots:5, so the search
+#       path is tried first: three NXDOMAIN pairs before the answer), and the
+#       FQDN with a trailing dot; anchored on one raw DNS A query sent
+#       straight to the DNS server's IP (the server's own round trip, no
+#       resolver library). Also the pod's own name from /etc/hosts (no DNS:
+#       the resolver library's floor). Figures (medians), no target.
 # When (a) misses, or PROFILE=1, the script shows the Service's nft table and
 # conntrack use in the holder's uplink netns and a system-wide perf profile
 # of one direct and one Service run.
@@ -138,33 +141,39 @@ field() { sed -n "s/.*\\b$1=\\([0-9.]*\\).*/\\1/p"; }
 gbps() { python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'; }
 mean() { python3 -c 'import sys; r = list(map(float, sys.argv[1].split())); print(sum(r) / len(r))' "$1"; }
 
-# (a) and (b), direct and Service alternately.
-declare -A tput conn p99
+# One netprobe run of KEY: its p50, mean and p99 appended to KEY's runs.
+declare -A tput p50 avg p99
+sample() {
+  local key=$1 line
+  shift
+  line=$(probe "$@")
+  p50[$key]+="$(field p50_us <<<"$line") " avg[$key]+="$(field mean_us <<<"$line") " p99[$key]+="$(field p99_us <<<"$line") "
+}
+
+# (a), (b) and (c), each in REPS rounds, the paths compared alternately.
+fqdn=bench.default.svc.cluster.local
 probe connect "$server_ip" 5301 100 >/dev/null
 probe connect "$vip" 81 100 >/dev/null
+probe resolve bench 50 >/dev/null
 for _ in $(seq "$reps"); do
   tput[direct]+="$(minipod exec svc-client client -- /bin/iperf3 -J -t "$secs" -c "$server_ip" | gbps) "
   tput[service]+="$(minipod exec svc-client client -- /bin/iperf3 -J -t "$secs" -c "$vip" -p 80 | gbps) "
 done
 for _ in $(seq "$reps"); do
-  line=$(probe connect "$server_ip" 5301 "$connects")
-  conn[direct]+="$(field mean_us <<<"$line") " p99[direct]+="$(field p99_us <<<"$line") "
-  line=$(probe connect "$vip" 81 "$connects")
-  conn[service]+="$(field mean_us <<<"$line") " p99[service]+="$(field p99_us <<<"$line") "
+  sample direct connect "$server_ip" 5301 "$connects"
+  sample service connect "$vip" 81 "$connects"
+done
+dns_keys=(query name fqdn dot hosts)
+for _ in $(seq "$reps"); do
+  sample query query "$gateway" "$fqdn" "$queries"
+  sample name resolve bench "$queries"
+  sample fqdn resolve "$fqdn" "$queries"
+  sample dot resolve "$fqdn." "$queries"
+  sample hosts resolve svc-client "$queries"
 done
 
-# (c) one run each, a short warm-up first (the table's first read).
-fqdn=bench.default.svc.cluster.local
-probe resolve bench 50 >/dev/null
-declare -A dns
-dns[query]=$(probe query "$gateway" "$fqdn" "$queries")
-dns[name]=$(probe resolve bench "$queries")
-dns[fqdn]=$(probe resolve "$fqdn" "$queries")
-dns[dot]=$(probe resolve "$fqdn." "$queries")
-dns[hosts]=$(probe resolve svc-client "$queries")
-
 {
-  echo "| path | runs | mean | x direct | target |"
+  echo "| path | runs | median (throughput: mean) | x direct | target |"
   echo "|:---|:---|---:|---:|:---|"
   python3 - "${tput[direct]}" "${tput[service]}" <<'PY'
 import sys
@@ -174,39 +183,39 @@ print(f"| (a) TCP to the server pod's IP | {' '.join(f'{x:.2f}' for x in direct)
 print(f"| (a) TCP through the Service's VIP | {' '.join(f'{x:.2f}' for x in service)} Gbit/s | {s:.2f} Gbit/s | {s / d:.2f} "
       f"| >= 0.9: {'met' if s / d >= 0.9 else 'MISSED'} |")
 PY
-  python3 - "${conn[direct]}" "${p99[direct]}" "${conn[service]}" "${p99[service]}" <<'PY'
-import sys
-(dm, dp, sm, sp) = ([float(x) for x in a.split()] for a in sys.argv[1:])
-d, s = sum(dm) / len(dm), sum(sm) / len(sm)
-for name, m, p, mean in (("to the pod's IP", dm, dp, d), ("through the VIP", sm, sp, s)):
-    print(f"| (b) connect + 1-byte request, {name} | {' '.join(f'{x:.0f}' for x in m)} µs "
-          f"(p99 {' '.join(f'{x:.0f}' for x in p)}) | {mean:.0f} µs | {d / mean:.2f} | |")
-PY
-  for key in query name fqdn dot hosts; do
+  for key in direct service "${dns_keys[@]}"; do
     case $key in
-      query) what="one A query to $gateway:53 (raw, no resolver)" ;;
-      name) what="getaddrinfo bench (search path)" ;;
-      fqdn) what="getaddrinfo $fqdn (ndots:5)" ;;
-      dot) what="getaddrinfo $fqdn." ;;
-      hosts) what="getaddrinfo svc-client (/etc/hosts)" ;;
+      direct) what="(b) connect + 1-byte request, to the pod's IP" ;;
+      service) what="(b) connect + 1-byte request, through the VIP" ;;
+      query) what="(c) one A query to $gateway:53 (raw, no resolver)" ;;
+      name) what="(c) getaddrinfo bench (search path)" ;;
+      fqdn) what="(c) getaddrinfo $fqdn (ndots:5)" ;;
+      dot) what="(c) getaddrinfo $fqdn." ;;
+      hosts) what="(c) getaddrinfo svc-client (/etc/hosts)" ;;
     esac
-    line=${dns[$key]}
-    echo "| (c) $what | p50 $(field p50_us <<<"$line") p90 $(field p90_us <<<"$line") p99 $(field p99_us <<<"$line") µs | $(field mean_us <<<"$line") µs | | |"
+    python3 - "$what" "${p50[$key]}" "${avg[$key]}" "${p99[$key]}" "${p50[direct]}" "$key" <<'PY'
+import statistics, sys
+what, (m, a, p, d), key = sys.argv[1], ([float(x) for x in s.split()] for s in sys.argv[2:6]), sys.argv[6]
+runs = lambda xs: " ".join(f"{x:.0f}" for x in xs)
+ratio = f"{statistics.median(d) / statistics.median(m):.2f}" if key in ("direct", "service") else ""
+print(f"| {what} | p50 {runs(m)} µs (mean {runs(a)}, p99 {runs(p)}) | {statistics.median(m):.0f} µs | {ratio} | |")
+PY
   done
 } | tee "$bench_work/services.md"
 
 report --metric "TCP through a Service's virtual IP" --unit Gbit/s --minipod "$(mean "${tput[service]}")" \
   --anchor-name "the server pod's IP" --anchor "$(mean "${tput[direct]}")" --target 0.9 --higher-better
-us_ms() { python3 -c 'import sys; print(float(sys.argv[1]) / 1000)' "$1"; }
-report --metric "TCP connect + 1-byte request through a Service's VIP" --unit ms \
-  --minipod "$(us_ms "$(mean "${conn[service]}")")" --anchor-name "the server pod's IP" \
-  --anchor "$(us_ms "$(mean "${conn[direct]}")")" --target 0 --target-text "none (figure only)"
-report --metric "Service NAME from a pod (getaddrinfo, search path)" --unit ms \
-  --minipod "$(us_ms "$(field mean_us <<<"${dns[name]}")")" --anchor-name "one DNS query to the server's IP" \
-  --anchor "$(us_ms "$(field mean_us <<<"${dns[query]}")")" --target 0 --target-text "none (figure only)"
-report --metric "Service FQDN from a pod (getaddrinfo, ndots:5)" --unit ms \
-  --minipod "$(us_ms "$(field mean_us <<<"${dns[fqdn]}")")" --anchor-name "one DNS query to the server's IP" \
-  --anchor "$(us_ms "$(field mean_us <<<"${dns[query]}")")" --target 0 --target-text "none (figure only)"
+# The median of a key's runs' medians, in ms.
+median_ms() { python3 -c 'import statistics, sys; print(statistics.median(map(float, sys.argv[1].split())) / 1000)' "${p50[$1]}"; }
+report --metric "TCP connect + 1-byte request through a Service's VIP (median)" --unit ms \
+  --minipod "$(median_ms service)" --anchor-name "the server pod's IP" \
+  --anchor "$(median_ms direct)" --target 0 --target-text "none (figure only)"
+report --metric "Service NAME from a pod (getaddrinfo, search path, median)" --unit ms \
+  --minipod "$(median_ms name)" --anchor-name "one DNS query to the server's IP" \
+  --anchor "$(median_ms query)" --target 0 --target-text "none (figure only)"
+report --metric "Service FQDN from a pod (getaddrinfo, ndots:5, median)" --unit ms \
+  --minipod "$(median_ms fqdn)" --anchor-name "one DNS query to the server's IP" \
+  --anchor "$(median_ms query)" --target 0 --target-text "none (figure only)"
 
 # Where a Service's packets spend their time, when (a) misses.
 if grep -q "VIP.*MISSED" "$bench_work/services.md" || [ -n "${PROFILE:-}" ]; then
@@ -214,7 +223,8 @@ if grep -q "VIP.*MISSED" "$bench_work/services.md" || [ -n "${PROFILE:-}" ]; the
   echo
   echo "the Service's nft table in the holder's uplink netns (pid $holder):"
   nsenter -t "$holder" -n nft list table ip minipod-services 2>&1 | sed 's/^/    /' || true
-  echo "conntrack entries there: $(nsenter -t "$holder" -n cat /proc/sys/net/netfilter/nf_conntrack_count 2>&1)"
+  echo "conntrack entries there: $(nsenter -t "$holder" -n cat /proc/sys/net/netfilter/nf_conntrack_count 2>&1)" \
+    "of at most $(cat /proc/sys/net/netfilter/nf_conntrack_max 2>&1) (nf_conntrack_max: the limit of each netns's count)"
   if command -v perf >/dev/null; then
     for path in direct service; do
       target=$server_ip port=5201
