@@ -238,9 +238,11 @@ if grep -q "VIP.*MISSED" "$bench_work/services.md" || [ -n "${PROFILE:-}" ]; the
       echo "perf, whole machine, one $path run: CPU by symbol (children included), top entries:"
       perf report -q -i "$bench_work/perf-$path.data" --children --stdio --no-call-graph --sort sym --percent-limit 3 2>/dev/null |
         grep -v '^$' | head -30
-      echo "netfilter's own share (nf_*, nft_*, *conntrack*, *nat* symbols, self):"
+      echo "netfilter's own share (nf_*, nft_*, br_nf*, *conntrack*, *nat* symbols, self), and its top symbols:"
       perf report -q -i "$bench_work/perf-$path.data" --no-children --stdio --no-call-graph --sort sym 2>/dev/null |
-        awk '$NF ~ /^(nf_|nft_|__nf|ipv4_conntrack|nf_nat|masq|br_nf)/ || $NF ~ /conntrack|_nat_/ {gsub("%", "", $1); s += $1} END {printf "    %.1f %%\n", s}'
+        awk '$NF ~ /^(nf_|nft_|__nf|ipv4_conntrack|masq|br_nf)/ || $NF ~ /conntrack|_nat_/ {
+               n++; if (n <= 6) top = top sprintf("      %s %s\n", $1, $NF); gsub("%", "", $1); s += $1 }
+             END { printf "    %.1f %%\n%s", s, top }'
     done
   fi
 fi
