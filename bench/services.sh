@@ -133,7 +133,7 @@ for _ in $(seq 50); do
 done
 gateway=$(minipod exec svc-client client -- /bin/sh -c "sed -n 's/^nameserver //p' /etc/resolv.conf" | head -1)
 echo "iperf3 $(iperf3 --version | head -1 | cut -d' ' -f2); server pod $server_ip, Service bench $vip (80->5201, 81->5301), DNS server $gateway"
-echo "-t $secs, $reps runs each; $connects connections a run; $queries lookups each; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "-t $secs, $reps runs each; $connects connections a run; $queries lookups a run; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 probe() { minipod exec svc-client client -- /bin/netprobe "$@"; }
 # A netprobe line's field ("mean_us=12.3" -> 12.3).
