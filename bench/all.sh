@@ -17,7 +17,7 @@ markdown=
 [ "${1:-}" = --markdown ] && markdown=--markdown
 
 need=()
-for tool in hyperfine podman runc skopeo docker-registry iperf3 bwrap; do
+for tool in hyperfine podman runc skopeo docker-registry iperf3 bwrap gcc; do
   command -v "$tool" >/dev/null || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -27,7 +27,7 @@ fi
 
 if [ -n "${QUICK:-}" ]; then
   # Fewer runs and smaller inputs; every target is the same.
-  export RUNS=3 WARMUP=1 LINES=1000000 PODS=20 MEASURE=10 COUNT=10 SECS=2 REPS=2
+  export RUNS=3 WARMUP=1 LINES=1000000 PODS=20 MEASURE=10 COUNT=10 SECS=2 REPS=2 CONNECTS=300 QUERIES=300
 fi
 results=$bench_work/results.jsonl
 : >"$results"
@@ -37,7 +37,7 @@ export BENCH_RESULTS=$results
 
 failed=()
 # image-load.sh builds the image registry-pull.sh pulls.
-for bench in image-load registry-pull pod-start lifecycle seccomp network probes logs commands; do
+for bench in image-load registry-pull pod-start lifecycle seccomp network services probes logs commands; do
   printf '%-14s' "$bench" >&2
   start=$SECONDS
   if bash "$repo/bench/$bench.sh" >"$bench_work/$bench.log" 2>&1; then

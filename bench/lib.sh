@@ -82,6 +82,20 @@ busybox_rootfs() {
   tar -C "$rootfs" -cf "$tarball" .
 }
 
+# A host binary $1 at $2/bin/ (the root filesystem $2), with the shared
+# libraries ldd lists (each at its own path) and the dynamic loader: how the
+# network benches get iperf3 and their probe into a busybox image.
+copy_with_libs() {
+  local bin=$1 rootfs=$2 lib
+  mkdir -p "$rootfs/bin"
+  cp -L "$bin" "$rootfs/bin/$(basename "$bin")"
+  # Every library ldd resolves ("name => /path (addr)") and the loader ("/path (addr)").
+  for lib in $(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+    mkdir -p "$rootfs$(dirname "$lib")"
+    cp -L "$lib" "$rootfs$lib"
+  done
+}
+
 # The set-up the pod benchmarks share: a fresh $work with a busybox root
 # filesystem ($rootfs, and its tar for podman), podman's configs ($conf,
 # $storage_conf), minipod's roots ($data, $run), where the pod's YAML goes

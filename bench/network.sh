@@ -30,13 +30,7 @@ cp "$(command -v busybox)" "$rootfs/bin/busybox"
 for applet in $("$rootfs/bin/busybox" --list); do
   [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
 done
-iperf=$(command -v iperf3)
-cp -L "$iperf" "$rootfs/bin/iperf3"
-# Every library ldd resolves ("name => /path (addr)") and the loader ("/path (addr)").
-for lib in $(ldd "$iperf" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
-  mkdir -p "$rootfs$(dirname "$lib")"
-  cp -L "$lib" "$rootfs$lib"
-done
+copy_with_libs "$(command -v iperf3)" "$rootfs"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n' >"$rootfs/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
 
