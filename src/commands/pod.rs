@@ -1193,8 +1193,21 @@ pub fn ps(roots: &Roots, all: bool, format: &str, filters: &[String]) -> Result<
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
         "table" => {
+            let workload_of = |st: &state::PodState| {
+                st.owner
+                    .as_ref()
+                    .filter(|o| o.kind != "Pod")
+                    .map_or("-".to_string(), ToString::to_string)
+            };
+            // Wide enough for the longest name (a Deployment's pods' are
+            // long), so the columns stay aligned.
+            let pod_width = rows.iter().map(|r| r.0.name.len()).fold(24, usize::max);
+            let workload_width = rows
+                .iter()
+                .map(|r| workload_of(&r.0).len())
+                .fold(24, usize::max);
             println!(
-                "{:<24} {:<24} {:<10} {:<6} {:<9} {:<16} {:<21} CONTAINERS",
+                "{:<pod_width$} {:<workload_width$} {:<10} {:<6} {:<9} {:<16} {:<21} CONTAINERS",
                 "POD", "WORKLOAD", "STATUS", "READY", "RESTARTS", "IP", "CREATED"
             );
             for (st, phase, message, _) in &rows {
@@ -1211,11 +1224,7 @@ pub fn ps(roots: &Roots, all: bool, format: &str, filters: &[String]) -> Result<
                     .map(container_summary)
                     .collect();
                 let status = format!("{phase:?}");
-                let workload = st
-                    .owner
-                    .as_ref()
-                    .filter(|o| o.kind != "Pod")
-                    .map_or("-".to_string(), ToString::to_string);
+                let workload = workload_of(st);
                 // As kubectl counts: app containers and sidecars.
                 let counted: Vec<&state::ContainerStatus> = st
                     .init_containers
@@ -1229,7 +1238,7 @@ pub fn ps(roots: &Roots, all: bool, format: &str, filters: &[String]) -> Result<
                     counted.len()
                 );
                 println!(
-                    "{:<24} {:<24} {:<10} {:<6} {:<9} {:<16} {:<21} {}{}",
+                    "{:<pod_width$} {:<workload_width$} {:<10} {:<6} {:<9} {:<16} {:<21} {}{}",
                     st.name,
                     workload,
                     status,
