@@ -322,13 +322,11 @@ fn reclaim(leases: &mut BTreeMap<String, Lease>, alive: impl Fn(&Lease) -> bool)
 }
 
 fn owner_alive(lease: &Lease) -> bool {
-    if !pid_alive(lease.pid) {
-        return false;
-    }
-    match (lease.start_time, start_time(lease.pid)) {
-        (Some(recorded), Some(now)) => recorded == now,
-        (Some(_), None) => false,
-        _ => true,
+    // With a recorded start time, reading the owner's is the whole check
+    // (none for a dead or zombie pid): no kill(0) beside it.
+    match lease.start_time {
+        Some(recorded) => start_time(lease.pid) == Some(recorded),
+        None => pid_alive(lease.pid),
     }
 }
 

@@ -401,7 +401,8 @@ pub fn list_pods(roots: &Roots) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(roots.pods())
         .map(|d| {
             d.flatten()
-                .filter(|e| e.path().is_dir())
+                // The entry's type from readdir: no stat per pod.
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
                 .map(|e| e.file_name().to_string_lossy().to_string())
                 .collect()
         })

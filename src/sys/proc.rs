@@ -4,7 +4,7 @@
 /// tell it from an unrelated process that reused its pid. `None` when the
 /// process is gone or a zombie (exited, not yet reaped).
 pub fn live_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_stat(pid)?;
     // The command name may hold spaces and parentheses: fields start after
     // the last ')'.
     let rest = stat.get(stat.rfind(')')? + 2..)?;
@@ -13,6 +13,22 @@ pub fn live_start_time(pid: i32) -> Option<u64> {
         return None;
     }
     fields.nth(18)?.parse().ok()
+}
+
+/// /proc/PID/stat in one read: it is a few hundred bytes, and
+/// `read_to_string` would stat it (size 0) and read it in six growing
+/// pieces. IPAM checks every lease's owner with it at each pod start.
+fn read_stat(pid: i32) -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; 1024];
+    let n = file.read(&mut buf).ok()?;
+    if n < buf.len() {
+        return String::from_utf8(buf[..n].to_vec()).ok();
+    }
+    let mut text = String::from_utf8(buf.to_vec()).ok()?;
+    file.read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// `signal` when `parent` dies (PR_SET_PDEATHSIG), then a check that it
