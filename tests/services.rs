@@ -531,6 +531,15 @@ spec:
             services(&env)
         );
     }
+    // kubelet's hosts file: the pod's FQDN before its name.
+    let hosts = env.ok(["exec", "db-0", "db", "--", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.contains(&format!(
+            "{}\tdb-0.db.default.svc.cluster.local\tdb-0\n",
+            ip_of("db-0")
+        )),
+        "{hosts}"
+    );
     // The headless name answers with both pods.
     let text = stdout_of(&env.run(["exec", &client, "c", "--", "nslookup", "db"]));
     assert!(

@@ -4,11 +4,14 @@
 /// The name under which a pod reaches the host's loopback (podman's).
 pub const HOST_NAME: &str = "host.containers.internal";
 
-/// `/etc/hosts`: localhost, the pod's own name, the host (podman's
-/// `host.containers.internal`, when pods have an outbound route), then
-/// `hostAliases`.
+/// `/etc/hosts`: localhost, the pod's own name (with kubelet's FQDN first,
+/// `HOSTNAME.SUBDOMAIN.NAMESPACE.svc.DOMAIN`, when the pod has a
+/// subdomain: `domain` is `SUBDOMAIN.NAMESPACE.svc.DOMAIN`), the host
+/// (podman's `host.containers.internal`, when pods have an outbound route),
+/// then `hostAliases`.
 pub fn hosts(
     hostname: &str,
+    domain: Option<&str>,
     pod_ip: Option<&str>,
     host_gateway: Option<&str>,
     aliases: &[(String, Vec<String>)],
@@ -23,7 +26,11 @@ pub fn hosts(
          fe00::2\tip6-allrouters\n",
     );
     // Without a pod IP the name still has to resolve to this pod.
-    s.push_str(&format!("{}\t{hostname}\n", pod_ip.unwrap_or("127.0.1.1")));
+    let ip = pod_ip.unwrap_or("127.0.1.1");
+    match domain {
+        Some(domain) => s.push_str(&format!("{ip}\t{hostname}.{domain}\t{hostname}\n")),
+        None => s.push_str(&format!("{ip}\t{hostname}\n")),
+    }
     if let Some(gateway) = host_gateway {
         s.push_str(&format!("{gateway}\t{HOST_NAME}\n"));
     }
@@ -182,15 +189,27 @@ mod tests {
             "web",
             None,
             None,
+            None,
             &[("10.1.2.3".into(), vec!["db".into(), "db.local".into()])],
         );
         assert!(h.contains("127.0.0.1\tlocalhost\n"));
         assert!(h.contains("127.0.1.1\tweb\n"));
         assert!(h.ends_with("10.1.2.3\tdb\tdb.local\n"));
-        assert!(hosts("web", Some("10.88.0.5"), None, &[]).contains("10.88.0.5\tweb\n"));
+        assert!(hosts("web", None, Some("10.88.0.5"), None, &[]).contains("10.88.0.5\tweb\n"));
         assert!(
-            hosts("web", Some("10.88.0.5"), Some("192.0.2.1"), &[])
+            hosts("web", None, Some("10.88.0.5"), Some("192.0.2.1"), &[])
                 .contains("192.0.2.1\thost.containers.internal\n")
+        );
+        // A StatefulSet's pod under its headless Service: the FQDN first.
+        assert!(
+            hosts(
+                "db-0",
+                Some("db.default.svc.cluster.local"),
+                Some("10.88.0.7"),
+                None,
+                &[]
+            )
+            .contains("10.88.0.7\tdb-0.db.default.svc.cluster.local\tdb-0\n")
         );
     }
 

@@ -468,7 +468,7 @@ impl PodFiles {
         if plan.host_network {
             std::fs::write(
                 self.paths.etc("hosts"),
-                etc_files::hosts(&plan.hostname, None, None, &plan.host_aliases),
+                etc_files::hosts(&plan.hostname, None, None, None, &plan.host_aliases),
             )?;
         }
         std::fs::write(self.paths.etc("hostname"), format!("{}\n", plan.hostname))?;

@@ -406,10 +406,22 @@ impl Pod {
         )?;
         self.state.pod_ip = Some(network.ip.to_string());
         self.state.ports = network.published();
+        // kubelet's FQDN for a pod with a subdomain (a StatefulSet's pod).
+        let domain = self.state.subdomain.as_ref().map(|sub| {
+            format!(
+                "{sub}.{}.svc.{}",
+                self.state.namespace,
+                holder
+                    .cluster_domain
+                    .as_deref()
+                    .unwrap_or(crate::net::service_table::DEFAULT_CLUSTER_DOMAIN)
+            )
+        });
         std::fs::write(
             self.paths.etc("hosts"),
             etc_files::hosts(
                 &self.hostname,
+                domain.as_deref(),
                 Some(&network.ip.to_string()),
                 host_gateway.as_deref(),
                 &self.host_aliases,
