@@ -196,21 +196,32 @@ fn push_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_be_bytes());
 }
 
+/// One resource record: its owner name (already encoded), type, class,
+/// TTL and data.
+fn push_record(out: &mut Vec<u8>, owner: &[u8], rtype: u16, class: u16, ttl: u32, rdata: &[u8]) {
+    out.extend_from_slice(owner);
+    push_u16(out, rtype);
+    push_u16(out, class);
+    push_u32(out, ttl);
+    push_u16(out, rdata.len() as u16);
+    out.extend_from_slice(rdata);
+}
+
 /// The answer to `query`, at most `limit` bytes: past it the answer
 /// records are dropped and TC set, so the client asks again over TCP.
 pub fn build_reply(query: &Query, reply: &Reply, limit: usize) -> Vec<u8> {
     let mut answers = Vec::new();
     // Each with the question's name, by a pointer to it.
-    let record = |out: &mut Vec<u8>, rtype: u16, rdata: &[u8]| {
-        push_u16(out, 0xC000 | HEADER as u16);
-        push_u16(out, rtype);
-        push_u16(out, CLASS_IN);
-        push_u32(out, reply.ttl);
-        push_u16(out, rdata.len() as u16);
-        out.extend_from_slice(rdata);
-    };
+    let question_name = (0xC000 | HEADER as u16).to_be_bytes();
     for addr in &reply.addresses {
-        record(&mut answers, TYPE_A, &addr.octets());
+        push_record(
+            &mut answers,
+            &question_name,
+            TYPE_A,
+            CLASS_IN,
+            reply.ttl,
+            &addr.octets(),
+        );
     }
     for srv in &reply.srv {
         let mut rdata = Vec::new();
@@ -218,15 +229,20 @@ pub fn build_reply(query: &Query, reply: &Reply, limit: usize) -> Vec<u8> {
         push_u16(&mut rdata, srv.weight);
         push_u16(&mut rdata, srv.port);
         push_name(&mut rdata, &srv.target);
-        record(&mut answers, TYPE_SRV, &rdata);
+        push_record(
+            &mut answers,
+            &question_name,
+            TYPE_SRV,
+            CLASS_IN,
+            reply.ttl,
+            &rdata,
+        );
     }
     let answer_count = reply.addresses.len() + reply.srv.len();
     let mut authority = Vec::new();
     if let Some(soa) = &reply.soa {
-        push_name(&mut authority, &soa.zone);
-        push_u16(&mut authority, TYPE_SOA);
-        push_u16(&mut authority, CLASS_IN);
-        push_u32(&mut authority, soa.ttl);
+        let mut zone = Vec::new();
+        push_name(&mut zone, &soa.zone);
         let mut rdata = Vec::new();
         push_name(&mut rdata, &format!("ns.dns.{}", soa.zone));
         push_name(&mut rdata, &format!("hostmaster.{}", soa.zone));
@@ -234,16 +250,12 @@ pub fn build_reply(query: &Query, reply: &Reply, limit: usize) -> Vec<u8> {
         for v in [1, 7200, 1800, 86400, soa.ttl] {
             push_u32(&mut rdata, v);
         }
-        push_u16(&mut authority, rdata.len() as u16);
-        authority.extend_from_slice(&rdata);
+        push_record(&mut authority, &zone, TYPE_SOA, CLASS_IN, soa.ttl, &rdata);
     }
     let mut opt = Vec::new();
     if query.edns_size.is_some() {
-        opt.push(0); // the root
-        push_u16(&mut opt, TYPE_OPT);
-        push_u16(&mut opt, EDNS_UDP_SIZE);
-        push_u32(&mut opt, 0);
-        push_u16(&mut opt, 0);
+        // The root's OPT record: its class is our UDP payload size.
+        push_record(&mut opt, &[0], TYPE_OPT, EDNS_UDP_SIZE, 0, &[]);
     }
     let fits = HEADER + query.question.len() + answers.len() + authority.len() + opt.len() <= limit;
     let (answers, answer_count, authority, truncated) = match fits {
