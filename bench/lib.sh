@@ -157,6 +157,24 @@ runtime_tmpfs() {
     xdg_mounted=1
   fi
 }
+# The usual end of a pod bench (its EXIT trap): `minipod down` of each
+# pod or file given, `rmi` of IMAGE, then the holder, the work folder and
+# what runtime_tmpfs changed on the host.
+#   trap 'cleanup_pods localhost/busybox pod-a file.yaml' EXIT
+cleanup_pods() {
+  set +e
+  local image=$1 one
+  shift
+  for one in "$@"; do minipod down "$one" >/dev/null 2>&1; done
+  minipod rmi "$image" >/dev/null 2>&1
+  stop_holder "$run"
+  rm -rf "$work"
+  restore_host
+}
+# A pod's IP, from `minipod inspect POD`.
+pod_ip() {
+  minipod inspect "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d[0] if isinstance(d,list) else d; print(d["status"]["podIP"])'
+}
 restore_host() {
   [ -n "$xdg_mounted" ] && { umount "$bench_xdg" || umount -l "$bench_xdg"; }
   [ -n "$tun_mode" ] && chmod "$tun_mode" /dev/net/tun

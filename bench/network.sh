@@ -69,23 +69,14 @@ spec:
 YAML
 
 minipod() { as_user "$MINIPOD" --root "$data" --runroot "$run" "$@"; }
-cleanup() {
-  set +e
-  minipod down net-client >/dev/null 2>&1
-  minipod down net-server >/dev/null 2>&1
-  minipod rmi localhost/iperf3 >/dev/null 2>&1
-  stop_holder "$run"
-  rm -rf "$work"
-  restore_host
-}
-trap cleanup EXIT
+trap 'cleanup_pods localhost/iperf3 net-client net-server' EXIT
 [ "$(id -u)" = 0 ] && chown -R "$bench_user": "$work"
 runtime_tmpfs
 
 minipod import "$rootfs" localhost/iperf3:latest >/dev/null
 minipod run -d "$work/server.yaml" >/dev/null
 minipod run -d "$work/client.yaml" >/dev/null
-server_ip=$(minipod inspect net-server | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d[0] if isinstance(d,list) else d; print(d["status"]["podIP"])')
+server_ip=$(pod_ip net-server)
 echo "iperf3 $(iperf3 --version | head -1 | cut -d' ' -f2); server pod IP $server_ip, hostPort $host_port; -t $secs, $reps runs each; $(nproc) cores"
 # Wait for the server to listen.
 for _ in $(seq 50); do

@@ -22,14 +22,7 @@ pod_yaml() {
 pod_yaml bench-default RuntimeDefault >"$work/default.yaml"
 pod_yaml bench-unconfined Unconfined >"$work/unconfined.yaml"
 
-cleanup() {
-  set +e
-  minipod rmi localhost/busybox >/dev/null 2>&1
-  stop_holder "$run"
-  rm -rf "$work"
-  restore_host
-}
-trap cleanup EXIT
+trap 'cleanup_pods localhost/busybox' EXIT
 [ "$(id -u)" = 0 ] && chown -R "$bench_user": "$work"
 runtime_tmpfs
 minipod import "$rootfs" localhost/busybox:latest >/dev/null

@@ -97,23 +97,14 @@ spec:
 YAML
 
 minipod() { as_user "$MINIPOD" --root "$data" --runroot "$run" "$@"; }
-cleanup() {
-  set +e
-  minipod down "$work/client.yaml" >/dev/null 2>&1
-  minipod down "$work/server.yaml" >/dev/null 2>&1
-  minipod rmi localhost/netprobe >/dev/null 2>&1
-  stop_holder "$run"
-  rm -rf "$work"
-  restore_host
-}
-trap cleanup EXIT
+trap 'cleanup_pods localhost/netprobe "$work/client.yaml" "$work/server.yaml"' EXIT
 [ "$(id -u)" = 0 ] && chown -R "$bench_user": "$work"
 runtime_tmpfs
 
 minipod import "$rootfs" localhost/netprobe:latest >/dev/null
 minipod run -d --wait ready "$work/server.yaml" >/dev/null
 minipod run -d --wait ready "$work/client.yaml" >/dev/null
-server_ip=$(minipod inspect svc-server | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d[0] if isinstance(d,list) else d; print(d["status"]["podIP"])')
+server_ip=$(pod_ip svc-server)
 # The Service's VIP once the server pod is its (ready) endpoint.
 vip=
 for _ in $(seq 50); do
