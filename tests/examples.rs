@@ -19,13 +19,16 @@ fn examples() -> PathBuf {
 }
 
 /// A copy of examples/NAME under the env's scratch dir (the test user may
-/// not enter the checkout), at work/examples/NAME; returns work/.
+/// not enter the checkout), at work/examples/NAME, with examples/lib beside
+/// it (the scripts the examples share); returns work/.
 fn copy_example(env: &TestEnv, name: &str) -> PathBuf {
     let work = env.work();
-    let to = work.join("examples").join(name);
-    std::fs::create_dir_all(&to).unwrap();
-    for entry in std::fs::read_dir(examples().join(name)).unwrap().flatten() {
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    for dir in [name, "lib"] {
+        let to = work.join("examples").join(dir);
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(examples().join(dir)).unwrap().flatten() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
     }
     env.give_to_user(&work.join("examples"));
     work
