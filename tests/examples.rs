@@ -19,13 +19,16 @@ fn examples() -> PathBuf {
 }
 
 /// A copy of examples/NAME under the env's scratch dir (the test user may
-/// not enter the checkout), at work/examples/NAME; returns work/.
+/// not enter the checkout), at work/examples/NAME, with examples/lib beside
+/// it (the scripts the examples share); returns work/.
 fn copy_example(env: &TestEnv, name: &str) -> PathBuf {
     let work = env.work();
-    let to = work.join("examples").join(name);
-    std::fs::create_dir_all(&to).unwrap();
-    for entry in std::fs::read_dir(examples().join(name)).unwrap().flatten() {
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    for dir in [name, "lib"] {
+        let to = work.join("examples").join(dir);
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(examples().join(dir)).unwrap().flatten() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
     }
     env.give_to_user(&work.join("examples"));
     work
@@ -283,9 +286,7 @@ fn guestbook_sets_on_the_leader_and_reads_from_the_followers() {
     assert_eq!(followers.len(), 2, "{followers:?}");
     assert_eq!(pods_of(&env, "Deployment/redis-leader").len(), 1);
 
-    // From a frontend pod, as a browser behind the Service would ask. (Once
-    // the frontend Service can be `type: LoadBalancer`, as upstream's
-    // comment offers, this goes to its published port from the host.)
+    // From a frontend pod, as a browser behind the Service would ask.
     let page = "http://frontend/guestbook.php";
     let set = python_in(
         &env,
@@ -338,16 +339,73 @@ fn guestbook_sets_on_the_leader_and_reads_from_the_followers() {
     );
     assert!(index.contains("<title>Guestbook</title>"), "{index}");
 
-    env.ok([
-        "down",
-        work.join("examples/guestbook/guestbook.yaml")
-            .to_str()
-            .unwrap(),
-    ]);
+    // From the host, as its browser: through the NodePort Service of
+    // frontend-nodeport.yaml, as the README says.
+    let file = work.join("examples/guestbook/guestbook.yaml");
+    let node_port_file = work.join("examples/guestbook/frontend-nodeport.yaml");
+    env.ok(["run", "-d", node_port_file.to_str().unwrap()]);
+    let node_port = node_port_of(&env, "frontend-nodeport");
+    let set = http_get(
+        node_port,
+        "/guestbook.php?cmd=set&key=messages&value=hello,from+the+host",
+    );
+    assert_eq!(set.trim(), r#"{"message": "Updated"}"#);
+    // Read from a follower, which may lag the leader a moment.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = http_get(node_port, "/guestbook.php?cmd=get&key=messages");
+        if got.trim() == r#"{"data": "hello,from the host"}"# {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{got}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    env.ok(["down", file.to_str().unwrap()]);
+    env.ok(["down", node_port_file.to_str().unwrap()]);
     assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
     let services: serde_json::Value =
         serde_json::from_str(&env.ok(["service", "ls", "--format", "json"])).unwrap();
-    assert!(!services.to_string().contains("redis-leader"), "{services}");
+    assert_eq!(services, serde_json::json!([]), "{services}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", node_port)).is_err(),
+        "the nodePort {node_port} is closed"
+    );
+
+    // Why guestbook.yaml keeps upstream's `type: LoadBalancer` commented
+    // out: port 80 on the host is refused rootless, saying why, and nothing
+    // of the file starts.
+    let upstream = std::fs::read_to_string(&file).unwrap();
+    let uncommented = upstream.replacen("  # type: LoadBalancer\n", "  type: LoadBalancer\n", 1);
+    assert_ne!(uncommented, upstream);
+    let lb = env.pod_file("guestbook-lb", &uncommented);
+    let err = env.fails(["run", "-d", lb.to_str().unwrap()]);
+    assert!(
+        err.contains("Service default/frontend") && err.contains("ip_unprivileged_port_start"),
+        "{err}"
+    );
+    assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
+    assert_eq!(
+        env.ok(["service", "ls", "--format", "json"]).trim(),
+        "[]",
+        "nothing of the refused file stays"
+    );
+}
+
+/// The nodePort of Service NAME's first port, as `service ls --format json`
+/// says.
+fn node_port_of(env: &TestEnv, name: &str) -> u16 {
+    let services: serde_json::Value =
+        serde_json::from_str(&env.ok(["service", "ls", "--format", "json"])).unwrap();
+    let service = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no Service {name}: {services}"));
+    let port = service["ports"][0]["nodePort"].as_u64();
+    port.and_then(|p| u16::try_from(p).ok())
+        .unwrap_or_else(|| panic!("{services}"))
 }
 
 /// The Kubernetes docs' WordPress and MySQL (examples/wordpress, a small
@@ -429,6 +487,17 @@ fn wordpress_keeps_posts_on_its_claims_across_down_and_up() {
         ),
     );
     assert_eq!(upload.trim(), "kept on a claim");
+    // From the host, through the NodePort Service of wordpress-nodeport.yaml.
+    let node_port_file = work.join("examples/wordpress/wordpress-nodeport.yaml");
+    let node_port_file = node_port_file.to_str().unwrap();
+    env.ok(["run", "-d", node_port_file]);
+    let from_host = http_get(
+        node_port_of(&env, "wordpress-nodeport"),
+        &format!("/?p={id}"),
+    );
+    let from_host: serde_json::Value = serde_json::from_str(&from_host).unwrap();
+    assert_eq!(from_host["title"], "Hello minipod", "{from_host}");
+    env.ok(["down", node_port_file]);
 
     env.ok(["down", "--volumes", file]);
     assert!(env.pod_state().is_empty(), "{:?}", env.pod_state());
