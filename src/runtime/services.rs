@@ -101,7 +101,9 @@ pub fn sync(roots: &Roots, change: Change) -> Result<(ServiceTable, Vec<String>)
     let table = services::with_endpoints(table, &pods);
     table.store(&roots.run)?;
     apply_rules(roots, &table)?;
-    let failed = publish(roots, &before, &table)?;
+    // A holder that cannot be asked fails it as a port that cannot be
+    // bound does: a run's Services are not kept half-published.
+    let failed = publish(roots, &before, &table).unwrap_or_else(|e| vec![format!("{e:#}")]);
     if !failed.is_empty() {
         if registering {
             // Nothing of this run's Services stays: the table, the rules
