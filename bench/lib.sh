@@ -108,7 +108,6 @@ busybox_pod_bench() {
   mkdir -p "$work"
   busybox_rootfs "$rootfs" "$work/rootfs.tar"
   podman_bench_config "$conf" "$storage_conf"
-  minipod() { as_user "$MINIPOD" --root "$data" --runroot "$run" "$@"; }
 }
 
 # Rootless podman as it works on this machine: runc (crun refuses hybrid
@@ -157,6 +156,10 @@ runtime_tmpfs() {
     xdg_mounted=1
   fi
 }
+# minipod as the bench user, on the bench's own data and run roots ($data,
+# $run, set by busybox_pod_bench or the bench itself).
+minipod() { as_user "$MINIPOD" --root "$data" --runroot "$run" "$@"; }
+
 # The usual end of a pod bench (its EXIT trap): `minipod down` of each
 # pod or file given, `rmi` of IMAGE, then the holder, the work folder and
 # what runtime_tmpfs changed on the host.

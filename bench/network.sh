@@ -68,7 +68,6 @@ spec:
       command: ["/bin/sleep", "3600"]
 YAML
 
-minipod() { as_user "$MINIPOD" --root "$data" --runroot "$run" "$@"; }
 trap 'cleanup_pods localhost/iperf3 net-client net-server' EXIT
 [ "$(id -u)" = 0 ] && chown -R "$bench_user": "$work"
 runtime_tmpfs

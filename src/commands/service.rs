@@ -196,10 +196,7 @@ fn ports_text(ports: &[ServicePort]) -> String {
 /// Where a Service is published on the host, as `minipod port` says it:
 /// `0.0.0.0:30080->80/tcp`.
 fn host_text(s: &ServiceEntry) -> String {
-    let one = ServiceTable {
-        services: vec![s.clone()],
-    };
-    let published: Vec<String> = crate::net::services::host_forwards(&one)
+    let published: Vec<String> = crate::net::services::service_host_forwards(s)
         .iter()
         .map(|f| {
             format!(

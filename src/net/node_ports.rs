@@ -122,11 +122,7 @@ impl Publisher {
             if serving.contains_key(&key) {
                 continue;
             }
-            let noun = if f.asked_by.ends_with("nodePort") {
-                "nodePort"
-            } else {
-                "port"
-            };
+            let noun = if f.node_port { "nodePort" } else { "port" };
             let port = Published {
                 host_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 host_port: f.host_port,
@@ -215,6 +211,7 @@ mod tests {
     fn forward(port: u16, to: u16) -> HostForward {
         HostForward {
             asked_by: "Service default/web spec.ports[0].nodePort".into(),
+            node_port: true,
             host_port: port,
             protocol: Protocol::Tcp,
             vip: Ipv4Addr::LOCALHOST,

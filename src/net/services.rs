@@ -267,6 +267,8 @@ fn assign_host_ports(
 pub struct HostForward {
     /// Who asks, for messages: `Service default/web spec.ports[0].nodePort`.
     pub asked_by: String,
+    /// A nodePort (else a LoadBalancer's own port), for messages.
+    pub node_port: bool,
     pub host_port: u16,
     pub protocol: Protocol,
     pub vip: Ipv4Addr,
@@ -275,11 +277,20 @@ pub struct HostForward {
 
 /// Every host port of the table's Services, in table order.
 pub fn host_forwards(table: &ServiceTable) -> Vec<HostForward> {
+    table
+        .services
+        .iter()
+        .flat_map(service_host_forwards)
+        .collect()
+}
+
+/// The host ports of one Service (none without a virtual IP).
+pub fn service_host_forwards(s: &ServiceEntry) -> Vec<HostForward> {
     let mut out = Vec::new();
-    for s in &table.services {
-        let Some(vip) = ip_of(s) else { continue };
+    if let Some(vip) = ip_of(s) {
         for (field, host_port, proto, i) in host_ports(s) {
             out.push(HostForward {
+                node_port: field.ends_with(".nodePort"),
                 asked_by: format!("Service {}/{} {field}", s.namespace, s.name),
                 host_port,
                 protocol: if proto == "UDP" {
